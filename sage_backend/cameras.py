@@ -1,0 +1,221 @@
+"""Camera conventions, written down once.
+
+World frame (SAGE): Y up, the head sits at the origin and faces +Z.
+Orbit pose: position = radius * (sin(pitch) cos(yaw), cos(pitch), sin(pitch) sin(yaw));
+yaw = pitch = pi/2 is the frontal view (camera on +Z).
+Camera frame: OpenGL/Blender, the camera looks down its local -Z and local +Y is up.
+cam2world is a 4x4 matrix whose columns are the camera's x, y, z axes and its position.
+Images: row 0 is the top row, column 0 the left column.
+fov_deg is the full angle across the image height (images are square, so width too).
+
+Blender (Z up, a face looks toward -Y) maps to SAGE by (x, y, z) -> (x, z, -y): see BLENDER_TO_SAGE.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+FRONTAL_YAW = math.pi / 2
+FRONTAL_PITCH = math.pi / 2
+DEFAULT_FOV_DEG = 12.0
+DEFAULT_RADIUS = 1.0
+# Half the depth of the slab that the renderer samples around the origin (the reference's 0.88..1.12 at radius 1).
+HALF_DEPTH = 0.12
+
+# Rotation taking Blender world coordinates to SAGE world coordinates: (x, y, z) -> (x, z, -y).
+BLENDER_TO_SAGE = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+SAGE_TO_BLENDER = BLENDER_TO_SAGE.T
+
+FOV_RANGE_DEG = (0.5, 120.0)
+RADIUS_RANGE = (0.3, 100.0)
+
+
+def orbit_position(yaw: torch.Tensor, pitch: torch.Tensor, radius: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """Camera position(s) on the orbit sphere, shape (..., 3)."""
+    return torch.stack(
+        [torch.sin(pitch) * torch.cos(yaw), torch.cos(pitch), torch.sin(pitch) * torch.sin(yaw)], dim=-1
+    ) * torch.as_tensor(radius, dtype=yaw.dtype, device=yaw.device)[..., None]
+
+
+def look_at(position: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """cam2world (..., 4, 4) for cameras at `position` looking at `target` (default origin), world +Y up."""
+    if target is None:
+        target = torch.zeros_like(position)
+    z_axis = torch.nn.functional.normalize(position - target, dim=-1)  # the camera looks down -Z
+    world_up = torch.tensor([0.0, 1.0, 0.0], dtype=position.dtype, device=position.device).expand_as(z_axis)
+    x_axis = torch.linalg.cross(world_up, z_axis)
+    # Straight above or below the head "up" is ambiguous: fall back to world +X as the right axis.
+    degenerate = x_axis.norm(dim=-1, keepdim=True) < 1e-6
+    fallback = torch.tensor([1.0, 0.0, 0.0], dtype=position.dtype, device=position.device).expand_as(x_axis)
+    x_axis = torch.nn.functional.normalize(torch.where(degenerate, fallback, x_axis), dim=-1)
+    y_axis = torch.linalg.cross(z_axis, x_axis)
+    c2w = torch.zeros(*position.shape[:-1], 4, 4, dtype=position.dtype, device=position.device)
+    c2w[..., :3, 0], c2w[..., :3, 1], c2w[..., :3, 2], c2w[..., :3, 3] = x_axis, y_axis, z_axis, position
+    c2w[..., 3, 3] = 1.0
+    return c2w
+
+
+def orbit_cam2world(yaw: torch.Tensor, pitch: torch.Tensor, radius: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """cam2world (..., 4, 4) for orbit poses looking at the origin."""
+    return look_at(orbit_position(yaw, pitch, radius))
+
+
+def yaw_pitch_radius(cam2world: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inverse of `orbit_position` for the camera's position (..., 4, 4) -> yaw, pitch, radius."""
+    p = cam2world[..., :3, 3]
+    radius = p.norm(dim=-1)
+    pitch = torch.acos((p[..., 1] / radius.clamp_min(1e-12)).clamp(-1.0, 1.0))
+    yaw = torch.atan2(p[..., 2], p[..., 0])
+    return yaw, pitch, radius
+
+
+def sample_orbit_poses(
+    n: int,
+    generator: torch.Generator | None = None,
+    yaw_mean: float = FRONTAL_YAW,
+    yaw_std: float = 0.3,
+    pitch_mean: float = FRONTAL_PITCH,
+    pitch_std: float = 0.155,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's training pose distribution: yaw ~ N(pi/2, 0.3), pitch ~ N(pi/2, 0.155).
+
+    Pitch is kept inside (0, pi) so the camera never flips over the poles.
+    """
+    yaw = torch.randn(n, generator=generator) * yaw_std + yaw_mean
+    pitch = (torch.randn(n, generator=generator) * pitch_std + pitch_mean).clamp(1e-5, math.pi - 1e-5)
+    return yaw, pitch
+
+
+def focal_from_fov(fov_deg: torch.Tensor | float) -> torch.Tensor:
+    """Focal length in normalised image units (the image spans [-1, 1])."""
+    return 1.0 / torch.tan(torch.deg2rad(torch.as_tensor(fov_deg, dtype=torch.float32)) / 2)
+
+
+def pixel_grid(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Normalised pixel centres (H*W, 2) as (x right, y up) in [-1, 1], row 0 at the top."""
+    ys = 1.0 - (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * (2.0 / height)
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * (2.0 / width) - 1.0
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
+
+
+def camera_rays(
+    cam2world: torch.Tensor, fov_deg: torch.Tensor | float, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ray origins and unit directions in world space, each (B, H*W, 3), pixels in row-major order."""
+    batch = cam2world.shape[0]
+    focal = focal_from_fov(fov_deg).to(cam2world.device).reshape(-1, 1, 1).expand(batch, 1, 1)
+    xy = pixel_grid(height, width, cam2world.device).unsqueeze(0).expand(batch, -1, -1)
+    dirs_cam = torch.cat([xy, -focal.expand(batch, xy.shape[1], 1)], dim=-1)
+    dirs = torch.einsum("bij,bnj->bni", cam2world[:, :3, :3], dirs_cam)
+    dirs = torch.nn.functional.normalize(dirs, dim=-1)
+    origins = cam2world[:, None, :3, 3].expand_as(dirs)
+    return origins, dirs
+
+
+def project_points(points: torch.Tensor, cam2world: torch.Tensor, fov_deg: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+    """World points (B, N, 3) -> normalised image coords (B, N, 2) as (x right, y up) and camera-space depth (B, N).
+
+    grid_sample wants y down: use `image_coords_to_grid` on the result.
+    """
+    world2cam = torch.linalg.inv(cam2world)
+    p_cam = torch.einsum("bij,bnj->bni", world2cam[:, :3, :3], points) + world2cam[:, None, :3, 3]
+    depth = -p_cam[..., 2]
+    focal = focal_from_fov(fov_deg).to(points.device).reshape(-1, 1, 1)
+    xy = p_cam[..., :2] * focal / depth.clamp_min(1e-6)[..., None]
+    return xy, depth
+
+
+def image_coords_to_grid(xy: torch.Tensor) -> torch.Tensor:
+    """(x right, y up) in [-1, 1] -> grid_sample's (x right, y down)."""
+    return torch.stack([xy[..., 0], -xy[..., 1]], dim=-1)
+
+
+def depth_range(cam2world: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Near/far (B,) along each camera's rays: the slab around the origin, wherever the camera is."""
+    distance = cam2world[:, :3, 3].norm(dim=-1)
+    return (distance - HALF_DEPTH).clamp_min(1e-3), distance + HALF_DEPTH
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One validated camera: a rigid cam2world (4, 4) in the SAGE frame and a field of view."""
+
+    cam2world: np.ndarray
+    fov_deg: float = DEFAULT_FOV_DEG
+
+    @staticmethod
+    def orbit(yaw: float, pitch: float, radius: float = DEFAULT_RADIUS, fov_deg: float = DEFAULT_FOV_DEG) -> "Camera":
+        c2w = orbit_cam2world(torch.tensor(float(yaw), dtype=torch.float64), torch.tensor(float(pitch), dtype=torch.float64), radius)
+        return Camera(c2w.numpy(), float(fov_deg))
+
+    @staticmethod
+    def from_protocol(spec: Mapping[str, Any]) -> "Camera":
+        """Parse a PROTOCOL.md camera object; raises ValueError with a one-line reason."""
+        if not isinstance(spec, Mapping):
+            raise ValueError("camera must be an object")
+        fov = _finite_number(spec.get("fov_deg", DEFAULT_FOV_DEG), "camera.fov_deg")
+        if not FOV_RANGE_DEG[0] <= fov <= FOV_RANGE_DEG[1]:
+            raise ValueError(f"camera.fov_deg must lie in {FOV_RANGE_DEG[0]}..{FOV_RANGE_DEG[1]}")
+        if "cam2world" in spec:
+            matrix = spec["cam2world"]
+            if not (isinstance(matrix, list) and len(matrix) == 4 and all(isinstance(r, list) and len(r) == 4 for r in matrix)):
+                raise ValueError("camera.cam2world must be 4 rows of 4 numbers")
+            c2w = np.array([[_finite_number(v, "camera.cam2world") for v in row] for row in matrix], dtype=np.float64)
+            return Camera(_rigid(c2w), fov)
+        yaw = _finite_number(spec.get("yaw", FRONTAL_YAW), "camera.yaw")
+        pitch = _finite_number(spec.get("pitch", FRONTAL_PITCH), "camera.pitch")
+        radius = _finite_number(spec.get("radius", DEFAULT_RADIUS), "camera.radius")
+        if not RADIUS_RANGE[0] <= radius <= RADIUS_RANGE[1]:
+            raise ValueError(f"camera.radius must lie in {RADIUS_RANGE[0]}..{RADIUS_RANGE[1]}")
+        return Camera.orbit(yaw, pitch, radius, fov)
+
+    def to_protocol(self) -> dict[str, Any]:
+        return {"cam2world": self.cam2world.tolist(), "fov_deg": self.fov_deg}
+
+
+def stack_cameras(cameras: list[Camera], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """cam2world (B, 4, 4) float32 and fov_deg (B,) tensors for a list of cameras."""
+    c2w = torch.as_tensor(np.stack([c.cam2world for c in cameras]), dtype=torch.float32, device=device)
+    fov = torch.tensor([c.fov_deg for c in cameras], dtype=torch.float32, device=device)
+    return c2w, fov
+
+
+def blender_to_sage_matrix(matrix_world: np.ndarray, pivot: np.ndarray, scale: float) -> np.ndarray:
+    """A Blender camera's matrix_world (4, 4) -> SAGE cam2world, relative to the pivot and divided by its scale.
+
+    The add-on mirrors this in blender_addon/camera.py; tests prove both agree.
+    """
+    rotation = np.asarray(matrix_world, dtype=np.float64)[:3, :3]
+    rotation = rotation / np.linalg.norm(rotation, axis=0, keepdims=True)  # drop the object's scale
+    position = (np.asarray(matrix_world, dtype=np.float64)[:3, 3] - np.asarray(pivot, dtype=np.float64)) / scale
+    c2w = np.eye(4)
+    c2w[:3, :3] = BLENDER_TO_SAGE @ rotation
+    c2w[:3, 3] = BLENDER_TO_SAGE @ position
+    return c2w
+
+
+def _finite_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number")
+    return float(value)
+
+
+def _rigid(c2w: np.ndarray) -> np.ndarray:
+    """Check a cam2world is a rotation + translation (tolerating float noise) and return it cleaned up."""
+    if not np.allclose(c2w[3], [0.0, 0.0, 0.0, 1.0], atol=1e-4):
+        raise ValueError("camera.cam2world's last row must be [0, 0, 0, 1]")
+    rotation = c2w[:3, :3]
+    if not np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-3) or np.linalg.det(rotation) <= 0:
+        raise ValueError("camera.cam2world's 3x3 part must be a rotation (no scale, shear or mirror)")
+    u, _, vt = np.linalg.svd(rotation)
+    clean = np.eye(4)
+    clean[:3, :3] = u @ vt
+    clean[:3, 3] = c2w[:3, 3]
+    if not RADIUS_RANGE[0] <= np.linalg.norm(clean[:3, 3]) <= RADIUS_RANGE[1]:
+        raise ValueError(f"camera distance from the head must lie in {RADIUS_RANGE[0]}..{RADIUS_RANGE[1]}")
+    return clean

@@ -1,0 +1,152 @@
+"""Typed model configurations and the named presets (full, small, tiny).
+
+`full` reproduces the reference sizes (SAGE_SPEC.md). `small` is the CPU preset the demo
+checkpoints use; `tiny` exists for tests. Configs are frozen dataclasses that round-trip
+through plain dicts (the JSON stored beside every checkpoint).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from dataclasses import field as _field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    z_dim: int = 256
+    hidden: int = 256
+    layers: int = 3
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    """FiLM-SIREN feature field. `layers` FiLM layers for density, plus one colour FiLM layer."""
+
+    width: int = 256
+    layers: int = 8
+    box_warp: float = 0.24  # side of the cube mapped to [-1, 1]^3
+    freq_scale: float = 15.0  # frequencies enter as freq_scale * f + freq_shift
+    freq_shift: float = 30.0
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    feature_resolution: int = 64
+    samples_per_ray: int = 16
+    fov_deg: float = 12.0
+    chunk_rays: int = 16384  # rays per field evaluation: bounds memory at any resolution
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Upsampling decoders (GNet, GNet_parsing): channels per scale, the first at the feature resolution."""
+
+    channels: tuple[int, ...] = (256, 256, 128, 64)
+
+
+@dataclass(frozen=True)
+class TranslatorConfig:
+    """SPADE U-Net domain translator."""
+
+    channels: tuple[int, ...] = (32, 64, 128, 256, 512)
+    spade_hidden: int = 117  # sized so the translator has the reference's 20.8M parameters
+    spade_stages: int = 2  # decoder stages (from the bottom) that use SPADE residual blocks
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Progressive residual CoordConv discriminator; channels per block, the first at the largest input."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256, 400, 400, 400, 400)
+    latent_head: int = 256  # pi-GAN's latent-regression outputs, kept as in the reference
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "full"
+    output_resolution: int = 256
+    mapping: MappingConfig = _field(default_factory=MappingConfig)
+    field: FieldConfig = _field(default_factory=FieldConfig)
+    render: RenderConfig = _field(default_factory=RenderConfig)
+    decoder: DecoderConfig = _field(default_factory=DecoderConfig)
+    translator: TranslatorConfig = _field(default_factory=TranslatorConfig)
+    discriminator: DiscriminatorConfig = _field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self) -> None:
+        ratio = self.output_resolution // self.render.feature_resolution
+        if ratio < 1 or ratio * self.render.feature_resolution != self.output_resolution or ratio & (ratio - 1):
+            raise ValueError("output_resolution must be the feature resolution times a power of two")
+        if len(self.decoder.channels) < self.max_scale + 1:
+            raise ValueError("decoder.channels needs one entry per scale up to output_resolution")
+        if self.output_resolution % (2 ** (len(self.translator.channels) - 1)):
+            raise ValueError("output_resolution must be divisible by the translator's total downsampling")
+
+    @property
+    def max_scale(self) -> int:
+        """Number of doublings from the feature resolution to the output resolution."""
+        return (self.output_resolution // self.render.feature_resolution).bit_length() - 1
+
+    def resolution_of_scale(self, scale: int) -> int:
+        return self.render.feature_resolution * 2**scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> "ModelConfig":
+        """Rebuild from `to_dict` output; unknown keys are an error, so a foreign file cannot pass silently."""
+        return _build(ModelConfig, data)
+
+
+def _build(cls: type, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"config section {cls.__name__} must be an object")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown config keys for {cls.__name__}: {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if name != "name" else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value)
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "full": ModelConfig(),
+    # The CPU preset: 128 x 128 output from a 32 x 32 feature render; the demo checkpoints use it.
+    "small": ModelConfig(
+        name="small",
+        output_resolution=128,
+        mapping=MappingConfig(z_dim=64, hidden=128, layers=3),
+        field=FieldConfig(width=64, layers=4),
+        render=RenderConfig(feature_resolution=32, samples_per_ray=12),
+        decoder=DecoderConfig(channels=(64, 48, 32)),
+        translator=TranslatorConfig(channels=(16, 24, 32, 48, 64), spade_hidden=32),
+        discriminator=DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 64), latent_head=0),
+    ),
+    # The test preset: seconds for a training step on one core.
+    "tiny": ModelConfig(
+        name="tiny",
+        output_resolution=32,
+        mapping=MappingConfig(z_dim=16, hidden=32, layers=2),
+        field=FieldConfig(width=32, layers=2),
+        render=RenderConfig(feature_resolution=16, samples_per_ray=8),
+        decoder=DecoderConfig(channels=(16, 16)),
+        translator=TranslatorConfig(channels=(8, 8, 16), spade_hidden=8, spade_stages=1),
+        discriminator=DiscriminatorConfig(channels=(8, 16, 16, 16), latent_head=0),
+    ),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None

@@ -1,0 +1,148 @@
+"""The one inference entry point: latent or seed + cameras -> drawing, semantic map, depth.
+
+PortraitRenderer owns the device and the precision, caches the mapping network's work per
+(latent, psi) and batches cameras, so a turntable pays for the latent once.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sage_backend.cameras import Camera, stack_cameras
+from sage_backend.model.generator import SageGenerator
+from sage_backend.model.mapping import Style
+
+OUTPUTS = ("drawing", "semantic", "depth")
+
+
+class Interrupted(Exception):
+    """Raised between chunks of work when the caller's `should_stop` says so (cancel, deadline, shutdown)."""
+
+
+@dataclass
+class Frame:
+    drawing: np.ndarray | None = None  # (H, W, 3) uint8, row 0 at the top
+    semantic: np.ndarray | None = None  # (H, W) uint8 class ids
+    depth: np.ndarray | None = None  # (H, W) float32 ray distance
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
+    """The latent for a seed: drawn on the CPU so a seed means the same head on every device."""
+    return torch.randn(z_dim, generator=torch.Generator().manual_seed(int(seed)))
+
+
+class PortraitRenderer:
+    def __init__(self, generator: SageGenerator, device: torch.device | str = "cpu", camera_batch: int = 4, style_cache: int = 32) -> None:
+        self.device = torch.device(device)
+        self.generator = generator.to(self.device).eval().requires_grad_(False)
+        self.camera_batch = camera_batch
+        self._styles: OrderedDict[tuple[bytes, float], Style] = OrderedDict()
+        self._style_cache = style_cache
+
+    @property
+    def cfg(self):
+        return self.generator.cfg
+
+    def latent(self, seed: int | None = None, latent: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
+        """Exactly one of seed / latent -> a (z_dim,) float32 latent."""
+        if (seed is None) == (latent is None):
+            raise ValueError("give exactly one of seed or latent")
+        if latent is None:
+            return seed_latent(seed, self.generator.z_dim)
+        z = torch.as_tensor(np.asarray(latent, dtype=np.float32)).reshape(-1)
+        if z.numel() != self.generator.z_dim or not torch.isfinite(z).all():
+            raise ValueError(f"latent must be {self.generator.z_dim} finite float32 values")
+        return z
+
+    def style(self, z: torch.Tensor, psi: float) -> Style:
+        """The mapping network's output for one latent, truncated by psi; cached (LRU)."""
+        key = (z.numpy().tobytes(), float(psi))
+        if key in self._styles:
+            self._styles.move_to_end(key)
+            return self._styles[key]
+        with torch.no_grad():
+            style = self.generator.style(z[None].to(self.device), psi)
+        self._styles[key] = style
+        if len(self._styles) > self._style_cache:
+            self._styles.popitem(last=False)
+        return style
+
+    def _autocast(self):
+        # bf16 on CUDA: the SIREN sines and the decoders tolerate it; CPU stays fp32 (bf16 is slower there).
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    def render(
+        self,
+        z: torch.Tensor,
+        cameras: Sequence[Camera],
+        psi: float = 0.5,
+        resolution: int | None = None,
+        outputs: Iterable[str] = ("drawing", "semantic"),
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[Frame]:
+        """Yield one Frame per camera, in order; checks `should_stop` before each batch of cameras."""
+        wanted = set(outputs)
+        if not wanted <= set(OUTPUTS) or not wanted:
+            raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}")
+        size = resolution or self.cfg.output_resolution
+        style = self.style(z, psi)
+        for start in range(0, len(cameras), self.camera_batch):
+            if should_stop is not None and should_stop():
+                raise Interrupted()
+            batch = list(cameras[start:start + self.camera_batch])
+            c2w, fov = stack_cameras(batch, self.device)
+            with torch.no_grad(), self._autocast():
+                out = self.generator(style.expand(len(batch)), c2w, fov)
+            yield from _to_frames(out.drawing, out.parsing, out.view.depth, size, wanted)
+
+    def density(self, points: torch.Tensor, z: torch.Tensor, psi: float = 0.5, chunk: int = 262144,
+                should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+        """Density (N,) at world points (N, 3), evaluated in chunks so memory stays bounded."""
+        style = self.style(z, psi)
+        out = torch.empty(points.shape[0], dtype=torch.float32)
+        for start in range(0, points.shape[0], chunk):
+            if should_stop is not None and should_stop():
+                raise Interrupted()
+            part = points[start:start + chunk].to(self.device, torch.float32)
+            with torch.no_grad(), self._autocast():
+                out[start:start + chunk] = self.generator.field.density(part[None], style).float().cpu()[0]
+        return out
+
+
+def _to_frames(drawing: torch.Tensor, parsing: torch.Tensor, depth: torch.Tensor, size: int, wanted: set[str]) -> list[Frame]:
+    """Resize network outputs to the requested size and convert them to the wire's numpy types."""
+    frames = [Frame() for _ in range(drawing.shape[0])]
+    if "drawing" in wanted:
+        img = _resize(drawing.float(), size, "bilinear")
+        img = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        for frame, d in zip(frames, img):
+            frame.drawing = d
+    if "semantic" in wanted:
+        # Resize the logits, not the labels, so region borders stay smooth at any size.
+        labels = _resize(parsing.float(), size, "bilinear").argmax(1).to(torch.uint8).cpu().numpy()
+        for frame, s in zip(frames, labels):
+            frame.semantic = s
+    if "depth" in wanted:
+        dep = _resize(depth.float()[:, None], size, "bilinear")[:, 0].cpu().numpy().astype(np.float32)
+        for frame, d in zip(frames, dep):
+            frame.depth = d
+    return frames
+
+
+def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode=mode, align_corners=False, antialias=size < x.shape[-1])

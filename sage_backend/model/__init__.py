@@ -1,0 +1,1 @@
+"""The SAGE networks: mapping, feature field, renderer, decoders, translator, discriminators."""

@@ -1,0 +1,72 @@
+"""FiLM-SIREN feature field (pi-GAN): points + view directions -> density, 256-d features, low-res RGB."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sage_backend.config import FieldConfig
+from sage_backend.model.mapping import Style
+
+
+@dataclass
+class FieldSample:
+    density: torch.Tensor  # (B, N, 1), before the ReLU
+    features: torch.Tensor  # (B, N, width)
+    rgb: torch.Tensor  # (B, N, 3) in [0, 1]
+
+
+class FiLMSiren(nn.Module):
+    """sin(freq * (W x + b) + phase)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        return torch.sin(freq.unsqueeze(1) * self.linear(x) + phase.unsqueeze(1))
+
+
+def _frequency_init(layer: nn.Linear, scale: float = 25.0) -> None:
+    bound = math.sqrt(6 / layer.in_features) / scale
+    nn.init.uniform_(layer.weight, -bound, bound)
+
+
+class FeatureField(nn.Module):
+    def __init__(self, cfg: FieldConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layers = nn.ModuleList(
+            [FiLMSiren(3 if i == 0 else cfg.width, cfg.width) for i in range(cfg.layers)]
+        )
+        self.density_head = nn.Linear(cfg.width, 1)
+        self.color_layer = FiLMSiren(cfg.width + 3, cfg.width)
+        self.rgb_head = nn.Linear(cfg.width, 3)
+        for linear in [l.linear for l in self.layers[1:]] + [self.density_head, self.color_layer.linear, self.rgb_head]:
+            _frequency_init(linear)
+        first = self.layers[0].linear
+        nn.init.uniform_(first.weight, -1 / first.in_features, 1 / first.in_features)
+
+    @property
+    def width(self) -> int:
+        return self.cfg.width
+
+    def _hidden(self, points: torch.Tensor, style: Style) -> torch.Tensor:
+        freqs = style.frequencies * self.cfg.freq_scale + self.cfg.freq_shift
+        x = points * (2.0 / self.cfg.box_warp)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, freqs[:, i], style.phases[:, i])
+        return x
+
+    def forward(self, points: torch.Tensor, directions: torch.Tensor, style: Style) -> FieldSample:
+        """points, directions: (B, N, 3) -> FieldSample."""
+        hidden = self._hidden(points, style)
+        freqs = style.frequencies[:, -1] * self.cfg.freq_scale + self.cfg.freq_shift
+        features = self.color_layer(torch.cat([hidden, directions], dim=-1), freqs, style.phases[:, -1])
+        return FieldSample(self.density_head(hidden), features, torch.sigmoid(self.rgb_head(features)))
+
+    def density(self, points: torch.Tensor, style: Style) -> torch.Tensor:
+        """Density only (B, N), ReLU applied: what a mesh needs, without the colour branch."""
+        return torch.relu(self.density_head(self._hidden(points, style))).squeeze(-1)

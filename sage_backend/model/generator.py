@@ -1,0 +1,134 @@
+"""The SAGE generator: mapping -> feature field -> volume renderer -> semantic decoder -> drawing decoder
+(-> domain translator conditioned on the detached semantics)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sage_backend.cameras import camera_rays, image_coords_to_grid, project_points
+from sage_backend.config import ModelConfig
+from sage_backend.labels import NUM_CLASSES
+from sage_backend.model.decoders import UpsamplingDecoder
+from sage_backend.model.field import FeatureField
+from sage_backend.model.mapping import MappingNetwork, Style
+from sage_backend.model.renderer import RenderedView, VolumeRenderer
+from sage_backend.model.translator import DomainTranslator
+
+
+@dataclass
+class StereoView:
+    """MVCGAN's auxiliary view, warped into the primary view through the primary depth."""
+
+    rgb: torch.Tensor  # (B, 3, h, w) the auxiliary low-res RGB seen from the primary camera
+    valid: torch.Tensor  # (B, 1, h, w) 1 where the warp landed inside the auxiliary image
+
+
+@dataclass
+class GeneratorOutput:
+    drawing: torch.Tensor  # (B, 3, H, W), nominally [-1, 1]
+    parsing: torch.Tensor  # (B, 19, H, W) semantic logits
+    view: RenderedView  # the primary volume render (features, low-res RGB, depth, opacity)
+    stereo: StereoView | None
+
+
+class SageGenerator(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.mapping = MappingNetwork(cfg.mapping, cfg.field)
+        self.field = FeatureField(cfg.field)
+        self.renderer = VolumeRenderer(cfg.render.samples_per_ray, cfg.render.chunk_rays)
+        width, style_dim = cfg.field.width, cfg.mapping.hidden
+        self.semantic_decoder = UpsamplingDecoder(width, cfg.decoder.channels, style_dim, NUM_CLASSES)
+        self.drawing_decoder = UpsamplingDecoder(width, cfg.decoder.channels, style_dim, 3)
+        self.translator = DomainTranslator(cfg.translator, NUM_CLASSES)
+        film = (1, cfg.field.layers + 1, cfg.field.width)
+        # The truncation centre (w_avg), refreshed by `update_average_style` and saved with the weights.
+        self.register_buffer("avg_frequencies", torch.zeros(film))
+        self.register_buffer("avg_phases", torch.zeros(film))
+        self.register_buffer("avg_codes", torch.zeros(1, style_dim))
+        # Stage I trains photos without the translator (as the reference); Stage II switches it on.
+        self.register_buffer("translator_active", torch.zeros((), dtype=torch.bool))
+        self.update_average_style()
+
+    @property
+    def z_dim(self) -> int:
+        return self.cfg.mapping.z_dim
+
+    def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(batch, self.z_dim, generator=generator)
+
+    def style(self, z: torch.Tensor, psi: float = 1.0) -> Style:
+        style = self.mapping(z)
+        return style if psi == 1.0 else style.truncate(self.average_style(), psi)
+
+    def average_style(self) -> Style:
+        return Style(self.avg_frequencies, self.avg_phases, self.avg_codes)
+
+    @torch.no_grad()
+    def update_average_style(self, samples: int = 4096, seed: int = 0) -> None:
+        """Recompute w_avg from a fixed set of latents, so the same weights always truncate the same way."""
+        z = torch.randn(samples, self.z_dim, generator=torch.Generator().manual_seed(seed)).to(self.avg_codes.device)
+        style = self.mapping(z)
+        self.avg_frequencies.copy_(style.frequencies.mean(0, keepdim=True))
+        self.avg_phases.copy_(style.phases.mean(0, keepdim=True))
+        self.avg_codes.copy_(style.codes.mean(0, keepdim=True))
+
+    def render_view(self, style: Style, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> RenderedView:
+        return self.renderer.render(self.field, style, cam2world, fov_deg, self.cfg.render.feature_resolution, **kwargs)
+
+    def decode(self, features: torch.Tensor, codes: torch.Tensor, scale: int, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features -> (drawing, semantic logits). The semantics are decoded first and condition the
+        translator detached, so the drawing loss cannot bend the semantic map."""
+        parsing = self.semantic_decoder(features, codes, scale, alpha)
+        drawing = self.drawing_decoder(features, codes, scale, alpha)
+        if bool(self.translator_active):
+            drawing = self.translator(drawing, torch.softmax(parsing.detach().float(), dim=1).to(drawing.dtype))
+        return drawing, parsing
+
+    def forward(
+        self,
+        style: Style,
+        cam2world: torch.Tensor,
+        fov_deg: torch.Tensor | float,
+        scale: int | None = None,
+        alpha: float = 1.0,
+        jitter: bool = False,
+        density_noise: float = 0.0,
+        aux_cam2world: torch.Tensor | None = None,
+        aux_mix: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> GeneratorOutput:
+        scale = self.cfg.max_scale if scale is None else scale
+        render_kwargs = dict(jitter=jitter, density_noise=density_noise, generator=generator)
+        view = self.render_view(style, cam2world, fov_deg, **render_kwargs)
+        features, stereo = view.features, None
+        if aux_cam2world is not None:
+            aux = self.render_view(style, aux_cam2world, fov_deg, **render_kwargs)
+            warped, valid = warp_into_view(aux, view.depth, cam2world, aux_cam2world, fov_deg)
+            mix = (aux_mix if aux_mix is not None else torch.zeros(cam2world.shape[0], device=features.device)).view(-1, 1, 1, 1)
+            features = (1 - mix * valid) * features + mix * valid * warped[:, :-3]
+            stereo = StereoView(warped[:, -3:], valid)
+        drawing, parsing = self.decode(features, style.codes, scale, alpha)
+        return GeneratorOutput(drawing, parsing, view, stereo)
+
+
+def warp_into_view(
+    source: RenderedView, target_depth: torch.Tensor, target_c2w: torch.Tensor, source_c2w: torch.Tensor, fov_deg: torch.Tensor | float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample the source view's features+RGB at the pixels where the target view's surface points land.
+
+    Returns (B, C+3, h, w) warped values and a (B, 1, h, w) mask of points that project inside the source image.
+    """
+    b, _, h, w = source.features.shape
+    origins, dirs = camera_rays(target_c2w, fov_deg, h, w)
+    points = origins + dirs * target_depth.reshape(b, -1, 1)
+    xy, depth = project_points(points, source_c2w, fov_deg)
+    grid = image_coords_to_grid(xy).reshape(b, h, w, 2)
+    values = torch.cat([source.features, source.rgb], dim=1)
+    warped = F.grid_sample(values, grid.to(values.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    inside = (xy.abs() <= 1).all(-1) & (depth > 0)
+    return warped, inside.reshape(b, 1, h, w).to(values.dtype)
