@@ -79,6 +79,8 @@ class ModelConfig:
             raise ValueError("output_resolution must be the feature resolution times a power of two")
         if len(self.decoder.channels) < self.max_scale + 1:
             raise ValueError("decoder.channels needs one entry per scale up to output_resolution")
+        if 2 ** len(self.discriminator.channels) < self.output_resolution:
+            raise ValueError("the discriminator needs one block per halving from output_resolution down to 2")
         if self.output_resolution % (2 ** (len(self.translator.channels) - 1)):
             raise ValueError("output_resolution must be divisible by the translator's total downsampling")
 
@@ -129,7 +131,7 @@ PRESETS: dict[str, ModelConfig] = {
         render=RenderConfig(feature_resolution=32, samples_per_ray=12),
         decoder=DecoderConfig(channels=(64, 48, 32)),
         translator=TranslatorConfig(channels=(16, 24, 32, 48, 64), spade_hidden=32),
-        discriminator=DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 64), latent_head=0),
+        discriminator=DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 96, 96), latent_head=0),
     ),
     # The test preset: seconds for a training step on one core.
     "tiny": ModelConfig(
@@ -140,7 +142,7 @@ PRESETS: dict[str, ModelConfig] = {
         render=RenderConfig(feature_resolution=16, samples_per_ray=8),
         decoder=DecoderConfig(channels=(16, 16)),
         translator=TranslatorConfig(channels=(8, 8, 16), spade_hidden=8, spade_stages=1),
-        discriminator=DiscriminatorConfig(channels=(8, 16, 16, 16), latent_head=0),
+        discriminator=DiscriminatorConfig(channels=(8, 16, 16, 16, 16), latent_head=0),
     ),
 }
 

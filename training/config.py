@@ -1,0 +1,123 @@
+"""Training configuration: one nested, typed config per experiment (stored as a JSON recipe)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from dataclasses import field as _field
+from pathlib import Path
+from typing import Any
+
+from sage_backend.config import ModelConfig, preset
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One curriculum entry: from `start` on, train at this batch size, output size and learning rates."""
+
+    start: int
+    batch: int
+    resolution: int
+    g_lr: float
+    d_lr: float
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    r1_gamma: float = 0.2
+    pose_weight: float = 15.0
+    pose_weight_final_resolution: float = 0.0  # the reference switches pose regression off at the last stage
+    parsing_weight: float = 1.0  # D_parsing's adversarial term beside D_rgb's
+    reprojection_weight: float = 1.0
+    topk_interval: int = 2000
+    topk_min: float = 0.6
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    stage: int = 1  # 1: photos + semantics; 2: a drawing style, field frozen
+    model: str = "full"  # a sage_backend preset name
+    style: str = "photo"  # the style name written into the checkpoint
+    description: str = ""
+    data: str = ""  # CelebAMask-HQ-layout root (stage 1) or drawing-styles root (stage 2)
+    initial_step: int = 0  # where the step count starts (the reference's Stage II continues from 50k)
+    steps: int = 90_000  # the step count to stop at
+    curriculum: tuple[Phase, ...] = (
+        Phase(0, 32, 64, 6e-5, 2e-4),
+        Phase(25_000, 24, 128, 5e-5, 2e-4),
+        Phase(50_000, 24, 256, 3e-5, 1e-4),
+    )
+    fade_steps: int = 2000
+    batch_split: int = 4  # gradient accumulation chunks per batch, for memory
+    losses: LossConfig = _field(default_factory=LossConfig)
+    betas: tuple[float, float] = (0.0, 0.9)  # floats: torch 2.13 rejects ints
+    grad_clip: float = 10.0
+    ema_decay: float = 0.999
+    density_noise: float = 1.0  # std of the noise on density, decaying to 0 ...
+    density_noise_steps: int = 5000  # ... over this many steps
+    stereo_offset_std: float = 0.15  # auxiliary camera: yaw/pitch offset from the primary (radians)
+    stereo_mix_max: float = 0.1  # auxiliary features mixed in with a ratio ~ U(0, this)
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    workers: int = 0
+
+    def model_config(self) -> ModelConfig:
+        return preset(self.model)
+
+    def phase(self, step: int) -> Phase:
+        return [p for p in self.curriculum if p.start <= step][-1]
+
+    def alpha(self, step: int) -> float:
+        """Fade-in of a new resolution over `fade_steps` from its phase start (1 at the first phase)."""
+        phase = self.phase(step)
+        if phase == self.curriculum[0]:
+            return 1.0
+        return min(1.0, (step - phase.start) / max(1, self.fade_steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        kwargs = dict(data)
+        if "curriculum" in kwargs:
+            kwargs["curriculum"] = tuple(Phase(**p) for p in kwargs["curriculum"])
+        if "losses" in kwargs:
+            kwargs["losses"] = LossConfig(**kwargs["losses"])
+        if "betas" in kwargs:
+            kwargs["betas"] = tuple(float(b) for b in kwargs["betas"])
+        cfg = TrainConfig(**kwargs)
+        cfg.validate()
+        return cfg
+
+    @staticmethod
+    def load(path: str | Path) -> "TrainConfig":
+        try:
+            return TrainConfig.from_dict(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such recipe file") from None
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"{path}: not a valid recipe ({exc})") from None
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        model = self.model_config()
+        if not self.curriculum or self.curriculum[0].start != self.initial_step:
+            raise ValueError("the curriculum must start at initial_step")
+        for p in self.curriculum:
+            ratio = p.resolution // model.render.feature_resolution
+            if p.resolution > model.output_resolution or ratio < 1 or ratio & (ratio - 1):
+                raise ValueError(f"curriculum resolution {p.resolution} must be the feature resolution times a power of two, at most {model.output_resolution}")
+            if p.batch % self.batch_split:
+                raise ValueError(f"batch {p.batch} must divide into batch_split={self.batch_split} chunks")
+        if self.stage not in (1, 2):
+            raise ValueError("stage must be 1 or 2")

@@ -1,0 +1,59 @@
+"""SAGE's losses: non-saturating GAN, R1, pose regression, top-k, stereo reprojection (SSIM + L1)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Logistic loss: softplus(D(fake)) + softplus(-D(real))."""
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating: softplus(-D(G(z)))."""
+    return F.softplus(-fake_logits).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor, gamma: float) -> torch.Tensor:
+    """0.5 * gamma * E|grad_x D(x)|^2 on real inputs (the inputs must require grad)."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real_inputs, create_graph=True)
+    return 0.5 * gamma * grad.pow(2).flatten(1).sum(1).mean()
+
+
+def pose_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(predicted, target)
+
+
+def topk_fraction(step: int, interval: int = 2000, base: float = 0.99, minimum: float = 0.6) -> float:
+    """Top-k training: the fraction of fakes kept, max(0.99^(step / 2000), 0.6)."""
+    return max(base ** (step / interval), minimum)
+
+
+def topk_indices(logits: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Indices of the ceil(fraction * B) fakes the discriminator finds most real."""
+    k = max(1, math.ceil(fraction * logits.shape[0]))
+    return torch.topk(logits, k, dim=0).indices
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 3) -> torch.Tensor:
+    """Per-pixel SSIM (B, C, H, W) with a box window, as in monodepth/MVCGAN; inputs in [0, 1]."""
+    c1, c2 = 0.01**2, 0.03**2
+    pad = window // 2
+    pool = lambda x: F.avg_pool2d(F.pad(x, [pad] * 4, mode="reflect"), window, 1)  # noqa: E731
+    mu_a, mu_b = pool(a), pool(b)
+    var_a = pool(a * a) - mu_a**2
+    var_b = pool(b * b) - mu_b**2
+    cov = pool(a * b) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    return (num / den).clamp(0, 1)
+
+
+def reprojection_loss(warped: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """0.85 * (1 - SSIM) / 2 + 0.15 * L1 between the warped auxiliary RGB and the primary RGB, in [0, 1]."""
+    per_pixel = 0.85 * (1 - ssim(warped, target)) / 2 + 0.15 * (warped - target).abs()
+    mask = valid.expand_as(per_pixel)
+    return (per_pixel * mask).sum() / mask.sum().clamp_min(1.0)
