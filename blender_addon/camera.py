@@ -1,0 +1,103 @@
+"""Blender camera -> protocol camera, in plain Python so it runs (and is tested) without bpy.
+
+Mirrors sage_backend.cameras.blender_to_sage_matrix (the add-on may not import the backend):
+Blender (x, y, z), taken relative to the pivot and divided by its scale, maps to SAGE (x, z, -y).
+Our images are square, so the protocol fov is the angle across the larger side of the render frame:
+the square image then covers the whole frame (and a bit more along the shorter side).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+Matrix = Sequence[Sequence[float]]
+
+# Rotation taking Blender world coordinates to SAGE world coordinates: (x, y, z) -> (x, z, -y).
+BLENDER_TO_SAGE = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))
+
+
+def _mat3_mul(a: Matrix, b: Matrix) -> list[list[float]]:
+    return [[sum(a[i][k] * b[k][j] for k in range(3)) for j in range(3)] for i in range(3)]
+
+
+def _mat3_vec(a: Matrix, v: Sequence[float]) -> list[float]:
+    return [sum(a[i][k] * v[k] for k in range(3)) for i in range(3)]
+
+
+def blender_to_sage_matrix(matrix_world: Matrix, pivot: Sequence[float], scale: float) -> list[list[float]]:
+    """A camera's matrix_world (4x4, row-major) -> SAGE cam2world (4x4 row-major list)."""
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError("the pivot's scale must be a positive number")
+    rotation = [[float(matrix_world[i][j]) for j in range(3)] for i in range(3)]
+    for j in range(3):  # drop the camera object's own scale: columns become unit axes
+        norm = math.sqrt(sum(rotation[i][j] ** 2 for i in range(3)))
+        if norm < 1e-12:
+            raise ValueError("the camera has a zero scale")
+        for i in range(3):
+            rotation[i][j] /= norm
+    position = [(float(matrix_world[i][3]) - float(pivot[i])) / scale for i in range(3)]
+    sage_rotation = _mat3_mul(BLENDER_TO_SAGE, rotation)
+    sage_position = _mat3_vec(BLENDER_TO_SAGE, position)
+    return [sage_rotation[i] + [sage_position[i]] for i in range(3)] + [[0.0, 0.0, 0.0, 1.0]]
+
+
+def sage_to_blender_vector(v: Sequence[float]) -> tuple[float, float, float]:
+    """Inverse of the axis map for points/directions: SAGE (x, y, z) -> Blender (x, -z, y)."""
+    return (float(v[0]), -float(v[2]), float(v[1]))
+
+
+def square_fov_deg(
+    lens: float, sensor_width: float, sensor_height: float, sensor_fit: str, res_x: float, res_y: float
+) -> float:
+    """Full angle (degrees) across the larger side of a perspective camera's render frame.
+
+    Follows Blender's sensor fit: AUTO applies sensor_width to the larger side, HORIZONTAL applies
+    sensor_width to the width, VERTICAL applies sensor_height to the height. res_x/res_y include the
+    pixel aspect.
+    """
+    if lens <= 0 or res_x <= 0 or res_y <= 0:
+        raise ValueError("the camera needs a positive focal length and render size")
+    if sensor_fit == "AUTO":
+        half = sensor_width / (2.0 * lens)  # tangent of the half angle across the larger side
+        return math.degrees(2.0 * math.atan(half))
+    if sensor_fit == "HORIZONTAL":
+        tan_x = sensor_width / (2.0 * lens)
+        tan_y = tan_x * res_y / res_x
+    elif sensor_fit == "VERTICAL":
+        tan_y = sensor_height / (2.0 * lens)
+        tan_x = tan_y * res_x / res_y
+    else:
+        raise ValueError(f"unknown sensor fit {sensor_fit!r}")
+    return math.degrees(2.0 * math.atan(max(tan_x, tan_y)))
+
+
+def protocol_camera(cam2world: Matrix, fov_deg: float) -> dict[str, Any]:
+    """The protocol's camera object."""
+    return {"cam2world": [[float(v) for v in row] for row in cam2world], "fov_deg": float(fov_deg)}
+
+
+def camera_from_blender(camera_object: Any, scene: Any, pivot_object: Any | None) -> dict[str, Any]:
+    """A bpy camera object (+ scene for the render aspect, + optional pivot Empty) -> protocol camera.
+
+    Duck-typed on bpy objects so this module stays importable without bpy.
+    """
+    data = camera_object.data
+    if getattr(data, "type", "PERSP") != "PERSP":
+        raise ValueError(f"camera '{camera_object.name}' must be a perspective camera")
+    render = scene.render
+    res_x = render.resolution_x * render.pixel_aspect_x
+    res_y = render.resolution_y * render.pixel_aspect_y
+    fov = square_fov_deg(data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, res_x, res_y)
+    pivot, scale = pivot_transform(pivot_object)
+    matrix = [list(row) for row in camera_object.matrix_world]
+    return protocol_camera(blender_to_sage_matrix(matrix, pivot, scale), fov)
+
+
+def pivot_transform(pivot_object: Any | None) -> tuple[tuple[float, float, float], float]:
+    """World location and uniform scale of the pivot Empty (its largest axis scale); origin/1 without one."""
+    if pivot_object is None:
+        return (0.0, 0.0, 0.0), 1.0
+    matrix = pivot_object.matrix_world
+    location = (float(matrix[0][3]), float(matrix[1][3]), float(matrix[2][3]))
+    scale = max(math.sqrt(sum(float(matrix[i][j]) ** 2 for i in range(3))) for j in range(3))
+    return location, scale

@@ -1,0 +1,175 @@
+"""DEALER-socket client for the SAGE backend: request ids, polling, timeouts, stale-reply dropping, reconnect.
+
+Never blocks longer than a timeout: the UI polls with timeout 0 from a timer/modal operator; the batch
+path and the frame handler wait synchronously with a bounded timeout.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any, Iterable, Iterator
+
+import zmq
+
+from . import protocol
+from .protocol import Reply
+
+STREAM_OPS = frozenset({"turntable"})  # ops answered by several replies, the last one with "done": true
+HIGH_WATER_MARK = 64
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend did not answer in time (not running, wrong address, or stuck)."""
+
+
+class BackendError(RuntimeError):
+    """The backend answered with ok: false."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Client:
+    def __init__(self, address: str, timeout_s: float = 10.0):
+        self.address = address
+        self.timeout_s = timeout_s
+        self.pending: dict[str, str] = {}  # request id -> op, for the requests whose replies we still want
+        self.dropped = 0  # replies thrown away because nobody waited for their id any more
+        self._inbox: list[Reply] = []  # replies for other requests that arrived while wait() waited
+        self._ids = itertools.count(1)
+        self._prefix = os.urandom(4).hex()
+        self._context = zmq.Context()
+        self._socket: zmq.Socket | None = None
+        self._open()
+
+    def _open(self) -> None:
+        socket = self._context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)  # closing never waits for unsent requests
+        socket.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
+        socket.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
+        timeout_ms = max(1, int(self.timeout_s * 1000))
+        socket.setsockopt(zmq.SNDTIMEO, timeout_ms)
+        socket.setsockopt(zmq.RCVTIMEO, timeout_ms)
+        socket.setsockopt(zmq.RECONNECT_IVL, 100)
+        socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        try:
+            socket.connect(self.address)
+        except zmq.ZMQError as exc:
+            socket.close(0)
+            raise BackendUnavailable(f"cannot connect to {self.address!r}: {exc}") from None
+        self._socket = socket
+
+    def reconnect(self) -> None:
+        """A fresh socket: requests queued for a dead backend are dropped and will not reach a restarted one."""
+        if self._socket is not None:
+            self._socket.close(0)
+        self.pending.clear()
+        self._inbox.clear()
+        self._open()
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None
+        self.pending.clear()
+        self._context.term()
+
+    @property
+    def closed(self) -> bool:
+        return self._socket is None
+
+    def send(self, op: str, fields: dict[str, Any] | None = None, blobs: Iterable[tuple[dict[str, Any], bytes]] = ()) -> str:
+        """Queue one request and remember its id; returns the id."""
+        if self._socket is None:
+            raise BackendUnavailable("the client is closed")
+        request_id = f"{self._prefix}-{next(self._ids)}"
+        frames = protocol.encode_request(request_id, op, fields or {}, blobs)
+        try:
+            self._socket.send_multipart(frames, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            raise BackendUnavailable(f"backend at {self.address} is not accepting requests (queue full)") from None
+        self.pending[request_id] = op
+        return request_id
+
+    def forget(self, request_id: str) -> None:
+        """Stop waiting for a request: its late replies will be dropped."""
+        self.pending.pop(request_id, None)
+        self._inbox = [r for r in self._inbox if r.id != request_id]
+
+    def cancel(self, request_id: str) -> None:
+        """Ask the backend to stop a request and stop waiting for it (the cancel's own reply is dropped too)."""
+        if request_id in self.pending:
+            self.forget(request_id)
+            cancel_id = self.send("cancel", {"target": request_id})
+            self.forget(cancel_id)
+
+    def poll(self, timeout_s: float = 0.0) -> list[Reply]:
+        """Replies that arrived for pending requests, waiting at most timeout_s for the first one."""
+        if self._inbox:
+            replies, self._inbox = self._inbox, []
+            return replies + self._receive(0.0)
+        return self._receive(timeout_s)
+
+    def _receive(self, timeout_s: float) -> list[Reply]:
+        if self._socket is None:
+            return []
+        replies = []
+        wait_ms = int(timeout_s * 1000)
+        while self._socket.poll(wait_ms, zmq.POLLIN):
+            wait_ms = 0  # after the first message, only drain what is already there
+            reply = protocol.decode_reply(self._socket.recv_multipart(flags=zmq.NOBLOCK))
+            op = self.pending.get(reply.id)
+            if op is None:
+                self.dropped += 1
+                continue
+            if not reply.ok or op not in STREAM_OPS or reply.header.get("done"):
+                del self.pending[reply.id]
+            replies.append(reply)
+        return replies
+
+    def wait(self, request_id: str, timeout_s: float | None = None) -> Reply:
+        """The next reply for one request; raises BackendUnavailable (and reconnects) after timeout_s of silence."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
+        while True:
+            for index, reply in enumerate(self._inbox):
+                if reply.id == request_id:
+                    del self._inbox[index]
+                    return _checked(reply)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.reconnect()
+                raise BackendUnavailable(f"backend at {self.address} did not answer within {timeout:g} s (is it running?)")
+            # Keep every reply in arrival order; other requests' replies (a live update) wait for the next poll().
+            self._inbox.extend(self._receive(remaining))
+
+    def request(self, op: str, fields: dict[str, Any] | None = None, blobs: Iterable[tuple[dict[str, Any], bytes]] = (), timeout_s: float | None = None) -> Reply:
+        """Send and wait for the single reply (synchronous; bounded by the timeout)."""
+        return self.wait(self.send(op, fields, blobs), timeout_s)
+
+    def stream(self, op: str, fields: dict[str, Any], timeout_s: float | None = None) -> Iterator[Reply]:
+        """Send a streaming request and yield its replies up to the one with done: true (not yielded).
+
+        timeout_s bounds the silence between two replies. Closing the generator early cancels the request.
+        """
+        request_id = self.send(op, fields)
+        try:
+            while True:
+                reply = self.wait(request_id, timeout_s)
+                if reply.header.get("done"):
+                    return
+                yield reply
+        finally:
+            self.cancel(request_id)
+
+    def hello(self, client_name: str = "sage-portrait-blender", timeout_s: float | None = None) -> Reply:
+        return self.request("hello", {"client": client_name}, timeout_s=timeout_s)
+
+
+def _checked(reply: Reply) -> Reply:
+    if not reply.ok:
+        raise BackendError(reply.error_code, reply.error_message)
+    return reply

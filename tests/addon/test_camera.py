@@ -1,0 +1,93 @@
+"""blender_addon.camera must agree with sage_backend.cameras (the add-on cannot import the backend)."""
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from blender_addon import camera as addon_camera
+from sage_backend import cameras
+
+
+def blender_matrix(location, euler_xyz_deg, scale=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """matrix_world of a Blender object with XYZ Euler rotation (extrinsic x, then y, then z)."""
+    m = np.eye(4)
+    m[:3, :3] = Rotation.from_euler("xyz", euler_xyz_deg, degrees=True).as_matrix() @ np.diag(scale)
+    m[:3, 3] = location
+    return m
+
+
+# Blender's numpad views of a head at the origin: Front looks along +Y, Right along -X, Top along -Z.
+VIEWS = {
+    "front": ((0.0, -2.5, 0.0), (90.0, 0.0, 0.0)),
+    "right": ((2.5, 0.0, 0.0), (90.0, 0.0, 90.0)),
+    "top": ((0.0, 0.0, 2.5), (0.0, 0.0, 0.0)),
+}
+
+
+@pytest.mark.parametrize("view", sorted(VIEWS))
+def test_numpad_views_agree_with_backend(view):
+    location, euler = VIEWS[view]
+    m = blender_matrix(location, euler)
+    ours = np.array(addon_camera.blender_to_sage_matrix(m.tolist(), (0.0, 0.0, 0.0), 1.0))
+    np.testing.assert_allclose(ours, cameras.blender_to_sage_matrix(m, np.zeros(3), 1.0), atol=1e-12)
+
+
+def test_front_view_is_the_frontal_orbit_pose():
+    m = blender_matrix(*VIEWS["front"])
+    ours = np.array(addon_camera.blender_to_sage_matrix(m.tolist(), (0.0, 0.0, 0.0), 1.0))
+    frontal = cameras.Camera.orbit(cameras.FRONTAL_YAW, cameras.FRONTAL_PITCH, radius=2.5).cam2world
+    np.testing.assert_allclose(ours, frontal, atol=1e-9)
+
+
+def test_right_view_sees_the_head_from_its_left_side_in_sage():
+    # Blender +X is SAGE +X: the camera sits on SAGE +X, level, looking back at the origin.
+    ours = np.array(addon_camera.blender_to_sage_matrix(blender_matrix(*VIEWS["right"]).tolist(), (0, 0, 0), 1.0))
+    np.testing.assert_allclose(ours[:3, 3], [2.5, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(ours[:3, 2], [1.0, 0.0, 0.0], atol=1e-12)  # camera +Z points away from the view
+    np.testing.assert_allclose(ours[:3, 1], [0.0, 1.0, 0.0], atol=1e-12)  # up stays up
+
+
+def test_random_poses_with_pivot_scale_and_scaled_camera_agree():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        m = blender_matrix(rng.normal(size=3) * 3, rng.uniform(-180, 180, size=3), rng.uniform(0.2, 3.0, size=3))
+        pivot, scale = rng.normal(size=3), float(rng.uniform(0.1, 5.0))
+        ours = np.array(addon_camera.blender_to_sage_matrix(m.tolist(), pivot.tolist(), scale))
+        np.testing.assert_allclose(ours, cameras.blender_to_sage_matrix(m, pivot, scale), atol=1e-9)
+
+    # What the add-on sends is a camera the backend accepts unchanged (rigid, even from a scaled camera object).
+    m = blender_matrix((0.4, -3.0, 0.5), (80.0, 5.0, 10.0), (2.0, 0.5, 1.0))
+    ours = addon_camera.blender_to_sage_matrix(m.tolist(), (0.0, 0.0, 0.2), 1.5)
+    parsed = cameras.Camera.from_protocol(addon_camera.protocol_camera(ours, 12.0))
+    np.testing.assert_allclose(parsed.cam2world, ours, atol=1e-9)
+
+
+def test_sage_to_blender_vector_inverts_the_axis_map():
+    v = (0.3, -1.2, 2.0)
+    np.testing.assert_allclose(cameras.BLENDER_TO_SAGE @ np.array(addon_camera.sage_to_blender_vector(v)), v)
+
+
+@pytest.mark.parametrize(
+    "fit,res,expected",
+    [
+        # 50 mm lens, 36 mm sensor: 2 atan(18/50) across the larger side whatever the aspect (AUTO).
+        ("AUTO", (1920, 1080), 2 * math.atan(18 / 50)),
+        ("AUTO", (1080, 1920), 2 * math.atan(18 / 50)),
+        ("AUTO", (512, 512), 2 * math.atan(18 / 50)),
+        # HORIZONTAL fits the width; a tall frame is wider vertically by the aspect.
+        ("HORIZONTAL", (1000, 2000), 2 * math.atan(18 / 50 * 2)),
+        # VERTICAL fits the height with sensor_height (24 mm); a wide frame is wider horizontally.
+        ("VERTICAL", (2000, 1000), 2 * math.atan(12 / 50 * 2)),
+        ("VERTICAL", (1000, 2000), 2 * math.atan(12 / 50)),
+    ],
+)
+def test_square_fov_follows_sensor_fit(fit, res, expected):
+    assert addon_camera.square_fov_deg(50.0, 36.0, 24.0, fit, *res) == pytest.approx(math.degrees(expected))
+
+
+def test_bad_inputs_raise_one_line_errors():
+    with pytest.raises(ValueError, match="scale"):
+        addon_camera.blender_to_sage_matrix(np.eye(4).tolist(), (0, 0, 0), 0.0)
+    with pytest.raises(ValueError, match="sensor fit"):
+        addon_camera.square_fov_deg(50, 36, 24, "DIAGONAL", 1, 1)
