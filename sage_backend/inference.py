@@ -1,7 +1,8 @@
 """The one inference entry point: latent or seed + cameras -> drawing, semantic map, depth.
 
 PortraitRenderer owns the device and the precision, caches the mapping network's work per
-(latent, psi) and batches cameras, so a turntable pays for the latent once.
+(latent, psi) together with the field's FiLM folded into its weights (FoldedField), and batches
+cameras, so a turntable pays for the latent once.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from sage_backend.cameras import Camera, stack_cameras
+from sage_backend.model.field import FoldedField
 from sage_backend.model.generator import SageGenerator
 from sage_backend.model.mapping import Style
 
@@ -49,7 +51,7 @@ class PortraitRenderer:
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.camera_batch = camera_batch
-        self._styles: OrderedDict[tuple[bytes, float], Style] = OrderedDict()
+        self._styles: OrderedDict[tuple[bytes, float], tuple[Style, FoldedField]] = OrderedDict()
         self._style_cache = style_cache
 
     @property
@@ -67,18 +69,19 @@ class PortraitRenderer:
             raise ValueError(f"latent must be {self.generator.z_dim} finite float32 values")
         return z
 
-    def style(self, z: torch.Tensor, psi: float) -> Style:
-        """The mapping network's output for one latent, truncated by psi; cached (LRU)."""
+    def style(self, z: torch.Tensor, psi: float) -> tuple[Style, FoldedField]:
+        """The mapping network's output for one latent, truncated by psi, and the field folded with it; cached (LRU)."""
         key = (z.numpy().tobytes(), float(psi))
         if key in self._styles:
             self._styles.move_to_end(key)
             return self._styles[key]
         with torch.no_grad():
             style = self.generator.style(z[None].to(self.device), psi)
-        self._styles[key] = style
+            entry = (style, self.generator.field.fold(style))
+        self._styles[key] = entry
         if len(self._styles) > self._style_cache:
             self._styles.popitem(last=False)
-        return style
+        return entry
 
     def _autocast(self):
         # bf16 on CUDA: the SIREN sines and the decoders tolerate it; CPU stays fp32 (bf16 is slower there).
@@ -98,27 +101,29 @@ class PortraitRenderer:
         if not wanted <= set(OUTPUTS) or not wanted:
             raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}")
         size = resolution or self.cfg.output_resolution
-        style = self.style(z, psi)
+        style, folded = self.style(z, psi)
+        g = self.generator
         for start in range(0, len(cameras), self.camera_batch):
             if should_stop is not None and should_stop():
                 raise Interrupted()
             batch = list(cameras[start:start + self.camera_batch])
             c2w, fov = stack_cameras(batch, self.device)
-            with torch.no_grad(), self._autocast():
-                out = self.generator(style.expand(len(batch)), c2w, fov)
-            yield from _to_frames(out.drawing, out.parsing, out.view.depth, size, wanted)
+            with torch.inference_mode(), self._autocast():
+                view = g.renderer.render(folded, c2w, fov, self.cfg.render.feature_resolution)
+                drawing, parsing = g.decode(view.features, style.codes.expand(len(batch), -1), self.cfg.max_scale)
+            yield from _to_frames(drawing, parsing, view.depth, size, wanted)
 
     def density(self, points: torch.Tensor, z: torch.Tensor, psi: float = 0.5, chunk: int = 262144,
                 should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
         """Density (N,) at world points (N, 3), evaluated in chunks so memory stays bounded."""
-        style = self.style(z, psi)
+        _, folded = self.style(z, psi)
         out = torch.empty(points.shape[0], dtype=torch.float32)
         for start in range(0, points.shape[0], chunk):
             if should_stop is not None and should_stop():
                 raise Interrupted()
             part = points[start:start + chunk].to(self.device, torch.float32)
-            with torch.no_grad(), self._autocast():
-                out[start:start + chunk] = self.generator.field.density(part[None], style).float().cpu()[0]
+            with torch.inference_mode(), self._autocast():
+                out[start:start + chunk] = folded.density(part).float().cpu()
         return out
 
 

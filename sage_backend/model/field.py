@@ -70,3 +70,45 @@ class FeatureField(nn.Module):
     def density(self, points: torch.Tensor, style: Style) -> torch.Tensor:
         """Density only (B, N), ReLU applied: what a mesh needs, without the colour branch."""
         return torch.relu(self.density_head(self._hidden(points, style))).squeeze(-1)
+
+    @torch.no_grad()
+    def fold(self, style: Style) -> "FoldedField":
+        return FoldedField(self, style)
+
+
+class FoldedField:
+    """Inference fast path for ONE style: FiLM folded into the weights once per latent.
+
+    sin(f * (W x + b) + p) = sin((f W) x + (f b + p)), and the box warp folds into the first W,
+    so each layer is one matmul + sin, and every camera of a turntable shares one weight set
+    (their points are flattened into a single matmul). Same function as FeatureField.forward.
+    """
+
+    def __init__(self, field: FeatureField, style: Style) -> None:
+        if style.frequencies.shape[0] != 1:
+            raise ValueError("FoldedField folds one style; expand cameras, not styles")
+        cfg = field.cfg
+        freqs = (style.frequencies[0] * cfg.freq_scale + cfg.freq_shift).float()
+        phases = style.phases[0].float()
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for i, layer in enumerate(field.layers):
+            weight = layer.linear.weight * (2.0 / cfg.box_warp) if i == 0 else layer.linear.weight
+            self.layers.append((freqs[i, :, None] * weight, freqs[i] * layer.linear.bias + phases[i]))
+        color = field.color_layer.linear
+        self.color = (freqs[-1, :, None] * color.weight, freqs[-1] * color.bias + phases[-1])
+        self.density_head, self.rgb_head = field.density_head, field.rgb_head
+
+    def _hidden(self, points: torch.Tensor) -> torch.Tensor:
+        x = points
+        for weight, bias in self.layers:
+            x = torch.sin(torch.nn.functional.linear(x, weight, bias))
+        return x
+
+    def __call__(self, points: torch.Tensor, directions: torch.Tensor) -> FieldSample:
+        hidden = self._hidden(points)
+        weight, bias = self.color
+        features = torch.sin(torch.nn.functional.linear(torch.cat([hidden, directions], dim=-1), weight, bias))
+        return FieldSample(self.density_head(hidden), features, torch.sigmoid(self.rgb_head(features)))
+
+    def density(self, points: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.density_head(self._hidden(points))).squeeze(-1)

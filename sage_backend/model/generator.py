@@ -78,7 +78,8 @@ class SageGenerator(nn.Module):
         self.avg_codes.copy_(style.codes.mean(0, keepdim=True))
 
     def render_view(self, style: Style, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> RenderedView:
-        return self.renderer.render(self.field, style, cam2world, fov_deg, self.cfg.render.feature_resolution, **kwargs)
+        sample_fn = lambda points, dirs: self.field(points, dirs, style)  # noqa: E731
+        return self.renderer.render(sample_fn, cam2world, fov_deg, self.cfg.render.feature_resolution, **kwargs)
 
     def decode(self, features: torch.Tensor, codes: torch.Tensor, scale: int, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Features -> (drawing, semantic logits). The semantics are decoded first and condition the

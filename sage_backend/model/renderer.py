@@ -8,9 +8,13 @@ from dataclasses import dataclass
 
 import torch
 
+from typing import Callable
+
 from sage_backend.cameras import camera_rays, depth_range
-from sage_backend.model.field import FeatureField
-from sage_backend.model.mapping import Style
+from sage_backend.model.field import FieldSample
+
+# points (B, N, 3), directions (B, N, 3) -> FieldSample: the renderer needs nothing else of the field.
+SampleFn = Callable[[torch.Tensor, torch.Tensor], FieldSample]
 
 
 @dataclass
@@ -59,8 +63,7 @@ class VolumeRenderer:
 
     def render(
         self,
-        field: FeatureField,
-        style: Style,
+        sample_fn: SampleFn,
         cam2world: torch.Tensor,
         fov_deg: torch.Tensor | float,
         resolution: int,
@@ -80,7 +83,7 @@ class VolumeRenderer:
             points = o.unsqueeze(2) + d.unsqueeze(2) * t.unsqueeze(-1)
             rays, samples = t.shape[1], t.shape[2]
             dirs_per_sample = d.unsqueeze(2).expand(-1, -1, samples, -1)
-            sample = field(points.reshape(batch, -1, 3), dirs_per_sample.reshape(batch, -1, 3), style)
+            sample = sample_fn(points.reshape(batch, -1, 3), dirs_per_sample.reshape(batch, -1, 3))
             density = sample.density.reshape(batch, rays, samples)
             if density_noise > 0:
                 density = density + torch.randn(density.shape, generator=generator).to(density) * density_noise
