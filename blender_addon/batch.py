@@ -1,0 +1,93 @@
+"""Headless rendering: every frame of the camera animation through the backend, written as PNGs.
+
+Fully synchronous (timers never fire in `blender -b`). Usage, for the extension:
+
+    blender -b scene.blend --python-expr "from bl_ext.user_default.sage_portrait import batch; batch.main()" -- --out DIR
+
+(as a legacy add-on: `import sage_portrait.batch as batch`). Exits non-zero with one clear line on failure.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import bpy
+
+from . import images, portrait, session
+from .client import BackendError, BackendUnavailable
+from .protocol import ProtocolError
+
+
+def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None = None, timeout: float = 60.0) -> list[str]:
+    """Write drawing_NNNN.png and semantic_NNNN.png for frames frame_start..frame_end; returns the paths.
+
+    timeout bounds the silence between two frames from the backend.
+    """
+    settings = scene.sage_portrait
+    state = session.get()
+    state.connect(address or settings.address, timeout)
+    if not settings.style:
+        settings.style = state.style_items()[0][0]
+    camera = portrait.active_camera(scene)
+    fields = portrait.base_fields(scene)
+    with state.handler_paused():
+        frames = portrait.animation_cameras(scene, camera)
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    replies = state.client.stream("turntable", dict(fields, cameras=[cam for _, cam in frames]), timeout_s=timeout)
+    for reply in replies:
+        index = int(reply.header.get("frame", -1))
+        if not 0 <= index < len(frames):
+            raise ProtocolError(f"the backend sent frame {index} of {len(frames)}")
+        arrays = portrait.arrays_from_reply(reply)
+        frame = frames[index][0]
+        for kind in portrait.OUTPUTS:
+            path = os.path.join(out_dir, f"{kind}_{frame:04d}.png")
+            save_png(images.to_rgba(kind, arrays[kind], state.palette), kind, path)
+            written.append(path)
+    if len(written) != 2 * len(frames):
+        raise ProtocolError(f"the backend sent {len(written) // 2} of {len(frames)} frames")
+    return written
+
+
+def save_png(rgba, kind: str, path: str) -> None:
+    """Save through a temporary Blender image, atomically (temp file in the same folder, then rename)."""
+    image = images.store_image(kind, f"SAGE batch {kind}", rgba)
+    handle, temp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".sage-", suffix=".png")
+    os.close(handle)
+    try:
+        image.filepath_raw = temp
+        image.file_format = "PNG"
+        image.save()
+        os.replace(temp, path)
+    finally:
+        bpy.data.images.remove(image)
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sage_portrait.batch", description="Render the camera animation's drawings to PNGs.")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--address", help="backend address (default: the scene's setting)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each frame")
+    parser.add_argument("--scene", help="scene name (default: the active scene)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point for `blender -b ... --python-expr`: arguments after `--`. Exits the process on failure."""
+    if argv is None:
+        argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
+    args = parse_arguments(argv)
+    scene = bpy.data.scenes[args.scene] if args.scene else bpy.context.scene
+    try:
+        written = render_animation(scene, args.out, args.address, args.timeout)
+    except (BackendUnavailable, BackendError, ProtocolError, ValueError, OSError) as exc:
+        print(f"SAGE batch failed: {exc}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        session.shutdown()
+    print(f"SAGE batch: wrote {len(written)} images to {args.out}")

@@ -1,0 +1,58 @@
+"""frame_change_post: show the drawing for the camera's pose at the new frame, so Render Animation draws.
+
+frame_change_post rather than _pre: during an animation render the original camera's matrix_world is not
+updated; only the depsgraph handed to the post handler holds the animated pose (measured in bpy 5.0).
+"""
+from __future__ import annotations
+
+import bpy
+from bpy.app.handlers import persistent
+
+from . import planes, portrait, session
+from .client import BackendUnavailable
+from .images import DRAWING
+from .operators import ERROR_PREFIX, one_line, set_status, timeout_s
+
+PROBE_TIMEOUT_S = 0.5  # after a failure, each frame only checks briefly whether the backend is back
+
+
+@persistent
+def on_frame_change(scene: bpy.types.Scene, depsgraph=None) -> None:
+    state = session.get()
+    settings = scene.sage_portrait
+    camera = scene.camera
+    # Only a camera that already shows a drawing follows the animation; the add-on's own frame stepping is skipped.
+    if not (state.handler_enabled and settings.follow_animation and camera is not None and planes.find_plane(camera, DRAWING)):
+        return
+    try:
+        camera_dict = portrait.protocol_camera(scene, camera, depsgraph or bpy.context.evaluated_depsgraph_get())
+        if state.handler_error and state.cache.get(portrait.cache_key(portrait.base_fields(scene), camera_dict)) is None:
+            if state.client is None:
+                return
+            state.client.request("ping", timeout_s=PROBE_TIMEOUT_S)  # raises while the backend is still away
+            state.handler_error = ""
+        arrays = portrait.fetch_sync(scene, camera_dict, timeout_s(bpy.context))
+        portrait.show(scene, camera, arrays)
+    except (BackendUnavailable, ValueError, RuntimeError) as exc:
+        message = f"{ERROR_PREFIX}frame {scene.frame_current}: {one_line(exc)}"
+        if message != state.handler_error:
+            print(message)
+        state.handler_error = message
+        set_status(message)
+
+
+@persistent
+def on_load(_file) -> None:
+    # A new .blend: poses and settings differ, so cached drawings cannot be trusted.
+    session.get().cache.clear()
+
+
+def register() -> None:
+    bpy.app.handlers.frame_change_post.append(on_frame_change)
+    bpy.app.handlers.load_post.append(on_load)
+
+
+def unregister() -> None:
+    for handlers, function in ((bpy.app.handlers.frame_change_post, on_frame_change), (bpy.app.handlers.load_post, on_load)):
+        while function in handlers:
+            handlers.remove(function)

@@ -1,0 +1,97 @@
+"""Image planes parented to the camera that exactly fill its view, so rendering that camera shows the drawing."""
+from __future__ import annotations
+
+import math
+
+import bpy
+
+from . import camera as camera_math
+from .images import DRAWING, SEMANTIC
+
+TAG = "sage_plane"  # custom property naming the plane's kind
+NAMES = {DRAWING: "SAGE Drawing", SEMANTIC: "SAGE Semantic"}
+
+
+def camera_fov_deg(scene: bpy.types.Scene, camera: bpy.types.Object) -> float:
+    return camera_math.camera_from_blender(camera, scene, None)["fov_deg"]
+
+
+def find_plane(camera: bpy.types.Object, kind: str) -> bpy.types.Object | None:
+    return next((child for child in camera.children if child.get(TAG) == kind), None)
+
+
+def _unit_square() -> bpy.types.Mesh:
+    mesh = bpy.data.meshes.new("SAGE Plane")
+    mesh.from_pydata([(-0.5, -0.5, 0.0), (0.5, -0.5, 0.0), (0.5, 0.5, 0.0), (-0.5, 0.5, 0.0)], [], [(0, 1, 2, 3)])
+    uv = mesh.uv_layers.new(name="UVMap")
+    for loop, coords in zip(uv.data, [(0, 0), (1, 0), (1, 1), (0, 1)]):
+        loop.uv = coords
+    return mesh
+
+
+def _material(kind: str, image: bpy.types.Image) -> bpy.types.Material:
+    """Emission of the image (exact colours in Cycles/EEVEE); Workbench shows the active texture node."""
+    material = bpy.data.materials.new(NAMES[kind])
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    texture = nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    texture.interpolation = "Closest" if kind == SEMANTIC else "Linear"  # class colours must never blend
+    texture.extension = "EXTEND"
+    emission = nodes.new("ShaderNodeEmission")
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(texture.outputs["Color"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    nodes.active = texture
+    return material
+
+
+def ensure_plane(scene: bpy.types.Scene, camera: bpy.types.Object, kind: str, image: bpy.types.Image) -> bpy.types.Object:
+    plane = find_plane(camera, kind)
+    if plane is None:
+        plane = bpy.data.objects.new(f"{NAMES[kind]} Plane", _unit_square())
+        plane[TAG] = kind
+        plane.data.materials.append(_material(kind, image))
+        plane.parent = camera
+        for attribute in ("visible_shadow", "visible_diffuse", "visible_glossy", "visible_transmission", "visible_volume_scatter"):
+            setattr(plane, attribute, False)  # a screen in front of the lens, not part of the lit scene
+        plane.hide_select = True
+        scene.collection.objects.link(plane)
+    texture = next(n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
+    texture.image = image
+    fit_plane(scene, camera, plane)
+    return plane
+
+
+def fit_plane(scene: bpy.types.Scene, camera: bpy.types.Object, plane: bpy.types.Object) -> None:
+    """Place the square plane just past the near clip so it covers the whole frame (square fov, larger side)."""
+    data = camera.data
+    distance = min(data.clip_start * 2.0, (data.clip_start + data.clip_end) / 2.0)
+    size = 2.0 * distance * math.tan(math.radians(camera_fov_deg(scene, camera)) / 2.0)
+    parent_scale = camera.matrix_world.to_scale()
+    plane.matrix_parent_inverse.identity()
+    plane.location = (0.0, 0.0, -distance / parent_scale.z)
+    plane.rotation_euler = (0.0, 0.0, 0.0)
+    plane.scale = (size / parent_scale.x, size / parent_scale.y, 1.0)
+
+
+def apply_display(scene: bpy.types.Scene) -> None:
+    """Show only the plane the panel's Show setting asks for."""
+    settings = scene.sage_portrait
+    if scene.camera is None:
+        return
+    for kind in (DRAWING, SEMANTIC):
+        plane = find_plane(scene.camera, kind)
+        if plane is not None:
+            hidden = settings.display != kind.upper()
+            plane.hide_render = hidden
+            plane.hide_viewport = hidden
+
+
+def prepare_scene_for_drawings(scene: bpy.types.Scene) -> None:
+    """Render settings under which the planes show the images unaltered (set once, when the planes appear)."""
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    scene.display.shading.light = "FLAT"
+    scene.display.shading.color_type = "TEXTURE"

@@ -1,0 +1,120 @@
+"""Scene <-> backend: request fields from the scene's settings and camera, results onto images and planes,
+the synchronous fetch used by the frame handler, and turntable camera animation."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import bpy
+import numpy as np
+from mathutils import Vector
+
+from . import camera as camera_math
+from . import images, planes, session
+from .client import BackendUnavailable
+from .protocol import Reply
+
+OUTPUTS = (images.DRAWING, images.SEMANTIC)
+IMAGE_NAMES = {images.DRAWING: "SAGE Drawing", images.SEMANTIC: "SAGE Semantic"}
+
+
+def active_camera(scene: bpy.types.Scene) -> bpy.types.Object:
+    if scene.camera is None or scene.camera.type != "CAMERA":
+        raise ValueError("the scene has no active camera")
+    return scene.camera
+
+
+def protocol_camera(scene: bpy.types.Scene, camera: bpy.types.Object, depsgraph: Any | None = None) -> dict[str, Any]:
+    """The camera as the backend wants it; with a depsgraph, its animated (evaluated) pose."""
+    pivot = scene.sage_portrait.pivot
+    if depsgraph is not None:
+        camera = camera.evaluated_get(depsgraph)
+        pivot = pivot.evaluated_get(depsgraph) if pivot is not None else None
+    return camera_math.camera_from_blender(camera, scene, pivot)
+
+
+def base_fields(scene: bpy.types.Scene) -> dict[str, Any]:
+    settings = scene.sage_portrait
+    if not settings.style:
+        raise ValueError("no style chosen: connect to a backend first")
+    return {"style": settings.style, "seed": settings.seed, "psi": round(settings.psi, 6), "resolution": settings.resolution, "outputs": list(OUTPUTS)}
+
+
+def cache_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
+    pose = tuple(round(v, 5) for row in camera["cam2world"] for v in row)
+    return (fields["style"], fields["seed"], fields["psi"], fields["resolution"], pose, round(camera["fov_deg"], 4))
+
+
+def arrays_from_reply(reply: Reply) -> dict[str, np.ndarray]:
+    missing = [name for name in OUTPUTS if name not in reply.blobs]
+    if missing:
+        raise ValueError(f"the backend's reply lacks {', '.join(missing)}")
+    return {name: images.blob_array(reply.blobs[name]).copy() for name in OUTPUTS}
+
+
+def show(scene: bpy.types.Scene, camera: bpy.types.Object, arrays: dict[str, np.ndarray]) -> None:
+    """Put the images on the camera's planes (created the first time), then show the chosen one."""
+    settings = scene.sage_portrait
+    palette = session.get().palette
+    first_time = planes.find_plane(camera, images.DRAWING) is None
+    for kind, attribute in ((images.DRAWING, "drawing_image"), (images.SEMANTIC, "semantic_image")):
+        image = images.store_image(kind, IMAGE_NAMES[kind], images.to_rgba(kind, arrays[kind], palette), getattr(settings, attribute))
+        setattr(settings, attribute, image)
+        if settings.pack_images and image.packed_file is None:
+            image.pack()
+        planes.ensure_plane(scene, camera, kind, image)
+    if first_time:
+        planes.prepare_scene_for_drawings(scene)
+    planes.apply_display(scene)
+
+
+def fetch_sync(scene: bpy.types.Scene, camera_dict: dict[str, Any], timeout_s: float) -> dict[str, np.ndarray]:
+    """The images for one camera: from the cache, else one bounded synchronous request."""
+    state = session.get()
+    fields = base_fields(scene)
+    key = cache_key(fields, camera_dict)
+    cached = state.cache.get(key)
+    if cached is not None:
+        return cached
+    if state.client is None:
+        raise BackendUnavailable("not connected: press Connect (or Launch local backend) first")
+    reply = state.client.request("generate", dict(fields, camera=camera_dict), timeout_s=timeout_s)
+    arrays = arrays_from_reply(reply)
+    state.cache.put(key, arrays)
+    return arrays
+
+
+def has_animation(obj: bpy.types.Object) -> bool:
+    return obj.animation_data is not None and obj.animation_data.action is not None
+
+
+def create_turntable(scene: bpy.types.Scene, camera: bpy.types.Object, frames: int) -> None:
+    """Key the camera once per frame on a circle around the pivot at its current distance and height."""
+    pivot = scene.sage_portrait.pivot
+    centre = pivot.matrix_world.translation.copy() if pivot is not None else Vector((0.0, 0.0, 0.0))
+    offset = camera.matrix_world.translation - centre
+    radius = math.hypot(offset.x, offset.y)
+    if radius < 1e-6:
+        raise ValueError("the camera sits right above or below the pivot: move it to the side first")
+    start = math.atan2(offset.y, offset.x)
+    for index in range(frames):
+        angle = start + 2.0 * math.pi * index / frames
+        position = centre + Vector((radius * math.cos(angle), radius * math.sin(angle), offset.z))
+        camera.location = position  # a turntable camera is not parented: world = local
+        camera.rotation_euler = (centre - position).to_track_quat("-Z", "Y").to_euler("XYZ")
+        camera.keyframe_insert("location", frame=scene.frame_start + index)
+        camera.keyframe_insert("rotation_euler", frame=scene.frame_start + index)
+    scene.frame_end = scene.frame_start + frames - 1
+
+
+def animation_cameras(scene: bpy.types.Scene, camera: bpy.types.Object) -> list[tuple[int, dict[str, Any]]]:
+    """(frame, protocol camera) for every frame of the scene range, evaluated by stepping through the frames."""
+    current = scene.frame_current
+    cameras = []
+    try:
+        for frame in range(scene.frame_start, scene.frame_end + 1):
+            scene.frame_set(frame)
+            cameras.append((frame, protocol_camera(scene, camera, bpy.context.evaluated_depsgraph_get())))
+    finally:
+        scene.frame_set(current)
+    return cameras

@@ -1,0 +1,106 @@
+"""Scene settings (saved in the .blend), add-on preferences, and the window manager's status line."""
+from __future__ import annotations
+
+import bpy
+
+from . import session
+
+ADDRESS_DEFAULT = "tcp://127.0.0.1:5555"
+
+
+def _style_items(self, context):
+    # Blender needs the item strings kept alive: session keeps the list.
+    return session.get().style_items()
+
+
+def _is_empty(self, obj) -> bool:
+    return obj.type == "EMPTY"
+
+
+def _display_update(self, context) -> None:
+    from . import planes
+
+    planes.apply_display(context.scene)
+
+
+def _live_update(self, context) -> None:
+    session.get().set_live(self.live)
+
+
+class SagePreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    python_executable: bpy.props.StringProperty(
+        name="Backend Python",
+        description="Python executable of an environment with sage-portrait installed (used by Launch local backend)",
+        subtype="FILE_PATH",
+    )
+    backend_arguments: bpy.props.StringProperty(
+        name="Extra arguments", description="Extra arguments for 'sage-backend serve' (e.g. --checkpoint PATH)"
+    )
+    timeout: bpy.props.FloatProperty(
+        name="Timeout", description="Seconds to wait for the backend before giving up", default=30.0, min=0.5, max=600.0
+    )
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(self, "python_executable")
+        layout.prop(self, "backend_arguments")
+        layout.prop(self, "timeout")
+
+
+class SagePortraitSettings(bpy.types.PropertyGroup):
+    address: bpy.props.StringProperty(name="Address", description="ZeroMQ address of the SAGE backend", default=ADDRESS_DEFAULT)
+    style: bpy.props.EnumProperty(name="Style", description="Drawing style (from the backend)", items=_style_items)
+    seed: bpy.props.IntProperty(name="Seed", description="Identity of the portrait", default=0, min=0)
+    psi: bpy.props.FloatProperty(name="Psi", description="Truncation: lower is more typical, higher more varied", default=0.5, min=0.0, max=1.0)
+    resolution: bpy.props.IntProperty(name="Resolution", description="Square image size in pixels", default=256, min=64, max=1024)
+    pivot: bpy.props.PointerProperty(
+        name="Pivot", description="Empty at the head's centre; its scale sets the head size", type=bpy.types.Object, poll=_is_empty
+    )
+    display: bpy.props.EnumProperty(
+        name="Show",
+        description="Which image plane the camera shows",
+        items=[("DRAWING", "Drawing", "Show the drawing"), ("SEMANTIC", "Semantic", "Show the semantic map"), ("NONE", "None", "Hide both planes")],
+        default="DRAWING",
+        update=_display_update,
+    )
+    live: bpy.props.BoolProperty(name="Live", description="Re-generate when the camera moves", default=False, update=_live_update)
+    follow_animation: bpy.props.BoolProperty(
+        name="Follow animation", description="Fetch the drawing for each frame on frame change (so Render Animation draws)", default=True
+    )
+    pack_images: bpy.props.BoolProperty(name="Pack images", description="Keep the images inside the .blend file", default=False)
+    turntable_frames: bpy.props.IntProperty(name="Frames", description="Frames in a baked turntable", default=36, min=2, max=720)
+    mesh_format: bpy.props.EnumProperty(
+        name="Format", items=[("ply", "PLY", ""), ("glb", "glTF binary", ""), ("obj", "OBJ", "")], default="ply"
+    )
+    mesh_grid: bpy.props.IntProperty(name="Grid", description="Marching-cubes grid size", default=128, min=32, max=512)
+    mesh_colors: bpy.props.EnumProperty(
+        name="Colours",
+        items=[("semantic", "Semantic", "Palette colours of the classes"), ("drawing", "Drawing", "Colours of the drawing"), ("none", "None", "")],
+        default="semantic",
+    )
+    drawing_image: bpy.props.PointerProperty(type=bpy.types.Image)
+    semantic_image: bpy.props.PointerProperty(type=bpy.types.Image)
+
+
+CLASSES = (SagePreferences, SagePortraitSettings)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.sage_portrait = bpy.props.PointerProperty(type=SagePortraitSettings)
+    bpy.types.WindowManager.sage_portrait_status = bpy.props.StringProperty(name="Status")
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.sage_portrait_status
+    del bpy.types.Scene.sage_portrait
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
+
+
+def preferences(context) -> SagePreferences | None:
+    addon = context.preferences.addons.get(__package__)
+    return addon.preferences if addon is not None else None

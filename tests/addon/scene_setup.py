@@ -1,0 +1,55 @@
+"""Helpers imported by the bpy test scripts (they run in their own interpreter with bpy)."""
+import math
+
+import bpy
+
+import blender_addon
+
+
+def portrait_scene(resolution: int = 64):
+    """A registered add-on and a scene with a Front-view camera and a pivot Empty."""
+    blender_addon.register()
+    scene = bpy.context.scene
+    data = bpy.data.cameras.new("Camera")
+    data.lens = 200.0  # a narrow portrait lens
+    camera = bpy.data.objects.new("Camera", data)
+    scene.collection.objects.link(camera)
+    camera.location = (0.0, -2.5, 0.2)
+    camera.rotation_euler = (math.radians(90), 0.0, 0.0)
+    scene.camera = camera
+    pivot = bpy.data.objects.new("Head", None)
+    pivot.location = (0.0, 0.0, 0.2)
+    scene.collection.objects.link(pivot)
+    settings = scene.sage_portrait
+    settings.pivot = pivot
+    settings.resolution = resolution
+    scene.render.resolution_x = scene.render.resolution_y = resolution
+    scene.render.resolution_percentage = 100
+    scene.render.engine = "BLENDER_WORKBENCH"
+    return scene, camera, pivot
+
+
+class StandInLayout:
+    """Records what a panel's draw() asks for (panels are not drawn headless)."""
+
+    def __init__(self, log=None):
+        self.log = [] if log is None else log
+        self.enabled = True
+        self.scale_y = 1.0
+
+    def _child(self, *args, **kwargs):
+        return StandInLayout(self.log)
+
+    box = row = column = split = _child
+
+    def label(self, text="", **kwargs):
+        self.log.append(("label", text))
+
+    def prop(self, data, name, **kwargs):
+        assert hasattr(data, name), name
+        self.log.append(("prop", name))
+
+    def operator(self, idname, **kwargs):
+        category, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, category), name), idname
+        self.log.append(("operator", idname))
