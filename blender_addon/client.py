@@ -125,7 +125,7 @@ class Client:
             if op is None:
                 self.dropped += 1
                 continue
-            if not reply.ok or op not in STREAM_OPS or reply.header.get("done"):
+            if is_last(op, reply):
                 del self.pending[reply.id]
             replies.append(reply)
         return replies
@@ -167,6 +167,11 @@ class Client:
 
     def hello(self, client_name: str = "sage-portrait-blender", timeout_s: float | None = None) -> Reply:
         return self.request("hello", {"client": client_name}, timeout_s=timeout_s)
+
+
+def is_last(op: str, reply: Reply) -> bool:
+    """Whether a reply ends its request (errors and single-reply ops always do; streams end with done)."""
+    return not reply.ok or op not in STREAM_OPS or bool(reply.header.get("done"))
 
 
 def _checked(reply: Reply) -> Reply:

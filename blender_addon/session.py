@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .client import BackendError, BackendUnavailable, Client
+from .client import BackendError, BackendUnavailable, Client, is_last
 from .protocol import Reply
 
 TICK_S = 0.05  # timer period while there is work: polls never block, so the UI stays responsive
@@ -24,6 +24,7 @@ CACHE_BYTES = 256 * 1024 * 1024
 class Job:
     """One request in flight: callbacks run on the main thread from poll_once()."""
 
+    op: str
     on_reply: Callable[[Reply], None]
     on_error: Callable[[Exception], None]
     timeout_s: float
@@ -156,7 +157,7 @@ class Session:
         if self.client is None:
             raise BackendUnavailable("not connected: press Connect (or Launch local backend) first")
         request_id = self.client.send(op, fields)
-        self.jobs[request_id] = Job(on_reply, on_error, timeout_s, time.monotonic() + timeout_s)
+        self.jobs[request_id] = Job(op, on_reply, on_error, timeout_s, time.monotonic() + timeout_s)
         ensure_ticking()
         return request_id
 
@@ -190,7 +191,7 @@ class Session:
             if job is None:
                 continue
             job.deadline = now + job.timeout_s
-            if reply.id not in self.client.pending:  # its last reply
+            if is_last(job.op, reply):
                 del self.jobs[reply.id]
             try:
                 if reply.ok:

@@ -1,9 +1,9 @@
 """The add-on inside bpy against a stand-in backend: register/unregister, panel, generate, images, planes,
 turntable render, batch, mesh import, errors and reconnect."""
-import subprocess
-import sys
+import threading
+import time
 
-from conftest import REPO, start_stand_in
+from conftest import free_port, start_stand_in
 
 
 def test_register_panel_and_unregister_leave_nothing_behind(run_bpy):
@@ -79,3 +79,136 @@ def test_generate_makes_flipped_images_with_colour_spaces_on_planes_that_fill_th
         assert np.allclose(again, pixels, atol=1/255), abs(again - pixels).max()
         print("OK")
     """)
+
+
+def test_bake_and_render_a_four_frame_turntable_with_workbench(run_bpy, stand_in):
+    run_bpy(f"""
+        import bpy, numpy as np, scene_setup, hashlib
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        settings = scene.sage_portrait
+        settings.address = {stand_in!r}
+        bpy.ops.sage.connect()
+        settings.turntable_frames = 4
+        assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+        assert camera.animation_data.action is not None and (scene.frame_start, scene.frame_end) == (1, 4)
+        from blender_addon import session
+        assert len(session.get().cache.entries) == 4
+        session.get().client.close()  # rendering must be served from the baked cache alone
+        scene.render.filepath = "//frames/f_"
+        scene.render.image_settings.file_format = "PNG"
+        scene.display.render_aa = "OFF"  # exact pixels: no jittered samples blending neighbouring rows
+        bpy.ops.render.render(animation=True)
+        digests = set()
+        for frame in range(1, 5):
+            image = bpy.data.images.load(bpy.path.abspath(f"//frames/f_{{frame:04d}}.png"))
+            pixels = np.array(image.pixels[:]).reshape(64, 64, 4)
+            assert np.allclose(pixels[-1, :, :3], 1.0, atol=0.01)  # the drawing's white top row is the frame's top row
+            assert not np.allclose(pixels[0, :, :3], 1.0, atol=0.01)
+            digests.add(hashlib.sha256(pixels.tobytes()).hexdigest())
+        assert len(digests) == 4, digests
+        print("OK")
+    """)
+
+
+def test_headless_batch_writes_pngs_and_fails_clearly_without_a_backend(run_bpy, stand_in, tmp_path):
+    out = run_bpy(f"""
+        import bpy, scene_setup, os, math
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        scene.frame_start, scene.frame_end = 1, 4
+        for frame in range(1, 5):
+            camera.location.x = 0.3 * frame
+            camera.keyframe_insert("location", frame=frame)
+        from blender_addon import batch
+        batch.main(["--out", "batch_out", "--address", {stand_in!r}, "--timeout", "20"])
+        names = sorted(os.listdir("batch_out"))
+        assert names == [f"{{k}}_{{f:04d}}.png" for k in ("drawing", "semantic") for f in range(1, 5)], names
+        contents = {{open(os.path.join("batch_out", n), "rb").read() for n in names if n.startswith("drawing")}}
+        assert len(contents) == 4
+        try:
+            batch.main(["--out", "batch_out2", "--address", "tcp://127.0.0.1:9", "--timeout", "0.5"])
+        except SystemExit as exc:
+            assert exc.code == 1
+        else:
+            raise AssertionError("batch succeeded without a backend")
+        assert not os.path.exists("batch_out2") or not os.listdir("batch_out2")
+        print("OK")
+    """)
+    assert "wrote 8 images" in out
+
+
+def test_import_mesh_keeps_colours_and_labels_at_the_pivot(run_bpy, stand_in):
+    run_bpy(f"""
+        import bpy, numpy as np, scene_setup, os
+        scene, camera, pivot = scene_setup.portrait_scene()
+        pivot.scale = (2.0, 2.0, 2.0)
+        settings = scene.sage_portrait
+        settings.address = {stand_in!r}
+        bpy.ops.sage.connect()
+        assert bpy.ops.sage.import_mesh() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+        obj = bpy.data.objects["SAGE Portrait Mesh"]
+        mesh = obj.data
+        assert tuple(obj.location) == tuple(pivot.location) and tuple(obj.scale) == (2.0, 2.0, 2.0)
+        assert mesh.color_attributes.active_color.name == "Col" and mesh.materials[0].name == "SAGE Vertex Colours"
+        labels = np.zeros(len(mesh.vertices), np.int32)
+        mesh.attributes["sage_label"].data.foreach_get("value", labels)
+        z = np.array([v.co.z for v in mesh.vertices])
+        # SAGE +Y (up) is Blender +Z: the stand-in labels the upper half 14, the lower 1.
+        assert set(labels[z > 1e-6]) == {{14}} and set(labels[z < -1e-6]) == {{1}}
+        colors = np.zeros(len(mesh.vertices) * 4, np.float32)
+        mesh.color_attributes["Col"].data.foreach_get("color", colors)
+        assert colors.reshape(-1, 4)[:, :3].max() > 0
+        settings.mesh_format = "glb"
+        assert bpy.ops.sage.export_mesh(filepath=os.path.abspath("head.glb")) == {{"FINISHED"}}
+        assert open("head.glb", "rb").read(4) == b"glTF"
+        assert not [n for n in os.listdir(".") if n.endswith(".part")]
+        print("OK")
+    """)
+
+
+def test_dead_backend_gives_a_clear_error_and_the_addon_reconnects(run_bpy, tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    backend = start_stand_in(address)
+    script = f"""
+        import bpy, os, scene_setup, time
+        from conftest import start_stand_in
+        from blender_addon import session
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        settings = scene.sage_portrait
+        settings.address = {address!r}
+        bpy.ops.sage.connect()
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}
+        open("ready", "w").close()
+        while not os.path.exists("killed"):
+            time.sleep(0.05)
+        import blender_addon.operators as ops
+        ops.DEFAULT_TIMEOUT_S = 1.0  # the add-on isn't enabled through preferences here: no timeout setting
+        settings.turntable_frames = 4
+        try:
+            bpy.ops.sage.bake_turntable()
+        except RuntimeError as exc:  # bpy.ops turns an operator's error report into an exception
+            assert "did not answer within 1 s" in str(exc), exc
+        else:
+            raise AssertionError("the bake succeeded without a backend")
+        status = bpy.context.window_manager.sage_portrait_status
+        assert status.startswith("SAGE error: backend at") and "did not answer within 1 s" in status, status
+        backend = start_stand_in({address!r})
+        try:
+            assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+        finally:
+            backend.kill()
+        print("OK")
+    """
+    def kill_when_ready():
+        while not (tmp_path / "ready").exists():
+            time.sleep(0.05)
+        backend.kill()
+        backend.wait()
+        (tmp_path / "killed").touch()
+
+    killer = threading.Thread(target=kill_when_ready)
+    killer.start()
+    try:
+        run_bpy(script)
+    finally:
+        backend.kill()
+        killer.join(5)
