@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO))  # build_addon.py and blender_addon live at the repository root
 
 PREAMBLE = """
 import sys

@@ -1,0 +1,165 @@
+"""Build the SAGE Portrait Blender add-on into dist/.
+
+    python build_addon.py --download            # fetch pyzmq wheels for every platform with pip, then build
+    python build_addon.py --wheels DIR          # use pre-downloaded wheels
+    python build_addon.py --no-wheels           # no bundled pyzmq (Blender's Python must have it)
+
+Writes dist/sage_portrait-VERSION.zip, a Blender 4.2+ extension (blender_manifest.toml at the root, pyzmq
+wheels for Blender's Python listed in its `wheels`), and with --legacy also dist/sage_portrait-VERSION-legacy.zip,
+an add-on zip for Preferences > Add-ons > Install from Disk (bl_info; pyzmq not bundled). numpy is never
+shipped: Blender has it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+SOURCE = ROOT / "blender_addon"
+MANIFEST = "blender_manifest.toml"
+PYZMQ_VERSION = "27.3.0"
+PYTHON_TAG = "cp311"  # Blender 4.2-5.0's Python 3.11
+# pip --platform per download; the macOS query answers with a universal2 wheel that serves both Mac platforms.
+PIP_PLATFORMS = ("manylinux_2_28_x86_64", "win_amd64", "macosx_11_0_arm64")
+# Blender platform -> a test on the wheel's platform tag.
+BLENDER_PLATFORMS = {
+    "linux-x64": lambda tag: "manylinux" in tag and tag.endswith("x86_64"),
+    "windows-x64": lambda tag: tag == "win_amd64",
+    "macos-arm64": lambda tag: tag.startswith("macosx") and (tag.endswith("arm64") or tag.endswith("universal2")),
+    "macos-x64": lambda tag: tag.startswith("macosx") and (tag.endswith("x86_64") or tag.endswith("universal2")),
+}
+REQUIRED_FIELDS = ("schema_version", "id", "version", "name", "tagline", "maintainer", "type", "blender_version_min", "license")
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def source_files() -> list[Path]:
+    return sorted(p for p in SOURCE.glob("*.py"))
+
+
+def wheel_tags(path: Path) -> tuple[str, str, str]:
+    """(python tag, abi tag, platform tag) from a wheel's file name."""
+    parts = path.name[: -len(".whl")].split("-")
+    if len(parts) < 5:
+        raise BuildError(f"not a wheel file name: {path.name}")
+    return parts[-3], parts[-2], parts[-1]
+
+
+def select_wheels(directory: Path) -> dict[Path, list[str]]:
+    """pyzmq wheels usable by Blender's Python -> the Blender platforms each serves; every platform covered."""
+    chosen: dict[Path, list[str]] = {}
+    for wheel in sorted(directory.glob("pyzmq-*.whl")):
+        python, abi, platform_tags = wheel_tags(wheel)
+        if PYTHON_TAG not in python.split(".") and abi != "abi3":
+            continue
+        served = [name for name, test in BLENDER_PLATFORMS.items() if any(test(t) for t in platform_tags.split("."))]
+        if served:
+            chosen[wheel] = served
+    missing = sorted(set(BLENDER_PLATFORMS) - {p for served in chosen.values() for p in served})
+    if missing:
+        raise BuildError(f"no {PYTHON_TAG} pyzmq wheel in {directory} for: {', '.join(missing)} (try --download)")
+    return chosen
+
+
+def download_wheels(directory: Path, version: str = PYZMQ_VERSION) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for platform in PIP_PLATFORMS:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                   "--platform", platform, "--python-version", "3.11", f"pyzmq=={version}", "--dest", str(directory)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError(f"pip could not download pyzmq for {platform}: {result.stderr.strip().splitlines()[-1:]}")
+
+
+def manifest_text(wheels: dict[Path, list[str]]) -> str:
+    """The source manifest with `platforms` and `wheels` added as top-level keys (before the first table)."""
+    text = (SOURCE / MANIFEST).read_text(encoding="utf-8")
+    extra = ""
+    if wheels:
+        platforms = sorted({p for served in wheels.values() for p in served})
+        extra = (f"platforms = [{', '.join(repr(p).replace(chr(39), chr(34)) for p in platforms)}]\n"
+                 f"wheels = [\n" + "".join(f'  "./wheels/{w.name}",\n' for w in wheels) + "]\n\n")
+    first_table = re.search(r"^\[", text, flags=re.MULTILINE)
+    cut = first_table.start() if first_table else len(text)
+    return text[:cut] + extra + text[cut:]
+
+
+def check_manifest(text: str) -> dict:
+    manifest = tomllib.loads(text)
+    missing = [f for f in REQUIRED_FIELDS if f not in manifest]
+    if missing:
+        raise BuildError(f"{MANIFEST} lacks {', '.join(missing)}")
+    if manifest["id"] != "sage_portrait" or manifest["type"] != "add-on":
+        raise BuildError(f"{MANIFEST} must describe the add-on 'sage_portrait'")
+    if any("numpy" in w for w in manifest.get("wheels", [])):
+        raise BuildError("numpy must not be shipped: Blender has it")
+    return manifest
+
+
+def write_zip(path: Path, members: list[tuple[str, bytes | Path]]) -> None:
+    """Atomically: a temp file next to the target, renamed when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".sage-", suffix=".zip.part")
+    os.close(handle)
+    try:
+        with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, content in members:
+                archive.writestr(name, content if isinstance(content, bytes) else content.read_bytes())
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def build(out: Path, wheel_dir: Path | None, legacy: bool = False) -> list[Path]:
+    wheels = select_wheels(wheel_dir) if wheel_dir is not None else {}
+    text = manifest_text(wheels)
+    manifest = check_manifest(text)
+    version = manifest["version"]
+    extension = out / f"sage_portrait-{version}.zip"
+    members: list[tuple[str, bytes | Path]] = [(MANIFEST, text.encode("utf-8"))]
+    members += [(p.name, p) for p in source_files()]
+    members += [(f"wheels/{w.name}", w) for w in wheels]
+    write_zip(extension, members)
+    built = [extension]
+    if legacy:
+        legacy_zip = out / f"sage_portrait-{version}-legacy.zip"
+        write_zip(legacy_zip, [(f"sage_portrait/{p.name}", p) for p in source_files()])
+        built.append(legacy_zip)
+    return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the SAGE Portrait Blender add-on.")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--wheels", type=Path, metavar="DIR", help="folder of pre-downloaded pyzmq wheels")
+    group.add_argument("--download", action="store_true", help="download pyzmq wheels with pip into --cache")
+    group.add_argument("--no-wheels", action="store_true", help="bundle no pyzmq")
+    parser.add_argument("--cache", type=Path, default=ROOT / "build" / "wheels", help="download folder (default build/wheels)")
+    parser.add_argument("--pyzmq-version", default=PYZMQ_VERSION)
+    parser.add_argument("--out", type=Path, default=ROOT / "dist")
+    parser.add_argument("--legacy", action="store_true", help="also build a legacy add-on zip (bl_info)")
+    args = parser.parse_args(argv)
+    try:
+        if args.download:
+            download_wheels(args.cache, args.pyzmq_version)
+        wheel_dir = args.cache if args.download else args.wheels
+        for path in build(args.out, wheel_dir, args.legacy):
+            print(path)
+    except (BuildError, OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"build_addon: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
