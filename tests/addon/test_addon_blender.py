@@ -212,3 +212,60 @@ def test_dead_backend_gives_a_clear_error_and_the_addon_reconnects(run_bpy, tmp_
     finally:
         backend.kill()
         killer.join(5)
+
+
+def test_live_keeps_one_request_in_flight_and_the_newest_pose_wins(run_bpy, stand_in):
+    run_bpy(f"""
+        import bpy, scene_setup
+        from blender_addon import session, operators, portrait
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        settings = scene.sage_portrait
+        settings.address = {stand_in!r}
+        bpy.ops.sage.connect()
+        operators.LIVE_INTERVAL_S = 0.0  # the throttle is not under test here
+        state = session.get()
+        settings.live = True
+        assert state.live
+        state.live_step()
+        first = state.live_request
+        assert first in state.jobs
+        for x in (0.1, 0.2, 0.3):  # the camera moves while the first request is in flight
+            camera.location.x = x
+            bpy.context.view_layer.update()
+            state.live_step()
+            assert state.live_request == first and len(state.jobs) == 1
+        while first in state.jobs:
+            state.poll_once(0.05)
+        state.live_step()  # the next request is for the newest pose only
+        newest = portrait.cache_key(portrait.base_fields(scene), portrait.protocol_camera(scene, camera))
+        assert state.live_request != first and state.live_key == newest
+        while state.jobs:
+            state.poll_once(0.05)
+        assert state.cache.get(newest) is not None and len(state.cache.entries) == 2
+        settings.live = False
+        assert session._tick() is None  # nothing left to do: the timer unregisters itself
+        print("OK")
+    """)
+
+
+def test_render_animation_fetches_unbaked_frames_synchronously(run_bpy, stand_in):
+    run_bpy(f"""
+        import bpy, numpy as np, scene_setup
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        settings = scene.sage_portrait
+        settings.address = {stand_in!r}
+        bpy.ops.sage.connect()
+        bpy.ops.sage.generate()
+        scene.frame_start, scene.frame_end = 1, 2
+        for frame, x in ((1, 0.0), (2, 0.4)):
+            camera.location.x = x
+            camera.keyframe_insert("location", frame=frame)
+        scene.display.render_aa = "OFF"
+        scene.render.filepath = "//anim/f_"
+        bpy.ops.render.render(animation=True)
+        from blender_addon import session
+        assert len(session.get().cache.entries) == 2 and not session.get().handler_error
+        a, b = (np.array(bpy.data.images.load(bpy.path.abspath(f"//anim/f_{{f:04d}}.png")).pixels[:]) for f in (1, 2))
+        assert not np.allclose(a, b)
+        print("OK")
+    """)
