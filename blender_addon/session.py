@@ -3,6 +3,7 @@ jobs, the frame cache and the polling timer. One Session per Blender process; un
 """
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import os
@@ -125,6 +126,7 @@ class Session:
         command = [python, "-m", "sage_backend.cli", "serve", "--bind", address, *shlex.split(extra_arguments)]
         with open(self.backend_log, "wb") as log:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        atexit.register(self.stop_backend)  # Blender may exit without unregistering add-ons
         return self.process
 
     @property
@@ -141,6 +143,7 @@ class Session:
         return f"the local backend exited with code {code}: {lines[-1] if lines else 'no message'} (log: {self.backend_log})"
 
     def stop_backend(self) -> None:
+        atexit.unregister(self.stop_backend)
         if self.process is None:
             return
         if self.process.poll() is None:
