@@ -1,0 +1,104 @@
+"""`sage-train`: make synthetic data, train Stage I / Stage II, evaluate.
+
+Examples:
+  sage-train make-synthetic --out data/synthetic --heads 200 --views 8
+  sage-train stage1 --recipe training/recipes/demo_stage1.json --out runs/demo_stage1
+  sage-train stage2 --recipe training/recipes/demo_stage2.json --from runs/demo_stage1/generator.safetensors --style pencil --out runs/pencil
+  sage-train stage1 --out runs/demo_stage1 --resume            (continue where a run stopped)
+  torchrun --nproc_per_node 2 -m training.cli stage1 ...       (data parallel over GPUs or CPU processes)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+def _add_train_args(p: argparse.ArgumentParser, stage: int) -> None:
+    default = RECIPES / ("stage1_celebamask.json" if stage == 1 else "stage2_style.json")
+    p.add_argument("--recipe", type=Path, default=default, help=f"training recipe JSON (default: {default.name}; see training/recipes/)")
+    p.add_argument("--data", help="data root, overriding the recipe's (stage 1: CelebAMask-HQ layout; stage 2: styles root)")
+    p.add_argument("--out", type=Path, required=True, help="run folder: state, generator, samples/, metrics.jsonl")
+    p.add_argument("--steps", type=int, help="stop at this step count (default: the recipe's)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors exactly where it stopped")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, help="override the recipe's seed")
+    if stage == 2:
+        p.add_argument("--from", dest="init_from", type=Path, help="Stage I checkpoint (generator.safetensors or state.safetensors)")
+        p.add_argument("--style", help="style name: the data's style folder and the checkpoint's name")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sage-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    from training.data.synthetic.cli import add_make_synthetic_args
+
+    add_make_synthetic_args(sub.add_parser("make-synthetic", help="render the offline procedural-head data set"))
+    _add_train_args(sub.add_parser("stage1", help="Stage I: photos + semantic maps"), 1)
+    _add_train_args(sub.add_parser("stage2", help="Stage II: fine-tune to a drawing style (field frozen)"), 2)
+    from training.evaluate import add_eval_args
+
+    add_eval_args(sub.add_parser("eval", help="measure a checkpoint: semantic consistency, reprojection, FID/KID"))
+    from training.release import add_release_args
+
+    add_release_args(sub.add_parser("release", help="ship Stage II runs as checkpoints with a model card"))
+    return parser
+
+
+def _init_distributed() -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def run_training(args: argparse.Namespace, stage: int) -> int:
+    from training.config import TrainConfig
+    from training.trainer import Trainer
+
+    cfg = TrainConfig.load(args.recipe)
+    changes = {k: v for k, v in (("data", args.data), ("seed", args.seed), ("style", getattr(args, "style", None))) if v is not None}
+    cfg = cfg.replace(**changes)
+    if cfg.stage != stage:
+        raise ValueError(f"{args.recipe} is a stage {cfg.stage} recipe, not stage {stage}")
+    init_from = getattr(args, "init_from", None)
+    if stage == 2 and init_from is None and not args.resume:
+        raise ValueError("stage2 needs --from STAGE1_CHECKPOINT (or --resume)")
+    _init_distributed()
+    trainer = Trainer(cfg, args.out, init_from=None if args.resume else init_from, device=args.device)
+    if args.resume:
+        trainer.resume()
+        print(f"resumed at step {trainer.step}", file=sys.stderr)
+    trainer.train(args.steps)
+    if trainer.rank == 0:
+        print(f"step {trainer.step}: {args.out / 'generator.safetensors'} (servable), {args.out / 'state.safetensors'} (resumable)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "make-synthetic":
+            from training.data.synthetic.cli import run_make_synthetic
+
+            return run_make_synthetic(args) or 0
+        if args.command in ("stage1", "stage2"):
+            return run_training(args, 1 if args.command == "stage1" else 2)
+        if args.command == "release":
+            from training.release import run_release
+
+            return run_release(args)
+        from training.evaluate import run_eval
+
+        return run_eval(args)
+    except (ValueError, OSError) as exc:
+        print(f"sage-train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

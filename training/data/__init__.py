@@ -1,0 +1,1 @@
+"""Training data: CelebAMask-HQ, drawing styles, and the offline synthetic heads."""

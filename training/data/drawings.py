@@ -1,0 +1,26 @@
+"""Stage II drawing styles: `ROOT/<style>/images/<id>.png` with label maps `ROOT/<style>/masks/<id>.png`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from training.data.common import PairDataset, find_images, read_image, read_labels
+
+
+class DrawingStyle(PairDataset):
+    def __init__(self, root: str | Path, style: str, resolution: int, flip: bool = True, seed: int = 0) -> None:
+        super().__init__(resolution, flip, seed)
+        self.folder = Path(root) / style
+        if not self.folder.is_dir():
+            available = sorted(p.name for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []
+            raise ValueError(f"{self.folder}: no such style folder (found: {available})")
+        self.images = find_images(self.folder / "images")
+        self.ids = sorted(self.images, key=lambda i: (len(i), i))
+
+    def load(self, image_id: str) -> tuple[Image.Image, np.ndarray]:
+        mask = self.folder / "masks" / f"{image_id}.png"
+        if not mask.is_file():
+            raise ValueError(f"{mask}: missing label map for {self.images[image_id].name}")
+        return read_image(self.images[image_id]), read_labels(mask)

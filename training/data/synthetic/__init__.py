@@ -1,0 +1,85 @@
+"""Offline synthetic training data: procedural heads rendered from SAGE-distributed poses.
+
+Layout written (the CelebAMask-HQ merged layout, so CelebAMaskHQ reads it as is):
+  OUT/CelebA-HQ-img/<id>.png        shaded photo
+  OUT/CelebAMask-HQ-mask/<id>.png   exact 19-class label map
+  OUT/cameras.json                  {id: {yaw, pitch, radius, fov_deg, head}}: multi-view ground truth
+  OUT/styles/<style>/images/<id>.png + OUT/styles/<style>/masks/<id>.png   drawings (DrawingStyle layout)
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from sage_backend.cameras import DEFAULT_FOV_DEG, camera_rays, orbit_cam2world, sample_orbit_poses
+from sage_backend.files import atomic_path, atomic_write_bytes
+from training.data.synthetic.heads import HeadParams, random_head, render_hits
+from training.data.synthetic.styles import STYLES, draw, photo, shading
+
+
+@dataclass
+class SyntheticSummary:
+    heads: int
+    images: int
+    styles: tuple[str, ...]
+    seconds: float
+
+
+@dataclass
+class RenderedHead:
+    photos: np.ndarray  # (B, H, W, 3) uint8
+    labels: np.ndarray  # (B, H, W) uint8
+    depth: np.ndarray  # (B, H, W) float32
+    drawings: dict[str, np.ndarray]  # style -> (B, H, W, 3) uint8
+
+
+def render_head(params: HeadParams, cam2world: torch.Tensor, resolution: int, styles: tuple[str, ...] = STYLES,
+                fov_deg: float = DEFAULT_FOV_DEG) -> RenderedHead:
+    hits = render_hits(params, cam2world, fov_deg, resolution)
+    _, view_dirs = camera_rays(cam2world.float(), fov_deg, resolution, resolution)
+    shade = shading(params, hits, view_dirs)
+    b = cam2world.shape[0]
+    return RenderedHead(
+        photos=photo(params, hits, shade, resolution),
+        labels=hits.labels.reshape(b, resolution, resolution).to(torch.uint8).numpy(),
+        depth=hits.depth.reshape(b, resolution, resolution).numpy(),
+        drawings={s: draw(s, hits, shade, resolution) for s in styles},
+    )
+
+
+def make_synthetic(out_dir: Path, heads: int, views_per_head: int, resolution: int = 128, seed: int = 0,
+                   styles: tuple[str, ...] = STYLES, progress: bool = True) -> SyntheticSummary:
+    """Render `heads` random heads from `views_per_head` sampled poses each. Same seed -> same bytes."""
+    for s in styles:
+        if s not in STYLES:
+            raise ValueError(f"unknown drawing style {s!r}; choose from {STYLES}")
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    cameras: dict[str, dict] = {}
+    for head in tqdm(range(heads), desc="synthetic heads", unit="head", disable=not progress):
+        rng = np.random.default_rng([seed, head])
+        params = random_head(rng)
+        yaw, pitch = sample_orbit_poses(views_per_head, torch.Generator().manual_seed(seed * 100_003 + head))
+        rendered = render_head(params, orbit_cam2world(yaw, pitch), resolution, styles)
+        for v in range(views_per_head):
+            image_id = f"{head * views_per_head + v:06d}"
+            _save_png(out_dir / "CelebA-HQ-img" / f"{image_id}.png", rendered.photos[v])
+            _save_png(out_dir / "CelebAMask-HQ-mask" / f"{image_id}.png", rendered.labels[v])
+            for s in styles:
+                _save_png(out_dir / "styles" / s / "images" / f"{image_id}.png", rendered.drawings[s][v])
+                _save_png(out_dir / "styles" / s / "masks" / f"{image_id}.png", rendered.labels[v])
+            cameras[image_id] = {"yaw": float(yaw[v]), "pitch": float(pitch[v]), "radius": 1.0, "fov_deg": DEFAULT_FOV_DEG, "head": head}
+    atomic_write_bytes(out_dir / "cameras.json", json.dumps(cameras, indent=1, sort_keys=True).encode())
+    return SyntheticSummary(heads, heads * views_per_head, tuple(styles), time.perf_counter() - start)
+
+
+def _save_png(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")

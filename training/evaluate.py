@@ -1,0 +1,43 @@
+"""`sage-train eval`: measure a checkpoint with the registered metrics and print/save a JSON report."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sage_backend.checkpoint import load_generator
+from sage_backend.files import atomic_write_bytes
+from sage_backend.inference import PortraitRenderer, pick_device
+
+
+def add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="a servable checkpoint (.safetensors)")
+    p.add_argument("--metrics", nargs="+", default=["semantic_consistency", "reprojection"],
+                   help="which metrics to compute (fid/kid need --inception and --real)")
+    p.add_argument("--seeds", type=int, default=8, help="number of seeds (heads) to average over")
+    p.add_argument("--psi", type=float, default=0.5)
+    p.add_argument("--inception", type=Path, help="TorchScript feature extractor for FID/KID (nothing is downloaded)")
+    p.add_argument("--real", type=Path, help="folder of real images for FID/KID")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", type=Path, help="also write the report JSON here")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from training.metrics import METRICS
+
+    unknown = set(args.metrics) - set(METRICS)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {sorted(METRICS)}")
+    loaded = load_generator(args.checkpoint)
+    renderer = PortraitRenderer(loaded.generator, pick_device(args.device))
+    report = {"checkpoint": str(args.checkpoint), "style": loaded.info.name, "step": loaded.info.step, "seeds": args.seeds}
+    for name in args.metrics:
+        report[name] = METRICS[name](renderer, args)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        atomic_write_bytes(args.out, text.encode())
+    return 0
+
+

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Reproduces the shipped demo checkpoints (sage_backend/checkpoints/) from nothing, on CPU:
+# offline synthetic heads -> Stage I (photos + semantics) -> Stage II per drawing style -> release.
+# Usage: bash training/recipes/demo.sh [WORK_DIR]   (default: runs/demo). Resumable: re-run after a stop.
+set -euo pipefail
+work=${1:-runs/demo}
+recipes=$(dirname "$0")
+mkdir -p "$work"
+[ -f "$work/data/cameras.json" ] || sage-train make-synthetic --out "$work/data" --heads 300 --views 8 --resolution 128 --seed 0
+resume() { [ -f "$1/state.safetensors" ] && echo --resume || true; }
+sage-train stage1 --recipe "$recipes/demo_stage1.json" --data "$work/data" --out "$work/stage1" $(resume "$work/stage1")
+for style in pencil line; do
+  sage-train stage2 --recipe "$recipes/demo_stage2.json" --data "$work/data/styles" --style "$style" \
+    --from "$work/stage1/generator.safetensors" --out "$work/$style" $(resume "$work/$style")
+done
+sage-train release --runs "$work/pencil" "$work/line" --out sage_backend/checkpoints --images docs/images
