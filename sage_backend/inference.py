@@ -47,8 +47,10 @@ def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
 
 
 class PortraitRenderer:
-    def __init__(self, generator: SageGenerator, device: torch.device | str = "cpu", camera_batch: int = 4, style_cache: int = 32) -> None:
+    def __init__(self, generator: SageGenerator, device: torch.device | str = "cpu", camera_batch: int = 4, style_cache: int = 32,
+                 scale: int | None = None) -> None:
         self.device = torch.device(device)
+        self.scale = generator.cfg.max_scale if scale is None else scale  # decoder scale; lower only mid-curriculum
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.camera_batch = camera_batch
         self._styles: OrderedDict[tuple[bytes, float], tuple[Style, FoldedField]] = OrderedDict()
@@ -100,7 +102,7 @@ class PortraitRenderer:
         wanted = set(outputs)
         if not wanted <= set(OUTPUTS) or not wanted:
             raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}")
-        size = resolution or self.cfg.output_resolution
+        size = resolution or self.cfg.resolution_of_scale(self.scale)
         style, folded = self.style(z, psi)
         g = self.generator
         for start in range(0, len(cameras), self.camera_batch):
@@ -110,7 +112,7 @@ class PortraitRenderer:
             c2w, fov = stack_cameras(batch, self.device)
             with torch.inference_mode(), self._autocast():
                 view = g.renderer.render(folded, c2w, fov, self.cfg.render.feature_resolution)
-                drawing, parsing = g.decode(view.features, style.codes.expand(len(batch), -1), self.cfg.max_scale)
+                drawing, parsing = g.decode(view.features, style.codes.expand(len(batch), -1), self.scale)
             yield from _to_frames(drawing, parsing, view.depth, size, wanted)
 
     def density(self, points: torch.Tensor, z: torch.Tensor, psi: float = 0.5, chunk: int = 262144,

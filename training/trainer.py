@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -238,8 +239,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def train(self, steps: int | None = None, progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
-        """Train until `steps` (default cfg.steps); Ctrl-C saves the state and returns."""
+        """Train until `steps` (default cfg.steps); Ctrl-C or SIGTERM saves the state and returns."""
         target = min(steps or self.cfg.steps, self.cfg.steps)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=target, initial=self.step, disable=not progress or self.rank != 0, desc=f"stage {self.cfg.stage}", unit="it")
         stats: dict[str, float] = {}
@@ -264,6 +266,8 @@ class Trainer:
             bar.write(f"interrupted at step {self.step}; saving the state")
         finally:
             bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         if self.rank == 0:
             self.save()
         return stats
@@ -316,13 +320,25 @@ class Trainer:
     def save_samples(self) -> Path:
         """A PNG grid: per seed, drawing / semantic / depth rows across yaws, from the EMA generator."""
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
-        renderer = PortraitRenderer(self.G_ema, self.device)
+        resolution = self.cfg.phase(max(self.step - 1, self.cfg.initial_step)).resolution
+        scale = (resolution // self.model_cfg.render.feature_resolution).bit_length() - 1
+        renderer = PortraitRenderer(self.G_ema, self.device, scale=scale)
         cams = [Camera.orbit(math.pi / 2 + dy, math.pi / 2) for dy in SAMPLE_YAW_OFFSETS]
         sheets = [contact_sheet(list(renderer.render(seed_latent(s, self.G.z_dim), cams, psi=0.7, outputs=("drawing", "semantic", "depth"))))
                   for s in SAMPLE_SEEDS]
         with atomic_path(path) as tmp:
             Image.fromarray(stack_sheets(sheets)).save(tmp, format="PNG")
         return path
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _accumulate(stats: dict[str, float], values: dict[str, torch.Tensor], weight: float) -> None:

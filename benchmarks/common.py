@@ -1,0 +1,30 @@
+"""Shared benchmark helpers: timing with warm-up and a markdown table printer."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Sequence
+
+import torch
+
+
+def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, device: torch.device | None = None) -> float:
+    """Median seconds of `repeats` calls after `warmup` calls (CUDA-synchronised when on a GPU)."""
+    sync = (lambda: torch.cuda.synchronize()) if device is not None and device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "---|" * len(headers))
+    for row in rows:
+        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |")
