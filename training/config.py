@@ -31,6 +31,12 @@ class LossConfig:
     reprojection_weight: float = 1.0
     topk_interval: int = 2000
     topk_min: float = 0.6
+    adversarial_weight: float = 1.0  # scales G's discriminator-driven terms (adversarial + pose); D's are never scaled
+    # Beyond the paper, for multi-view data with known cameras and head identities (the synthetic heads):
+    # each head gets a learnable latent (an auto-decoder), and G's render of it from the true camera is
+    # pulled toward the photo (L1) and the label map (cross-entropy). 0 in the reference recipes.
+    reconstruction_weight: float = 0.0
+    latent_prior_weight: float = 1e-3  # keeps the learned latents near N(0, I), where inference samples
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.0, 0.9)  # floats: torch 2.13 rejects ints
     grad_clip: float = 10.0
     ema_decay: float = 0.999
+    latent_lr: float = 1e-2  # learning rate of the per-head latents (reconstruction_weight > 0)
     density_noise: float = 1.0  # std of the noise on density, decaying to 0 ...
     density_noise_steps: int = 5000  # ... over this many steps
     stereo_offset_std: float = 0.15  # auxiliary camera: yaw/pitch offset from the primary (radians)

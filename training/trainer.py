@@ -67,11 +67,19 @@ class Trainer:
         phase = cfg.phase(cfg.initial_step)
         self.opt_G = torch.optim.Adam([p for p in self.G.parameters() if p.requires_grad], lr=phase.g_lr, betas=cfg.betas)
         self.opt_D = torch.optim.Adam([*self.D_rgb.parameters(), *self.D_parsing.parameters()], lr=phase.d_lr, betas=cfg.betas)
+        self._datasets: dict[int, Any] = {}
+        self._perms: dict[int, torch.Tensor] = {}
+        self.latents: nn.Parameter | None = None
+        self.opt_latents: torch.optim.Optimizer | None = None
+        if cfg.stage == 1 and cfg.losses.reconstruction_weight > 0:
+            heads = getattr(self.dataset(phase.resolution), "heads", 0)
+            if heads == 0:
+                raise ValueError(f"{cfg.data}: reconstruction_weight needs cameras.json with head ids (sage-train make-synthetic writes one)")
+            self.latents = nn.Parameter(torch.randn(heads, self.G.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(self.device))
+            self.opt_latents = torch.optim.Adam([self.latents], lr=cfg.latent_lr, betas=cfg.betas)
         self.step = cfg.initial_step
         self.samples_seen = 0
         self.wall_time = 0.0
-        self._datasets: dict[int, Any] = {}
-        self._perms: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ setup
     def _init_generator(self, path: Path) -> None:
@@ -116,18 +124,25 @@ class Trainer:
             pos += take
         return out
 
-    def _real_batch(self, batch: int, resolution: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _real_batch(self, batch: int, resolution: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor] | None]:
+        """Real images + one-hot semantics for D (randomly flipped), and, for reconstruction, the unflipped
+        images, labels, poses and head ids."""
         ds = self.dataset(resolution)
         indices = self._batch_indices(len(ds), batch)[self.rank::self.world]
         items = [ds[i] for i in indices]
         images = torch.stack([it["image"] for it in items])
         labels = torch.stack([it["semantic"] for it in items])
+        targets = None
+        if self.latents is not None:
+            targets = {"image": images.to(self.device), "labels": labels.to(self.device),
+                       "pose": torch.stack([it["pose"] for it in items]), "head": torch.tensor([it["head"] for it in items])}
         # Horizontal flips, with the left/right classes swapped (the reference forgot the swap).
         flip = torch.rand(len(items), generator=gen) < 0.5
+        images, labels = images.clone(), labels.clone()
         images[flip] = images[flip].flip(-1)
         labels[flip] = torch.as_tensor(FLIP_PERMUTATION)[labels[flip].flip(-1)]
         semantic = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
-        return images.to(self.device), semantic.to(self.device)
+        return images.to(self.device), semantic.to(self.device), targets
 
     # ------------------------------------------------------------------ one step
     def _sample_cameras(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +168,7 @@ class Trainer:
         pose_w = lc.pose_weight if phase.resolution < self.model_cfg.output_resolution else lc.pose_weight_final_resolution
         local_batch = phase.batch // self.world
         chunk = max(1, local_batch // cfg.batch_split)
-        real_images, real_semantic = self._real_batch(phase.batch, phase.resolution, gen)
+        real_images, real_semantic, targets = self._real_batch(phase.batch, phase.resolution, gen)
         render = dict(scale=scale, alpha=alpha, jitter=True, density_noise=noise, generator=gen)
         stats: dict[str, float] = {}
 
@@ -184,6 +199,8 @@ class Trainer:
         self.D_rgb.requires_grad_(False)
         self.D_parsing.requires_grad_(False)
         self.opt_G.zero_grad(set_to_none=True)
+        if self.opt_latents is not None:
+            self.opt_latents.zero_grad(set_to_none=True)
         keep = L.topk_fraction(self.step, lc.topk_interval, minimum=lc.topk_min)
         for start in range(0, local_batch, chunk):
             n = min(chunk, local_batch - start)
@@ -206,16 +223,35 @@ class Trainer:
                 pose = L.pose_loss(f.pose[idx], poses[idx]) + lc.parsing_weight * L.pose_loss(fp.pose[idx], poses[idx])
                 reproj = (L.reprojection_loss(out.stereo.rgb.float(), out.view.rgb.float(), out.stereo.valid)
                           if out.stereo is not None else torch.zeros((), device=self.device))
-                loss = adv + pose_w * pose + lc.reprojection_weight * reproj
+                loss = lc.adversarial_weight * (adv + pose_w * pose) + lc.reprojection_weight * reproj
+            if targets is not None:
+                recon = self._reconstruction_loss({k: v[start:start + n] for k, v in targets.items()}, fov, render)
+                loss = loss + lc.reconstruction_weight * recon
+                _accumulate(stats, {"g_recon": recon}, n / local_batch)
             (loss * n / local_batch).backward()
             _accumulate(stats, {"g_adv": adv, "g_pose": pose, "g_reproj": reproj}, n / local_batch)
         self._reduce_and_step(self.opt_G, [p for p in self.G.parameters() if p.requires_grad])
+        if self.opt_latents is not None:
+            self._reduce_and_step(self.opt_latents, [self.latents])
         self._update_ema()
 
         self.samples_seen += phase.batch
         self.step += 1
         stats.update(step=self.step, resolution=phase.resolution, alpha=alpha, topk=keep, density_noise=noise)
         return stats
+
+    def _reconstruction_loss(self, target: dict[str, torch.Tensor], fov: float, render: dict[str, Any]) -> torch.Tensor:
+        """Render each real image's head latent from its true camera: L1 on the drawing path and on the
+        field's low-res RGB, cross-entropy on the semantics, plus a prior on the latents."""
+        z = self.latents[target["head"].to(self.device)]
+        pose = target["pose"]
+        with self._autocast():
+            out = self.G(self.G.style(z), orbit_cam2world(pose[:, 0], pose[:, 1]).to(self.device), fov, **render)
+        image = target["image"]
+        low = F.interpolate(image, size=out.view.rgb.shape[-2:], mode="area")
+        return (F.l1_loss(out.drawing.float(), image) + F.l1_loss(out.view.rgb.float() * 2 - 1, low)
+                + F.cross_entropy(out.parsing.float(), target["labels"])
+                + self.cfg.losses.latent_prior_weight * z.pow(2).mean())
 
     def _reduce_and_step(self, opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
         # Gradients are averaged by hand rather than through DistributedDataParallel: R1 needs a double
@@ -290,8 +326,10 @@ class Trainer:
         tensors: dict[str, torch.Tensor] = {}
         for prefix, net in (("G", self.G), ("G_ema", self.G_ema), ("D_rgb", self.D_rgb), ("D_parsing", self.D_parsing)):
             tensors.update({f"{prefix}.{k}": v for k, v in net.state_dict().items()})
+        if self.latents is not None:
+            tensors["latents"] = self.latents.detach()
         groups = {}
-        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
+        for name, opt in self._optimizers():
             sd = opt.state_dict()
             for pid, pstate in sd["state"].items():
                 tensors.update({f"{name}.{pid}.{k}": v if torch.is_tensor(v) else torch.tensor(v) for k, v in pstate.items()})
@@ -308,7 +346,10 @@ class Trainer:
             raise CheckpointError(f"{path}: the state was made by a different recipe (model/stage differ)")
         for prefix, net in (("G", self.G), ("G_ema", self.G_ema), ("D_rgb", self.D_rgb), ("D_parsing", self.D_parsing)):
             net.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
-        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
+        if self.latents is not None:
+            with torch.no_grad():
+                self.latents.copy_(tensors["latents"])
+        for name, opt in self._optimizers():
             state: dict[int, dict[str, torch.Tensor]] = {}
             for key, value in tensors.items():
                 if key.startswith(name + "."):
@@ -316,6 +357,10 @@ class Trainer:
                     state.setdefault(int(pid), {})[field] = value.to(self.device)
             opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
         self.step, self.samples_seen, self.wall_time = meta["step"], meta["samples_seen"], meta["wall_time"]
+
+    def _optimizers(self) -> list[tuple[str, torch.optim.Optimizer]]:
+        extra = [("opt_latents", self.opt_latents)] if self.opt_latents is not None else []
+        return [("opt_G", self.opt_G), ("opt_D", self.opt_D), *extra]
 
     def save_samples(self) -> Path:
         """A PNG grid: per seed, drawing / semantic / depth rows across yaws, from the EMA generator."""

@@ -2,9 +2,11 @@
 or the official per-part masks `CelebAMask-HQ-mask-anno/<group>/<id:05d>_<part>.png`."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from sage_backend.labels import LABEL_NAMES
@@ -26,9 +28,25 @@ class CelebAMaskHQ(PairDataset):
             for mask in sorted((self.root / PARTS).glob("*/*_*.png")):
                 self.parts.setdefault(str(int(mask.stem.split("_", 1)[0])), []).append(mask)
         self.ids = sorted(ids if ids is not None else self.images, key=lambda i: (len(i), i))
+        cameras = self.root / "cameras.json"
+        # Multi-view data (e.g. the synthetic heads) records each image's camera and head identity.
+        self.cameras: dict[str, dict] = json.loads(cameras.read_text()) if cameras.is_file() else {}
         # CelebA-HQ is 1024^2 and gets the spec's 576/512 crop; smaller sources (e.g. synthetic) are used whole.
         first = next(iter(self.images.values()), None)
         self.crop_fraction = CROP_FRACTION if first is not None and Image.open(first).size[0] >= 1024 else 1.0
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        camera = self.cameras.get(self.ids[index])
+        if camera is not None and not self.flip:  # a flipped image no longer matches its camera and head
+            item["pose"] = torch.tensor([camera["yaw"], camera["pitch"]], dtype=torch.float32)
+            item["head"] = int(camera["head"])
+        return item
+
+    @property
+    def heads(self) -> int:
+        """Number of distinct heads recorded in cameras.json (0 without one)."""
+        return 1 + max((c["head"] for c in self.cameras.values()), default=-1)
 
     def load(self, image_id: str) -> tuple[Image.Image, np.ndarray]:
         if image_id not in self.images:
