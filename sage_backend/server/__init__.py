@@ -1,0 +1,1 @@
+"""The SAGE wire protocol v1 server: codec, worker, ROUTER loop."""

@@ -1,0 +1,176 @@
+"""SAGE wire protocol v1: frames <-> (header, blobs), with validation. Pure functions, no sockets.
+
+Every message is multipart [b"SAGE/1", header JSON, *blobs]; see docs/protocol.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAGIC = b"SAGE/1"
+PROTOCOL_VERSION = 1
+OPS = ("hello", "ping", "generate", "turntable", "mesh", "cancel")
+OUTPUTS = ("drawing", "semantic", "depth")
+MESH_FORMATS = ("ply", "glb", "obj")
+MESH_COLORS = ("semantic", "drawing", "none")
+DTYPES = {"uint8": np.uint8, "float32": np.float32}
+
+
+@dataclass(frozen=True)
+class Limits:
+    header_bytes: int = 64 * 1024
+    message_bytes: int = 64 * 1024 * 1024
+    min_resolution: int = 64
+    max_resolution: int = 1024
+    max_cameras: int = 720
+    min_grid: int = 32
+    max_grid: int = 512
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class ProtocolError(Exception):
+    """A request the server answers with an error reply (code from PROTOCOL.md) instead of work."""
+
+    def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.request_id = code, message, request_id
+
+
+@dataclass
+class Request:
+    id: str
+    op: str
+    fields: dict[str, Any]
+    blobs: list[bytes] = field(default_factory=list)
+
+
+def encode(header: dict[str, Any], blobs: list[bytes] | None = None) -> list[bytes]:
+    return [MAGIC, json.dumps(header, separators=(",", ":"), allow_nan=False).encode(), *(blobs or [])]
+
+
+def array_blob(name: str, array: np.ndarray, fmt: str = "raw") -> tuple[dict[str, Any], bytes]:
+    """A blob descriptor + C-order bytes for an image array."""
+    array = np.ascontiguousarray(array)
+    return {"name": name, "dtype": str(array.dtype), "shape": list(array.shape), "format": fmt}, array.tobytes()
+
+
+def error_reply(request_id: str | None, code: str, message: str) -> list[bytes]:
+    return encode({"id": request_id, "ok": False, "error": {"code": code, "message": message}})
+
+
+def decode_request(frames: list[bytes], limits: Limits) -> Request:
+    """Parse and check a request's envelope: magic, header JSON, id, op. Raises ProtocolError."""
+    if not frames or frames[0] != MAGIC:
+        raise ProtocolError("unsupported_protocol", f"first frame must be {MAGIC.decode()}")
+    if len(frames) < 2:
+        raise ProtocolError("bad_request", "missing header frame")
+    if len(frames[1]) > limits.header_bytes:
+        raise ProtocolError("too_large", f"header is over {limits.header_bytes} bytes")
+    try:
+        header = json.loads(frames[1])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ProtocolError("bad_request", "header is not UTF-8 JSON") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("bad_request", "header must be a JSON object")
+    rid = header.get("id")
+    if not isinstance(rid, str) or not 0 < len(rid) <= 64:
+        raise ProtocolError("bad_request", "id must be a string of 1..64 characters")
+    op = header.get("op")
+    if op not in OPS:
+        raise ProtocolError("unknown_op", f"unknown op {op!r}; ops are {', '.join(OPS)}", rid)
+    fields = {k: v for k, v in header.items() if k not in ("id", "op")}
+    return Request(rid, op, fields, list(frames[2:]))
+
+
+def _number(fields: dict, name: str, default: Any, lo: float, hi: float, integer: bool = False, rid: str | None = None) -> Any:
+    value = fields.get(name, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if integer:
+        ok = ok and float(value).is_integer()
+    if not ok or not lo <= value <= hi:
+        kind = "an integer" if integer else "a number"
+        raise ProtocolError("bad_request", f"{name} must be {kind} in {lo}..{hi}", rid)
+    return int(value) if integer else float(value)
+
+
+def _choice(fields: dict, name: str, default: str, choices: tuple[str, ...], rid: str) -> str:
+    value = fields.get(name, default)
+    if value not in choices:
+        raise ProtocolError("bad_request", f"{name} must be one of {', '.join(choices)}", rid)
+    return value
+
+
+def latent_from(request: Request, z_dim: int) -> tuple[int | None, np.ndarray | None]:
+    """Exactly one of `seed` (int) or a `latent` blob of z_dim float32 values."""
+    rid, has_seed = request.id, "seed" in request.fields
+    has_latent = request.fields.get("latent") is not None or bool(request.blobs)
+    if has_seed == has_latent:
+        raise ProtocolError("bad_request", "give exactly one of seed or latent", rid)
+    if has_seed:
+        return _number(request.fields, "seed", 0, 0, 2**63 - 1, integer=True, rid=rid), None
+    if len(request.blobs) != 1 or len(request.blobs[0]) != 4 * z_dim:
+        raise ProtocolError("bad_request", f"latent must be one blob of {z_dim} float32 values ({4 * z_dim} bytes)", rid)
+    latent = np.frombuffer(request.blobs[0], dtype=np.float32)
+    if not np.isfinite(latent).all():
+        raise ProtocolError("bad_request", "latent holds NaN or infinite values", rid)
+    return None, latent.copy()
+
+
+@dataclass
+class RenderSpec:
+    """A validated generate/turntable/mesh request."""
+
+    style: str
+    seed: int | None
+    latent: np.ndarray | None
+    psi: float
+    cameras: list[dict] = field(default_factory=list)
+    resolution: int = 256
+    outputs: tuple[str, ...] = ("drawing", "semantic")
+    grid: int = 256
+    format: str = "ply"
+    colors: str = "semantic"
+    threshold: float | None = None
+    deadline_ms: float | None = None
+
+
+def parse_work(request: Request, limits: Limits, styles: dict[str, int]) -> RenderSpec:
+    """Validate a generate / turntable / mesh request; `styles` maps style names to their z_dim."""
+    f, rid = request.fields, request.id
+    style = f.get("style")
+    if not isinstance(style, str) or style not in styles:
+        raise ProtocolError("unknown_style", f"unknown style {style!r}; styles are {', '.join(sorted(styles))}", rid)
+    seed, latent = latent_from(request, styles[style])
+    spec = RenderSpec(style, seed, latent, _number(f, "psi", 0.5, 0.0, 1.0, rid=rid))
+    if "deadline_ms" in f:
+        spec.deadline_ms = _number(f, "deadline_ms", None, 1, 86_400_000, rid=rid)
+    if request.op == "mesh":
+        spec.grid = _number(f, "grid", 256, limits.min_grid, limits.max_grid, integer=True, rid=rid)
+        spec.format = _choice(f, "format", "ply", MESH_FORMATS, rid)
+        spec.colors = _choice(f, "colors", "semantic", MESH_COLORS, rid)
+        if f.get("threshold") is not None:
+            spec.threshold = _number(f, "threshold", None, 0.0, 1e6, rid=rid)
+        return spec
+    spec.resolution = _number(f, "resolution", 256, limits.min_resolution, limits.max_resolution, integer=True, rid=rid)
+    outputs = f.get("outputs", ["drawing", "semantic"])
+    if not isinstance(outputs, list) or not outputs or any(o not in OUTPUTS for o in outputs) or len(set(outputs)) != len(outputs):
+        raise ProtocolError("bad_request", f"outputs must be a non-empty list drawn from {', '.join(OUTPUTS)}", rid)
+    spec.outputs = tuple(outputs)
+    if request.op == "generate":
+        spec.cameras = [f.get("camera")]
+    else:
+        cams = f.get("cameras")
+        if not isinstance(cams, list) or not cams:
+            raise ProtocolError("bad_request", "cameras must be a non-empty list", rid)
+        if len(cams) > limits.max_cameras:
+            raise ProtocolError("too_large", f"at most {limits.max_cameras} cameras", rid)
+        spec.cameras = cams
+    if spec.cameras[0] is None:
+        raise ProtocolError("bad_request", "camera is required", rid)
+    return spec
