@@ -61,6 +61,8 @@ def mesh_from_grid(values: np.ndarray, bound: float, threshold: float | None = N
         level = float(np.quantile(values, FALLBACK_QUANTILE))
         if level >= peak or level <= 0:
             raise ValueError(f"the density field has no surface (its maximum is {peak:.3g})")
+    if float(values.min()) >= level:
+        raise ValueError(f"the density field has no surface at threshold {level:g}: it is solid everywhere in the box")
     step = 2 * bound / (values.shape[0] - 1)
     verts, faces, _, _ = marching_cubes(values, level=level, spacing=(step, step, step))
     mesh = trimesh.Trimesh(verts - bound, faces, process=False)

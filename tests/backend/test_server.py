@@ -1,0 +1,281 @@
+"""The server over real sockets on loopback, driven by a plain DEALER client written from PROTOCOL.md."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+import uuid
+
+import numpy as np
+import pytest
+import zmq
+
+from tests.conftest import start_backend, stop_backend
+
+FRONT = {"yaw": math.pi / 2, "pitch": math.pi / 2}
+
+
+class Client:
+    """What any third-party client would write: DEALER, multipart [b"SAGE/1", header, *blobs]."""
+
+    def __init__(self, address: str, server_key: bytes | None = None) -> None:
+        self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        if server_key is not None:
+            pub, sec = zmq.curve_keypair()
+            self.socket.curve_publickey, self.socket.curve_secretkey, self.socket.curve_serverkey = pub, sec, server_key
+        self.socket.connect(address)
+
+    def send(self, op: str, blobs=(), **fields) -> str:
+        rid = fields.pop("id", uuid.uuid4().hex[:12])
+        self.socket.send_multipart([b"SAGE/1", json.dumps({"id": rid, "op": op, **fields}).encode(), *blobs])
+        return rid
+
+    def recv(self, timeout: float = 30.0) -> tuple[dict, list[bytes]]:
+        if not self.socket.poll(int(timeout * 1000)):
+            raise TimeoutError
+        frames = self.socket.recv_multipart()
+        assert frames[0] == b"SAGE/1"
+        return json.loads(frames[1]), frames[2:]
+
+    def call(self, op: str, blobs=(), **fields) -> tuple[dict, list[bytes]]:
+        rid = self.send(op, blobs, **fields)
+        header, blobs = self.recv()
+        assert header["id"] == rid
+        return header, blobs
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+
+@pytest.fixture()
+def client(backend):
+    c = Client(backend.address)
+    yield c
+    c.close()
+
+
+def test_hello_reports_protocol_styles_labels_and_limits(client: Client) -> None:
+    header, _ = client.call("hello", client="pytest")
+    assert header["ok"] and header["protocol"] == 1 and header["device"] == "cpu"
+    assert [s["name"] for s in header["styles"]] == ["line", "pencil"]
+    assert len(header["labels"]) == 19 and header["labels"][4] == "l_eye" and len(header["palette"]) == 19
+    assert header["limits"]["max_cameras"] == 720 and header["limits"]["max_grid"] == 512
+    assert client.call("ping")[0]["ok"]
+
+
+def test_generate_returns_drawing_semantic_and_depth(client: Client) -> None:
+    header, blobs = client.call("generate", style="pencil", seed=3, camera=FRONT, resolution=64, outputs=["drawing", "semantic", "depth"])
+    assert header["ok"], header
+    shapes = {b["name"]: (b["dtype"], b["shape"]) for b in header["blobs"]}
+    assert shapes == {"drawing": ("uint8", [64, 64, 3]), "semantic": ("uint8", [64, 64]), "depth": ("float32", [64, 64])}
+    semantic = np.frombuffer(blobs[1], np.uint8)
+    depth = np.frombuffer(blobs[2], np.float32)
+    assert semantic.max() < 19 and np.isfinite(depth).all() and 0.8 < depth.min() <= depth.max() < 1.2
+    again, blobs2 = client.call("generate", style="pencil", seed=3, camera=FRONT, resolution=64)
+    assert blobs2[0] == blobs[0]  # same seed, same drawing
+
+
+def test_latent_blob_and_cam2world_camera(client: Client) -> None:
+    latent = np.random.default_rng(0).standard_normal(16).astype(np.float32)
+    c2w = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1.0], [0, 0, 0, 1]]
+    header, blobs = client.call("generate", [latent.tobytes()], style="line", camera={"cam2world": c2w, "fov_deg": 12}, resolution=64)
+    assert header["ok"] and len(blobs) == 2
+    bad, _ = client.call("generate", [b"\0" * 12], style="line", camera=FRONT)
+    assert bad["error"]["code"] == "bad_request" and "latent" in bad["error"]["message"]
+
+
+def test_turntable_streams_frames_then_done(client: Client) -> None:
+    cams = [{"yaw": math.pi / 2 + 0.3 * i, "pitch": math.pi / 2} for i in range(5)]
+    rid = client.send("turntable", style="pencil", seed=1, cameras=cams, resolution=64)
+    frames = []
+    while True:
+        header, blobs = client.recv()
+        assert header["id"] == rid and header["ok"]
+        if header.get("done"):
+            break
+        frames.append((header["frame"], blobs[0]))
+    assert [f for f, _ in frames] == list(range(5)) and len({b for _, b in frames}) == 5
+
+
+def test_mesh_op_returns_a_file(client: Client) -> None:
+    header, blobs = client.call("mesh", style="pencil", seed=1, grid=32, format="ply", colors="semantic")
+    if not header["ok"]:  # a random tiny field may hold no surface: then a clear bad_request
+        assert header["error"]["code"] == "bad_request" and "surface" in header["error"]["message"]
+        return
+    assert header["vertices"] > 0 and blobs[0].startswith(b"ply")
+
+
+@pytest.mark.parametrize("fields, code", [
+    ({"style": "oil", "seed": 1, "camera": FRONT}, "unknown_style"),
+    ({"style": "line", "seed": 1, "camera": FRONT, "resolution": 4096}, "bad_request"),
+    ({"style": "line", "seed": 1, "camera": {"yaw": float("nan")}}, "bad_request"),
+    ({"style": "line", "camera": FRONT}, "bad_request"),
+    ({"style": "line", "seed": 1, "camera": {"cam2world": [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1]]}}, "bad_request"),
+])
+def test_bad_requests_get_one_clear_error(client: Client, fields, code) -> None:
+    header, _ = client.call("generate", **fields) if "nan" not in str(fields) else _raw_nan(client, fields)
+    assert not header["ok"] and header["error"]["code"] == code and header["error"]["message"]
+
+
+def _raw_nan(client: Client, fields) -> tuple[dict, list[bytes]]:
+    client.socket.send_multipart([b"SAGE/1", json.dumps({"id": "nan", "op": "generate", **fields}).encode()])  # json emits NaN
+    return client.recv()
+
+
+def test_too_many_cameras_is_too_large(client: Client) -> None:
+    header, _ = client.call("turntable", style="line", seed=1, cameras=[FRONT] * 721)
+    assert header["error"]["code"] == "too_large"
+
+
+def test_cancel_mid_turntable(client: Client) -> None:
+    cams = [FRONT] * 200
+    rid = client.send("turntable", style="pencil", seed=1, cameras=cams, resolution=256)
+    client.recv()  # the first frame is out: the job is running
+    cancel_id = client.send("cancel", target=rid)
+    seen_cancelled = seen_ack = False
+    for _ in range(400):
+        header, _ = client.recv()
+        if header["id"] == cancel_id:
+            seen_ack = header["ok"] and header["found"]
+        elif not header["ok"]:
+            assert header["error"]["code"] == "cancelled"
+            seen_cancelled = True
+        else:
+            assert not header.get("done")
+        if seen_ack and seen_cancelled:
+            break
+    assert seen_ack and seen_cancelled
+
+
+def test_deadline_expires_with_timeout(client: Client) -> None:
+    header, _ = client.call("turntable", style="pencil", seed=1, cameras=[FRONT] * 400, resolution=512, deadline_ms=50)
+    while header["ok"]:
+        header, _ = client.recv()
+    assert header["error"]["code"] == "timeout"
+
+
+def test_two_clients_get_only_their_own_replies(backend) -> None:
+    a, b = Client(backend.address), Client(backend.address)
+    try:
+        ra = a.send("generate", id="same-id", style="line", seed=1, camera=FRONT, resolution=64)
+        rb = b.send("generate", id="same-id", style="pencil", seed=2, camera=FRONT, resolution=64)
+        ha, _ = a.recv()
+        hb, _ = b.recv()
+        assert ha["style"] == "line" and hb["style"] == "pencil" and ra == rb
+        with pytest.raises(TimeoutError):
+            a.recv(timeout=0.3)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_client_that_vanishes_mid_turntable_does_not_hurt_the_server(backend) -> None:
+    gone = Client(backend.address)
+    gone.send("turntable", style="pencil", seed=1, cameras=[FRONT] * 30, resolution=128)
+    gone.recv()
+    gone.close()
+    other = Client(backend.address)
+    try:
+        assert other.call("ping")[0]["ok"]
+    finally:
+        other.close()
+
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+
+
+def test_fuzz_thousand_hostile_messages_then_hello(backend, tiny_checkpoint_dir) -> None:
+    rng = random.Random(1234)
+    c = Client(backend.address)
+    try:
+        c.call("hello")
+        rss_before = _rss_kb(backend.process.pid)
+        junk_values = [None, True, -1, 2**70, 1e308, float("inf"), "x" * 70, [], {}, [1, "a"], {"yaw": "1"}]
+        sent = 0
+        for i in range(1200):
+            kind = rng.randrange(8)
+            if kind == 0:
+                frames = [rng.randbytes(rng.randrange(0, 40)) for _ in range(rng.randrange(0, 5))]
+            elif kind == 1:
+                frames = [b"SAGE/1"]
+            elif kind == 2:
+                frames = [b"SAGE/1", rng.randbytes(rng.randrange(1, 200))]
+            elif kind == 3:
+                frames = [b"SAGE/2", b"{}"]
+            elif kind == 4:
+                frames = [b"SAGE/1", json.dumps(rng.choice(junk_values[:10])).encode()]
+            else:
+                header = {"id": rng.choice([f"f{i}", None, 5, "x" * 65]), "op": rng.choice(["generate", "turntable", "mesh", "cancel", "nope", 3])}
+                for key in rng.sample(["style", "seed", "camera", "cameras", "psi", "resolution", "outputs", "grid", "format", "target", "latent"], 4):
+                    header[key] = rng.choice(junk_values + ["line", 1, FRONT])
+                frames = [b"SAGE/1", json.dumps(header, allow_nan=True).encode(), *[rng.randbytes(8) for _ in range(rng.randrange(0, 3))]]
+            if not frames:
+                frames = [b""]
+            c.socket.send_multipart(frames)
+            sent += 1
+        c.socket.send_multipart([b"SAGE/1", b"{}", b"\0" * (100 * 1024 * 1024)])  # over MAXMSGSIZE: dropped by ZeroMQ
+        time.sleep(1.0)
+        while c.socket.poll(200):
+            c.socket.recv_multipart()
+        fresh = Client(backend.address)
+        try:
+            header, _ = fresh.call("hello")
+            assert header["ok"] and header["protocol"] == 1 and sent >= 1000
+        finally:
+            fresh.close()
+        assert backend.process.poll() is None
+        assert _rss_kb(backend.process.pid) - rss_before < 200 * 1024  # no unbounded growth (100 MB frame not kept)
+    finally:
+        c.close()
+
+
+def test_curve_without_the_key_gets_nothing(tmp_path, tiny_checkpoint_dir) -> None:
+    from sage_backend.cli import main
+
+    assert main(["keys", "--out", str(tmp_path)]) == 0
+    public = (tmp_path / "server.public").read_text().strip().encode()
+    server = start_backend(["--styles", str(tiny_checkpoint_dir), "--curve-secret", str(tmp_path / "server.secret")])
+    try:
+        plain = Client(server.address)
+        plain.send("hello")
+        with pytest.raises(TimeoutError):
+            plain.recv(timeout=1.0)
+        plain.close()
+        secure = Client(server.address, server_key=public)
+        assert secure.call("hello")[0]["ok"]
+        secure.close()
+    finally:
+        stop_backend(server)
+
+
+def test_non_loopback_bind_needs_curve_or_insecure(tiny_checkpoint_dir, capsys) -> None:
+    from sage_backend.cli import main
+
+    assert main(["serve", "--bind", "tcp://0.0.0.0:0", "--styles", str(tiny_checkpoint_dir)]) == 2
+    assert "--curve-secret" in capsys.readouterr().err
+
+
+def test_sigterm_during_work_answers_cancelled_and_exits_zero(tiny_checkpoint_dir) -> None:
+    server = start_backend(["--styles", str(tiny_checkpoint_dir)])
+    c = Client(server.address)
+    try:
+        rid = c.send("turntable", style="pencil", seed=1, cameras=[FRONT] * 300, resolution=256)
+        c.recv()
+        server.process.send_signal(signal.SIGTERM)
+        codes = []
+        for _ in range(400):
+            header, _ = c.recv()
+            if not header["ok"]:
+                codes.append(header["error"]["code"])
+                break
+        assert codes == ["cancelled"]
+        assert server.process.wait(30) == 0
+    finally:
+        c.close()
+        if server.process.poll() is None:
+            server.process.kill()

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny checkpoints made by the project's own code, and a real backend process."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from sage_backend.checkpoint import StyleInfo, save_generator
+from sage_backend.config import preset
+from sage_backend.model.generator import SageGenerator
+
+STYLES = ("line", "pencil")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_dir(tmp_path_factory) -> Path:
+    """Two tiny-preset styles with fixed random weights (translator on, as after Stage II)."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    for i, name in enumerate(STYLES):
+        torch.manual_seed(i)
+        generator = SageGenerator(preset("tiny"))
+        generator.translator_active.fill_(True)
+        with torch.no_grad():  # an opaque field: each view then sees different surface features
+            generator.field.density_head.bias.fill_(20.0)
+        save_generator(folder / f"{name}.safetensors", generator, StyleInfo(name, f"tiny test style {name}", stage=2))
+    return folder
+
+
+@dataclass
+class Backend:
+    address: str
+    process: subprocess.Popen
+
+
+def start_backend(args: list[str], timeout: float = 60.0) -> Backend:
+    """`sage-backend serve` on an ephemeral loopback port; the first stdout line names the endpoint."""
+    cmd = [sys.executable, "-m", "sage_backend.cli", "serve", "--bind", "tcp://127.0.0.1:0", "--device", "cpu", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith("SAGE backend listening on "):
+        proc.kill()
+        raise RuntimeError(f"backend failed to start: {line!r}")
+    return Backend(line.split()[-1], proc)
+
+
+def stop_backend(backend: Backend) -> int:
+    backend.process.terminate()
+    return backend.process.wait(30)
+
+
+@pytest.fixture(scope="session")
+def backend(tiny_checkpoint_dir: Path):
+    server = start_backend(["--styles", str(tiny_checkpoint_dir)])
+    yield server
+    stop_backend(server)
