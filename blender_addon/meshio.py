@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from . import camera as camera_math
 
 PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
@@ -114,9 +113,3 @@ def vertex_colors(props: dict[str, np.ndarray]) -> np.ndarray | None:
 def vertex_labels(props: dict[str, np.ndarray]) -> np.ndarray | None:
     name = next((k for k in LABEL_PROPERTIES if k in props), None)
     return props[name].astype(np.int32) if name else None
-
-
-def sage_to_blender_points(vertices: np.ndarray) -> np.ndarray:
-    """(N, 3) SAGE coordinates -> Blender axes (x, -z, y): the head stands upright, facing -Y."""
-    matrix = np.array([camera_math.sage_to_blender_vector(axis) for axis in np.eye(3)]).T
-    return vertices @ matrix.T

@@ -340,7 +340,7 @@ def import_ply(scene: bpy.types.Scene, data: bytes, name: str = "SAGE Portrait M
     vertices, triangles, vertex_props = meshio.read_ply(data)
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(len(vertices))
-    mesh.vertices.foreach_set("co", meshio.sage_to_blender_points(vertices).astype(np.float32).ravel())
+    mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())  # the backend writes PLY in Blender axes
     mesh.loops.add(triangles.size)
     mesh.loops.foreach_set("vertex_index", triangles.astype(np.int32).ravel())
     mesh.polygons.add(len(triangles))

@@ -24,8 +24,9 @@ def tiny_checkpoint_dir(tmp_path_factory) -> Path:
         torch.manual_seed(i)
         generator = SageGenerator(preset("tiny"))
         generator.translator_active.fill_(True)
-        with torch.no_grad():  # an opaque field: each view then sees different surface features
-            generator.field.density_head.bias.fill_(20.0)
+        with torch.no_grad():  # a field with real surfaces: views differ and meshes exist
+            generator.field.density_head.weight.mul_(3000.0)
+            generator.field.density_head.bias.zero_()
         save_generator(folder / f"{name}.safetensors", generator, StyleInfo(name, f"tiny test style {name}", stage=2))
     return folder
 

@@ -1,5 +1,5 @@
 """Add-on test helpers: bpy scripts run in their own interpreter (bpy and torch stay apart, and every
-script starts from factory settings), plus a stand-in backend process."""
+script starts from factory settings), against the real backend (tests/conftest.py's `backend`)."""
 import os
 import socket
 import subprocess
@@ -44,17 +44,15 @@ def run_bpy(tmp_path):
     return run
 
 
-def start_stand_in(address: str) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, str(HERE / "stand_in_backend.py"), address], stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "ready"
+def start_real_backend(address: str, styles: str) -> subprocess.Popen:
+    """`sage-backend serve` on a fixed address (for kill-and-restart tests); returns once it listens."""
+    cmd = [sys.executable, "-m", "sage_backend.cli", "serve", "--bind", address, "--styles", styles, "--device", "cpu"]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout.readline().startswith("SAGE backend listening on ")
     return process
 
 
 @pytest.fixture
-def stand_in():
-    """Address of a running stand-in backend (real ZeroMQ, synthetic images)."""
-    address = f"tcp://127.0.0.1:{free_port()}"
-    process = start_stand_in(address)
-    yield address
-    process.kill()
-    process.wait()
+def address(backend) -> str:
+    """The address of the session's real backend (tiny preset, styles "line" and "pencil")."""
+    return backend.address

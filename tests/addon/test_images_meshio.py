@@ -55,8 +55,3 @@ def test_ply_reader_fans_polygons_and_rejects_garbage():
     assert triangles.tolist() == [[0, 1, 2], [0, 2, 3]] and meshio.vertex_colors(props) is None
     with pytest.raises(ValueError, match="not a PLY"):
         meshio.read_ply(b"solid stl")
-
-
-def test_sage_points_stand_upright_in_blender():
-    # SAGE +Y (up) -> Blender +Z; SAGE +Z (the face's direction) -> Blender -Y (toward the Front view).
-    np.testing.assert_allclose(meshio.sage_to_blender_points(np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])), [[0, 0, 1], [0, -1, 0]])

@@ -1,15 +1,5 @@
 """The add-on against the real `sage-backend serve` (tiny preset), through the project's `backend` fixture
-(tests/conftest.py). Skipped until that fixture exists."""
-import pytest
-
-
-@pytest.fixture
-def address(request):
-    try:
-        backend = request.getfixturevalue("backend")
-    except pytest.FixtureLookupError:
-        pytest.skip("no `backend` fixture in tests/conftest.py yet (the server is not there)")
-    return backend if isinstance(backend, str) else backend.address
+(tests/conftest.py)."""
 
 
 def test_generate_from_a_scene_camera(run_bpy, address):
@@ -34,6 +24,7 @@ def test_batch_renders_four_different_drawings(run_bpy, address):
         scene.sage_portrait.turntable_frames = 4
         scene.frame_start, scene.frame_end = 1, 4
         from blender_addon import batch, portrait
+        bpy.context.view_layer.update()  # matrix_world of freshly placed objects
         portrait.create_turntable(scene, camera, 4)
         batch.main(["--out", "out", "--address", {address!r}, "--timeout", "120"])
         drawings = [open(os.path.join("out", f"drawing_{{f:04d}}.png"), "rb").read() for f in range(1, 5)]

@@ -102,10 +102,11 @@ def test_turntable_streams_frames_then_done(client: Client) -> None:
 
 def test_mesh_op_returns_a_file(client: Client) -> None:
     header, blobs = client.call("mesh", style="pencil", seed=1, grid=32, format="ply", colors="semantic")
-    if not header["ok"]:  # a random tiny field may hold no surface: then a clear bad_request
-        assert header["error"]["code"] == "bad_request" and "surface" in header["error"]["message"]
-        return
-    assert header["vertices"] > 0 and blobs[0].startswith(b"ply")
+    assert header["ok"] and header["vertices"] > 0 and header["blobs"][0]["format"] == "ply" and blobs[0].startswith(b"ply")
+    header, blobs = client.call("mesh", style="pencil", seed=1, grid=32, format="glb", colors="drawing")
+    assert header["ok"] and blobs[0][:4] == b"glTF"
+    bad, _ = client.call("mesh", style="pencil", seed=1, grid=8)
+    assert bad["error"]["code"] == "bad_request" and "grid" in bad["error"]["message"]
 
 
 @pytest.mark.parametrize("fields, code", [
