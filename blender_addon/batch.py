@@ -9,6 +9,7 @@ Fully synchronous (timers never fire in `blender -b`). Usage, for the extension:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -52,6 +53,29 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
     return written
 
 
+def demo_scene(frames: int, resolution: int) -> bpy.types.Scene:
+    """A fresh portrait scene for the end-to-end demo: a pivot Empty at the head's centre, a camera in
+    Blender's Front view (on -Y looking +Y), and a turntable of `frames` around the pivot."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    pivot = bpy.data.objects.new("SAGE Head", None)
+    scene.collection.objects.link(pivot)
+    data = bpy.data.cameras.new("SAGE Camera")
+    data.lens = 18.0 / math.tan(math.radians(6.0))  # 12 degrees across the 36 mm sensor: the training framing
+    camera = bpy.data.objects.new("SAGE Camera", data)
+    camera.location = (0.0, -1.0, 0.0)  # one pivot-scale unit away, like the training cameras
+    camera.rotation_euler = (math.radians(90), 0.0, 0.0)
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    scene.render.resolution_x = scene.render.resolution_y = resolution
+    settings = scene.sage_portrait
+    settings.pivot, settings.resolution = pivot, resolution
+    bpy.context.view_layer.update()
+    scene.frame_start, scene.frame_end = 1, frames
+    portrait.create_turntable(scene, camera, frames)
+    return scene
+
+
 def save_png(rgba, kind: str, path: str) -> None:
     """Save through a temporary Blender image, atomically (temp file in the same folder, then rename)."""
     image = images.store_image(kind, f"SAGE batch {kind}", rgba)
@@ -74,6 +98,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--address", help="backend address (default: the scene's setting)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each frame")
     parser.add_argument("--scene", help="scene name (default: the active scene)")
+    parser.add_argument("--demo-scene", type=int, metavar="FRAMES", help="build a fresh portrait scene with a FRAMES-frame turntable first")
+    parser.add_argument("--resolution", type=int, default=128, help="image size for --demo-scene")
     return parser.parse_args(argv)
 
 
@@ -82,8 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:
         argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
     args = parse_arguments(argv)
-    scene = bpy.data.scenes[args.scene] if args.scene else bpy.context.scene
     try:
+        scene = demo_scene(args.demo_scene, args.resolution) if args.demo_scene else (bpy.data.scenes[args.scene] if args.scene else bpy.context.scene)
         written = render_animation(scene, args.out, args.address, args.timeout)
     except (BackendUnavailable, BackendError, ProtocolError, ValueError, OSError) as exc:
         print(f"SAGE batch failed: {exc}", file=sys.stderr)

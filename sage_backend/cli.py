@@ -189,6 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 sheets.append(contact_sheet(frames))
                 print(f"{name}: {len(frames)} turntable frames -> {args.out / name}")
             save_png(args.out / "turntables.png", stack_sheets(sheets))
+            _blender_turntable(endpoint, args.out / "blender", args.frames)
             first = hello["styles"][0]["name"]
             header, blobs = client.request("mesh", style=first, seed=args.seed, grid=args.grid, format="ply", colors="semantic")
             atomic_write_bytes(args.out / "head.ply", blobs["mesh"])
@@ -198,6 +199,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         proc.wait(30)
     print(f"done in {time.perf_counter() - start:.0f} s; contact sheet: {args.out / 'turntables.png'}")
     return 0
+
+
+def _blender_turntable(endpoint: str, out: Path, frames: int) -> None:
+    """The same turntable through the Blender add-on in headless bpy, when bpy and the add-on's source
+    are both here (a repository checkout with the [blender] extra); skipped with a note otherwise."""
+    import importlib.util
+
+    addon_root = Path(__file__).resolve().parent.parent
+    if importlib.util.find_spec("bpy") is None or not (addon_root / "blender_addon" / "__init__.py").is_file():
+        print("blender: skipped (needs `pip install -e .[blender]` in a repository checkout)")
+        return
+    script = (f"import sys; sys.path.insert(0, {str(addon_root)!r}); import bpy, blender_addon; blender_addon.register(); "
+              f"from blender_addon import batch; batch.main(['--out', {str(out)!r}, '--address', {endpoint!r}, "
+              f"'--demo-scene', '{frames}', '--timeout', '600'])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        raise RuntimeError(f"the Blender add-on's batch render failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+    print(f"blender: add-on batch render of a {frames}-frame camera turntable -> {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
