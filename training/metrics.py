@@ -1,0 +1,161 @@
+"""Metrics for `sage-train eval` and the model card, in a registry (name -> function), as EG3D keeps one.
+
+- semantic_consistency: SAGE's core claim, measured directly. Render the semantic map and depth at
+  the frontal view, carry every pixel's surface point into a second view, and compare the label it
+  had with the label the second view gives it (mIoU over co-visible pixels).
+- reprojection_error: the same warp for drawings (mean absolute difference, 0..1 units).
+- fid / kid: from a user-supplied TorchScript feature extractor (nothing is downloaded).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import linalg
+
+from sage_backend.cameras import Camera, camera_rays, project_points
+from sage_backend.inference import Frame, PortraitRenderer, seed_latent
+from sage_backend.labels import NUM_CLASSES
+
+YAW_OFFSETS = (-0.4, -0.2, 0.2, 0.4)
+FRONTAL = Camera.orbit(math.pi / 2, math.pi / 2)
+
+
+def correspondences(depth_a: np.ndarray, cam_a: Camera, depth_b: np.ndarray, cam_b: Camera, tolerance: float = 0.01) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each pixel of view A: its (row, col) in view B and whether it is visible in both.
+
+    A pixel's surface point is its ray at the rendered depth; it is co-visible when it lands inside B
+    and B's own depth there agrees with its distance to B's camera (no occluder in between).
+    """
+    size = depth_a.shape[0]
+    c2w_a = torch.as_tensor(cam_a.cam2world, dtype=torch.float32)[None]
+    c2w_b = torch.as_tensor(cam_b.cam2world, dtype=torch.float32)[None]
+    origins, dirs = camera_rays(c2w_a, cam_a.fov_deg, size, size)
+    points = origins + dirs * torch.as_tensor(depth_a, dtype=torch.float32).reshape(1, -1, 1)
+    xy, _ = project_points(points, c2w_b, cam_b.fov_deg)
+    xy = xy[0].numpy()
+    col = np.clip(np.floor((xy[:, 0] + 1) / 2 * size), 0, size - 1).astype(int)
+    row = np.clip(np.floor((1 - xy[:, 1]) / 2 * size), 0, size - 1).astype(int)
+    distance = (points[0] - c2w_b[0, :3, 3]).norm(dim=-1).numpy()
+    visible = (np.abs(xy) <= 1).all(-1) & (np.abs(depth_b[row, col] - distance) < tolerance)
+    return row, col, visible
+
+
+def label_borders(labels: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of another class: nearest-pixel warping cannot place these exactly."""
+    border = np.zeros(labels.shape, bool)
+    border[:-1] |= labels[:-1] != labels[1:]
+    border[1:] |= labels[1:] != labels[:-1]
+    border[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    border[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    return border
+
+
+def warped_miou(labels_a: np.ndarray, depth_a: np.ndarray, cam_a: Camera, labels_b: np.ndarray, depth_b: np.ndarray, cam_b: Camera) -> float:
+    """mIoU between view A's labels carried into view B and B's own labels, over co-visible pixels
+    away from B's label borders."""
+    row, col, visible = correspondences(depth_a, cam_a, depth_b, cam_b)
+    visible &= ~label_borders(labels_b)[row, col]
+    carried, own = labels_a.reshape(-1)[visible], labels_b[row, col][visible]
+    ious = []
+    for c in range(NUM_CLASSES):
+        union = np.sum((carried == c) | (own == c))
+        if union:
+            ious.append(np.sum((carried == c) & (own == c)) / union)
+    return float(np.mean(ious)) if ious else float("nan")
+
+
+def _views(renderer: PortraitRenderer, seed: int, offsets: Sequence[float], psi: float) -> tuple[Frame, list[tuple[Camera, Frame]]]:
+    cams = [FRONTAL] + [Camera.orbit(math.pi / 2 + d, math.pi / 2) for d in offsets]
+    frames = list(renderer.render(seed_latent(seed, renderer.generator.z_dim), cams, psi, outputs=("drawing", "semantic", "depth")))
+    return frames[0], list(zip(cams[1:], frames[1:]))
+
+
+def semantic_consistency(renderer: PortraitRenderer, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = 0.5) -> float:
+    scores = []
+    for seed in seeds:
+        front, others = _views(renderer, seed, yaw_offsets, psi)
+        scores += [warped_miou(front.semantic, front.depth, FRONTAL, f.semantic, f.depth, cam) for cam, f in others]
+    return float(np.nanmean(scores))
+
+
+def reprojection_error(renderer: PortraitRenderer, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = 0.5) -> float:
+    errors = []
+    for seed in seeds:
+        front, others = _views(renderer, seed, yaw_offsets, psi)
+        for cam, f in others:
+            row, col, visible = correspondences(front.depth, FRONTAL, f.depth, cam)
+            a = front.drawing.reshape(-1, 3)[visible].astype(np.float32)
+            b = f.drawing[row, col][visible].astype(np.float32)
+            if len(a):
+                errors.append(np.abs(a - b).mean() / 255)
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """FID between two feature sets (N, D)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    covmean = covmean.real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+def kernel_distance(a: np.ndarray, b: np.ndarray, subsets: int = 10, subset_size: int = 100, seed: int = 0) -> float:
+    """KID: unbiased MMD^2 with the cubic polynomial kernel, averaged over random subsets."""
+    rng = np.random.default_rng(seed)
+    d = a.shape[1]
+    m = min(subset_size, len(a), len(b))
+    total = 0.0
+    for _ in range(subsets):
+        x, y = a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
+        total += (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+    return float(total / subsets)
+
+
+def load_feature_extractor(path: Path) -> torch.jit.ScriptModule:
+    """A TorchScript module mapping images (B, 3, H, W) in [-1, 1] to features (B, D)."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such feature extractor file")
+    try:
+        return torch.jit.load(str(path), map_location="cpu").eval()
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: not a TorchScript module ({exc})") from None
+
+
+def features(extractor: torch.jit.ScriptModule, images: np.ndarray, batch: int = 32) -> np.ndarray:
+    """uint8 images (N, H, W, 3) -> features (N, D)."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            x = torch.from_numpy(images[start:start + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
+            out.append(extractor(x).reshape(x.shape[0], -1).numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def _generated_and_real(renderer: PortraitRenderer, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    if args.inception is None or args.real is None:
+        raise ValueError("fid/kid need --inception (a TorchScript feature extractor) and --real (a folder of images)")
+    size = renderer.cfg.output_resolution
+    real = [np.asarray(Image.open(p).convert("RGB").resize((size, size))) for p in sorted(Path(args.real).glob("*.png")) + sorted(Path(args.real).glob("*.jpg"))]
+    if len(real) < 2:
+        raise ValueError(f"{args.real}: need at least 2 real images")
+    yaws = np.random.default_rng(0).normal(math.pi / 2, 0.3, len(real))
+    fake = [next(renderer.render(seed_latent(i, renderer.generator.z_dim), [Camera.orbit(y, math.pi / 2)], args.psi)).drawing
+            for i, y in enumerate(yaws)]
+    extractor = load_feature_extractor(Path(args.inception))
+    return features(extractor, np.stack(fake)), features(extractor, np.stack(real))
+
+
+METRICS: dict[str, Callable[[PortraitRenderer, argparse.Namespace], float]] = {
+    "semantic_consistency": lambda r, a: semantic_consistency(r, range(a.seeds), psi=a.psi),
+    "reprojection": lambda r, a: reprojection_error(r, range(a.seeds), psi=a.psi),
+    "fid": lambda r, a: frechet_distance(*_generated_and_real(r, a)),
+    "kid": lambda r, a: kernel_distance(*_generated_and_real(r, a)),
+}
