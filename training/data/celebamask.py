@@ -3,6 +3,7 @@ or the official per-part masks `CelebAMask-HQ-mask-anno/<group>/<id:05d>_<part>.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,16 @@ IMAGES, MERGED, PARTS = "CelebA-HQ-img", "CelebAMask-HQ-mask", "CelebAMask-HQ-ma
 
 
 class CelebAMaskHQ(PairDataset):
-    def __init__(self, root: str | Path, resolution: int, flip: bool = True, ids: list[str] | None = None, seed: int = 0) -> None:
+    """Photos + label maps; items are dict(image (3, R, R) in [-1, 1], semantic (R, R) int64, index).
+
+    With a `cameras.json` in the root (multi-view data such as the synthetic heads) items also carry
+    `pose` = [yaw, pitch] (mirrored with a flip), and, unflipped data sets only, `head` = the head id.
+    crop_fraction: the share of the image side kept by the center crop. Default: the spec's 512/576
+    (resize to 576, crop 512) for photos, none for images rendered with SAGE's own camera (cameras.json).
+    """
+
+    def __init__(self, root: str | Path, resolution: int, flip: bool = True, ids: list[str] | None = None, seed: int = 0,
+                 crop_fraction: float | None = None) -> None:
         super().__init__(resolution, flip, seed)
         self.root = Path(root)
         self.images = find_images(self.root / IMAGES)
@@ -26,20 +36,35 @@ class CelebAMaskHQ(PairDataset):
             if not (self.root / PARTS).is_dir():
                 raise ValueError(f"{self.root}: neither {MERGED}/ nor {PARTS}/ holds label maps")
             for mask in sorted((self.root / PARTS).glob("*/*_*.png")):
-                self.parts.setdefault(str(int(mask.stem.split("_", 1)[0])), []).append(mask)
+                number = mask.stem.split("_", 1)[0]
+                if not number.isdigit():
+                    raise ValueError(f"{mask}: part mask names must read <id:05d>_<part>.png")
+                self.parts.setdefault(str(int(number)), []).append(mask)
+        if ids is not None:
+            missing = [i for i in ids if i not in self.images]
+            if missing:
+                raise ValueError(f"{self.root / IMAGES}: no image for ids {missing[:5]}")
         self.ids = sorted(ids if ids is not None else self.images, key=lambda i: (len(i), i))
         cameras = self.root / "cameras.json"
-        # Multi-view data (e.g. the synthetic heads) records each image's camera and head identity.
-        self.cameras: dict[str, dict] = json.loads(cameras.read_text()) if cameras.is_file() else {}
-        # CelebA-HQ is 1024^2 and gets the spec's 576/512 crop; smaller sources (e.g. synthetic) are used whole.
-        first = next(iter(self.images.values()), None)
-        self.crop_fraction = CROP_FRACTION if first is not None and Image.open(first).size[0] >= 1024 else 1.0
+        self.cameras: dict[str, dict] = _read_cameras(cameras) if cameras.is_file() else {}
+        if self.cameras:
+            unknown = [i for i in self.ids if i not in self.cameras]
+            if unknown:
+                raise ValueError(f"{cameras}: no camera for images {unknown[:5]}")
+        if crop_fraction is None:
+            crop_fraction = 1.0 if self.cameras else CROP_FRACTION
+        if not 0.0 < crop_fraction <= 1.0:
+            raise ValueError(f"crop_fraction must lie in (0, 1], got {crop_fraction}")
+        self.crop_fraction = crop_fraction
 
-    def __getitem__(self, index: int) -> dict:
-        item = super().__getitem__(index)
+    def extras(self, index: int, flipped: bool) -> dict:
         camera = self.cameras.get(self.ids[index])
-        if camera is not None and not self.flip:  # a flipped image no longer matches its camera and head
-            item["pose"] = torch.tensor([camera["yaw"], camera["pitch"]], dtype=torch.float32)
+        if camera is None:
+            return {}
+        # A mirrored image is the mirrored head seen from the mirrored camera: x -> -x turns yaw into pi - yaw.
+        yaw = math.pi - camera["yaw"] if flipped else camera["yaw"]
+        item = {"pose": torch.tensor([yaw, camera["pitch"]], dtype=torch.float32)}
+        if not self.flip:  # a mirrored head is another identity, so head ids only come with unflipped data
             item["head"] = int(camera["head"])
         return item
 
@@ -75,6 +100,8 @@ class CelebAMaskHQ(PairDataset):
             if name in by_part:
                 part = _read_part(by_part[name])
                 labels = np.zeros(part.shape, np.uint8) if labels is None else labels
+                if part.shape != labels.shape:
+                    raise ValueError(f"{by_part[name]}: part mask is {part.shape}, the other parts {labels.shape}")
                 labels[part > 127] = label
         return labels
 
@@ -83,5 +110,15 @@ def _read_part(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("L"))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: unreadable part mask ({exc})") from None
+
+
+def _read_cameras(path: Path) -> dict[str, dict]:
+    try:
+        cameras = json.loads(path.read_text())
+        for image_id, cam in cameras.items():
+            float(cam["yaw"]), float(cam["pitch"]), int(cam["head"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{path}: unreadable cameras file ({exc!r}); expected {{id: {{yaw, pitch, head, ...}}}}") from None
+    return cameras

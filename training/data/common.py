@@ -48,11 +48,16 @@ def preprocess(image: Image.Image, labels: np.ndarray, resolution: int, crop_fra
     return pixels, torch.from_numpy(np.asarray(label_img, dtype=np.int64))
 
 
-def random_flip(image: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mirror left-right with p = 0.5, swapping the left/right classes (the reference forgot the swap)."""
-    if torch.rand((), generator=generator) < 0.5:
-        return image.flip(-1), torch.as_tensor(FLIP_PERMUTATION)[labels.flip(-1)]
-    return image, labels
+def flip_pair(image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mirror left-right, swapping the left/right classes with it (the reference forgot the swap)."""
+    return image.flip(-1), torch.as_tensor(FLIP_PERMUTATION)[labels.flip(-1)]
+
+
+def random_flip(image: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """`flip_pair` with p = 0.5; also says whether it flipped."""
+    if bool(torch.rand((), generator=generator) < 0.5):
+        return *flip_pair(image, labels), True
+    return image, labels, False
 
 
 class PairDataset(torch.utils.data.Dataset):
@@ -61,10 +66,23 @@ class PairDataset(torch.utils.data.Dataset):
     crop_fraction = 1.0
 
     def __init__(self, resolution: int, flip: bool, seed: int = 0) -> None:
+        if resolution < 1:
+            raise ValueError(f"resolution must be positive, got {resolution}")
         self.resolution = resolution
         self.flip = flip
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self._generator = torch.Generator().manual_seed(seed)
+        self._worker_id: int | None = None
         self.ids: list[str] = []
+
+    def flip_generator(self) -> torch.Generator:
+        """The flip coin: seeded by `seed` in the main process; in a DataLoader worker by the worker's seed,
+        which the loader derives from its own seeded generator (each worker would otherwise copy one state)."""
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None and self._worker_id != worker.id:
+            self._worker_id = worker.id
+            self._generator = torch.Generator().manual_seed(worker.seed)
+        return self._generator
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -73,14 +91,40 @@ class PairDataset(torch.utils.data.Dataset):
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> dict:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        index %= len(self)
         image, labels = self.load(self.ids[index])
         pixels, label_t = preprocess(image, labels, self.resolution, self.crop_fraction)
+        flipped = False
         if self.flip:
-            pixels, label_t = random_flip(pixels, label_t, self.generator)
-        return {"image": pixels, "semantic": label_t, "index": index}
+            pixels, label_t, flipped = random_flip(pixels, label_t, self.flip_generator())
+        return {"image": pixels, "semantic": label_t, "index": index, **self.extras(index, flipped)}
+
+    def extras(self, index: int, flipped: bool) -> dict:
+        """Further item keys (poses, head ids); every item of a data set must carry the same keys."""
+        return {}
 
 
 def find_images(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such image folder")
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, seed: int, num_workers: int = 0,
+                distributed: bool = False) -> torch.utils.data.DataLoader:
+    """A shuffling, drop_last loader whose order is fixed by `seed` (the reference never shuffled).
+
+    distributed=True shards the data over torch.distributed ranks with a DistributedSampler; call
+    `loader.sampler.set_epoch(epoch)` each epoch so the shards reshuffle.
+    """
+    if batch_size < 1 or batch_size > len(dataset):
+        raise ValueError(f"batch_size must lie in 1..{len(dataset)} (the data set size), got {batch_size}")
+    generator = torch.Generator().manual_seed(seed)
+    if distributed:
+        sampler = torch.utils.data.DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
+        return torch.utils.data.DataLoader(dataset, batch_size, sampler=sampler, drop_last=True,
+                                           num_workers=num_workers, generator=generator)
+    return torch.utils.data.DataLoader(dataset, batch_size, shuffle=True, drop_last=True,
+                                       num_workers=num_workers, generator=generator)

@@ -1,4 +1,12 @@
-"""Stage II drawing styles: `ROOT/<style>/images/<id>.png` with label maps `ROOT/<style>/masks/<id>.png`."""
+"""Stage II drawing styles, one folder per style:
+
+  ROOT/<style>/images/<id>.png   a drawing (any RGB or grey image; .jpg also read)
+  ROOT/<style>/masks/<id>.png    its label map, pixel = CelebAMask-HQ label id 0..18
+
+Items are those of CelebAMaskHQ: dict(image (3, R, R) in [-1, 1], semantic (R, R) int64, index). Drawings
+are used whole (no center crop): they are expected framed like the generator's view. `sage-train
+make-synthetic` writes OUT/styles/ in this layout.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +20,7 @@ from training.data.common import PairDataset, find_images, read_image, read_labe
 class DrawingStyle(PairDataset):
     def __init__(self, root: str | Path, style: str, resolution: int, flip: bool = True, seed: int = 0) -> None:
         super().__init__(resolution, flip, seed)
+        self.style = style
         self.folder = Path(root) / style
         if not self.folder.is_dir():
             available = sorted(p.name for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []

@@ -3,7 +3,8 @@
 Layout written (the CelebAMask-HQ merged layout, so CelebAMaskHQ reads it as is):
   OUT/CelebA-HQ-img/<id>.png        shaded photo
   OUT/CelebAMask-HQ-mask/<id>.png   exact 19-class label map
-  OUT/cameras.json                  {id: {yaw, pitch, radius, fov_deg, head}}: multi-view ground truth
+  OUT/cameras.json                  {id: {yaw, pitch, radius, fov_deg, head, head_seed}}: multi-view ground truth;
+                                    random_head(np.random.default_rng(head_seed)) rebuilds the head
   OUT/styles/<style>/images/<id>.png + OUT/styles/<style>/masks/<id>.png   drawings (DrawingStyle layout)
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,17 +33,26 @@ class SyntheticSummary:
     styles: tuple[str, ...]
     seconds: float
 
+    @property
+    def images_per_second(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
 
-@dataclass
-class RenderedHead:
+
+class RenderedHead(NamedTuple):
     photos: np.ndarray  # (B, H, W, 3) uint8
-    labels: np.ndarray  # (B, H, W) uint8
-    depth: np.ndarray  # (B, H, W) float32
+    labels: np.ndarray  # (B, H, W) uint8, CelebAMask-HQ ids
     drawings: dict[str, np.ndarray]  # style -> (B, H, W, 3) uint8
+    depth: np.ndarray  # (B, H, W) float32 ray distance (far where nothing is hit)
+
+
+def head_seed(seed: int, head: int) -> int:
+    """The seed of head number `head` of a run: random_head(np.random.default_rng(head_seed(...)))."""
+    return int(np.random.SeedSequence([seed, head]).generate_state(1)[0])
 
 
 def render_head(params: HeadParams, cam2world: torch.Tensor, resolution: int, styles: tuple[str, ...] = STYLES,
                 fov_deg: float = DEFAULT_FOV_DEG) -> RenderedHead:
+    """Views of one head from cameras (B, 4, 4) in the SAGE frame: photos, exact labels, drawings, depth."""
     hits = render_hits(params, cam2world, fov_deg, resolution)
     _, view_dirs = camera_rays(cam2world.float(), fov_deg, resolution, resolution)
     shade = shading(params, hits, view_dirs)
@@ -49,14 +60,17 @@ def render_head(params: HeadParams, cam2world: torch.Tensor, resolution: int, st
     return RenderedHead(
         photos=photo(params, hits, shade, resolution),
         labels=hits.labels.reshape(b, resolution, resolution).to(torch.uint8).numpy(),
-        depth=hits.depth.reshape(b, resolution, resolution).numpy(),
         drawings={s: draw(s, hits, shade, resolution) for s in styles},
+        depth=hits.depth.reshape(b, resolution, resolution).numpy(),
     )
 
 
 def make_synthetic(out_dir: Path, heads: int, views_per_head: int, resolution: int = 128, seed: int = 0,
                    styles: tuple[str, ...] = STYLES, progress: bool = True) -> SyntheticSummary:
-    """Render `heads` random heads from `views_per_head` sampled poses each. Same seed -> same bytes."""
+    """Render `heads` random heads from `views_per_head` poses each, drawn like SAGE's training poses
+    (yaw ~ N(pi/2, 0.3), pitch ~ N(pi/2, 0.155), radius 1, fov 12 degrees). Same seed -> same bytes."""
+    if heads < 1 or views_per_head < 1 or resolution < 8:
+        raise ValueError("heads and views_per_head must be >= 1 and resolution >= 8")
     for s in styles:
         if s not in STYLES:
             raise ValueError(f"unknown drawing style {s!r}; choose from {STYLES}")
@@ -64,9 +78,9 @@ def make_synthetic(out_dir: Path, heads: int, views_per_head: int, resolution: i
     start = time.perf_counter()
     cameras: dict[str, dict] = {}
     for head in tqdm(range(heads), desc="synthetic heads", unit="head", disable=not progress):
-        rng = np.random.default_rng([seed, head])
-        params = random_head(rng)
-        yaw, pitch = sample_orbit_poses(views_per_head, torch.Generator().manual_seed(seed * 100_003 + head))
+        hseed = head_seed(seed, head)
+        params = random_head(np.random.default_rng(hseed))
+        yaw, pitch = sample_orbit_poses(views_per_head, torch.Generator().manual_seed(hseed))
         rendered = render_head(params, orbit_cam2world(yaw, pitch), resolution, styles)
         for v in range(views_per_head):
             image_id = f"{head * views_per_head + v:06d}"
@@ -75,7 +89,8 @@ def make_synthetic(out_dir: Path, heads: int, views_per_head: int, resolution: i
             for s in styles:
                 _save_png(out_dir / "styles" / s / "images" / f"{image_id}.png", rendered.drawings[s][v])
                 _save_png(out_dir / "styles" / s / "masks" / f"{image_id}.png", rendered.labels[v])
-            cameras[image_id] = {"yaw": float(yaw[v]), "pitch": float(pitch[v]), "radius": 1.0, "fov_deg": DEFAULT_FOV_DEG, "head": head}
+            cameras[image_id] = {"yaw": float(yaw[v]), "pitch": float(pitch[v]), "radius": 1.0, "fov_deg": DEFAULT_FOV_DEG,
+                                 "head": head, "head_seed": hseed}
     atomic_write_bytes(out_dir / "cameras.json", json.dumps(cameras, indent=1, sort_keys=True).encode())
     return SyntheticSummary(heads, heads * views_per_head, tuple(styles), time.perf_counter() - start)
 

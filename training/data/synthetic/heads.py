@@ -12,7 +12,11 @@ import numpy as np
 import torch
 
 from sage_backend.cameras import camera_rays
+from sage_backend.config import FieldConfig
 from sage_backend.labels import LABEL_IDS
+
+# Everything is cut to the generator's box (the cube its field maps to [-1, 1]^3) so it can represent every pixel.
+BOX_HALF = FieldConfig().box_warp / 2
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,12 @@ class HeadParams:
     parts: tuple[Ellipsoid, ...]
     colors: dict[int, tuple[float, float, float]]  # label -> RGB in [0, 1]
     light: tuple[float, float, float]
+    iris: tuple[float, float, float]
     background: tuple[tuple[float, float, float], tuple[float, float, float]]  # top and bottom colours
 
 
 SKIN_TONES = ((0.96, 0.80, 0.69), (0.87, 0.67, 0.53), (0.72, 0.52, 0.38), (0.55, 0.38, 0.26), (0.40, 0.27, 0.18))
+IRIS_TONES = ((0.30, 0.18, 0.08), (0.15, 0.10, 0.06), (0.25, 0.40, 0.55), (0.30, 0.45, 0.25))
 HAIR_TONES = ((0.08, 0.06, 0.05), (0.30, 0.18, 0.09), (0.55, 0.38, 0.20), (0.80, 0.65, 0.40), (0.55, 0.55, 0.55), (0.45, 0.12, 0.06))
 
 
@@ -89,10 +95,11 @@ def random_head(rng: np.random.Generator) -> HeadParams:
         L["mouth"]: (0.25, 0.08, 0.08), L["eye_g"]: (0.15, 0.15, 0.18), L["hat"]: tuple(rng.uniform(0.1, 0.9, 3)),
         L["cloth"]: tuple(rng.uniform(0.05, 0.95, 3)),
     })
+    iris = IRIS_TONES[rng.integers(len(IRIS_TONES))]
     light = rng.normal([0.4, 0.6, 1.0], 0.35)
     background = (tuple(rng.uniform(0.2, 1.0, 3)), tuple(rng.uniform(0.1, 0.9, 3)))
     return HeadParams(tuple(parts), {k: tuple(float(c) for c in np.clip(v, 0, 1)) for k, v in colors.items()},
-                      tuple(float(x) for x in light / np.linalg.norm(light)), background)
+                      tuple(float(x) for x in light / np.linalg.norm(light)), iris, background)
 
 
 def _front_z(e: Ellipsoid, x: float, y: float) -> float:
@@ -119,7 +126,8 @@ class HeadSDF:
         k1 = (q / self.radii**2).norm(dim=-1).clamp_min(1e-9)
         d = k0 * (k0 - 1.0) / k1
         d = torch.maximum(d, self.clip_y - points[:, 1:2])  # keep y >= clip_y
-        return torch.maximum(d, points[:, 2:3] - self.clip_z)  # keep z <= clip_z
+        d = torch.maximum(d, points[:, 2:3] - self.clip_z)  # keep z <= clip_z
+        return torch.maximum(d, (points.abs() - BOX_HALF).amax(-1, keepdim=True))
 
     def __call__(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.parts(points)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sage_backend.labels import LABEL_IDS
 from training.data.synthetic.heads import HeadParams, Hits
 
 STYLES = ("pencil", "line")
@@ -27,12 +28,33 @@ def photo(params: HeadParams, hits: Hits, shade: torch.Tensor, resolution: int) 
     table = torch.zeros(19, 3)
     for label, rgb in params.colors.items():
         table[label] = torch.tensor(rgb)
-    colour = table[hits.labels] * shade[..., None]
+    colour = table[hits.labels] * _texture(params, hits)[..., None] * shade[..., None]
+    colour = _irises(params, hits, colour)
     top, bottom = (torch.tensor(c) for c in params.background)
     ramp = torch.linspace(0, 1, resolution)[:, None, None]
     background = (top * (1 - ramp) + bottom * ramp).expand(resolution, resolution, 3).reshape(-1, 3)
     image = torch.where(hits.hit[..., None], colour, background)
     return _to_uint8(image.reshape(-1, resolution, resolution, 3))
+
+
+def _texture(params: HeadParams, hits: Hits) -> torch.Tensor:
+    """(B, N) brightness factor: hair strands (stripes along the fall of the hair) so hair reads as hair."""
+    x, y, z = hits.points.unbind(-1)
+    strands = 1.0 + 0.14 * torch.sin(2200.0 * x + 900.0 * z + 40.0 * torch.sin(300.0 * y)) * torch.sin(700.0 * x - 1300.0 * z)
+    return torch.where(hits.labels == LABEL_IDS["hair"], strands, torch.ones_like(x))
+
+
+def _irises(params: HeadParams, hits: Hits, colour: torch.Tensor) -> torch.Tensor:
+    """Paint an iris and pupil on each eye's front, where the eye looks straight ahead (+Z)."""
+    for part in params.parts:
+        if part.label not in (LABEL_IDS["l_eye"], LABEL_IDS["r_eye"]):
+            continue
+        offset = hits.points[..., :2] - torch.tensor(part.center[:2])
+        r = (offset / part.radii[1]).norm(dim=-1)  # in units of the eye's height
+        on_eye = hits.labels == part.label
+        colour = torch.where((on_eye & (r < 0.95))[..., None], torch.tensor(params.iris) * 0.8, colour)
+        colour = torch.where((on_eye & (r < 0.45))[..., None], torch.tensor([0.03, 0.03, 0.03]), colour)
+    return colour
 
 
 def _edges(labels: torch.Tensor, depth: torch.Tensor, depth_jump: float) -> torch.Tensor:
