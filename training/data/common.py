@@ -1,6 +1,7 @@
 """Shared pre-processing for image + label-map pairs (SAGE_SPEC: resize 576, center-crop 512, [-1, 1])."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np

@@ -1,0 +1,104 @@
+"""Offline synthetic heads: byte-identical reruns, the facial classes, mirror symmetry, cameras, readable layouts."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sage_backend.cameras import Camera, orbit_cam2world, sample_orbit_poses
+from sage_backend.labels import LABEL_IDS, flip_labels
+from training.data.celebamask import CelebAMaskHQ
+from training.data.drawings import DrawingStyle
+from training.data.synthetic import head_seed, make_synthetic, render_head
+from training.data.synthetic.heads import BOX_HALF, HeadSDF, random_head
+
+FRONTAL = orbit_cam2world(torch.tensor([math.pi / 2]), torch.tensor([math.pi / 2]))
+
+
+def _digests(root: Path) -> list[tuple[str, str]]:
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return [(p.relative_to(root).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+
+
+def test_same_seed_same_bytes_and_both_loaders_read_it(tmp_path: Path) -> None:
+    summary = make_synthetic(tmp_path / "a", heads=2, views_per_head=2, resolution=32, seed=3, progress=False)
+    make_synthetic(tmp_path / "b", heads=2, views_per_head=2, resolution=32, seed=3, progress=False)
+    make_synthetic(tmp_path / "c", heads=2, views_per_head=2, resolution=32, seed=4, progress=False)
+    a, b, c = (_digests(tmp_path / run) for run in "abc")
+    assert a == b and len(a) == 4 * 2 + 4 * 2 * 2 + 1  # photos + masks, 2 styles x (drawing + mask), cameras.json
+    assert a != c
+    assert summary.images == 4 and summary.heads == 2
+    assert not list(tmp_path.rglob("*.partial"))
+
+    ds = CelebAMaskHQ(tmp_path / "a", 32, flip=False)
+    item = ds[2]
+    assert len(ds) == 4 and ds.heads == 2 and item["head"] == 1 and item["pose"].shape == (2,)
+    assert ds.crop_fraction == 1.0  # rendered with SAGE's own camera: used whole
+    drawing = DrawingStyle(tmp_path / "a" / "styles", "pencil", 32, flip=False)[2]
+    assert torch.equal(drawing["semantic"], item["semantic"])  # the drawing has the photo's label map
+
+
+def test_cameras_json_matches_sage_cameras(tmp_path: Path) -> None:
+    make_synthetic(tmp_path, heads=2, views_per_head=3, resolution=16, seed=7, styles=("line",), progress=False)
+    cameras = json.loads((tmp_path / "cameras.json").read_text())
+    for head in range(2):
+        yaw, pitch = sample_orbit_poses(3, torch.Generator().manual_seed(head_seed(7, head)))
+        for view in range(3):
+            cam = cameras[f"{head * 3 + view:06d}"]
+            assert cam["head"] == head and cam["head_seed"] == head_seed(7, head)
+            assert (cam["yaw"], cam["pitch"]) == (float(yaw[view]), float(pitch[view]))
+            assert cam["radius"] == 1.0 and cam["fov_deg"] == 12.0
+            expected = orbit_cam2world(yaw[view : view + 1], pitch[view : view + 1])[0].double().numpy()
+            assert np.allclose(Camera.from_protocol(cam).cam2world, expected, atol=1e-5)
+    # The recorded head seed rebuilds the head: re-rendering a view gives the stored label map.
+    from PIL import Image
+
+    cam = cameras["000004"]
+    params = random_head(np.random.default_rng(cam["head_seed"]))
+    c2w = orbit_cam2world(torch.tensor([cam["yaw"]]), torch.tensor([cam["pitch"]]))
+    stored = np.asarray(Image.open(tmp_path / "CelebAMask-HQ-mask" / "000004.png"))
+    assert np.array_equal(render_head(params, c2w, 16, styles=()).labels[0], stored)
+
+
+def test_heads_have_the_facial_classes_and_frontal_views_mirror() -> None:
+    seen: set[int] = set()
+    for head in range(4):
+        rendered = render_head(random_head(np.random.default_rng(head_seed(0, head))), FRONTAL, 64)
+        labels = rendered.labels[0]
+        seen |= set(np.unique(labels).tolist())
+        # A symmetric head seen from the front: mirroring with the left/right swap gives (nearly) the same map.
+        assert np.mean(flip_labels(labels) == labels) > 0.97
+        l_eye_cols = np.nonzero(labels == LABEL_IDS["l_eye"])[1]
+        if l_eye_cols.size:  # (glasses may hide the eyes)
+            assert l_eye_cols.mean() > 32  # the person's left eye appears on the image's right
+        # The face fills the frame like a CelebA crop: skin covers a good part of it, background some.
+        assert 0.12 < np.mean(labels == LABEL_IDS["skin"]) < 0.5 and np.mean(labels == 0) > 0.05
+        assert rendered.photos.shape == (1, 64, 64, 3) and rendered.photos.dtype == np.uint8
+        for style in ("pencil", "line"):
+            drawing = rendered.drawings[style][0]
+            assert drawing.shape == (64, 64, 3) and (drawing[labels == 0] >= 200).mean() > 0.9  # white paper
+            assert (drawing < 100).any()  # and some ink
+        assert np.all(rendered.depth[0][labels > 0] < rendered.depth[0][labels == 0].min())
+    for name in ("background", "skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "hair", "neck", "u_lip", "l_lip", "cloth"):
+        assert LABEL_IDS[name] in seen, name
+
+
+def test_heads_stay_inside_the_generator_box() -> None:
+    grid = torch.linspace(-0.2, 0.2, 41)
+    points = torch.stack(torch.meshgrid(grid, grid, grid, indexing="ij"), -1).reshape(-1, 3)
+    for head in range(3):
+        inside = HeadSDF(random_head(np.random.default_rng(head_seed(1, head))))(points)[0] < 0
+        assert inside.any() and points[inside].abs().max() <= BOX_HALF + 1e-6
+
+
+def test_bad_arguments_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown drawing style 'oil'"):
+        make_synthetic(tmp_path, heads=1, views_per_head=1, resolution=16, styles=("oil",), progress=False)
+    with pytest.raises(ValueError, match="heads and views_per_head"):
+        make_synthetic(tmp_path, heads=0, views_per_head=1, progress=False)
+    assert not any(tmp_path.iterdir())
