@@ -51,6 +51,8 @@ class Trainer:
         self.model_cfg = cfg.model_config()
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.G = SageGenerator(self.model_cfg)
+        self._init_latents: torch.Tensor | None = None
+        self._latents_missing = False
         if init_from is not None:
             self._init_generator(Path(init_from))
         self.D_rgb = ProgressiveDiscriminator(self.model_cfg.discriminator, 3)
@@ -71,12 +73,22 @@ class Trainer:
         self._perms: dict[int, torch.Tensor] = {}
         self.latents: nn.Parameter | None = None
         self.opt_latents: torch.optim.Optimizer | None = None
-        if cfg.stage == 1 and cfg.losses.reconstruction_weight > 0:
+        if cfg.losses.reconstruction_weight > 0:
             heads = getattr(self.dataset(phase.resolution), "heads", 0)
             if heads == 0:
                 raise ValueError(f"{cfg.data}: reconstruction_weight needs cameras.json with head ids (sage-train make-synthetic writes one)")
-            self.latents = nn.Parameter(torch.randn(heads, self.G.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(self.device))
-            self.opt_latents = torch.optim.Adam([self.latents], lr=cfg.latent_lr, betas=cfg.betas)
+            if cfg.stage == 1:
+                initial = torch.randn(heads, self.G.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+            elif self._init_latents is not None and len(self._init_latents) == heads:
+                initial = self._init_latents  # Stage II keeps Stage I's heads: same latents, frozen like the field
+            elif init_from is None:
+                initial = torch.zeros(heads, self.G.z_dim)  # filled by resume(); train() refuses to start without them
+                self._latents_missing = True
+            else:
+                raise ValueError(f"{init_from}: stage 2 with reconstruction_weight needs the Stage I state.safetensors (it holds the per-head latents)")
+            self.latents = nn.Parameter(initial.clone().to(self.device), requires_grad=cfg.stage == 1)
+            if cfg.stage == 1:
+                self.opt_latents = torch.optim.Adam([self.latents], lr=cfg.latent_lr, betas=cfg.betas)
         self.step = cfg.initial_step
         self.samples_seen = 0
         self.wall_time = 0.0
@@ -92,6 +104,7 @@ class Trainer:
             state = {k[len("G_ema."):]: v for k, v in tensors.items() if k.startswith("G_ema.")}
             if not state:
                 raise
+            self._init_latents = tensors.get("latents")
         missing = self.G.load_state_dict(state, strict=False)
         if missing.missing_keys or missing.unexpected_keys:
             raise CheckpointError(f"{path}: generator does not match preset {self.cfg.model!r}")
@@ -241,17 +254,18 @@ class Trainer:
         return stats
 
     def _reconstruction_loss(self, target: dict[str, torch.Tensor], fov: float, render: dict[str, Any]) -> torch.Tensor:
-        """Render each real image's head latent from its true camera: L1 on the drawing path and on the
-        field's low-res RGB, cross-entropy on the semantics, plus a prior on the latents."""
+        """Render each real image's head latent from its true camera: L1 on the drawing path, cross-entropy
+        on the semantics, and in Stage I also L1 on the field's low-res RGB plus a prior on the latents."""
         z = self.latents[target["head"].to(self.device)]
         pose = target["pose"]
         with self._autocast():
             out = self.G(self.G.style(z), orbit_cam2world(pose[:, 0], pose[:, 1]).to(self.device), fov, **render)
         image = target["image"]
-        low = F.interpolate(image, size=out.view.rgb.shape[-2:], mode="area")
-        return (F.l1_loss(out.drawing.float(), image) + F.l1_loss(out.view.rgb.float() * 2 - 1, low)
-                + F.cross_entropy(out.parsing.float(), target["labels"])
-                + self.cfg.losses.latent_prior_weight * z.pow(2).mean())
+        loss = F.l1_loss(out.drawing.float(), image) + F.cross_entropy(out.parsing.float(), target["labels"])
+        if self.cfg.stage == 1:  # the field's own colours and the latents only learn in Stage I
+            low = F.interpolate(image, size=out.view.rgb.shape[-2:], mode="area")
+            loss = loss + F.l1_loss(out.view.rgb.float() * 2 - 1, low) + self.cfg.losses.latent_prior_weight * z.pow(2).mean()
+        return loss
 
     def _reduce_and_step(self, opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
         # Gradients are averaged by hand rather than through DistributedDataParallel: R1 needs a double
@@ -277,6 +291,8 @@ class Trainer:
     def train(self, steps: int | None = None, progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
         """Train until `steps` (default cfg.steps); Ctrl-C or SIGTERM saves the state and returns."""
         target = min(steps or self.cfg.steps, self.cfg.steps)
+        if self._latents_missing:
+            raise ValueError("stage 2 with reconstruction_weight needs --from the Stage I state.safetensors (or --resume)")
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=target, initial=self.step, disable=not progress or self.rank != 0, desc=f"stage {self.cfg.stage}", unit="it")
@@ -349,6 +365,7 @@ class Trainer:
         if self.latents is not None:
             with torch.no_grad():
                 self.latents.copy_(tensors["latents"])
+            self._latents_missing = False
         for name, opt in self._optimizers():
             state: dict[int, dict[str, torch.Tensor]] = {}
             for key, value in tensors.items():

@@ -114,3 +114,21 @@ def test_two_process_data_parallel_step(data_root: Path, tmp_path: Path) -> None
     _, meta = load_tensors(tmp_path / "ddp" / STATE_FILE)
     assert meta["step"] == 2 and meta["samples_seen"] == 8
     assert load_generator(tmp_path / "ddp" / GENERATOR_FILE).info.training["world_size"] == 2
+
+
+def test_reconstruction_learns_head_latents_and_stage2_keeps_them(tmp_path: Path) -> None:
+    from training.config import LossConfig
+    from training.data.synthetic import make_synthetic
+
+    make_synthetic(tmp_path / "heads", heads=3, views_per_head=2, resolution=32, progress=False)
+    losses = LossConfig(reconstruction_weight=1.0, adversarial_weight=0.1)
+    stage1 = Trainer(tiny_config(tmp_path / "heads", steps=2, losses=losses), tmp_path / "s1", device="cpu")
+    start = stage1.latents.detach().clone()
+    stats = stage1.train(progress=False)
+    assert np.isfinite(stats["g_recon"]) and not torch.equal(start, stage1.latents)  # the per-head latents learn
+    cfg = tiny_config(tmp_path / "heads" / "styles", stage=2, steps=12, initial_step=10, losses=losses).replace(style="pencil")
+    with pytest.raises(ValueError, match="per-head latents"):
+        Trainer(cfg, tmp_path / "bad", init_from=tmp_path / "s1" / GENERATOR_FILE, device="cpu")
+    stage2 = Trainer(cfg, tmp_path / "s2", init_from=tmp_path / "s1" / STATE_FILE, device="cpu")
+    stage2.train(progress=False)
+    assert torch.equal(stage2.latents, stage1.latents) and not stage2.latents.requires_grad

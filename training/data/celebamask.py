@@ -2,12 +2,9 @@
 or the official per-part masks `CelebAMask-HQ-mask-anno/<group>/<id:05d>_<part>.png`."""
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from sage_backend.labels import LABEL_NAMES
@@ -45,33 +42,12 @@ class CelebAMaskHQ(PairDataset):
             if missing:
                 raise ValueError(f"{self.root / IMAGES}: no image for ids {missing[:5]}")
         self.ids = sorted(ids if ids is not None else self.images, key=lambda i: (len(i), i))
-        cameras = self.root / "cameras.json"
-        self.cameras: dict[str, dict] = _read_cameras(cameras) if cameras.is_file() else {}
-        if self.cameras:
-            unknown = [i for i in self.ids if i not in self.cameras]
-            if unknown:
-                raise ValueError(f"{cameras}: no camera for images {unknown[:5]}")
+        self.read_cameras(self.root / "cameras.json")
         if crop_fraction is None:
             crop_fraction = 1.0 if self.cameras else CROP_FRACTION
         if not 0.0 < crop_fraction <= 1.0:
             raise ValueError(f"crop_fraction must lie in (0, 1], got {crop_fraction}")
         self.crop_fraction = crop_fraction
-
-    def extras(self, index: int, flipped: bool) -> dict:
-        camera = self.cameras.get(self.ids[index])
-        if camera is None:
-            return {}
-        # A mirrored image is the mirrored head seen from the mirrored camera: x -> -x turns yaw into pi - yaw.
-        yaw = math.pi - camera["yaw"] if flipped else camera["yaw"]
-        item = {"pose": torch.tensor([yaw, camera["pitch"]], dtype=torch.float32)}
-        if not self.flip:  # a mirrored head is another identity, so head ids only come with unflipped data
-            item["head"] = int(camera["head"])
-        return item
-
-    @property
-    def heads(self) -> int:
-        """Number of distinct heads recorded in cameras.json (0 without one)."""
-        return 1 + max((c["head"] for c in self.cameras.values()), default=-1)
 
     def load(self, image_id: str) -> tuple[Image.Image, np.ndarray]:
         if image_id not in self.images:
@@ -112,13 +88,3 @@ def _read_part(path: Path) -> np.ndarray:
             return np.asarray(img.convert("L"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: unreadable part mask ({exc})") from None
-
-
-def _read_cameras(path: Path) -> dict[str, dict]:
-    try:
-        cameras = json.loads(path.read_text())
-        for image_id, cam in cameras.items():
-            float(cam["yaw"]), float(cam["pitch"]), int(cam["head"])
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise ValueError(f"{path}: unreadable cameras file ({exc!r}); expected {{id: {{yaw, pitch, head, ...}}}}") from None
-    return cameras

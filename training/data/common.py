@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,27 @@ class PairDataset(torch.utils.data.Dataset):
         self._generator = torch.Generator().manual_seed(seed)
         self._worker_id: int | None = None
         self.ids: list[str] = []
+        self.cameras: dict[str, dict] = {}  # multi-view data (the synthetic heads): each image's camera and head
+
+    def read_cameras(self, path: Path) -> None:
+        """Load `cameras.json` ({id: {yaw, pitch, head, ...}}) when it exists; every image needs one."""
+        if not path.is_file():
+            return
+        try:
+            cameras = json.loads(path.read_text())
+            for cam in cameras.values():
+                float(cam["yaw"]), float(cam["pitch"]), int(cam["head"])
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{path}: unreadable cameras file ({exc!r}); expected {{id: {{yaw, pitch, head, ...}}}}") from None
+        unknown = [i for i in self.ids if i not in cameras]
+        if unknown:
+            raise ValueError(f"{path}: no camera for images {unknown[:5]}")
+        self.cameras = cameras
+
+    @property
+    def heads(self) -> int:
+        """Number of distinct heads recorded in cameras.json (0 without one)."""
+        return 1 + max((c["head"] for c in self.cameras.values()), default=-1)
 
     def flip_generator(self) -> torch.Generator:
         """The flip coin: seeded by `seed` in the main process; in a DataLoader worker by the worker's seed,
@@ -103,8 +125,16 @@ class PairDataset(torch.utils.data.Dataset):
         return {"image": pixels, "semantic": label_t, "index": index, **self.extras(index, flipped)}
 
     def extras(self, index: int, flipped: bool) -> dict:
-        """Further item keys (poses, head ids); every item of a data set must carry the same keys."""
-        return {}
+        """Pose [yaw, pitch] (and, unflipped, the head id) of multi-view data; every item carries the same keys."""
+        camera = self.cameras.get(self.ids[index])
+        if camera is None:
+            return {}
+        # A mirrored image is the mirrored head seen from the mirrored camera: x -> -x turns yaw into pi - yaw.
+        yaw = math.pi - camera["yaw"] if flipped else camera["yaw"]
+        item = {"pose": torch.tensor([yaw, camera["pitch"]], dtype=torch.float32)}
+        if not self.flip:  # a mirrored head is another identity, so head ids only come with unflipped data
+            item["head"] = int(camera["head"])
+        return item
 
 
 def find_images(folder: Path) -> dict[str, Path]:

@@ -2,6 +2,7 @@
 
   ROOT/<style>/images/<id>.png   a drawing (any RGB or grey image; .jpg also read)
   ROOT/<style>/masks/<id>.png    its label map, pixel = CelebAMask-HQ label id 0..18
+  ROOT/<style>/cameras.json      optional, multi-view data: each drawing's camera and head (as CelebAMaskHQ)
 
 Items are those of CelebAMaskHQ: dict(image (3, R, R) in [-1, 1], semantic (R, R) int64, index). Drawings
 are used whole (no center crop): they are expected framed like the generator's view. `sage-train
@@ -27,6 +28,7 @@ class DrawingStyle(PairDataset):
             raise ValueError(f"{self.folder}: no such style folder (found: {available})")
         self.images = find_images(self.folder / "images")
         self.ids = sorted(self.images, key=lambda i: (len(i), i))
+        self.read_cameras(self.folder / "cameras.json")
 
     def load(self, image_id: str) -> tuple[Image.Image, np.ndarray]:
         mask = self.folder / "masks" / f"{image_id}.png"

@@ -11,6 +11,6 @@ resume() { [ -f "$1/state.safetensors" ] && echo --resume || true; }
 sage-train stage1 --recipe "$recipes/demo_stage1.json" --data "$work/data" --out "$work/stage1" $(resume "$work/stage1")
 for style in pencil line; do
   sage-train stage2 --recipe "$recipes/demo_stage2.json" --data "$work/data/styles" --style "$style" \
-    --from "$work/stage1/generator.safetensors" --out "$work/$style" $(resume "$work/$style")
+    --from "$work/stage1/state.safetensors" --out "$work/$style" $(resume "$work/$style")
 done
 sage-train release --runs "$work/pencil" "$work/line" --out sage_backend/checkpoints --images docs/images

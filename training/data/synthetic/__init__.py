@@ -91,7 +91,8 @@ def make_synthetic(out_dir: Path, heads: int, views_per_head: int, resolution: i
                 _save_png(out_dir / "styles" / s / "masks" / f"{image_id}.png", rendered.labels[v])
             cameras[image_id] = {"yaw": float(yaw[v]), "pitch": float(pitch[v]), "radius": 1.0, "fov_deg": DEFAULT_FOV_DEG,
                                  "head": head, "head_seed": hseed}
-    atomic_write_bytes(out_dir / "cameras.json", json.dumps(cameras, indent=1, sort_keys=True).encode())
+    for folder in [out_dir] + [out_dir / "styles" / s for s in styles]:  # Stage II can use the pairing too
+        atomic_write_bytes(folder / "cameras.json", json.dumps(cameras, indent=1, sort_keys=True).encode())
     return SyntheticSummary(heads, heads * views_per_head, tuple(styles), time.perf_counter() - start)
 
 
