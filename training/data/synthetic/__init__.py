@@ -6,6 +6,9 @@ Layout written (the CelebAMask-HQ merged layout, so CelebAMaskHQ reads it as is)
   OUT/cameras.json                  {id: {yaw, pitch, radius, fov_deg, head, head_seed}}: multi-view ground truth;
                                     random_head(np.random.default_rng(head_seed)) rebuilds the head
   OUT/styles/<style>/images/<id>.png + OUT/styles/<style>/masks/<id>.png   drawings (DrawingStyle layout)
+  OUT/styles/<style>/cameras.json   the same cameras, so Stage II can pair drawings with heads
+
+Throughput: about 7 images/s at 128 x 128 (all files) on one busy CPU core (render ~0.1 s/view).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from tqdm import tqdm
 from sage_backend.cameras import DEFAULT_FOV_DEG, camera_rays, orbit_cam2world, sample_orbit_poses
 from sage_backend.files import atomic_path, atomic_write_bytes
 from training.data.synthetic.heads import HeadParams, random_head, render_hits
-from training.data.synthetic.styles import STYLES, draw, photo, shading
+from training.data.synthetic.styles import STYLES, draw, photo, shading, surface
 
 
 @dataclass
@@ -55,12 +58,12 @@ def render_head(params: HeadParams, cam2world: torch.Tensor, resolution: int, st
     """Views of one head from cameras (B, 4, 4) in the SAGE frame: photos, exact labels, drawings, depth."""
     hits = render_hits(params, cam2world, fov_deg, resolution)
     _, view_dirs = camera_rays(cam2world.float(), fov_deg, resolution, resolution)
-    shade = shading(params, hits, view_dirs)
+    colour = surface(params, hits, shading(params, hits, view_dirs))
     b = cam2world.shape[0]
     return RenderedHead(
-        photos=photo(params, hits, shade, resolution),
+        photos=photo(params, hits, colour, resolution),
         labels=hits.labels.reshape(b, resolution, resolution).to(torch.uint8).numpy(),
-        drawings={s: draw(s, hits, shade, resolution) for s in styles},
+        drawings={s: draw(s, hits, colour, resolution) for s in styles},
         depth=hits.depth.reshape(b, resolution, resolution).numpy(),
     )
 

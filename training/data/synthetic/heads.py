@@ -24,7 +24,8 @@ class Ellipsoid:
     label: int
     center: tuple[float, float, float]
     radii: tuple[float, float, float]
-    clip_y_above: float | None = None  # keep only the part above this height (hair caps, hats)
+    clip_y_above: float | None = None  # keep only the part above this height (hair caps, hats) ...
+    clip_tilt: float = 0.0  # ... which rises by clip_tilt per unit of +z (a hairline higher over the forehead)
     clip_z_below: float | None = None  # keep only the part behind this depth (hair that leaves the face free)
 
 
@@ -66,7 +67,7 @@ def random_head(rng: np.random.Generator) -> HeadParams:
         Ellipsoid(L["l_lip"], (0.0, lip_y - 0.010, on_face(0, lip_y - 0.010, 0.004, 0.008)), (u(0.013, 0.018), 0.0055, 0.008)),
         Ellipsoid(L["mouth"], (0.0, lip_y - 0.005, on_face(0, lip_y - 0.005, 0.0045, 0.006)), (0.014, 0.0018, 0.006)),
         Ellipsoid(L["hair"], (0.0, 0.012, -0.006), (hw * u(1.06, 1.2), hh * u(1.02, 1.1), hd * u(1.05, 1.15)),
-                  clip_y_above=u(0.018, 0.04)),
+                  clip_y_above=u(-0.004, 0.014), clip_tilt=u(0.4, 0.6)),
         Ellipsoid(L["hair"], (0.0, u(-0.05, 0.0), -0.025), (hw * u(1.0, 1.25), hh * u(0.9, 1.4), hd * 0.75), clip_z_below=-0.005),
     ]
     for side, (eye, brow, ear) in ((1, ("l_eye", "l_brow", "l_ear")), (-1, ("r_eye", "r_brow", "r_ear"))):
@@ -81,10 +82,10 @@ def random_head(rng: np.random.Generator) -> HeadParams:
     if rng.random() < 0.12:
         parts.append(Ellipsoid(L["hat"], (0.0, 0.035, -0.004), (hw * 1.25, hh * 0.85, hd * 1.25), clip_y_above=0.045))
     # Zoom the whole figure so head, neck and shoulders sit in the frame like a CelebA crop.
-    zoom, lift = u(0.78, 0.86), u(0.0, 0.012)
+    zoom, lift = u(0.84, 0.92), u(0.0, 0.01)
     parts = [Ellipsoid(p.label, (p.center[0] * zoom, p.center[1] * zoom + lift, p.center[2] * zoom), tuple(r * zoom for r in p.radii),
                        None if p.clip_y_above is None else p.clip_y_above * zoom + lift,
-                       None if p.clip_z_below is None else p.clip_z_below * zoom) for p in parts]
+                       p.clip_tilt, None if p.clip_z_below is None else p.clip_z_below * zoom) for p in parts]
     skin = np.array(SKIN_TONES[rng.integers(len(SKIN_TONES))]) * rng.uniform(0.93, 1.05)
     hair = np.array(HAIR_TONES[rng.integers(len(HAIR_TONES))])
     colors = {label: tuple(skin) for label in (L["skin"], L["nose"], L["l_ear"], L["r_ear"], L["neck"])}
@@ -117,15 +118,17 @@ class HeadSDF:
         self.labels = torch.tensor([p.label for p in params.parts])
         inf = float("inf")
         self.clip_y = torch.tensor([p.clip_y_above if p.clip_y_above is not None else -inf for p in params.parts])
+        tilt = torch.tensor([p.clip_tilt for p in params.parts])
+        self.tilt, self.tilt_norm = tilt, (1.0 + tilt**2).sqrt()
         self.clip_z = torch.tensor([p.clip_z_below if p.clip_z_below is not None else inf for p in params.parts])
 
     def parts(self, points: torch.Tensor) -> torch.Tensor:
         """(N, 3) -> (N, P) per-part signed distances (ellipsoid bound of Inigo Quilez, clipped by half-spaces)."""
-        q = points[:, None, :] - self.centers
-        k0 = (q / self.radii).norm(dim=-1)
-        k1 = (q / self.radii**2).norm(dim=-1).clamp_min(1e-9)
+        q = (points[:, None, :] - self.centers) / self.radii
+        k0 = q.square().sum(-1).sqrt()
+        k1 = (q / self.radii).square().sum(-1).sqrt().clamp_min(1e-9)
         d = k0 * (k0 - 1.0) / k1
-        d = torch.maximum(d, self.clip_y - points[:, 1:2])  # keep y >= clip_y
+        d = torch.maximum(d, (self.clip_y + self.tilt * points[:, 2:3] - points[:, 1:2]) / self.tilt_norm)  # keep y >= clip
         d = torch.maximum(d, points[:, 2:3] - self.clip_z)  # keep z <= clip_z
         return torch.maximum(d, (points.abs() - BOX_HALF).amax(-1, keepdim=True))
 
@@ -144,26 +147,39 @@ class Hits:
     depth: torch.Tensor  # (N,) ray distance (far where missed)
 
 
-def trace(sdf: HeadSDF, origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float, steps: int = 64) -> Hits:
-    """Sphere tracing of (N,) rays; the ellipsoid bound is conservative, so steps are scaled by 0.9."""
-    t = torch.full(origins.shape[:1], near)
-    active = torch.ones_like(t, dtype=torch.bool)
+def trace(sdf: HeadSDF, origins: torch.Tensor, dirs: torch.Tensor, far: float, steps: int = 64) -> Hits:
+    """Sphere tracing of (N,) rays inside the box; the ellipsoid bound is conservative, so steps are scaled by 0.9."""
+    # Rays start where they enter the box and stop where they leave it; rays that miss it are never traced.
+    with torch.no_grad():
+        inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+        t_a, t_b = (-BOX_HALF - origins) * inv, (BOX_HALF - origins) * inv
+        t_in = torch.minimum(t_a, t_b).amax(-1).clamp_min(0.0)
+        t_out = torch.maximum(t_a, t_b).amin(-1)
+    t = t_in.clone()
+    active = t_in < t_out
     for _ in range(steps):
-        if not active.any():
-            break
         idx = active.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
         dist, _ = sdf(origins[idx] + dirs[idx] * t[idx, None])
         t[idx] += 0.9 * dist.clamp_min(0.0) + 1e-5
-        done = (dist < 2e-4) | (t[idx] > far)
+        done = (dist < 2e-4) | (t[idx] > t_out[idx])
         active[idx[done]] = False
     points = origins + dirs * t[:, None]
-    dist, labels = sdf(points)
-    hit = (dist < 1e-3) & (t < far)
-    eps = 5e-4
-    offsets = torch.eye(3) * eps
-    normals = torch.stack([sdf(points + o)[0] - sdf(points - o)[0] for o in offsets], dim=-1)
-    normals = torch.nn.functional.normalize(normals, dim=-1)
-    return Hits(hit, torch.where(hit, labels, torch.zeros_like(labels)), points, normals, torch.where(hit, t, torch.full_like(t, far)))
+    n = origins.shape[0]
+    hit = torch.zeros(n, dtype=torch.bool)
+    labels = torch.zeros(n, dtype=torch.long)
+    normals = torch.zeros_like(origins)
+    candidates = ((t_in < t_out) & (t <= t_out)).nonzero().squeeze(1)
+    dist, cand_labels = sdf(points[candidates])
+    close = dist < 1e-3
+    idx = candidates[close]
+    hit[idx], labels[idx] = True, cand_labels[close]
+    offsets = torch.eye(3) * 5e-4
+    p = points[idx]
+    grad = torch.stack([sdf(p + o)[0] - sdf(p - o)[0] for o in offsets], dim=-1)
+    normals[idx] = torch.nn.functional.normalize(grad, dim=-1)
+    return Hits(hit, labels, points, normals, torch.where(hit, t, torch.full_like(t, far)))
 
 
 def render_hits(params: HeadParams, cam2world: torch.Tensor, fov_deg: float, resolution: int) -> Hits:
@@ -171,6 +187,6 @@ def render_hits(params: HeadParams, cam2world: torch.Tensor, fov_deg: float, res
     sdf = HeadSDF(params)
     origins, dirs = camera_rays(cam2world.float(), fov_deg, resolution, resolution)
     distance = float(cam2world[:, :3, 3].norm(dim=-1).max())
-    hits = trace(sdf, origins.reshape(-1, 3), dirs.reshape(-1, 3), distance - 0.3, distance + 0.3)
+    hits = trace(sdf, origins.reshape(-1, 3), dirs.reshape(-1, 3), far=distance + 0.3)
     b = cam2world.shape[0]
     return Hits(*(x.reshape(b, resolution * resolution, *x.shape[1:]) for x in (hits.hit, hits.labels, hits.points, hits.normals, hits.depth)))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sage_backend.labels import LABEL_IDS
+from sage_backend.labels import LABEL_IDS, NUM_CLASSES
 from training.data.synthetic.heads import HeadParams, Hits
 
 STYLES = ("pencil", "line")
@@ -23,13 +23,17 @@ def shading(params: HeadParams, hits: Hits, view_dirs: torch.Tensor) -> torch.Te
     return (0.35 + 0.65 * lambert + 0.25 * specular).clamp(0.0, 1.0)
 
 
-def photo(params: HeadParams, hits: Hits, shade: torch.Tensor, resolution: int) -> np.ndarray:
-    """(B, H, W, 3) uint8: part colours times shading over a vertical background gradient."""
-    table = torch.zeros(19, 3)
+def surface(params: HeadParams, hits: Hits, shade: torch.Tensor) -> torch.Tensor:
+    """(B, N, 3) shaded surface colour in [0, 1]: part colours, hair strands, irises."""
+    table = torch.zeros(NUM_CLASSES, 3)
     for label, rgb in params.colors.items():
         table[label] = torch.tensor(rgb)
     colour = table[hits.labels] * _texture(params, hits)[..., None] * shade[..., None]
-    colour = _irises(params, hits, colour)
+    return _irises(params, hits, colour)
+
+
+def photo(params: HeadParams, hits: Hits, colour: torch.Tensor, resolution: int) -> np.ndarray:
+    """(B, H, W, 3) uint8: the surface over a vertical background gradient."""
     top, bottom = (torch.tensor(c) for c in params.background)
     ramp = torch.linspace(0, 1, resolution)[:, None, None]
     background = (top * (1 - ramp) + bottom * ramp).expand(resolution, resolution, 3).reshape(-1, 3)
@@ -69,23 +73,30 @@ def _edges(labels: torch.Tensor, depth: torch.Tensor, depth_jump: float) -> torc
     return edge
 
 
-def draw(style: str, hits: Hits, shade: torch.Tensor, resolution: int) -> np.ndarray:
-    """(B, H, W, 3) uint8 drawing of the traced views in `style`."""
+def draw(style: str, hits: Hits, colour: torch.Tensor, resolution: int) -> np.ndarray:
+    """(B, H, W, 3) uint8 drawing, in `style`, of the traced views whose surface colour is `colour`.
+
+    line: contours and part boundaries only. pencil: the same lines in graphite plus hatching whose
+    strokes thicken with the darkness of the photo (cross-hatching in the darkest parts), on white paper.
+    """
     b = hits.hit.shape[0]
     labels = hits.labels.reshape(b, resolution, resolution)
     depth = hits.depth.reshape(b, resolution, resolution)
-    hit = hits.hit.reshape(b, resolution, resolution)
-    edges = _edges(labels, depth, depth_jump=0.01)
+    hit = hits.hit.reshape(b, resolution, resolution).float()
+    edges = _edges(labels, depth, depth_jump=0.01).float()
     if style == "line":
-        ink = edges.float()
+        ink = edges
     elif style == "pencil":
-        tone = 1.0 - shade.reshape(b, resolution, resolution)
-        y, x = torch.meshgrid(torch.arange(resolution), torch.arange(resolution), indexing="ij")
-        hatch = ((x + y) % 4 == 0).float()  # single hatching in half shadow
-        cross = ((x - y) % 4 == 0).float()  # cross-hatching in deep shadow
-        hair = labels == 13
-        strokes = torch.where(tone > 0.35, hatch, 0.0) + torch.where(tone > 0.55, cross, 0.0) + torch.where(hair, hatch * 0.6, 0.0)
-        ink = (0.85 * edges.float() + 0.45 * strokes.clamp(0, 1) + 0.15 * tone) * hit.float() + 0.85 * edges.float() * (~hit).float()
+        luminance = colour @ torch.tensor([0.299, 0.587, 0.114])
+        # Compressed so that dark skin gets moderate hatching and only shadows and dark hair the densest.
+        tone = 0.85 * ((0.9 - luminance.reshape(b, resolution, resolution)) / 0.9).clamp(0.0, 1.0) ** 1.5
+        y, x = torch.meshgrid(torch.arange(resolution, dtype=torch.float32), torch.arange(resolution, dtype=torch.float32),
+                              indexing="ij")
+        wobble = 1.2 * torch.sin(0.21 * y + 0.13 * x)  # hand-drawn strokes are not ruled lines
+        hatch = 0.5 + 0.5 * torch.cos(2 * torch.pi * (x + y) / 4.0 + wobble)
+        cross = 0.5 + 0.5 * torch.cos(2 * torch.pi * (x - y) / 5.0 - wobble)
+        strokes = torch.maximum(((tone - hatch) * 2.5).clamp(0, 1), ((tone - 0.45 - 0.55 * cross) * 2.5).clamp(0, 1))
+        ink = torch.maximum(0.8 * edges, (0.65 * strokes + 0.1 * tone) * hit)
     else:
         raise ValueError(f"unknown drawing style {style!r}; choose from {STYLES}")
     grey = 1.0 - ink.clamp(0.0, 1.0)
