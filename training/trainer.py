@@ -27,12 +27,13 @@ from sage_backend.cameras import Camera, orbit_cam2world, sample_orbit_poses
 from sage_backend.checkpoint import CheckpointError, StyleInfo, load_generator, load_tensors, save_generator, save_tensors
 from sage_backend.files import atomic_path
 from sage_backend.inference import PortraitRenderer, seed_latent
-from sage_backend.labels import FLIP_PERMUTATION, NUM_CLASSES
+from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.discriminators import ProgressiveDiscriminator
 from sage_backend.model.generator import SageGenerator
 from sage_backend.visualize import contact_sheet, stack_sheets
 from training import losses as L
 from training.config import TrainConfig
+from training.data.common import flip_pair
 
 STATE_FILE = "state.safetensors"
 GENERATOR_FILE = "generator.safetensors"
@@ -152,8 +153,8 @@ class Trainer:
         # Horizontal flips, with the left/right classes swapped (the reference forgot the swap).
         flip = torch.rand(len(items), generator=gen) < 0.5
         images, labels = images.clone(), labels.clone()
-        images[flip] = images[flip].flip(-1)
-        labels[flip] = torch.as_tensor(FLIP_PERMUTATION)[labels[flip].flip(-1)]
+        for i in flip.nonzero().flatten().tolist():
+            images[i], labels[i] = flip_pair(images[i], labels[i])
         semantic = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
         return images.to(self.device), semantic.to(self.device), targets
 
