@@ -1,18 +1,18 @@
-"""The generator at the paper's sizes, determinism, gradients, and the inference fast path."""
+"""The networks: the paper's sizes at `full`, gradients everywhere in a training-style step,
+the translator switch, fade-in, and the stereo warp."""
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from sage_backend.cameras import Camera, orbit_cam2world, stack_cameras
-from sage_backend.config import ModelConfig, preset
-from sage_backend.inference import PortraitRenderer, _to_frames
+from sage_backend.cameras import orbit_cam2world
+from sage_backend.config import preset
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.discriminators import ProgressiveDiscriminator
-from sage_backend.model.generator import SageGenerator
+from sage_backend.model.generator import SageGenerator, warp_into_view
 
 
 def count(module: torch.nn.Module) -> int:
@@ -35,83 +35,91 @@ def test_full_preset_matches_the_reference_parameter_counts() -> None:
         assert abs(got - want) / want < 0.03, f"{name}: {got} vs {want}"
 
 
-@pytest.fixture(scope="module")
-def tiny() -> SageGenerator:
-    torch.manual_seed(0)
-    g = SageGenerator(preset("tiny"))
+def frontal(batch: int = 1) -> torch.Tensor:
+    return orbit_cam2world(torch.full((batch,), math.pi / 2), torch.full((batch,), math.pi / 2))
+
+
+def test_output_shapes_per_scale(tiny: SageGenerator) -> None:
+    style = tiny.style(torch.randn(2, tiny.z_dim))
+    for scale, size in ((0, 16), (1, 32)):
+        with torch.no_grad():
+            out = tiny(style, frontal(2), 12.0, scale=scale)
+        assert out.drawing.shape == (2, 3, size, size) and out.parsing.shape == (2, NUM_CLASSES, size, size)
+        assert out.view.features.shape == (2, tiny.cfg.field.width, 16, 16) and out.view.depth.shape == (2, 16, 16)
+        assert out.stereo is None
+
+
+def test_fade_in_starts_from_the_upsampled_previous_scale(tiny: SageGenerator) -> None:
+    style = tiny.style(torch.randn(1, tiny.z_dim))
     with torch.no_grad():
-        g.field.density_head.weight.mul_(3000.0)  # real surfaces, so depth and views vary
-    return g
+        low = tiny(style, frontal(), 12.0, scale=0)
+        start = tiny(style, frontal(), 12.0, scale=1, alpha=0.0)
+        full = tiny(style, frontal(), 12.0, scale=1, alpha=1.0)
+    torch.testing.assert_close(start.parsing, F.interpolate(low.parsing, scale_factor=2, mode="nearest"))
+    assert not torch.allclose(start.parsing, full.parsing)
 
 
-def test_same_seed_same_output_and_depth_inside_the_slab(tiny: SageGenerator) -> None:
-    cams = [Camera.orbit(math.pi / 2 + d, math.pi / 2) for d in (-0.3, 0.0, 0.3)]
-    a = list(PortraitRenderer(tiny).render(PortraitRenderer(tiny).latent(seed=5), cams, outputs=("drawing", "semantic", "depth")))
-    twin = SageGenerator(preset("tiny"))
-    twin.load_state_dict(tiny.state_dict())
-    b = list(PortraitRenderer(twin).render(PortraitRenderer(twin).latent(seed=5), cams, outputs=("drawing", "semantic", "depth")))
-    for fa, fb in zip(a, b):
-        assert np.array_equal(fa.drawing, fb.drawing) and np.array_equal(fa.semantic, fb.semantic)
-        assert 0.88 - 1e-4 <= fa.depth.min() and fa.depth.max() <= 1.12 + 1e-4
-    assert not np.array_equal(a[0].drawing, a[2].drawing)
-
-
-@pytest.mark.parametrize("size", [64, 128, 256])
-def test_requested_resolutions(tiny: SageGenerator, size: int) -> None:
-    r = PortraitRenderer(tiny)
-    frame = next(r.render(r.latent(seed=1), [Camera.orbit(math.pi / 2, math.pi / 2)], resolution=size, outputs=("drawing", "semantic", "depth")))
-    assert frame.drawing.shape == (size, size, 3) and frame.semantic.shape == (size, size) and frame.depth.shape == (size, size)
-
-
-def test_fast_path_agrees_with_the_plain_forward(tiny: SageGenerator) -> None:
-    r = PortraitRenderer(tiny)
-    z = r.latent(seed=3)
-    cams = [Camera.orbit(math.pi / 2 + 0.2 * i, math.pi / 2 - 0.1) for i in range(5)]
-    fast = list(r.render(z, cams, 0.5))
-    c2w, fov = stack_cameras(cams)
+def test_translator_switch_changes_the_drawing_path_only(tiny: SageGenerator) -> None:
+    style = tiny.style(torch.randn(1, tiny.z_dim, generator=torch.Generator().manual_seed(0)))
     with torch.no_grad():
-        out = tiny(tiny.style(z[None], 0.5).expand(len(cams)), c2w, fov)
-    plain = _to_frames(out.drawing, out.parsing, out.view.depth, 32, {"drawing", "semantic"})
-    for f, p in zip(fast, plain):
-        assert np.abs(f.drawing.astype(int) - p.drawing.astype(int)).max() <= 1
-        assert np.mean(f.semantic == p.semantic) > 0.99
-
-
-def test_translator_switch_changes_the_drawing_only(tiny: SageGenerator) -> None:
-    z = tiny.style(torch.randn(1, 16, generator=torch.Generator().manual_seed(0)))
-    c2w = orbit_cam2world(torch.tensor([math.pi / 2]), torch.tensor([math.pi / 2]))
-    with torch.no_grad():
-        tiny.translator_active.fill_(False)
-        off = tiny(z, c2w, 12.0)
+        off = tiny(style, frontal(), 12.0)
         tiny.translator_active.fill_(True)
-        on = tiny(z, c2w, 12.0)
-        tiny.translator_active.fill_(False)
-    assert torch.equal(off.parsing, on.parsing) and not torch.equal(off.drawing, on.drawing)
+        on = tiny(style, frontal(), 12.0)
+        expected = tiny.translator(off.drawing, torch.softmax(off.parsing, dim=1))
+    assert torch.equal(off.parsing, on.parsing)
+    assert not torch.allclose(off.drawing, on.drawing)
+    torch.testing.assert_close(on.drawing, expected)
+    assert on.drawing.abs().max() <= 1.0  # the translator ends in tanh
 
 
-def test_gradients_reach_every_trainable_parameter() -> None:
+def test_the_translator_sees_the_semantics_detached(tiny: SageGenerator) -> None:
+    tiny.translator_active.fill_(True)
+    out = tiny(tiny.style(torch.randn(1, tiny.z_dim)), frontal(), 12.0)
+    out.drawing.sum().backward()
+    # The drawing loss cannot bend the semantic map: no gradient reaches GNet_parsing through the translator.
+    assert all(p.grad is None for p in tiny.semantic_decoder.parameters())
+
+
+def test_warping_a_view_into_itself_is_the_identity(tiny: SageGenerator) -> None:
+    c2w = orbit_cam2world(torch.tensor([1.3]), torch.tensor([1.5]))
+    with torch.no_grad():
+        view = tiny.render_view(tiny.style(torch.randn(1, tiny.z_dim)), c2w, 12.0)
+    warped, valid = warp_into_view(view, view.depth, c2w, c2w, 12.0)
+    assert valid.bool().all()
+    torch.testing.assert_close(warped, torch.cat([view.features, view.rgb], dim=1), atol=1e-4, rtol=1e-4)
+
+
+def test_discriminators_take_every_progressive_size_and_reject_others() -> None:
+    d = ProgressiveDiscriminator(preset("tiny").discriminator, NUM_CLASSES)
+    for size in (4, 8, 16, 32):
+        out = d(torch.randn(2, NUM_CLASSES, size, size), alpha=0.5)
+        assert out.logit.shape == (2,) and out.pose.shape == (2, 2) and out.latent is None
+    with pytest.raises(ValueError, match="powers of two up to 32, got 24"):
+        d(torch.randn(1, NUM_CLASSES, 24, 24))
+
+
+def test_gradients_reach_every_trainable_parameter_in_a_training_step() -> None:
     torch.manual_seed(0)
     cfg = preset("tiny")
     g = SageGenerator(cfg)
-    g.translator_active.fill_(True)
+    g.translator_active.fill_(True)  # Stage II: the translator is part of the drawing path
     d_rgb, d_par = ProgressiveDiscriminator(cfg.discriminator, 3), ProgressiveDiscriminator(cfg.discriminator, NUM_CLASSES)
     yaw, pitch = torch.tensor([1.5, 1.7]), torch.tensor([1.5, 1.6])
-    # alpha < 1 so the fading-out lower-scale output layer takes part too.
-    out = g(g.style(torch.randn(2, 16)), orbit_cam2world(yaw, pitch), 12.0, alpha=0.5, jitter=True, density_noise=1.0,
+    # alpha < 1 so the fading-out lower-scale output layers and D's second adapter take part too;
+    # the auxiliary stereo view exercises the warp.
+    out = g(g.style(torch.randn(2, cfg.mapping.z_dim)), orbit_cam2world(yaw, pitch), 12.0, alpha=0.5, jitter=True, density_noise=1.0,
             aux_cam2world=orbit_cam2world(yaw + 0.1, pitch), aux_mix=torch.full((2,), 0.05))
     a, b = d_rgb(out.drawing, alpha=0.5), d_par(torch.softmax(out.parsing, 1), alpha=0.5)
     loss = a.logit.sum() + a.pose.sum() + b.logit.sum() + b.pose.sum() + out.stereo.rgb.sum() + out.view.rgb.sum()
     loss.backward()
+    checked = 0
     for name, module in (("G", g), ("D_rgb", d_rgb), ("D_parsing", d_par)):
         for pname, p in module.named_parameters():
             if pname.startswith("adapters.") and int(pname.split(".")[1]) > 1:
-                continue  # input adapters for smaller images than this 32 x 32 one
-            assert p.grad is not None and torch.isfinite(p.grad).all(), f"{name}.{pname}"
-
-
-def test_config_round_trip_and_rejects_foreign_keys() -> None:
-    cfg = preset("small")
-    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    bad = cfg.to_dict() | {"wings": 2}
-    with pytest.raises(ValueError, match="unknown config keys"):
-        ModelConfig.from_dict(bad)
+                assert p.grad is None  # input adapters for images smaller than this 32 x 32 one
+                continue
+            assert p.requires_grad and p.grad is not None, f"{name}.{pname}: no gradient"
+            assert torch.isfinite(p.grad).all(), f"{name}.{pname}: non-finite gradient"
+            assert p.grad.abs().sum() > 0, f"{name}.{pname}: zero gradient"
+            checked += 1
+    assert checked == len(list(g.parameters())) + 2 * (len(list(d_rgb.parameters())) - 6)

@@ -1,0 +1,129 @@
+"""PortraitRenderer: determinism, depth inside the sampled slab, requested sizes, the translator
+switch, the folded fast path against the plain forward, and clear errors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sage_backend.cameras import Camera, depth_range, stack_cameras
+from sage_backend.config import preset
+from sage_backend.inference import Interrupted, PortraitRenderer, _to_frames, seed_latent
+from sage_backend.labels import NUM_CLASSES
+from sage_backend.model.generator import SageGenerator
+
+from tests.backend.conftest import make_tiny_generator
+
+ALL = ("drawing", "semantic", "depth")
+TURN = [Camera.orbit(math.pi / 2 + d, math.pi / 2) for d in (-0.3, 0.0, 0.3)]
+
+
+def frames_equal(a, b) -> bool:
+    return all(np.array_equal(getattr(x, k), getattr(y, k)) for x, y in zip(a, b, strict=True) for k in ALL)
+
+
+def test_the_same_seed_renders_the_same_frames(tiny: SageGenerator) -> None:
+    r = PortraitRenderer(tiny, camera_batch=2)
+    z = r.latent(seed=5)
+    first = list(r.render(z, TURN, outputs=ALL))
+    assert frames_equal(first, list(r.render(z, TURN, outputs=ALL)))  # again, from the style cache
+    assert frames_equal(first, list(r.render(r.latent(seed=5), TURN, outputs=ALL)))
+    twin = SageGenerator(preset("tiny"))
+    twin.load_state_dict(make_tiny_generator().state_dict())
+    assert frames_equal(first, list(PortraitRenderer(twin, camera_batch=3).render(seed_latent(5, 16), TURN, outputs=ALL)))
+    assert not np.array_equal(first[0].drawing, first[2].drawing)  # the views differ
+    other = next(r.render(r.latent(seed=6), TURN[:1]))
+    assert not np.array_equal(first[0].drawing, other.drawing)  # so do the seeds
+
+
+def test_seeds_mean_the_same_latent_everywhere() -> None:
+    assert torch.equal(seed_latent(7, 16), seed_latent(7, 16))
+    assert torch.equal(seed_latent(7, 16), torch.randn(16, generator=torch.Generator().manual_seed(7)))
+
+
+def test_depth_lies_between_near_and_far(tiny: SageGenerator) -> None:
+    r = PortraitRenderer(tiny)
+    cams = TURN + [Camera.orbit(1.2, 1.3, radius=1.6), Camera.orbit(2.0, 1.8, radius=0.9, fov_deg=20.0)]
+    frames = list(r.render(r.latent(seed=2), cams, outputs=("depth",)))
+    near, far = depth_range(stack_cameras(cams)[0])
+    for frame, n, f in zip(frames, near.tolist(), far.tolist()):
+        assert frame.drawing is None and frame.semantic is None
+        assert frame.depth.dtype == np.float32
+        assert n - 1e-4 <= frame.depth.min() and frame.depth.max() <= f + 1e-4
+        assert frame.depth.max() - frame.depth.min() > 0.01  # a surface, not an empty slab
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_requested_resolutions(tiny: SageGenerator, size: int) -> None:
+    r = PortraitRenderer(tiny)
+    frame = next(r.render(r.latent(seed=1), TURN[1:2], resolution=size, outputs=ALL))
+    assert frame.drawing.shape == (size, size, 3) and frame.drawing.dtype == np.uint8
+    assert frame.semantic.shape == (size, size) and frame.semantic.dtype == np.uint8 and frame.semantic.max() < NUM_CLASSES
+    assert frame.depth.shape == (size, size)
+
+
+def test_the_default_size_is_the_output_resolution(tiny: SageGenerator) -> None:
+    r = PortraitRenderer(tiny)
+    assert next(r.render(r.latent(seed=1), TURN[:1])).drawing.shape == (32, 32, 3)
+
+
+def test_translator_active_switches_the_drawing_path(tiny: SageGenerator) -> None:
+    z = seed_latent(3, 16)
+    off = next(PortraitRenderer(tiny).render(z, TURN[:1]))
+    tiny.translator_active.fill_(True)
+    on = next(PortraitRenderer(tiny).render(z, TURN[:1]))
+    assert np.array_equal(off.semantic, on.semantic)
+    assert np.abs(off.drawing.astype(int) - on.drawing.astype(int)).mean() > 1
+
+
+def test_fast_path_agrees_with_the_plain_forward(tiny: SageGenerator) -> None:
+    tiny.translator_active.fill_(True)
+    r = PortraitRenderer(tiny)
+    z = r.latent(seed=3)
+    cams = [Camera.orbit(math.pi / 2 + 0.2 * i, math.pi / 2 - 0.1) for i in range(5)]
+    fast = list(r.render(z, cams, 0.5, outputs=ALL))
+    c2w, fov = stack_cameras(cams)
+    with torch.no_grad():
+        out = tiny(tiny.style(z[None], 0.5).expand(len(cams)), c2w, fov)
+    plain = _to_frames(out.drawing, out.parsing, out.view.depth, 32, set(ALL))
+    for f, p in zip(fast, plain):
+        assert np.abs(f.drawing.astype(int) - p.drawing.astype(int)).max() <= 1
+        assert np.mean(f.semantic == p.semantic) > 0.99
+        np.testing.assert_allclose(f.depth, p.depth, atol=1e-4)
+
+
+def test_psi_zero_renders_the_average_head(tiny: SageGenerator) -> None:
+    r = PortraitRenderer(tiny)
+    a, b = (next(r.render(r.latent(seed=s), TURN[:1], psi=0.0)) for s in (1, 2))
+    assert np.array_equal(a.drawing, b.drawing)
+
+
+def test_should_stop_interrupts_between_camera_batches(tiny: SageGenerator) -> None:
+    r = PortraitRenderer(tiny, camera_batch=1)
+    calls = []
+
+    def stop_on_second() -> bool:
+        calls.append(1)
+        return len(calls) > 1
+
+    frames = r.render(r.latent(seed=1), TURN, should_stop=stop_on_second)
+    assert next(frames).drawing is not None
+    with pytest.raises(Interrupted):
+        next(frames)
+
+
+def test_bad_requests_are_rejected(tiny: SageGenerator) -> None:
+    r = PortraitRenderer(tiny)
+    with pytest.raises(ValueError, match="exactly one of seed or latent"):
+        r.latent()
+    with pytest.raises(ValueError, match="exactly one of seed or latent"):
+        r.latent(seed=1, latent=np.zeros(16))
+    with pytest.raises(ValueError, match="16 finite float32 values"):
+        r.latent(latent=np.zeros(15))
+    with pytest.raises(ValueError, match="16 finite float32 values"):
+        r.latent(latent=np.full(16, np.nan))
+    with pytest.raises(ValueError, match="outputs must be a non-empty subset"):
+        list(r.render(r.latent(seed=1), TURN, outputs=("normals",)))
+    assert torch.equal(r.latent(latent=np.arange(16)), torch.arange(16, dtype=torch.float32))
