@@ -30,6 +30,8 @@ def add_release_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (e.g. sage_backend/checkpoints)")
     p.add_argument("--images", type=Path, required=True, help="folder for the turntable sheets (e.g. docs/images)")
     p.add_argument("--seeds", type=int, default=8, help="seeds to average the metrics over")
+    p.add_argument("--stage1", type=Path, help="the Stage I run folder, to report its steps and wall time on the card")
+    p.add_argument("--note", default="", help="a paragraph for the card (e.g. how this run differed from the recipe)")
 
 
 def turntable_sheet(renderer: PortraitRenderer, seeds=CARD_SEEDS, psi: float = 0.5) -> np.ndarray:
@@ -56,11 +58,13 @@ def run_release(args: argparse.Namespace) -> int:
             Image.fromarray(turntable_sheet(renderer)).save(tmp, format="PNG")
         rows.append((info, metrics, image))
         print(f"{info.name}: {json.dumps(metrics)} -> {args.out / (info.name + '.safetensors')}")
-    atomic_write_bytes(args.out / "MODEL_CARD.md", model_card(rows, args.out).encode())
+    stage1 = load_generator(args.stage1 / "generator.safetensors").info if args.stage1 else None
+    card = model_card(rows, args.out, stage1) + (f"\n{args.note}\n" if args.note else "")
+    atomic_write_bytes(args.out / "MODEL_CARD.md", card.encode())
     return 0
 
 
-def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path) -> str:
+def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: StyleInfo | None = None) -> str:
     first = rows[0][0]
     recipe = first.training.get("recipe", {})
     lines = [
@@ -74,6 +78,11 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path) -> str:
         "- Data: synthetic procedural heads (photos + exact 19-class label maps, drawings rendered from the same heads)",
         "- Recipes: `training/recipes/demo_stage1.json`, `training/recipes/demo_stage2.json`",
         "",
+    ]
+    if stage1 is not None:
+        lines += [f"- Stage I: {stage1.step} steps, {stage1.training.get('wall_time_s')} s of training on 2 CPU cores "
+                  f"(recipe `{stage1.training.get('recipe', {}).get('description', '')}`)", ""]
+    lines += [
         "| style | stage | steps | Stage II wall time (s) | semantic consistency (mIoU across views) | drawing reprojection L1 |",
         "|---|---|---|---|---|---|",
     ]

@@ -13,4 +13,4 @@ for style in pencil line; do
   sage-train stage2 --recipe "$recipes/demo_stage2.json" --data "$work/data/styles" --style "$style" \
     --from "$work/stage1/state.safetensors" --out "$work/$style" $(resume "$work/$style")
 done
-sage-train release --runs "$work/pencil" "$work/line" --out sage_backend/checkpoints --images docs/images
+sage-train release --runs "$work/pencil" "$work/line" --stage1 "$work/stage1" --out sage_backend/checkpoints --images docs/images
