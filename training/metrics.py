@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,9 +22,11 @@ from scipy import linalg
 from sage_backend.cameras import Camera, camera_rays, project_points
 from sage_backend.inference import Frame, PortraitRenderer, seed_latent
 from sage_backend.labels import NUM_CLASSES
+from sage_backend.model.generator import SageGenerator
 
 YAW_OFFSETS = (-0.4, -0.2, 0.2, 0.4)
 FRONTAL = Camera.orbit(math.pi / 2, math.pi / 2)
+Model = PortraitRenderer | SageGenerator  # the view metrics take a servable renderer or a generator in training
 
 
 def correspondences(depth_a: np.ndarray, cam_a: Camera, depth_b: np.ndarray, cam_b: Camera, tolerance: float = 0.01) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,31 +73,55 @@ def warped_miou(labels_a: np.ndarray, depth_a: np.ndarray, cam_a: Camera, labels
     return float(np.mean(ious)) if ious else float("nan")
 
 
+def warped_drawing_error(drawing_a: np.ndarray, depth_a: np.ndarray, cam_a: Camera, drawing_b: np.ndarray, depth_b: np.ndarray, cam_b: Camera) -> float:
+    """Mean absolute difference (0..1) between view A's drawing carried into view B and B's own drawing,
+    over co-visible pixels (nan when none are)."""
+    row, col, visible = correspondences(depth_a, cam_a, depth_b, cam_b)
+    if not visible.any():
+        return float("nan")
+    carried = drawing_a.reshape(-1, drawing_a.shape[-1])[visible].astype(np.float32)
+    own = drawing_b[row, col][visible].astype(np.float32)
+    return float(np.abs(carried - own).mean() / 255)
+
+
+def as_renderer(model: Model) -> PortraitRenderer:
+    """A renderer for either kind of model. A bare generator is copied first: PortraitRenderer switches
+    off its gradients and training mode, which must not leak into a generator that is still training."""
+    if isinstance(model, PortraitRenderer):
+        return model
+    return PortraitRenderer(copy.deepcopy(model), next(model.parameters()).device)
+
+
 def _views(renderer: PortraitRenderer, seed: int, offsets: Sequence[float], psi: float) -> tuple[Frame, list[tuple[Camera, Frame]]]:
     cams = [FRONTAL] + [Camera.orbit(math.pi / 2 + d, math.pi / 2) for d in offsets]
     frames = list(renderer.render(seed_latent(seed, renderer.generator.z_dim), cams, psi, outputs=("drawing", "semantic", "depth")))
     return frames[0], list(zip(cams[1:], frames[1:]))
 
 
-def semantic_consistency(renderer: PortraitRenderer, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = 0.5) -> float:
+def semantic_consistency(model: Model, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = 0.5) -> float:
+    """Mean warped_miou from the frontal view to each yaw offset, over seeds (1 = perfectly consistent)."""
+    renderer = as_renderer(model)
     scores = []
     for seed in seeds:
         front, others = _views(renderer, seed, yaw_offsets, psi)
         scores += [warped_miou(front.semantic, front.depth, FRONTAL, f.semantic, f.depth, cam) for cam, f in others]
-    return float(np.nanmean(scores))
+    return _mean(scores)
 
 
-def reprojection_error(renderer: PortraitRenderer, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = 0.5) -> float:
+def reprojection_error(model: Model, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = 0.5) -> float:
+    """Mean warped_drawing_error from the frontal view to each yaw offset, over seeds (0 = identical)."""
+    renderer = as_renderer(model)
     errors = []
     for seed in seeds:
         front, others = _views(renderer, seed, yaw_offsets, psi)
-        for cam, f in others:
-            row, col, visible = correspondences(front.depth, FRONTAL, f.depth, cam)
-            a = front.drawing.reshape(-1, 3)[visible].astype(np.float32)
-            b = f.drawing[row, col][visible].astype(np.float32)
-            if len(a):
-                errors.append(np.abs(a - b).mean() / 255)
-    return float(np.mean(errors)) if errors else float("nan")
+        errors += [warped_drawing_error(front.drawing, front.depth, FRONTAL, f.drawing, f.depth, cam) for cam, f in others]
+    return _mean(errors)
+
+
+def _mean(values: Sequence[float]) -> float:
+    """Mean over the view pairs that had co-visible pixels; nan when none had."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else float("nan")
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

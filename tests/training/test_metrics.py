@@ -1,4 +1,4 @@
-"""Metrics with known answers: an analytic labelled sphere for the multi-view consistency, Gaussian
+"""Metrics with known answers: an analytic painted sphere for the multi-view metrics, Gaussian
 features for FID/KID, and a tiny scripted stand-in for the feature extractor."""
 from __future__ import annotations
 
@@ -12,14 +12,22 @@ import torch
 from PIL import Image
 
 from sage_backend.cameras import HALF_DEPTH, Camera, camera_rays
-from training.metrics import METRICS, features, frechet_distance, kernel_distance, load_feature_extractor, warped_miou
+from sage_backend.checkpoint import load_generator
+from sage_backend.inference import PortraitRenderer
+from training.metrics import (
+    METRICS, features, frechet_distance, kernel_distance, load_feature_extractor, reprojection_error, semantic_consistency,
+    warped_drawing_error, warped_miou,
+)
 
 SIZE = 64
 RADIUS = 0.1
+FRONT = Camera.orbit(math.pi / 2, math.pi / 2)
+OTHERS = [Camera.orbit(math.pi / 2 + dy, math.pi / 2 + dp) for dy, dp in ((0.4, -0.1), (0.2, 0.0), (-0.3, 0.1))]
 
 
-def sphere_view(cam: Camera) -> tuple[np.ndarray, np.ndarray]:
-    """Labels painted on a sphere by 3D position (so they are view-consistent by construction) and ray depth."""
+def sphere_view(cam: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sphere at the origin painted by 3D position, so it is view-consistent by construction:
+    labels (an octant-like split into 8 classes), smooth colours, and ray depth (far where the ray misses)."""
     c2w = torch.as_tensor(cam.cam2world, dtype=torch.float32)[None]
     origins, dirs = camera_rays(c2w, cam.fov_deg, SIZE, SIZE)
     o, d = origins[0].double(), dirs[0].double()
@@ -30,44 +38,100 @@ def sphere_view(cam: Camera) -> tuple[np.ndarray, np.ndarray]:
     p = o + d * t[:, None]
     labels = 1 + (p[:, 0] > 0).long() + 2 * (p[:, 1] > 0.03).long() + 4 * (p[:, 2] > 0.05).long()
     labels = torch.where(hit, labels, torch.zeros_like(labels))
-    return labels.numpy().reshape(SIZE, SIZE).astype(np.uint8), t.numpy().reshape(SIZE, SIZE).astype(np.float32)
+    colours = (127.5 * (1 + p / RADIUS)).clamp(0, 255).round()
+    return (labels.numpy().reshape(SIZE, SIZE).astype(np.uint8), colours.numpy().reshape(SIZE, SIZE, 3).astype(np.uint8),
+            t.numpy().reshape(SIZE, SIZE).astype(np.float32))
 
 
-def test_consistent_stand_in_scores_one_and_a_perturbed_one_less() -> None:
-    cam_a, cam_b = Camera.orbit(math.pi / 2, math.pi / 2), Camera.orbit(math.pi / 2 + 0.4, math.pi / 2 - 0.1)
-    labels_a, depth_a = sphere_view(cam_a)
-    labels_b, depth_b = sphere_view(cam_b)
-    assert warped_miou(labels_a, depth_a, cam_a, labels_b, depth_b, cam_b) > 0.97
-    perturbed = labels_b.copy()
-    perturbed[:, : SIZE // 2][perturbed[:, : SIZE // 2] > 0] = 7
-    assert warped_miou(labels_a, depth_a, cam_a, perturbed, depth_b, cam_b) < 0.8
+@pytest.mark.parametrize("cam_b", OTHERS)
+def test_consistent_labels_score_one_and_perturbed_ones_less(cam_b: Camera) -> None:
+    labels_a, _, depth_a = sphere_view(FRONT)
+    labels_b, _, depth_b = sphere_view(cam_b)
+    assert warped_miou(labels_a, depth_a, FRONT, labels_b, depth_b, cam_b) == 1.0
+    relabelled = labels_b.copy()
+    relabelled[:, : SIZE // 2][relabelled[:, : SIZE // 2] > 0] = 7  # half the face changes class
+    assert warped_miou(labels_a, depth_a, FRONT, relabelled, depth_b, cam_b) < 0.8
+    assert warped_miou(labels_a, depth_a, FRONT, labels_b[:, ::-1], depth_b, cam_b) < 0.8  # a mirrored map
 
 
-def test_fid_and_kid_known_answers() -> None:
+@pytest.mark.parametrize("cam_b", OTHERS)
+def test_consistent_drawings_reproject_within_nearest_sampling_error(cam_b: Camera) -> None:
+    _, drawing_a, depth_a = sphere_view(FRONT)
+    _, drawing_b, depth_b = sphere_view(cam_b)
+    # Nearest-pixel sampling misplaces a point by up to half a pixel: ~1/255 of colour on this sphere.
+    assert warped_drawing_error(drawing_a, depth_a, FRONT, drawing_b, depth_b, cam_b) < 0.01
+    assert warped_drawing_error(drawing_a, depth_a, FRONT, drawing_b[:, ::-1], depth_b, cam_b) > 0.1
+    assert warped_drawing_error(drawing_a, depth_a, FRONT, 255 - drawing_b, depth_b, cam_b) > 0.4
+
+
+def test_views_that_share_no_surface_give_nan() -> None:
+    labels_a, drawing_a, depth_a = sphere_view(FRONT)
+    back = Camera.orbit(-math.pi / 2, math.pi / 2)
+    labels_b, drawing_b, depth_b = sphere_view(back)
+    assert math.isnan(warped_drawing_error(drawing_a, depth_a, FRONT, drawing_b, depth_b, back))
+    assert math.isnan(warped_miou(labels_a, depth_a, FRONT, labels_b, depth_b, back))
+
+
+def test_fid_known_answers() -> None:
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((2000, 4))
+    a = rng.standard_normal((500, 4)) @ rng.standard_normal((4, 4))  # correlated features
     assert abs(frechet_distance(a, a)) < 1e-6
-    shifted = rng.standard_normal((2000, 4)) + np.array([1.0, 0, 0, 0])
-    assert frechet_distance(a, shifted) == pytest.approx(1.0, abs=0.15)  # |mu1 - mu2|^2 with equal covariances
-    assert abs(kernel_distance(a, rng.standard_normal((2000, 4)))) < 0.05 < kernel_distance(a, shifted + 2)
+    shift = np.array([1.0, -2.0, 0.5, 0.0])
+    # Equal covariances: the Frechet distance is exactly |mu1 - mu2|^2.
+    assert frechet_distance(a, a + shift) == pytest.approx(float(shift @ shift), abs=1e-6)
+    # Same means, covariances I and 4I in D dimensions: trace(I + 4I - 2 * 2I) = D.
+    b = rng.standard_normal((20000, 4))
+    assert frechet_distance(b, 2 * b) == pytest.approx(4.0, abs=0.05)
 
 
-def test_fid_through_a_scripted_stand_in_extractor(tmp_path: Path, tiny_checkpoint_dir: Path) -> None:
-    net = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()))
-    net.save(str(tmp_path / "extractor.pt"))
-    extractor = load_feature_extractor(tmp_path / "extractor.pt")
+def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2000, 4)), rng.standard_normal((2000, 4))
+    near = kernel_distance(a, b)
+    assert abs(near) < 0.05
+    assert near < kernel_distance(a, b + 0.5) < kernel_distance(a, b + 2.0)
+
+
+def scripted_extractor(path: Path) -> Path:
+    """A tiny stand-in for an Inception network, scripted and saved the way a user would supply one."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    torch.jit.script(net).save(str(path))
+    return path
+
+
+def test_the_feature_extractor_loads_from_torchscript_and_fails_clearly(tmp_path: Path) -> None:
+    extractor = load_feature_extractor(scripted_extractor(tmp_path / "extractor.pt"))
     images = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
-    assert features(extractor, images).shape == (6, 4)
+    feats = features(extractor, images, batch=4)
+    assert feats.shape == (6, 4) and feats.dtype == np.float64
+    assert abs(frechet_distance(feats, feats)) < 1e-6
+    with pytest.raises(ValueError, match="missing.pt: no such feature extractor file"):
+        load_feature_extractor(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not torchscript")
+    with pytest.raises(ValueError, match="junk.pt: not a TorchScript module"):
+        load_feature_extractor(tmp_path / "junk.pt")
+
+
+def test_registry_runs_every_metric_on_a_tiny_checkpoint(tmp_path: Path, tiny_checkpoint_dir: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()
-    for i, img in enumerate(images):
+    for i, img in enumerate(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)):
         Image.fromarray(img).save(real / f"{i}.png")
-    from sage_backend.checkpoint import load_generator
-    from sage_backend.inference import PortraitRenderer
-
     renderer = PortraitRenderer(load_generator(tiny_checkpoint_dir / "line.safetensors").generator)
-    args = argparse.Namespace(inception=tmp_path / "extractor.pt", real=real, psi=0.5, seeds=2)
-    assert np.isfinite(METRICS["fid"](renderer, args))
+    args = argparse.Namespace(inception=scripted_extractor(tmp_path / "extractor.pt"), real=real, psi=0.5, seeds=2)
+    assert set(METRICS) == {"semantic_consistency", "reprojection", "fid", "kid"}
+    assert np.isfinite(METRICS["fid"](renderer, args)) and np.isfinite(METRICS["kid"](renderer, args))
     assert 0.0 <= METRICS["semantic_consistency"](renderer, args) <= 1.0
+    assert 0.0 <= METRICS["reprojection"](renderer, args) <= 1.0
     with pytest.raises(ValueError, match="need --inception"):
         METRICS["kid"](renderer, argparse.Namespace(inception=None, real=None, psi=0.5, seeds=1))
+
+
+def test_view_metrics_take_a_generator_in_training_without_changing_it(tiny_checkpoint_dir: Path) -> None:
+    generator = load_generator(tiny_checkpoint_dir / "pencil.safetensors").generator.train().requires_grad_(True)
+    renderer = PortraitRenderer(load_generator(tiny_checkpoint_dir / "pencil.safetensors").generator)
+    offsets = (-0.3, 0.3)
+    assert semantic_consistency(generator, [0], offsets) == semantic_consistency(renderer, [0], offsets)
+    assert reprojection_error(generator, [0], offsets) == reprojection_error(renderer, [0], offsets)
+    assert generator.training and all(p.requires_grad for p in generator.parameters())
