@@ -1,15 +1,21 @@
-"""The generator's density field as a mesh: chunked density grid, marching cubes, per-vertex colours
-and semantic labels from rendered views, export to PLY / GLB / OBJ.
+"""The generator's density field as a mesh: density grid built slab by slab, marching cubes, per-vertex
+semantic labels and colours read from rendered views, export to PLY / GLB / OBJ.
 
-Iso-level: density 10 by default (pi-GAN's shape-extraction convention); a field that never reaches
-it falls back to its 99.5th percentile, recorded in mesh.metadata["threshold"].
+Iso-level: density 10 by default, pi-GAN's shape-extraction convention (its script thresholds sigma at
+~10). A field whose maximum stays below it falls back to its 99.5th percentile; mesh.metadata says so
+("threshold", "threshold_source", "note"). The grid is closed with a layer of zero density before
+marching cubes, so a head cut by the box gets flat caps there and every mesh is closed.
 
-Orientation, so every format shows the head upright (+Z) facing -Y in Blender after a default import:
-- GLB and OBJ are written in SAGE coordinates (Y up, face +Z): glTF is Y-up by definition and
-  Blender's glTF and OBJ importers convert Y-up to Z-up.
+Orientation, so that every format shows the head upright (+Z) facing -Y after Blender's default import:
+- GLB and OBJ are written in SAGE coordinates (Y up, face +Z): glTF is Y-up by definition and OBJ's
+  importer defaults to forward -Z / up Y; both of Blender's importers turn Y-up into Z-up.
 - PLY has no axis convention and Blender's PLY importer converts nothing, so PLY is written in
   Blender coordinates: (x, y, z)_blender = (x, -z, y)_sage (cameras.SAGE_TO_BLENDER).
-Per-vertex labels: PLY vertex property `label` (uint8); OBJ carries colours only.
+
+Per-vertex semantic labels (class ids of labels.py): PLY vertex property "semantic" (uint8); GLB custom
+attribute "_SEMANTIC" (SCALAR float32: Blender's glTF importer keeps float and uint8 scalars as point
+attributes, and uint8 scalars would break glTF's 4-byte vertex alignment). OBJ carries colours only
+("v x y z r g b"): use PLY or GLB for labels.
 """
 from __future__ import annotations
 
@@ -21,52 +27,89 @@ from typing import Callable
 import numpy as np
 import torch
 import trimesh
+from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 from tqdm import tqdm
 
-from sage_backend.cameras import SAGE_TO_BLENDER, Camera, project_points, stack_cameras
+from sage_backend.cameras import HALF_DEPTH, SAGE_TO_BLENDER, Camera, project_points, stack_cameras
 from sage_backend.files import atomic_write_bytes
-from sage_backend.inference import PortraitRenderer
+from sage_backend.inference import Frame, Interrupted, PortraitRenderer
 from sage_backend.labels import PALETTE
 
 DEFAULT_THRESHOLD = 10.0
 FALLBACK_QUANTILE = 0.995
 FORMATS = ("ply", "glb", "obj")
-# Views used to colour and label vertices: around the head and a little above and below.
-COLOR_VIEWS = tuple((math.pi / 2 + yaw, math.pi / 2 + pitch) for pitch in (-0.3, 0.25) for yaw in np.linspace(-math.pi, math.pi, 8, endpoint=False))
+COLOR_MODES = ("semantic", "drawing", "none")
+SEMANTIC = "semantic"  # the vertex attribute holding class ids (PLY property name)
+GLB_SEMANTIC = "_SEMANTIC"  # glTF custom attributes need a leading underscore
+POINTS_PER_CALL = 262144  # points per density call when `slab` is not given (the renderer's chunk)
+# Views that colour and label vertices: 8 yaws all around the head, a little below and above it.
+COLOR_VIEWS = tuple((math.pi / 2 + yaw, math.pi / 2 + pitch) for pitch in (0.25, -0.3)
+                    for yaw in np.linspace(-math.pi, math.pi, 8, endpoint=False))
+
+
+def default_bound(renderer: PortraitRenderer) -> float:
+    """Half the side of the generator's box (FieldConfig.box_warp / 2): the field is only trained inside it."""
+    return renderer.cfg.field.box_warp / 2
 
 
 def density_grid(renderer: PortraitRenderer, z: torch.Tensor, psi: float = 0.5, grid: int = 256, bound: float | None = None,
-                 should_stop: Callable[[], bool] | None = None, progress: bool = False) -> np.ndarray:
-    """Density on a grid^3 lattice over [-bound, bound]^3, indexed [x, y, z], one x-slab at a time,
-    so memory holds one slab of points (grid^2) and the float32 grid itself (512 MB at 512^3)."""
-    bound = renderer.cfg.field.box_warp / 2 if bound is None else bound
+                 slab: int | None = None, should_stop: Callable[[], bool] | None = None, progress: bool = False) -> np.ndarray:
+    """Density on a grid^3 lattice over [-bound, bound]^3, indexed [x, y, z] (float32).
+
+    Points are generated `slab` x-planes at a time (default: about POINTS_PER_CALL points), so memory
+    holds one slab of points besides the grid itself (512 MB at 512^3). `should_stop` is checked
+    between slabs and inside each density call (raises inference.Interrupted)."""
+    if grid < 2:
+        raise ValueError("grid must be at least 2")
+    bound = default_bound(renderer) if bound is None else float(bound)
+    slab = max(1, POINTS_PER_CALL // grid**2) if slab is None else slab
+    if slab < 1:
+        raise ValueError("slab must be at least 1")
     axis = np.linspace(-bound, bound, grid, dtype=np.float32)
     yy, zz = np.meshgrid(axis, axis, indexing="ij")
-    slab = torch.from_numpy(np.stack([np.zeros_like(yy), yy, zz], axis=-1).reshape(-1, 3))
     values = np.empty((grid, grid, grid), dtype=np.float32)
-    for i, x in enumerate(tqdm(axis, desc="density grid", unit="slab", disable=not progress)):
-        slab[:, 0] = float(x)
-        values[i] = renderer.density(slab, z, psi, should_stop=should_stop).numpy().reshape(grid, grid)
+    starts = range(0, grid, slab)
+    for start in tqdm(starts, desc="density grid", unit="slab", disable=not progress):
+        if should_stop is not None and should_stop():
+            raise Interrupted()
+        xs = axis[start:start + slab]
+        points = np.empty((len(xs), grid, grid, 3), dtype=np.float32)
+        points[..., 0] = xs[:, None, None]
+        points[..., 1] = yy
+        points[..., 2] = zz
+        dens = renderer.density(torch.from_numpy(points.reshape(-1, 3)), z, psi, should_stop=should_stop)
+        values[start:start + len(xs)] = dens.numpy().reshape(len(xs), grid, grid)
     return values
 
 
-def mesh_from_grid(values: np.ndarray, bound: float, threshold: float | None = None) -> trimesh.Trimesh:
-    """Marching cubes at `threshold` (default DEFAULT_THRESHOLD) -> mesh in SAGE world units."""
-    level = DEFAULT_THRESHOLD if threshold is None else threshold
+def iso_level(values: np.ndarray, threshold: float | None = None) -> tuple[float, str]:
+    """The iso-level to use and where it came from ("given", "default", "fallback")."""
+    level = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     peak = float(values.max())
-    if peak <= level:
-        if threshold is not None or peak <= 0:
-            raise ValueError(f"the density field has no surface at threshold {level:g} (its maximum is {peak:.3g})")
-        level = float(np.quantile(values, FALLBACK_QUANTILE))
-        if level >= peak or level <= 0:
-            raise ValueError(f"the density field has no surface (its maximum is {peak:.3g})")
+    if peak > level:
+        return level, "default" if threshold is None else "given"
+    fallback = float(np.quantile(values, FALLBACK_QUANTILE))
+    if threshold is not None or not 0 < fallback < peak:
+        raise ValueError(f"the density field has no surface at threshold {level:g} (max {peak:.3g})")
+    return fallback, "fallback"
+
+
+def mesh_from_grid(values: np.ndarray, bound: float, threshold: float | None = None) -> trimesh.Trimesh:
+    """Marching cubes at `threshold` (see iso_level) -> a closed mesh in SAGE world units, outward normals."""
+    level, source = iso_level(values, threshold)
     if float(values.min()) >= level:
         raise ValueError(f"the density field has no surface at threshold {level:g}: it is solid everywhere in the box")
     step = 2 * bound / (values.shape[0] - 1)
-    verts, faces, _, _ = marching_cubes(values, level=level, spacing=(step, step, step))
-    mesh = trimesh.Trimesh(verts - bound, faces, process=False)
-    mesh.metadata["threshold"] = level
+    # Zero density around the box closes the surface where the head meets the box (a flat cap there).
+    padded = np.pad(values, 1, constant_values=min(0.0, float(values.min())))
+    # Density grows inward, so "ascent" winds the faces with normals pointing out of the head.
+    verts, faces, _, _ = marching_cubes(padded, level=level, spacing=(step, step, step), gradient_direction="ascent")
+    mesh = trimesh.Trimesh(np.clip(verts - bound - step, -bound, bound), faces, process=False)
+    mesh.metadata.update(threshold=level, threshold_source=source)
+    if source == "fallback":
+        mesh.metadata["note"] = (f"the field never reaches density {DEFAULT_THRESHOLD:g} (max {float(values.max()):.3g}); "
+                                 f"iso-level {level:.3g} is its {FALLBACK_QUANTILE:.1%} quantile")
     return mesh
 
 
@@ -76,76 +119,123 @@ def keep_largest_component(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     if len(parts) <= 1:
         return mesh
     largest = max(parts, key=lambda m: len(m.faces))
-    largest.metadata.update(mesh.metadata)
+    largest.metadata.update(mesh.metadata, components_removed=len(parts) - 1)
     return largest
 
 
-def vertex_colors(renderer: PortraitRenderer, z: torch.Tensor, psi: float, mesh: trimesh.Trimesh,
-                  should_stop: Callable[[], bool] | None = None, tolerance: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
-    """Per-vertex semantic label and drawing colour, read from the rendered view that sees each vertex
-    most head-on (visible: its distance to the camera matches the rendered depth within `tolerance`)."""
+def sample_views(vertices: np.ndarray, normals: np.ndarray, cameras: list[Camera], frames: list[Frame],
+                 tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per vertex: the semantic label and drawing colour in the view that sees it most head-on.
+
+    A view sees a vertex when it projects inside the image, faces the camera, and its distance to the
+    camera matches the rendered depth (a ray distance) within `tolerance`. Returns labels (N,) uint8,
+    colours (N, 3) uint8 and seen (N,) bool; unseen vertices get label 0 and white."""
+    c2w, fov = stack_cameras(cameras)
+    verts = torch.tensor(np.asarray(vertices), dtype=torch.float32)
+    unit_normals = torch.nn.functional.normalize(torch.tensor(np.asarray(normals), dtype=torch.float32), dim=-1)
+    best = torch.zeros(len(verts))  # facing > 0 is required, so 0 means "not seen yet"
+    labels = np.zeros(len(verts), np.uint8)
+    colors = np.full((len(verts), 3), 255, np.uint8)
+    for i, frame in enumerate(frames):
+        xy, _ = project_points(verts[None], c2w[i:i + 1], fov[i:i + 1])
+        xy = xy[0]
+        height, width = frame.depth.shape
+        col = ((xy[:, 0] + 1) / 2 * width).floor().long().clamp(0, width - 1)
+        row = ((1 - xy[:, 1]) / 2 * height).floor().long().clamp(0, height - 1)
+        to_camera = c2w[i, :3, 3] - verts
+        distance = to_camera.norm(dim=-1)
+        facing = (unit_normals * to_camera).sum(-1) / distance
+        rendered = torch.from_numpy(frame.depth)[row, col]
+        better = (xy.abs() <= 1).all(-1) & ((distance - rendered).abs() < tolerance) & (facing > best)
+        best = torch.where(better, facing, best)
+        take = better.numpy()
+        r, c = row.numpy()[take], col.numpy()[take]
+        if frame.semantic is not None:
+            labels[take] = frame.semantic[r, c]
+        if frame.drawing is not None:
+            colors[take] = frame.drawing[r, c]
+    return labels, colors, (best > 0).numpy()
+
+
+def vertex_labels_and_colors(renderer: PortraitRenderer, z: torch.Tensor, psi: float, mesh: trimesh.Trimesh,
+                             should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Labels and drawing colours from COLOR_VIEWS at the model's output resolution; vertices no view
+    sees (deep folds) copy their nearest seen vertex. Returns labels, colours and the seen fraction."""
     cameras = [Camera.orbit(yaw, pitch) for yaw, pitch in COLOR_VIEWS]
     frames = list(renderer.render(z, cameras, psi, outputs=("drawing", "semantic", "depth"), should_stop=should_stop))
-    c2w, fov = stack_cameras(cameras)
-    verts = torch.as_tensor(mesh.vertices, dtype=torch.float32)
-    normals = torch.tensor(np.array(mesh.vertex_normals), dtype=torch.float32)
-    n = len(verts)
-    best = torch.full((n,), -2.0)
-    labels = np.zeros(n, np.uint8)
-    colors = np.full((n, 3), 255, np.uint8)
-    for cam, frame, pose in zip(c2w, frames, fov):
-        xy, _ = project_points(verts[None], cam[None], pose)
-        size = frame.semantic.shape[0]
-        col = ((xy[0, :, 0] + 1) / 2 * size).floor().long().clamp(0, size - 1)
-        row = ((1 - xy[0, :, 1]) / 2 * size).floor().long().clamp(0, size - 1)
-        to_camera = cam[:3, 3] - verts
-        distance = to_camera.norm(dim=-1)
-        rendered = torch.from_numpy(frame.depth)[row, col]
-        facing = (normals * to_camera / distance[:, None]).sum(-1)
-        visible = ((xy[0].abs() <= 1).all(-1) & ((distance - rendered).abs() < tolerance) & (facing > best)).numpy()
-        best = torch.where(torch.from_numpy(visible), facing, best)
-        r, c = row.numpy()[visible], col.numpy()[visible]
-        labels[visible] = frame.semantic[r, c]
-        colors[visible] = frame.drawing[r, c]
-    return labels, colors
+    # One depth sample interval: rendered depth is an expectation over samples that far apart.
+    tolerance = max(0.01, 2 * HALF_DEPTH / renderer.cfg.render.samples_per_ray)
+    labels, colors, seen = sample_views(mesh.vertices, mesh.vertex_normals, cameras, frames, tolerance)
+    if seen.any() and not seen.all():
+        _, nearest = cKDTree(mesh.vertices[seen]).query(mesh.vertices[~seen])
+        labels[~seen] = labels[seen][nearest]
+        colors[~seen] = colors[seen][nearest]
+    return labels, colors, float(seen.mean())
 
 
 def extract_mesh(renderer: PortraitRenderer, z: torch.Tensor, psi: float = 0.5, grid: int = 256, threshold: float | None = None,
                  colors: str = "semantic", keep_largest: bool = True, should_stop: Callable[[], bool] | None = None,
-                 progress: bool = False) -> trimesh.Trimesh:
-    """The head's surface for one latent, in SAGE units, with colours ("semantic" | "drawing" | "none")."""
-    if colors not in ("semantic", "drawing", "none"):
-        raise ValueError("colors must be semantic, drawing or none")
-    start = time.perf_counter()
-    bound = renderer.cfg.field.box_warp / 2
-    values = density_grid(renderer, z, psi, grid, bound, should_stop, progress)
-    grid_seconds = time.perf_counter() - start
+                 progress: bool = False, bound: float | None = None) -> trimesh.Trimesh:
+    """The head's surface for one latent, in SAGE world units, coloured by `colors` ("semantic" | "drawing" |
+    "none"; labels are attached as vertex attribute "semantic" unless "none"). Raises ValueError when the
+    field has no surface, inference.Interrupted when `should_stop` says so."""
+    if colors not in COLOR_MODES:
+        raise ValueError(f"colors must be one of {', '.join(COLOR_MODES)}")
+    bound = default_bound(renderer) if bound is None else float(bound)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 4)
+        clock = now
+
+    values = density_grid(renderer, z, psi, grid, bound, should_stop=should_stop, progress=progress)
+    lap("grid_s")
     mesh = mesh_from_grid(values, bound, threshold)
+    del values
+    lap("marching_cubes_s")
     if keep_largest:
         mesh = keep_largest_component(mesh)
+        lap("components_s")
     if colors != "none":
-        labels, drawing = vertex_colors(renderer, z, psi, mesh, should_stop)
-        mesh.vertex_attributes["label"] = labels
+        labels, drawing, seen = vertex_labels_and_colors(renderer, z, psi, mesh, should_stop)
+        mesh.vertex_attributes[SEMANTIC] = labels
         rgb = np.asarray(PALETTE, np.uint8)[labels] if colors == "semantic" else drawing
         mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1))
-    mesh.metadata.update(grid=grid, bound=bound, grid_seconds=round(grid_seconds, 3), seconds=round(time.perf_counter() - start, 3))
+        mesh.metadata["seen_fraction"] = round(seen, 4)
+        lap("colors_s")
+    timings["total_s"] = round(sum(timings.values()), 4)
+    mesh.metadata.update(grid=grid, bound=bound, psi=psi, colors=colors, timings=timings)
     return mesh
+
+
+def _with(mesh: trimesh.Trimesh, vertices: np.ndarray, attributes: dict[str, np.ndarray]) -> trimesh.Trimesh:
+    """A shallow export copy: new vertices and attributes, same faces and vertex colours."""
+    out = trimesh.Trimesh(vertices, mesh.faces, vertex_attributes=attributes, process=False)
+    if mesh.visual.kind == "vertex":
+        out.visual = trimesh.visual.ColorVisuals(out, vertex_colors=mesh.visual.vertex_colors)
+    return out
 
 
 def mesh_to_bytes(mesh: trimesh.Trimesh, fmt: str) -> bytes:
     """Serialise in the orientation documented above (PLY in Blender axes, GLB/OBJ in SAGE axes)."""
     if fmt not in FORMATS:
-        raise ValueError(f"mesh format must be one of {', '.join(FORMATS)}")
+        raise ValueError(f"mesh format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    labels = mesh.vertex_attributes.get(SEMANTIC)
     if fmt == "ply":
-        out = mesh.copy()
-        out.vertices = mesh.vertices @ SAGE_TO_BLENDER.T
-        out.vertex_attributes.update(mesh.vertex_attributes)
-        data = out.export(file_type="ply", encoding="binary")
+        attributes = {} if labels is None else {SEMANTIC: np.asarray(labels, np.uint8)}
+        data = _with(mesh, mesh.vertices @ SAGE_TO_BLENDER.T, attributes).export(file_type="ply", encoding="binary")
+    elif fmt == "glb":
+        attributes = {} if labels is None else {GLB_SEMANTIC: np.asarray(labels, np.float32)}
+        data = _with(mesh, mesh.vertices, attributes).export(file_type="glb")
     else:
-        data = mesh.export(file_type=fmt, include_color=True) if fmt == "obj" else mesh.export(file_type=fmt)
+        data = _with(mesh, mesh.vertices, {}).export(file_type="obj", include_color=True, include_normals=False)
     return data if isinstance(data, bytes) else data.encode()
 
 
 def write_mesh(path: str | Path, mesh: trimesh.Trimesh, fmt: str | None = None) -> None:
+    """Write atomically; the format comes from the suffix unless given."""
     path = Path(path)
-    atomic_write_bytes(path, mesh_to_bytes(mesh, fmt or path.suffix.lstrip(".").lower()))
+    atomic_write_bytes(path, mesh_to_bytes(mesh, (fmt or path.suffix.lstrip(".")).lower()))

@@ -1,5 +1,6 @@
-"""Mesh export: slab-wise grids equal one-shot grids, closed surfaces, attributes that survive files,
-and the documented orientation after real Blender imports."""
+"""Mesh export: slab-wise grids equal one-shot grids, closed outward-facing surfaces, clear errors, labels
+picked from the right view, attributes that survive files, and the documented orientation after real
+Blender imports."""
 from __future__ import annotations
 
 import io
@@ -14,20 +15,25 @@ import pytest
 import torch
 import trimesh
 
+from sage_backend.cameras import Camera, camera_rays, stack_cameras
 from sage_backend.checkpoint import load_generator
-from sage_backend.inference import Interrupted, PortraitRenderer
-from sage_backend.mesh import density_grid, extract_mesh, mesh_from_grid, mesh_to_bytes, write_mesh
+from sage_backend.config import preset
+from sage_backend.inference import Frame, Interrupted, PortraitRenderer
+from sage_backend.labels import PALETTE
+from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, density_grid, extract_mesh, mesh_from_grid, mesh_to_bytes,
+                               sample_views, write_mesh)
+from sage_backend.model.generator import SageGenerator
 
 BOUND = 0.12
 
 
-def head_grid(n: int = 48) -> np.ndarray:
-    """An analytic 'head': an ellipsoid taller in Y with a nose bump toward +Z (SAGE axes)."""
-    axis = np.linspace(-BOUND, BOUND, n)
+def head_grid(n: int = 48, scale: float = 1.0) -> np.ndarray:
+    """An analytic 'head' (SAGE axes): an ellipsoid taller in Y with a nose bump toward +Z; density 40 at its centre."""
+    axis = np.linspace(-BOUND, BOUND, n) / scale
     x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
     head = 1 - (x / 0.06) ** 2 - (y / 0.09) ** 2 - (z / 0.06) ** 2
     nose = 1 - (x / 0.015) ** 2 - ((y + 0.01) / 0.02) ** 2 - ((z - 0.06) / 0.03) ** 2
-    return (40 * np.maximum(head, nose)).astype(np.float32)
+    return (40 * np.maximum(np.maximum(head, nose), 0)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -35,56 +41,150 @@ def renderer(tiny_checkpoint_dir: Path) -> PortraitRenderer:
     return PortraitRenderer(load_generator(tiny_checkpoint_dir / "pencil.safetensors").generator)
 
 
+@pytest.fixture(scope="module")
+def labelled_mesh(renderer: PortraitRenderer) -> trimesh.Trimesh:
+    return extract_mesh(renderer, renderer.latent(seed=1), grid=32, colors="semantic")
+
+
 def test_slab_grid_equals_one_shot_evaluation(renderer: PortraitRenderer) -> None:
-    z = renderer.latent(seed=2)
-    grid = density_grid(renderer, z, 0.5, 12)
-    axis = np.linspace(-BOUND, BOUND, 12, dtype=np.float32)
+    z, n = renderer.latent(seed=2), 12
+    axis = np.linspace(-BOUND, BOUND, n, dtype=np.float32)
     points = torch.from_numpy(np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3))
     _, folded = renderer.style(z, 0.5)
     with torch.no_grad():
-        direct = folded.density(points).numpy().reshape(12, 12, 12)
-    np.testing.assert_array_equal(grid, direct)
+        direct = folded.density(points).numpy().reshape(n, n, n)
+    assert direct.max() > 0
+    for slab in (1, 5, None):
+        np.testing.assert_array_equal(density_grid(renderer, z, 0.5, n, slab=slab), direct)
 
 
-def test_analytic_head_gives_a_closed_surface_of_the_right_size() -> None:
+def test_analytic_head_gives_a_closed_outward_surface_of_the_right_size() -> None:
     mesh = mesh_from_grid(head_grid(), BOUND)
-    assert mesh.is_watertight and mesh.metadata["threshold"] == 10.0
+    assert mesh.is_watertight and mesh.volume > 0  # positive volume: normals point out of the head
+    assert mesh.metadata["threshold"] == DEFAULT_THRESHOLD and mesh.metadata["threshold_source"] == "default"
     extent = mesh.bounds[1] - mesh.bounds[0]
     assert 0.09 < extent[0] < 0.13 and 0.15 < extent[1] < 0.19 and extent[1] == extent.max()
+    assert mesh.vertices[:, 2].max() > 0.08  # the nose, toward +Z
 
 
-def test_empty_or_solid_fields_raise_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="no surface"):
+def test_a_head_cut_by_the_box_is_capped_and_stays_inside_it() -> None:
+    mesh = mesh_from_grid(head_grid(scale=1.6), BOUND)  # taller than the box: cut at y = +-0.12
+    assert mesh.is_watertight and mesh.volume > 0
+    assert np.isclose(mesh.bounds[0, 1], -BOUND) and np.isclose(mesh.bounds[1, 1], BOUND)
+    assert np.abs(mesh.vertices).max() <= BOUND
+
+
+def test_weak_fields_fall_back_and_empty_or_solid_fields_raise_clear_errors() -> None:
+    weak = mesh_from_grid(head_grid() / 8, BOUND)  # peaks at 5, below the default level 10
+    assert weak.metadata["threshold_source"] == "fallback" and 0 < weak.metadata["threshold"] < 5
+    assert "quantile" in weak.metadata["note"] and weak.is_watertight
+    with pytest.raises(ValueError, match=r"no surface at threshold 10 \(max 0\)"):
         mesh_from_grid(np.zeros((8, 8, 8), np.float32), BOUND)
+    with pytest.raises(ValueError, match=r"no surface at threshold 50 \(max 39.8\)"):
+        mesh_from_grid(head_grid(), BOUND, threshold=50)
     with pytest.raises(ValueError, match="solid everywhere"):
         mesh_from_grid(np.full((8, 8, 8), 50, np.float32), BOUND)
 
 
-def test_extracted_mesh_carries_labels_and_colours_through_ply_and_glb(renderer: PortraitRenderer, tmp_path: Path) -> None:
-    mesh = extract_mesh(renderer, renderer.latent(seed=1), grid=32, colors="semantic")
-    labels = mesh.vertex_attributes["label"]
-    assert labels.dtype == np.uint8 and labels.max() < 19 and len(np.unique(labels)) > 1
+def sphere_frames(cameras: list[Camera], radius: float, size: int = 64) -> list[Frame]:
+    """Exact renders of a sphere at the origin: ray distance, label 2 * view + (hit above y = 0), grey = label."""
+    c2w, fov = stack_cameras(cameras)
+    origins, dirs = camera_rays(c2w, fov, size, size)
+    b = (origins * dirs).sum(-1)
+    disc = b**2 - (origins**2).sum(-1) + radius**2
+    t = torch.where(disc > 0, -b - disc.clamp_min(0).sqrt(), torch.full_like(b, 1.12))
+    above = (origins + t[..., None] * dirs)[..., 1] > 0
+    frames = []
+    for i in range(len(cameras)):
+        label = (2 * i + above[i].long()).to(torch.uint8).reshape(size, size).numpy()
+        frames.append(Frame(drawing=np.repeat(label[..., None], 3, -1), semantic=label, depth=t[i].reshape(size, size).numpy()))
+    return frames
+
+
+def test_vertices_take_the_label_of_the_most_frontal_view_that_sees_them() -> None:
+    radius = 0.08
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=radius)
+    cameras = [Camera.orbit(yaw, pitch) for yaw, pitch in COLOR_VIEWS]
+    labels, colors, seen = sample_views(sphere.vertices, sphere.vertex_normals, cameras, sphere_frames(cameras, radius), 0.01)
+    positions = np.stack([c.cam2world[:3, 3] for c in cameras])
+    to_camera = positions[None] - sphere.vertices[:, None]
+    facing = np.einsum("nk,nvk->nv", sphere.vertex_normals, to_camera / np.linalg.norm(to_camera, axis=-1, keepdims=True))
+    expected = 2 * facing.argmax(1) + (sphere.vertices[:, 1] > 0)
+    clear = (facing.max(1) > 0.5) & (np.abs(sphere.vertices[:, 1]) > 0.01)
+    assert clear.mean() > 0.8 and seen[clear].all()
+    assert (labels[clear] == expected[clear]).mean() > 0.98
+    np.testing.assert_array_equal(colors[:, 0], np.where(seen, labels, 255))
+    # A view whose depth says something nearer hides the sphere: nothing is seen through it.
+    hidden = [Frame(semantic=f.semantic, depth=f.depth - 0.05) for f in sphere_frames(cameras, radius)]
+    assert not sample_views(sphere.vertices, sphere.vertex_normals, cameras, hidden, 0.01)[2].any()
+
+
+def test_extracted_mesh_carries_labels_and_colours_through_ply_glb_and_obj(labelled_mesh: trimesh.Trimesh, tmp_path: Path) -> None:
+    mesh = labelled_mesh
+    labels = mesh.vertex_attributes["semantic"]
+    assert labels.dtype == np.uint8 and labels.max() < len(PALETTE) and len(np.unique(labels)) > 1
+    np.testing.assert_array_equal(mesh.visual.vertex_colors[:, :3], np.asarray(PALETTE, np.uint8)[labels])
+    assert mesh.is_watertight and mesh.metadata["grid"] == 32 and mesh.metadata["bound"] == BOUND
+    assert {"grid_s", "marching_cubes_s", "colors_s", "total_s"} <= set(mesh.metadata["timings"])
     write_mesh(tmp_path / "head.ply", mesh)
-    loaded = trimesh.load(tmp_path / "head.ply", process=False)
-    np.testing.assert_array_equal(loaded.metadata["_ply_raw"]["vertex"]["data"]["label"], labels)
-    np.testing.assert_array_equal(loaded.visual.vertex_colors[:, :3], mesh.visual.vertex_colors[:, :3])
+    ply = trimesh.load(tmp_path / "head.ply", process=False)
+    np.testing.assert_array_equal(ply.metadata["_ply_raw"]["vertex"]["data"]["semantic"], labels)
+    np.testing.assert_array_equal(ply.visual.vertex_colors[:, :3], mesh.visual.vertex_colors[:, :3])
     glb = trimesh.load(io.BytesIO(mesh_to_bytes(mesh, "glb")), file_type="glb", force="mesh", process=False)
-    assert len(glb.vertices) == len(mesh.vertices) and glb.visual.vertex_colors is not None
-    assert not [p for p in tmp_path.iterdir() if p.suffix == ".partial"]
+    np.testing.assert_array_equal(glb.vertex_attributes["_SEMANTIC"].ravel(), labels)
+    np.testing.assert_array_equal(glb.visual.vertex_colors[:, :3], mesh.visual.vertex_colors[:, :3])
+    vertex_lines = [line.split() for line in mesh_to_bytes(mesh, "obj").decode().splitlines() if line.startswith("v ")]
+    assert len(vertex_lines) == len(mesh.vertices) and all(len(v) == 7 for v in vertex_lines)  # v x y z r g b
+    with pytest.raises(ValueError, match="mesh format"):
+        write_mesh(tmp_path / "head.stl", mesh)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["head.ply"]  # nothing half-written
+
+
+def test_drawing_and_plain_colours(renderer: PortraitRenderer) -> None:
+    z = renderer.latent(seed=1)
+    plain = extract_mesh(renderer, z, grid=24, colors="none", keep_largest=False)
+    assert "semantic" not in plain.vertex_attributes and plain.visual.kind is None
+    drawing = extract_mesh(renderer, z, grid=24, colors="drawing")
+    assert "semantic" in drawing.vertex_attributes and drawing.visual.kind == "vertex"
+    assert len(drawing.faces) <= len(plain.faces)  # floaters removed, if any
+    with pytest.raises(ValueError, match="colors must be"):
+        extract_mesh(renderer, z, grid=24, colors="rainbow")
+
+
+def test_an_untrained_generator_gives_a_mesh_or_the_clear_error() -> None:
+    torch.manual_seed(5)
+    renderer = PortraitRenderer(SageGenerator(preset("tiny")))
+    try:
+        mesh = extract_mesh(renderer, renderer.latent(seed=0), grid=24, colors="none")
+    except ValueError as error:
+        assert "the density field has no surface at threshold" in str(error)
+    else:
+        assert len(mesh.faces) > 0 and mesh.metadata["threshold"] > 0
 
 
 def test_should_stop_interrupts_between_slabs(renderer: PortraitRenderer) -> None:
+    calls = []
+
+    def stop_on_third_check() -> bool:
+        calls.append(1)
+        return len(calls) >= 3
+
+    with pytest.raises(Interrupted):
+        density_grid(renderer, renderer.latent(seed=1), grid=16, slab=2, should_stop=stop_on_third_check)
+    assert len(calls) == 3
     with pytest.raises(Interrupted):
         extract_mesh(renderer, renderer.latent(seed=1), grid=32, should_stop=lambda: True)
 
 
-def test_every_format_imports_upright_and_facing_minus_y_in_blender(tmp_path: Path) -> None:
+def test_every_format_imports_upright_facing_minus_y_with_colours_and_labels_in_blender(tmp_path: Path) -> None:
     mesh = mesh_from_grid(head_grid(), BOUND)
+    labels = (np.arange(len(mesh.vertices)) % len(PALETTE)).astype(np.uint8)
+    mesh.vertex_attributes["semantic"] = labels
+    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.asarray(PALETTE, np.uint8)[labels])
     for fmt in ("ply", "glb", "obj"):
         write_mesh(tmp_path / f"head.{fmt}", mesh)
     script = textwrap.dedent(f"""
         import bpy, json
-        from mathutils import Vector
         out = {{}}
         importers = {{"ply": bpy.ops.wm.ply_import, "glb": bpy.ops.import_scene.gltf, "obj": bpy.ops.wm.obj_import}}
         for fmt, importer in importers.items():
@@ -92,15 +192,28 @@ def test_every_format_imports_upright_and_facing_minus_y_in_blender(tmp_path: Pa
             importer(filepath={str(tmp_path)!r} + "/head." + fmt)
             obj = [o for o in bpy.context.scene.objects if o.type == "MESH"][0]
             pts = [obj.matrix_world @ v.co for v in obj.data.vertices]
-            lo = [min(p[i] for p in pts) for i in range(3)]
-            hi = [max(p[i] for p in pts) for i in range(3)]
-            out[fmt] = {{"extent": [h - l for h, l in zip(hi, lo)], "min_y": lo[1], "max_y": hi[1]}}
+            nose = max(pts, key=lambda p: -p.y)
+            labels = {{}}
+            for name in ("semantic", "_SEMANTIC"):
+                if name in obj.data.attributes:
+                    values = [0.0] * len(obj.data.vertices)
+                    obj.data.attributes[name].data.foreach_get("value", values)
+                    labels[name] = sorted(set(int(v) for v in values if v == int(v)))
+            out[fmt] = {{"min": [min(p[i] for p in pts) for i in range(3)], "max": [max(p[i] for p in pts) for i in range(3)],
+                        "nose": list(nose), "colours": len(obj.data.color_attributes), "labels": labels}}
         print("RESULT" + json.dumps(out))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1].splitlines()[0])
+    assert sorted(result) == ["glb", "obj", "ply"]
+    every_label = list(range(len(PALETTE)))
     for fmt, r in result.items():
-        extent = r["extent"]
-        assert extent[2] == max(extent), f"{fmt}: not upright (+Z tallest) {extent}"
-        assert -r["min_y"] > r["max_y"] + 0.01, f"{fmt}: the nose does not point to -Y"
+        extent = np.subtract(r["max"], r["min"])
+        assert extent[2] == extent.max() and 0.15 < extent[2] < 0.19, f"{fmt}: not upright (+Z tallest) {extent}"
+        assert -r["min"][1] > r["max"][1] + 0.02, f"{fmt}: the nose does not point to -Y"
+        assert abs(r["nose"][0]) < 0.01 and -0.03 < r["nose"][2] < 0.01, f"{fmt}: nose at {r['nose']}"
+        assert r["colours"] == 1, f"{fmt}: no vertex colours"
+    assert result["ply"]["labels"] == {"semantic": every_label}
+    assert result["glb"]["labels"] == {"_SEMANTIC": every_label}
+    assert result["obj"]["labels"] == {}
