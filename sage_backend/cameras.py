@@ -200,9 +200,15 @@ def blender_to_sage_matrix(matrix_world: np.ndarray, pivot: np.ndarray, scale: f
 
 
 def _finite_number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a finite number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too big for a float (JSON allows any length)
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number")
+    return number
 
 
 def _rigid(c2w: np.ndarray) -> np.ndarray:

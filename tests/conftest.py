@@ -35,17 +35,19 @@ def tiny_checkpoint_dir(tmp_path_factory) -> Path:
 class Backend:
     address: str
     process: subprocess.Popen
+    log: Path | None = None  # the server's stderr: one line per request
 
 
-def start_backend(args: list[str], timeout: float = 60.0) -> Backend:
+def start_backend(args: list[str], log: Path | None = None) -> Backend:
     """`sage-backend serve` on an ephemeral loopback port; the first stdout line names the endpoint."""
     cmd = [sys.executable, "-m", "sage_backend.cli", "serve", "--bind", "tcp://127.0.0.1:0", "--device", "cpu", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    with open(log or "/dev/null", "w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
     line = proc.stdout.readline()
     if not line.startswith("SAGE backend listening on "):
         proc.kill()
         raise RuntimeError(f"backend failed to start: {line!r}")
-    return Backend(line.split()[-1], proc)
+    return Backend(line.split()[-1], proc, log)
 
 
 def stop_backend(backend: Backend) -> int:
@@ -54,7 +56,7 @@ def stop_backend(backend: Backend) -> int:
 
 
 @pytest.fixture(scope="session")
-def backend(tiny_checkpoint_dir: Path):
-    server = start_backend(["--styles", str(tiny_checkpoint_dir)])
+def backend(tiny_checkpoint_dir: Path, tmp_path_factory):
+    server = start_backend(["--styles", str(tiny_checkpoint_dir)], tmp_path_factory.mktemp("backend") / "stderr.log")
     yield server
     stop_backend(server)

@@ -5,11 +5,12 @@ Every message is multipart [b"SAGE/1", header JSON, *blobs]; see docs/protocol.m
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from sage_backend.cameras import Camera
 
 MAGIC = b"SAGE/1"
 PROTOCOL_VERSION = 1
@@ -74,7 +75,7 @@ def decode_request(frames: list[bytes], limits: Limits) -> Request:
         raise ProtocolError("too_large", f"header is over {limits.header_bytes} bytes")
     try:
         header = json.loads(frames[1])
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # also ints over 4300 digits and hostile nesting depth
         raise ProtocolError("bad_request", "header is not UTF-8 JSON") from None
     if not isinstance(header, dict):
         raise ProtocolError("bad_request", "header must be a JSON object")
@@ -83,17 +84,17 @@ def decode_request(frames: list[bytes], limits: Limits) -> Request:
         raise ProtocolError("bad_request", "id must be a string of 1..64 characters")
     op = header.get("op")
     if op not in OPS:
-        raise ProtocolError("unknown_op", f"unknown op {op!r}; ops are {', '.join(OPS)}", rid)
+        raise ProtocolError("unknown_op", f"unknown op {str(op)[:40]!r}; ops are {', '.join(OPS)}", rid)
     fields = {k: v for k, v in header.items() if k not in ("id", "op")}
     return Request(rid, op, fields, list(frames[2:]))
 
 
 def _number(fields: dict, name: str, default: Any, lo: float, hi: float, integer: bool = False, rid: str | None = None) -> Any:
     value = fields.get(name, default)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if integer:
-        ok = ok and float(value).is_integer()
-    if not ok or not lo <= value <= hi:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi  # exact for huge ints
+    if ok and integer:
+        ok = float(value).is_integer()
+    if not ok:
         kind = "an integer" if integer else "a number"
         raise ProtocolError("bad_request", f"{name} must be {kind} in {lo}..{hi}", rid)
     return int(value) if integer else float(value)
@@ -130,7 +131,7 @@ class RenderSpec:
     seed: int | None
     latent: np.ndarray | None
     psi: float
-    cameras: list[dict] = field(default_factory=list)
+    cameras: list[Camera] = field(default_factory=list)
     resolution: int = 256
     outputs: tuple[str, ...] = ("drawing", "semantic")
     grid: int = 256
@@ -145,7 +146,7 @@ def parse_work(request: Request, limits: Limits, styles: dict[str, int]) -> Rend
     f, rid = request.fields, request.id
     style = f.get("style")
     if not isinstance(style, str) or style not in styles:
-        raise ProtocolError("unknown_style", f"unknown style {style!r}; styles are {', '.join(sorted(styles))}", rid)
+        raise ProtocolError("unknown_style", f"unknown style {str(style)[:40]!r}; styles are {', '.join(sorted(styles))}", rid)
     seed, latent = latent_from(request, styles[style])
     spec = RenderSpec(style, seed, latent, _number(f, "psi", 0.5, 0.0, 1.0, rid=rid))
     if "deadline_ms" in f:
@@ -163,14 +164,23 @@ def parse_work(request: Request, limits: Limits, styles: dict[str, int]) -> Rend
         raise ProtocolError("bad_request", f"outputs must be a non-empty list drawn from {', '.join(OUTPUTS)}", rid)
     spec.outputs = tuple(outputs)
     if request.op == "generate":
-        spec.cameras = [f.get("camera")]
+        if f.get("camera") is None:
+            raise ProtocolError("bad_request", "camera is required", rid)
+        cams = [f["camera"]]
     else:
         cams = f.get("cameras")
         if not isinstance(cams, list) or not cams:
             raise ProtocolError("bad_request", "cameras must be a non-empty list", rid)
         if len(cams) > limits.max_cameras:
             raise ProtocolError("too_large", f"at most {limits.max_cameras} cameras", rid)
-        spec.cameras = cams
-    if spec.cameras[0] is None:
-        raise ProtocolError("bad_request", "camera is required", rid)
+    spec.cameras = [_camera(c, i if request.op == "turntable" else None, rid) for i, c in enumerate(cams)]
     return spec
+
+
+def _camera(value: Any, index: int | None, rid: str) -> Camera:
+    """Checked here, not in the worker, so a bad camera is answered at once instead of after the queue."""
+    try:
+        return Camera.from_protocol(value)
+    except ValueError as exc:
+        where = "" if index is None else f"cameras[{index}]: "
+        raise ProtocolError("bad_request", f"{where}{exc}", rid) from None

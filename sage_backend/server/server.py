@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -67,6 +68,7 @@ class SageServer:
         self.socket.setsockopt(zmq.MAXMSGSIZE, self.limits.message_bytes)  # oversized messages are dropped by ZeroMQ
         self.socket.setsockopt(zmq.SNDHWM, 1000)
         self.socket.setsockopt(zmq.RCVHWM, 1000)
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished client raises: its work is cancelled
         if config.curve_secret is not None:
             secret = read_key(config.curve_secret)
             self.socket.curve_secretkey = secret
@@ -109,26 +111,42 @@ class SageServer:
     def handle(self, identity: bytes, frames: list[bytes]) -> None:
         start = time.perf_counter()
         rid: str | None = None
+        op = "?"
         try:
             request = decode_request(frames, self.limits)
-            rid = request.id
-            if request.op in ("hello", "ping"):
-                body = self.hello() if request.op == "hello" else {}
-                self.socket.send_multipart([identity, *encode({"id": rid, "ok": True, **body})])
-            elif request.op == "cancel":
+            rid, op = request.id, request.op
+            if op in ("hello", "ping"):
+                body = self.hello() if op == "hello" else {}
+                self._send(identity, encode({"id": rid, "ok": True, **body}))
+            elif op == "cancel":
                 target = request.fields.get("target")
                 if not isinstance(target, str):
                     raise ProtocolError("bad_request", "cancel needs a string target", rid)
                 found = self.worker.cancel(identity, target)
-                self.socket.send_multipart([identity, *encode({"id": rid, "ok": True, "found": found})])
+                self._send(identity, encode({"id": rid, "ok": True, "found": found}))
             else:
                 styles = {n: s.generator.z_dim for n, s in self.styles.items()}
                 self.worker.submit(Job(identity, request, parse_work(request, self.limits, styles)))
                 return  # logged by the worker when it finishes
-            self._log(request.op, rid, time.perf_counter() - start, "ok")
+            status = "ok"
         except ProtocolError as exc:
-            self.socket.send_multipart([identity, *error_reply(exc.request_id or rid, exc.code, exc.message)])
-            self._log("?", str(exc.request_id or rid), time.perf_counter() - start, exc.code)
+            rid = exc.request_id or rid
+            self._send(identity, error_reply(rid, exc.code, exc.message))
+            status = exc.code
+        except Exception as exc:  # a bug must cost one request, never the loop
+            traceback.print_exc(file=sys.stderr)
+            self._send(identity, error_reply(rid, "internal", f"{type(exc).__name__}: {exc}"))
+            status = "internal"
+        self._log(op, str(rid), time.perf_counter() - start, status)
+
+    def _send(self, identity: bytes, frames: list[bytes]) -> None:
+        """Send from the socket thread; a reply nobody can take is dropped, as a plain ROUTER would."""
+        try:
+            self.socket.send_multipart([identity, *frames], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                self.worker.cancel_client(identity)
+            # EAGAIN: the client stopped reading and its queue is full
 
     def serve_forever(self) -> None:
         """Poll until SIGINT/SIGTERM; in-flight work is answered `cancelled`, then the socket closes."""
@@ -151,13 +169,10 @@ class SageServer:
     def _forward(self) -> None:
         while True:
             try:
-                frames = self.replies.recv_multipart(zmq.NOBLOCK)
+                identity, *frames = self.replies.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            try:
-                self.socket.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass  # the client went away or its queue is full: drop, as ROUTER does
+            self._send(identity, frames)
 
     def close(self) -> None:
         self.worker.stop()

@@ -12,7 +12,6 @@ from typing import Callable
 
 import numpy as np
 
-from sage_backend.cameras import Camera
 from sage_backend.checkpoint import LoadedStyle
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer
 from sage_backend.server.protocol import ProtocolError, RenderSpec, Request, array_blob, encode, error_reply
@@ -46,10 +45,13 @@ class Worker:
         self.thread.start()
 
     def submit(self, job: Job) -> None:
+        key = (job.identity, job.request.id)
         if self.jobs.qsize() >= self.max_queue:
             raise ProtocolError("busy", f"the worker has {self.max_queue} requests waiting; try again later", job.request.id)
         with self.lock:
-            self.active[(job.identity, job.request.id)] = job
+            if key in self.active:  # its replies and a cancel could not tell the two apart
+                raise ProtocolError("bad_request", f"id {job.request.id!r} is already in flight", job.request.id)
+            self.active[key] = job
         self.jobs.put(job)
 
     def cancel(self, identity: bytes, target: str) -> bool:
@@ -60,6 +62,13 @@ class Worker:
             return False
         job.cancelled.set()
         return True
+
+    def cancel_client(self, identity: bytes) -> None:
+        """Stop the work of a client that has disconnected: nobody would read its replies."""
+        with self.lock:
+            for (owner, _), job in self.active.items():
+                if owner == identity:
+                    job.cancelled.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel everything (each job answers `cancelled`) and wait for the thread to finish."""
@@ -111,11 +120,7 @@ class Worker:
         return self.renderers[job.spec.style].latent(seed=job.spec.seed, latent=job.spec.latent)
 
     def _frames(self, job: Job) -> None:
-        spec, rid = job.spec, job.request.id
-        try:
-            cameras = [Camera.from_protocol(c) for c in spec.cameras]
-        except ValueError as exc:
-            raise ProtocolError("bad_request", str(exc), rid) from None
+        spec, rid, cameras = job.spec, job.request.id, job.spec.cameras
         renderer = self.renderers[spec.style]
         frames = renderer.render(self._latent(job), cameras, spec.psi, spec.resolution, spec.outputs, self._stopper(job))
         if job.request.op == "generate":

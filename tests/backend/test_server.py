@@ -173,16 +173,40 @@ def test_two_clients_get_only_their_own_replies(backend) -> None:
         b.close()
 
 
-def test_client_that_vanishes_mid_turntable_does_not_hurt_the_server(backend) -> None:
+def _logged_status(backend, op: str, rid: str, wait_s: float = 120.0) -> str:
+    """The status the server logged for request `rid` (waits for the request to end)."""
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        for line in backend.log.read_text().splitlines():
+            if f" {op} id={rid} " in line:
+                return line.split()[-1]
+        time.sleep(0.05)
+    raise TimeoutError(f"no log line for {op} {rid}")
+
+
+def test_client_that_vanishes_mid_turntable_gets_its_work_cancelled(backend) -> None:
     gone = Client(backend.address)
-    gone.send("turntable", style="pencil", seed=1, cameras=[FRONT] * 30, resolution=128)
+    rid = gone.send("turntable", style="pencil", seed=1, cameras=[FRONT] * 200, resolution=256)
     gone.recv()
     gone.close()
     other = Client(backend.address)
     try:
         assert other.call("ping")[0]["ok"]
+        assert _logged_status(backend, "turntable", rid) == "cancelled"  # not rendered to the end for nobody
+        assert other.call("generate", style="line", seed=1, camera=FRONT, resolution=64)[0]["ok"]
     finally:
         other.close()
+
+
+def test_an_id_already_in_flight_is_refused(client: Client) -> None:
+    client.send("turntable", id="dup", style="pencil", seed=1, cameras=[FRONT] * 100, resolution=256)
+    client.send("generate", id="dup", style="line", seed=1, camera=FRONT)
+    client.send("cancel", id="stop", target="dup")
+    replies = []
+    while not any(h["id"] == "dup" and not h["ok"] and h["error"]["code"] == "cancelled" for h in replies):
+        replies.append(client.recv()[0])
+    refused = [h for h in replies if h["id"] == "dup" and not h["ok"] and h["error"]["code"] == "bad_request"]
+    assert len(refused) == 1 and "already in flight" in refused[0]["error"]["message"]
 
 
 def _rss_kb(pid: int) -> int:
@@ -197,9 +221,20 @@ def test_fuzz_thousand_hostile_messages_then_hello(backend, tiny_checkpoint_dir)
         c.call("hello")
         rss_before = _rss_kb(backend.process.pid)
         junk_values = [None, True, -1, 2**70, 1e308, float("inf"), "x" * 70, [], {}, [1, "a"], {"yaw": "1"}]
+        big, huge = b"1" + b"0" * 400, b"9" * 5000
+        hostile_headers = [
+            b'{"id":"h","op":"generate","style":"line","seed":' + big + b',"camera":{}}',
+            b'{"id":"h","op":"generate","style":"line","seed":' + huge + b'}',
+            b'{"id":"h","op":"turntable","style":"line","seed":1,"psi":' + big + b',"cameras":[{}]}',
+            b'{"id":"h","op":"generate","style":"line","seed":1,"camera":{"yaw":' + big + b'}}',
+            b'{"id":"h","op":"generate","style":"line","seed":1,"camera":{"cam2world":[[-' + big + b',0,0,0]]}}',
+            b'{"id":"h","op":"mesh","style":"line","seed":1,"grid":' + big + b'}',
+            b'{"id":"h","op":"cancel","target":' + b"[" * 20000 + b"]" * 20000 + b'}',
+            b"[" * 20000,
+        ]
         sent = 0
         for i in range(1200):
-            kind = rng.randrange(8)
+            kind = rng.randrange(9)
             if kind == 0:
                 frames = [rng.randbytes(rng.randrange(0, 40)) for _ in range(rng.randrange(0, 5))]
             elif kind == 1:
@@ -210,6 +245,8 @@ def test_fuzz_thousand_hostile_messages_then_hello(backend, tiny_checkpoint_dir)
                 frames = [b"SAGE/2", b"{}"]
             elif kind == 4:
                 frames = [b"SAGE/1", json.dumps(rng.choice(junk_values[:10])).encode()]
+            elif kind == 8:  # numbers and nesting that break naive parsers: 400- and 5000-digit ints, depth 20,000
+                frames = [b"SAGE/1", rng.choice(hostile_headers)]
             else:
                 header = {"id": rng.choice([f"f{i}", None, 5, "x" * 65]), "op": rng.choice(["generate", "turntable", "mesh", "cancel", "nope", 3])}
                 for key in rng.sample(["style", "seed", "camera", "cameras", "psi", "resolution", "outputs", "grid", "format", "target", "latent"], 4):
