@@ -22,6 +22,8 @@ from training.metrics import (
 SIZE = 64
 RADIUS = 0.1
 FRONT = Camera.orbit(math.pi / 2, math.pi / 2)
+# torch 2.13 deprecates TorchScript, but a scripted file is still the one self-contained extractor format users have.
+TORCHSCRIPT_DEPRECATED = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
 OTHERS = [Camera.orbit(math.pi / 2 + dy, math.pi / 2 + dp) for dy, dp in ((0.4, -0.1), (0.2, 0.0), (-0.3, 0.1))]
 
 
@@ -100,6 +102,7 @@ def scripted_extractor(path: Path) -> Path:
     return path
 
 
+@TORCHSCRIPT_DEPRECATED
 def test_the_feature_extractor_loads_from_torchscript_and_fails_clearly(tmp_path: Path) -> None:
     extractor = load_feature_extractor(scripted_extractor(tmp_path / "extractor.pt"))
     images = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
@@ -113,6 +116,7 @@ def test_the_feature_extractor_loads_from_torchscript_and_fails_clearly(tmp_path
         load_feature_extractor(tmp_path / "junk.pt")
 
 
+@TORCHSCRIPT_DEPRECATED
 def test_registry_runs_every_metric_on_a_tiny_checkpoint(tmp_path: Path, tiny_checkpoint_dir: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()
