@@ -27,6 +27,8 @@ from typing import Callable
 import numpy as np
 import torch
 import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 from tqdm import tqdm
@@ -114,12 +116,24 @@ def mesh_from_grid(values: np.ndarray, bound: float, threshold: float | None = N
 
 
 def keep_largest_component(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
-    """Drop floaters: keep the connected component with the most faces."""
-    parts = mesh.split(only_watertight=False)
-    if len(parts) <= 1:
+    """Drop floaters: keep the connected component with the most faces.
+
+    Components come from the vertex graph (marching cubes shares vertices between faces) through
+    scipy's connected_components: a few bytes per face, where trimesh's split needs ~0.7 KB per face."""
+    faces = np.asarray(mesh.faces)
+    n = len(mesh.vertices)
+    edges = faces[:, [0, 1, 1, 2]].reshape(-1, 2)  # two edges per triangle connect all three corners
+    graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    count, component = connected_components(graph, directed=False)
+    if count <= 1:
         return mesh
-    largest = max(parts, key=lambda m: len(m.faces))
-    largest.metadata.update(mesh.metadata, components_removed=len(parts) - 1)
+    face_component = component[faces[:, 0]]
+    kept = faces[face_component == np.bincount(face_component).argmax()]
+    used = np.unique(kept)
+    index = np.zeros(n, dtype=faces.dtype)
+    index[used] = np.arange(len(used), dtype=faces.dtype)
+    largest = trimesh.Trimesh(np.asarray(mesh.vertices)[used], index[kept], process=False)
+    largest.metadata.update(mesh.metadata, components_removed=count - 1)
     return largest
 
 

@@ -20,8 +20,8 @@ from sage_backend.checkpoint import load_generator
 from sage_backend.config import preset
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer
 from sage_backend.labels import PALETTE
-from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, density_grid, extract_mesh, mesh_from_grid, mesh_to_bytes,
-                               sample_views, write_mesh)
+from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, density_grid, extract_mesh, keep_largest_component, mesh_from_grid,
+                               mesh_to_bytes, sample_views, write_mesh)
 from sage_backend.model.generator import SageGenerator
 
 BOUND = 0.12
@@ -72,6 +72,19 @@ def test_a_head_cut_by_the_box_is_capped_and_stays_inside_it() -> None:
     assert mesh.is_watertight and mesh.volume > 0
     assert np.isclose(mesh.bounds[0, 1], -BOUND) and np.isclose(mesh.bounds[1, 1], BOUND)
     assert np.abs(mesh.vertices).max() <= BOUND
+
+
+def test_keep_largest_component_drops_floaters() -> None:
+    head = mesh_from_grid(head_grid(), BOUND)
+    axis = np.linspace(-BOUND, BOUND, 48)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    floater = 40 * (1 - ((x - 0.09) ** 2 + (y - 0.09) ** 2 + (z - 0.09) ** 2) / 0.02**2)
+    both = mesh_from_grid(np.maximum(head_grid(), floater).astype(np.float32), BOUND)
+    kept = keep_largest_component(both)
+    assert len(both.faces) > len(head.faces) and kept.metadata["components_removed"] == 1
+    assert len(kept.faces) == len(head.faces) and kept.is_watertight
+    np.testing.assert_allclose(kept.bounds, head.bounds)
+    assert keep_largest_component(head) is head
 
 
 def test_weak_fields_fall_back_and_empty_or_solid_fields_raise_clear_errors() -> None:
