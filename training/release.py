@@ -92,7 +92,7 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
     lines += ["", "Turntables (rows: drawing, semantic map; seeds 1-3; yaw from -0.8 to +0.8 rad):", ""]
     for info, _, image in rows:
         lines.append(f"![{info.name}]({_relative(image, out)})")
-    lines += ["", "Limitations: 128 x 128 output, a few thousand training steps, synthetic faces only; expect",
+    lines += ["", "Limitations: 128 x 128 output, a few hundred training steps, synthetic faces only; expect",
               "soft, cartoon-like heads. Train on CelebAMask-HQ with the full preset for paper-like results."]
     return "\n".join(lines) + "\n"
 
