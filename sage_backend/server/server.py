@@ -177,5 +177,5 @@ class SageServer:
     def close(self) -> None:
         self.worker.stop()
         self._forward()
-        self.socket.close(0)
+        self.socket.close(linger=1000)  # let the final `cancelled` replies leave; linger 0 would drop them
         self.replies.close(0)
