@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--grid", type=int, default=96)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--styles", nargs="+", help="checkpoint files or folders (default: the shipped demo styles)")
+    _styles_arg(p)
     return parser
 
 
@@ -81,9 +81,24 @@ def load_styles(sources: list[str] | None, device: str):
     return styles, dev
 
 
+def check_limits(args: argparse.Namespace) -> None:
+    """The server's limits apply to the CLI too (a 5000 px render or a 4096^3 grid is a typo, not a job)."""
+    from sage_backend.server.protocol import Limits
+
+    limits = Limits()
+    checks = [("resolution", limits.min_resolution, limits.max_resolution), ("turntable", 1, limits.max_cameras),
+              ("frames", 1, limits.max_cameras),
+              ("grid", limits.min_grid, limits.max_grid)]
+    for name, lo, hi in checks:
+        value = getattr(args, name, None)
+        if value is not None and not lo <= value <= hi:
+            raise ValueError(f"--{name} must be in {lo}..{hi}, got {value}")
+
+
 def _renderer(args: argparse.Namespace):
     from sage_backend.inference import PortraitRenderer
 
+    check_limits(args)
     styles, device = load_styles(args.styles, args.device)
     if args.style not in styles:
         raise ValueError(f"unknown style {args.style!r}; available: {', '.join(sorted(styles))}")
@@ -121,24 +136,24 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_mesh(args: argparse.Namespace) -> int:
-    from sage_backend.mesh import extract_mesh, write_mesh
+    from sage_backend.mesh import FORMATS, extract_mesh, write_mesh
 
+    fmt = (args.format or args.out.suffix.lstrip(".")).lower()
+    if fmt not in FORMATS:  # before minutes of marching cubes, not after
+        raise ValueError(f"--out {args.out.name}: mesh format must be one of {', '.join(FORMATS)} (by suffix or --format)")
     renderer = _renderer(args)
     mesh = extract_mesh(renderer, renderer.latent(seed=args.seed), args.psi, args.grid, args.threshold, args.colors, progress=True)
-    write_mesh(args.out, mesh, args.format)
+    write_mesh(args.out, mesh, fmt)
     print(f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces (iso-level {mesh.metadata['threshold']:.3g}) -> {args.out}")
     return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    import os
-
     import zmq
 
     public, secret = zmq.curve_keypair()
     atomic_write_bytes(args.out / "server.public", public + b"\n")
-    atomic_write_bytes(args.out / "server.secret", secret + b"\n")
-    os.chmod(args.out / "server.secret", 0o600)
+    atomic_write_bytes(args.out / "server.secret", secret + b"\n", mode=0o600)
     print(f"wrote {args.out / 'server.public'} (give to clients) and {args.out / 'server.secret'} (keep private)")
     return 0
 
@@ -154,15 +169,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_backend(styles: list[str] | None, bind: str = "tcp://127.0.0.1:0", timeout_s: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """Launch `sage-backend serve` as a child process; returns it and the endpoint it printed."""
-    cmd = [sys.executable, "-m", "sage_backend.cli", "serve", "--bind", bind, *(["--styles", *styles] if styles else [])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + timeout_s
-    line = proc.stdout.readline() if proc.stdout else ""
-    if not line.startswith("SAGE backend listening on ") or time.monotonic() > deadline:
+def start_backend(styles: list[str] | None, device: str, log: Path, bind: str = "tcp://127.0.0.1:0") -> tuple[subprocess.Popen, str]:
+    """Launch `sage-backend serve` as a child process (its request log goes to `log`); returns it and the
+    endpoint it printed."""
+    cmd = [sys.executable, "-m", "sage_backend.cli", "serve", "--bind", bind, "--device", device,
+           *(["--styles", *styles] if styles else [])]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    line = proc.stdout.readline() if proc.stdout else ""  # the endpoint, or "" once the child has exited
+    if not line.startswith("SAGE backend listening on "):
         proc.kill()
-        raise RuntimeError(f"the backend did not start (exit code {proc.wait()})")
+        proc.wait()
+        reason = (log.read_text().strip().splitlines() or ["no output"])[-1].removeprefix("sage-backend: error: ")
+        raise RuntimeError(f"the backend did not start: {reason}")
     return proc, line.split()[-1]
 
 
@@ -171,8 +191,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sage_backend.visualize import contact_sheet, stack_sheets
     from sage_backend.inference import Frame
 
+    check_limits(args)
     start = time.perf_counter()
-    proc, endpoint = start_backend(args.styles)
+    proc, endpoint = start_backend(args.styles, args.device, args.out / "backend.log")
     try:
         with SageClient(endpoint, timeout_s=600) as client:
             hello, _ = client.request("hello", client="sage-backend demo")
@@ -187,6 +208,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     save_frame(args.out / name, f"frame_{header['frame']:03d}", blobs["drawing"], blobs["semantic"])
                     frames.append(Frame(drawing=np.array(blobs["drawing"]), semantic=np.array(blobs["semantic"])))
                 sheets.append(contact_sheet(frames))
+                save_png(args.out / name / "contact_sheet.png", sheets[-1])
                 print(f"{name}: {len(frames)} turntable frames -> {args.out / name}")
             save_png(args.out / "turntables.png", stack_sheets(sheets))
             _blender_turntable(endpoint, args.out / "blender", args.frames)
@@ -197,7 +219,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         proc.terminate()
         proc.wait(30)
-    print(f"done in {time.perf_counter() - start:.0f} s; contact sheet: {args.out / 'turntables.png'}")
+    print(f"done in {time.perf_counter() - start:.0f} s; contact sheets: {args.out / 'turntables.png'}; "
+          f"backend log: {args.out / 'backend.log'}")
     return 0
 
 
