@@ -40,7 +40,6 @@ class Worker:
         self.active: dict[tuple[bytes, str], Job] = {}
         self.lock = threading.Lock()
         self.max_queue = max_queue
-        self.shutting_down = threading.Event()
         self.thread = threading.Thread(target=self._run, name="sage-worker", daemon=True)
         self.thread.start()
 
@@ -72,7 +71,6 @@ class Worker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel everything (each job answers `cancelled`) and wait for the thread to finish."""
-        self.shutting_down.set()
         with self.lock:
             for job in self.active.values():
                 job.cancelled.set()
