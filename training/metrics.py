@@ -169,14 +169,17 @@ def features(extractor: torch.jit.ScriptModule, images: np.ndarray, batch: int =
 def _generated_and_real(renderer: PortraitRenderer, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     if args.inception is None or args.real is None:
         raise ValueError("fid/kid need --inception (a TorchScript feature extractor) and --real (a folder of images)")
+    # Every input is checked before the first (slow) render.
+    if not Path(args.real).is_dir():
+        raise ValueError(f"{args.real}: no such folder of real images")
+    extractor = load_feature_extractor(Path(args.inception))
     size = renderer.cfg.output_resolution
     real = [np.asarray(Image.open(p).convert("RGB").resize((size, size))) for p in sorted(Path(args.real).glob("*.png")) + sorted(Path(args.real).glob("*.jpg"))]
     if len(real) < 2:
-        raise ValueError(f"{args.real}: need at least 2 real images")
+        raise ValueError(f"{args.real}: need at least 2 real images (.png or .jpg)")
     yaws = np.random.default_rng(0).normal(math.pi / 2, 0.3, len(real))
     fake = [next(renderer.render(seed_latent(i, renderer.generator.z_dim), [Camera.orbit(y, math.pi / 2)], args.psi)).drawing
             for i, y in enumerate(yaws)]
-    extractor = load_feature_extractor(Path(args.inception))
     return features(extractor, np.stack(fake)), features(extractor, np.stack(real))
 
 

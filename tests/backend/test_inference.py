@@ -88,9 +88,13 @@ def test_fast_path_agrees_with_the_plain_forward(tiny: SageGenerator) -> None:
     with torch.no_grad():
         out = tiny(tiny.style(z[None], 0.5).expand(len(cams)), c2w, fov)
     plain = _to_frames(out.drawing, out.parsing, out.view.depth, 32, set(ALL))
-    for f, p in zip(fast, plain):
+    # Float reassociation may only flip a label where the two best logits all but tie.
+    top2 = out.parsing.topk(2, dim=1).values
+    decided = (top2[:, 0] - top2[:, 1] > 1e-4).numpy()
+    assert decided.mean() > 0.9
+    for f, p, sure in zip(fast, plain, decided):
         assert np.abs(f.drawing.astype(int) - p.drawing.astype(int)).max() <= 1
-        assert np.mean(f.semantic == p.semantic) > 0.99
+        assert np.array_equal(f.semantic[sure], p.semantic[sure])
         np.testing.assert_allclose(f.depth, p.depth, atol=1e-4)
 
 

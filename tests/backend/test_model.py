@@ -89,6 +89,21 @@ def test_warping_a_view_into_itself_is_the_identity(tiny: SageGenerator) -> None
     torch.testing.assert_close(warped, torch.cat([view.features, view.rgb], dim=1), atol=1e-4, rtol=1e-4)
 
 
+def test_the_stereo_mix_blends_in_the_warped_auxiliary_view(tiny: SageGenerator) -> None:
+    style = tiny.style(torch.randn(1, tiny.z_dim, generator=torch.Generator().manual_seed(1)))
+    aux = orbit_cam2world(torch.tensor([math.pi / 2 + 0.2]), torch.tensor([math.pi / 2]))
+    with torch.no_grad():
+        plain = tiny(style, frontal(), 12.0)
+        unmixed = tiny(style, frontal(), 12.0, aux_cam2world=aux, aux_mix=torch.zeros(1))
+        mixed = tiny(style, frontal(), 12.0, aux_cam2world=aux, aux_mix=torch.full((1,), 0.1))
+        self_warp = tiny(style, frontal(), 12.0, aux_cam2world=frontal(), aux_mix=torch.ones(1))
+    assert torch.equal(unmixed.parsing, plain.parsing) and plain.stereo is None
+    assert unmixed.stereo.rgb.shape == (1, 3, 16, 16) and unmixed.stereo.valid.shape == (1, 1, 16, 16)
+    assert not torch.allclose(mixed.parsing, plain.parsing)  # the mix reaches the decoders
+    # Fully replacing the features by the primary view warped into itself changes (almost) nothing.
+    torch.testing.assert_close(self_warp.parsing, plain.parsing, atol=1e-3, rtol=1e-3)
+
+
 def test_discriminators_take_every_progressive_size_and_reject_others() -> None:
     d = ProgressiveDiscriminator(preset("tiny").discriminator, NUM_CLASSES)
     for size in (4, 8, 16, 32):

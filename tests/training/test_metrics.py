@@ -130,6 +130,11 @@ def test_registry_runs_every_metric_on_a_tiny_checkpoint(tmp_path: Path, tiny_ch
     assert 0.0 <= METRICS["reprojection"](renderer, args) <= 1.0
     with pytest.raises(ValueError, match="need --inception"):
         METRICS["kid"](renderer, argparse.Namespace(inception=None, real=None, psi=0.5, seeds=1))
+    with pytest.raises(ValueError, match="nowhere: no such folder of real images"):
+        METRICS["fid"](renderer, argparse.Namespace(inception=args.inception, real=tmp_path / "nowhere", psi=0.5, seeds=1))
+    (tmp_path / "few").mkdir()
+    with pytest.raises(ValueError, match="few: need at least 2 real images"):
+        METRICS["fid"](renderer, argparse.Namespace(inception=args.inception, real=tmp_path / "few", psi=0.5, seeds=1))
 
 
 def test_view_metrics_take_a_generator_in_training_without_changing_it(tiny_checkpoint_dir: Path) -> None:
