@@ -100,6 +100,8 @@ def test_project_points_inverts_camera_rays() -> None:
         np.testing.assert_allclose(xy[b], expected, atol=1e-5)
         forward = -c2w[b, :3, 2]
         np.testing.assert_allclose(depth[b], distance[b, :, 0] * (dirs[b] @ forward), atol=1e-5)
+    _, behind = project_points(origins - dirs, c2w, fov)
+    assert (behind < 0).all()  # points behind the camera have negative depth, so warps can mask them
 
 
 def test_depth_range_is_the_slab_around_the_origin() -> None:

@@ -102,6 +102,8 @@ def test_psi_zero_renders_the_average_head(tiny: SageGenerator) -> None:
     r = PortraitRenderer(tiny)
     a, b = (next(r.render(r.latent(seed=s), TURN[:1], psi=0.0)) for s in (1, 2))
     assert np.array_equal(a.drawing, b.drawing)
+    # The style cache keys on psi too: the same latent at another psi is another head.
+    assert not np.array_equal(a.drawing, next(r.render(r.latent(seed=1), TURN[:1], psi=1.0)).drawing)
 
 
 def test_should_stop_interrupts_between_camera_batches(tiny: SageGenerator) -> None:

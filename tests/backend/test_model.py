@@ -13,6 +13,7 @@ from sage_backend.config import preset
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.discriminators import ProgressiveDiscriminator
 from sage_backend.model.generator import SageGenerator, warp_into_view
+from sage_backend.model.renderer import composite
 
 
 def count(module: torch.nn.Module) -> int:
@@ -102,6 +103,17 @@ def test_the_stereo_mix_blends_in_the_warped_auxiliary_view(tiny: SageGenerator)
     assert not torch.allclose(mixed.parsing, plain.parsing)  # the mix reaches the decoders
     # Fully replacing the features by the primary view warped into itself changes (almost) nothing.
     torch.testing.assert_close(self_warp.parsing, plain.parsing, atol=1e-3, rtol=1e-3)
+
+
+def test_compositing_an_empty_ray_gives_far_and_a_wall_gives_its_depth() -> None:
+    t = torch.linspace(0.88, 1.12, 8).expand(1, 2, 8)
+    density = torch.zeros(1, 2, 8)
+    density[0, 1, 3] = 1e6  # an opaque wall at the fourth sample of the second ray
+    values = torch.arange(8.0).expand(1, 2, 8)[..., None]
+    colour, depth, opacity = composite(density, values, t, torch.tensor([1.12]))
+    torch.testing.assert_close(opacity[0], torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(depth[0], torch.stack([torch.tensor(1.12), t[0, 1, 3]]))
+    torch.testing.assert_close(colour[0, :, 0], torch.tensor([0.0, 3.0]))
 
 
 def test_discriminators_take_every_progressive_size_and_reject_others() -> None:
