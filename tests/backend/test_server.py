@@ -186,7 +186,8 @@ def _logged_status(backend, op: str, rid: str, wait_s: float = 120.0) -> str:
 
 def test_client_that_vanishes_mid_turntable_gets_its_work_cancelled(backend) -> None:
     gone = Client(backend.address)
-    rid = gone.send("turntable", style="pencil", seed=1, cameras=[FRONT] * 200, resolution=256)
+    # Enough work (720 frames of 3 MB) that it cannot finish before the server notices the client is gone.
+    rid = gone.send("turntable", style="pencil", seed=1, cameras=[FRONT] * 720, resolution=1024)
     gone.recv()
     gone.close()
     other = Client(backend.address)
