@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -169,19 +171,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_backend(styles: list[str] | None, device: str, log: Path, bind: str = "tcp://127.0.0.1:0") -> tuple[subprocess.Popen, str]:
-    """Launch `sage-backend serve` as a child process (its request log goes to `log`); returns it and the
-    endpoint it printed."""
+def start_backend(styles: list[str] | None, device: str = "auto", log: Path | None = None, bind: str = "tcp://127.0.0.1:0",
+                  extra: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
+    """Launch `sage-backend serve` as a child process (its request log goes to `log`, or nowhere); returns it
+    and the endpoint it printed. `extra` are further `serve` arguments (e.g. --curve-secret)."""
     cmd = [sys.executable, "-m", "sage_backend.cli", "serve", "--bind", bind, "--device", device,
-           *(["--styles", *styles] if styles else [])]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as stderr:
+           *(["--styles", *styles] if styles else []), *extra]
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log or os.devnull, "w") as stderr:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
     line = proc.stdout.readline() if proc.stdout else ""  # the endpoint, or "" once the child has exited
     if not line.startswith("SAGE backend listening on "):
         proc.kill()
         proc.wait()
-        reason = (log.read_text().strip().splitlines() or ["no output"])[-1].removeprefix("sage-backend: error: ")
+        output = log.read_text().strip().splitlines() if log is not None else []
+        reason = (output or ["no output"])[-1].removeprefix("sage-backend: error: ")
         raise RuntimeError(f"the backend did not start: {reason}")
     return proc, line.split()[-1]
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
+from sage_backend import cli
 from sage_backend.checkpoint import StyleInfo, save_generator
 from sage_backend.config import preset
 from sage_backend.model.generator import SageGenerator
@@ -38,16 +38,10 @@ class Backend:
     log: Path | None = None  # the server's stderr: one line per request
 
 
-def start_backend(args: list[str], log: Path | None = None) -> Backend:
-    """`sage-backend serve` on an ephemeral loopback port; the first stdout line names the endpoint."""
-    cmd = [sys.executable, "-m", "sage_backend.cli", "serve", "--bind", "tcp://127.0.0.1:0", "--device", "cpu", *args]
-    with open(log or "/dev/null", "w") as stderr:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    line = proc.stdout.readline()
-    if not line.startswith("SAGE backend listening on "):
-        proc.kill()
-        raise RuntimeError(f"backend failed to start: {line!r}")
-    return Backend(line.split()[-1], proc, log)
+def start_backend(styles: Path, log: Path | None = None, extra: tuple[str, ...] = ()) -> Backend:
+    """`sage-backend serve` on an ephemeral loopback port (the product's own launcher)."""
+    proc, address = cli.start_backend([str(styles)], "cpu", log, extra=extra)
+    return Backend(address, proc, log)
 
 
 def stop_backend(backend: Backend) -> int:
@@ -57,6 +51,6 @@ def stop_backend(backend: Backend) -> int:
 
 @pytest.fixture(scope="session")
 def backend(tiny_checkpoint_dir: Path, tmp_path_factory):
-    server = start_backend(["--styles", str(tiny_checkpoint_dir)], tmp_path_factory.mktemp("backend") / "stderr.log")
+    server = start_backend(tiny_checkpoint_dir, tmp_path_factory.mktemp("backend") / "stderr.log")
     yield server
     stop_backend(server)

@@ -98,24 +98,27 @@ def _views(renderer: PortraitRenderer, seed: int, offsets: Sequence[float], psi:
     return frames[0], list(zip(cams[1:], frames[1:]))
 
 
-def semantic_consistency(model: Model, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = 0.5) -> float:
-    """Mean warped_miou from the frontal view to each yaw offset, over seeds (1 = perfectly consistent)."""
+def _frontal_to_offsets(model: Model, seeds: Sequence[int], yaw_offsets: Sequence[float], psi: float,
+                        score: Callable[[Frame, Frame, Camera], float]) -> float:
+    """Mean of score(frontal frame, offset frame, offset camera) over every yaw offset and seed."""
     renderer = as_renderer(model)
-    scores = []
+    values = []
     for seed in seeds:
         front, others = _views(renderer, seed, yaw_offsets, psi)
-        scores += [warped_miou(front.semantic, front.depth, FRONTAL, f.semantic, f.depth, cam) for cam, f in others]
-    return _mean(scores)
+        values += [score(front, f, cam) for cam, f in others]
+    return _mean(values)
+
+
+def semantic_consistency(model: Model, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = 0.5) -> float:
+    """Mean warped_miou from the frontal view to each yaw offset, over seeds (1 = perfectly consistent)."""
+    return _frontal_to_offsets(model, seeds, yaw_offsets, psi,
+                               lambda a, b, cam: warped_miou(a.semantic, a.depth, FRONTAL, b.semantic, b.depth, cam))
 
 
 def reprojection_error(model: Model, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = 0.5) -> float:
     """Mean warped_drawing_error from the frontal view to each yaw offset, over seeds (0 = identical)."""
-    renderer = as_renderer(model)
-    errors = []
-    for seed in seeds:
-        front, others = _views(renderer, seed, yaw_offsets, psi)
-        errors += [warped_drawing_error(front.drawing, front.depth, FRONTAL, f.drawing, f.depth, cam) for cam, f in others]
-    return _mean(errors)
+    return _frontal_to_offsets(model, seeds, yaw_offsets, psi,
+                               lambda a, b, cam: warped_drawing_error(a.drawing, a.depth, FRONTAL, b.drawing, b.depth, cam))
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -46,10 +46,9 @@ def run_bpy(tmp_path):
 
 def start_real_backend(address: str, styles: str) -> subprocess.Popen:
     """`sage-backend serve` on a fixed address (for kill-and-restart tests); returns once it listens."""
-    cmd = [sys.executable, "-m", "sage_backend.cli", "serve", "--bind", address, "--styles", styles, "--device", "cpu"]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert process.stdout.readline().startswith("SAGE backend listening on ")
-    return process
+    from sage_backend.cli import start_backend
+
+    return start_backend([styles], "cpu", bind=address)[0]
 
 
 @pytest.fixture

@@ -278,7 +278,7 @@ def test_curve_without_the_key_gets_nothing(tmp_path, tiny_checkpoint_dir) -> No
 
     assert main(["keys", "--out", str(tmp_path)]) == 0
     public = (tmp_path / "server.public").read_text().strip().encode()
-    server = start_backend(["--styles", str(tiny_checkpoint_dir), "--curve-secret", str(tmp_path / "server.secret")])
+    server = start_backend(tiny_checkpoint_dir, extra=("--curve-secret", str(tmp_path / "server.secret")))
     try:
         plain = Client(server.address)
         plain.send("hello")
@@ -300,7 +300,7 @@ def test_non_loopback_bind_needs_curve_or_insecure(tiny_checkpoint_dir, capsys) 
 
 
 def test_sigterm_during_work_answers_cancelled_and_exits_zero(tiny_checkpoint_dir) -> None:
-    server = start_backend(["--styles", str(tiny_checkpoint_dir)])
+    server = start_backend(tiny_checkpoint_dir)
     c = Client(server.address)
     try:
         rid = c.send("turntable", style="pencil", seed=1, cameras=[FRONT] * 300, resolution=256)
