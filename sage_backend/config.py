@@ -28,6 +28,14 @@ class FieldConfig:
     box_warp: float = 0.24  # side of the cube mapped to [-1, 1]^3
     freq_scale: float = 15.0  # frequencies enter as freq_scale * f + freq_shift
     freq_shift: float = 30.0
+    # pi-GAN: density = relu(raw). "softplus" (mip-NeRF's softplus(raw - 1)) never goes dead, and the
+    # scale lets a freshly initialised head reach opaque densities within a few hundred CPU steps.
+    density_activation: str = "relu"
+    density_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.density_activation not in ("relu", "softplus"):
+            raise ValueError(f"density_activation must be 'relu' or 'softplus', got {self.density_activation!r}")
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,9 @@ class RenderConfig:
     samples_per_ray: int = 16
     fov_deg: float = 12.0
     chunk_rays: int = 16384  # rays per field evaluation: bounds memory at any resolution
+    # pi-GAN gives the last sample an infinite interval: any density there makes the ray opaque, so
+    # the background becomes a wall. False keeps empty rays transparent (silhouette training needs it).
+    infinite_last_interval: bool = True
 
 
 @dataclass(frozen=True)
@@ -123,12 +134,14 @@ def _build(cls: type, data: Any) -> Any:
 PRESETS: dict[str, ModelConfig] = {
     "full": ModelConfig(),
     # The CPU preset: 128 x 128 output from a 32 x 32 feature render; the demo checkpoints use it.
+    # Its field carves a real head out of empty space in a few hundred CPU steps (softplus density,
+    # transparent background); with pi-GAN's relu + wall it learned a flat wall (docs/training.md).
     "small": ModelConfig(
         name="small",
         output_resolution=128,
         mapping=MappingConfig(z_dim=64, hidden=128, layers=3),
-        field=FieldConfig(width=64, layers=4),
-        render=RenderConfig(feature_resolution=32, samples_per_ray=12),
+        field=FieldConfig(width=64, layers=4, density_activation="softplus", density_scale=10.0),
+        render=RenderConfig(feature_resolution=32, samples_per_ray=12, infinite_last_interval=False),
         decoder=DecoderConfig(channels=(64, 48, 32)),
         translator=TranslatorConfig(channels=(16, 24, 32, 48, 64), spade_hidden=32),
         discriminator=DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 96, 96), latent_head=0),

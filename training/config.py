@@ -37,6 +37,10 @@ class LossConfig:
     # pulled toward the photo (L1) and the label map (cross-entropy). 0 in the reference recipes.
     reconstruction_weight: float = 0.0
     latent_prior_weight: float = 1e-3  # keeps the learned latents near N(0, I), where inference samples
+    # Stage I reconstruction only: the field's opacity against the foreground (label != 0) silhouette. It is
+    # what makes the field carve a head out of empty space instead of painting features on a wall.
+    silhouette_weight: float = 0.0
+    adversarial_start: int = 0  # steps before this train by reconstruction alone (no discriminators): a geometry warm-up
 
 
 @dataclass(frozen=True)
@@ -128,3 +132,5 @@ class TrainConfig:
                 raise ValueError(f"batch {p.batch} must divide into batch_split={self.batch_split} chunks")
         if self.stage not in (1, 2):
             raise ValueError("stage must be 1 or 2")
+        if self.losses.adversarial_start > self.initial_step and self.losses.reconstruction_weight <= 0:
+            raise ValueError("adversarial_start needs reconstruction_weight > 0: the warm-up trains by reconstruction alone")

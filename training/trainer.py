@@ -186,28 +186,30 @@ class Trainer:
         render = dict(scale=scale, alpha=alpha, jitter=True, density_noise=noise, generator=gen)
         stats: dict[str, float] = {}
 
-        # Discriminators.
-        self.D_rgb.requires_grad_(True)
-        self.D_parsing.requires_grad_(True)
-        self.opt_D.zero_grad(set_to_none=True)
-        for start in range(0, local_batch, chunk):
-            n = min(chunk, local_batch - start)
-            z = torch.randn(n, self.G.z_dim, generator=gen).to(self.device)
-            c2w, poses = self._sample_cameras(n, gen)
-            with torch.no_grad(), self._autocast():
-                fake = self.G(self.G.style(z), c2w, fov, **render)
-            real_img = real_images[start:start + n].detach().requires_grad_(True)
-            real_sem = real_semantic[start:start + n].detach().requires_grad_(True)
-            with self._autocast():
-                r, f = self.D_rgb(real_img, alpha), self.D_rgb(fake.drawing.float(), alpha)
-                rp, fp = self.D_parsing(real_sem, alpha), self.D_parsing(torch.softmax(fake.parsing.float(), 1), alpha)
-                adv = L.discriminator_loss(r.logit, f.logit) + lc.parsing_weight * L.discriminator_loss(rp.logit, fp.logit)
-                pose = L.pose_loss(f.pose, poses) + lc.parsing_weight * L.pose_loss(fp.pose, poses)
-            r1 = L.r1_penalty(r.logit.float(), real_img, lc.r1_gamma) + lc.parsing_weight * L.r1_penalty(rp.logit.float(), real_sem, lc.r1_gamma)
-            loss = adv + r1 + pose_w * pose
-            (loss * n / local_batch).backward()
-            _accumulate(stats, {"d_adv": adv, "d_r1": r1, "d_pose": pose}, n / local_batch)
-        self._reduce_and_step(self.opt_D, [*self.D_rgb.parameters(), *self.D_parsing.parameters()])
+        # Discriminators (skipped during the reconstruction warm-up, which never reads them).
+        adversarial = self.step >= lc.adversarial_start
+        if adversarial:
+            self.D_rgb.requires_grad_(True)
+            self.D_parsing.requires_grad_(True)
+            self.opt_D.zero_grad(set_to_none=True)
+            for start in range(0, local_batch, chunk):
+                n = min(chunk, local_batch - start)
+                z = torch.randn(n, self.G.z_dim, generator=gen).to(self.device)
+                c2w, poses = self._sample_cameras(n, gen)
+                with torch.no_grad(), self._autocast():
+                    fake = self.G(self.G.style(z), c2w, fov, **render)
+                real_img = real_images[start:start + n].detach().requires_grad_(True)
+                real_sem = real_semantic[start:start + n].detach().requires_grad_(True)
+                with self._autocast():
+                    r, f = self.D_rgb(real_img, alpha), self.D_rgb(fake.drawing.float(), alpha)
+                    rp, fp = self.D_parsing(real_sem, alpha), self.D_parsing(torch.softmax(fake.parsing.float(), 1), alpha)
+                    adv = L.discriminator_loss(r.logit, f.logit) + lc.parsing_weight * L.discriminator_loss(rp.logit, fp.logit)
+                    pose = L.pose_loss(f.pose, poses) + lc.parsing_weight * L.pose_loss(fp.pose, poses)
+                r1 = L.r1_penalty(r.logit.float(), real_img, lc.r1_gamma) + lc.parsing_weight * L.r1_penalty(rp.logit.float(), real_sem, lc.r1_gamma)
+                loss = adv + r1 + pose_w * pose
+                (loss * n / local_batch).backward()
+                _accumulate(stats, {"d_adv": adv, "d_r1": r1, "d_pose": pose}, n / local_batch)
+            self._reduce_and_step(self.opt_D, [*self.D_rgb.parameters(), *self.D_parsing.parameters()])
 
         # Generator.
         self.D_rgb.requires_grad_(False)
@@ -218,32 +220,34 @@ class Trainer:
         keep = L.topk_fraction(self.step, lc.topk_interval, minimum=lc.topk_min)
         for start in range(0, local_batch, chunk):
             n = min(chunk, local_batch - start)
-            z = torch.randn(n, self.G.z_dim, generator=gen).to(self.device)
-            c2w, poses = self._sample_cameras(n, gen)
-            stereo: dict[str, Any] = {}
-            if cfg.stage == 1:
-                offsets = torch.randn(n, 2, generator=gen) * cfg.stereo_offset_std
-                aux_yaw = poses[:, 0].cpu() + offsets[:, 0]
-                aux_pitch = (poses[:, 1].cpu() + offsets[:, 1]).clamp(1e-3, math.pi - 1e-3)
-                stereo = dict(aux_cam2world=orbit_cam2world(aux_yaw, aux_pitch).to(self.device),
-                              aux_mix=(torch.rand(n, generator=gen) * cfg.stereo_mix_max).to(self.device))
-            with self._autocast():
-                style = self.G.style(z)
-                out = self.G(style, c2w, fov, **render, **stereo)
-                f = self.D_rgb(out.drawing.float(), alpha)
-                fp = self.D_parsing(torch.softmax(out.parsing.float(), 1), alpha)
-                idx = L.topk_indices(f.logit.float(), keep)
-                adv = L.generator_loss(f.logit[idx]) + lc.parsing_weight * L.generator_loss(fp.logit[idx])
-                pose = L.pose_loss(f.pose[idx], poses[idx]) + lc.parsing_weight * L.pose_loss(fp.pose[idx], poses[idx])
-                reproj = (L.reprojection_loss(out.stereo.rgb.float(), out.view.rgb.float(), out.stereo.valid)
-                          if out.stereo is not None else torch.zeros((), device=self.device))
-                loss = lc.adversarial_weight * (adv + pose_w * pose) + lc.reprojection_weight * reproj
+            loss = torch.zeros((), device=self.device)
+            if adversarial:
+                z = torch.randn(n, self.G.z_dim, generator=gen).to(self.device)
+                c2w, poses = self._sample_cameras(n, gen)
+                stereo: dict[str, Any] = {}
+                if cfg.stage == 1:
+                    offsets = torch.randn(n, 2, generator=gen) * cfg.stereo_offset_std
+                    aux_yaw = poses[:, 0].cpu() + offsets[:, 0]
+                    aux_pitch = (poses[:, 1].cpu() + offsets[:, 1]).clamp(1e-3, math.pi - 1e-3)
+                    stereo = dict(aux_cam2world=orbit_cam2world(aux_yaw, aux_pitch).to(self.device),
+                                  aux_mix=(torch.rand(n, generator=gen) * cfg.stereo_mix_max).to(self.device))
+                with self._autocast():
+                    style = self.G.style(z)
+                    out = self.G(style, c2w, fov, **render, **stereo)
+                    f = self.D_rgb(out.drawing.float(), alpha)
+                    fp = self.D_parsing(torch.softmax(out.parsing.float(), 1), alpha)
+                    idx = L.topk_indices(f.logit.float(), keep)
+                    adv = L.generator_loss(f.logit[idx]) + lc.parsing_weight * L.generator_loss(fp.logit[idx])
+                    pose = L.pose_loss(f.pose[idx], poses[idx]) + lc.parsing_weight * L.pose_loss(fp.pose[idx], poses[idx])
+                    reproj = (L.reprojection_loss(out.stereo.rgb.float(), out.view.rgb.float(), out.stereo.valid)
+                              if out.stereo is not None else torch.zeros((), device=self.device))
+                    loss = lc.adversarial_weight * (adv + pose_w * pose) + lc.reprojection_weight * reproj
+                _accumulate(stats, {"g_adv": adv, "g_pose": pose, "g_reproj": reproj}, n / local_batch)
             if targets is not None:
                 recon = self._reconstruction_loss({k: v[start:start + n] for k, v in targets.items()}, fov, render)
                 loss = loss + lc.reconstruction_weight * recon
                 _accumulate(stats, {"g_recon": recon}, n / local_batch)
             (loss * n / local_batch).backward()
-            _accumulate(stats, {"g_adv": adv, "g_pose": pose, "g_reproj": reproj}, n / local_batch)
         self._reduce_and_step(self.opt_G, [p for p in self.G.parameters() if p.requires_grad])
         if self.opt_latents is not None:
             self._reduce_and_step(self.opt_latents, [self.latents])
@@ -256,16 +260,24 @@ class Trainer:
 
     def _reconstruction_loss(self, target: dict[str, torch.Tensor], fov: float, render: dict[str, Any]) -> torch.Tensor:
         """Render each real image's head latent from its true camera: L1 on the drawing path, cross-entropy
-        on the semantics, and in Stage I also L1 on the field's low-res RGB plus a prior on the latents."""
+        on the semantics, and in Stage I also the field itself: its low-res RGB (background black) and its
+        opacity against the foreground silhouette, plus a prior on the latents."""
+        lc = self.cfg.losses
         z = self.latents[target["head"].to(self.device)]
         pose = target["pose"]
         with self._autocast():
             out = self.G(self.G.style(z), orbit_cam2world(pose[:, 0], pose[:, 1]).to(self.device), fov, **render)
-        image = target["image"]
-        loss = F.l1_loss(out.drawing.float(), image) + F.cross_entropy(out.parsing.float(), target["labels"])
+        image, labels = target["image"], target["labels"]
+        loss = F.l1_loss(out.drawing.float(), image) + F.cross_entropy(out.parsing.float(), labels)
         if self.cfg.stage == 1:  # the field's own colours and the latents only learn in Stage I
-            low = F.interpolate(image, size=out.view.rgb.shape[-2:], mode="area")
-            loss = loss + F.l1_loss(out.view.rgb.float() * 2 - 1, low) + self.cfg.losses.latent_prior_weight * z.pow(2).mean()
+            size = out.view.rgb.shape[-2:]
+            foreground = (labels != 0).float().unsqueeze(1)
+            # The field composites onto black (empty rays have zero weight), so its target does too.
+            low = F.interpolate(image * foreground + foreground - 1, size=size, mode="area")
+            loss = loss + F.l1_loss(out.view.rgb.float() * 2 - 1, low) + lc.latent_prior_weight * z.pow(2).mean()
+            if lc.silhouette_weight > 0:
+                coverage = F.interpolate(foreground, size=size, mode="area").squeeze(1)
+                loss = loss + lc.silhouette_weight * F.l1_loss(out.view.opacity.float(), coverage)
         return loss
 
     def _reduce_and_step(self, opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
@@ -282,7 +294,8 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = self.cfg.ema_decay
+        # StyleGAN's warm-up: early weights move too fast for a long average to be a working network.
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
             p_ema.lerp_(p, 1.0 - decay)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
@@ -305,7 +318,7 @@ class Trainer:
                 self.wall_time += time.perf_counter() - t0
                 stats["sec_per_it"] = time.perf_counter() - t0
                 bar.update(1)
-                bar.set_postfix({k: f"{stats[k]:.3f}" for k in ("d_adv", "g_adv", "g_reproj") if k in stats} | {"res": stats["resolution"]})
+                bar.set_postfix({k: f"{stats[k]:.3f}" for k in ("d_adv", "g_adv", "g_reproj", "g_recon") if k in stats} | {"res": stats["resolution"]})
                 if on_step:
                     on_step(stats)
                 if self.rank == 0:

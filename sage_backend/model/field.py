@@ -18,6 +18,12 @@ class FieldSample:
     rgb: torch.Tensor  # (B, N, 3) in [0, 1]
 
 
+def activate_density(raw: torch.Tensor, cfg: FieldConfig) -> torch.Tensor:
+    """Raw density-head output -> non-negative density (see FieldConfig.density_activation)."""
+    density = torch.relu(raw) if cfg.density_activation == "relu" else torch.nn.functional.softplus(raw - 1.0)
+    return density * cfg.density_scale if cfg.density_scale != 1.0 else density
+
+
 class FiLMSiren(nn.Module):
     """sin(freq * (W x + b) + phase)."""
 
@@ -68,8 +74,8 @@ class FeatureField(nn.Module):
         return FieldSample(self.density_head(hidden), features, torch.sigmoid(self.rgb_head(features)))
 
     def density(self, points: torch.Tensor, style: Style) -> torch.Tensor:
-        """Density only (B, N), ReLU applied: what a mesh needs, without the colour branch."""
-        return torch.relu(self.density_head(self._hidden(points, style))).squeeze(-1)
+        """Density only (B, N), activated: what a mesh needs, without the colour branch."""
+        return activate_density(self.density_head(self._hidden(points, style)), self.cfg).squeeze(-1)
 
     @torch.no_grad()
     def fold(self, style: Style) -> "FoldedField":
@@ -97,6 +103,7 @@ class FoldedField:
         color = field.color_layer.linear
         self.color = (freqs[-1, :, None] * color.weight, freqs[-1] * color.bias + phases[-1])
         self.density_head, self.rgb_head = field.density_head, field.rgb_head
+        self.cfg = cfg
 
     def _hidden(self, points: torch.Tensor) -> torch.Tensor:
         x = points
@@ -111,4 +118,4 @@ class FoldedField:
         return FieldSample(self.density_head(hidden), features, torch.sigmoid(self.rgb_head(features)))
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.density_head(self._hidden(points))).squeeze(-1)
+        return activate_density(self.density_head(self._hidden(points)), self.cfg).squeeze(-1)

@@ -40,7 +40,7 @@ class SageGenerator(nn.Module):
         self.cfg = cfg
         self.mapping = MappingNetwork(cfg.mapping, cfg.field)
         self.field = FeatureField(cfg.field)
-        self.renderer = VolumeRenderer(cfg.render.samples_per_ray, cfg.render.chunk_rays)
+        self.renderer = VolumeRenderer(cfg.render, cfg.field)
         width, style_dim = cfg.field.width, cfg.mapping.hidden
         self.semantic_decoder = UpsamplingDecoder(width, cfg.decoder.channels, style_dim, NUM_CLASSES)
         self.drawing_decoder = UpsamplingDecoder(width, cfg.decoder.channels, style_dim, 3)

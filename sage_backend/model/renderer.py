@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from typing import Callable
 
+import torch
+
 from sage_backend.cameras import camera_rays, depth_range
-from sage_backend.model.field import FieldSample
+from sage_backend.config import FieldConfig, RenderConfig
+from sage_backend.model.field import FieldSample, activate_density
 
 # points (B, N, 3), directions (B, N, 3) -> FieldSample: the renderer needs nothing else of the field.
 SampleFn = Callable[[torch.Tensor, torch.Tensor], FieldSample]
@@ -38,15 +39,17 @@ def stratified_depths(near: torch.Tensor, far: torch.Tensor, rays: int, samples:
     return t
 
 
-def composite(density: torch.Tensor, values: torch.Tensor, t: torch.Tensor, far: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def composite(density: torch.Tensor, values: torch.Tensor, t: torch.Tensor, far: torch.Tensor,
+              infinite_last_interval: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Alpha-composite per-sample values.
 
-    density (B, R, S) after ReLU; values (B, R, S, C); t (B, R, S).
+    density (B, R, S) activated (non-negative); values (B, R, S, C); t (B, R, S).
     Returns composited values (B, R, C), depth (B, R) and opacity (B, R). The last sample
-    has an infinite interval, as in pi-GAN; empty rays get depth `far`.
+    has an infinite interval as in pi-GAN, or, if not, the previous one's; empty rays get depth `far`.
     """
     deltas = t[..., 1:] - t[..., :-1]
-    deltas = torch.cat([deltas, torch.full_like(deltas[..., :1], 1e10)], dim=-1)
+    last = torch.full_like(deltas[..., :1], 1e10) if infinite_last_interval else deltas[..., -1:]
+    deltas = torch.cat([deltas, last], dim=-1)
     alphas = 1.0 - torch.exp(-deltas * density)
     transmittance = torch.cumprod(torch.cat([torch.ones_like(alphas[..., :1]), 1.0 - alphas + 1e-10], dim=-1), dim=-1)[..., :-1]
     weights = alphas * transmittance
@@ -57,9 +60,11 @@ def composite(density: torch.Tensor, values: torch.Tensor, t: torch.Tensor, far:
 
 
 class VolumeRenderer:
-    def __init__(self, samples_per_ray: int, chunk_rays: int) -> None:
-        self.samples_per_ray = samples_per_ray
-        self.chunk_rays = chunk_rays
+    def __init__(self, render: RenderConfig, field: FieldConfig) -> None:
+        self.samples_per_ray = render.samples_per_ray
+        self.chunk_rays = render.chunk_rays
+        self.infinite_last_interval = render.infinite_last_interval
+        self.field_cfg = field
 
     def render(
         self,
@@ -88,7 +93,7 @@ class VolumeRenderer:
             if density_noise > 0:
                 density = density + torch.randn(density.shape, generator=generator).to(density) * density_noise
             values = torch.cat([sample.features, sample.rgb], dim=-1).reshape(batch, rays, samples, -1)
-            outputs.append(composite(torch.relu(density), values, t, far))
+            outputs.append(composite(activate_density(density, self.field_cfg), values, t, far, self.infinite_last_interval))
         values = torch.cat([o[0] for o in outputs], dim=1)
         depth = torch.cat([o[1] for o in outputs], dim=1)
         opacity = torch.cat([o[2] for o in outputs], dim=1)

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from sage_backend.cameras import orbit_cam2world
-from sage_backend.config import preset
+from sage_backend.config import FieldConfig, preset
 from sage_backend.labels import NUM_CLASSES
+from sage_backend.model.field import activate_density
 from sage_backend.model.discriminators import ProgressiveDiscriminator
 from sage_backend.model.generator import SageGenerator, warp_into_view
 from sage_backend.model.renderer import composite
@@ -114,6 +115,25 @@ def test_compositing_an_empty_ray_gives_far_and_a_wall_gives_its_depth() -> None
     torch.testing.assert_close(opacity[0], torch.tensor([0.0, 1.0]))
     torch.testing.assert_close(depth[0], torch.stack([torch.tensor(1.12), t[0, 1, 3]]))
     torch.testing.assert_close(colour[0, :, 0], torch.tensor([0.0, 3.0]))
+
+
+def test_a_finite_last_interval_keeps_a_ray_transparent_that_pi_gans_wall_makes_opaque() -> None:
+    t = torch.linspace(0.88, 1.12, 8).expand(1, 1, 8)
+    density = torch.zeros(1, 1, 8)
+    density[0, 0, -1] = 1.0  # a little density at the very back only
+    values = torch.ones(1, 1, 8, 1)
+    _, _, wall = composite(density, values, t, torch.tensor([1.12]))
+    _, depth, clear = composite(density, values, t, torch.tensor([1.12]), infinite_last_interval=False)
+    assert wall.item() == pytest.approx(1.0) and clear.item() < 0.05 and depth.item() == pytest.approx(1.12)
+
+
+def test_softplus_density_never_goes_dead_and_unknown_activations_are_refused() -> None:
+    raw = torch.full((4,), -5.0, requires_grad=True)
+    activate_density(raw, FieldConfig(density_activation="softplus", density_scale=10.0)).sum().backward()
+    assert (raw.grad > 0).all()  # relu would give zero gradient here and never recover
+    assert activate_density(raw.detach(), FieldConfig()).eq(0).all()
+    with pytest.raises(ValueError, match="density_activation"):
+        FieldConfig(density_activation="exp")
 
 
 def test_discriminators_take_every_progressive_size_and_reject_others() -> None:

@@ -132,3 +132,22 @@ def test_reconstruction_learns_head_latents_and_stage2_keeps_them(tmp_path: Path
     stage2 = Trainer(cfg, tmp_path / "s2", init_from=tmp_path / "s1" / STATE_FILE, device="cpu")
     stage2.train(progress=False)
     assert torch.equal(stage2.latents, stage1.latents) and not stage2.latents.requires_grad
+
+
+def test_reconstruction_warm_up_trains_the_field_by_silhouette_and_leaves_the_discriminators_alone(tmp_path: Path) -> None:
+    from training.config import LossConfig
+    from training.data.synthetic import make_synthetic
+
+    make_synthetic(tmp_path / "heads", heads=2, views_per_head=2, resolution=32, progress=False)
+    losses = LossConfig(reconstruction_weight=1.0, silhouette_weight=1.0, adversarial_start=2)
+    trainer = Trainer(tiny_config(tmp_path / "heads", steps=3, losses=losses), tmp_path / "run", device="cpu")
+    d_before = [p.detach().clone() for p in trainer.D_rgb.parameters()]
+    density_before = trainer.G.field.density_head.weight.detach().clone()
+    stats = trainer.train(steps=2, progress=False)
+    assert np.isfinite(stats["g_recon"]) and "d_adv" not in stats and "g_adv" not in stats
+    assert all(torch.equal(a, b) for a, b in zip(d_before, trainer.D_rgb.parameters()))
+    assert not torch.equal(density_before, trainer.G.field.density_head.weight)
+    stats = trainer.train(progress=False)  # past the warm-up the discriminators join in
+    assert np.isfinite(stats["d_adv"]) and not all(torch.equal(a, b) for a, b in zip(d_before, trainer.D_rgb.parameters()))
+    with pytest.raises(ValueError, match="adversarial_start needs reconstruction_weight"):
+        tiny_config(tmp_path / "heads", losses=LossConfig(adversarial_start=5)).validate()
