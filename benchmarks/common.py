@@ -1,11 +1,28 @@
-"""Shared benchmark helpers: timing with warm-up and a markdown table printer."""
+"""Shared benchmark helpers: the model under test, timing with warm-up and a markdown table printer."""
 from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+
+from sage_backend.checkpoint import load_generator
+from sage_backend.config import preset
+from sage_backend.model.generator import SageGenerator
+
+
+def benchmark_model(preset_name: str, weights: str | None = None) -> tuple[str, SageGenerator]:
+    """(label, generator): a trained checkpoint when given (its outputs make agreement numbers
+    meaningful), else seeded random weights of the preset with the translator switched on."""
+    if weights:
+        g = load_generator(weights).generator
+        return f"{Path(weights).stem} ({g.cfg.name})", g
+    torch.manual_seed(0)
+    g = SageGenerator(preset(preset_name))
+    g.translator_active.fill_(True)
+    return preset_name, g
 
 
 def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, device: torch.device | None = None) -> float:

@@ -2,6 +2,7 @@
 export, each grid size in a fresh process so its peak memory is its own.
 
   python benchmarks/mesh.py --grids 64 128 256
+  python benchmarks/mesh.py --grids 256 512 --weights sage_backend/checkpoints/pencil.safetensors
 """
 from __future__ import annotations
 
@@ -15,11 +16,9 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import print_table
-from sage_backend.config import preset
+from benchmarks.common import benchmark_model, print_table
 from sage_backend.inference import PortraitRenderer
 from sage_backend.mesh import density_grid, mesh_from_grid, mesh_to_bytes
-from sage_backend.model.generator import SageGenerator
 
 
 def plain_grid(renderer: PortraitRenderer, z: torch.Tensor, grid: int, bound: float) -> np.ndarray:
@@ -36,16 +35,16 @@ def plain_grid(renderer: PortraitRenderer, z: torch.Tensor, grid: int, bound: fl
     return out
 
 
-def one(grid: int, preset_name: str, threads: int) -> dict:
+def one(grid: int, preset_name: str, weights: str | None, threads: int, reference: bool) -> dict:
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    g = SageGenerator(preset(preset_name))
-    with torch.no_grad():
-        g.field.density_head.weight.mul_(3000.0)  # an untrained field has no surface; give it one
+    _, g = benchmark_model(preset_name, weights)
+    if not weights:
+        with torch.no_grad():
+            g.field.density_head.weight.mul_(3000.0)  # an untrained field has no surface; give it one
     renderer = PortraitRenderer(g)
     z, bound = renderer.latent(seed=1), g.cfg.field.box_warp / 2
     t0 = time.perf_counter()
-    ref = plain_grid(renderer, z, grid, bound)
+    ref = plain_grid(renderer, z, grid, bound) if reference else None
     t1 = time.perf_counter()
     fast = density_grid(renderer, z, 0.5, grid, bound)
     t2 = time.perf_counter()
@@ -53,8 +52,8 @@ def one(grid: int, preset_name: str, threads: int) -> dict:
     t3 = time.perf_counter()
     sizes = {fmt: len(mesh_to_bytes(mesh, fmt)) for fmt in ("ply", "glb")}
     t4 = time.perf_counter()
-    return {"grid": grid, "ref_s": t1 - t0, "fast_s": t2 - t1, "mc_s": t3 - t2, "export_s": t4 - t3,
-            "max_abs_diff": float(np.abs(ref - fast).max()), "faces": len(mesh.faces),
+    return {"grid": grid, "ref_s": t1 - t0 if reference else None, "fast_s": t2 - t1, "mc_s": t3 - t2, "export_s": t4 - t3,
+            "max_abs_diff": float(np.abs(ref - fast).max()) if reference else None, "faces": len(mesh.faces),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "bytes": sizes}
 
 
@@ -62,18 +61,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grids", nargs="+", type=int, default=[64, 128])
     p.add_argument("--preset", default="small")
+    p.add_argument("--weights", help="a trained checkpoint (a real surface) instead of seeded random weights")
+    p.add_argument("--reference-max", type=int, default=256, help="skip the slow reference path above this grid size")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.preset, args.threads)))
+        print(json.dumps(one(args.one, args.preset, args.weights, args.threads, args.one <= args.reference_max)))
         return
     rows = []
     for grid in args.grids:
-        cmd = [sys.executable, "-m", "benchmarks.mesh", "--one", str(grid), "--preset", args.preset, "--threads", str(args.threads)]
+        cmd = [sys.executable, "-m", "benchmarks.mesh", "--one", str(grid), "--preset", args.preset, "--threads", str(args.threads),
+               "--reference-max", str(args.reference_max), *(["--weights", args.weights] if args.weights else [])]
         r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
-        rows.append([args.preset, grid, r["ref_s"], r["fast_s"], r["ref_s"] / r["fast_s"], r["mc_s"], r["export_s"],
-                     r["faces"], r["peak_rss_mb"], r["max_abs_diff"]])
+        ratio = r["ref_s"] / r["fast_s"] if r["ref_s"] else "-"
+        rows.append([args.weights or args.preset, grid, r["ref_s"] or "-", r["fast_s"], ratio, r["mc_s"], r["export_s"],
+                     r["faces"], r["peak_rss_mb"], "-" if r["max_abs_diff"] is None else r["max_abs_diff"]])
     print_table(["preset", "grid", "ref grid s", "fast grid s", "grid x", "marching cubes s", "export ply+glb s",
                  "faces", "peak RSS MB", "max |d density|"], rows)
 

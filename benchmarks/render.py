@@ -1,9 +1,11 @@
-"""Render speed: the fast path (PortraitRenderer: cached + folded style, batched cameras) against the
-plain pi-GAN-style reference path (fp32, mapping recomputed per frame, one camera at a time, the
-FiLM field evaluated as is), measured side by side in one run, with the outputs' agreement.
+"""Render speed: the fast path (PortraitRenderer: cached + folded style, batched cameras), in fp32
+and with bf16 decoders, against the plain pi-GAN-style reference path (fp32, mapping recomputed per
+frame, one camera at a time, the FiLM field evaluated as is), measured side by side in one run,
+with each fast path's agreement with the reference.
 
   python benchmarks/render.py                       # small preset, CPU-friendly
   python benchmarks/render.py --presets small full --frames 60 --full-frames 4
+  python benchmarks/render.py --weights sage_backend/checkpoints/pencil.safetensors --resolutions 128
 """
 from __future__ import annotations
 
@@ -13,10 +15,9 @@ import math
 import numpy as np
 import torch
 
-from benchmarks.common import print_table, timed
+from benchmarks.common import benchmark_model, print_table, timed
 from sage_backend.cameras import Camera, stack_cameras
-from sage_backend.config import preset
-from sage_backend.inference import PortraitRenderer, _to_frames, pick_device
+from sage_backend.inference import PortraitRenderer, _to_frames, pick_device, seed_latent
 from sage_backend.model.generator import SageGenerator
 
 
@@ -38,30 +39,33 @@ def main() -> None:
     p.add_argument("--full-frames", type=int, default=4, help="turntable length for the full preset on CPU")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "auto"],
+                   help="decoder precisions of the fast path (the reference is always fp32)")
+    p.add_argument("--weights", help="a checkpoint to time instead of seeded random weights (trained nets make the agreement meaningful)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     rows = []
-    for name in args.presets:
-        torch.manual_seed(0)
-        g = SageGenerator(preset(name))
-        g.translator_active.fill_(True)
-        renderer = PortraitRenderer(g, device)
-        z = renderer.latent(seed=1)
-        n = args.full_frames if name == "full" and device.type == "cpu" else args.frames
+    for source in [args.weights] if args.weights else args.presets:
+        name, g = benchmark_model(source, args.weights)
+        g = g.to(device)
+        renderers = {p: PortraitRenderer(g, device, precision=p) for p in args.precisions}
+        z = seed_latent(1, g.z_dim)
+        n = args.full_frames if g.cfg.name == "full" and device.type == "cpu" else args.frames
         cams = [Camera.orbit(math.pi / 2 + 0.8 * math.sin(2 * math.pi * i / n), math.pi / 2) for i in range(n)]
         for size in args.resolutions:
             single_ref = timed(lambda: reference_frames(g, z, cams[:1], 0.5, size, device), device=device)
-            single_fast = timed(lambda: list(renderer.render(z, cams[:1], 0.5, size)), device=device)
             tt_ref = timed(lambda: reference_frames(g, z, cams, 0.5, size, device), repeats=1, device=device)
-            tt_fast = timed(lambda: list(renderer.render(z, cams, 0.5, size)), repeats=1, device=device)
             ref = reference_frames(g, z, cams[:4], 0.5, size, device)
-            fast = list(renderer.render(z, cams[:4], 0.5, size))
-            diff = max(int(np.abs(a.drawing.astype(int) - b.drawing.astype(int)).max()) for a, b in zip(ref, fast))
-            agree = float(np.mean([np.mean(a.semantic == b.semantic) for a, b in zip(ref, fast)]))
-            rows.append([name, device.type, size, single_ref * 1e3, single_fast * 1e3, single_ref / single_fast,
-                         n, n / tt_ref, n / tt_fast, tt_ref / tt_fast, diff, agree])
-    print_table(["preset", "device", "res", "ref ms/frame", "fast ms/frame", "single x", "turntable frames",
+            for precision, renderer in renderers.items():
+                single = timed(lambda: list(renderer.render(z, cams[:1], 0.5, size)), device=device)
+                tt = timed(lambda: list(renderer.render(z, cams, 0.5, size)), repeats=1, device=device)
+                fast = list(renderer.render(z, cams[:4], 0.5, size))
+                diff = max(int(np.abs(a.drawing.astype(int) - b.drawing.astype(int)).max()) for a, b in zip(ref, fast))
+                agree = float(np.mean([np.mean(a.semantic == b.semantic) for a, b in zip(ref, fast)]))
+                rows.append([name, device.type, size, renderer.precision, single_ref * 1e3, single * 1e3, single_ref / single,
+                             n, n / tt_ref, n / tt, tt_ref / tt, diff, agree])
+    print_table(["preset", "device", "res", "fast precision", "ref ms/frame", "fast ms/frame", "single x", "turntable frames",
                  "ref fps", "fast fps", "turntable x", "max |d drawing| (0-255)", "semantic agreement"], rows)
 
 

@@ -28,6 +28,8 @@ from sage_backend.files import atomic_path, atomic_write_bytes
 def _styles_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--styles", nargs="+", help="checkpoint files or folders (default: the shipped demo styles)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda when present")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="decoder precision (the field stays fp32); auto: bf16 where the hardware has it natively")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +106,7 @@ def _renderer(args: argparse.Namespace):
     styles, device = load_styles(args.styles, args.device)
     if args.style not in styles:
         raise ValueError(f"unknown style {args.style!r}; available: {', '.join(sorted(styles))}")
-    return PortraitRenderer(styles[args.style].generator, device)
+    return PortraitRenderer(styles[args.style].generator, device, precision=args.precision)
 
 
 def turntable_cameras(frames: int, pitch: float = math.pi / 2):
@@ -164,9 +166,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sage_backend.server.server import SageServer, ServerConfig
 
     styles, device = load_styles(args.styles, args.device)
-    server = SageServer(styles, device, ServerConfig(args.bind, args.curve_secret, args.insecure))
+    server = SageServer(styles, device, ServerConfig(args.bind, args.curve_secret, args.insecure, precision=args.precision))
     print(f"SAGE backend listening on {server.endpoint}", flush=True)
-    print(f"styles: {', '.join(styles)}; device: {device}", file=sys.stderr, flush=True)
+    precision = next(iter(server.renderers.values())).precision
+    print(f"styles: {', '.join(styles)}; device: {device}; decoder precision: {precision}", file=sys.stderr, flush=True)
     server.serve_forever()
     return 0
 

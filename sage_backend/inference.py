@@ -3,6 +3,10 @@
 PortraitRenderer owns the device and the precision, caches the mapping network's work per
 (latent, psi) together with the field's FiLM folded into its weights (FoldedField), and batches
 cameras, so a turntable pays for the latent once.
+
+Precision: the 2D decoders (most of a small-preset frame) may run in bf16 autocast; the field and
+the density grid always stay fp32, because the SIREN's sin(30 x) turns bf16's 3 significant digits
+into visibly wrong features (max feature error 0.23 measured). See docs/performance.md.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from sage_backend.model.generator import SageGenerator
 from sage_backend.model.mapping import Style
 
 OUTPUTS = ("drawing", "semantic", "depth")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class Interrupted(Exception):
@@ -41,6 +46,19 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" -> bf16 where the hardware computes it natively (CUDA with bf16, CPUs with AVX512-BF16/AMX), else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return "bf16" if native else "fp32"
+
+
 def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
     """The latent for a seed: drawn on the CPU so a seed means the same head on every device."""
     return torch.randn(z_dim, generator=torch.Generator().manual_seed(int(seed)))
@@ -48,8 +66,9 @@ def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
 
 class PortraitRenderer:
     def __init__(self, generator: SageGenerator, device: torch.device | str = "cpu", camera_batch: int = 4, style_cache: int = 32,
-                 scale: int | None = None) -> None:
+                 scale: int | None = None, precision: str = "fp32") -> None:
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.scale = generator.cfg.max_scale if scale is None else scale  # decoder scale; lower only mid-curriculum
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.camera_batch = camera_batch
@@ -85,9 +104,8 @@ class PortraitRenderer:
             self._styles.popitem(last=False)
         return entry
 
-    def _autocast(self):
-        # bf16 on CUDA: the SIREN sines and the decoders tolerate it; CPU stays fp32 (bf16 is slower there).
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    def _decoder_autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def render(
         self,
@@ -110,8 +128,9 @@ class PortraitRenderer:
                 raise Interrupted()
             batch = list(cameras[start:start + self.camera_batch])
             c2w, fov = stack_cameras(batch, self.device)
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode():
                 view = g.renderer.render(folded, c2w, fov, self.cfg.render.feature_resolution)
+            with torch.inference_mode(), self._decoder_autocast():
                 drawing, parsing = g.decode(view.features, style.codes.expand(len(batch), -1), self.scale)
             yield from _to_frames(drawing, parsing, view.depth, size, wanted)
 
@@ -124,8 +143,8 @@ class PortraitRenderer:
             if should_stop is not None and should_stop():
                 raise Interrupted()
             part = points[start:start + chunk].to(self.device, torch.float32)
-            with torch.inference_mode(), self._autocast():
-                out[start:start + chunk] = folded.density(part).float().cpu()
+            with torch.inference_mode():
+                out[start:start + chunk] = folded.density(part).cpu()
         return out
 
 

@@ -28,6 +28,7 @@ class ServerConfig:
     curve_secret: Path | None = None  # z85 secret key file: CURVE encryption + server authentication
     insecure: bool = False  # allow a non-loopback bind without CURVE (explicit opt-in)
     limits: Limits = Limits()
+    precision: str = "auto"  # decoder precision, see sage_backend.inference.resolve_precision
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -61,7 +62,7 @@ class SageServer:
             raise ValueError(f"{config.bind} is not loopback: give --curve-secret (see `sage-backend keys`) or --insecure")
         self.config, self.limits, self.device = config, config.limits, device
         self.styles = styles
-        self.renderers = {name: PortraitRenderer(s.generator, device) for name, s in styles.items()}
+        self.renderers = {name: PortraitRenderer(s.generator, device, precision=config.precision) for name, s in styles.items()}
         self.ctx = zmq.Context()
         self.socket = self.ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
