@@ -40,6 +40,18 @@ def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, device: t
     return statistics.median(times)
 
 
+def timed_side_by_side(fns: dict[str, Callable[[], object]], repeats: int = 3, warmup: int = 1,
+                       device: torch.device | None = None) -> dict[str, float]:
+    """Median seconds per function, the functions interleaved round by round so a noisy neighbour
+    slows them all alike and the ratios between them stay fair."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            times[key].append(timed(fn, repeats=1, warmup=warmup, device=device))
+        warmup = 0
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     print("| " + " | ".join(headers) + " |")
     print("|" + "---|" * len(headers))

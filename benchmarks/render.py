@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from benchmarks.common import benchmark_model, print_table, timed
+from benchmarks.common import benchmark_model, print_table, timed_side_by_side
 from sage_backend.cameras import Camera, stack_cameras
 from sage_backend.inference import PortraitRenderer, _to_frames, pick_device, seed_latent
 from sage_backend.model.generator import SageGenerator
@@ -39,8 +39,10 @@ def main() -> None:
     p.add_argument("--full-frames", type=int, default=4, help="turntable length for the full preset on CPU")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported")
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "auto"],
                    help="decoder precisions of the fast path (the reference is always fp32)")
+    p.add_argument("--camera-batches", nargs="+", type=int, default=[4], help="cameras per fast-path batch to compare")
     p.add_argument("--weights", help="a checkpoint to time instead of seeded random weights (trained nets make the agreement meaningful)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -49,23 +51,26 @@ def main() -> None:
     for source in [args.weights] if args.weights else args.presets:
         name, g = benchmark_model(source, args.weights)
         g = g.to(device)
-        renderers = {p: PortraitRenderer(g, device, precision=p) for p in args.precisions}
+        renderers = {(p, b): PortraitRenderer(g, device, camera_batch=b, precision=p) for p in args.precisions for b in args.camera_batches}
         z = seed_latent(1, g.z_dim)
         n = args.full_frames if g.cfg.name == "full" and device.type == "cpu" else args.frames
         cams = [Camera.orbit(math.pi / 2 + 0.8 * math.sin(2 * math.pi * i / n), math.pi / 2) for i in range(n)]
         for size in args.resolutions:
-            single_ref = timed(lambda: reference_frames(g, z, cams[:1], 0.5, size, device), device=device)
-            tt_ref = timed(lambda: reference_frames(g, z, cams, 0.5, size, device), repeats=1, device=device)
+            single = timed_side_by_side({"ref": lambda: reference_frames(g, z, cams[:1], 0.5, size, device)}
+                                        | {k: (lambda r=r: list(r.render(z, cams[:1], 0.5, size))) for k, r in renderers.items()},
+                                        repeats=args.repeats, device=device)
+            turntable = timed_side_by_side({"ref": lambda: reference_frames(g, z, cams, 0.5, size, device)}
+                                           | {k: (lambda r=r: list(r.render(z, cams, 0.5, size))) for k, r in renderers.items()},
+                                           repeats=args.repeats, warmup=0, device=device)
             ref = reference_frames(g, z, cams[:4], 0.5, size, device)
-            for precision, renderer in renderers.items():
-                single = timed(lambda: list(renderer.render(z, cams[:1], 0.5, size)), device=device)
-                tt = timed(lambda: list(renderer.render(z, cams, 0.5, size)), repeats=1, device=device)
+            for key, renderer in renderers.items():
                 fast = list(renderer.render(z, cams[:4], 0.5, size))
                 diff = max(int(np.abs(a.drawing.astype(int) - b.drawing.astype(int)).max()) for a, b in zip(ref, fast))
                 agree = float(np.mean([np.mean(a.semantic == b.semantic) for a, b in zip(ref, fast)]))
-                rows.append([name, device.type, size, renderer.precision, single_ref * 1e3, single * 1e3, single_ref / single,
-                             n, n / tt_ref, n / tt, tt_ref / tt, diff, agree])
-    print_table(["preset", "device", "res", "fast precision", "ref ms/frame", "fast ms/frame", "single x", "turntable frames",
+                rows.append([name, device.type, size, renderer.precision, key[1], single["ref"] * 1e3, single[key] * 1e3,
+                             single["ref"] / single[key], n, n / turntable["ref"], n / turntable[key], turntable["ref"] / turntable[key],
+                             diff, agree])
+    print_table(["preset", "device", "res", "fast precision", "camera batch", "ref ms/frame", "fast ms/frame", "single x", "turntable frames",
                  "ref fps", "fast fps", "turntable x", "max |d drawing| (0-255)", "semantic agreement"], rows)
 
 

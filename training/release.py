@@ -36,7 +36,9 @@ def add_release_args(p: argparse.ArgumentParser) -> None:
 
 def turntable_sheet(renderer: PortraitRenderer, seeds=CARD_SEEDS, psi: float = 0.5) -> np.ndarray:
     cams = [Camera.orbit(yaw, math.pi / 2) for yaw in TURNTABLE_YAWS]
-    return stack_sheets([contact_sheet(list(renderer.render(seed_latent(s, renderer.generator.z_dim), cams, psi))) for s in seeds])
+    outputs = ("drawing", "semantic", "depth")  # depth shows the geometry that keeps the views consistent
+    return stack_sheets([contact_sheet(list(renderer.render(seed_latent(s, renderer.generator.z_dim), cams, psi, outputs=outputs)))
+                         for s in seeds])
 
 
 def run_release(args: argparse.Namespace) -> int:
@@ -89,7 +91,7 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
     for info, metrics, _ in rows:
         lines.append(f"| {info.name} | {info.stage} | {info.step} | {info.training.get('wall_time_s')} | "
                      f"{metrics['semantic_consistency_miou']} | {metrics['drawing_reprojection_l1']} |")
-    lines += ["", "Turntables (rows: drawing, semantic map; seeds 1-3; yaw from -0.8 to +0.8 rad):", ""]
+    lines += ["", "Turntables (rows: drawing, semantic map, depth (near = bright); seeds 1-3; yaw from -0.8 to +0.8 rad):", ""]
     for info, _, image in rows:
         lines.append(f"![{info.name}]({_relative(image, out)})")
     lines += ["", "Limitations: 128 x 128 output, a few hundred training steps, synthetic faces only; expect",
