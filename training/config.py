@@ -41,6 +41,10 @@ class LossConfig:
     # what makes the field carve a head out of empty space instead of painting features on a wall.
     silhouette_weight: float = 0.0
     adversarial_start: int = 0  # steps before this train by reconstruction alone (no discriminators): a geometry warm-up
+    # The drawing's L1 averaged over this many scales (each halving the size by area pooling). At 1 (plain
+    # L1) sparse 1-px line drawings are best "reconstructed" by blank paper; pooled, a line is a grey smear
+    # that the L1 can follow.
+    reconstruction_scales: int = 1
 
 
 @dataclass(frozen=True)
@@ -134,3 +138,5 @@ class TrainConfig:
             raise ValueError("stage must be 1 or 2")
         if self.losses.adversarial_start > self.initial_step and self.losses.reconstruction_weight <= 0:
             raise ValueError("adversarial_start needs reconstruction_weight > 0: the warm-up trains by reconstruction alone")
+        if self.losses.reconstruction_scales < 1:
+            raise ValueError("reconstruction_scales must be at least 1 (1 = plain L1)")

@@ -57,3 +57,12 @@ def reprojection_loss(warped: torch.Tensor, target: torch.Tensor, valid: torch.T
     per_pixel = 0.85 * (1 - ssim(warped, target)) / 2 + 0.15 * (warped - target).abs()
     mask = valid.expand_as(per_pixel)
     return (per_pixel * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def multiscale_l1(prediction: torch.Tensor, target: torch.Tensor, scales: int) -> torch.Tensor:
+    """Mean L1 over `scales` resolutions, each half the last (area pooling); scales=1 is plain L1."""
+    total = F.l1_loss(prediction, target)
+    for _ in range(scales - 1):
+        prediction, target = F.avg_pool2d(prediction, 2), F.avg_pool2d(target, 2)
+        total = total + F.l1_loss(prediction, target)
+    return total / scales
