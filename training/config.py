@@ -45,6 +45,7 @@ class LossConfig:
     # L1) sparse 1-px line drawings are best "reconstructed" by blank paper; pooled, a line is a grey smear
     # that the L1 can follow.
     reconstruction_scales: int = 1
+    reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
 
 
 @dataclass(frozen=True)
@@ -140,3 +141,5 @@ class TrainConfig:
             raise ValueError("adversarial_start needs reconstruction_weight > 0: the warm-up trains by reconstruction alone")
         if self.losses.reconstruction_scales < 1:
             raise ValueError("reconstruction_scales must be at least 1 (1 = plain L1)")
+        if self.losses.reconstruction_ink_weight < 1:
+            raise ValueError("reconstruction_ink_weight must be at least 1 (1 = unweighted)")

@@ -268,7 +268,7 @@ class Trainer:
         with self._autocast():
             out = self.G(self.G.style(z), orbit_cam2world(pose[:, 0], pose[:, 1]).to(self.device), fov, **render)
         image, labels = target["image"], target["labels"]
-        loss = L.multiscale_l1(out.drawing.float(), image, lc.reconstruction_scales) + F.cross_entropy(out.parsing.float(), labels)
+        loss = L.multiscale_l1(out.drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight) + F.cross_entropy(out.parsing.float(), labels)
         if self.cfg.stage == 1:  # the field's own colours and the latents only learn in Stage I
             size = out.view.rgb.shape[-2:]
             foreground = (labels != 0).float().unsqueeze(1)

@@ -1,5 +1,5 @@
-"""The multi-scale reconstruction L1: plain L1 at one scale; at three it prefers a line drawn one pixel
-off over blank paper, which is why sparse line-drawing styles train with it."""
+"""The drawing reconstruction loss: plain L1 at one scale; pooled scales and ink weighting make a
+stroke near the true line cheaper than blank paper, the failure a sparse line style falls into."""
 from __future__ import annotations
 
 import torch
@@ -23,3 +23,10 @@ def test_three_scales_prefer_a_nearly_right_line_to_blank_paper() -> None:
     target, blank, shifted = line_at(10), torch.ones(1, 1, 32, 32), line_at(11)
     assert F.l1_loss(blank, target) < F.l1_loss(shifted, target)  # plain L1 rewards drawing nothing
     assert multiscale_l1(shifted, target, 3) < multiscale_l1(blank, target, 3)
+
+
+def test_ink_weighting_prefers_a_stroke_that_covers_the_line_to_blank_paper() -> None:
+    target, blank = line_at(10), torch.ones(1, 1, 32, 32)
+    thick = torch.minimum(torch.minimum(line_at(9), line_at(10)), line_at(11))  # 3 px, covers an uncertain position
+    assert multiscale_l1(blank, target, 1) < multiscale_l1(thick, target, 1)  # unweighted: draw nothing
+    assert multiscale_l1(thick, target, 1, ink_weight=10.0) < multiscale_l1(blank, target, 1, ink_weight=10.0)

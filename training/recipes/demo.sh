@@ -12,7 +12,9 @@ sage-train stage1 --recipe "$recipes/demo_stage1.json" --data "$work/data" --out
 # The styles train side by side, one thread each: on 2 cores that beats two threads one after the other.
 pids=()
 for style in pencil line; do
-  OMP_NUM_THREADS=1 sage-train stage2 --recipe "$recipes/demo_stage2.json" --data "$work/data/styles" --style "$style" \
+  recipe="$recipes/demo_stage2_$style.json"  # a style's own recipe where it needs one (line: ink weighting)
+  [ -f "$recipe" ] || recipe="$recipes/demo_stage2.json"
+  OMP_NUM_THREADS=1 sage-train stage2 --recipe "$recipe" --data "$work/data/styles" --style "$style" \
     --from "$work/stage1/state.safetensors" --out "$work/$style" $(resume "$work/$style") > "$work/$style.log" 2>&1 &
   pids+=($!)
 done
