@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from sage_backend.cameras import Camera, stack_cameras
 from sage_backend.model.field import FoldedField
@@ -128,11 +129,14 @@ class PortraitRenderer:
                 raise Interrupted()
             batch = list(cameras[start:start + self.camera_batch])
             c2w, fov = stack_cameras(batch, self.device)
-            with torch.inference_mode():
+            # The record_function labels name the stages in a profile (benchmarks/profile.py); free otherwise.
+            with torch.inference_mode(), record_function("sage.volume_render"):
                 view = g.renderer.render(folded, c2w, fov, self.cfg.render.feature_resolution)
-            with torch.inference_mode(), self._decoder_autocast():
+            with torch.inference_mode(), self._decoder_autocast(), record_function("sage.decoders"):
                 drawing, parsing = g.decode(view.features, style.codes.expand(len(batch), -1), self.scale)
-            yield from _to_frames(drawing, parsing, view.depth, size, wanted)
+            with record_function("sage.to_frames"):
+                frames = _to_frames(drawing, parsing, view.depth, size, wanted)
+            yield from frames
 
     def density(self, points: torch.Tensor, z: torch.Tensor, psi: float = 0.5, chunk: int = 262144,
                 should_stop: Callable[[], bool] | None = None) -> torch.Tensor:

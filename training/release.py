@@ -78,7 +78,7 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
         "",
         f"- Model preset: `{recipe.get('model')}` (see `sage_backend/config.py`)",
         "- Data: synthetic procedural heads (photos + exact 19-class label maps, drawings rendered from the same heads)",
-        "- Recipes: `training/recipes/demo_stage1.json`, `training/recipes/demo_stage2.json`",
+        "- Recipes: `training/recipes/demo_stage1.json`, then `demo_stage2_<style>.json` where a style has its own, else `demo_stage2.json`",
         "",
     ]
     if stage1 is not None:
@@ -94,7 +94,7 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
     lines += ["", "Turntables (rows: drawing, semantic map, depth (near = bright); seeds 1-3; yaw from -0.8 to +0.8 rad):", ""]
     for info, _, image in rows:
         lines.append(f"![{info.name}]({_relative(image, out)})")
-    lines += ["", "Limitations: 128 x 128 output, a few hundred training steps, synthetic faces only; expect",
+    lines += ["", "Limitations: 128 x 128 output, about an hour of CPU training, synthetic faces only; expect",
               "soft, cartoon-like heads. Train on CelebAMask-HQ with the full preset for paper-like results."]
     return "\n".join(lines) + "\n"
 
