@@ -41,9 +41,9 @@ class LossConfig:
     # what makes the field carve a head out of empty space instead of painting features on a wall.
     silhouette_weight: float = 0.0
     adversarial_start: int = 0  # steps before this train by reconstruction alone (no discriminators): a geometry warm-up
-    # The drawing's L1 averaged over this many scales (each halving the size by area pooling). At 1 (plain
-    # L1) sparse 1-px line drawings are best "reconstructed" by blank paper; pooled, a line is a grey smear
-    # that the L1 can follow.
+    # The drawing's L1 averaged over this many scales (each halving the size by area pooling); 1 = plain L1.
+    # Sparse 1-px line drawings are best "reconstructed" by blank paper under plain L1; pooling alone did not
+    # change that (measured), the ink weight below did (docs/training.md).
     reconstruction_scales: int = 1
     reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
 
