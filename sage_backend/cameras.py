@@ -73,21 +73,70 @@ def yaw_pitch_radius(cam2world: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return yaw, pitch, radius
 
 
-def sample_orbit_poses(
-    n: int,
-    generator: torch.Generator | None = None,
-    yaw_mean: float = FRONTAL_YAW,
-    yaw_std: float = 0.3,
-    pitch_mean: float = FRONTAL_PITCH,
-    pitch_std: float = 0.155,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reference's training pose distribution: yaw ~ N(pi/2, 0.3), pitch ~ N(pi/2, 0.155).
+def wrap_yaw(yaw: torch.Tensor) -> torch.Tensor:
+    """Yaw (radians) wrapped into [pi/2 - pi, pi/2 + pi): the seam sits straight behind the head."""
+    return torch.remainder(yaw - (FRONTAL_YAW - math.pi), 2 * math.pi) + (FRONTAL_YAW - math.pi)
 
-    Pitch is kept inside (0, pi) so the camera never flips over the poles.
+
+@dataclass(frozen=True)
+class PoseDistribution:
+    """The orbit poses a model trains on (and so the poses it can be trusted at), in radians.
+
+    A mixture: with probability 1 - `full_circle` the reference's frontal Gaussian (yaw ~ N(pi/2,
+    yaw_std), pitch ~ N(pi/2, pitch_std); SAGE/pi-GAN's CelebA prior), otherwise yaw uniform over the
+    whole circle and pitch uniform in `wide_pitch`. full_circle = 0 is the reference's distribution.
+    Pitch always stays inside (0, pi) so the camera never flips over the poles.
+    Data rendering (training.data.synthetic), the trainer's GAN cameras and the checkpoint's record of
+    its pose range all read this one object.
     """
-    yaw = torch.randn(n, generator=generator) * yaw_std + yaw_mean
-    pitch = (torch.randn(n, generator=generator) * pitch_std + pitch_mean).clamp(1e-5, math.pi - 1e-5)
-    return yaw, pitch
+
+    yaw_std: float = 0.3
+    pitch_std: float = 0.155
+    full_circle: float = 0.0
+    wide_pitch: tuple[float, float] = (FRONTAL_PITCH - 0.6, FRONTAL_PITCH + 0.45)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.wide_pitch
+        if not (self.yaw_std >= 0 and self.pitch_std >= 0 and 0.0 <= self.full_circle <= 1.0 and 0 < lo <= hi < math.pi):
+            raise ValueError(f"invalid pose distribution {self}")
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n poses: (yaw (n,), pitch (n,)); with full_circle > 0 yaw is wrapped by `wrap_yaw`. Same generator -> same poses."""
+        yaw = torch.randn(n, generator=generator) * self.yaw_std + FRONTAL_YAW
+        pitch = torch.randn(n, generator=generator) * self.pitch_std + FRONTAL_PITCH
+        if self.full_circle > 0:  # drawn only when used, so full_circle = 0 reproduces the reference's stream
+            wide = torch.rand(n, generator=generator) < self.full_circle
+            lo, hi = self.wide_pitch
+            yaw = wrap_yaw(torch.where(wide, torch.rand(n, generator=generator) * 2 * math.pi, yaw))
+            pitch = torch.where(wide, lo + torch.rand(n, generator=generator) * (hi - lo), pitch)
+        return yaw, pitch.clamp(1e-5, math.pi - 1e-5)
+
+    def pose_range(self) -> dict[str, list[float]]:
+        """The trusted range, {"yaw": [lo, hi], "pitch": [lo, hi]} in radians: 3 std around frontal, or
+        the whole circle (yaw [pi/2 - pi, pi/2 + pi]) and the wide pitch band when full_circle > 0."""
+        pitch = [FRONTAL_PITCH - 3 * self.pitch_std, FRONTAL_PITCH + 3 * self.pitch_std]
+        if self.full_circle > 0:
+            return {"yaw": [FRONTAL_YAW - math.pi, FRONTAL_YAW + math.pi],
+                    "pitch": [min(pitch[0], self.wide_pitch[0]), max(pitch[1], self.wide_pitch[1])]}
+        return {"yaw": [FRONTAL_YAW - 3 * self.yaw_std, FRONTAL_YAW + 3 * self.yaw_std], "pitch": pitch}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"yaw_std": self.yaw_std, "pitch_std": self.pitch_std, "full_circle": self.full_circle,
+                "wide_pitch": list(self.wide_pitch)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "PoseDistribution":
+        """Inverse of `to_json`; raises ValueError on unknown keys or invalid values."""
+        unknown = set(data) - {"yaw_std", "pitch_std", "full_circle", "wide_pitch"}
+        if unknown:
+            raise ValueError(f"unknown pose distribution keys {sorted(unknown)}")
+        values = dict(data)
+        if "wide_pitch" in values:
+            values["wide_pitch"] = tuple(float(v) for v in values["wide_pitch"])
+        return cls(**values)
+
+
+REFERENCE_POSES = PoseDistribution()  # SAGE's CelebA-HQ training poses; what a checkpoint without a record was trained on
 
 
 def focal_from_fov(fov_deg: torch.Tensor | float) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
 from sage_backend.config import ModelConfig
 from sage_backend.files import atomic_path
 from sage_backend.model.generator import SageGenerator
@@ -37,6 +38,12 @@ class StyleInfo:
     stage: int = 1  # 1: photos (Stage I), 2: a drawing style (Stage II)
     step: int = 0
     training: dict[str, Any] = field(default_factory=dict)  # recipe, data, wall time, metrics: free-form JSON
+    poses: dict[str, Any] = field(default_factory=dict)  # PoseDistribution.to_json() it trained on; {} = the reference's
+
+    @property
+    def pose_distribution(self) -> PoseDistribution:
+        """The poses this model trained on (REFERENCE_POSES for checkpoints that predate the record)."""
+        return PoseDistribution.from_json(self.poses) if self.poses else REFERENCE_POSES
 
 
 @dataclass
@@ -90,6 +97,7 @@ def load_generator(path: str | os.PathLike[str], device: torch.device | str = "c
     try:
         cfg = ModelConfig.from_dict(metadata["config"])
         info = StyleInfo(**metadata["style"])
+        info.pose_distribution  # noqa: B018 (validates the pose record now, not at first use)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad config or style metadata ({exc})") from None
     generator = SageGenerator(cfg)

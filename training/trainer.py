@@ -23,7 +23,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from sage_backend.cameras import Camera, orbit_cam2world, sample_orbit_poses
+from sage_backend.cameras import REFERENCE_POSES, Camera, orbit_cam2world
 from sage_backend.checkpoint import CheckpointError, StyleInfo, load_generator, load_tensors, save_generator, save_tensors
 from sage_backend.files import atomic_path
 from sage_backend.inference import PortraitRenderer, seed_latent
@@ -160,7 +160,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _sample_cameras(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        yaw, pitch = sample_orbit_poses(n, gen)
+        yaw, pitch = REFERENCE_POSES.sample(n, gen)
         return orbit_cam2world(yaw, pitch).to(self.device), torch.stack([yaw, pitch], -1).to(self.device)
 
     def _autocast(self):

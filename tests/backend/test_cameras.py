@@ -180,3 +180,24 @@ def test_blender_right_view_is_yaw_zero() -> None:
     matrix = np.eye(4)
     matrix[:3, :3], matrix[:3, 3] = rz @ rx, [1.0, 0, 0]
     np.testing.assert_allclose(blender_to_sage_matrix(matrix, np.zeros(3), 1.0), Camera.orbit(0.0, math.pi / 2).cam2world, atol=1e-12)
+
+
+def test_pose_distribution_reference_and_full_circle():
+    from sage_backend.cameras import FRONTAL_YAW, REFERENCE_POSES, PoseDistribution, wrap_yaw
+
+    yaw, pitch = REFERENCE_POSES.sample(4000, torch.Generator().manual_seed(0))
+    assert abs(float(yaw.mean()) - FRONTAL_YAW) < 0.03 and abs(float(yaw.std()) - 0.3) < 0.02
+    assert abs(float(pitch.std()) - 0.155) < 0.01
+    wide = PoseDistribution(full_circle=0.5)
+    yaw, pitch = wide.sample(4000, torch.Generator().manual_seed(0))
+    back = (wrap_yaw(yaw) - FRONTAL_YAW).abs() > 2.2
+    assert 0.1 < float(back.float().mean()) < 0.2  # half the poses uniform: (pi - 2.2) / pi of them behind
+    assert float(yaw.min()) >= FRONTAL_YAW - math.pi and float(yaw.max()) < FRONTAL_YAW + math.pi
+    assert float(pitch.min()) > 0 and float(pitch.max()) < math.pi
+    assert PoseDistribution.from_json(wide.to_json()) == wide
+    assert wide.pose_range()["yaw"] == [FRONTAL_YAW - math.pi, FRONTAL_YAW + math.pi]
+    assert REFERENCE_POSES.pose_range()["yaw"] == pytest.approx([FRONTAL_YAW - 0.9, FRONTAL_YAW + 0.9])
+    with pytest.raises(ValueError, match="unknown"):
+        PoseDistribution.from_json({"yaw_sd": 1})
+    with pytest.raises(ValueError, match="invalid"):
+        PoseDistribution(full_circle=2)

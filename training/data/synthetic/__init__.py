@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from sage_backend.cameras import DEFAULT_FOV_DEG, camera_rays, orbit_cam2world, sample_orbit_poses
+from sage_backend.cameras import REFERENCE_POSES, DEFAULT_FOV_DEG, camera_rays, orbit_cam2world
 from sage_backend.files import atomic_path, atomic_write_bytes
 from training.data.synthetic.heads import HeadParams, random_head, render_hits
 from training.data.synthetic.styles import STYLES, draw, photo, shading, surface
@@ -83,7 +83,7 @@ def make_synthetic(out_dir: Path, heads: int, views_per_head: int, resolution: i
     for head in tqdm(range(heads), desc="synthetic heads", unit="head", disable=not progress):
         hseed = head_seed(seed, head)
         params = random_head(np.random.default_rng(hseed))
-        yaw, pitch = sample_orbit_poses(views_per_head, torch.Generator().manual_seed(hseed))
+        yaw, pitch = REFERENCE_POSES.sample(views_per_head, torch.Generator().manual_seed(hseed))
         rendered = render_head(params, orbit_cam2world(yaw, pitch), resolution, styles)
         for v in range(views_per_head):
             image_id = f"{head * views_per_head + v:06d}"
