@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yaw", type=float, default=math.pi / 2, help="radians; pi/2 is frontal")
     p.add_argument("--pitch", type=float, default=math.pi / 2)
     p.add_argument("--turntable", type=int, metavar="K", help="K views around the head instead of one")
+    p.add_argument("--yaw-range", type=float, nargs=2, metavar=("FROM", "TO"),
+                   help="with --turntable: K views evenly from yaw FROM to TO inclusive, in radians (default: the "
+                        "whole circle from frontal); e.g. 0.77 2.37 is frontal +-0.8, the arc of the README's sheets")
     p.add_argument("--resolution", type=int, help="output size (default: the model's)")
     p.add_argument("--out", type=Path, required=True)
     _styles_arg(p)
@@ -109,10 +112,16 @@ def _renderer(args: argparse.Namespace):
     return PortraitRenderer(styles[args.style].generator, device, precision=args.precision)
 
 
-def turntable_cameras(frames: int, pitch: float = math.pi / 2):
+def turntable_cameras(frames: int, pitch: float = math.pi / 2, yaw_range: tuple[float, float] | None = None):
+    """`frames` orbit cameras at `pitch`: the whole circle from frontal (yaw pi/2) in equal steps, or
+    evenly over the arc yaw_range = (from, to), both ends included (radians)."""
     from sage_backend.cameras import Camera
 
-    return [Camera.orbit(math.pi / 2 + 2 * math.pi * i / frames, pitch) for i in range(frames)]
+    if yaw_range is None:
+        yaws = [math.pi / 2 + 2 * math.pi * i / frames for i in range(frames)]
+    else:
+        yaws = [float(y) for y in np.linspace(yaw_range[0], yaw_range[1], frames)]
+    return [Camera.orbit(yaw, pitch) for yaw in yaws]
 
 
 def save_png(path: Path, array: np.ndarray) -> None:
@@ -132,7 +141,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     from sage_backend.cameras import Camera
 
     renderer = _renderer(args)
-    cams = turntable_cameras(args.turntable, args.pitch) if args.turntable else [Camera.orbit(args.yaw, args.pitch)]
+    if args.yaw_range is not None and not args.turntable:
+        raise ValueError("--yaw-range needs --turntable K (how many views along the arc)")
+    if args.yaw_range is not None and not all(math.isfinite(v) for v in args.yaw_range):
+        raise ValueError(f"--yaw-range must be finite radians, got {args.yaw_range}")
+    cams = (turntable_cameras(args.turntable, args.pitch, args.yaw_range) if args.turntable
+            else [Camera.orbit(args.yaw, args.pitch)])
     for i, frame in enumerate(renderer.render(renderer.latent(seed=args.seed), cams, args.psi, args.resolution)):
         save_frame(args.out, f"{args.style}_{args.seed}_{i:03d}", frame.drawing, frame.semantic)
     print(f"{len(cams)} view(s) -> {args.out}")

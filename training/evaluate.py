@@ -11,12 +11,18 @@ from sage_backend.files import atomic_write_bytes
 from sage_backend.inference import PortraitRenderer, pick_device
 
 
+DEFAULT_METRICS = ("semantic_consistency", "full_circle_consistency", "reprojection", "face_part_recall", "seed_diversity",
+                   "back_face_parts")
+
+
 def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="a servable checkpoint (.safetensors)")
-    p.add_argument("--metrics", nargs="+", default=["semantic_consistency", "reprojection"],
-                   help="which metrics to compute (fid/kid need --inception and --real)")
+    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS),
+                   help="which metrics to compute (default: all but fid/kid, which need --inception and --real)")
     p.add_argument("--seeds", type=int, default=8, help="number of seeds (heads) to average over")
     p.add_argument("--psi", type=float, default=0.5)
+    p.add_argument("--data", type=Path, help="the training data (with cameras.json): report its face-part recall and "
+                   "seed diversity beside the model's")
     p.add_argument("--inception", type=Path, help="TorchScript feature extractor for FID/KID (nothing is downloaded)")
     p.add_argument("--real", type=Path, help="folder of real images for FID/KID")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

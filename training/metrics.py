@@ -4,12 +4,22 @@
   the frontal view, carry every pixel's surface point into a second view, and compare the label it
   had with the label the second view gives it (mIoU over co-visible pixels).
 - reprojection_error: the same warp for drawings (mean absolute difference, 0..1 units).
+- full_circle_consistency: the same mIoU between neighbouring views all around the head.
+- face_part_recall: at the frontal view, the fraction of seeds whose semantic map shows each face part
+  (eyes, brows, nose, mouth, hair); beside the same fraction over the training data's near-frontal views.
+- seed_diversity: mean pairwise label disagreement inside the foreground across seeds (0 = every seed
+  the same head), beside the data's.
+- back_face_parts: over a 360-degree turntable, the fraction of back-half frames (|yaw - pi/2| > 2.2)
+  that show any eye, brow, nose or lip (a model trained only on frontal poses paints a face there).
 - fid / kid: from a user-supplied TorchScript feature extractor (nothing is downloaded).
+
+A part "shows" when it covers at least `MIN_PART_PIXELS` pixels of a 128 x 128 map (scaled by area).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,9 +29,9 @@ import torch
 from PIL import Image
 from scipy import linalg
 
-from sage_backend.cameras import Camera, camera_rays, project_points
+from sage_backend.cameras import FRONTAL_PITCH, FRONTAL_YAW, Camera, camera_rays, project_points, wrap_yaw
 from sage_backend.inference import Frame, PortraitRenderer, seed_latent
-from sage_backend.labels import NUM_CLASSES
+from sage_backend.labels import LABEL_IDS, NUM_CLASSES
 from sage_backend.model.generator import SageGenerator
 
 YAW_OFFSETS = (-0.4, -0.2, 0.2, 0.4)
@@ -121,6 +131,103 @@ def reprojection_error(model: Model, seeds: Sequence[int], yaw_offsets: Sequence
                                lambda a, b, cam: warped_drawing_error(a.drawing, a.depth, FRONTAL, b.drawing, b.depth, cam))
 
 
+def full_circle_consistency(model: Model, seeds: Sequence[int], views: int = 8, step: float = 0.3, psi: float = 0.5) -> float:
+    """Mean warped_miou from each of `views` yaws spaced around the whole circle to the yaw `step`
+    radians further on, over seeds: view consistency where a frontal-only metric never looks."""
+    renderer = as_renderer(model)
+    values = []
+    for seed in seeds:
+        z = seed_latent(seed, renderer.generator.z_dim)
+        for k in range(views):
+            a = Camera.orbit(FRONTAL_YAW + 2 * math.pi * k / views, FRONTAL_PITCH)
+            b = Camera.orbit(FRONTAL_YAW + 2 * math.pi * k / views + step, FRONTAL_PITCH)
+            fa, fb = renderer.render(z, [a, b], psi, outputs=("semantic", "depth"))
+            values.append(warped_miou(fa.semantic, fa.depth, a, fb.semantic, fb.depth, b))
+    return _mean(values)
+
+
+FACE_PARTS: dict[str, tuple[str, ...]] = {
+    "eyes": ("l_eye", "r_eye"), "brows": ("l_brow", "r_brow"), "nose": ("nose",),
+    "mouth": ("mouth", "u_lip", "l_lip"), "hair": ("hair",),
+}
+MIN_PART_PIXELS = 4  # at 128 x 128: a part smaller than this is a speck, not a drawn eye or brow
+BACK_YAW = 2.2  # |yaw - pi/2| beyond this the camera sees the back of the head: no face part belongs there
+
+
+def min_part_pixels(labels: np.ndarray) -> int:
+    """MIN_PART_PIXELS scaled from 128 x 128 to this map's area."""
+    return max(1, round(MIN_PART_PIXELS * labels.size / 128**2))
+
+
+def parts_shown(labels: np.ndarray) -> dict[str, bool]:
+    """For a label map (H, W): whether each FACE_PARTS group covers at least min_part_pixels pixels."""
+    least = min_part_pixels(labels)
+    return {group: int(np.isin(labels, [LABEL_IDS[n] for n in names]).sum()) >= least for group, names in FACE_PARTS.items()}
+
+
+def part_recall_of(label_maps: Sequence[np.ndarray]) -> dict[str, float]:
+    """The fraction of label maps in which each FACE_PARTS group shows."""
+    shown = [parts_shown(m) for m in label_maps]
+    return {group: float(np.mean([s[group] for s in shown])) for group in FACE_PARTS}
+
+
+def diversity_of(label_maps: Sequence[np.ndarray]) -> float:
+    """Mean over pairs of maps of the fraction of pixels, inside either map's foreground, whose labels
+    differ (0 = identical maps; 1 = no pixel agrees)."""
+    values = []
+    for i in range(len(label_maps)):
+        for j in range(i + 1, len(label_maps)):
+            a, b = label_maps[i], label_maps[j]
+            foreground = (a != 0) | (b != 0)
+            if foreground.any():
+                values.append(float(np.mean(a[foreground] != b[foreground])))
+    return _mean(values)
+
+
+def frontal_label_maps(model: Model, seeds: Sequence[int], psi: float = 0.5) -> list[np.ndarray]:
+    """Each seed's semantic map (H, W) at the frontal view."""
+    renderer = as_renderer(model)
+    return [next(renderer.render(seed_latent(s, renderer.generator.z_dim), [FRONTAL], psi, outputs=("semantic",))).semantic
+            for s in seeds]
+
+
+def data_frontal_label_maps(root: Path, count: int, max_offset: float = 0.15) -> list[np.ndarray]:
+    """Label maps of up to `count` near-frontal views (yaw and pitch within `max_offset` rad of frontal),
+    one per head, from a synthetic/CelebAMask-HQ-layout folder with cameras.json (the model's yardstick)."""
+    from training.data.common import read_labels
+
+    cameras_path = Path(root) / "cameras.json"
+    if not cameras_path.is_file():
+        raise ValueError(f"{root}: no cameras.json, so its near-frontal views are unknown")
+    cameras = json.loads(cameras_path.read_text())
+    maps, heads = [], set()
+    for image_id in sorted(cameras):
+        cam = cameras[image_id]
+        if cam["head"] in heads or abs(cam["yaw"] - FRONTAL_YAW) > max_offset or abs(cam["pitch"] - FRONTAL_PITCH) > max_offset:
+            continue
+        heads.add(cam["head"])
+        maps.append(read_labels(Path(root) / "CelebAMask-HQ-mask" / f"{image_id}.png"))
+        if len(maps) == count:
+            break
+    if len(maps) < 2:
+        raise ValueError(f"{root}: fewer than 2 near-frontal views to compare with")
+    return maps
+
+
+def back_face_parts(model: Model, seeds: Sequence[int], frames: int = 16, psi: float = 0.5) -> float:
+    """The fraction of back-half frames (|yaw - pi/2| > BACK_YAW) of a `frames`-view 360-degree turntable
+    at pitch pi/2 that show any eye, brow, nose or lip, over seeds (0 = the back is all hair and skin)."""
+    renderer = as_renderer(model)
+    yaws = [FRONTAL_YAW + 2 * math.pi * k / frames for k in range(frames)]
+    cams = [Camera.orbit(y, FRONTAL_PITCH) for y in yaws if abs(float(wrap_yaw(torch.tensor(y))) - FRONTAL_YAW) > BACK_YAW]
+    shown = []
+    for seed in seeds:
+        for frame in renderer.render(seed_latent(seed, renderer.generator.z_dim), cams, psi, outputs=("semantic",)):
+            parts = parts_shown(frame.semantic)
+            shown.append(any(parts[g] for g in ("eyes", "brows", "nose", "mouth")))
+    return float(np.mean(shown))
+
+
 def _mean(values: Sequence[float]) -> float:
     """Mean over the view pairs that had co-visible pixels; nan when none had."""
     kept = [v for v in values if not math.isnan(v)]
@@ -186,9 +293,19 @@ def _generated_and_real(renderer: PortraitRenderer, args: argparse.Namespace) ->
     return features(extractor, np.stack(fake)), features(extractor, np.stack(real))
 
 
-METRICS: dict[str, Callable[[PortraitRenderer, argparse.Namespace], float]] = {
+def _with_data(value: float | dict[str, float], data: float | dict[str, float] | None) -> dict:
+    return {"model": value} if data is None else {"model": value, "data": data}
+
+
+METRICS: dict[str, Callable[[PortraitRenderer, argparse.Namespace], float | dict]] = {
     "semantic_consistency": lambda r, a: semantic_consistency(r, range(a.seeds), psi=a.psi),
+    "full_circle_consistency": lambda r, a: full_circle_consistency(r, range(a.seeds), psi=a.psi),
     "reprojection": lambda r, a: reprojection_error(r, range(a.seeds), psi=a.psi),
+    "face_part_recall": lambda r, a: _with_data(part_recall_of(frontal_label_maps(r, range(a.seeds), a.psi)),
+                                                part_recall_of(data_frontal_label_maps(a.data, a.seeds)) if a.data else None),
+    "seed_diversity": lambda r, a: _with_data(diversity_of(frontal_label_maps(r, range(a.seeds), a.psi)),
+                                              diversity_of(data_frontal_label_maps(a.data, a.seeds)) if a.data else None),
+    "back_face_parts": lambda r, a: back_face_parts(r, range(a.seeds), psi=a.psi),
     "fid": lambda r, a: frechet_distance(*_generated_and_real(r, a)),
     "kid": lambda r, a: kernel_distance(*_generated_and_real(r, a)),
 }

@@ -31,6 +31,15 @@ def test_render_turntable_writes_drawing_colour_and_class_id_pngs(tmp_path, caps
     assert not list(tmp_path.glob(".*partial"))  # atomic writes leave no temporaries
 
 
+def test_render_yaw_range_spans_the_arc_inclusive(tmp_path, capsys, tiny_checkpoint_dir) -> None:
+    common = ["--style", "line", "--seed", "2", "--resolution", "64", "--styles", str(tiny_checkpoint_dir), "--device", "cpu"]
+    assert run(capsys, "render", *common, "--turntable", "3", "--yaw-range", "1.0", "2.0", "--out", str(tmp_path / "arc"))[0] == 0
+    for i, yaw in enumerate((1.0, 1.5, 2.0)):  # both ends included: the views of single renders at those yaws
+        assert run(capsys, "render", *common, "--yaw", str(yaw), "--out", str(tmp_path / f"one{i}"))[0] == 0
+        arc = np.array(Image.open(tmp_path / "arc" / f"line_2_{i:03d}_drawing.png"))
+        assert np.array_equal(arc, np.array(Image.open(tmp_path / f"one{i}" / "line_2_000_drawing.png")))
+
+
 def test_mesh_writes_the_format_of_the_suffix(tmp_path, capsys, tiny_checkpoint_dir) -> None:
     code, out, _ = run(capsys, "mesh", "--style", "pencil", "--grid", "32", "--styles", str(tiny_checkpoint_dir),
                        "--device", "cpu", "--out", str(tmp_path / "head.glb"))
@@ -49,6 +58,8 @@ def test_keys_secret_is_private_public_is_not(tmp_path, capsys) -> None:
     (["render", "--style", "oil"], "unknown style 'oil'"),
     (["render", "--style", "line", "--resolution", "5000"], "--resolution must be in 64..1024"),
     (["render", "--style", "line", "--turntable", "0"], "--turntable must be in 1..720"),
+    (["render", "--style", "line", "--yaw-range", "0", "1"], "--yaw-range needs --turntable"),
+    (["render", "--style", "line", "--turntable", "3", "--yaw-range", "0", "nan"], "--yaw-range must be finite"),
     (["mesh", "--style", "line", "--grid", "4096", "--format", "ply"], "--grid must be in 32..512"),
     (["mesh", "--style", "line", "--grid", "32", "--out", "{tmp}/m.xyz"], "mesh format must be one of ply, glb, obj"),
     (["serve", "--bind", "tcp://0.0.0.0:0"], "--curve-secret"),

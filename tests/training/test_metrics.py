@@ -15,9 +15,10 @@ from sage_backend.cameras import HALF_DEPTH, Camera, camera_rays
 from sage_backend.checkpoint import load_generator
 from sage_backend.inference import PortraitRenderer
 from training.metrics import (
-    METRICS, features, frechet_distance, kernel_distance, load_feature_extractor, reprojection_error, semantic_consistency,
-    warped_drawing_error, warped_miou,
+    METRICS, data_frontal_label_maps, diversity_of, features, frechet_distance, kernel_distance, load_feature_extractor,
+    part_recall_of, parts_shown, reprojection_error, semantic_consistency, warped_drawing_error, warped_miou,
 )
+from sage_backend.labels import LABEL_IDS
 
 SIZE = 64
 RADIUS = 0.1
@@ -123,8 +124,13 @@ def test_registry_runs_every_metric_on_a_tiny_checkpoint(tmp_path: Path, tiny_ch
     for i, img in enumerate(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)):
         Image.fromarray(img).save(real / f"{i}.png")
     renderer = PortraitRenderer(load_generator(tiny_checkpoint_dir / "line.safetensors").generator)
-    args = argparse.Namespace(inception=scripted_extractor(tmp_path / "extractor.pt"), real=real, psi=0.5, seeds=2)
-    assert set(METRICS) == {"semantic_consistency", "reprojection", "fid", "kid"}
+    args = argparse.Namespace(inception=scripted_extractor(tmp_path / "extractor.pt"), real=real, psi=0.5, seeds=2, data=None)
+    assert set(METRICS) == {"semantic_consistency", "full_circle_consistency", "reprojection", "face_part_recall",
+                            "seed_diversity", "back_face_parts", "fid", "kid"}
+    assert 0.0 <= METRICS["full_circle_consistency"](renderer, args) <= 1.0
+    assert 0.0 <= METRICS["back_face_parts"](renderer, args) <= 1.0
+    assert set(METRICS["face_part_recall"](renderer, args)["model"]) == {"eyes", "brows", "nose", "mouth", "hair"}
+    assert 0.0 <= METRICS["seed_diversity"](renderer, args)["model"] <= 1.0
     assert np.isfinite(METRICS["fid"](renderer, args)) and np.isfinite(METRICS["kid"](renderer, args))
     assert 0.0 <= METRICS["semantic_consistency"](renderer, args) <= 1.0
     assert 0.0 <= METRICS["reprojection"](renderer, args) <= 1.0
@@ -144,3 +150,50 @@ def test_view_metrics_take_a_generator_in_training_without_changing_it(tiny_chec
     assert semantic_consistency(generator, [0], offsets) == semantic_consistency(renderer, [0], offsets)
     assert reprojection_error(generator, [0], offsets) == reprojection_error(renderer, [0], offsets)
     assert generator.training and all(p.requires_grad for p in generator.parameters())
+
+
+def face_map(size: int = 128, eye: int = 3, shift: int = 0) -> np.ndarray:
+    """A schematic frontal label map: a skin square with eyes of eye x eye pixels, brows, nose, mouth, hair."""
+    m = np.zeros((size, size), np.uint8)
+    m[30 + shift:100, 30:98] = LABEL_IDS["skin"]
+    m[20 + shift:30, 30:98] = LABEL_IDS["hair"]
+    m[50:50 + eye, 45:45 + eye], m[50:50 + eye, 80:80 + eye] = LABEL_IDS["l_eye"], LABEL_IDS["r_eye"]
+    m[44, 42:50] = LABEL_IDS["l_brow"]
+    m[60:70, 60:68] = LABEL_IDS["nose"]
+    m[80:84, 55:73] = LABEL_IDS["u_lip"]
+    return m
+
+
+def test_face_parts_show_from_a_few_pixels_scaled_by_area() -> None:
+    assert parts_shown(face_map(eye=2)) == {"eyes": True, "brows": True, "nose": True, "mouth": True, "hair": True}
+    speck = face_map(eye=1)  # 2 one-pixel eyes: a speck, not an eye
+    assert parts_shown(speck)["eyes"] is False
+    # At 256 px the same face needs 4x the pixels: 2 x (2 x 2) eyes are 8 < 16.
+    big = np.kron(face_map(eye=2), np.ones((2, 2), np.uint8))
+    assert parts_shown(big)["eyes"] is True
+    assert parts_shown(np.kron(face_map(eye=1), np.ones((2, 2), np.uint8)))["eyes"] is False
+    recall = part_recall_of([face_map(eye=2), speck, face_map(eye=3), face_map(eye=1)])
+    assert recall["eyes"] == 0.5 and recall["nose"] == 1.0
+
+
+def test_seed_diversity_is_zero_for_one_head_and_grows_with_differences() -> None:
+    same = [face_map(), face_map(), face_map()]
+    assert diversity_of(same) == 0.0
+    shifted = [face_map(), face_map(shift=6), face_map(shift=12)]
+    assert 0.0 < diversity_of(shifted) < diversity_of([face_map(), np.full((128, 128), LABEL_IDS["cloth"], np.uint8)]) <= 1.0
+
+
+def test_data_frontal_maps_take_one_near_frontal_view_per_head(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "CelebAMask-HQ-mask").mkdir()
+    cams = {"000000": (0, 1.6, 1.55), "000001": (0, 1.5, 1.6), "000002": (1, 2.5, 1.57), "000003": (2, 1.57, 1.57)}
+    for image_id, (head, yaw, pitch) in cams.items():
+        Image.fromarray(face_map(shift=head)).save(tmp_path / "CelebAMask-HQ-mask" / f"{image_id}.png")
+    (tmp_path / "cameras.json").write_text(json.dumps({i: {"head": h, "yaw": y, "pitch": p} for i, (h, y, p) in cams.items()}))
+    maps = data_frontal_label_maps(tmp_path, count=8)
+    assert [int(np.argmax(m[:, 64] == LABEL_IDS["hair"])) for m in maps] == [20, 22]  # heads 0 and 2; head 1 is a side view
+    with pytest.raises(ValueError, match="fewer than 2 near-frontal"):
+        data_frontal_label_maps(tmp_path, count=1)
+    with pytest.raises(ValueError, match="no cameras.json"):
+        data_frontal_label_maps(tmp_path / "CelebAMask-HQ-mask", count=8)
