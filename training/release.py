@@ -22,51 +22,89 @@ from sage_backend.inference import PortraitRenderer, seed_latent
 from sage_backend.visualize import contact_sheet, stack_sheets
 
 CARD_SEEDS = (1, 2, 3)
-TURNTABLE_YAWS = tuple(math.pi / 2 + d for d in np.linspace(-0.8, 0.8, 7))
+# The sheets' arcs (radians; `sage-backend render --turntable K --yaw-range FROM TO` renders the same views):
+# frontal +-0.8 for models trained on frontal poses, the whole circle (back, profile, front, profile, back)
+# for models trained on it.
+FRONTAL_ARC = (math.pi / 2 - 0.8, math.pi / 2 + 0.8, 7)
+FULL_CIRCLE_ARC = (math.pi / 2 - math.pi, math.pi / 2 + math.pi, 9)
 
 
 def add_release_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", nargs="+", type=Path, required=True, help="Stage II run folders (each holds generator.safetensors)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (e.g. sage_backend/checkpoints)")
     p.add_argument("--images", type=Path, required=True, help="folder for the turntable sheets (e.g. docs/images)")
-    p.add_argument("--seeds", type=int, default=8, help="seeds to average the metrics over")
+    p.add_argument("--seeds", type=int, default=16, help="seeds to average the metrics over")
+    p.add_argument("--data", type=Path, help="the Stage I training data (with cameras.json), for the data's face-part "
+                   "recall and seed diversity beside each model's")
     p.add_argument("--stage1", type=Path, help="the Stage I run folder, to report its steps and wall time on the card")
     p.add_argument("--note", default="", help="a paragraph for the card (e.g. how this run differed from the recipe)")
 
 
-def turntable_sheet(renderer: PortraitRenderer, seeds=CARD_SEEDS, psi: float = 0.5) -> np.ndarray:
-    cams = [Camera.orbit(yaw, math.pi / 2) for yaw in TURNTABLE_YAWS]
+def sheet_arc(info: StyleInfo) -> tuple[float, float, int]:
+    """(first yaw, last yaw, views) of a model's turntable sheet: the whole circle if it trained on it."""
+    return FULL_CIRCLE_ARC if info.pose_distribution.full_circle > 0 else FRONTAL_ARC
+
+
+def turntable_sheet(renderer: PortraitRenderer, arc: tuple[float, float, int] = FRONTAL_ARC, seeds=CARD_SEEDS,
+                    psi: float = 0.5) -> np.ndarray:
+    """Rows drawing / semantic / depth per seed, columns `arc`'s views: (H, W, 3) uint8."""
+    cams = [Camera.orbit(float(yaw), math.pi / 2) for yaw in np.linspace(*arc)]
     outputs = ("drawing", "semantic", "depth")  # depth shows the geometry that keeps the views consistent
     return stack_sheets([contact_sheet(list(renderer.render(seed_latent(s, renderer.generator.z_dim), cams, psi, outputs=outputs)))
                          for s in seeds])
 
 
 def run_release(args: argparse.Namespace) -> int:
-    from training.metrics import reprojection_error, semantic_consistency
-
     rows = []
+    data = data_metrics(args.data, args.seeds) if args.data else None
     for run in args.runs:
         loaded = load_generator(run / "generator.safetensors")
         renderer = PortraitRenderer(loaded.generator)
-        seeds = list(range(args.seeds))
-        metrics = {
-            "semantic_consistency_miou": round(semantic_consistency(renderer, seeds), 4),
-            "drawing_reprojection_l1": round(reprojection_error(renderer, seeds), 4),
-        }
+        metrics = model_metrics(renderer, list(range(args.seeds)))
         info: StyleInfo = replace(loaded.info, training=loaded.info.training | {"metrics": metrics})
         save_generator(args.out / f"{info.name}.safetensors", loaded.generator, info)
         image = args.images / f"demo_{info.name}_turntable.png"
         with atomic_path(image) as tmp:
-            Image.fromarray(turntable_sheet(renderer)).save(tmp, format="PNG")
+            Image.fromarray(turntable_sheet(renderer, sheet_arc(info))).save(tmp, format="PNG")
         rows.append((info, metrics, image))
         print(f"{info.name}: {json.dumps(metrics)} -> {args.out / (info.name + '.safetensors')}")
     stage1 = load_generator(args.stage1 / "generator.safetensors").info if args.stage1 else None
-    card = model_card(rows, args.out, stage1) + (f"\n{args.note}\n" if args.note else "")
+    card = model_card(rows, args.out, stage1, data) + (f"\n{args.note}\n" if args.note else "")
     atomic_write_bytes(args.out / "MODEL_CARD.md", card.encode())
     return 0
 
 
-def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: StyleInfo | None = None) -> str:
+def model_metrics(renderer: PortraitRenderer, seeds: list[int]) -> dict:
+    """The card's measurements of one model (training/metrics.py), rounded for the card."""
+    from training.metrics import (back_face_parts, diversity_of, frontal_label_maps, full_circle_consistency,
+                                  part_recall_of, reprojection_error, semantic_consistency)
+
+    frontal = frontal_label_maps(renderer, seeds)
+    return {
+        "semantic_consistency_miou": round(semantic_consistency(renderer, seeds), 4),
+        "full_circle_consistency_miou": round(full_circle_consistency(renderer, seeds[:8]), 4),
+        "drawing_reprojection_l1": round(reprojection_error(renderer, seeds), 4),
+        "face_part_recall": {k: round(v, 3) for k, v in part_recall_of(frontal).items()},
+        "seed_diversity": round(diversity_of(frontal), 4),
+        "back_face_parts": round(back_face_parts(renderer, seeds[:8]), 4),
+    }
+
+
+def data_metrics(root: Path, count: int) -> dict:
+    """Face-part recall and seed diversity of the training data's near-frontal views (the yardstick)."""
+    from training.metrics import data_frontal_label_maps, diversity_of, part_recall_of
+
+    maps = data_frontal_label_maps(root, count)
+    return {"face_part_recall": {k: round(v, 3) for k, v in part_recall_of(maps).items()},
+            "seed_diversity": round(diversity_of(maps), 4)}
+
+
+def _recall_cell(recall: dict) -> str:
+    return " / ".join(f"{recall[k]:.2f}" for k in ("eyes", "brows", "nose", "mouth", "hair"))
+
+
+def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: StyleInfo | None = None,
+               data: dict | None = None) -> str:
     first = rows[0][0]
     recipe = first.training.get("recipe", {})
     lines = [
@@ -85,15 +123,28 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
         lines += [f"- Stage I: {stage1.step} steps, {stage1.training.get('wall_time_s')} s of training on 2 CPU cores "
                   f"(recipe `{stage1.training.get('recipe', {}).get('description', '')}`)", ""]
     lines += [
-        "| style | stage | steps | Stage II wall time (s) | semantic consistency (mIoU across views) | drawing reprojection L1 |",
-        "|---|---|---|---|---|---|",
+        "Measured by `sage-train release` (the same functions as `sage-train eval`; training/metrics.py), psi 0.5:",
+        "",
+        "| style | steps | Stage II wall time (s) | mIoU across views, frontal +-0.4 | mIoU around the circle | "
+        "drawing reprojection L1 | face-part recall, frontal: eyes / brows / nose / mouth / hair | seed diversity | "
+        "back-half frames with face parts |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for info, metrics, _ in rows:
-        lines.append(f"| {info.name} | {info.stage} | {info.step} | {info.training.get('wall_time_s')} | "
-                     f"{metrics['semantic_consistency_miou']} | {metrics['drawing_reprojection_l1']} |")
-    lines += ["", "Turntables (rows: drawing, semantic map, depth (near = bright); seeds 1-3; yaw from -0.8 to +0.8 rad):", ""]
+    for info, m, _ in rows:
+        lines.append(f"| {info.name} | {info.step} | {info.training.get('wall_time_s')} | {m['semantic_consistency_miou']} | "
+                     f"{m.get('full_circle_consistency_miou')} | {m['drawing_reprojection_l1']} | "
+                     f"{_recall_cell(m['face_part_recall']) if 'face_part_recall' in m else ''} | "
+                     f"{m.get('seed_diversity')} | {m.get('back_face_parts')} |")
+    if data is not None:
+        lines.append(f"| *training data* | | | | | | {_recall_cell(data['face_part_recall'])} | {data['seed_diversity']} | |")
+    lines += ["", "Recall: the share of seeds whose frontal semantic map shows the part (at least 4 pixels at 128 px). "
+              "Diversity: mean pairwise label disagreement inside the foreground across seeds (0 = one head).", ""]
     for info, _, image in rows:
-        lines.append(f"![{info.name}]({_relative(image, out)})")
+        first, last, views = sheet_arc(info)
+        lines += [f"{info.name}: rows drawing, semantic map, depth (near = bright), seeds 1-3; {views} views from yaw "
+                  f"{first:.2f} to {last:.2f} rad (`sage-backend render --style {info.name} --seed 1 --turntable {views} "
+                  f"--yaw-range {first:.4f} {last:.4f} --out frames/`):", "",
+                  f"![{info.name}]({_relative(image, out)})", ""]
     lines += ["", "Limitations: 128 x 128 output, about an hour of CPU training, synthetic faces only; expect",
               "soft, cartoon-like heads. Train on CelebAMask-HQ with the full preset for paper-like results."]
     return "\n".join(lines) + "\n"
