@@ -8,6 +8,7 @@ from dataclasses import field as _field
 from pathlib import Path
 from typing import Any
 
+from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
 from sage_backend.config import ModelConfig, preset
 
 
@@ -71,6 +72,7 @@ class TrainConfig:
     latent_lr: float = 1e-2  # learning rate of the per-head latents (reconstruction_weight > 0)
     density_noise: float = 1.0  # std of the noise on density, decaying to 0 ...
     density_noise_steps: int = 5000  # ... over this many steps
+    poses: PoseDistribution = REFERENCE_POSES  # the fake cameras' (and so the stereo cameras') orbit poses
     stereo_offset_std: float = 0.15  # auxiliary camera: yaw/pitch offset from the primary (radians)
     stereo_mix_max: float = 0.1  # auxiliary features mixed in with a ratio ~ U(0, this)
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
@@ -94,7 +96,7 @@ class TrainConfig:
         return min(1.0, (step - phase.start) / max(1, self.fade_steps))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self) | {"poses": self.poses.to_json()}
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> "TrainConfig":
@@ -107,6 +109,8 @@ class TrainConfig:
             kwargs["curriculum"] = tuple(Phase(**p) for p in kwargs["curriculum"])
         if "losses" in kwargs:
             kwargs["losses"] = LossConfig(**kwargs["losses"])
+        if "poses" in kwargs:
+            kwargs["poses"] = PoseDistribution.from_json(kwargs["poses"])
         if "betas" in kwargs:
             kwargs["betas"] = tuple(float(b) for b in kwargs["betas"])
         cfg = TrainConfig(**kwargs)
