@@ -83,7 +83,7 @@ class SageObjective:
                 r, f = self.D_rgb(real_img, alpha), self.D_rgb(fake.drawing.float(), alpha)
                 rp, fp = self.D_parsing(real_sem, alpha), self.D_parsing(torch.softmax(fake.parsing.float(), 1), alpha)
                 adv = L.discriminator_loss(r.logit, f.logit) + lc.parsing_weight * L.discriminator_loss(rp.logit, fp.logit)
-                pose = self._pose_loss(f.pose, poses) + lc.parsing_weight * self._pose_loss(fp.pose, poses)
+                pose = self.pose_regression(f.pose, poses) + lc.parsing_weight * self.pose_regression(fp.pose, poses)
             r1 = L.r1_penalty(r.logit.float(), real_img, lc.r1_gamma) + lc.parsing_weight * L.r1_penalty(rp.logit.float(), real_sem, lc.r1_gamma)
             loss = adv + r1 + pose_w * pose
             (loss * n / plan.local_batch).backward()
@@ -122,7 +122,7 @@ class SageObjective:
             fp = self.D_parsing(torch.softmax(out.parsing.float(), 1), alpha)
             idx = L.topk_indices(f.logit.float(), keep)
             adv = L.generator_loss(f.logit[idx]) + lc.parsing_weight * L.generator_loss(fp.logit[idx])
-            pose = self._pose_loss(f.pose[idx], poses[idx]) + lc.parsing_weight * self._pose_loss(fp.pose[idx], poses[idx])
+            pose = self.pose_regression(f.pose[idx], poses[idx]) + lc.parsing_weight * self.pose_regression(fp.pose[idx], poses[idx])
             reproj = (L.reprojection_loss(out.stereo.rgb.float(), out.view.rgb.float(), out.stereo.valid)
                       if out.stereo is not None else torch.zeros((), device=self.device))
             loss = lc.adversarial_weight * (adv + pose_w * pose) + lc.reprojection_weight * reproj
@@ -154,7 +154,7 @@ class SageObjective:
         lc = self.lc
         return lc.pose_weight if resolution < self.output_resolution else lc.pose_weight_final_resolution
 
-    def _pose_loss(self, predicted: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+    def pose_regression(self, predicted: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
         """Pose regression on [yaw, pitch]. With full-circle poses both yaws are wrapped (`wrap_yaw`) so the
         seam sits behind the head; frontal poses never come near it and are compared as they are."""
         if self.cfg.poses.full_circle > 0:

@@ -151,3 +151,79 @@ def test_reconstruction_warm_up_trains_the_field_by_silhouette_and_leaves_the_di
     assert np.isfinite(stats["d_adv"]) and not all(torch.equal(a, b) for a, b in zip(d_before, trainer.D_rgb.parameters()))
     with pytest.raises(ValueError, match="adversarial_start needs reconstruction_weight"):
         tiny_config(tmp_path / "heads", losses=LossConfig(adversarial_start=5)).validate()
+
+
+# Per-step losses of tiny Stage I and Stage II runs, recorded with the trainer before its split into
+# loop / objective / stages / batches / state (commit a09bc15); the split must reproduce them.
+MAIN_STAGE1 = [
+    {"d_adv": 2.7246373891830444, "d_r1": 2.5198678486049175e-05, "d_pose": 3.9098150730133057, "g_adv": 1.547781765460968, "g_pose": 4.707419395446777, "g_reproj": 0.40567003190517426},
+    {"d_adv": 2.7223594188690186, "d_r1": 2.5779870156839024e-05, "d_pose": 4.977945804595947, "g_adv": 1.558539092540741, "g_pose": 3.923154830932617, "g_reproj": 0.39545783400535583},
+]
+MAIN_STAGE2 = [
+    {"d_adv": 2.7777127027511597, "d_r1": 2.8792836928914767e-05, "d_pose": 5.054161548614502, "g_adv": 1.4066896438598633, "g_pose": 4.625911593437195, "g_reproj": 0.0},
+    {"d_adv": 2.7816288471221924, "d_r1": 2.9574828658951446e-05, "d_pose": 4.431200265884399, "g_adv": 1.40458744764328, "g_pose": 4.153387665748596, "g_reproj": 0.0},
+]
+
+
+def test_losses_match_the_trainer_before_the_split(data_root: Path, tmp_path: Path) -> None:
+    stage1 = Trainer(tiny_config(data_root / "photos", steps=4), tmp_path / "s1", device="cpu")
+    got1 = [stage1.train_step() for _ in range(4)]
+    stage1.save()
+    cfg2 = tiny_config(data_root / "styles", stage=2, steps=14, initial_step=10)
+    stage2 = Trainer(cfg2, tmp_path / "s2", init_from=tmp_path / "s1" / GENERATOR_FILE, device="cpu")
+    got2 = [stage2.train_step() for _ in range(2)]
+    for recorded, got in ((MAIN_STAGE1, got1), (MAIN_STAGE2, got2)):
+        for ref, stats in zip(recorded, got):
+            for key, value in ref.items():
+                assert stats[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+
+
+def test_ema_warm_up_counts_from_the_runs_first_step(data_root: Path, tmp_path: Path) -> None:
+    """Stage II starts at initial_step > 0; its EMA must warm up as a fresh run does (decay 1/10 after the
+    first step), not start near ema_decay and keep the Stage I weights it was initialised with."""
+    cfg = tiny_config(data_root / "styles", stage=2, steps=12, initial_step=10).replace(ema_decay=0.999)
+    trainer = Trainer(cfg, tmp_path / "s2", device="cpu")
+    assert trainer.ema_decay(10) == pytest.approx(0.1) and trainer.ema_decay(10**6) == 0.999
+    before = {k: v.clone() for k, v in trainer.G_ema.drawing_decoder.state_dict().items()}
+    trainer.train_step()
+    after, live = trainer.G_ema.drawing_decoder.state_dict(), trainer.G.drawing_decoder.state_dict()
+    moved = [n for n in before if before[n].is_floating_point() and not torch.equal(before[n], live[n])]
+    assert moved
+    for name in moved:
+        assert torch.allclose(after[name], 0.1 * before[name] + 0.9 * live[name], atol=1e-6), name
+
+
+def test_progress_counts_from_the_runs_first_step(data_root: Path, tmp_path: Path, capsys) -> None:
+    import re
+
+    stage1 = Trainer(tiny_config(data_root / "photos", steps=1), tmp_path / "s1", device="cpu")
+    stage1.train(progress=False)
+    cfg = tiny_config(data_root / "styles", stage=2, steps=12, initial_step=10)
+    trainer = Trainer(cfg, tmp_path / "s2", init_from=tmp_path / "s1" / GENERATOR_FILE, device="cpu")
+    capsys.readouterr()
+    trainer.train(progress=True)
+    shown = re.findall(r"(\d+)%\|.*?\| (\d+)/(\d+)", capsys.readouterr().err)
+    assert shown[0] == ("0", "0", "2") and shown[-1] == ("100", "2", "2"), shown
+
+
+def test_poses_come_from_the_recipe_and_are_recorded(data_root: Path, tmp_path: Path) -> None:
+    from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
+    from sage_backend.checkpoint import CheckpointError
+
+    assert TrainConfig().poses == REFERENCE_POSES
+    poses = PoseDistribution(full_circle=0.5)
+    cfg = tiny_config(data_root / "photos", steps=1).replace(poses=poses)
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps(cfg.to_dict()))
+    assert TrainConfig.load(recipe).poses == poses
+    with pytest.raises(ValueError, match="unknown pose distribution keys"):
+        TrainConfig.from_dict(cfg.to_dict() | {"poses": {"yaw": 1.0}})
+    trainer = Trainer(cfg, tmp_path / "run", device="cpu")
+    stats = trainer.train(progress=False)
+    assert np.isfinite(stats["d_pose"]) and np.isfinite(stats["g_pose"])
+    assert load_generator(tmp_path / "run" / GENERATOR_FILE).info.pose_distribution == poses
+    # Full-circle pose regression compares yaw modulo 2 pi: a prediction one turn off is exact.
+    target = torch.tensor([[0.2, 1.5], [3.0, 1.6]])
+    assert float(trainer.objective.pose_regression(target + torch.tensor([2 * np.pi, 0.0]), target)) < 1e-10
+    with pytest.raises(CheckpointError, match="not a train-state file"):
+        trainer.resume(tmp_path / "run" / GENERATOR_FILE)
