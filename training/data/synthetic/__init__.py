@@ -8,13 +8,17 @@ Layout written (the CelebAMask-HQ merged layout, so CelebAMaskHQ reads it as is)
   OUT/styles/<style>/images/<id>.png + OUT/styles/<style>/masks/<id>.png   drawings (DrawingStyle layout)
   OUT/styles/<style>/cameras.json   the same cameras, so Stage II can pair drawings with heads
 
-Throughput: about 7 images/s at 128 x 128 (all files) on one busy CPU core (render ~0.1 s/view).
+Heads render in parallel processes (one torch thread each); each head depends only on its own seed,
+so the files are the same bytes whatever the number of workers.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,7 +27,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from sage_backend.cameras import REFERENCE_POSES, DEFAULT_FOV_DEG, camera_rays, orbit_cam2world
+from sage_backend.cameras import DEFAULT_FOV_DEG, REFERENCE_POSES, PoseDistribution, camera_rays, orbit_cam2world
 from sage_backend.files import atomic_path, atomic_write_bytes
 from training.data.synthetic.heads import HeadParams, random_head, render_hits
 from training.data.synthetic.styles import STYLES, draw, photo, shading, surface
@@ -69,34 +73,64 @@ def render_head(params: HeadParams, cam2world: torch.Tensor, resolution: int, st
 
 
 def make_synthetic(out_dir: Path, heads: int, views_per_head: int, resolution: int = 128, seed: int = 0,
-                   styles: tuple[str, ...] = STYLES, progress: bool = True) -> SyntheticSummary:
-    """Render `heads` random heads from `views_per_head` poses each, drawn like SAGE's training poses
-    (yaw ~ N(pi/2, 0.3), pitch ~ N(pi/2, 0.155), radius 1, fov 12 degrees). Same seed -> same bytes."""
+                   styles: tuple[str, ...] = STYLES, progress: bool = True, poses: PoseDistribution = REFERENCE_POSES,
+                   workers: int | None = None) -> SyntheticSummary:
+    """Render `heads` random heads from `views_per_head` poses each, drawn from `poses` (default SAGE's
+    training poses: yaw ~ N(pi/2, 0.3), pitch ~ N(pi/2, 0.155)), radius 1, fov 12 degrees, in `workers`
+    processes (default os.cpu_count()). Same seed -> same bytes, whatever `workers` is."""
     if heads < 1 or views_per_head < 1 or resolution < 8:
         raise ValueError("heads and views_per_head must be >= 1 and resolution >= 8")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     for s in styles:
         if s not in STYLES:
             raise ValueError(f"unknown drawing style {s!r}; choose from {STYLES}")
     out_dir = Path(out_dir)
     start = time.perf_counter()
     cameras: dict[str, dict] = {}
-    for head in tqdm(range(heads), desc="synthetic heads", unit="head", disable=not progress):
-        hseed = head_seed(seed, head)
-        params = random_head(np.random.default_rng(hseed))
-        yaw, pitch = REFERENCE_POSES.sample(views_per_head, torch.Generator().manual_seed(hseed))
-        rendered = render_head(params, orbit_cam2world(yaw, pitch), resolution, styles)
-        for v in range(views_per_head):
-            image_id = f"{head * views_per_head + v:06d}"
-            _save_png(out_dir / "CelebA-HQ-img" / f"{image_id}.png", rendered.photos[v])
-            _save_png(out_dir / "CelebAMask-HQ-mask" / f"{image_id}.png", rendered.labels[v])
-            for s in styles:
-                _save_png(out_dir / "styles" / s / "images" / f"{image_id}.png", rendered.drawings[s][v])
-                _save_png(out_dir / "styles" / s / "masks" / f"{image_id}.png", rendered.labels[v])
-            cameras[image_id] = {"yaw": float(yaw[v]), "pitch": float(pitch[v]), "radius": 1.0, "fov_deg": DEFAULT_FOV_DEG,
-                                 "head": head, "head_seed": hseed}
+    jobs = [(out_dir, head, head_seed(seed, head), views_per_head, resolution, tuple(styles), poses) for head in range(heads)]
+    bar = tqdm(total=heads, desc="synthetic heads", unit="head", disable=not progress)
+    if workers == 1:
+        results = map(_write_head, jobs)
+    else:  # spawn: forking a process that already ran torch can hang in its thread pools
+        pool = ProcessPoolExecutor(min(workers, heads), mp_context=get_context("spawn"), initializer=torch.set_num_threads, initargs=(1,))
+        results = pool.map(_write_head, jobs)
+    try:
+        for head_cameras in results:
+            cameras.update(head_cameras)
+            bar.update()
+    finally:
+        bar.close()
+        if workers > 1:
+            pool.shutdown(cancel_futures=True)
     for folder in [out_dir] + [out_dir / "styles" / s for s in styles]:  # Stage II can use the pairing too
         atomic_write_bytes(folder / "cameras.json", json.dumps(cameras, indent=1, sort_keys=True).encode())
     return SyntheticSummary(heads, heads * views_per_head, tuple(styles), time.perf_counter() - start)
+
+
+def _write_head(job: tuple[Path, int, int, int, int, tuple[str, ...], PoseDistribution]) -> dict[str, dict]:
+    """Render and write every view of one head on one torch thread; returns its cameras.json entries."""
+    out_dir, head, hseed, views_per_head, resolution, styles, poses = job
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same arithmetic in every process, so the same bytes
+    try:
+        params = random_head(np.random.default_rng(hseed))
+        yaw, pitch = poses.sample(views_per_head, torch.Generator().manual_seed(hseed))
+        rendered = render_head(params, orbit_cam2world(yaw, pitch), resolution, styles)
+    finally:
+        torch.set_num_threads(threads)
+    cameras = {}
+    for v in range(views_per_head):
+        image_id = f"{head * views_per_head + v:06d}"
+        _save_png(out_dir / "CelebA-HQ-img" / f"{image_id}.png", rendered.photos[v])
+        _save_png(out_dir / "CelebAMask-HQ-mask" / f"{image_id}.png", rendered.labels[v])
+        for s in styles:
+            _save_png(out_dir / "styles" / s / "images" / f"{image_id}.png", rendered.drawings[s][v])
+            _save_png(out_dir / "styles" / s / "masks" / f"{image_id}.png", rendered.labels[v])
+        cameras[image_id] = {"yaw": float(yaw[v]), "pitch": float(pitch[v]), "radius": 1.0, "fov_deg": DEFAULT_FOV_DEG,
+                             "head": head, "head_seed": hseed}
+    return cameras
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:

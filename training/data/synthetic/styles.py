@@ -49,16 +49,10 @@ def _texture(params: HeadParams, hits: Hits) -> torch.Tensor:
 
 
 def _irises(params: HeadParams, hits: Hits, colour: torch.Tensor) -> torch.Tensor:
-    """Paint an iris and pupil on each eye's front, where the eye looks straight ahead (+Z)."""
-    for part in params.parts:
-        if part.label not in (LABEL_IDS["l_eye"], LABEL_IDS["r_eye"]):
-            continue
-        offset = hits.points[..., :2] - torch.tensor(part.center[:2])
-        r = (offset / part.radii[1]).norm(dim=-1)  # in units of the eye's height
-        on_eye = hits.labels == part.label
-        colour = torch.where((on_eye & (r < 0.95))[..., None], torch.tensor(params.iris) * 0.8, colour)
-        colour = torch.where((on_eye & (r < 0.45))[..., None], torch.tensor([0.03, 0.03, 0.03]), colour)
-    return colour
+    """Paint an iris and pupil on each eyeball around its gaze axis (hits.eye_uv, in eyeball radii)."""
+    r = hits.eye_uv.norm(dim=-1)
+    colour = torch.where((r < 0.45)[..., None], torch.tensor(params.iris) * (0.55 + 0.5 * r / 0.45)[..., None], colour)
+    return torch.where((r < 0.18)[..., None], torch.tensor([0.03, 0.03, 0.03]), colour)
 
 
 def _edges(labels: torch.Tensor, depth: torch.Tensor, depth_jump: float) -> torch.Tensor:
