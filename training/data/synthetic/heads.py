@@ -27,6 +27,8 @@ BOX_HALF = FieldConfig().box_warp / 2
 L = LABEL_IDS
 FLESH = (L["skin"], L["nose"], L["u_lip"], L["l_lip"], L["l_ear"], L["r_ear"], L["neck"])  # smoothly joined
 BLEND = 0.0025  # smooth-union radius of the flesh parts (world units)
+FAR = 1.0  # a distance beyond the box
+MARGIN = 0.008  # small parts are evaluated within this of their bounding box: there the smooth union has faded
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def random_head(rng: np.random.Generator) -> HeadParams:
     tilt, radius = u(-0.05, 0.12), u(0.0110, 0.0125)
     gaze = np.array([u(-0.12, 0.12), u(-0.06, 0.06), 1.0])
     gaze = tuple(float(g) for g in gaze / np.linalg.norm(gaze))
-    brow_lift, brow_arch, brow_thick = u(0.015, 0.020) * (1.0 - 0.15 * age), u(0.001, 0.005), u(0.0018, 0.0036)
+    brow_lift, brow_arch, brow_thick = u(0.015, 0.020) * (1.0 - 0.15 * age), u(0.001, 0.005), u(0.0026, 0.0045)
     for side, (eye, brow, ear) in ((1, ("l_eye", "l_brow", "l_ear")), (-1, ("r_eye", "r_brow", "r_ear"))):
         x = side * eye_x
         zc = front(x, eye_y) - 0.85 * radius
@@ -298,28 +300,25 @@ def _half_width(e: Ellipsoid, y: float, z: float) -> float:
     return e.center[0] + e.radii[0] * max(q, 0.0) ** 0.5
 
 
-class HeadSDF:
-    """Vectorised SDF of all parts: distance to the union and the label of the nearest part."""
+class _PartSet:
+    """Vectorised per-part distances of some parts of a head."""
 
-    def __init__(self, params: HeadParams) -> None:
-        ps = params.parts
-        self.centers = torch.tensor([p.center for p in ps], dtype=torch.float32)
-        self.radii = torch.tensor([p.radii for p in ps], dtype=torch.float32)
+    def __init__(self, ps: list[Ellipsoid], capsules: list[Capsule], tori: list[Torus], carves: list[Carve]) -> None:
+        self.centers = torch.tensor([p.center for p in ps], dtype=torch.float32).reshape(-1, 3)
+        self.radii = torch.tensor([p.radii for p in ps], dtype=torch.float32).reshape(-1, 3)
         inf = float("inf")
         self.clip_y = torch.tensor([p.clip_y_above if p.clip_y_above is not None else -inf for p in ps])
         tilt = torch.tensor([p.clip_tilt for p in ps])
         self.tilt, self.tilt_norm = tilt, (1.0 + tilt**2).sqrt()
         self.clip_z = torch.tensor([p.clip_z_below if p.clip_z_below is not None else inf for p in ps])
         self.clip_y_below = torch.tensor([p.clip_y_below if p.clip_y_below is not None else inf for p in ps])
-        self.caps = [(torch.tensor(c.a, dtype=torch.float32), torch.tensor(c.b, dtype=torch.float32), c.radius) for c in params.capsules]
-        self.tori = [(torch.tensor(t.center, dtype=torch.float32), torch.tensor(t.axes, dtype=torch.float32).T, t.ring, t.radius) for t in params.tori]
+        self.caps = [(torch.tensor(c.a, dtype=torch.float32), torch.tensor(c.b, dtype=torch.float32), c.radius) for c in capsules]
+        self.tori = [(torch.tensor(t.center, dtype=torch.float32), torch.tensor(t.axes, dtype=torch.float32).T, t.ring, t.radius) for t in tori]
         part_labels = [p.label for p in ps]
-        self.carve_list = params.carves
-        self.carve_masks = {c.target: torch.tensor([lab == c.target for lab in part_labels]) for c in params.carves}
+        self.carve_list = [c for c in carves if c.target in part_labels]
+        self.carve_masks = {c.target: torch.tensor([lab == c.target for lab in part_labels]) for c in self.carve_list}
         self.inv_radii = 1.0 / self.radii
-        self.labels = torch.tensor(part_labels + [c.label for c in params.capsules] + [t.label for t in params.tori])
-        self.flesh = torch.isin(self.labels, torch.tensor(FLESH))
-        self.flesh_idx, self.other_idx = self.flesh.nonzero().squeeze(1), (~self.flesh).nonzero().squeeze(1)
+        self.labels = torch.tensor(part_labels + [c.label for c in capsules] + [t.label for t in tori])
 
     def parts(self, points: torch.Tensor) -> torch.Tensor:
         """(N, 3) -> (N, P) per-part signed distances (ellipsoid bound of Inigo Quilez, clipped by half-spaces,
@@ -355,12 +354,67 @@ class HeadSDF:
             d = torch.cat([d, torch.stack(extra, -1)], -1)
         return torch.maximum(d, (points.abs().amax(-1, keepdim=True) - BOX_HALF))
 
+    def bounds(self, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """An axis-aligned box (lo (3,), hi (3,)) holding every part, grown by `margin`."""
+        lo = [self.centers - self.radii] + [torch.minimum(a, b)[None] - r for a, b, r in self.caps]
+        hi = [self.centers + self.radii] + [torch.maximum(a, b)[None] + r for a, b, r in self.caps]
+        for c, _, (rx, ry), r in self.tori:
+            lo.append(c[None] - max(rx, ry) - r)
+            hi.append(c[None] + max(rx, ry) + r)
+        return torch.cat(lo).amin(0) - margin, torch.cat(hi).amax(0) + margin
+
+
+class HeadSDF:
+    """Vectorised SDF of all parts: distance to the union and the label of the nearest part.
+
+    Small parts (features, accessories) are grouped by place; a group is evaluated only for points
+    near its bounding box, elsewhere the distance to the box stands in (a lower bound, so sphere
+    tracing stays safe): most points of a trace are far from the eyes and ears.
+    """
+
+    def __init__(self, params: HeadParams) -> None:
+        groups: dict[str, tuple[list, list, list]] = {k: ([], [], []) for k in ("big", "face", "left", "right", "low")}
+
+        def place(center: tuple[float, float, float]) -> str:
+            x, y, _ = center
+            return "low" if y < -0.075 else "left" if x > 0.035 else "right" if x < -0.035 else "face"
+
+        for p in params.parts:
+            groups["big" if max(p.radii) >= 0.025 else place(p.center)][0].append(p)
+        for c in params.capsules:
+            groups[place(tuple((a + b) / 2 for a, b in zip(c.a, c.b)))][1].append(c)
+        for t in params.tori:
+            groups[place(t.center)][2].append(t)
+        self.sets = [_PartSet(*g, list(params.carves)) for g in groups.values() if any(g)]
+        self.boxes = [None] + [s.bounds(MARGIN) for s in self.sets[1:]]
+        self.labels = torch.cat([s.labels for s in self.sets])
+        self.flesh = torch.isin(self.labels, torch.tensor(FLESH))
+        self.flesh_idx, self.other_idx = self.flesh.nonzero().squeeze(1), (~self.flesh).nonzero().squeeze(1)
+
+    def parts(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3) -> (N, P) per-part signed distances, exact near each part (FAR where a small part's
+        group was skipped), and (N,) a lower bound of the distance to the skipped groups."""
+        blocks, bound = [], torch.full((points.shape[0],), FAR)
+        for s, box in zip(self.sets, self.boxes):
+            if box is None:
+                blocks.append(s.parts(points))
+                continue
+            lo, hi = box
+            outside = torch.maximum(lo - points, points - hi).clamp_min(0.0).norm(dim=-1)
+            near = (outside <= 0).nonzero().squeeze(1)
+            d = torch.full((points.shape[0], s.labels.numel()), FAR)
+            if near.numel():
+                d[near] = s.parts(points[near])
+            bound = torch.minimum(bound, torch.where(outside > 0, outside + MARGIN, FAR))  # the box is grown by MARGIN
+            blocks.append(d)
+        return torch.cat(blocks, 1), bound
+
     def __call__(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.parts(points)
+        d, bound = self.parts(points)
         _, idx = d.min(dim=1)
         flesh = -BLEND * torch.logsumexp(-d[:, self.flesh_idx] / BLEND, dim=1)
         dist = torch.minimum(flesh, d[:, self.other_idx].amin(1)) if self.other_idx.numel() else flesh
-        return dist, self.labels[idx]
+        return torch.minimum(dist, bound), self.labels[idx]
 
 
 @dataclass
