@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from sage_backend.cameras import REFERENCE_POSES, Camera, orbit_cam2world
+from sage_backend.cameras import REFERENCE_POSES, Camera, PoseDistribution, orbit_cam2world
 from sage_backend.labels import LABEL_IDS, flip_labels
 from training.data.celebamask import CelebAMaskHQ
 from training.data.drawings import DrawingStyle
@@ -103,3 +103,75 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="heads and views_per_head"):
         make_synthetic(tmp_path, heads=0, views_per_head=1, progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def _frontal_shares(heads: int, resolution: int) -> dict[str, float]:
+    counts = np.zeros(len(LABEL_IDS))
+    for head in range(heads):
+        labels = render_head(random_head(np.random.default_rng(head_seed(0, head))), FRONTAL, resolution, styles=()).labels[0]
+        counts += np.bincount(labels.ravel(), minlength=len(LABEL_IDS)) / labels.size
+    return {name: counts[i] / heads for name, i in LABEL_IDS.items()}
+
+
+def test_frontal_class_shares_are_celebamask_like() -> None:
+    """The face fills the frame like a CelebA-HQ crop, so eyes, brows, nose and lips get enough pixels to learn."""
+    s = _frontal_shares(10, 128)
+    assert 0.20 < s["skin"] < 0.40 and 0.08 < s["hair"] < 0.35
+    for eye in ("l_eye", "r_eye"):
+        assert 0.0015 < s[eye] < 0.008, (eye, s[eye])
+    for brow in ("l_brow", "r_brow"):
+        assert 0.0008 < s[brow] < 0.008, (brow, s[brow])
+    assert 0.01 < s["nose"] < 0.03
+    assert 0.006 < s["mouth"] + s["u_lip"] + s["l_lip"] < 0.02
+
+
+def test_accessory_classes_appear_in_a_small_set() -> None:
+    seen: set[int] = set()
+    cams = orbit_cam2world(torch.tensor([math.pi / 2, math.pi / 2 + 0.7]), torch.tensor([math.pi / 2, math.pi / 2 + 0.2]))
+    for head in range(24):
+        seen |= set(np.unique(render_head(random_head(np.random.default_rng(head_seed(0, head))), cams, 64, styles=()).labels).tolist())
+    for name in ("eye_g", "ear_r", "neck_l", "hat", "l_ear", "r_ear"):
+        assert LABEL_IDS[name] in seen, name
+
+
+def test_glasses_lenses_are_see_through() -> None:
+    for head in range(40):
+        params = random_head(np.random.default_rng(head_seed(0, head)))
+        if "eye_g" in params.traits:
+            labels = render_head(params, FRONTAL, 96, styles=()).labels[0]
+            assert (labels == LABEL_IDS["eye_g"]).any() and (labels == LABEL_IDS["l_eye"]).sum() > 5
+            return
+    raise AssertionError("no glasses in 40 heads")
+
+
+def test_every_side_of_the_head_is_sensible() -> None:
+    """From behind: hair, no face parts; from the side: a profile with the nose and one ear."""
+    face_parts = [LABEL_IDS[n] for n in ("l_eye", "r_eye", "l_brow", "r_brow", "nose", "mouth", "u_lip", "l_lip")]
+    cams = orbit_cam2world(torch.tensor([math.pi / 2 + math.pi, 0.0, math.pi / 2 + 2.6]), torch.tensor([math.pi / 2, math.pi / 2, 1.2]))
+    for head in range(6):
+        back, side, high_back = render_head(random_head(np.random.default_rng(head_seed(2, head))), cams, 48, styles=()).labels
+        assert (back == LABEL_IDS["hair"]).mean() > 0.05 and not np.isin(back, face_parts).any()
+        assert (high_back == LABEL_IDS["hair"]).mean() > 0.05
+        assert (side == LABEL_IDS["nose"]).any() and (side == LABEL_IDS["skin"]).any()
+
+
+def test_full_circle_poses_and_any_number_of_workers_give_the_same_bytes(tmp_path: Path) -> None:
+    poses = PoseDistribution(full_circle=0.5)
+    make_synthetic(tmp_path / "a", heads=3, views_per_head=2, resolution=24, seed=5, styles=("line",), progress=False, poses=poses, workers=1)
+    make_synthetic(tmp_path / "b", heads=3, views_per_head=2, resolution=24, seed=5, styles=("line",), progress=False, poses=poses, workers=2)
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
+    cameras = json.loads((tmp_path / "a" / "cameras.json").read_text())
+    yaw, pitch = poses.sample(2, torch.Generator().manual_seed(head_seed(5, 1)))
+    assert (cameras["000003"]["yaw"], cameras["000003"]["pitch"]) == (float(yaw[1]), float(pitch[1]))
+    with pytest.raises(ValueError, match="workers"):
+        make_synthetic(tmp_path / "c", heads=1, views_per_head=1, resolution=16, progress=False, workers=0)
+
+
+def test_make_synthetic_command_line(tmp_path: Path) -> None:
+    from training.cli import main
+
+    assert main(["make-synthetic", "--out", str(tmp_path / "s"), "--heads", "1", "--views", "2", "--resolution", "16",
+                 "--styles", "line", "--full-circle", "1", "--workers", "1"]) == 0
+    assert len(json.loads((tmp_path / "s" / "cameras.json").read_text())) == 2
+    assert main(["make-synthetic", "--out", str(tmp_path / "t"), "--heads", "1", "--full-circle", "2"]) == 2
+    assert not (tmp_path / "t").exists()
