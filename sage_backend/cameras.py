@@ -6,7 +6,9 @@ yaw = pitch = pi/2 is the frontal view (camera on +Z).
 Camera frame: OpenGL/Blender, the camera looks down its local -Z and local +Y is up.
 cam2world is a 4x4 matrix whose columns are the camera's x, y, z axes and its position.
 Images: row 0 is the top row, column 0 the left column.
-fov_deg is the full angle across the image height (images are square, so width too).
+fov_deg is the full angle across the image's larger side; `aspect` is width / height (1: square, the
+default) and `shift` moves the frame's centre on the image plane in units of its larger side (Blender's
+lens shift), so a camera is any pinhole a Blender camera can be. See docs/addon.md, "Cameras and framing".
 
 Blender (Z up, a face looks toward -Y) maps to SAGE by (x, y, z) -> (x, z, -y): see BLENDER_TO_SAGE.
 """
@@ -23,8 +25,6 @@ FRONTAL_YAW = math.pi / 2
 FRONTAL_PITCH = math.pi / 2
 DEFAULT_FOV_DEG = 12.0
 DEFAULT_RADIUS = 1.0
-# Half the depth of the slab that the renderer samples around the origin (the reference's 0.88..1.12 at radius 1).
-HALF_DEPTH = 0.12
 
 # Rotation taking Blender world coordinates to SAGE world coordinates: (x, y, z) -> (x, z, -y).
 BLENDER_TO_SAGE = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -32,6 +32,8 @@ SAGE_TO_BLENDER = BLENDER_TO_SAGE.T
 
 FOV_RANGE_DEG = (0.5, 120.0)
 RADIUS_RANGE = (0.3, 100.0)
+ASPECT_RANGE = (0.1, 10.0)
+SHIFT_RANGE = (-2.0, 2.0)
 
 
 def orbit_position(yaw: torch.Tensor, pitch: torch.Tensor, radius: torch.Tensor | float = 1.0) -> torch.Tensor:
@@ -184,18 +186,25 @@ def image_coords_to_grid(xy: torch.Tensor) -> torch.Tensor:
     return torch.stack([xy[..., 0], -xy[..., 1]], dim=-1)
 
 
-def depth_range(cam2world: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Near/far (B,) along each camera's rays: the slab around the origin, wherever the camera is."""
-    distance = cam2world[:, :3, 3].norm(dim=-1)
-    return (distance - HALF_DEPTH).clamp_min(1e-3), distance + HALF_DEPTH
-
-
 @dataclass(frozen=True)
 class Camera:
-    """One validated camera: a rigid cam2world (4, 4) in the SAGE frame and a field of view."""
+    """One validated camera: a rigid cam2world (4, 4) in the SAGE frame, the full angle across the image's
+    larger side, the lens shift (x, y) in units of the larger side, and the aspect (width / height)."""
 
     cam2world: np.ndarray
     fov_deg: float = DEFAULT_FOV_DEG
+    shift: tuple[float, float] = (0.0, 0.0)
+    aspect: float = 1.0
+
+    def image_size(self, resolution: int) -> tuple[int, int]:
+        """(width, height) in pixels: the larger side is `resolution`, pixels are square."""
+        if self.aspect >= 1.0:
+            return resolution, max(1, round(resolution / self.aspect))
+        return max(1, round(resolution * self.aspect)), resolution
+
+    @property
+    def is_centred_square(self) -> bool:
+        return self.aspect == 1.0 and self.shift == (0.0, 0.0)
 
     @staticmethod
     def orbit(yaw: float, pitch: float, radius: float = DEFAULT_RADIUS, fov_deg: float = DEFAULT_FOV_DEG) -> "Camera":
@@ -207,24 +216,25 @@ class Camera:
         """Parse a PROTOCOL.md camera object; raises ValueError with a one-line reason."""
         if not isinstance(spec, Mapping):
             raise ValueError("camera must be an object")
-        fov = _finite_number(spec.get("fov_deg", DEFAULT_FOV_DEG), "camera.fov_deg")
-        if not FOV_RANGE_DEG[0] <= fov <= FOV_RANGE_DEG[1]:
-            raise ValueError(f"camera.fov_deg must lie in {FOV_RANGE_DEG[0]}..{FOV_RANGE_DEG[1]}")
+        fov = _in_range(spec.get("fov_deg", DEFAULT_FOV_DEG), "camera.fov_deg", FOV_RANGE_DEG)
+        aspect = _in_range(spec.get("aspect", 1.0), "camera.aspect", ASPECT_RANGE)
+        shift = spec.get("shift", [0.0, 0.0])
+        if not (isinstance(shift, list) and len(shift) == 2):
+            raise ValueError("camera.shift must be 2 numbers [x, y]")
+        lens = {"shift": (_in_range(shift[0], "camera.shift", SHIFT_RANGE), _in_range(shift[1], "camera.shift", SHIFT_RANGE)), "aspect": aspect}
         if "cam2world" in spec:
             matrix = spec["cam2world"]
             if not (isinstance(matrix, list) and len(matrix) == 4 and all(isinstance(r, list) and len(r) == 4 for r in matrix)):
                 raise ValueError("camera.cam2world must be 4 rows of 4 numbers")
             c2w = np.array([[_finite_number(v, "camera.cam2world") for v in row] for row in matrix], dtype=np.float64)
-            return Camera(_rigid(c2w), fov)
+            return Camera(_rigid(c2w), fov, **lens)
         yaw = _finite_number(spec.get("yaw", FRONTAL_YAW), "camera.yaw")
         pitch = _finite_number(spec.get("pitch", FRONTAL_PITCH), "camera.pitch")
-        radius = _finite_number(spec.get("radius", DEFAULT_RADIUS), "camera.radius")
-        if not RADIUS_RANGE[0] <= radius <= RADIUS_RANGE[1]:
-            raise ValueError(f"camera.radius must lie in {RADIUS_RANGE[0]}..{RADIUS_RANGE[1]}")
-        return Camera.orbit(yaw, pitch, radius, fov)
+        radius = _in_range(spec.get("radius", DEFAULT_RADIUS), "camera.radius", RADIUS_RANGE)
+        return Camera(Camera.orbit(yaw, pitch, radius).cam2world, fov, **lens)
 
     def to_protocol(self) -> dict[str, Any]:
-        return {"cam2world": self.cam2world.tolist(), "fov_deg": self.fov_deg}
+        return {"cam2world": self.cam2world.tolist(), "fov_deg": self.fov_deg, "shift": list(self.shift), "aspect": self.aspect}
 
 
 def stack_cameras(cameras: list[Camera], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,6 +267,13 @@ def _finite_number(value: Any, name: str) -> float:
         number = math.inf
     if not math.isfinite(number):
         raise ValueError(f"{name} must be a finite number")
+    return number
+
+
+def _in_range(value: Any, name: str, bounds: tuple[float, float]) -> float:
+    number = _finite_number(value, name)
+    if not bounds[0] <= number <= bounds[1]:
+        raise ValueError(f"{name} must lie in {bounds[0]:g}..{bounds[1]:g}")
     return number
 
 

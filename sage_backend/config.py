@@ -43,6 +43,9 @@ class RenderConfig:
     feature_resolution: int = 64
     samples_per_ray: int = 16
     fov_deg: float = 12.0
+    # Each ray samples a slab of +-half_depth around the camera's distance to the head's centre (the
+    # reference's 0.88..1.12 at radius 1), clipped to the field's box (FieldConfig.box_warp).
+    half_depth: float = 0.12
     chunk_rays: int = 16384  # rays per field evaluation: bounds memory at any resolution
     # pi-GAN gives the last sample an infinite interval: any density there makes the ray opaque, so
     # the background becomes a wall. False keeps empty rays transparent (silhouette training needs it).

@@ -2,7 +2,8 @@
 
 PortraitRenderer owns the device and the precision, caches the mapping network's work per
 (latent, psi) together with the field's FiLM folded into its weights (FoldedField), and batches
-cameras, so a turntable pays for the latent once.
+cameras, so a turntable pays for the latent once. Every camera is rendered through its head camera and
+composited into its own frame (sage_backend.framing), so any camera gets the head as at training.
 
 Precision: the 2D decoders (most of a small-preset frame) may run in bf16 autocast; the field and
 the density grid always stay fp32, because the SIREN's sin(30 x) turns bf16's 3 significant digits
@@ -19,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import record_function
 
-from sage_backend.cameras import Camera, stack_cameras
+from sage_backend.cameras import Camera
+from sage_backend.framing import HeadCamera, composite, head_camera
 from sage_backend.model.field import FoldedField
 from sage_backend.model.generator import SageGenerator
 from sage_backend.model.mapping import Style
@@ -117,7 +119,11 @@ class PortraitRenderer:
         outputs: Iterable[str] = ("drawing", "semantic"),
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[Frame]:
-        """Yield one Frame per camera, in order; checks `should_stop` before each batch of cameras."""
+        """Yield one Frame per camera, in order; checks `should_stop` before each batch of cameras.
+
+        Frames are `resolution` pixels on their larger side (default: the model's output size); each camera's
+        aspect sets the other side.
+        """
         wanted = set(outputs)
         if not wanted <= set(OUTPUTS) or not wanted:
             raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}")
@@ -128,15 +134,38 @@ class PortraitRenderer:
             if should_stop is not None and should_stop():
                 raise Interrupted()
             batch = list(cameras[start:start + self.camera_batch])
-            c2w, fov = stack_cameras(batch, self.device)
+            heads = [head_camera(camera, self.cfg.render.fov_deg) for camera in batch]
+            # A camera that is its own head camera renders its own matrix: the training framing stays bit-exact.
+            c2w = torch.as_tensor(np.stack([c.cam2world if h.direct else h.cam2world for c, h in zip(batch, heads)]),
+                                  dtype=torch.float32, device=self.device)
+            fov = torch.tensor([c.fov_deg if h.direct else h.fov_deg for c, h in zip(batch, heads)], dtype=torch.float32, device=self.device)
             # The record_function labels name the stages in a profile (benchmarks/profile.py); free otherwise.
             with torch.inference_mode(), record_function("sage.volume_render"):
                 view = g.renderer.render(folded, c2w, fov, self.cfg.render.feature_resolution)
             with torch.inference_mode(), self._decoder_autocast(), record_function("sage.decoders"):
                 drawing, parsing = g.decode(view.features, style.codes.expand(len(batch), -1), self.scale)
-            with record_function("sage.to_frames"):
-                frames = _to_frames(drawing, parsing, view.depth, size, wanted)
+            # Frames are made inside the context but yielded outside it: a suspended generator must not leave
+            # the caller in inference mode.
+            with torch.inference_mode(), record_function("sage.to_frames"):
+                frames = [_to_frames(drawing[i:i + 1], parsing[i:i + 1], view.depth[i:i + 1], size, wanted)[0] if head.direct
+                          else self._framed(drawing[i], parsing[i], view.depth[i], camera, head, size, wanted)
+                          for i, (camera, head) in enumerate(zip(batch, heads))]
             yield from frames
+
+    def _framed(self, drawing: torch.Tensor, parsing: torch.Tensor, depth: torch.Tensor, camera: Camera, head: HeadCamera,
+                size: int, wanted: set[str]) -> Frame:
+        """One head camera's outputs composited into the camera's frame (sage_backend.framing)."""
+        width, height = camera.image_size(size)
+        far = float(np.linalg.norm(camera.cam2world[:3, 3])) + self.cfg.render.half_depth
+        image, labels, dep = composite(drawing.float(), parsing.float(), depth.float(), camera, head, width, height, far)
+        frame = Frame()
+        if "drawing" in wanted:
+            frame.drawing = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        if "semantic" in wanted:
+            frame.semantic = labels.to(torch.uint8).cpu().numpy()
+        if "depth" in wanted:
+            frame.depth = dep.cpu().numpy().astype(np.float32)
+        return frame
 
     def density(self, points: torch.Tensor, z: torch.Tensor, psi: float = 0.5, chunk: int = 262144,
                 should_stop: Callable[[], bool] | None = None) -> torch.Tensor:

@@ -33,7 +33,7 @@ from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 from tqdm import tqdm
 
-from sage_backend.cameras import HALF_DEPTH, SAGE_TO_BLENDER, Camera, project_points, stack_cameras
+from sage_backend.cameras import SAGE_TO_BLENDER, Camera, project_points, stack_cameras
 from sage_backend.files import atomic_write_bytes
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer
 from sage_backend.labels import PALETTE
@@ -178,7 +178,7 @@ def vertex_labels_and_colors(renderer: PortraitRenderer, z: torch.Tensor, psi: f
     cameras = [Camera.orbit(yaw, pitch) for yaw, pitch in COLOR_VIEWS]
     frames = list(renderer.render(z, cameras, psi, outputs=("drawing", "semantic", "depth"), should_stop=should_stop))
     # One depth sample interval: rendered depth is an expectation over samples that far apart.
-    tolerance = max(0.01, 2 * HALF_DEPTH / renderer.cfg.render.samples_per_ray)
+    tolerance = max(0.01, 2 * renderer.cfg.render.half_depth / renderer.cfg.render.samples_per_ray)
     labels, colors, seen = sample_views(mesh.vertices, mesh.vertex_normals, cameras, frames, tolerance)
     if seen.any() and not seen.all():
         _, nearest = cKDTree(mesh.vertices[seen]).query(mesh.vertices[~seen])

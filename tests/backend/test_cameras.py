@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from sage_backend.cameras import (
-    Camera, blender_to_sage_matrix, camera_rays, depth_range, look_at, orbit_cam2world, project_points, stack_cameras,
+    Camera, blender_to_sage_matrix, camera_rays, look_at, orbit_cam2world, project_points, stack_cameras,
     yaw_pitch_radius,
 )
+from sage_backend.model.renderer import slab_range
 
 FRONT = (math.pi / 2, math.pi / 2)
 
@@ -104,8 +105,8 @@ def test_project_points_inverts_camera_rays() -> None:
     assert (behind < 0).all()  # points behind the camera have negative depth, so warps can mask them
 
 
-def test_depth_range_is_the_slab_around_the_origin() -> None:
-    near, far = depth_range(orbit_cam2world(torch.tensor([1.0, 1.0]), torch.tensor([1.5, 1.5]), torch.tensor([1.0, 2.0])))
+def test_slab_range_is_the_slab_around_the_origin() -> None:
+    near, far = slab_range(orbit_cam2world(torch.tensor([1.0, 1.0]), torch.tensor([1.5, 1.5]), torch.tensor([1.0, 2.0])), 0.12)
     np.testing.assert_allclose(near, [0.88, 1.88], atol=1e-6)
     np.testing.assert_allclose(far, [1.12, 2.12], atol=1e-6)
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sage_backend.cameras import Camera, depth_range, stack_cameras
+from sage_backend.cameras import Camera, stack_cameras
+from sage_backend.model.renderer import slab_range
 from sage_backend.config import preset
 from sage_backend.inference import Interrupted, PortraitRenderer, _to_frames, resolve_precision, seed_latent
 from sage_backend.labels import NUM_CLASSES
@@ -47,7 +48,7 @@ def test_depth_lies_between_near_and_far(tiny: SageGenerator) -> None:
     r = PortraitRenderer(tiny)
     cams = TURN + [Camera.orbit(1.2, 1.3, radius=1.6), Camera.orbit(2.0, 1.8, radius=0.9, fov_deg=20.0)]
     frames = list(r.render(r.latent(seed=2), cams, outputs=("depth",)))
-    near, far = depth_range(stack_cameras(cams)[0])
+    near, far = slab_range(stack_cameras(cams)[0], tiny.cfg.render.half_depth)
     for frame, n, f in zip(frames, near.tolist(), far.tolist()):
         assert frame.drawing is None and frame.semantic is None
         assert frame.depth.dtype == np.float32

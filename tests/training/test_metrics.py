@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sage_backend.cameras import HALF_DEPTH, Camera, camera_rays
+from sage_backend.cameras import Camera, camera_rays
+from sage_backend.config import RenderConfig
 from sage_backend.checkpoint import load_generator
 from sage_backend.inference import PortraitRenderer
 from training.metrics import (
@@ -37,7 +38,7 @@ def sphere_view(cam: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     b = (o * d).sum(-1)
     disc = b**2 - ((o * o).sum(-1) - RADIUS**2)
     hit = disc > 0
-    t = torch.where(hit, -b - torch.sqrt(disc.clamp_min(0)), torch.full_like(b, 1 + HALF_DEPTH))
+    t = torch.where(hit, -b - torch.sqrt(disc.clamp_min(0)), torch.full_like(b, 1 + RenderConfig().half_depth))
     p = o + d * t[:, None]
     labels = 1 + (p[:, 0] > 0).long() + 2 * (p[:, 1] > 0.03).long() + 4 * (p[:, 2] > 0.05).long()
     labels = torch.where(hit, labels, torch.zeros_like(labels))

@@ -1,0 +1,132 @@
+"""Any camera: rays clipped to the trained bounds, head cameras, and the composite into the camera's frame.
+
+The shipped 'line' checkpoint (a real head in empty space) is the subject where the claim is about a head."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sage_backend.cameras import Camera, camera_rays, orbit_cam2world
+from sage_backend.checkpoint import bundled_checkpoint_dir, load_generator
+from sage_backend.config import preset
+from sage_backend.framing import head_camera
+from sage_backend.inference import PortraitRenderer
+from sage_backend.model.renderer import VolumeRenderer, ray_sphere, slab_range, trained_bounds_radius
+
+LENS_FOV = {24: 73.74, 50: 39.6, 135: 15.19}  # Blender's 36 mm sensor
+
+
+@pytest.fixture(scope="module")
+def line() -> PortraitRenderer:
+    return PortraitRenderer(load_generator(bundled_checkpoint_dir() / "line.safetensors").generator)
+
+
+def test_ray_sphere_entry_exit_and_misses() -> None:
+    origins = torch.tensor([[[0.0, 0.0, 2.0], [0.0, 0.5, 2.0]]])
+    dirs = torch.tensor([[[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]]])
+    enter, exit_ = ray_sphere(origins, dirs, 0.3)
+    torch.testing.assert_close(enter[0, 0], torch.tensor(1.7)) and torch.testing.assert_close(exit_[0, 0], torch.tensor(2.3))
+    assert enter[0, 1] > exit_[0, 1]  # passes 0.5 from the centre: a miss
+
+
+def test_training_cameras_sample_exactly_the_slab_so_they_render_as_before() -> None:
+    """At radius 1 and the config's fov every ray hits the bounds and keeps the slab's bounds bit for bit,
+    at every orbit pose (the bounds are a ball): the trained views cannot change."""
+    cfg = preset("small")
+    renderer = VolumeRenderer(cfg.render, cfg.field)
+    yaw = torch.linspace(0, 2 * math.pi, 13)
+    pitch = torch.linspace(0.3, math.pi - 0.3, 13)
+    c2w = orbit_cam2world(yaw, pitch)
+    origins, dirs = camera_rays(c2w, cfg.render.fov_deg, 32, 32)
+    near, far, hit = renderer.ray_bounds(origins, dirs, c2w)
+    slab_near, slab_far = slab_range(c2w, cfg.render.half_depth)
+    assert hit.all()
+    assert torch.equal(near, slab_near[:, None].expand_as(near)) and torch.equal(far, slab_far[:, None].expand_as(far))
+    # and they are their own head cameras, so the renderer takes the direct path
+    assert all(head_camera(Camera.orbit(y, p), cfg.render.fov_deg).direct for y, p in zip(yaw.tolist(), pitch.tolist()))
+    # the margin is small: the bounds are the trained region, not the whole slab shell
+    assert 0.19 < trained_bounds_radius(cfg.render) < 0.21
+
+
+def test_rays_that_miss_the_bounds_are_empty(tiny) -> None:
+    style = tiny.style(torch.randn(1, tiny.z_dim))
+    view = tiny.render_view(style, orbit_cam2world(torch.tensor([1.2]), torch.tensor([1.4])), 60.0)
+    res = view.opacity.shape[-1]
+    assert view.opacity[0, 0, 0] == 0 and view.features[0, :, 0, 0].abs().max() == 0  # a corner ray, far off the head
+    assert view.opacity[0, res // 2, res // 2] > 0
+
+
+@pytest.mark.parametrize("lens", [24, 50, 135])
+def test_wide_and_distant_cameras_show_the_head_and_no_floaters(line: PortraitRenderer, lens: int) -> None:
+    """No foreground outside the head's projected bounds, wherever the camera is (was thousands of pixels)."""
+    z = line.latent(seed=3)
+    radius = trained_bounds_radius(line.cfg.render)
+    for distance in (0.8, 2.0, 5.0):
+        cam = Camera.orbit(math.pi / 2 + 0.3, math.pi / 2 - 0.1, distance, LENS_FOV[lens])
+        frame = next(line.render(z, [cam], resolution=128))
+        ext = math.tan(math.asin(radius / distance)) / math.tan(math.radians(cam.fov_deg) / 2)
+        lo, hi = max(0, math.floor((1 - ext) * 64)), min(128, math.ceil((1 + ext) * 64))
+        outside = frame.semantic.copy()
+        outside[lo:hi, lo:hi] = 0
+        assert not outside.any(), (lens, distance, int((outside != 0).sum()))
+        assert (frame.semantic != 0).sum() > 0  # the head is there
+
+
+def test_a_framed_head_is_as_sharp_as_the_training_view_shrunk_to_its_size(line: PortraitRenderer) -> None:
+    """The ideal for a small head is the training view filtered down to its size: compare gradient energy."""
+    z = line.latent(seed=3)
+    yaw, pitch = math.pi / 2 + 0.3, math.pi / 2 - 0.1
+    reference = next(line.render(z, [Camera.orbit(yaw, pitch)], resolution=256))
+    for distance, fov in ((2.0, 12.0), (1.5, 39.6), (4.0, 15.19)):
+        cam = Camera.orbit(yaw, pitch, distance, fov)
+        head = head_camera(cam, line.cfg.render.fov_deg)
+        span = round(256 * math.tan(math.radians(head.fov_deg) / 2) / math.tan(math.radians(fov) / 2))
+        frame = next(line.render(z, [cam], resolution=256))
+        ideal = F.interpolate(torch.as_tensor(reference.drawing).permute(2, 0, 1)[None].float(), size=(span, span),
+                              mode="bilinear", antialias=True, align_corners=False)[0].permute(1, 2, 0).numpy()
+        ideal_labels = F.interpolate(torch.as_tensor(reference.semantic)[None, None].float(), size=(span, span))[0, 0].numpy()
+        ratio = gradient_energy(frame.drawing, frame.semantic) / gradient_energy(ideal, ideal_labels)
+        assert ratio > 0.7, (distance, fov, span, ratio)
+
+
+def gradient_energy(drawing: np.ndarray, labels: np.ndarray) -> float:
+    grey = drawing.astype(np.float64).mean(-1) / 255
+    gx, gy = np.diff(grey, axis=1)[:-1], np.diff(grey, axis=0)[:, :-1]
+    head = labels[:-1, :-1] != 0
+    return float((gx**2 + gy**2)[head].mean())
+
+
+def test_a_rolled_camera_sees_the_head_rolled(line: PortraitRenderer) -> None:
+    """The composite is the rotation homography: a camera rolled 90 degrees about its axis gets the image rotated."""
+    z = line.latent(seed=5)
+    upright = Camera.orbit(math.pi / 2 + 0.2, math.pi / 2, 1.0, 12.0)
+    roll = np.eye(4)
+    roll[:3, :3] = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]  # +90 degrees about the view axis
+    rolled = Camera(upright.cam2world @ roll, 12.0)
+    assert not head_camera(rolled, 12.0).direct
+    a, b = line.render(z, [upright, rolled], resolution=128, outputs=("drawing", "semantic", "depth"))
+    assert np.array_equal(np.rot90(a.semantic, k=-1), b.semantic)
+    assert np.abs(np.rot90(a.drawing, k=-1).astype(int) - b.drawing).max() <= 1
+    np.testing.assert_allclose(np.rot90(a.depth, k=-1), b.depth, atol=1e-5)
+
+
+def test_aspect_and_shift_set_the_frame(line: PortraitRenderer) -> None:
+    z = line.latent(seed=3)
+    base = Camera.orbit(math.pi / 2, math.pi / 2, 2.0, 39.6)
+    wide = Camera(base.cam2world, 39.6, aspect=16 / 9)
+    tall = Camera(base.cam2world, 39.6, aspect=0.5)
+    shifted = Camera(base.cam2world, 39.6, shift=(0.2, 0.0))
+    plain, w, t, s = line.render(z, [base, wide, tall, shifted], resolution=128)
+    assert w.drawing.shape == (72, 128, 3) and t.semantic.shape == (128, 64) and s.semantic.shape == (128, 128)
+    columns = lambda labels: np.nonzero(labels.any(0))[0].mean()  # noqa: E731
+    # The head's centre: the middle of every frame, and 0.2 of the frame's width to the left with the shift.
+    assert abs(columns(plain.semantic) - 63.5) < 3 and abs(columns(w.semantic) - 63.5) < 3
+    assert abs(columns(plain.semantic) - columns(s.semantic) - 0.2 * 128) < 3
+    # A wide frame shows the same head at the same scale: its middle rows are the square frame's.
+    assert np.array_equal(w.semantic, plain.semantic[28:100])
+
+
