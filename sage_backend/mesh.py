@@ -16,10 +16,16 @@ Per-vertex semantic labels (class ids of labels.py): PLY vertex property "semant
 attribute "_SEMANTIC" (SCALAR float32: Blender's glTF importer keeps float and uint8 scalars as point
 attributes, and uint8 scalars would break glTF's 4-byte vertex alignment). OBJ carries colours only
 ("v x y z r g b"): use PLY or GLB for labels.
+
+Colours: PLY and OBJ carry the sRGB bytes. glTF defines COLOR_0 as linear, so a GLB gets the colours
+converted to linear float32 (8-bit linear would round dark palette entries: sRGB 51 would read back 49);
+Blender's importer then shows exactly the palette.
 """
 from __future__ import annotations
 
+import json
 import math
+import struct
 import time
 from pathlib import Path
 from typing import Callable
@@ -243,10 +249,44 @@ def mesh_to_bytes(mesh: trimesh.Trimesh, fmt: str) -> bytes:
         data = _with(mesh, mesh.vertices @ SAGE_TO_BLENDER.T, attributes).export(file_type="ply", encoding="binary")
     elif fmt == "glb":
         attributes = {} if labels is None else {GLB_SEMANTIC: np.asarray(labels, np.float32)}
-        data = _with(mesh, mesh.vertices, attributes).export(file_type="glb")
+        plain = _with(mesh, mesh.vertices, attributes)
+        plain.visual = trimesh.visual.ColorVisuals(plain)  # colours go in below, linear
+        data = plain.export(file_type="glb")
+        if mesh.visual.kind == "vertex":
+            rgba = mesh.visual.vertex_colors.astype(np.float32) / 255
+            rgba[:, :3] = srgb_to_linear(rgba[:, :3])
+            data = glb_with_vertex_colors(data, rgba)
     else:
         data = _with(mesh, mesh.vertices, {}).export(file_type="obj", include_color=True, include_normals=False)
     return data if isinstance(data, bytes) else data.encode()
+
+
+def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in 0..1 -> linear (IEC 61966-2-1), float32."""
+    srgb = np.asarray(srgb, np.float64)
+    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def glb_with_vertex_colors(glb: bytes, rgba: np.ndarray) -> bytes:
+    """A one-mesh GLB with float32 VEC4 COLOR_0 (linear, as glTF 2.0 defines it) added to its primitive."""
+    magic, version, _ = struct.unpack_from("<4sII", glb, 0)
+    json_length, json_type = struct.unpack_from("<I4s", glb, 12)
+    if magic != b"glTF" or version != 2 or json_type != b"JSON":
+        raise ValueError("not a glTF 2.0 binary")
+    tree = json.loads(glb[20:20 + json_length])
+    binary = bytearray(glb[28 + json_length:]) if len(glb) > 20 + json_length else bytearray()
+    binary += b"\0" * (-len(binary) % 4)
+    colours = np.ascontiguousarray(rgba, dtype="<f4")
+    tree.setdefault("bufferViews", []).append({"buffer": 0, "byteOffset": len(binary), "byteLength": colours.nbytes, "target": 34962})
+    tree.setdefault("accessors", []).append({"bufferView": len(tree["bufferViews"]) - 1, "componentType": 5126, "count": len(colours), "type": "VEC4"})
+    binary += colours.tobytes()
+    tree["buffers"] = [{"byteLength": len(binary)}]
+    for primitive in tree["meshes"][0]["primitives"]:
+        primitive["attributes"]["COLOR_0"] = len(tree["accessors"]) - 1
+    text = json.dumps(tree, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    body = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(binary), b"BIN\0") + bytes(binary)
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
 
 
 def write_mesh(path: str | Path, mesh: trimesh.Trimesh, fmt: str | None = None) -> None:

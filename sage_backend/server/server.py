@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import zmq
 
 from sage_backend import __version__
+from sage_backend.cameras import PoseDistribution
 from sage_backend.checkpoint import LoadedStyle
 from sage_backend.inference import PortraitRenderer
 from sage_backend.labels import LABEL_NAMES, PALETTE
@@ -52,6 +53,12 @@ def read_key(path: Path) -> bytes:
     if len(key) != 40:
         raise ValueError(f"{path}: not a z85 CURVE key (40 characters expected)")
     return key
+
+
+def pose_record(poses: PoseDistribution) -> dict:
+    """What `hello` says a style trained on: yaw/pitch ranges in radians (PoseDistribution.pose_range) and
+    whether it saw the whole circle (then yaw has no limit)."""
+    return {**poses.pose_range(), "full_circle": poses.full_circle > 0}
 
 
 class SageServer:
@@ -104,7 +111,8 @@ class SageServer:
     def hello(self) -> dict:
         return {
             "protocol": PROTOCOL_VERSION, "server": f"sage-backend {__version__}", "device": str(self.device),
-            "styles": [{"name": n, "description": s.info.description, "resolution": s.generator.cfg.output_resolution}
+            "styles": [{"name": n, "description": s.info.description, "resolution": s.generator.cfg.output_resolution,
+                        "poses": pose_record(s.info.pose_distribution)}
                        for n, s in self.styles.items()],
             "labels": list(LABEL_NAMES), "palette": [list(c) for c in PALETTE], "limits": self.limits.to_dict(),
         }

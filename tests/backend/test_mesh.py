@@ -21,7 +21,7 @@ from sage_backend.config import preset
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer
 from sage_backend.labels import PALETTE
 from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, density_grid, extract_mesh, keep_largest_component, mesh_from_grid,
-                               mesh_to_bytes, sample_views, write_mesh)
+                               mesh_to_bytes, sample_views, srgb_to_linear, write_mesh)
 from sage_backend.model.generator import SageGenerator
 
 BOUND = 0.12
@@ -145,7 +145,9 @@ def test_extracted_mesh_carries_labels_and_colours_through_ply_glb_and_obj(label
     np.testing.assert_array_equal(ply.visual.vertex_colors[:, :3], mesh.visual.vertex_colors[:, :3])
     glb = trimesh.load(io.BytesIO(mesh_to_bytes(mesh, "glb")), file_type="glb", force="mesh", process=False)
     np.testing.assert_array_equal(glb.vertex_attributes["_SEMANTIC"].ravel(), labels)
-    np.testing.assert_array_equal(glb.visual.vertex_colors[:, :3], mesh.visual.vertex_colors[:, :3])
+    # COLOR_0 is linear (glTF): converted back to sRGB it is the palette exactly.
+    linear = srgb_to_linear(mesh.visual.vertex_colors[:, :3] / 255)
+    np.testing.assert_allclose(glb.visual.vertex_colors[:, :3] / 255, linear, atol=0.51 / 255)  # trimesh reads bytes back
     vertex_lines = [line.split() for line in mesh_to_bytes(mesh, "obj").decode().splitlines() if line.startswith("v ")]
     assert len(vertex_lines) == len(mesh.vertices) and all(len(v) == 7 for v in vertex_lines)  # v x y z r g b
     with pytest.raises(ValueError, match="mesh format"):
@@ -213,8 +215,10 @@ def test_every_format_imports_upright_facing_minus_y_with_colours_and_labels_in_
                     values = [0.0] * len(obj.data.vertices)
                     obj.data.attributes[name].data.foreach_get("value", values)
                     labels[name] = sorted(set(int(v) for v in values if v == int(v)))
+            colours = obj.data.color_attributes[0] if obj.data.color_attributes else None
+            srgb = sorted({{tuple(round(255 * c) for c in d.color_srgb[:3]) for d in colours.data}}) if colours is not None else []
             out[fmt] = {{"min": [min(p[i] for p in pts) for i in range(3)], "max": [max(p[i] for p in pts) for i in range(3)],
-                        "nose": list(nose), "colours": len(obj.data.color_attributes), "labels": labels}}
+                        "nose": list(nose), "colours": len(obj.data.color_attributes), "labels": labels, "srgb": srgb}}
         print("RESULT" + json.dumps(out))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
@@ -228,6 +232,7 @@ def test_every_format_imports_upright_facing_minus_y_with_colours_and_labels_in_
         assert -r["min"][1] > r["max"][1] + 0.02, f"{fmt}: the nose does not point to -Y"
         assert abs(r["nose"][0]) < 0.01 and -0.03 < r["nose"][2] < 0.01, f"{fmt}: nose at {r['nose']}"
         assert r["colours"] == 1, f"{fmt}: no vertex colours"
+        assert r["srgb"] == sorted(map(list, set(PALETTE))), f"{fmt}: colours read back {r['srgb']}"  # the GLB was lighter before
     assert result["ply"]["labels"] == {"semantic": every_label}
     assert result["glb"]["labels"] == {"_SEMANTIC": every_label}
     assert result["obj"]["labels"] == {}

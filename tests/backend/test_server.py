@@ -63,7 +63,22 @@ def test_hello_reports_protocol_styles_labels_and_limits(client: Client) -> None
     assert [s["name"] for s in header["styles"]] == ["line", "pencil"]
     assert len(header["labels"]) == 19 and header["labels"][4] == "l_eye" and len(header["palette"]) == 19
     assert header["limits"]["max_cameras"] == 720 and header["limits"]["max_grid"] == 512
+    # Each style says which poses it trained on (these tiny checkpoints carry no record: the reference's).
+    from sage_backend.cameras import REFERENCE_POSES
+    for style in header["styles"]:
+        assert style["poses"] == {**REFERENCE_POSES.pose_range(), "full_circle": False}
     assert client.call("ping")[0]["ok"]
+
+
+def test_a_wide_shifted_camera_gets_a_frame_of_its_aspect(client: Client) -> None:
+    camera = dict(FRONT, radius=2.0, fov_deg=39.6, shift=[0.1, -0.05], aspect=2.0)
+    header, blobs = client.call("generate", style="line", seed=1, camera=camera, resolution=64)
+    assert header["ok"], header
+    assert {b["name"]: b["shape"] for b in header["blobs"]} == {"drawing": [32, 64, 3], "semantic": [32, 64]}
+    bad, _ = client.call("generate", style="line", seed=1, camera=dict(camera, shift=[0.1]), resolution=64)
+    assert bad["error"] == {"code": "bad_request", "message": "camera.shift must be 2 numbers [x, y]"}
+    bad, _ = client.call("generate", style="line", seed=1, camera=dict(camera, aspect=0.0), resolution=64)
+    assert bad["error"]["message"] == "camera.aspect must lie in 0.1..10"
 
 
 def test_generate_returns_drawing_semantic_and_depth(client: Client) -> None:
