@@ -2,8 +2,8 @@
 
 Mirrors sage_backend.cameras.blender_to_sage_matrix (the add-on may not import the backend):
 Blender (x, y, z), taken relative to the pivot and divided by its scale, maps to SAGE (x, z, -y).
-Our images are square, so the protocol fov is the angle across the larger side of the render frame:
-the square image then covers the whole frame (and a bit more along the shorter side).
+The protocol camera is the whole pinhole: fov across the frame's larger side, lens shift in units of
+that side, aspect (width / height); so the backend's image is exactly the render frame.
 """
 from __future__ import annotations
 
@@ -71,9 +71,48 @@ def square_fov_deg(
     return math.degrees(2.0 * math.atan(max(tan_x, tan_y)))
 
 
-def protocol_camera(cam2world: Matrix, fov_deg: float) -> dict[str, Any]:
-    """The protocol's camera object."""
-    return {"cam2world": [[float(v) for v in row] for row in cam2world], "fov_deg": float(fov_deg)}
+def larger_side_shift(shift_x: float, shift_y: float, sensor_fit: str, res_x: float, res_y: float) -> tuple[float, float]:
+    """Blender's lens shift -> shift in units of the frame's larger side (the protocol's).
+
+    Blender measures shift in units of the sensor-fit side: the larger side for AUTO, the width for
+    HORIZONTAL, the height for VERTICAL.
+    """
+    side = {"AUTO": max(res_x, res_y), "HORIZONTAL": res_x, "VERTICAL": res_y}.get(sensor_fit)
+    if side is None:
+        raise ValueError(f"unknown sensor fit {sensor_fit!r}")
+    factor = side / max(res_x, res_y)
+    return float(shift_x) * factor, float(shift_y) * factor
+
+
+def protocol_camera(cam2world: Matrix, fov_deg: float, shift: Sequence[float] = (0.0, 0.0), aspect: float = 1.0) -> dict[str, Any]:
+    """The protocol's camera object (docs/protocol.md, "The camera object")."""
+    return {"cam2world": [[float(v) for v in row] for row in cam2world], "fov_deg": float(fov_deg),
+            "shift": [float(shift[0]), float(shift[1])], "aspect": float(aspect)}
+
+
+def orbit_angles(cam2world: Matrix) -> tuple[float, float]:
+    """(yaw, pitch) in radians of a SAGE cam2world's position (as sage_backend.cameras.yaw_pitch_radius),
+    yaw wrapped into [pi/2 - pi, pi/2 + pi) so the seam sits behind the head."""
+    x, y, z = (float(cam2world[i][3]) for i in range(3))
+    radius = math.sqrt(x * x + y * y + z * z) or 1e-12
+    yaw = (math.atan2(z, x) + math.pi / 2) % (2 * math.pi) - math.pi / 2
+    return yaw, math.acos(max(-1.0, min(1.0, y / radius)))
+
+
+def pose_hint(cam2world: Matrix, style: str, poses: dict[str, Any] | None) -> str:
+    """One line when the camera is outside the poses the style trained on (hello's styles[].poses), else ''.
+    A style trained on the full circle has no yaw limit."""
+    if not poses:
+        return ""
+    yaw, pitch = orbit_angles(cam2world)
+    checks = [("above/below", pitch, poses["pitch"])]
+    if not poses.get("full_circle"):
+        checks.append(("around", yaw, poses["yaw"]))
+    for where, angle, (lo, hi) in checks:
+        if not lo <= angle <= hi:
+            deg = [round(math.degrees(a - math.pi / 2)) for a in (angle, lo, hi)]
+            return f"camera {deg[0]:+d} deg {where} the head; '{style}' trained on {deg[1]:+d}..{deg[2]:+d}: expect a weaker likeness"
+    return ""
 
 
 def camera_from_blender(camera_object: Any, scene: Any, pivot_object: Any | None) -> dict[str, Any]:
@@ -88,9 +127,10 @@ def camera_from_blender(camera_object: Any, scene: Any, pivot_object: Any | None
     res_x = render.resolution_x * render.pixel_aspect_x
     res_y = render.resolution_y * render.pixel_aspect_y
     fov = square_fov_deg(data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, res_x, res_y)
+    shift = larger_side_shift(data.shift_x, data.shift_y, data.sensor_fit, res_x, res_y)
     pivot, scale = pivot_transform(pivot_object)
     matrix = [list(row) for row in camera_object.matrix_world]
-    return protocol_camera(blender_to_sage_matrix(matrix, pivot, scale), fov)
+    return protocol_camera(blender_to_sage_matrix(matrix, pivot, scale), fov, shift, res_x / res_y)
 
 
 def pivot_transform(pivot_object: Any | None) -> tuple[tuple[float, float, float], float]:

@@ -13,7 +13,6 @@ from .client import BackendUnavailable
 from .images import DRAWING
 from .operators import ERROR_PREFIX, one_line, set_status, timeout_s
 
-PROBE_TIMEOUT_S = 0.5  # after a failure, each frame only checks briefly whether the backend is back
 
 
 @persistent
@@ -25,11 +24,11 @@ def on_frame_change(scene: bpy.types.Scene, depsgraph=None) -> None:
     if not (state.handler_enabled and settings.follow_animation and camera is not None and planes.find_plane(camera, DRAWING)):
         return
     try:
-        camera_dict = portrait.protocol_camera(scene, camera, depsgraph or bpy.context.evaluated_depsgraph_get())
+        camera_dict = portrait.protocol_camera(scene, camera, depsgraph)
         if state.handler_error and state.cache.get(portrait.cache_key(portrait.base_fields(scene), camera_dict)) is None:
             if state.client is None:
                 return
-            state.client.request("ping", timeout_s=PROBE_TIMEOUT_S)  # raises while the backend is still away
+            state.client.request("ping", timeout_s=session.PROBE_TIMEOUT_S)  # after a failure each frame only probes briefly
             state.handler_error = ""
         arrays = portrait.fetch_sync(scene, camera_dict, timeout_s(bpy.context))
         portrait.show(scene, camera, arrays)

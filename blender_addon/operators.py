@@ -22,8 +22,8 @@ from .protocol import Reply
 
 LIVE_INTERVAL_S = 0.1  # at most ten live requests a second, and never more than one in flight
 DEFAULT_TIMEOUT_S = 30.0
-MAX_CAMERAS = 720
-ERROR_PREFIX = "SAGE error: "  # the panel shows such status lines with an error icon  # the protocol's limit for one turntable request
+ERROR_PREFIX = "SAGE error: "  # the panel shows such status lines with an error icon
+MESH_FORMATS = ("ply", "glb", "obj")
 
 
 def timeout_s(context) -> float:
@@ -205,15 +205,15 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
         settings = scene.sage_portrait
         camera = portrait.active_camera(scene)
         fields = portrait.base_fields(scene)
-        if not portrait.has_animation(camera):
-            if camera.parent is not None:
-                raise ValueError("the camera has a parent: animate it yourself or unparent it for a turntable")
-            portrait.create_turntable(scene, camera, settings.turntable_frames)
         state = session.get()
         with state.handler_paused():
             frames = portrait.animation_cameras(scene, camera)
-        if len(frames) > MAX_CAMERAS:
-            raise ValueError(f"the animation has {len(frames)} frames; a turntable holds at most {MAX_CAMERAS}")
+            if not portrait.moves(frames):  # a still camera: key a turntable, if nothing but the add-on drives it
+                portrait.create_turntable(scene, camera, settings.turntable_frames)
+                frames = portrait.animation_cameras(scene, camera)
+        max_cameras = state.info.get("limits", {}).get("max_cameras", len(frames))
+        if len(frames) > max_cameras:
+            raise ValueError(f"the animation has {len(frames)} frames; the backend draws at most {max_cameras} per turntable")
         keys = [portrait.cache_key(fields, cam) for _, cam in frames]
         done: list[int] = []
 
@@ -275,8 +275,10 @@ class SAGE_OT_export_mesh(JobOperator, bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def start(self, context) -> str:
-        fmt = context.scene.sage_portrait.mesh_format
-        path = bpy.path.ensure_ext(bpy.path.abspath(self.filepath), f".{fmt}")
+        path = bpy.path.abspath(self.filepath)
+        typed = os.path.splitext(path)[1].lstrip(".").lower()
+        fmt = typed if typed in MESH_FORMATS else context.scene.sage_portrait.mesh_format  # the typed extension wins
+        path = bpy.path.ensure_ext(path, f".{fmt}")
         if not os.path.isdir(os.path.dirname(path) or "."):
             raise ValueError(f"folder does not exist: {os.path.dirname(path)}")
 

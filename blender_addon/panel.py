@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import bpy
 
-from . import session
+from . import camera as camera_math
+from . import portrait, session
 from .operators import ERROR_PREFIX
 
 
@@ -38,6 +39,9 @@ class SAGE_PT_portrait(bpy.types.Panel):
         box.prop(settings, "psi")
         box.prop(settings, "resolution")
         box.prop(settings, "pivot")
+        hint = pose_hint(context.scene, state)
+        if hint:
+            box.label(text=hint, icon="ERROR")
         box.row().prop(settings, "display", expand=True)
         box.prop(settings, "follow_animation")
         row = box.row(align=True)
@@ -69,6 +73,18 @@ class SAGE_PT_portrait(bpy.types.Panel):
         status = context.window_manager.sage_portrait_status
         if status:
             layout.label(text=status, icon="ERROR" if status.startswith(ERROR_PREFIX) else "INFO")
+
+
+def pose_hint(scene: bpy.types.Scene, state: session.Session) -> str:
+    """A hint when the active camera is outside the poses the chosen style trained on."""
+    settings = scene.sage_portrait
+    if not state.info or scene.camera is None or scene.camera.type != "CAMERA" or not settings.style:
+        return ""
+    try:
+        camera = portrait.protocol_camera(scene)
+    except ValueError:  # e.g. an orthographic camera: Generate says why
+        return ""
+    return camera_math.pose_hint(camera["cam2world"], settings.style, state.style_poses(settings.style))
 
 
 CLASSES = (SAGE_PT_portrait,)

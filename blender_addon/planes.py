@@ -1,19 +1,12 @@
 """Image planes parented to the camera that exactly fill its view, so rendering that camera shows the drawing."""
 from __future__ import annotations
 
-import math
-
 import bpy
 
-from . import camera as camera_math
 from .images import DRAWING, SEMANTIC
 
 TAG = "sage_plane"  # custom property naming the plane's kind
 NAMES = {DRAWING: "SAGE Drawing", SEMANTIC: "SAGE Semantic"}
-
-
-def camera_fov_deg(scene: bpy.types.Scene, camera: bpy.types.Object) -> float:
-    return camera_math.camera_from_blender(camera, scene, None)["fov_deg"]
 
 
 def find_plane(camera: bpy.types.Object, kind: str) -> bpy.types.Object | None:
@@ -65,15 +58,17 @@ def ensure_plane(scene: bpy.types.Scene, camera: bpy.types.Object, kind: str, im
 
 
 def fit_plane(scene: bpy.types.Scene, camera: bpy.types.Object, plane: bpy.types.Object) -> None:
-    """Place the square plane just past the near clip so it covers the whole frame (square fov, larger side)."""
+    """Place the plane just past the near clip so it fills the camera's frame exactly (its aspect and shift:
+    the backend's image is that frame)."""
     data = camera.data
     distance = min(data.clip_start * 2.0, (data.clip_start + data.clip_end) / 2.0)
-    size = 2.0 * distance * math.tan(math.radians(camera_fov_deg(scene, camera)) / 2.0)
+    corners = [corner * (distance / -corner.z) for corner in data.view_frame(scene=scene)]
+    xs, ys = [c.x for c in corners], [c.y for c in corners]
     parent_scale = camera.matrix_world.to_scale()
     plane.matrix_parent_inverse.identity()
-    plane.location = (0.0, 0.0, -distance / parent_scale.z)
+    plane.location = ((min(xs) + max(xs)) / 2 / parent_scale.x, (min(ys) + max(ys)) / 2 / parent_scale.y, -distance / parent_scale.z)
     plane.rotation_euler = (0.0, 0.0, 0.0)
-    plane.scale = (size / parent_scale.x, size / parent_scale.y, 1.0)
+    plane.scale = ((max(xs) - min(xs)) / parent_scale.x, (max(ys) - min(ys)) / parent_scale.y, 1.0)
 
 
 def apply_display(scene: bpy.types.Scene) -> None:

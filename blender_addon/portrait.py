@@ -1,5 +1,6 @@
-"""Scene <-> backend: request fields from the scene's settings and camera, results onto images and planes,
-the synchronous fetch used by the frame handler, and turntable camera animation."""
+"""Scene <-> backend: the one camera -> frame routine (`protocol_camera`), request fields from the scene's
+settings, results onto images and planes, the synchronous fetch used by the frame handler, and turntable
+camera animation."""
 from __future__ import annotations
 
 import math
@@ -24,13 +25,25 @@ def active_camera(scene: bpy.types.Scene) -> bpy.types.Object:
     return scene.camera
 
 
-def protocol_camera(scene: bpy.types.Scene, camera: bpy.types.Object, depsgraph: Any | None = None) -> dict[str, Any]:
-    """The camera as the backend wants it; with a depsgraph, its animated (evaluated) pose."""
+def scene_depsgraph(scene: bpy.types.Scene) -> Any:
+    """The evaluated depsgraph of the scene (its first view layer when it is not the context's scene)."""
+    if scene == bpy.context.scene:
+        return bpy.context.evaluated_depsgraph_get()
+    return scene.view_layers[0].depsgraph
+
+
+def protocol_camera(scene: bpy.types.Scene, camera: bpy.types.Object | None = None, depsgraph: Any | None = None) -> dict[str, Any]:
+    """THE camera -> frame routine: the protocol camera of the scene's camera (or `camera`) as evaluated now.
+
+    Reads the evaluated depsgraph, so whatever drives the camera counts: parents and rigs, constraints
+    (Track To, Follow Path), drivers, and animated object or camera data (lens, shift). Generate, Live,
+    the frame handler, Bake and the batch all call this one function.
+    """
+    camera = active_camera(scene) if camera is None else camera
+    depsgraph = depsgraph or scene_depsgraph(scene)
     pivot = scene.sage_portrait.pivot
-    if depsgraph is not None:
-        camera = camera.evaluated_get(depsgraph)
-        pivot = pivot.evaluated_get(depsgraph) if pivot is not None else None
-    return camera_math.camera_from_blender(camera, scene, pivot)
+    return camera_math.camera_from_blender(camera.evaluated_get(depsgraph), scene,
+                                           pivot.evaluated_get(depsgraph) if pivot is not None else None)
 
 
 def base_fields(scene: bpy.types.Scene) -> dict[str, Any]:
@@ -42,7 +55,8 @@ def base_fields(scene: bpy.types.Scene) -> dict[str, Any]:
 
 def cache_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
     pose = tuple(round(v, 5) for row in camera["cam2world"] for v in row)
-    return (fields["style"], fields["seed"], fields["psi"], fields["resolution"], pose, round(camera["fov_deg"], 4))
+    lens = (round(camera["fov_deg"], 4), *(round(v, 5) for v in camera.get("shift", (0.0, 0.0))), round(camera.get("aspect", 1.0), 5))
+    return (fields["style"], fields["seed"], fields["psi"], fields["resolution"], pose, lens)
 
 
 def arrays_from_reply(reply: Reply) -> dict[str, np.ndarray]:
@@ -84,26 +98,38 @@ def fetch_sync(scene: bpy.types.Scene, camera_dict: dict[str, Any], timeout_s: f
     return arrays
 
 
-def has_animation(obj: bpy.types.Object) -> bool:
-    return obj.animation_data is not None and obj.animation_data.action is not None
+TURNTABLE_TAG = "sage_turntable"  # set on an action the add-on keyed itself: only those may be re-keyed
+
+
+def is_free(camera: bpy.types.Object) -> bool:
+    """Nothing drives the camera but (maybe) the add-on's own turntable keys: it may key a turntable."""
+    animation = camera.animation_data
+    own = animation is None or (not animation.drivers and (animation.action is None or animation.action.get(TURNTABLE_TAG)))
+    return own and camera.parent is None and not camera.constraints
 
 
 def create_turntable(scene: bpy.types.Scene, camera: bpy.types.Object, frames: int) -> None:
-    """Key the camera once per frame on a circle around the pivot at its current distance and height."""
+    """Key the camera once per frame on a circle around the pivot at its current distance and height.
+    Only for a free camera (is_free): the add-on never overwrites animation it did not create."""
+    if not is_free(camera):
+        raise ValueError(f"'{camera.name}' is driven by a parent, constraint, driver or its own keys: animate it, the add-on will not overwrite that")
     pivot = scene.sage_portrait.pivot
     centre = pivot.matrix_world.translation.copy() if pivot is not None else Vector((0.0, 0.0, 0.0))
     offset = camera.matrix_world.translation - centre
     radius = math.hypot(offset.x, offset.y)
     if radius < 1e-6:
         raise ValueError("the camera sits right above or below the pivot: move it to the side first")
+    if camera.animation_data is not None and camera.animation_data.action is not None:
+        camera.animation_data.action = None  # the add-on's previous turntable: replaced
     start = math.atan2(offset.y, offset.x)
     for index in range(frames):
         angle = start + 2.0 * math.pi * index / frames
         position = centre + Vector((radius * math.cos(angle), radius * math.sin(angle), offset.z))
-        camera.location = position  # a turntable camera is not parented: world = local
+        camera.location = position  # a free camera: world = local
         camera.rotation_euler = (centre - position).to_track_quat("-Z", "Y").to_euler("XYZ")
         camera.keyframe_insert("location", frame=scene.frame_start + index)
         camera.keyframe_insert("rotation_euler", frame=scene.frame_start + index)
+    camera.animation_data.action[TURNTABLE_TAG] = True
     scene.frame_end = scene.frame_start + frames - 1
 
 
@@ -114,7 +140,12 @@ def animation_cameras(scene: bpy.types.Scene, camera: bpy.types.Object) -> list[
     try:
         for frame in range(scene.frame_start, scene.frame_end + 1):
             scene.frame_set(frame)
-            cameras.append((frame, protocol_camera(scene, camera, bpy.context.evaluated_depsgraph_get())))
+            cameras.append((frame, protocol_camera(scene, camera)))
     finally:
         scene.frame_set(current)
     return cameras
+
+
+def moves(frames: list[tuple[int, dict[str, Any]]]) -> bool:
+    """Whether the camera changes over the frames (however it is driven)."""
+    return len({cache_key({"style": "", "seed": 0, "psi": 0, "resolution": 0}, cam) for _, cam in frames}) > 1

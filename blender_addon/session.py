@@ -19,6 +19,7 @@ from .protocol import Reply
 
 TICK_S = 0.05  # timer period while there is work: polls never block, so the UI stays responsive
 CACHE_BYTES = 256 * 1024 * 1024
+PROBE_TIMEOUT_S = 0.5  # is a backend that missed a deadline busy or gone?
 
 
 @dataclass
@@ -107,6 +108,10 @@ class Session:
     @property
     def palette(self) -> list[list[int]]:
         return self.info.get("palette", [])
+
+    def style_poses(self, name: str) -> dict[str, Any] | None:
+        """The poses a style trained on, from hello (None for a backend that does not say)."""
+        return next((s.get("poses") for s in self.info.get("styles", []) if isinstance(s, dict) and s.get("name") == name), None)
 
     def style_items(self) -> list[tuple[str, str, str]]:
         return self._style_items or [("", "(connect first)", "Connect to a backend to list its styles")]
@@ -206,11 +211,22 @@ class Session:
         exited = self.backend_exit_message() if self.jobs else None
         if exited:  # the launched backend died (or never started): no need to wait for the timeout
             self.fail_jobs(BackendUnavailable(exited))
-        expired = [job for job in self.jobs.values() if now > job.deadline]
+        expired = {rid: job for rid, job in self.jobs.items() if now > job.deadline}
         if expired:
-            # A silent backend: drop the socket (queued requests would reach a restarted backend stale).
-            self.client.reconnect()
-            self.fail_jobs(BackendUnavailable(f"backend at {self.client.address} did not answer within {expired[0].timeout_s:g} s (is it running?)"))
+            self.expire(expired)
+
+    def expire(self, expired: dict[str, Job]) -> None:
+        """Jobs past their deadline: a backend that still answers a ping is busy, so cancel them there and say
+        so; a silent one drops the socket (queued requests would reach a restarted backend stale)."""
+        timeout = next(iter(expired.values())).timeout_s
+        try:
+            self.client.request("ping", timeout_s=PROBE_TIMEOUT_S)
+        except BackendUnavailable:
+            self.fail_jobs(BackendUnavailable(f"backend at {self.client.address} did not answer within {timeout:g} s (is it running?)"))
+            return
+        for request_id, job in expired.items():
+            self.cancel(request_id)
+            job.on_error(BackendUnavailable(f"still working, cancelled after {timeout:g} s; raise the timeout or lower the grid"))
 
     @contextlib.contextmanager
     def handler_paused(self) -> Iterator[None]:
