@@ -169,9 +169,9 @@ def test_import_mesh_keeps_colours_and_labels_at_the_pivot(run_bpy, address):
         colors = np.zeros(len(mesh.vertices) * 4, np.float32)
         mesh.color_attributes["Col"].data.foreach_get("color", colors)
         assert colors.reshape(-1, 4)[:, :3].max() > 0
-        settings.mesh_format = "glb"
+        assert settings.mesh_format == "ply"  # the typed extension decides, not the Format setting
         assert bpy.ops.sage.export_mesh(filepath=os.path.abspath("head.glb")) == {{"FINISHED"}}
-        assert open("head.glb", "rb").read(4) == b"glTF"
+        assert open("head.glb", "rb").read(4) == b"glTF" and not os.path.exists("head.glb.ply")
         assert not [n for n in os.listdir(".") if n.endswith(".part")]
         print("OK")
     """)
@@ -280,5 +280,112 @@ def test_render_animation_fetches_unbaked_frames_synchronously(run_bpy, address)
         assert len(session.get().cache.entries) == 2 and not session.get().handler_error
         a, b = (np.array(bpy.data.images.load(bpy.path.abspath(f"//anim/f_{{f:04d}}.png")).pixels[:]) for f in (1, 2))
         assert not np.allclose(a, b)
+        print("OK")
+    """)
+
+
+def test_default_camera_at_any_distance_and_lens_draws_the_head_and_nothing_else(run_bpy, tmp_path):
+    """Blender's default camera (36 mm sensor) at 5 distances x 3 lenses, against the shipped 'line' model:
+    no foreground outside the head's projected bounds (thousands of pixels before), the head there."""
+    from sage_backend.checkpoint import bundled_checkpoint_dir
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    backend = start_real_backend(address, str(bundled_checkpoint_dir()))
+    try:
+        run_bpy(f"""
+            import bpy, math, numpy as np, scene_setup
+            from mathutils import Vector
+            from bpy_extras.object_utils import world_to_camera_view
+            from blender_addon import session
+            scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+            settings = scene.sage_portrait
+            settings.address = {address!r}
+            assert bpy.ops.sage.connect() == {{"FINISHED"}}
+            settings.style = "line"
+            camera.data.sensor_width = 36.0
+            bound = 0.2  # the trained bounds' radius (0.199 for the shipped models), in pivot units
+            for lens in (24.0, 50.0, 135.0):
+                for distance in (0.8, 1.5, 3.0, 6.0, 12.0):
+                    camera.data.lens = lens
+                    camera.location = (0.4 * distance, -distance, 0.2 + 0.1 * distance)
+                    camera.rotation_euler = (pivot.location - camera.location).to_track_quat("-Z", "Y").to_euler()
+                    bpy.context.view_layer.update()
+                    assert bpy.ops.sage.generate() == {{"FINISHED"}}
+                    labels = session.get().cache.get(list(session.get().cache.entries)[-1])["semantic"]
+                    centre = world_to_camera_view(scene, camera, pivot.location)
+                    radius = math.atan(bound / (camera.location - pivot.location).length)
+                    half = math.tan(radius) / (camera.data.sensor_width / 2 / lens) / 2  # in frame units
+                    rows, cols = np.nonzero(labels)
+                    assert len(rows) or half * 64 < 3, (lens, distance)  # the head is there unless under ~3 px
+                    x, y = (cols + 0.5) / 64, 1 - (rows + 0.5) / 64
+                    outside = (np.abs(x - centre.x) > half + 1 / 64) | (np.abs(y - centre.y) > half + 1 / 64)
+                    assert not outside.any(), (lens, distance, int(outside.sum()))
+            print("OK")
+        """)
+    finally:
+        backend.kill()
+
+
+def test_rigged_cameras_bake_and_render_turntables_that_look_at_the_head(run_bpy, address):
+    """A camera parented to a rotating Empty, and one aimed by Track To: both bake (no keys added to them)
+    and every frame shows the head in the middle."""
+    run_bpy(f"""
+        import bpy, math, numpy as np, scene_setup
+        from blender_addon import session
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        settings = scene.sage_portrait
+        settings.address = {address!r}
+        bpy.ops.sage.connect()
+        scene.frame_start, scene.frame_end = 1, 4
+        rig = bpy.data.objects.new("Rig", None)
+        rig.location = pivot.location
+        scene.collection.objects.link(rig)
+        camera.parent = rig
+        camera.location = (0.0, -2.5, 0.0)
+        for frame in range(1, 5):
+            rig.rotation_euler.z = math.radians(90 * (frame - 1))
+            rig.keyframe_insert("rotation_euler", frame=frame)
+        tracked_data = bpy.data.cameras.new("Tracked")
+        tracked_data.lens = 200.0
+        tracked = bpy.data.objects.new("Tracked", tracked_data)
+        scene.collection.objects.link(tracked)
+        constraint = tracked.constraints.new("TRACK_TO")
+        constraint.target, constraint.track_axis, constraint.up_axis = pivot, "TRACK_NEGATIVE_Z", "UP_Y"
+        for frame in range(1, 5):
+            angle = math.radians(60 * (frame - 1))
+            tracked.location = (2.5 * math.sin(angle), -2.5 * math.cos(angle), 0.5)
+            tracked.keyframe_insert("location", frame=frame)
+        for cam in (camera, tracked):
+            scene.camera = cam
+            session.get().cache.clear()
+            assert cam.animation_data is None or cam.animation_data.action is None or cam is tracked
+            def keyed():  # the camera's own animation, frame by frame
+                path = []
+                for frame in range(1, 5):
+                    scene.frame_set(frame)
+                    path.append((tuple(cam.location), tuple(cam.rotation_euler)))
+                return path, cam.animation_data.action if cam.animation_data else None
+            before = keyed()
+            assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+            assert camera.animation_data is None  # the rig's camera got no keys of its own
+            assert keyed() == before  # its own keys (the tracked camera's path) untouched
+            entries = list(session.get().cache.entries.values())
+            assert len(entries) == 4
+            for images in entries:
+                rows, cols = np.nonzero(images["semantic"])
+                assert len(rows) > 50 and abs(rows.mean() - 31.5) < 10 and abs(cols.mean() - 31.5) < 10, (cam.name, rows.mean(), cols.mean())
+            scene.render.filepath = f"//{{cam.name}}/f_"
+            bpy.ops.render.render(animation=True)
+            assert not session.get().handler_error
+        # A still camera with a parent is not the add-on's to key: one clear line, nothing written.
+        rig.animation_data_clear()
+        scene.camera = camera
+        try:
+            bpy.ops.sage.bake_turntable()
+        except RuntimeError as exc:
+            assert "will not overwrite" in str(exc), exc
+        else:
+            raise AssertionError("keyed a parented camera")
+        assert camera.animation_data is None
         print("OK")
     """)
