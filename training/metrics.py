@@ -33,6 +33,7 @@ from sage_backend.cameras import FRONTAL_PITCH, FRONTAL_YAW, Camera, camera_rays
 from sage_backend.inference import Frame, PortraitRenderer, seed_latent
 from sage_backend.labels import LABEL_IDS, NUM_CLASSES
 from sage_backend.model.generator import SageGenerator
+from training.data.images import list_images, read_image
 
 YAW_OFFSETS = (-0.4, -0.2, 0.2, 0.4)
 FRONTAL = Camera.orbit(math.pi / 2, math.pi / 2)
@@ -276,6 +277,14 @@ def features(extractor: torch.jit.ScriptModule, images: np.ndarray, batch: int =
     return np.concatenate(out).astype(np.float64)
 
 
+def real_images(folder: Path, size: int) -> np.ndarray:
+    """Every image file in `folder` (read as the data loaders read them), resized: uint8 (N, size, size, 3)."""
+    real = [np.asarray(read_image(p).resize((size, size), Image.BICUBIC)) for p in list_images(folder).values()]
+    if len(real) < 2:
+        raise ValueError(f"{folder}: need at least 2 real images (docs/data.md lists the files read)")
+    return np.stack(real)
+
+
 def _generated_and_real(renderer: PortraitRenderer, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     if args.inception is None or args.real is None:
         raise ValueError("fid/kid need --inception (a TorchScript feature extractor) and --real (a folder of images)")
@@ -283,14 +292,11 @@ def _generated_and_real(renderer: PortraitRenderer, args: argparse.Namespace) ->
     if not Path(args.real).is_dir():
         raise ValueError(f"{args.real}: no such folder of real images")
     extractor = load_feature_extractor(Path(args.inception))
-    size = renderer.cfg.output_resolution
-    real = [np.asarray(Image.open(p).convert("RGB").resize((size, size))) for p in sorted(Path(args.real).glob("*.png")) + sorted(Path(args.real).glob("*.jpg"))]
-    if len(real) < 2:
-        raise ValueError(f"{args.real}: need at least 2 real images (.png or .jpg)")
+    real = real_images(Path(args.real), renderer.cfg.output_resolution)
     yaws = np.random.default_rng(0).normal(math.pi / 2, 0.3, len(real))
     fake = [next(renderer.render(seed_latent(i, renderer.generator.z_dim), [Camera.orbit(y, math.pi / 2)], args.psi)).drawing
             for i, y in enumerate(yaws)]
-    return features(extractor, np.stack(fake)), features(extractor, np.stack(real))
+    return features(extractor, np.stack(fake)), features(extractor, real)
 
 
 def _with_data(value: float | dict[str, float], data: float | dict[str, float] | None) -> dict:

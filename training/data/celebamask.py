@@ -8,7 +8,8 @@ import numpy as np
 from PIL import Image
 
 from sage_backend.labels import LABEL_NAMES
-from training.data.common import CROP_FRACTION, PairDataset, find_images, read_image, read_labels
+from training.data.common import CROP_FRACTION, PairDataset
+from training.data.images import is_user_file, list_images, read_image, read_labels, read_mask
 
 IMAGES, MERGED, PARTS = "CelebA-HQ-img", "CelebAMask-HQ-mask", "CelebAMask-HQ-mask-anno"
 
@@ -26,13 +27,16 @@ class CelebAMaskHQ(PairDataset):
                  crop_fraction: float | None = None) -> None:
         super().__init__(resolution, flip, seed)
         self.root = Path(root)
-        self.images = find_images(self.root / IMAGES)
+        self.images = list_images(self.root / IMAGES)
         self.merged = self.root / MERGED
+        self.masks = list_images(self.merged) if self.merged.is_dir() else {}
         self.parts: dict[str, list[Path]] = {}
         if not self.merged.is_dir():
             if not (self.root / PARTS).is_dir():
                 raise ValueError(f"{self.root}: neither {MERGED}/ nor {PARTS}/ holds label maps")
             for mask in sorted((self.root / PARTS).glob("*/*_*.png")):
+                if not is_user_file(mask) or not is_user_file(mask.parent):
+                    continue
                 number = mask.stem.split("_", 1)[0]
                 if not number.isdigit():
                     raise ValueError(f"{mask}: part mask names must read <id:05d>_<part>.png")
@@ -54,15 +58,14 @@ class CelebAMaskHQ(PairDataset):
             raise ValueError(f"{self.root / IMAGES}: no image for id {image_id}")
         image = read_image(self.images[image_id])
         if self.parts:
-            labels = self._merge_parts(image_id)
+            labels = self._merge_parts(image_id, image.size)
         else:
-            mask = self.merged / f"{image_id}.png"
-            if not mask.is_file():
-                raise ValueError(f"{mask}: missing label map for {self.images[image_id].name}")
-            labels = read_labels(mask)
+            if image_id not in self.masks:
+                raise ValueError(f"{self.merged / image_id}.png: missing label map for {self.images[image_id].name}")
+            labels = read_labels(self.masks[image_id], image.size)
         return image, labels
 
-    def _merge_parts(self, image_id: str) -> np.ndarray:
+    def _merge_parts(self, image_id: str, photo_size: tuple[int, int]) -> np.ndarray:
         """Merge the official binary part masks; later classes overwrite earlier ones, as the official tool does."""
         masks = self.parts.get(str(int(image_id)) if image_id.isdigit() else image_id)
         if not masks:
@@ -74,17 +77,10 @@ class CelebAMaskHQ(PairDataset):
         labels = None
         for label, name in enumerate(LABEL_NAMES):
             if name in by_part:
-                part = _read_part(by_part[name])
+                part = read_mask(by_part[name], photo_size)
                 labels = np.zeros(part.shape, np.uint8) if labels is None else labels
                 if part.shape != labels.shape:
                     raise ValueError(f"{by_part[name]}: part mask is {part.shape}, the other parts {labels.shape}")
-                labels[part > 127] = label
+                labels[part] = label
         return labels
 
-
-def _read_part(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("L"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable part mask ({exc})") from None

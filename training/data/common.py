@@ -9,30 +9,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sage_backend.labels import FLIP_PERMUTATION, NUM_CLASSES
+from sage_backend.labels import FLIP_PERMUTATION
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # CelebA-HQ: resize 1024 -> 576 and center-crop 512: the crop keeps 512/576 of the image.
 CROP_FRACTION = 512 / 576
-
-
-def read_image(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable image ({exc})") from None
-
-
-def read_labels(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            labels = np.asarray(img.convert("L") if img.mode not in ("L", "P", "I") else img)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable label map ({exc})") from None
-    if labels.max(initial=0) >= NUM_CLASSES:
-        raise ValueError(f"{path}: label value {int(labels.max())} outside 0..{NUM_CLASSES - 1}")
-    return labels.astype(np.uint8)
 
 
 def center_crop(img: Image.Image, fraction: float) -> Image.Image:
@@ -135,12 +115,6 @@ class PairDataset(torch.utils.data.Dataset):
         if not self.flip:  # a mirrored head is another identity, so head ids only come with unflipped data
             item["head"] = int(camera["head"])
         return item
-
-
-def find_images(folder: Path) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: no such image folder")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
 
 
 def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, seed: int, num_workers: int = 0,
