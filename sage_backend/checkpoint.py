@@ -1,11 +1,15 @@
 """Checkpoints: safetensors weights + the JSON model config + style metadata, with a format version.
 
-safetensors (not torch.save) because loading must never unpickle untrusted data, and because it
-checks the header against the file size, so truncated files fail loudly. Every load validates the
-tensor names, shapes and values against the config and raises CheckpointError with one clear line.
+A checkpoint is untrusted input (docs/checkpoints.md). safetensors (not torch.save) because loading must
+never unpickle data, and because it checks the header against the file size, so truncated files fail
+loudly. Every load checks, before any model is built: every config value's type and range
+(config.BOUNDS), the style metadata (a name that is safe as a file name, since names become paths),
+then the tensor names, shapes and dtypes against a model laid out on the meta device (no memory), and
+the values for NaN/inf. Each failure is one CheckpointError line naming the file and the key.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -19,7 +23,7 @@ from safetensors.torch import save_file
 
 from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
 from sage_backend.config import ModelConfig
-from sage_backend.files import atomic_path
+from sage_backend.files import atomic_path, check_file_name
 from sage_backend.model.generator import SageGenerator
 
 FORMAT = "sage-portrait"
@@ -31,14 +35,33 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the reason."""
 
 
+MAX_DESCRIPTION = 2000
+MAX_STEP = 10**9
+
+
 @dataclass(frozen=True)
 class StyleInfo:
-    name: str
+    """A style's metadata; construction validates it (ValueError naming the key)."""
+
+    name: str  # the style's name on the wire and in file names: check_file_name() holds
     description: str = ""
     stage: int = 1  # 1: photos (Stage I), 2: a drawing style (Stage II)
     step: int = 0
     training: dict[str, Any] = field(default_factory=dict)  # recipe, data, wall time, metrics: free-form JSON
     poses: dict[str, Any] = field(default_factory=dict)  # PoseDistribution.to_json() it trained on; {} = the reference's
+
+    def __post_init__(self) -> None:
+        check_file_name(self.name, "style.name")
+        if not isinstance(self.description, str) or len(self.description) > MAX_DESCRIPTION:
+            raise ValueError(f"style.description must be a string of at most {MAX_DESCRIPTION} characters")
+        if self.stage not in (1, 2) or isinstance(self.stage, bool):
+            raise ValueError(f"style.stage must be 1 or 2, got {str(self.stage)[:20]}")
+        if not isinstance(self.step, int) or isinstance(self.step, bool) or not 0 <= self.step <= MAX_STEP:
+            raise ValueError(f"style.step must be an integer in 0..{MAX_STEP}")
+        for key in ("training", "poses"):
+            if not isinstance(getattr(self, key), dict):
+                raise ValueError(f"style.{key} must be an object")
+        self.pose_distribution  # noqa: B018 (validates the pose record now, not at first use)
 
     @property
     def pose_distribution(self) -> PoseDistribution:
@@ -58,13 +81,26 @@ def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
     header.update({key: json.dumps(value) for key, value in metadata.items()})
     contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    with atomic_path(path) as tmp:
+    def whole(tmp: Path) -> None:  # safetensors checks the header's offsets against the file's size
+        with safe_open(str(tmp), framework="pt") as f:
+            if set(f.keys()) != set(contiguous) or (f.metadata() or {}) != header:
+                raise OSError("tensors or metadata differ from what was written")
+
+    with atomic_path(path, verify=whole) as tmp:
         save_file(contiguous, str(tmp), metadata=header)
 
 
 def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a file written by `save_tensors`; raises CheckpointError for missing, corrupt or foreign files."""
-    path = Path(path)
+    return _read(Path(path), tensors=True)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata of a file written by `save_tensors`, without reading its tensors."""
+    return _read(Path(path), tensors=False)[1]
+
+
+def _read(path: Path, tensors: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
@@ -72,7 +108,7 @@ def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
             header = f.metadata() or {}
             if header.get("format") != FORMAT:
                 raise CheckpointError(f"{path}: not a SAGE Portrait checkpoint (a foreign safetensors file)")
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
+            loaded = {name: f.get_tensor(name) for name in f.keys()} if tensors else {}
     except CheckpointError:
         raise
     except Exception as exc:  # safetensors raises several types for bad headers and short files
@@ -84,34 +120,60 @@ def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
         metadata = {k: json.loads(v) for k, v in header.items() if k not in ("format", "format_version")}
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: checkpoint metadata is not valid JSON ({exc})") from None
-    return tensors, metadata
+    return loaded, metadata
 
 
 def save_generator(path: str | os.PathLike[str], generator: SageGenerator, info: StyleInfo) -> None:
     save_tensors(path, generator.state_dict(), {"config": generator.cfg.to_dict(), "style": asdict(info)})
 
 
+def read_style_info(path: str | os.PathLike[str]) -> StyleInfo:
+    """A checkpoint's validated style metadata, without reading its tensors."""
+    path = Path(path)
+    return _style_info(path, read_metadata(path))
+
+
+def _style_info(path: Path, metadata: dict[str, Any]) -> StyleInfo:
+    if "style" not in metadata and "train_config" in metadata:
+        raise CheckpointError(f"{path}: a training state (for --resume and --from), not a servable checkpoint; "
+                              f"use {path.parent / 'generator.safetensors'}, written beside it")
+    style = metadata.get("style")
+    if not isinstance(style, dict):
+        raise CheckpointError(f"{path}: metadata key style is missing or not an object")
+    unknown = set(style) - {f.name for f in dataclasses.fields(StyleInfo)}
+    if unknown or "name" not in style:
+        raise CheckpointError(f"{path}: metadata key style has unknown keys {sorted(unknown)[:3]} or no name")
+    try:
+        return StyleInfo(**style)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
 def load_generator(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> LoadedStyle:
+    """Validate and load a servable checkpoint; raises CheckpointError naming the file and the key."""
     path = Path(path)
     tensors, metadata = load_tensors(path)
+    info = _style_info(path, metadata)
+    if "config" not in metadata or set(metadata) != {"config", "style"}:
+        raise CheckpointError(f"{path}: metadata keys must be config and style, got {sorted(metadata)[:5]}")
     try:
         cfg = ModelConfig.from_dict(metadata["config"])
-        info = StyleInfo(**metadata["style"])
-        info.pose_distribution  # noqa: B018 (validates the pose record now, not at first use)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: bad config or style metadata ({exc})") from None
-    generator = SageGenerator(cfg)
-    expected = generator.state_dict()
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    with torch.device("meta"):  # the layout the config implies, without allocating or initialising anything
+        expected = SageGenerator(cfg).state_dict()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     for name, tensor in tensors.items():
         if tensor.shape != expected[name].shape or tensor.dtype != expected[name].dtype:
             raise CheckpointError(
-                f"{path}: tensor {name} is {tuple(tensor.shape)} {tensor.dtype}, expected {tuple(expected[name].shape)} {expected[name].dtype}"
+                f"{path}: tensor {name} is {tuple(tensor.shape)} {tensor.dtype}, expected {tuple(expected[name].shape)} "
+                f"{expected[name].dtype} by the config"
             )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values")
+    generator = SageGenerator(cfg)
     generator.load_state_dict(tensors)
     return LoadedStyle(generator.to(device).eval().requires_grad_(False), info, path)
 

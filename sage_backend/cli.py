@@ -3,10 +3,13 @@
 Examples:
   sage-backend serve                                   # the shipped demo styles on tcp://127.0.0.1:5555
   sage-backend serve --styles runs/ --device cuda      # your checkpoints, on the GPU
+  sage-backend styles                                  # the styles --style can name
   sage-backend render --style pencil --seed 7 --turntable 12 --out frames/
   sage-backend mesh --style pencil --seed 7 --grid 128 --format glb --out head.glb
   sage-backend keys --out keys/                        # CURVE pair for a non-loopback --bind
   sage-backend demo --out demo_out                     # live backend + turntable + mesh, end to end
+
+Numbers are checked against the server's limits, with the server's messages (sage_backend/limits.py).
 """
 from __future__ import annotations
 
@@ -16,13 +19,35 @@ import os
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from sage_backend.files import atomic_path, atomic_write_bytes
+from sage_backend.cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS
+from sage_backend.files import atomic_path, atomic_write_bytes, check_file_name, check_writable, exit_on_sigterm, readable_image
+from sage_backend.limits import Limits, check_value
+
+EXAMPLES = {
+    "serve": ["sage-backend serve", "sage-backend serve --styles runs/ --device cuda --precision bf16",
+              "sage-backend serve --bind tcp://0.0.0.0:5555 --curve-secret keys/server.secret"],
+    "styles": ["sage-backend styles", "sage-backend styles --styles runs/pencil/generator.safetensors"],
+    "render": ["sage-backend render --style pencil --seed 7 --out frames/",
+               "sage-backend render --style line --seed 3 --turntable 12 --resolution 256 --out frames/",
+               "sage-backend render --style pencil --yaw 1.2 --pitch 1.4 --fov 14 --out view/"],
+    "mesh": ["sage-backend mesh --style pencil --seed 7 --grid 128 --out head.ply",
+             "sage-backend mesh --style line --seed 7 --grid 256 --colors drawing --format glb --out head.glb"],
+    "keys": ["sage-backend keys --out keys/"],
+    "demo": ["sage-backend demo --out demo_out", "sage-backend demo --frames 12 --grid 128 --precision bf16 --out demo_out"],
+}
+
+
+def _subcommand(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with its examples."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
+    return sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _styles_arg(p: argparse.ArgumentParser) -> None:
@@ -32,20 +57,35 @@ def _styles_arg(p: argparse.ArgumentParser) -> None:
                    help="decoder precision (the field stays fp32); auto: bf16 where the hardware has it natively")
 
 
+def _style_arg(p: argparse.ArgumentParser) -> None:
+    from sage_backend.checkpoint import bundled_checkpoint_dir
+
+    shipped = ", ".join(sorted(path.stem for path in bundled_checkpoint_dir().glob("*.safetensors")))
+    p.add_argument("--style", required=True, help=f"a style of --styles (shipped: {shipped}; `sage-backend styles` lists them)")
+
+
+def _latent_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="which head: an integer in 0..2^63-1")
+    p.add_argument("--psi", type=float, default=0.5, help="truncation in 0..1 (0: the average head)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sage-backend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="serve the protocol on a ZeroMQ ROUTER socket")
+    p = _subcommand(sub, "serve", "serve the protocol on a ZeroMQ ROUTER socket")
     p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="endpoint; port 0 picks a free port (printed first)")
     p.add_argument("--curve-secret", type=Path, help="CURVE secret key file (required for non-loopback binds)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
     _styles_arg(p)
-    p = sub.add_parser("render", help="write drawing + semantic PNGs for one view or a turntable")
-    p.add_argument("--style", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--psi", type=float, default=0.5)
+    p = _subcommand(sub, "styles", "list the styles (checkpoints) that --style can name")
+    _styles_arg(p)
+    p = _subcommand(sub, "render", "write drawing + semantic PNGs for one view or a turntable")
+    _style_arg(p)
+    _latent_args(p)
     p.add_argument("--yaw", type=float, default=math.pi / 2, help="radians; pi/2 is frontal")
-    p.add_argument("--pitch", type=float, default=math.pi / 2)
+    p.add_argument("--pitch", type=float, default=math.pi / 2, help="radians; pi/2 is level, smaller looks from above")
+    p.add_argument("--radius", type=float, default=DEFAULT_RADIUS, help="camera distance from the head's centre")
+    p.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG, help="field of view, degrees")
     p.add_argument("--turntable", type=int, metavar="K", help="K views around the head instead of one")
     p.add_argument("--yaw-range", type=float, nargs=2, metavar=("FROM", "TO"),
                    help="with --turntable: K views evenly from yaw FROM to TO inclusive, in radians (default: the "
@@ -53,19 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, help="output size (default: the model's)")
     p.add_argument("--out", type=Path, required=True)
     _styles_arg(p)
-    p = sub.add_parser("mesh", help="export the density field as a coloured, labelled mesh")
-    p.add_argument("--style", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--psi", type=float, default=0.5)
+    p = _subcommand(sub, "mesh", "export the density field as a coloured, labelled mesh")
+    _style_arg(p)
+    _latent_args(p)
     p.add_argument("--grid", type=int, default=256, help="grid cells per axis (CPU: 128 takes seconds, 256 minutes on the full preset)")
     p.add_argument("--threshold", type=float, help="density iso-level (default 10)")
     p.add_argument("--colors", default="semantic", choices=["semantic", "drawing", "none"])
     p.add_argument("--format", choices=["ply", "glb", "obj"], help="default: from --out's suffix")
     p.add_argument("--out", type=Path, required=True)
     _styles_arg(p)
-    p = sub.add_parser("keys", help="create a CURVE key pair (server.public, server.secret)")
+    p = _subcommand(sub, "keys", "create a CURVE key pair (server.public, server.secret)")
     p.add_argument("--out", type=Path, required=True)
-    p = sub.add_parser("demo", help="the end-to-end demo: live backend, turntables, a mesh")
+    p = _subcommand(sub, "demo", "the end-to-end demo: live backend, turntables, a mesh")
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--grid", type=int, default=96)
@@ -79,53 +118,66 @@ def load_styles(sources: list[str] | None, device: str):
     from sage_backend.inference import pick_device
 
     dev = pick_device(device)
-    styles = {}
+    styles, files = {}, {}
     for path in discover_checkpoints(sources):
         loaded = load_generator(path, dev)
-        if loaded.info.name in styles:
-            raise ValueError(f"{path}: style name {loaded.info.name!r} is already taken by {styles[loaded.info.name].path}")
-        styles[loaded.info.name] = loaded
+        # Names become file and folder names: two that one file system would take for one are one name.
+        key = unicodedata.normalize("NFC", loaded.info.name).casefold()
+        if key in files:
+            raise ValueError(f"{path}: style name {loaded.info.name!r} is already taken by {files[key]}")
+        styles[loaded.info.name], files[key] = loaded, path
     return styles, dev
 
 
-def check_limits(args: argparse.Namespace) -> None:
-    """The server's limits apply to the CLI too (a 5000 px render or a 4096^3 grid is a typo, not a job)."""
-    from sage_backend.server.protocol import Limits
-
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every number of the command line through the server's ranges and messages (a 5000 px render,
+    a 4096^3 grid, psi 5 or seed -1 is a typo, not a job)."""
     limits = Limits()
-    checks = [("resolution", limits.min_resolution, limits.max_resolution), ("turntable", 1, limits.max_cameras),
-              ("frames", 1, limits.max_cameras),
-              ("grid", limits.min_grid, limits.max_grid)]
-    for name, lo, hi in checks:
+    for name, kind in (("seed", None), ("psi", None), ("resolution", None), ("grid", None), ("threshold", None),
+                       ("turntable", "cameras"), ("frames", "cameras")):
         value = getattr(args, name, None)
-        if value is not None and not lo <= value <= hi:
-            raise ValueError(f"--{name} must be in {lo}..{hi}, got {value}")
+        if value is not None:
+            check_value(name, value, limits, kind)
+
+
+def render_cameras(args: argparse.Namespace):
+    """The views of `render`, each through the protocol's camera parser (finite yaw/pitch, radius and fov ranges)."""
+    from sage_backend.cameras import Camera
+
+    if args.yaw_range is not None and not args.turntable:
+        raise ValueError("--yaw-range needs --turntable K (how many views along the arc)")
+    if args.yaw_range is not None and not all(math.isfinite(v) for v in args.yaw_range):
+        raise ValueError(f"--yaw-range must be finite radians, got {args.yaw_range}")
+    yaws = turntable_yaws(args.turntable, args.yaw_range) if args.turntable else [args.yaw]
+    return [Camera.from_protocol({"yaw": yaw, "pitch": args.pitch, "radius": args.radius, "fov_deg": args.fov}) for yaw in yaws]
 
 
 def _renderer(args: argparse.Namespace):
     from sage_backend.inference import PortraitRenderer
 
-    check_limits(args)
     styles, device = load_styles(args.styles, args.device)
     if args.style not in styles:
         raise ValueError(f"unknown style {args.style!r}; available: {', '.join(sorted(styles))}")
     return PortraitRenderer(styles[args.style].generator, device, precision=args.precision)
 
 
+def turntable_yaws(frames: int, yaw_range: tuple[float, float] | None = None) -> list[float]:
+    """`frames` yaws: the whole circle from frontal (yaw pi/2) in equal steps, or evenly over the arc
+    yaw_range = (from, to), both ends included (radians)."""
+    if yaw_range is None:
+        return [math.pi / 2 + 2 * math.pi * i / frames for i in range(frames)]
+    return [float(y) for y in np.linspace(yaw_range[0], yaw_range[1], frames)]
+
+
 def turntable_cameras(frames: int, pitch: float = math.pi / 2, yaw_range: tuple[float, float] | None = None):
-    """`frames` orbit cameras at `pitch`: the whole circle from frontal (yaw pi/2) in equal steps, or
-    evenly over the arc yaw_range = (from, to), both ends included (radians)."""
+    """`frames` orbit cameras at `pitch` along turntable_yaws."""
     from sage_backend.cameras import Camera
 
-    if yaw_range is None:
-        yaws = [math.pi / 2 + 2 * math.pi * i / frames for i in range(frames)]
-    else:
-        yaws = [float(y) for y in np.linspace(yaw_range[0], yaw_range[1], frames)]
-    return [Camera.orbit(yaw, pitch) for yaw in yaws]
+    return [Camera.orbit(yaw, pitch) for yaw in turntable_yaws(frames, yaw_range)]
 
 
 def save_png(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, verify=readable_image) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
@@ -137,16 +189,20 @@ def save_frame(out: Path, stem: str, drawing: np.ndarray, semantic: np.ndarray) 
     save_png(out / f"{stem}_labels.png", semantic)  # raw class ids, for tools
 
 
-def cmd_render(args: argparse.Namespace) -> int:
-    from sage_backend.cameras import Camera
+def cmd_styles(args: argparse.Namespace) -> int:
+    from sage_backend.checkpoint import discover_checkpoints, read_style_info
 
+    for path in discover_checkpoints(args.styles):
+        info = read_style_info(path)
+        print(f"{info.name}\tstage {info.stage}, step {info.step}\t{path}" + (f"\t{info.description}" if info.description else ""))
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    cams = render_cameras(args)
+    check_writable(args.out)
     renderer = _renderer(args)
-    if args.yaw_range is not None and not args.turntable:
-        raise ValueError("--yaw-range needs --turntable K (how many views along the arc)")
-    if args.yaw_range is not None and not all(math.isfinite(v) for v in args.yaw_range):
-        raise ValueError(f"--yaw-range must be finite radians, got {args.yaw_range}")
-    cams = (turntable_cameras(args.turntable, args.pitch, args.yaw_range) if args.turntable
-            else [Camera.orbit(args.yaw, args.pitch)])
     for i, frame in enumerate(renderer.render(renderer.latent(seed=args.seed), cams, args.psi, args.resolution)):
         save_frame(args.out, f"{args.style}_{args.seed}_{i:03d}", frame.drawing, frame.semantic)
     print(f"{len(cams)} view(s) -> {args.out}")
@@ -156,9 +212,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_mesh(args: argparse.Namespace) -> int:
     from sage_backend.mesh import FORMATS, extract_mesh, write_mesh
 
+    check_arguments(args)
     fmt = (args.format or args.out.suffix.lstrip(".")).lower()
     if fmt not in FORMATS:  # before minutes of marching cubes, not after
         raise ValueError(f"--out {args.out.name}: mesh format must be one of {', '.join(FORMATS)} (by suffix or --format)")
+    if args.out.is_dir():
+        raise ValueError(f"--out {args.out}: is a folder; give the mesh file's name")
+    check_writable(args.out.parent)
     renderer = _renderer(args)
     mesh = extract_mesh(renderer, renderer.latent(seed=args.seed), args.psi, args.grid, args.threshold, args.colors, progress=True)
     write_mesh(args.out, mesh, fmt)
@@ -213,9 +273,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sage_backend.visualize import contact_sheet, stack_sheets
     from sage_backend.inference import Frame
 
-    check_limits(args)
+    check_arguments(args)
+    check_writable(args.out)
     start = time.perf_counter()
-    proc, endpoint = start_backend(args.styles, args.device, args.out / "backend.log")
+    proc, endpoint = start_backend(args.styles, args.device, args.out / "backend.log", extra=["--precision", args.precision])
     try:
         with SageClient(endpoint, timeout_s=600) as client:
             hello, _ = client.request("hello", client="sage-backend demo")
@@ -223,7 +284,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             cams = [c.to_protocol() for c in turntable_cameras(args.frames, math.pi / 2 - 0.1)]
             sheets = []
             for style in hello["styles"]:
-                name = style["name"]
+                name = check_file_name(style["name"], "the backend's style name")  # it becomes a folder of --out
                 frames = []
                 for header, blobs in client.turntable(style=name, seed=args.seed, cameras=cams,
                                                         resolution=max(style["resolution"], hello["limits"]["min_resolution"])):
@@ -266,7 +327,8 @@ def _blender_turntable(endpoint: str, out: Path, frames: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"serve": cmd_serve, "render": cmd_render, "mesh": cmd_mesh, "keys": cmd_keys, "demo": cmd_demo}
+    commands = {"serve": cmd_serve, "styles": cmd_styles, "render": cmd_render, "mesh": cmd_mesh, "keys": cmd_keys, "demo": cmd_demo}
+    exit_on_sigterm()  # a killed command still removes its temporary files
     try:
         return commands[args.command](args)
     except (ValueError, OSError, RuntimeError, TimeoutError) as exc:

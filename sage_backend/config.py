@@ -115,23 +115,63 @@ class ModelConfig:
         return _build(ModelConfig, data)
 
 
-def _build(cls: type, data: Any) -> Any:
+# The range of every number a config may hold (a tuple's bound applies to each entry, its length to
+# LENGTHS). Far beyond the presets (full: width 256, 256 px), yet a checkpoint's config can never ask for
+# a model that takes gigabytes before its weights are compared (docs/checkpoints.md).
+BOUNDS: dict[str, tuple[float, float]] = {
+    "output_resolution": (8, 4096),
+    "mapping.z_dim": (1, 4096), "mapping.hidden": (1, 4096), "mapping.layers": (1, 16),
+    "field.width": (1, 4096), "field.layers": (1, 32), "field.box_warp": (1e-3, 100.0),
+    "field.freq_scale": (-1e4, 1e4), "field.freq_shift": (-1e4, 1e4), "field.density_scale": (1e-6, 1e6),
+    "render.feature_resolution": (4, 1024), "render.samples_per_ray": (1, 1024), "render.fov_deg": (0.5, 120.0),
+    "render.chunk_rays": (1, 1 << 24),
+    "decoder.channels": (1, 4096),
+    "translator.channels": (1, 4096), "translator.spade_hidden": (1, 4096), "translator.spade_stages": (0, 8),
+    "discriminator.channels": (1, 4096), "discriminator.latent_head": (0, 4096),
+}
+LENGTHS: dict[str, tuple[int, int]] = {"decoder.channels": (1, 8), "translator.channels": (2, 8), "discriminator.channels": (1, 16)}
+MAX_TEXT = 64  # config strings: the preset name, the density activation
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    """A config dataclass from a dict, every value checked for its type and range; ValueError names the key."""
     if not isinstance(data, dict):
-        raise ValueError(f"config section {cls.__name__} must be an object")
+        raise ValueError(f"config key {prefix.rstrip('.') or 'config'} must be an object")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
-        raise ValueError(f"unknown config keys for {cls.__name__}: {sorted(unknown)}")
+        raise ValueError(f"unknown config keys {sorted(prefix + k for k in unknown)}")
     kwargs = {}
     for name, value in data.items():
-        default = getattr(cls(), name) if name != "name" else None
+        key = prefix + name
+        default = getattr(cls(), name) if name != "name" else ""
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value)
+            kwargs[name] = _build(type(default), value, key + ".")
         elif isinstance(default, tuple):
-            kwargs[name] = tuple(value)
+            lo, hi = LENGTHS[key]
+            if not isinstance(value, (list, tuple)) or not lo <= len(value) <= hi:
+                raise ValueError(f"config key {key} must be a list of {lo}..{hi} integers")
+            kwargs[name] = tuple(_scalar(key, v, 0) for v in value)
         else:
-            kwargs[name] = value
-    return cls(**kwargs)
+            kwargs[name] = _scalar(key, value, default)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ValueError(f"config {prefix.rstrip('.') or 'model'}: {exc}") from None
+
+
+def _scalar(key: str, value: Any, default: Any) -> Any:
+    """`value` if it has the type of `default` (an int may stand for a float) and lies in BOUNDS[key]."""
+    if isinstance(default, bool) or isinstance(default, str):
+        if type(value) is not type(default) or (isinstance(value, str) and not (len(value) <= MAX_TEXT and value.isprintable())):
+            raise ValueError(f"config key {key} must be {'true or false' if isinstance(default, bool) else f'a string of at most {MAX_TEXT} characters'}")
+        return value
+    integer = isinstance(default, int)
+    lo, hi = BOUNDS[key]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi  # False for NaN
+    if not ok or (integer and not isinstance(value, int)):
+        raise ValueError(f"config key {key} = {str(value)[:40]} must be {'an integer' if integer else 'a number'} in {lo}..{hi}")
+    return value if integer else float(value)
 
 
 PRESETS: dict[str, ModelConfig] = {

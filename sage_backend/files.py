@@ -1,27 +1,49 @@
-"""Atomic file writing: a reader sees the old file or the whole new one, never half of one."""
+"""Writing files: a reader sees the old file or the whole new one, never half of one (docs/files.md).
+
+Every writer in the project goes through `atomic_path`: the bytes go to a temporary file beside the target,
+are read back (`verify`) and flushed to the disk, get the permissions a plain open() would give, and only
+then replace the target. On any failure the temporary file is removed and the error names the target.
+A writer killed by SIGTERM or Ctrl-C cleans up the same way (`exit_on_sigterm`); one killed outright
+(SIGKILL, power loss) leaves a `.NAME.PID.*.partial` file that the next write of NAME removes.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+PARTIAL = ".partial"
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], mode: int | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], mode: int | None = None,
+                verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed.
 
+    verify(tmp) runs after the caller wrote tmp and raises if the file is not whole (a full disk can
+    truncate a file without its writer noticing); it fails the write with OSError "PATH: ...".
     The file gets `mode`, or by default what a plain open() would give (mkstemp's own 0600 would
     leave every output private); a secret passes 0o600 and is never readable by others, even briefly.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    remove_stale_temporaries(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=PARTIAL, dir=target.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, _default_mode() if mode is None else mode)
+        if verify is not None:
+            try:
+                verify(Path(tmp))
+            except Exception as exc:  # any reader's complaint means the same thing: not what was meant
+                raise OSError(f"{target}: the written file does not read back whole ({exc})") from None
+        with open(tmp, "rb+") as written:  # on the disk before the rename, so a crash cannot leave it empty
+            os.fsync(written.fileno())
+        os.chmod(tmp, default_mode() if mode is None else mode)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -30,11 +52,89 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = None) -> Iterat
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
-    with atomic_path(path, mode) as tmp:
+    def whole(tmp: Path) -> None:
+        if tmp.stat().st_size != len(data):
+            raise OSError(f"{tmp.stat().st_size} of {len(data)} bytes on disk")
+
+    with atomic_path(path, mode, whole) as tmp:
         tmp.write_bytes(data)
 
 
-def _default_mode() -> int:
+def readable_image(path: Path) -> None:
+    """verify= for image files: the whole file decodes (a truncated PNG or JPEG fails here)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+
+
+def remove_stale_temporaries(target: Path) -> None:
+    """Remove temporary files of `target` left by writers that no longer run (killed outright)."""
+    prefix = f".{target.name}."
+    with contextlib.suppress(OSError):
+        for leftover in target.parent.iterdir():
+            name = leftover.name
+            if name.startswith(prefix) and name.endswith(PARTIAL):
+                pid = name[len(prefix):].split(".", 1)[0]
+                if pid.isdigit() and not _running(int(pid)):
+                    leftover.unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, as another user; Windows: cannot tell, so keep the file
+        return True
+    return True
+
+
+def check_writable(folder: str | os.PathLike[str]) -> None:
+    """Create `folder` if needed and prove a file can be made there, before any long computation.
+    Raises OSError "FOLDER: cannot write here (reason)"."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=PARTIAL, dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OSError(f"{folder}: cannot write here ({exc.strerror or exc})") from None
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (`kill`, a service manager stopping a job) into SystemExit, so every `atomic_path`
+    in progress removes its temporary file instead of the process vanishing mid-write."""
+    def stop(signum, frame) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def default_mode() -> int:
     umask = os.umask(0o022)  # the only way to read the umask is to set it
     os.umask(umask)
     return 0o666 & ~umask
+
+
+RESERVED_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+FORBIDDEN_CHARACTERS = set('/\\:*?"<>|')  # separators everywhere, and what Windows refuses in a name
+
+
+def check_file_name(name: object, what: str) -> str:
+    """`name` if it is safe as one file or folder name on every system, else ValueError "{what} ...".
+
+    Refused: not a string, empty or over 64 characters, path separators and Windows' forbidden characters,
+    control characters, a leading dot ("." and ".." climb out, ".x" hides), a trailing dot or space
+    (Windows drops them), and Windows' device names (CON, NUL, COM1, ... with or without a suffix).
+    """
+    if not isinstance(name, str) or not 1 <= len(name) <= 64:
+        raise ValueError(f"{what} must be a string of 1..64 characters, got {str(name)[:40]!r}")
+    if any(c in FORBIDDEN_CHARACTERS or not c.isprintable() for c in name):
+        raise ValueError(f"{what} {name!r} holds a path separator, a control or a reserved character")
+    if name.startswith(".") or name.endswith((".", " ")):
+        raise ValueError(f"{what} {name!r} must not start with a dot or end with a dot or a space")
+    if name.split(".", 1)[0].rstrip(" ").upper() in RESERVED_NAMES:
+        raise ValueError(f"{what} {name!r} is a reserved device name on Windows")
+    return name

@@ -6,6 +6,8 @@ Examples:
   sage-train stage2 --recipe training/recipes/demo_stage2.json --from runs/demo_stage1/generator.safetensors --style pencil --out runs/pencil
   sage-train stage1 --out runs/demo_stage1 --resume            (continue where a run stopped)
   torchrun --nproc_per_node 2 -m training.cli stage1 ...       (data parallel over GPUs or CPU processes)
+  sage-train eval runs/pencil/generator.safetensors --seeds 8
+  sage-train release --runs runs/pencil runs/line --stage1 runs/demo_stage1 --out checkpoints/ --images docs/images
 """
 from __future__ import annotations
 
@@ -15,6 +17,27 @@ import sys
 from pathlib import Path
 
 RECIPES = Path(__file__).parent / "recipes"
+EXAMPLES = {
+    "make-synthetic": ["sage-train make-synthetic --out data/synthetic --heads 200 --views 8",
+                       "sage-train make-synthetic --out data/tiny --heads 4 --views 2 --resolution 64 --styles pencil"],
+    "stage1": ["sage-train stage1 --recipe training/recipes/demo_stage1.json --data data/synthetic --out runs/demo_stage1",
+               "sage-train stage1 --out runs/demo_stage1 --resume --steps 500      (500 more steps)"],
+    "stage2": ["sage-train stage2 --recipe training/recipes/demo_stage2.json --from runs/demo_stage1/state.safetensors "
+               "--data data/synthetic/styles --style pencil --out runs/pencil",
+               "sage-train stage2 ... --steps 2                                  (a 2-step smoke test)"],
+    "eval": ["sage-train eval runs/pencil/generator.safetensors",
+             "sage-train eval runs/pencil/generator.safetensors --metrics fid kid --inception inception.pt --real data/real"],
+    "release": ["sage-train release --runs runs/pencil runs/line --stage1 runs/demo_stage1 --out checkpoints/ --images docs/images"],
+}
+
+
+def _subcommand(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with its examples."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
+    return sub.add_parser(name, help=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+MAX_STEPS = 10**8
 
 
 def _add_train_args(p: argparse.ArgumentParser, stage: int) -> None:
@@ -22,7 +45,9 @@ def _add_train_args(p: argparse.ArgumentParser, stage: int) -> None:
     p.add_argument("--recipe", type=Path, default=default, help=f"training recipe JSON (default: {default.name}; see training/recipes/)")
     p.add_argument("--data", help="data root, overriding the recipe's (stage 1: CelebAMask-HQ layout; stage 2: styles root)")
     p.add_argument("--out", type=Path, required=True, help="run folder: state, generator, samples/, metrics.jsonl")
-    p.add_argument("--steps", type=int, help="stop at this step count (default: the recipe's)")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help="train N steps in this run, counted from where it starts (the recipe's initial_step, "
+                        "e.g. 2100 for the demo's Stage II, or the step a --resume finds); default: up to the recipe's steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors exactly where it stopped")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, help="override the recipe's seed")
@@ -36,15 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     from training.data.synthetic.cli import add_make_synthetic_args
 
-    add_make_synthetic_args(sub.add_parser("make-synthetic", help="render the offline procedural-head data set"))
-    _add_train_args(sub.add_parser("stage1", help="Stage I: photos + semantic maps"), 1)
-    _add_train_args(sub.add_parser("stage2", help="Stage II: fine-tune to a drawing style (field frozen)"), 2)
+    add_make_synthetic_args(_subcommand(sub, "make-synthetic", "render the offline procedural-head data set"))
+    _add_train_args(_subcommand(sub, "stage1", "Stage I: photos + semantic maps"), 1)
+    _add_train_args(_subcommand(sub, "stage2", "Stage II: fine-tune to a drawing style (field frozen)"), 2)
     from training.evaluate import add_eval_args
 
-    add_eval_args(sub.add_parser("eval", help="measure a checkpoint: semantic consistency, reprojection, FID/KID"))
+    add_eval_args(_subcommand(sub, "eval", "measure a checkpoint: semantic consistency, reprojection, FID/KID"))
     from training.release import add_release_args
 
-    add_release_args(sub.add_parser("release", help="ship Stage II runs as checkpoints with a model card"))
+    add_release_args(_subcommand(sub, "release", "ship Stage II runs as checkpoints with a model card"))
     return parser
 
 
@@ -65,6 +90,8 @@ def run_training(args: argparse.Namespace, stage: int) -> int:
     cfg = cfg.replace(**changes)
     if cfg.stage != stage:
         raise ValueError(f"{args.recipe} is a stage {cfg.stage} recipe, not stage {stage}")
+    if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
+        raise ValueError(f"--steps must be an integer in 1..{MAX_STEPS}, got {args.steps}")
     init_from = getattr(args, "init_from", None)
     if stage == 2 and init_from is None and not args.resume:
         raise ValueError("stage2 needs --from STAGE1_CHECKPOINT (or --resume)")
@@ -73,14 +100,26 @@ def run_training(args: argparse.Namespace, stage: int) -> int:
     if args.resume:
         trainer.resume()
         print(f"resumed at step {trainer.step}", file=sys.stderr)
-    trainer.train(args.steps)
+    start = trainer.step
+    if args.steps is not None:  # a count from here: the run stops at start + N, past the recipe's end if asked
+        trainer.cfg = trainer.cfg.replace(steps=start + args.steps)
+    if start >= trainer.cfg.steps:
+        if not args.resume:
+            raise ValueError(f"{args.recipe}: initial_step {start} is not before steps {trainer.cfg.steps}")
+        print(f"the run is already at step {start}, the recipe's end: nothing to train (--steps N trains N more)")
+        return 0
+    trainer.train()
     if trainer.rank == 0:
-        print(f"step {trainer.step}: {args.out / 'generator.safetensors'} (servable), {args.out / 'state.safetensors'} (resumable)")
+        print(f"trained steps {start}..{trainer.step}: {args.out / 'generator.safetensors'} (servable), "
+              f"{args.out / 'state.safetensors'} (resumable)")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sage_backend.files import exit_on_sigterm
+
     args = build_parser().parse_args(argv)
+    exit_on_sigterm()  # a killed command still removes its temporary files (training saves its state first)
     try:
         if args.command == "make-synthetic":
             from training.data.synthetic.cli import run_make_synthetic

@@ -10,6 +10,7 @@ from typing import Any
 
 from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
 from sage_backend.config import ModelConfig, preset
+from sage_backend.files import check_file_name
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
+        check_file_name(self.style, "style")  # it names the data's style folder and the checkpoint file
         model = self.model_config()
         if not self.curriculum or self.curriculum[0].start != self.initial_step:
             raise ValueError("the curriculum must start at initial_step")

@@ -9,14 +9,15 @@ from pathlib import Path
 from sage_backend.checkpoint import load_generator
 from sage_backend.files import atomic_write_bytes
 from sage_backend.inference import PortraitRenderer, pick_device
+from sage_backend.limits import Limits, check_value
 
-
+MAX_SEEDS = 100_000
 DEFAULT_METRICS = ("semantic_consistency", "full_circle_consistency", "reprojection", "face_part_recall", "seed_diversity",
                    "back_face_parts")
 
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="a servable checkpoint (.safetensors)")
+    p.add_argument("checkpoint", type=Path, help="a servable checkpoint: a run's generator.safetensors (not its state.safetensors)")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS),
                    help="which metrics to compute (default: all but fid/kid, which need --inception and --real)")
     p.add_argument("--seeds", type=int, default=8, help="number of seeds (heads) to average over")
@@ -35,6 +36,9 @@ def run_eval(args: argparse.Namespace) -> int:
     unknown = set(args.metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {sorted(METRICS)}")
+    check_value("psi", args.psi, Limits())
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise ValueError(f"--seeds must be an integer in 1..{MAX_SEEDS}")
     loaded = load_generator(args.checkpoint)
     renderer = PortraitRenderer(loaded.generator, pick_device(args.device))
     report = {"checkpoint": str(args.checkpoint), "style": loaded.info.name, "step": loaded.info.step, "seeds": args.seeds}

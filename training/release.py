@@ -17,9 +17,10 @@ from PIL import Image
 
 from sage_backend.cameras import Camera
 from sage_backend.checkpoint import StyleInfo, load_generator, save_generator
-from sage_backend.files import atomic_path, atomic_write_bytes
+from sage_backend.files import atomic_path, atomic_write_bytes, check_writable, readable_image
 from sage_backend.inference import PortraitRenderer, seed_latent
 from sage_backend.visualize import contact_sheet, stack_sheets
+from training.evaluate import MAX_SEEDS
 
 CARD_SEEDS = (1, 2, 3)
 # The sheets' arcs (radians; `sage-backend render --turntable K --yaw-range FROM TO` renders the same views):
@@ -55,16 +56,23 @@ def turntable_sheet(renderer: PortraitRenderer, arc: tuple[float, float, int] = 
 
 
 def run_release(args: argparse.Namespace) -> int:
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise ValueError(f"--seeds must be an integer in 1..{MAX_SEEDS}")
+    loaded_runs = [load_generator(run / "generator.safetensors") for run in args.runs]  # every run checked before any write
+    names = [loaded.info.name.casefold() for loaded in loaded_runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two runs have one style name ({', '.join(l.info.name for l in loaded_runs)}); each becomes a file name")
+    check_writable(args.out)
+    check_writable(args.images)
     rows = []
     data = data_metrics(args.data, args.seeds) if args.data else None
-    for run in args.runs:
-        loaded = load_generator(run / "generator.safetensors")
+    for loaded in loaded_runs:
         renderer = PortraitRenderer(loaded.generator)
         metrics = model_metrics(renderer, list(range(args.seeds)))
         info: StyleInfo = replace(loaded.info, training=loaded.info.training | {"metrics": metrics})
         save_generator(args.out / f"{info.name}.safetensors", loaded.generator, info)
         image = args.images / f"demo_{info.name}_turntable.png"
-        with atomic_path(image) as tmp:
+        with atomic_path(image, verify=readable_image) as tmp:
             Image.fromarray(turntable_sheet(renderer, sheet_arc(info))).save(tmp, format="PNG")
         rows.append((info, metrics, image))
         print(f"{info.name}: {json.dumps(metrics)} -> {args.out / (info.name + '.safetensors')}")

@@ -5,12 +5,13 @@ Every message is multipart [b"SAGE/1", header JSON, *blobs]; see docs/protocol.m
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sage_backend.cameras import Camera
+from sage_backend.limits import Limits, check_value
 
 MAGIC = b"SAGE/1"
 PROTOCOL_VERSION = 1
@@ -19,20 +20,6 @@ OUTPUTS = ("drawing", "semantic", "depth")
 MESH_FORMATS = ("ply", "glb", "obj")
 MESH_COLORS = ("semantic", "drawing", "none")
 DTYPES = {"uint8": np.uint8, "float32": np.float32}
-
-
-@dataclass(frozen=True)
-class Limits:
-    header_bytes: int = 64 * 1024
-    message_bytes: int = 64 * 1024 * 1024
-    min_resolution: int = 64
-    max_resolution: int = 1024
-    max_cameras: int = 720
-    min_grid: int = 32
-    max_grid: int = 512
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class ProtocolError(Exception):
@@ -89,15 +76,12 @@ def decode_request(frames: list[bytes], limits: Limits) -> Request:
     return Request(rid, op, fields, list(frames[2:]))
 
 
-def _number(fields: dict, name: str, default: Any, lo: float, hi: float, integer: bool = False, rid: str | None = None) -> Any:
-    value = fields.get(name, default)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi  # exact for huge ints
-    if ok and integer:
-        ok = float(value).is_integer()
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        raise ProtocolError("bad_request", f"{name} must be {kind} in {lo}..{hi}", rid)
-    return int(value) if integer else float(value)
+def _number(fields: dict, name: str, default: Any, limits: Limits, rid: str | None = None) -> Any:
+    """A request value through the ranges the command line uses too (sage_backend/limits.py)."""
+    try:
+        return check_value(name, fields.get(name, default), limits)
+    except ValueError as exc:
+        raise ProtocolError("bad_request", str(exc), rid) from None
 
 
 def _choice(fields: dict, name: str, default: str, choices: tuple[str, ...], rid: str) -> str:
@@ -107,14 +91,14 @@ def _choice(fields: dict, name: str, default: str, choices: tuple[str, ...], rid
     return value
 
 
-def latent_from(request: Request, z_dim: int) -> tuple[int | None, np.ndarray | None]:
+def latent_from(request: Request, z_dim: int, limits: Limits = Limits()) -> tuple[int | None, np.ndarray | None]:
     """Exactly one of `seed` (int) or a `latent` blob of z_dim float32 values."""
     rid, has_seed = request.id, "seed" in request.fields
     has_latent = request.fields.get("latent") is not None or bool(request.blobs)
     if has_seed == has_latent:
         raise ProtocolError("bad_request", "give exactly one of seed or latent", rid)
     if has_seed:
-        return _number(request.fields, "seed", 0, 0, 2**63 - 1, integer=True, rid=rid), None
+        return _number(request.fields, "seed", 0, limits, rid), None
     if len(request.blobs) != 1 or len(request.blobs[0]) != 4 * z_dim:
         raise ProtocolError("bad_request", f"latent must be one blob of {z_dim} float32 values ({4 * z_dim} bytes)", rid)
     latent = np.frombuffer(request.blobs[0], dtype=np.float32)
@@ -147,18 +131,18 @@ def parse_work(request: Request, limits: Limits, styles: dict[str, int]) -> Rend
     style = f.get("style")
     if not isinstance(style, str) or style not in styles:
         raise ProtocolError("unknown_style", f"unknown style {str(style)[:40]!r}; styles are {', '.join(sorted(styles))}", rid)
-    seed, latent = latent_from(request, styles[style])
-    spec = RenderSpec(style, seed, latent, _number(f, "psi", 0.5, 0.0, 1.0, rid=rid))
+    seed, latent = latent_from(request, styles[style], limits)
+    spec = RenderSpec(style, seed, latent, _number(f, "psi", 0.5, limits, rid))
     if "deadline_ms" in f:
-        spec.deadline_ms = _number(f, "deadline_ms", None, 1, 86_400_000, rid=rid)
+        spec.deadline_ms = _number(f, "deadline_ms", None, limits, rid)
     if request.op == "mesh":
-        spec.grid = _number(f, "grid", 256, limits.min_grid, limits.max_grid, integer=True, rid=rid)
+        spec.grid = _number(f, "grid", 256, limits, rid)
         spec.format = _choice(f, "format", "ply", MESH_FORMATS, rid)
         spec.colors = _choice(f, "colors", "semantic", MESH_COLORS, rid)
         if f.get("threshold") is not None:
-            spec.threshold = _number(f, "threshold", None, 0.0, 1e6, rid=rid)
+            spec.threshold = _number(f, "threshold", None, limits, rid)
         return spec
-    spec.resolution = _number(f, "resolution", 256, limits.min_resolution, limits.max_resolution, integer=True, rid=rid)
+    spec.resolution = _number(f, "resolution", 256, limits, rid)
     outputs = f.get("outputs", ["drawing", "semantic"])
     if not isinstance(outputs, list) or not outputs or any(o not in OUTPUTS for o in outputs) or len(set(outputs)) != len(outputs):
         raise ProtocolError("bad_request", f"outputs must be a non-empty list drawn from {', '.join(OUTPUTS)}", rid)

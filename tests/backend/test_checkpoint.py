@@ -94,7 +94,7 @@ def corrupt(path: Path, tmp_path: Path, kind: str) -> Path:
         ("shape", r"tensor field.density_head.weight is (3, 3) torch.float32, expected (1, 32)"),
         ("nan", "tensor field.rgb_head.bias holds NaN or infinite values"),
         ("extra", "weights do not match the config (missing [], unexpected ['wings.weight'])"),
-        ("config", "bad config or style metadata (unknown config keys for FieldConfig: ['colour'])"),
+        ("config", "unknown config keys ['field.colour']"),
     ],
 )
 def test_bad_checkpoints_give_one_clear_error_naming_the_file(saved, tmp_path: Path, kind: str, message: str) -> None:
@@ -143,3 +143,79 @@ def test_discover_lists_checkpoints_and_names_what_is_missing(saved, tmp_path: P
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no .safetensors checkpoints found in .*empty"):
         discover_checkpoints([tmp_path / "empty"])
+
+
+def _with_metadata(path: Path, tmp_path: Path, change) -> Path:
+    """A copy of the checkpoint whose metadata `change(meta)` edited (the tensors stay as they are)."""
+    tensors, meta = load_tensors(path)
+    change(meta)
+    bad = tmp_path / "edited.safetensors"
+    save_tensors(bad, tensors, meta)
+    return bad
+
+
+def _set(section: str, key: str, value):
+    def change(meta):
+        (meta["config"] if section == "" else meta["config"][section] if section != "style" else meta["style"])[key] = value
+    return change
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("field", "width", 12000, "config key field.width = 12000 must be an integer in 1..4096"),
+    ("field", "width", "32", "config key field.width = 32 must be an integer"),
+    ("field", "width", 32.5, "config key field.width = 32.5 must be an integer"),
+    ("field", "layers", True, "config key field.layers = True must be an integer"),
+    ("field", "density_scale", float("nan"), "config key field.density_scale = nan must be a number"),
+    ("render", "samples_per_ray", -1, "config key render.samples_per_ray = -1"),
+    ("render", "infinite_last_interval", "yes", "config key render.infinite_last_interval must be true or false"),
+    ("", "output_resolution", 10**12, "config key output_resolution = 1000000000000"),
+    ("decoder", "channels", [16] * 1000, "config key decoder.channels must be a list of 1..8 integers"),
+    ("mapping", "z_dim", [1], "config key mapping.z_dim = [1] must be an integer"),
+    ("", "name", "x" * 10000, "config key name must be a string of at most 64 characters"),
+    ("style", "name", "../../escaped", "style.name '../../escaped' holds a path separator"),
+    ("style", "name", "..", "style.name '..' must not start with a dot"),
+    ("style", "name", "a\\b", "style.name 'a\\\\b' holds a path separator"),
+    ("style", "name", "ink\n", "holds a path separator, a control or a reserved character"),
+    ("style", "name", "NUL.txt", "style.name 'NUL.txt' is a reserved device name"),
+    ("style", "name", 7, "style.name must be a string of 1..64 characters"),
+    ("style", "stage", 3, "style.stage must be 1 or 2"),
+    ("style", "step", -1, "style.step must be an integer"),
+    ("style", "description", "x" * 100000, "style.description must be a string of at most 2000 characters"),
+    ("style", "owner", "me", "metadata key style has unknown keys ['owner']"),
+])
+def test_every_config_and_style_value_is_checked_and_named(saved, tmp_path: Path, section, key, value, message) -> None:
+    bad = _with_metadata(saved[0], tmp_path, _set(section, key, value))
+    with pytest.raises(CheckpointError) as error:
+        load_generator(bad)
+    text = str(error.value)
+    assert text.startswith(f"{bad}: ") and message in text and "\n" not in text, text
+
+
+def test_a_config_is_compared_with_the_tensors_before_any_model_is_built(saved, tmp_path: Path) -> None:
+    """field.width 4096 is within bounds, but the tensors are the tiny model's: refused from the meta layout,
+    without allocating the 4096-wide field (its weights alone would take about 300 MB)."""
+    bad = _with_metadata(saved[0], tmp_path, _set("field", "width", 4096))
+    script = (f"import resource, time; from sage_backend.checkpoint import load_generator, CheckpointError\n"
+              f"before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; start = time.perf_counter()\n"
+              f"try:\n    load_generator({str(bad)!r})\nexcept CheckpointError as exc:\n    print(exc)\n"
+              f"print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, time.perf_counter() - start)")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0].startswith(f"{bad}: tensor ") and "4096) torch.float32 by the config" in out[0]
+    grown_mb, seconds = out[1].split()
+    assert int(grown_mb) < 100, out  # main: the whole model is built and initialised first
+
+
+def test_a_training_state_is_named_as_such(saved, tmp_path: Path) -> None:
+    state = tmp_path / "run" / "state.safetensors"
+    save_tensors(state, {"G_ema.w": torch.zeros(1)}, {"step": 3, "train_config": {"model": "tiny"}})
+    with pytest.raises(CheckpointError, match=r"state.safetensors: a training state .*use .*run/generator.safetensors"):
+        load_generator(state)
+
+
+def test_a_style_name_unsafe_as_a_file_name_is_never_saved(tiny: SageGenerator, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="style.name"):
+        save_generator(tmp_path / "x.safetensors", tiny, StyleInfo("../../escaped"))
+    assert not list(tmp_path.iterdir())

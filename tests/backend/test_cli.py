@@ -56,11 +56,11 @@ def test_keys_secret_is_private_public_is_not(tmp_path, capsys) -> None:
 
 @pytest.mark.parametrize("argv, message", [
     (["render", "--style", "oil"], "unknown style 'oil'"),
-    (["render", "--style", "line", "--resolution", "5000"], "--resolution must be in 64..1024"),
-    (["render", "--style", "line", "--turntable", "0"], "--turntable must be in 1..720"),
+    (["render", "--style", "line", "--resolution", "5000"], "resolution must be an integer in 64..1024"),
+    (["render", "--style", "line", "--turntable", "0"], "turntable must be an integer in 1..720"),
     (["render", "--style", "line", "--yaw-range", "0", "1"], "--yaw-range needs --turntable"),
     (["render", "--style", "line", "--turntable", "3", "--yaw-range", "0", "nan"], "--yaw-range must be finite"),
-    (["mesh", "--style", "line", "--grid", "4096", "--format", "ply"], "--grid must be in 32..512"),
+    (["mesh", "--style", "line", "--grid", "4096", "--format", "ply"], "grid must be an integer in 32..512"),
     (["mesh", "--style", "line", "--grid", "32", "--out", "{tmp}/m.xyz"], "mesh format must be one of ply, glb, obj"),
     (["serve", "--bind", "tcp://0.0.0.0:0"], "--curve-secret"),
     (["serve", "--bind", "tcp://127.0.0.1:0", "--curve-secret", "{tmp}/missing.key"], "cannot read the CURVE key"),

@@ -1,0 +1,51 @@
+"""What a request may ask for: one set of ranges and one-line messages for the server's protocol decoder
+and the command line, so `sage-backend render --psi 5` is refused exactly as a client's request is."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+SEED_RANGE = (0, 2**63 - 1)  # the largest seed torch.Generator.manual_seed takes as a signed 64-bit int
+PSI_RANGE = (0.0, 1.0)
+THRESHOLD_RANGE = (0.0, 1e6)  # density iso-level
+DEADLINE_MS_RANGE = (1, 86_400_000)
+
+
+@dataclass(frozen=True)
+class Limits:
+    header_bytes: int = 64 * 1024
+    message_bytes: int = 64 * 1024 * 1024
+    min_resolution: int = 64
+    max_resolution: int = 1024
+    max_cameras: int = 720
+    min_grid: int = 32
+    max_grid: int = 512
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def ranges(self) -> dict[str, tuple[float, float, bool]]:
+        """name -> (lowest, highest, integer) for every number a request or a command line can carry."""
+        return {
+            "seed": (*SEED_RANGE, True),
+            "psi": (*PSI_RANGE, False),
+            "resolution": (self.min_resolution, self.max_resolution, True),
+            "cameras": (1, self.max_cameras, True),
+            "grid": (self.min_grid, self.max_grid, True),
+            "threshold": (*THRESHOLD_RANGE, False),
+            "deadline_ms": (*DEADLINE_MS_RANGE, False),
+        }
+
+
+def check_value(name: str, value: Any, limits: Limits, kind: str | None = None) -> int | float:
+    """`value` checked against the range of `kind` (default: `name`); raises ValueError
+    "{name} must be an integer in lo..hi" (or "a number"). NaN, infinities, booleans, strings and
+    integers of any size outside the range are refused; comparisons are exact, never through a float."""
+    lo, hi, integer = limits.ranges()[kind or name]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi  # False for NaN
+    if ok and integer and isinstance(value, float):
+        ok = math.isfinite(value) and value.is_integer()
+    if not ok:
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} in {lo}..{hi}")
+    return int(value) if integer else float(value)
