@@ -87,7 +87,7 @@ def test_missing_checkpoints_and_busy_port_are_one_line(tmp_path, capsys, tiny_c
 
 def test_demo_runs_a_live_backend_end_to_end(tmp_path, capsys, tiny_checkpoint_dir) -> None:
     out = tmp_path / "demo"
-    code, summary, _ = run(capsys, "demo", "--out", str(out), "--frames", "2", "--grid", "32",
+    code, summary, _ = run(capsys, "demo", "--out", str(out), "--frames", "2", "--grid", "32", "--precision", "bf16",
                            "--styles", str(tiny_checkpoint_dir), "--device", "cpu")
     assert code == 0 and "line: 2 turntable frames" in summary and "pencil: 2 turntable frames" in summary
     for style in ("line", "pencil"):
@@ -96,8 +96,133 @@ def test_demo_runs_a_live_backend_end_to_end(tmp_path, capsys, tiny_checkpoint_d
     assert len(trimesh.load(out / "head.ply", force="mesh").vertices) > 0 and (out / "turntables.png").is_file()
     log = (out / "backend.log").read_text()
     assert log.count(" turntable id=") >= 2 and " mesh id=" in log  # everything went through the live socket
+    assert "decoder precision: bf16" in log  # --precision reaches the backend
 
 
 def test_demo_reports_a_backend_that_cannot_start(tmp_path, capsys) -> None:
     code, _, err = run(capsys, "demo", "--out", str(tmp_path), "--styles", str(tmp_path / "none"), "--device", "cpu")
     assert code == 2 and "the backend did not start" in err and "no such checkpoint" in err
+
+
+BAD_VALUES = [("yaw", "nan"), ("yaw", "inf"), ("pitch", "-inf"), ("fov", "nan"), ("radius", "inf"), ("psi", "5"),
+              ("psi", "nan"), ("seed", "-1"), ("seed", "1180591620717411303424"), ("resolution", "32")]
+
+
+@pytest.mark.parametrize("name, value", BAD_VALUES)
+def test_a_bad_value_is_refused_by_the_cli_with_the_servers_message(tmp_path, capsys, tiny_checkpoint_dir, name, value) -> None:
+    from sage_backend.server.protocol import Limits, ProtocolError, Request, parse_work
+
+    code, _, err = run(capsys, "render", "--style", "line", f"--{name}={value}", "--styles", str(tiny_checkpoint_dir),
+                       "--device", "cpu", "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "out").exists()  # main: exit 0, black images
+    wire = {"yaw": "camera", "pitch": "camera", "fov": "camera", "radius": "camera"}
+    fields = {"style": "line", "seed": 0, "camera": {"yaw": 1.5}}
+    number = int(value) if name in ("seed", "resolution") else float(value)
+    if name in wire:
+        fields["camera"] = {{"fov": "fov_deg"}.get(name, name): number}
+    else:
+        fields[name] = number
+    with pytest.raises(ProtocolError) as refused:
+        parse_work(Request("r", "generate", fields), Limits(), {"line": 16})
+    assert err == f"sage-backend: error: {refused.value.message}\n"
+
+
+def test_the_largest_seed_the_server_takes_renders(tmp_path, capsys, tiny_checkpoint_dir) -> None:
+    code, _, err = run(capsys, "render", "--style", "line", "--seed", str(2**63 - 1), "--resolution", "64",
+                       "--styles", str(tiny_checkpoint_dir), "--device", "cpu", "--out", str(tmp_path))
+    assert code == 0, err
+
+
+def test_an_unwritable_mesh_output_is_refused_before_the_computation(tmp_path, capsys, tiny_checkpoint_dir) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    code, _, err = run(capsys, "mesh", "--style", "line", "--grid", "32", "--styles", str(tiny_checkpoint_dir),
+                       "--device", "cpu", "--out", str(tmp_path / "a_file" / "head.ply"))
+    assert code == 2 and err.count("\n") == 1 and "a_file: cannot write here" in err  # main: a progress bar first
+
+
+def test_styles_are_listed_by_name_and_in_renders_help(capsys, tiny_checkpoint_dir) -> None:
+    code, out, _ = run(capsys, "styles", "--styles", str(tiny_checkpoint_dir))
+    assert code == 0 and [line.split("\t")[0] for line in out.splitlines()] == ["line", "pencil"]
+    with pytest.raises(SystemExit):
+        main(["render", "--help"])
+    assert "shipped: line, pencil" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("program", ["sage-backend", "sage-train"])
+def test_every_subcommands_help_ends_with_examples_of_it(capsys, program) -> None:
+    import argparse
+
+    from sage_backend.cli import build_parser as backend_parser
+    from training.cli import build_parser as train_parser
+
+    parser = backend_parser() if program == "sage-backend" else train_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in commands.items():
+        text = sub.format_help()
+        examples = text.split("examples:\n", 1)[-1].splitlines()
+        assert "examples:" in text and any(line.strip().startswith(f"{program} {name} ") for line in examples), (name, text)
+
+
+def test_a_style_name_from_a_checkpoint_never_becomes_a_path_outside_out(tmp_path, capsys, tiny_checkpoint_dir) -> None:
+    from sage_backend.checkpoint import load_tensors, save_tensors
+
+    tensors, meta = load_tensors(tiny_checkpoint_dir / "line.safetensors")
+    meta["style"]["name"] = "../../escaped"
+    save_tensors(tmp_path / "styles" / "evil.safetensors", tensors, meta)
+    for argv in (["demo", "--frames", "1", "--grid", "32"], ["render", "--style", "../../escaped"]):
+        code, _, err = run(capsys, *argv, "--styles", str(tmp_path / "styles"), "--device", "cpu", "--out", str(tmp_path / "a" / "b" / "out"))
+        assert code == 2 and "style.name '../../escaped' holds a path separator" in err and err.count("\n") == 1
+    assert not (tmp_path / "a" / "escaped").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_a_full_disk_fails_the_render_in_one_line_and_leaves_no_file(tmp_path, tiny_checkpoint_dir) -> None:
+    """RLIMIT_FSIZE: the OS refuses writes past 4 kB (EFBIG) as a full disk refuses them (ENOSPC)."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "sage_backend.cli", "render", "--style", "line", "--resolution", "256",
+                             "--styles", str(tiny_checkpoint_dir), "--device", "cpu", "--out", str(out)],
+                            capture_output=True, text=True, preexec_fn=small_files, timeout=300)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "File too large" in result.stderr, result.stderr
+    for path in out.iterdir():  # what was written is whole; nothing half-written stays
+        assert not path.name.startswith("."), path
+        Image.open(path).load()
+
+
+def test_a_killed_writer_leaves_no_temporary_file(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "out" / "big.bin"
+    script = ("import sys, time; from sage_backend.files import atomic_path, exit_on_sigterm; exit_on_sigterm()\n"
+              f"with atomic_path({str(target)!r}) as tmp:\n"
+              "    tmp.write_bytes(b'x' * 1000); print('writing', flush=True); time.sleep(60)\n")
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "writing\n"
+        proc.send_signal(sig)
+        assert proc.wait(30) == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
+        if sig == signal.SIGTERM:
+            assert not list(target.parent.iterdir())  # cleaned up on the way out
+    assert len(list(target.parent.iterdir())) == 1  # SIGKILL: nothing can run, the temporary stays...
+    from sage_backend.files import atomic_write_bytes
+
+    atomic_write_bytes(target, b"whole")  # ...until the next write of that file removes it
+    assert [p.name for p in target.parent.iterdir()] == ["big.bin"]
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
