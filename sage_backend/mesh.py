@@ -92,27 +92,41 @@ def density_grid(renderer: PortraitRenderer, z: torch.Tensor, psi: float = 0.5, 
 
 
 def iso_level(values: np.ndarray, threshold: float | None = None) -> tuple[float, str]:
-    """The iso-level to use and where it came from ("given", "default", "fallback")."""
+    """The iso-level to use and where it came from ("given", "default", "fallback").
+
+    A level L bounds the region {density > L}; a level with no density above it (at or over the field's
+    maximum) raises ValueError "no surface"."""
     level = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    if not math.isfinite(level):
+        raise ValueError(f"the iso-level must be a finite number, got {level}")
+    if not np.isfinite(values).all():
+        raise ValueError("the density field holds NaN or infinite values")
     peak = float(values.max())
     if peak > level:
         return level, "default" if threshold is None else "given"
     fallback = float(np.quantile(values, FALLBACK_QUANTILE))
-    if threshold is not None or not 0 < fallback < peak:
-        raise ValueError(f"the density field has no surface at threshold {level:g} (max {peak:.3g})")
+    if threshold is not None or not fallback < peak:
+        raise ValueError(f"the density field has no surface at threshold {level:g} (max {peak:.3g}): no density above it")
     return fallback, "fallback"
 
 
 def mesh_from_grid(values: np.ndarray, bound: float, threshold: float | None = None) -> trimesh.Trimesh:
-    """Marching cubes at `threshold` (see iso_level) -> a closed mesh in SAGE world units, outward normals."""
+    """Marching cubes around {density > level} (level: see iso_level) -> a closed mesh in SAGE world units,
+    outward normals. A level at the field's minimum or on a plateau bounds what lies above it: a relu field's
+    exact zeros at level 0 are empty space. Raises ValueError when nothing or everything lies above the level."""
     level, source = iso_level(values, threshold)
-    if float(values.min()) >= level:
-        raise ValueError(f"the density field has no surface at threshold {level:g}: it is solid everywhere in the box")
+    low = float(values.min())
+    if low > level:
+        raise ValueError(f"the density field has no surface at threshold {level:g}: it is solid everywhere in the box "
+                         f"(min {low:.3g})")
+    # Marching cubes cannot tell a value equal to the level from one above it; one float step up puts every
+    # value equal to the level outside, as {density > level} says, and moves no surface by more than that step.
+    march = float(np.nextafter(np.float32(level), np.float32(np.inf)))
     step = 2 * bound / (values.shape[0] - 1)
-    # Zero density around the box closes the surface where the head meets the box (a flat cap there).
-    padded = np.pad(values, 1, constant_values=min(0.0, float(values.min())))
+    # Empty space around the box closes the surface where the head meets the box (a flat cap there).
+    padded = np.pad(values, 1, constant_values=min(level, low))
     # Density grows inward, so "ascent" winds the faces with normals pointing out of the head.
-    verts, faces, _, _ = marching_cubes(padded, level=level, spacing=(step, step, step), gradient_direction="ascent")
+    verts, faces, _, _ = marching_cubes(padded, level=march, spacing=(step, step, step), gradient_direction="ascent")
     mesh = trimesh.Trimesh(np.clip(verts - bound - step, -bound, bound), faces, process=False)
     mesh.metadata.update(threshold=level, threshold_source=source)
     if source == "fallback":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -236,3 +237,44 @@ def test_every_format_imports_upright_facing_minus_y_with_colours_and_labels_in_
     assert result["ply"]["labels"] == {"semantic": every_label}
     assert result["glb"]["labels"] == {"_SEMANTIC": every_label}
     assert result["obj"]["labels"] == {}
+
+
+def relu_ball(n: int = 40, radius: float = 0.5) -> np.ndarray:
+    """A relu density (as the tiny and full presets have): exactly zero outside a ball of `radius` x BOUND."""
+    axis = np.linspace(-1, 1, n, dtype=np.float32)
+    r = np.sqrt(sum(c**2 for c in np.meshgrid(axis, axis, axis, indexing="ij")))
+    return np.maximum(0.0, 40 * (radius - r)).astype(np.float32)
+
+
+def test_a_level_at_the_fields_minimum_meshes_the_region_above_it() -> None:
+    values = relu_ball()
+    assert 0.05 < (values > 0).mean() < 0.2 and values.min() == 0  # empty space exactly zero
+    mesh = mesh_from_grid(values, BOUND, threshold=0)  # main: "solid everywhere in the box"
+    assert mesh.is_watertight and mesh.metadata["threshold"] == 0
+    ball = 4 / 3 * math.pi * (0.5 * BOUND) ** 3
+    assert abs(mesh.volume / ball - 1) < 0.15 and np.abs(mesh.vertices).max() < 0.6 * BOUND
+
+
+def test_a_level_on_a_plateau_bounds_what_lies_above_the_plateau() -> None:
+    values = relu_ball()
+    core = relu_ball(radius=0.25)
+    plateau = np.where(values > 0, 5.0, 0.0) + core  # a shell of exactly 5 around a rising core
+    shell = mesh_from_grid(plateau.astype(np.float32), BOUND, threshold=0)
+    inner = mesh_from_grid(plateau.astype(np.float32), BOUND, threshold=5)
+    assert shell.is_watertight and inner.is_watertight
+    assert abs(inner.volume / (4 / 3 * math.pi * (0.25 * BOUND) ** 3) - 1) < 0.3 and inner.volume < shell.volume / 4
+
+
+def test_levels_at_or_beyond_the_fields_range_are_refused_with_the_right_reason() -> None:
+    values = relu_ball()
+    with pytest.raises(ValueError, match=r"no surface at threshold 18.2\d* \(max 18.2\): no density above it"):
+        mesh_from_grid(values, BOUND, threshold=float(values.max()))
+    with pytest.raises(ValueError, match="solid everywhere in the box"):
+        mesh_from_grid(values + 1, BOUND, threshold=0.5)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        mesh_from_grid(np.where(values > 0, np.nan, 0).astype(np.float32), BOUND, threshold=0)
+
+
+def test_the_tiny_presets_relu_field_meshes_at_level_zero(renderer: PortraitRenderer) -> None:
+    mesh = extract_mesh(renderer, renderer.latent(seed=0), grid=32, threshold=0, colors="none")
+    assert len(mesh.faces) > 0 and mesh.metadata["threshold"] == 0
