@@ -12,11 +12,10 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 
 import bpy
 
-from . import images, portrait, session
+from . import files, images, portrait, session
 from .client import BackendError, BackendUnavailable
 from .protocol import ProtocolError
 
@@ -77,19 +76,19 @@ def demo_scene(frames: int, resolution: int) -> bpy.types.Scene:
 
 
 def save_png(rgba, kind: str, path: str) -> None:
-    """Save through a temporary Blender image, atomically (temp file in the same folder, then rename)."""
+    """Save through a temporary Blender image, atomically, and read the PNG back: `image.save()` reports
+    nothing when the disk fills (raises OSError naming the file then)."""
     image = images.store_image(kind, f"SAGE batch {kind}", rgba)
-    handle, temp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".sage-", suffix=".png")
-    os.close(handle)
-    try:
+
+    def write(temp: str) -> None:
         image.filepath_raw = temp
         image.file_format = "PNG"
         image.save()
-        os.replace(temp, path)
+
+    try:
+        files.atomic_write(path, write, files.check_png)
     finally:
         bpy.data.images.remove(image)
-        if os.path.exists(temp):
-            os.unlink(temp)
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:

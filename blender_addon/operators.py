@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 import time
 from typing import Any, Callable
 
@@ -16,7 +15,7 @@ import bpy
 import numpy as np
 
 from . import camera as camera_math
-from . import meshio, portrait, props, session
+from . import files, meshio, portrait, props, session
 from .client import BackendError, BackendUnavailable
 from .protocol import Reply
 
@@ -283,7 +282,7 @@ class SAGE_OT_export_mesh(JobOperator, bpy.types.Operator):
             raise ValueError(f"folder does not exist: {os.path.dirname(path)}")
 
         def on_reply(reply: Reply) -> None:
-            write_atomically(path, _mesh_blob(reply, fmt))
+            files.write_bytes(path, _mesh_blob(reply, fmt))
             self.succeed(f"SAGE: saved {reply.header.get('vertices', '?')} vertices to {path}")
 
         return session.get().submit("mesh", _mesh_fields(context.scene, fmt), on_reply, self.fail, timeout_s(context))
@@ -318,19 +317,6 @@ class SAGE_OT_pack_images(bpy.types.Operator):
         for image in images:
             image.pack()
         return {"FINISHED"}
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Temp file in the same folder, then rename: a failed write never leaves half a file."""
-    handle, temp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".sage-", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 MESH_MATERIAL = "SAGE Vertex Colours"

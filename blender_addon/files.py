@@ -1,0 +1,92 @@
+"""Writing files from the add-on: a temporary file beside the target, read back whole, flushed to the disk,
+given the permissions a plain open() would give, then renamed over the target; removed on any failure.
+
+The backend writes the same way (sage_backend/files.py); the add-on cannot import it, and it needs its own
+check anyway: Blender's `image.save()` reports no error when the disk fills, it leaves a truncated PNG.
+Pure Python (struct, zlib) so it is testable without Blender.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from typing import Callable
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> samples per pixel
+
+
+def atomic_write(path: str, write: Callable[[str], None], verify: Callable[[str], None]) -> None:
+    """write(temp) fills a temporary file beside `path`; verify(temp) raises ValueError unless it is whole.
+    Raises OSError "PATH: ..." when it is not; `path` is then untouched and no temporary file stays."""
+    folder = os.path.dirname(path) or "."
+    handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial")
+    os.close(handle)
+    try:
+        write(temp)
+        try:
+            verify(temp)
+        except (ValueError, OSError) as exc:
+            raise OSError(f"{path}: not written whole ({exc}); is the disk full?") from None
+        with open(temp, "rb+") as written:
+            os.fsync(written.fileno())
+        os.chmod(temp, default_mode())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """`data` to `path` through atomic_write, checked by its size on the disk."""
+    def write(temp: str) -> None:
+        with open(temp, "wb") as file:
+            file.write(data)
+
+    def verify(temp: str) -> None:
+        if os.path.getsize(temp) != len(data):
+            raise ValueError(f"{os.path.getsize(temp)} of {len(data)} bytes on the disk")
+
+    atomic_write(path, write, verify)
+
+
+def check_png(path: str) -> None:
+    """Raise ValueError unless `path` is a whole PNG: every chunk's CRC, IEND last, and (non-interlaced)
+    exactly the pixel bytes IHDR promises."""
+    with open(path, "rb") as file:
+        data = file.read()
+    if not data.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG file")
+    pos, header, pixels = len(PNG_SIGNATURE), None, []
+    while True:
+        if pos + 12 > len(data):
+            raise ValueError("the file ends inside a chunk (no IEND)")
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body, crc = data[pos + 8:pos + 8 + length], data[pos + 8 + length:pos + 12 + length]
+        if len(crc) != 4 or zlib.crc32(kind + body) != struct.unpack(">I", crc)[0]:
+            raise ValueError(f"chunk {kind!r} is cut short or corrupt")
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            pixels.append(body)
+        elif kind == b"IEND":
+            break
+    if header is None or pos != len(data):
+        raise ValueError("no IHDR, or bytes after IEND")
+    width, height, depth, colour, _, _, interlace = header
+    try:
+        raw = zlib.decompress(b"".join(pixels))
+    except zlib.error as exc:
+        raise ValueError(f"pixel data does not decompress ({exc})") from None
+    expected = height * (1 + (width * PNG_CHANNELS.get(colour, 4) * depth + 7) // 8)
+    if not interlace and len(raw) != expected:
+        raise ValueError(f"{len(raw)} pixel bytes, IHDR promises {expected}")
+
+
+def default_mode() -> int:
+    umask = os.umask(0o022)  # the only way to read the umask is to set it
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -1,0 +1,79 @@
+"""The add-on's writers: a PNG Blender cut short on a full disk is caught, never renamed over the target,
+never left behind; files get the permissions a plain open() gives (not mkstemp's 0600)."""
+from __future__ import annotations
+
+import io
+import os
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from blender_addon import files
+
+from conftest import HERE, PREAMBLE, REPO
+
+
+def _png(size: int = 48) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("cut", [0, 8, 40, 1000, -13, -1])
+def test_a_png_cut_anywhere_is_refused(tmp_path, cut: int) -> None:
+    path = tmp_path / "x.png"
+    path.write_bytes(_png()[:cut])
+    with pytest.raises(ValueError):
+        files.check_png(str(path))
+
+
+def test_a_whole_png_passes_and_bytes_get_normal_permissions(tmp_path) -> None:
+    path = tmp_path / "x.png"
+    path.write_bytes(_png())
+    files.check_png(str(path))
+    files.write_bytes(str(tmp_path / "mesh.ply"), b"ply\n")
+    assert (tmp_path / "mesh.ply").stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.ply", "x.png"]
+
+
+def _small_files() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write (EFBIG), as on a full disk (ENOSPC)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
+
+
+@pytest.mark.parametrize("full_disk", [False, True])
+def test_the_headless_batch_never_claims_images_it_did_not_write(address, tmp_path, full_disk: bool) -> None:
+    """Main: on a full disk Blender's image.save() raised nothing, the cut PNG was renamed over the target and
+    the batch said "wrote 4 images" with exit 0; its PNGs were also created 0600."""
+    script = PREAMBLE.format(repo=str(REPO), here=str(HERE)) + textwrap.dedent(f"""
+        import blender_addon
+        blender_addon.register()
+        from blender_addon import batch
+        batch.main(["--out", "out", "--address", {address!r}, "--demo-scene", "2", "--resolution", "128", "--timeout", "120"])
+    """)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"))
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300, preexec_fn=_small_files if full_disk else None)
+    names = sorted(os.listdir(tmp_path / "out"))
+    assert not [n for n in names if n.startswith(".")], names  # no temporary file stays behind
+    for name in names:
+        files.check_png(str(tmp_path / "out" / name))  # whatever is there is whole
+        assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o666 & ~_umask()
+    if full_disk:
+        failure = [line for line in result.stderr.splitlines() if line.startswith("SAGE batch failed: ")]
+        assert result.returncode == 1 and "wrote" not in result.stdout, (result.stdout[-2000:], result.stderr[-3000:])
+        assert len(failure) == 1 and "not written whole" in failure[0] and "disk full" in failure[0]
+    else:
+        assert result.returncode == 0 and "wrote 4 images" in result.stdout and len(names) == 4, result.stderr[-3000:]
