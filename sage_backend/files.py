@@ -4,7 +4,7 @@ Every writer in the project goes through `atomic_path`: the bytes go to a tempor
 are read back (`verify`) and flushed to the disk, get the permissions a plain open() would give, and only
 then replace the target. On any failure the temporary file is removed and the error names the target.
 A writer killed by SIGTERM or Ctrl-C cleans up the same way (`exit_on_sigterm`); one killed outright
-(SIGKILL, power loss) leaves a `.NAME.PID.*.partial` file that the next write of NAME removes.
+(SIGKILL, power loss) leaves a `.NAME.PID.*.partial` file that the next process writing into that folder removes.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = None,
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target)
+    remove_stale_temporaries(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=PARTIAL, dir=target.parent)
     os.close(fd)
     try:
@@ -68,16 +68,23 @@ def readable_image(path: Path) -> None:
         img.load()
 
 
-def remove_stale_temporaries(target: Path) -> None:
-    """Remove temporary files of `target` left by writers that no longer run (killed outright)."""
-    prefix = f".{target.name}."
+def remove_stale_temporaries(folder: Path) -> None:
+    """Remove the temporary files that writers killed outright left in `folder` (their process is gone).
+    Once per folder and process: a data set's folder of thousands of files is listed once, not per write."""
+    folder = folder.absolute()
+    if folder in _swept:
+        return
+    _swept.add(folder)
     with contextlib.suppress(OSError):
-        for leftover in target.parent.iterdir():
+        for leftover in folder.iterdir():
             name = leftover.name
-            if name.startswith(prefix) and name.endswith(PARTIAL):
-                pid = name[len(prefix):].split(".", 1)[0]
-                if pid.isdigit() and not _running(int(pid)):
+            if name.startswith(".") and name.endswith(PARTIAL):
+                parts = name[:-len(PARTIAL)].rsplit(".", 2)  # ".NAME", PID, mkstemp's random part (no dots)
+                if len(parts) == 3 and parts[1].isdigit() and not _running(int(parts[1])):
                     leftover.unlink()
+
+
+_swept: set[Path] = set()
 
 
 def _running(pid: int) -> bool:

@@ -33,7 +33,7 @@ from sage_backend.cameras import FRONTAL_PITCH, FRONTAL_YAW, Camera, camera_rays
 from sage_backend.inference import Frame, PortraitRenderer, seed_latent
 from sage_backend.labels import LABEL_IDS, NUM_CLASSES
 from sage_backend.model.generator import SageGenerator
-from training.data.images import list_images, read_image
+from training.data.images import list_images, read_image, read_labels
 
 YAW_OFFSETS = (-0.4, -0.2, 0.2, 0.4)
 FRONTAL = Camera.orbit(math.pi / 2, math.pi / 2)
@@ -195,19 +195,20 @@ def frontal_label_maps(model: Model, seeds: Sequence[int], psi: float = 0.5) -> 
 def data_frontal_label_maps(root: Path, count: int, max_offset: float = 0.15) -> list[np.ndarray]:
     """Label maps of up to `count` near-frontal views (yaw and pitch within `max_offset` rad of frontal),
     one per head, from a synthetic/CelebAMask-HQ-layout folder with cameras.json (the model's yardstick)."""
-    from training.data.common import read_labels
-
     cameras_path = Path(root) / "cameras.json"
     if not cameras_path.is_file():
         raise ValueError(f"{root}: no cameras.json, so its near-frontal views are unknown")
     cameras = json.loads(cameras_path.read_text())
+    masks = list_images(Path(root) / "CelebAMask-HQ-mask")
     maps, heads = [], set()
     for image_id in sorted(cameras):
         cam = cameras[image_id]
         if cam["head"] in heads or abs(cam["yaw"] - FRONTAL_YAW) > max_offset or abs(cam["pitch"] - FRONTAL_PITCH) > max_offset:
             continue
         heads.add(cam["head"])
-        maps.append(read_labels(Path(root) / "CelebAMask-HQ-mask" / f"{image_id}.png"))
+        if image_id not in masks:
+            raise ValueError(f"{Path(root) / 'CelebAMask-HQ-mask' / image_id}.png: missing label map for a camera in {cameras_path}")
+        maps.append(read_labels(masks[image_id]))
         if len(maps) == count:
             break
     if len(maps) < 2:

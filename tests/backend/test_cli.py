@@ -215,7 +215,7 @@ def test_a_killed_writer_leaves_no_temporary_file(tmp_path) -> None:
     assert len(list(target.parent.iterdir())) == 1  # SIGKILL: nothing can run, the temporary stays...
     from sage_backend.files import atomic_write_bytes
 
-    atomic_write_bytes(target, b"whole")  # ...until the next write of that file removes it
+    atomic_write_bytes(target, b"whole")  # ...until the next process writing into that folder removes it
     assert [p.name for p in target.parent.iterdir()] == ["big.bin"]
     assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
