@@ -16,6 +16,7 @@ from training.data.celebamask import CelebAMaskHQ
 from training.data.drawings import DrawingStyle
 from training.data.synthetic import head_seed, make_synthetic, render_head
 from training.data.synthetic.heads import BOX_HALF, HeadSDF, random_head
+from training.data.synthetic.styles import STYLES
 
 FRONTAL = orbit_cam2world(torch.tensor([math.pi / 2]), torch.tensor([math.pi / 2]))
 
@@ -30,7 +31,7 @@ def test_same_seed_same_bytes_and_both_loaders_read_it(tmp_path: Path) -> None:
     make_synthetic(tmp_path / "b", heads=2, views_per_head=2, resolution=32, seed=3, progress=False)
     make_synthetic(tmp_path / "c", heads=2, views_per_head=2, resolution=32, seed=4, progress=False)
     a, b, c = (_digests(tmp_path / run) for run in "abc")
-    assert a == b and len(a) == 4 * 2 + 4 * 2 * 2 + 3  # photos + masks, 2 styles x (drawing + mask), 3 cameras.json
+    assert a == b and len(a) == 4 * 2 + 4 * len(STYLES) * 2 + 1 + len(STYLES)  # photos + masks, styles x (drawing + mask), cameras.json
     assert a != c
     assert summary.images == 4 and summary.heads == 2
     assert not list(tmp_path.rglob("*.partial"))

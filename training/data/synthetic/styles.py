@@ -4,23 +4,57 @@ The drawings stand in for SAGE's "augmentation via synthesis": the same head, dr
 """
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from sage_backend.labels import LABEL_IDS, NUM_CLASSES
-from training.data.synthetic.heads import HeadParams, Hits
+from training.data.synthetic.heads import HeadParams, HeadSDF, Hits
+from training.data.synthetic.painterly import paint
 
-STYLES = ("pencil", "line")
+STYLES = ("pencil", "line", "painterly")
 
 
-def shading(params: HeadParams, hits: Hits, view_dirs: torch.Tensor) -> torch.Tensor:
-    """Lambert + ambient + a little specular, in [0, 1]: (B, N)."""
+@dataclass(frozen=True)
+class AmbientOcclusion:
+    """SDF ambient occlusion (Quilez, "Rendering worlds with two triangles", 2008): probe the distance field at
+    `samples` points along the normal, up to `reach` world units out (the head is about 0.15 wide), and darken by
+    how much nearer the surface is than the probe's height. Costs `samples` SDF evaluations per hit pixel."""
+
+    samples: int = 5
+    reach: float = 0.012
+    full_dark: float = 0.5  # the weighted share of the probes' heights blocked that makes a point fully dark
+    falloff: float = 0.8  # weight of each further sample: near geometry occludes most
+
+    def __call__(self, sdf: HeadSDF, points: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+        """(N, 3) surface points and unit normals -> (N,) ambient visibility in [0, 1] (1: open)."""
+        occlusion = torch.zeros(points.shape[0])
+        total = 0.0
+        for i in range(1, self.samples + 1):
+            h = self.reach * i / self.samples
+            weight = self.falloff ** (i - 1)
+            occlusion += weight * (h - sdf(points + h * normals)[0]).clamp_min(0.0)
+            total += weight * h
+        return (1.0 - occlusion / (total * self.full_dark)).clamp(0.0, 1.0)
+
+
+def shading(params: HeadParams, hits: Hits, view_dirs: torch.Tensor,
+            occlusion: AmbientOcclusion | None = AmbientOcclusion()) -> torch.Tensor:
+    """Lambert + ambient + a little specular, in [0, 1]: (B, N). With `occlusion`, creases, the sides of the nose,
+    the eye sockets and under the chin darken, so tone (and the drawings' hatching) follows the form."""
     light = torch.tensor(params.light)
     lambert = (hits.normals @ light).clamp_min(0.0)
     half = F.normalize(light - view_dirs, dim=-1)
     specular = (hits.normals * half).sum(-1).clamp_min(0.0) ** 24
-    return (0.35 + 0.65 * lambert + 0.25 * specular).clamp(0.0, 1.0)
+    visible = torch.ones_like(lambert)
+    if occlusion is not None:
+        idx = hits.hit.nonzero(as_tuple=True)
+        visible[idx] = occlusion(HeadSDF(params), hits.points[idx], hits.normals[idx])
+    # Ambient light is what occlusion blocks; the key light is dimmed by half as a stand-in for a soft shadow.
+    return (0.35 * visible + 0.65 * lambert * (0.5 + 0.5 * visible) + 0.25 * specular).clamp(0.0, 1.0)
 
 
 def surface(params: HeadParams, hits: Hits, shade: torch.Tensor) -> torch.Tensor:
@@ -72,11 +106,14 @@ def draw(style: str, hits: Hits, colour: torch.Tensor, resolution: int) -> np.nd
 
     line: contours and part boundaries only. pencil: the same lines in graphite plus hatching whose
     strokes thicken with the darkness of the photo (cross-hatching in the darkest parts), on white paper.
+    painterly: an oil painting (see training.data.synthetic.painterly).
     """
     b = hits.hit.shape[0]
     labels = hits.labels.reshape(b, resolution, resolution)
     depth = hits.depth.reshape(b, resolution, resolution)
     hit = hits.hit.reshape(b, resolution, resolution).float()
+    if style == "painterly":
+        return _to_uint8(paint(colour.reshape(b, resolution, resolution, 3), labels, hits.hit.reshape(b, resolution, resolution)))
     edges = _edges(labels, depth, depth_jump=0.01).float()
     if style == "line":
         ink = edges
