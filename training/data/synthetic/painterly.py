@@ -27,6 +27,7 @@ FACE_PARTS = ("l_eye", "r_eye", "l_brow", "r_brow", "u_lip", "l_lip", "mouth", "
 _SIZE = {"background": 1.2, "cloth": 1.2, "hat": 1.2, "hair": 1.1, "neck": 1.0, "skin": 0.85, "nose": 0.6,
          "l_ear": 0.7, "r_ear": 0.7, "ear_r": 0.5, "neck_l": 0.6}
 _UMBER = (0.30, 0.22, 0.14)  # the dark warm ground of the portrait tradition
+EXACT = "donot_use_mm_for_euclid_dist"  # cdist by matmul rounds differently per batch size: views would not be independent
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ def _ground(colour: torch.Tensor, labels: torch.Tensor, hit: torch.Tensor, rand)
     """(B, H, W, 3) background: a dark ground, lighter in a halo behind the head, with a mottled wash. Its colour
     leans to the clothes' (the whole figure's where none show), so it varies per head but hardly with the view."""
     b, h, w = hit.shape
-    cloth = (labels == LABEL_IDS["cloth"]) if (labels == LABEL_IDS["cloth"]).any() else hit
+    cloth = labels == LABEL_IDS["cloth"]
+    cloth = torch.where(cloth.any(-1).any(-1)[:, None, None], cloth, hit)
     mass = cloth.float().sum((1, 2)).clamp_min(1.0)[:, None]
     mean = (colour * cloth[..., None]).sum((1, 2)) / mass
     base = 0.6 * torch.tensor(_UMBER) + 0.4 * mean / mean.amax(-1, keepdim=True).clamp_min(1e-3) * 0.3  # (B, 3)
@@ -117,12 +119,13 @@ def _palette(ref: torch.Tensor, face: torch.Tensor, region: torch.Tensor, k: int
     b = ref.shape[0]
     x = ref.permute(0, 2, 3, 1).reshape(b, -1, 3)[:, ::3]
     weight = torch.where(face.reshape(b, -1)[:, ::3], 12.0, 1.0)  # small features still get their own paint
-    weight = weight * region.reshape(b, -1)[:, ::3] + 1e-6  # (every view has some of both regions in effect)
-    order = (x @ torch.tensor([0.299, 0.587, 0.114]) + 10.0 * (weight < 1e-3)).argsort(-1)[:, : int(region.sum((1, 2)).min().clamp_min(1)) // 3 + 1]
-    quantiles = ((torch.arange(k) + 0.5) / k * order.shape[1]).long()
-    centres = x.gather(1, order[:, quantiles, None].expand(-1, -1, 3))
+    weight = weight * region.reshape(b, -1)[:, ::3] + 1e-6  # (a trace outside keeps sums finite)
+    order = ((x * torch.tensor([0.299, 0.587, 0.114])).sum(-1) + 10.0 * (weight < 1e-3)).argsort(dim=-1, stable=True)  # the region first
+    count = (weight > 1e-3).sum(-1).clamp_min(1)
+    quantiles = ((torch.arange(k) + 0.5) / k * count[:, None]).long()  # (B, k)
+    centres = x.gather(1, order.gather(1, quantiles)[..., None].expand(-1, -1, 3))
     for _ in range(iterations):
-        nearest = torch.cdist(x, centres).argmin(-1)
+        nearest = torch.cdist(x, centres, compute_mode=EXACT).argmin(-1)
         sums = torch.zeros(b, k, 3).scatter_add_(1, nearest[..., None].expand(-1, -1, 3), x * weight[..., None])
         mass = torch.zeros(b, k).scatter_add_(1, nearest, weight)
         centres = torch.where(mass[..., None] > 0, sums / mass.clamp_min(1e-9)[..., None], centres)
@@ -135,7 +138,7 @@ def _snap(image: torch.Tensor, palette: tuple[torch.Tensor, torch.Tensor], figur
     colours, owner = palette
     b, _, h, w = image.shape
     x = image.permute(0, 2, 3, 1).reshape(b, -1, 3)
-    distance = torch.cdist(x, colours)
+    distance = torch.cdist(x, colours, compute_mode=EXACT)
     distance = distance + 10.0 * (owner != figure.reshape(b, -1, 1))
     nearest = distance.argmin(-1)
     return colours.gather(1, nearest[..., None].expand(-1, -1, 3)).reshape(b, h, w, 3).permute(0, 3, 1, 2)
