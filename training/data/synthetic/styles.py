@@ -4,7 +4,6 @@ The drawings stand in for SAGE's "augmentation via synthesis": the same head, dr
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
