@@ -6,12 +6,14 @@ set -euo pipefail
 work=${1:-runs/demo}
 recipes=$(dirname "$0")
 mkdir -p "$work"
-[ -f "$work/data/cameras.json" ] || sage-train make-synthetic --out "$work/data" --heads 300 --views 8 --resolution 128 --seed 0
+# Half the views frontal (SAGE's prior), half anywhere on the circle, so turntables have a back of the head.
+[ -f "$work/data/cameras.json" ] || sage-train make-synthetic --out "$work/data" --heads 256 --views 8 --resolution 128 --seed 0 \
+  --full-circle 0.5
 resume() { [ -f "$1/state.safetensors" ] && echo --resume || true; }
 sage-train stage1 --recipe "$recipes/demo_stage1.json" --data "$work/data" --out "$work/stage1" $(resume "$work/stage1")
-# The styles train side by side, one thread each: on 2 cores that beats two threads one after the other.
+# The styles train side by side, one thread each: on 2 cores that beats one after the other at two threads.
 pids=()
-for style in pencil line; do
+for style in pencil line painterly; do
   recipe="$recipes/demo_stage2_$style.json"  # a style's own recipe where it needs one (line: ink weighting)
   [ -f "$recipe" ] || recipe="$recipes/demo_stage2.json"
   OMP_NUM_THREADS=1 sage-train stage2 --recipe "$recipe" --data "$work/data/styles" --style "$style" \
@@ -19,4 +21,5 @@ for style in pencil line; do
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done  # set -e stops here if either style failed (see its log)
-sage-train release --runs "$work/pencil" "$work/line" --stage1 "$work/stage1" --out sage_backend/checkpoints --images docs/images
+sage-train release --runs "$work/pencil" "$work/line" "$work/painterly" --stage1 "$work/stage1" --data "$work/data" \
+  --out sage_backend/checkpoints --images docs/images
