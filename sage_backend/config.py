@@ -124,7 +124,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "field.width": (1, 4096), "field.layers": (1, 32), "field.box_warp": (1e-3, 100.0),
     "field.freq_scale": (-1e4, 1e4), "field.freq_shift": (-1e4, 1e4), "field.density_scale": (1e-6, 1e6),
     "render.feature_resolution": (4, 1024), "render.samples_per_ray": (1, 1024), "render.fov_deg": (0.5, 120.0),
-    "render.chunk_rays": (1, 1 << 24),
+    "render.chunk_rays": (1, 1 << 24), "render.half_depth": (1e-3, 10.0),
     "decoder.channels": (1, 4096),
     "translator.channels": (1, 4096), "translator.spade_hidden": (1, 4096), "translator.spade_stages": (0, 8),
     "discriminator.channels": (1, 4096), "discriminator.latent_head": (0, 4096),

@@ -219,3 +219,22 @@ def test_a_style_name_unsafe_as_a_file_name_is_never_saved(tiny: SageGenerator, 
     with pytest.raises(ValueError, match="style.name"):
         save_generator(tmp_path / "x.safetensors", tiny, StyleInfo("../../escaped"))
     assert not list(tmp_path.iterdir())
+
+
+def test_every_numeric_config_field_has_a_bound() -> None:
+    """A field added to a config without a BOUNDS entry made every checkpoint unloadable (KeyError)."""
+    import dataclasses
+
+    from sage_backend.config import BOUNDS, ModelConfig
+
+    cfg = ModelConfig()
+    missing = []
+    for section in dataclasses.fields(cfg):
+        value = getattr(cfg, section.name)
+        if dataclasses.is_dataclass(value):
+            missing += [f"{section.name}.{f.name}" for f in dataclasses.fields(value)
+                        if isinstance(getattr(value, f.name), (int, float, tuple)) and not isinstance(getattr(value, f.name), bool)
+                        and f"{section.name}.{f.name}" not in BOUNDS]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and section.name not in BOUNDS:
+            missing.append(section.name)
+    assert not missing, f"config fields without BOUNDS: {missing}"
