@@ -1,7 +1,19 @@
 """SAGE Portrait: 3D-aware portrait drawings from a SAGE backend, in Blender's 3D view.
 
-register()/unregister() only. Submodules load lazily, so the bpy-free parts (camera, protocol, client)
-import without Blender.
+register()/unregister() only. Submodules load lazily, so the bpy-free parts (camera, protocol, client, jobs,
+backend_process, meshio) import without Blender.
+
+Module map (each file one job; imports only point down this list):
+  status           the status line (leaf)
+  props            scene settings, preferences, the timeout
+  protocol, client the wire codec and the ZeroMQ client (pyzmq optional: the panel says how to install it)
+  jobs             Job / JobQueue: background work resolved on the main thread; the timer and its tick hooks
+  backend_process  the local `sage-backend serve` child
+  session          composes client + hello, the queue, the local backend and the frame cache
+  camera, portrait the one camera -> frame routine (portrait.protocol_camera), request fields, images on planes
+  live             live mode (a tick hook)
+  mesh_import      mesh requests, the atomic file write, PLY -> Blender object
+  operators        thin operators with poll(); panel; handlers (frame_change_post); batch (headless entry point)
 """
 from __future__ import annotations
 
@@ -18,8 +30,9 @@ bl_info = {
     "category": "Render",
 }
 
-# Registration order: properties first (operators and the panel use them); unregistered in reverse.
-MODULES = ("props", "operators", "handlers", "panel")
+# Registration order: properties first (operators and the panel use them), then the tick hooks in the order
+# they run (the queue dispatches replies before live mode sends); unregistered in reverse.
+MODULES = ("status", "props", "session", "live", "operators", "handlers", "panel")
 
 
 def register() -> None:
@@ -28,8 +41,8 @@ def register() -> None:
 
 
 def unregister() -> None:
-    from . import session
+    from . import jobs
 
-    session.shutdown()  # timer, jobs, socket, child process
-    for name in reversed(MODULES):
+    jobs.stop_ticking()  # a timer left registered can hang Blender's exit
+    for name in reversed(MODULES):  # session's unregister ends its jobs, socket and child process
         importlib.import_module(f".{name}", __package__).unregister()

@@ -4,7 +4,9 @@ Fully synchronous (timers never fire in `blender -b`). Usage, for the extension:
 
     blender -b scene.blend --python-expr "from bl_ext.user_default.sage_portrait import batch; batch.main()" -- --out DIR
 
-(as a legacy add-on: `import sage_portrait.batch as batch`). Exits non-zero with one clear line on failure.
+(as a legacy add-on: `import sage_portrait.batch as batch`). It enables the add-on itself when Blender has not
+(an installed extension is not enabled in `blender -b` unless saved so). Exits non-zero with one clear line on
+failure.
 """
 from __future__ import annotations
 
@@ -20,11 +22,31 @@ from .client import BackendError, BackendUnavailable
 from .protocol import ProtocolError
 
 
+class AddonNotEnabled(RuntimeError):
+    """Blender could not enable the add-on this module belongs to."""
+
+
+def ensure_enabled() -> None:
+    """Enable this add-on (the installed extension, a legacy add-on or the source folder on sys.path) unless it
+    is; raises AddonNotEnabled with what to do instead. Not saved in the preferences."""
+    if hasattr(bpy.types.Scene, "sage_portrait"):
+        return
+    import addon_utils
+
+    errors: list[BaseException] = []
+    addon_utils.enable(__package__, default_set=False, handle_error=errors.append)
+    if not hasattr(bpy.types.Scene, "sage_portrait"):
+        reason = str(errors[0]).strip().splitlines()[0] if errors and str(errors[0]).strip() else "Blender did not load it"
+        raise AddonNotEnabled(f"could not enable the add-on '{__package__}' ({reason}); enable SAGE Portrait in "
+                              f"Edit > Preferences > Add-ons, or start Blender with --addons {__package__}")
+
+
 def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None = None, timeout: float = 60.0) -> list[str]:
     """Write drawing_NNNN.png and semantic_NNNN.png for frames frame_start..frame_end; returns the paths.
 
     timeout bounds the silence between two frames from the backend.
     """
+    ensure_enabled()
     settings = scene.sage_portrait
     state = session.get()
     state.connect(address or settings.address, timeout)
@@ -54,9 +76,13 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
 
 def demo_scene(frames: int, resolution: int) -> bpy.types.Scene:
     """A fresh portrait scene for the end-to-end demo: a pivot Empty at the head's centre, a camera in
-    Blender's Front view (on -Y looking +Y), and a turntable of `frames` around the pivot."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
+    Blender's Front view (on -Y looking +Y), and a turntable of `frames` around the pivot.
+
+    A new scene in the open file, not factory settings (which would unload the add-on that runs this)."""
+    ensure_enabled()
+    scene = bpy.data.scenes.new("SAGE Demo")
+    if bpy.context.window is not None:
+        bpy.context.window.scene = scene
     pivot = bpy.data.objects.new("SAGE Head", None)
     scene.collection.objects.link(pivot)
     data = bpy.data.cameras.new("SAGE Camera")
@@ -69,7 +95,7 @@ def demo_scene(frames: int, resolution: int) -> bpy.types.Scene:
     scene.render.resolution_x = scene.render.resolution_y = resolution
     settings = scene.sage_portrait
     settings.pivot, settings.resolution = pivot, resolution
-    bpy.context.view_layer.update()
+    scene.view_layers[0].update()
     scene.frame_start, scene.frame_end = 1, frames
     portrait.create_turntable(scene, camera, frames)
     return scene
@@ -108,9 +134,10 @@ def main(argv: list[str] | None = None) -> None:
         argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
     args = parse_arguments(argv)
     try:
+        ensure_enabled()
         scene = demo_scene(args.demo_scene, args.resolution) if args.demo_scene else (bpy.data.scenes[args.scene] if args.scene else bpy.context.scene)
         written = render_animation(scene, args.out, args.address, args.timeout)
-    except (BackendUnavailable, BackendError, ProtocolError, ValueError, OSError) as exc:
+    except (AddonNotEnabled, BackendUnavailable, BackendError, ProtocolError, ValueError, OSError) as exc:
         print(f"SAGE batch failed: {exc}", file=sys.stderr)
         sys.exit(1)
     finally:

@@ -10,13 +10,17 @@ import os
 import time
 from typing import Any, Iterable, Iterator
 
-import zmq
+try:
+    import zmq
+except ImportError:  # the add-on still enables: the panel says how to install it, and Connect is greyed out
+    zmq = None
 
 from . import protocol
 from .protocol import Reply
 
 STREAM_OPS = frozenset({"turntable"})  # ops answered by several replies, the last one with "done": true
 HIGH_WATER_MARK = 64
+PYZMQ_MISSING = "pyzmq is not installed in Blender's Python" if zmq is None else ""
 
 
 class BackendUnavailable(RuntimeError):
@@ -34,6 +38,8 @@ class BackendError(RuntimeError):
 
 class Client:
     def __init__(self, address: str, timeout_s: float = 10.0):
+        if zmq is None:
+            raise BackendUnavailable(PYZMQ_MISSING)
         self.address = address
         self.timeout_s = timeout_s
         self.pending: dict[str, str] = {}  # request id -> op, for the requests whose replies we still want

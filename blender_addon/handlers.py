@@ -8,11 +8,9 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import planes, portrait, session
+from . import jobs, planes, portrait, props, session, status
 from .client import BackendUnavailable
 from .images import DRAWING
-from .operators import ERROR_PREFIX, one_line, set_status, timeout_s
-
 
 
 @persistent
@@ -28,16 +26,16 @@ def on_frame_change(scene: bpy.types.Scene, depsgraph=None) -> None:
         if state.handler_error and state.cache.get(portrait.cache_key(portrait.base_fields(scene), camera_dict)) is None:
             if state.client is None:
                 return
-            state.client.request("ping", timeout_s=session.PROBE_TIMEOUT_S)  # after a failure each frame only probes briefly
+            state.client.request("ping", timeout_s=jobs.PROBE_TIMEOUT_S)  # after a failure each frame only probes briefly
             state.handler_error = ""
-        arrays = portrait.fetch_sync(scene, camera_dict, timeout_s(bpy.context))
+        arrays = portrait.fetch_sync(scene, camera_dict, props.timeout_s(bpy.context))
         portrait.show(scene, camera, arrays)
     except (BackendUnavailable, ValueError, RuntimeError) as exc:
-        message = f"{ERROR_PREFIX}frame {scene.frame_current}: {one_line(exc)}"
+        message = f"{status.ERROR_PREFIX}frame {scene.frame_current}: {status.one_line(exc)}"
         if message != state.handler_error:
             print(message)
         state.handler_error = message
-        set_status(message)
+        status.set_status(message)
 
 
 @persistent

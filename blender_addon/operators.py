@@ -1,97 +1,89 @@
-"""Operators: connect, launch, generate, live, turntable, cancel, mesh export/import, pack images.
+"""Operators: they translate the panel's buttons into jobs (jobs.py) and say why they are greyed out (poll()).
 
-Every backend job goes through Session.submit. Interactively an operator runs modal (the UI keeps
-running, ESC cancels); from scripts and in background mode it polls the same job synchronously, bounded
-by the timeout (timers never fire in `blender -b`).
+Interactively a job operator runs modal (the UI keeps running, ESC cancels) while the main-thread timer
+resolves its job; from scripts and in background mode it waits for the same job synchronously, bounded by
+the timeout (timers never fire in `blender -b`).
 """
 from __future__ import annotations
 
-import os
 import random
-import time
-from typing import Any, Callable
+from typing import Any
 
 import bpy
-import numpy as np
 
-from . import camera as camera_math
-from . import files, meshio, portrait, props, session
+from . import files, jobs, live, mesh_import, portrait, props, session, status
 from .client import BackendError, BackendUnavailable
 from .protocol import Reply
 
-LIVE_INTERVAL_S = 0.1  # at most ten live requests a second, and never more than one in flight
-DEFAULT_TIMEOUT_S = 30.0
-ERROR_PREFIX = "SAGE error: "  # the panel shows such status lines with an error icon
-MESH_FORMATS = ("ply", "glb", "obj")
+
+def _allowed(cls, reason: str) -> bool:
+    """poll()'s answer: True when there is no reason against it, else False with the reason as the tooltip."""
+    if reason:
+        cls.poll_message_set(reason)
+    return not reason
 
 
-def timeout_s(context) -> float:
-    prefs = props.preferences(context)
-    return prefs.timeout if prefs is not None else DEFAULT_TIMEOUT_S
+def not_connected() -> str:
+    state = session.get()
+    return session.pyzmq_hint() or ("" if state.connected else "connect to a backend first")
 
 
-def set_status(text: str) -> None:
-    bpy.context.window_manager.sage_portrait_status = text
-
-
-def one_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+def cannot_draw(context) -> str:
+    """Why Generate / Bake cannot run now ("" when they can)."""
+    scene = context.scene
+    if scene is None:
+        return "no scene"
+    if scene.camera is None or scene.camera.type != "CAMERA":
+        return "the scene has no active camera"
+    return not_connected() or session.get().limit_error("resolution", scene.sage_portrait.resolution)
 
 
 class JobOperator:
-    """Mixin: start() submits one backend job; the result/error callbacks set self.message / self.error."""
+    """Mixin: start() submits one backend job (or answers from the cache and returns None); its callbacks call
+    succeed() / fail(), which set the status line and the operator's report."""
 
-    _request_id: str = ""
+    _job: jobs.Job | None = None
     _timer: Any = None
 
-    def start(self, context) -> str:
+    def start(self, context) -> jobs.Job | None:
         raise NotImplementedError
 
     def succeed(self, message: str) -> None:
         self.message = message
-        set_status(message)
+        status.set_status(message)
 
     def fail(self, error: Exception) -> None:
-        self.error = f"{ERROR_PREFIX}{one_line(error)}"
-        set_status(self.error)
+        self.error = status.set_error(status.one_line(error))
 
     def execute(self, context):
         self.message, self.error = "", ""
-        state = session.get()
         try:
-            self._request_id = self.start(context)
+            self._job = self.start(context)
         except (ValueError, OSError, BackendError, BackendUnavailable) as exc:
             self.fail(exc)
-            self.report({"ERROR"}, self.error)
-            return {"CANCELLED"}
-        if not self._request_id:  # answered from the cache
+            return self.finish()
+        if self._job is None:
             return self.finish()
         if not bpy.app.background and context.window is not None:
-            self._timer = context.window_manager.event_timer_add(session.TICK_S, window=context.window)
+            self._timer = context.window_manager.event_timer_add(jobs.TICK_S, window=context.window)
             context.window_manager.modal_handler_add(self)
             return {"RUNNING_MODAL"}
-        while self._request_id in state.jobs:  # synchronous: bounded by the job's deadline
-            state.poll_once(session.TICK_S)
+        session.get().wait(self._job)
         return self.finish()
 
     def modal(self, context, event):
-        state = session.get()
         if event.type == "ESC":
-            state.cancel(self._request_id)
-            self._remove_timer(context)
-            set_status("SAGE: cancelled")
+            self.cancel(context)
             self.report({"WARNING"}, "SAGE: cancelled")
+            status.set_status("SAGE: cancelled")
             return {"CANCELLED"}
-        if event.type == "TIMER":
-            state.poll_once()
-            if self._request_id not in state.jobs:
-                self._remove_timer(context)
-                return self.finish()
+        if event.type == "TIMER" and self._job.done:  # the timer's tick resolved it
+            self._remove_timer(context)
+            return self.finish()
         return {"PASS_THROUGH"}
 
     def cancel(self, context):
-        session.get().cancel(self._request_id)
+        session.get().queue.cancel(self._job)
         self._remove_timer(context)
 
     def _remove_timer(self, context) -> None:
@@ -108,12 +100,16 @@ class JobOperator:
 
 
 class ConnectJob(JobOperator):
-    """Mixin: say hello and keep the backend's styles and palette."""
+    """Mixin: say hello and keep the backend's styles, palette, pose ranges and limits."""
 
-    def start(self, context) -> str:
+    @classmethod
+    def poll(cls, context):
+        return _allowed(cls, session.pyzmq_hint())
+
+    def start(self, context) -> jobs.Job:
         settings = context.scene.sage_portrait
         state = session.get()
-        state.ensure_client(settings.address, timeout_s(context))
+        state.ensure_client(settings.address, props.timeout_s(context))
 
         def on_reply(reply: Reply) -> None:
             state.set_info(reply.header)
@@ -121,7 +117,7 @@ class ConnectJob(JobOperator):
                 settings.style = state.style_items()[0][0]
             self.succeed(f"Connected: {state.status_line()}")
 
-        return state.submit("hello", {"client": "sage-portrait-blender"}, on_reply, self.fail, timeout_s(context))
+        return state.submit("hello", {"client": "sage-portrait-blender"}, on_reply, self.fail, props.timeout_s(context), "connecting")
 
 
 class SAGE_OT_connect(ConnectJob, bpy.types.Operator):
@@ -135,11 +131,11 @@ class SAGE_OT_launch_backend(ConnectJob, bpy.types.Operator):
     bl_label = "Launch Local Backend"
     bl_description = "Start 'sage-backend serve' with the Python set in the add-on preferences, then connect"
 
-    def start(self, context) -> str:
+    def start(self, context) -> jobs.Job:
         prefs = props.preferences(context)
         python = prefs.python_executable if prefs is not None else ""
         extra = prefs.backend_arguments if prefs is not None else ""
-        session.get().launch_backend(bpy.path.abspath(python), context.scene.sage_portrait.address, extra)
+        session.get().backend.launch(bpy.path.abspath(python), context.scene.sage_portrait.address, extra)
         return super().start(context)
 
 
@@ -148,12 +144,17 @@ class SAGE_OT_disconnect(bpy.types.Operator):
     bl_label = "Disconnect"
     bl_description = "Close the connection and stop a backend launched from here"
 
+    @classmethod
+    def poll(cls, context):
+        state = session.get()
+        return _allowed(cls, "" if state.client is not None or state.backend.running else "not connected")
+
     def execute(self, context):
         context.scene.sage_portrait.live = False
         state = session.get()
         state.disconnect()
-        state.stop_backend()
-        set_status("Not connected")
+        state.backend.stop()
+        status.set_status("Not connected")
         return {"FINISHED"}
 
 
@@ -172,7 +173,11 @@ class SAGE_OT_generate(JobOperator, bpy.types.Operator):
     bl_label = "Generate"
     bl_description = "Draw the portrait as seen by the active camera"
 
-    def start(self, context) -> str:
+    @classmethod
+    def poll(cls, context):
+        return _allowed(cls, cannot_draw(context))
+
+    def start(self, context) -> jobs.Job | None:
         scene = context.scene
         camera = portrait.active_camera(scene)
         fields = portrait.base_fields(scene)
@@ -183,7 +188,7 @@ class SAGE_OT_generate(JobOperator, bpy.types.Operator):
         if cached is not None:
             portrait.show(scene, camera, cached)
             self.succeed("SAGE: drawing shown (cached)")
-            return ""
+            return None
 
         def on_reply(reply: Reply) -> None:
             arrays = portrait.arrays_from_reply(reply)
@@ -191,7 +196,7 @@ class SAGE_OT_generate(JobOperator, bpy.types.Operator):
             portrait.show(scene, camera, arrays)
             self.succeed(f"SAGE: drew seed {fields['seed']} in style {fields['style']}")
 
-        return state.submit("generate", dict(fields, camera=camera_dict), on_reply, self.fail, timeout_s(context))
+        return state.submit("generate", dict(fields, camera=camera_dict), on_reply, self.fail, props.timeout_s(context), "drawing")
 
 
 class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
@@ -199,7 +204,11 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
     bl_label = "Bake Turntable"
     bl_description = "Draw every frame of the camera animation (keying a turntable around the pivot if there is none)"
 
-    def start(self, context) -> str:
+    @classmethod
+    def poll(cls, context):
+        return _allowed(cls, cannot_draw(context))
+
+    def start(self, context) -> jobs.Job:
         scene = context.scene
         settings = scene.sage_portrait
         camera = portrait.active_camera(scene)
@@ -208,11 +217,10 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
         with state.handler_paused():
             frames = portrait.animation_cameras(scene, camera)
             if not portrait.moves(frames):  # a still camera: key a turntable, if nothing but the add-on drives it
+                state.check_limit("cameras", settings.turntable_frames)
                 portrait.create_turntable(scene, camera, settings.turntable_frames)
                 frames = portrait.animation_cameras(scene, camera)
-        max_cameras = state.info.get("limits", {}).get("max_cameras", len(frames))
-        if len(frames) > max_cameras:
-            raise ValueError(f"the animation has {len(frames)} frames; the backend draws at most {max_cameras} per turntable")
+        state.check_limit("cameras", len(frames))
         keys = [portrait.cache_key(fields, cam) for _, cam in frames]
         done: list[int] = []
 
@@ -226,12 +234,13 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
             arrays = portrait.arrays_from_reply(reply)
             state.cache.put(keys[index], arrays)
             done.append(index)
-            set_status(f"SAGE: baking frame {len(done)}/{len(frames)}")
+            job.progress = f"frame {len(done)}/{len(frames)}"
             if frames[index][0] == scene.frame_current:
                 portrait.show(scene, camera, arrays)
 
         request = dict(fields, cameras=[cam for _, cam in frames])
-        return state.submit("turntable", request, on_reply, self.fail, timeout_s(context))
+        job = state.submit("turntable", request, on_reply, self.fail, props.timeout_s(context), f"baking {len(frames)} frames")
+        return job
 
 
 class SAGE_OT_cancel(bpy.types.Operator):
@@ -239,28 +248,26 @@ class SAGE_OT_cancel(bpy.types.Operator):
     bl_label = "Cancel"
     bl_description = "Stop live updates and every running request"
 
+    @classmethod
+    def poll(cls, context):
+        return _allowed(cls, "" if session.get().queue.jobs or live.mode.enabled else "nothing is running")
+
     def execute(self, context):
         context.scene.sage_portrait.live = False
-        session.get().cancel_all()
-        set_status("SAGE: cancelled")
+        session.get().queue.cancel_all()
+        status.set_status("SAGE: cancelled")
         return {"FINISHED"}
 
 
-def _mesh_fields(scene: bpy.types.Scene, fmt: str) -> dict[str, Any]:
-    settings = scene.sage_portrait
-    fields = portrait.base_fields(scene)
-    del fields["resolution"], fields["outputs"]
-    return dict(fields, grid=settings.mesh_grid, format=fmt, colors=settings.mesh_colors)
+class MeshJob(JobOperator):
+    @classmethod
+    def poll(cls, context):
+        if context.scene is None:
+            return _allowed(cls, "no scene")
+        return _allowed(cls, not_connected() or session.get().limit_error("grid", context.scene.sage_portrait.mesh_grid))
 
 
-def _mesh_blob(reply: Reply, fmt: str) -> bytes:
-    blob = next(iter(reply.blobs.values()), None)
-    if blob is None or blob.format != fmt:
-        raise ValueError(f"the backend sent no {fmt} file")
-    return blob.data
-
-
-class SAGE_OT_export_mesh(JobOperator, bpy.types.Operator):
+class SAGE_OT_export_mesh(MeshJob, bpy.types.Operator):
     bl_idname = "sage.export_mesh"
     bl_label = "Export Mesh"
     bl_description = "Extract the portrait's 3D surface and save it as a file"
@@ -273,34 +280,31 @@ class SAGE_OT_export_mesh(JobOperator, bpy.types.Operator):
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
-    def start(self, context) -> str:
-        path = bpy.path.abspath(self.filepath)
-        typed = os.path.splitext(path)[1].lstrip(".").lower()
-        fmt = typed if typed in MESH_FORMATS else context.scene.sage_portrait.mesh_format  # the typed extension wins
-        path = bpy.path.ensure_ext(path, f".{fmt}")
-        if not os.path.isdir(os.path.dirname(path) or "."):
-            raise ValueError(f"folder does not exist: {os.path.dirname(path)}")
+    def start(self, context) -> jobs.Job:
+        path, fmt = mesh_import.export_path(bpy.path.abspath(self.filepath), context.scene.sage_portrait.mesh_format)
+        fields = mesh_import.mesh_fields(context.scene, fmt)
 
         def on_reply(reply: Reply) -> None:
-            files.write_bytes(path, _mesh_blob(reply, fmt))
+            files.write_bytes(path, mesh_import.mesh_blob(reply, fmt))
             self.succeed(f"SAGE: saved {reply.header.get('vertices', '?')} vertices to {path}")
 
-        return session.get().submit("mesh", _mesh_fields(context.scene, fmt), on_reply, self.fail, timeout_s(context))
+        return session.get().submit("mesh", fields, on_reply, self.fail, props.timeout_s(context), f"mesh, grid {fields['grid']}")
 
 
-class SAGE_OT_import_mesh(JobOperator, bpy.types.Operator):
+class SAGE_OT_import_mesh(MeshJob, bpy.types.Operator):
     bl_idname = "sage.import_mesh"
     bl_label = "Import Mesh"
     bl_description = "Extract the portrait's 3D surface and add it at the pivot, with its colours and class labels"
 
-    def start(self, context) -> str:
+    def start(self, context) -> jobs.Job:
         scene = context.scene
+        fields = mesh_import.mesh_fields(scene, "ply")
 
         def on_reply(reply: Reply) -> None:
-            obj = import_ply(scene, _mesh_blob(reply, "ply"))
+            obj = mesh_import.import_ply(scene, mesh_import.mesh_blob(reply, "ply"))
             self.succeed(f"SAGE: imported {obj.name} ({len(obj.data.vertices)} vertices)")
 
-        return session.get().submit("mesh", _mesh_fields(scene, "ply"), on_reply, self.fail, timeout_s(context))
+        return session.get().submit("mesh", fields, on_reply, self.fail, props.timeout_s(context), f"mesh, grid {fields['grid']}")
 
 
 class SAGE_OT_pack_images(bpy.types.Operator):
@@ -308,101 +312,18 @@ class SAGE_OT_pack_images(bpy.types.Operator):
     bl_label = "Pack Images"
     bl_description = "Store the drawing and the semantic map inside the .blend file"
 
+    @classmethod
+    def poll(cls, context):
+        settings = context.scene.sage_portrait if context.scene else None
+        has_images = settings is not None and (settings.drawing_image or settings.semantic_image)
+        return _allowed(cls, "" if has_images else "nothing to pack: generate first")
+
     def execute(self, context):
         settings = context.scene.sage_portrait
-        images = [i for i in (settings.drawing_image, settings.semantic_image) if i is not None]
-        if not images:
-            self.report({"ERROR"}, f"{ERROR_PREFIX}nothing to pack: generate first")
-            return {"CANCELLED"}
-        for image in images:
-            image.pack()
+        for image in (settings.drawing_image, settings.semantic_image):
+            if image is not None:
+                image.pack()
         return {"FINISHED"}
-
-
-MESH_MATERIAL = "SAGE Vertex Colours"
-
-
-def import_ply(scene: bpy.types.Scene, data: bytes, name: str = "SAGE Portrait Mesh") -> bpy.types.Object:
-    """A PLY from the backend -> an object at the pivot, upright, vertex colours shown by a material,
-    class labels kept as the int point attribute 'sage_label'."""
-    vertices, triangles, vertex_props = meshio.read_ply(data)
-    mesh = bpy.data.meshes.new(name)
-    mesh.vertices.add(len(vertices))
-    mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())  # the backend writes PLY in Blender axes
-    mesh.loops.add(triangles.size)
-    mesh.loops.foreach_set("vertex_index", triangles.astype(np.int32).ravel())
-    mesh.polygons.add(len(triangles))
-    mesh.polygons.foreach_set("loop_start", np.arange(0, triangles.size, 3, dtype=np.int32))
-    mesh.update()
-    mesh.validate()
-    colors = meshio.vertex_colors(vertex_props)
-    if colors is not None:
-        attribute = mesh.color_attributes.new("Col", "FLOAT_COLOR", "POINT")
-        attribute.data.foreach_set("color", colors.astype(np.float32).ravel())
-        mesh.color_attributes.active_color = attribute
-        mesh.materials.append(_vertex_colour_material())
-    labels = meshio.vertex_labels(vertex_props)
-    if labels is not None:
-        mesh.attributes.new("sage_label", "INT", "POINT").data.foreach_set("value", labels)
-    obj = bpy.data.objects.new(name, mesh)
-    pivot = scene.sage_portrait.pivot
-    location, scale = camera_math.pivot_transform(pivot)
-    obj.location = location
-    obj.scale = (scale, scale, scale)
-    scene.collection.objects.link(obj)
-    return obj
-
-
-def _vertex_colour_material() -> bpy.types.Material:
-    material = bpy.data.materials.get(MESH_MATERIAL)
-    if material is None:
-        material = bpy.data.materials.new(MESH_MATERIAL)
-        material.use_nodes = True
-        nodes, links = material.node_tree.nodes, material.node_tree.links
-        attribute = nodes.new("ShaderNodeVertexColor")
-        attribute.layer_name = "Col"
-        links.new(attribute.outputs["Color"], nodes["Principled BSDF"].inputs["Base Color"])
-    return material
-
-
-def live_step() -> None:
-    """One throttled live update: at most one request in flight; the newest camera pose wins."""
-    state = session.get()
-    context = bpy.context
-    scene = context.scene
-    if state.live_request in state.jobs or time.monotonic() - state.live_sent < LIVE_INTERVAL_S:
-        return
-    try:
-        camera = portrait.active_camera(scene)
-        fields = portrait.base_fields(scene)
-        camera_dict = portrait.protocol_camera(scene, camera)
-    except ValueError as exc:
-        _stop_live(scene, exc)
-        return
-    key = portrait.cache_key(fields, camera_dict)
-    if key == state.live_key:
-        return
-    state.live_key = key
-    cached = state.cache.get(key)
-    if cached is not None:
-        portrait.show(scene, camera, cached)
-        return
-
-    def on_reply(reply: Reply) -> None:
-        arrays = portrait.arrays_from_reply(reply)
-        state.cache.put(key, arrays)
-        portrait.show(scene, camera, arrays)
-
-    state.live_sent = time.monotonic()
-    try:
-        state.live_request = state.submit("generate", dict(fields, camera=camera_dict), on_reply, lambda e: _stop_live(scene, e), timeout_s(context))
-    except (BackendUnavailable, ValueError) as exc:
-        _stop_live(scene, exc)
-
-
-def _stop_live(scene: bpy.types.Scene, error: Exception) -> None:
-    scene.sage_portrait.live = False
-    set_status(f"{ERROR_PREFIX}live stopped: {one_line(error)}")
 
 
 CLASSES = (
@@ -422,7 +343,6 @@ CLASSES = (
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
-    session.get().live_step = live_step
 
 
 def unregister() -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 import bpy
 
 from . import camera as camera_math
-from . import portrait, session
-from .operators import ERROR_PREFIX
+from . import portrait, session, status
 
 
 class SAGE_PT_portrait(bpy.types.Panel):
@@ -19,10 +18,13 @@ class SAGE_PT_portrait(bpy.types.Panel):
         layout = self.layout
         settings = context.scene.sage_portrait
         state = session.get()
-        busy = bool(state.jobs) or settings.live
 
         box = layout.box()
         box.label(text="Connection", icon="LINKED")
+        missing = session.pyzmq_hint()
+        if missing:  # the add-on enabled without pyzmq: say how to get it instead of failing
+            for line in missing.split(": ", 1):
+                box.label(text=line, icon="ERROR")
         box.prop(settings, "address")
         row = box.row(align=True)
         row.operator("sage.connect", icon="PLUGIN")
@@ -38,6 +40,10 @@ class SAGE_PT_portrait(bpy.types.Panel):
         row.operator("sage.randomize_seed", text="", icon="FILE_REFRESH")
         box.prop(settings, "psi")
         box.prop(settings, "resolution")
+        for what, value in (("resolution", settings.resolution), ("cameras", settings.turntable_frames), ("grid", settings.mesh_grid)):
+            error = state.limit_error(what, value)  # the limits come from the backend's hello
+            if error:
+                box.label(text=error, icon="ERROR")
         box.prop(settings, "pivot")
         hint = pose_hint(context.scene, state)
         if hint:
@@ -56,9 +62,7 @@ class SAGE_PT_portrait(bpy.types.Panel):
         row = col.row(align=True)
         row.operator("sage.bake_turntable", icon="RENDER_ANIMATION")
         row.prop(settings, "turntable_frames")
-        sub = col.row()
-        sub.enabled = busy
-        sub.operator("sage.cancel", icon="CANCEL")
+        col.operator("sage.cancel", icon="CANCEL")  # greyed out by its poll() when nothing runs
 
         box = layout.box()
         box.label(text="Mesh", icon="MESH_DATA")
@@ -70,9 +74,9 @@ class SAGE_PT_portrait(bpy.types.Panel):
         row.operator("sage.export_mesh", icon="EXPORT")
         row.operator("sage.import_mesh", icon="IMPORT")
 
-        status = context.window_manager.sage_portrait_status
-        if status:
-            layout.label(text=status, icon="ERROR" if status.startswith(ERROR_PREFIX) else "INFO")
+        line = status.status()
+        if line:
+            layout.label(text=line, icon="ERROR" if line.startswith(status.ERROR_PREFIX) else "INFO")
 
 
 def pose_hint(scene: bpy.types.Scene, state: session.Session) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from mathutils import Vector
 
 from . import camera as camera_math
-from . import images, planes, session
+from . import images, jobs, planes, session
 from .client import BackendUnavailable
 from .protocol import Reply
 
@@ -47,9 +47,12 @@ def protocol_camera(scene: bpy.types.Scene, camera: bpy.types.Object | None = No
 
 
 def base_fields(scene: bpy.types.Scene) -> dict[str, Any]:
+    """The request fields every op shares, from the scene's settings; ValueError (one line) when no style is
+    chosen or the resolution is outside the limits the backend's hello reported."""
     settings = scene.sage_portrait
     if not settings.style:
         raise ValueError("no style chosen: connect to a backend first")
+    session.get().check_limit("resolution", settings.resolution)
     return {"style": settings.style, "seed": settings.seed, "psi": round(settings.psi, 6), "resolution": settings.resolution, "outputs": list(OUTPUTS)}
 
 
@@ -91,7 +94,7 @@ def fetch_sync(scene: bpy.types.Scene, camera_dict: dict[str, Any], timeout_s: f
     if cached is not None:
         return cached
     if state.client is None:
-        raise BackendUnavailable("not connected: press Connect (or Launch local backend) first")
+        raise BackendUnavailable(jobs.NOT_CONNECTED)
     reply = state.client.request("generate", dict(fields, camera=camera_dict), timeout_s=timeout_s)
     arrays = arrays_from_reply(reply)
     state.cache.put(key, arrays)

@@ -1,4 +1,8 @@
-"""Scene settings (saved in the .blend), add-on preferences, and the window manager's status line."""
+"""Scene settings (saved in the .blend) and the add-on preferences.
+
+Numbers the wire bounds (resolution, grid, frames per turntable) have no static maximum here: the backend's
+`hello` says its limits, and requests and poll() check them (session.Session.limit_error).
+"""
 from __future__ import annotations
 
 import bpy
@@ -6,6 +10,7 @@ import bpy
 from . import session
 
 ADDRESS_DEFAULT = "tcp://127.0.0.1:5555"
+DEFAULT_TIMEOUT_S = 30.0
 
 
 def _style_items(self, context):
@@ -24,7 +29,9 @@ def _display_update(self, context) -> None:
 
 
 def _live_update(self, context) -> None:
-    session.get().set_live(self.live)
+    from . import live
+
+    live.set_enabled(self.live)
 
 
 class SagePreferences(bpy.types.AddonPreferences):
@@ -39,7 +46,7 @@ class SagePreferences(bpy.types.AddonPreferences):
         name="Extra arguments", description="Extra arguments for 'sage-backend serve' (e.g. --checkpoint PATH)"
     )
     timeout: bpy.props.FloatProperty(
-        name="Timeout", description="Seconds to wait for the backend before giving up", default=30.0, min=0.5, max=600.0
+        name="Timeout", description="Seconds to wait for the backend before giving up", default=DEFAULT_TIMEOUT_S, min=0.5, max=600.0
     )
 
     def draw(self, context):
@@ -54,7 +61,7 @@ class SagePortraitSettings(bpy.types.PropertyGroup):
     style: bpy.props.EnumProperty(name="Style", description="Drawing style (from the backend)", items=_style_items)
     seed: bpy.props.IntProperty(name="Seed", description="Identity of the portrait", default=0, min=0)
     psi: bpy.props.FloatProperty(name="Psi", description="Truncation: lower is more typical, higher more varied", default=0.5, min=0.0, max=1.0)
-    resolution: bpy.props.IntProperty(name="Resolution", description="Square image size in pixels", default=256, min=64, max=1024)
+    resolution: bpy.props.IntProperty(name="Resolution", description="Image size in pixels on the frame's larger side (the backend's limits apply)", default=256, min=1)
     pivot: bpy.props.PointerProperty(
         name="Pivot", description="Empty at the head's centre; its scale sets the head size", type=bpy.types.Object, poll=_is_empty
     )
@@ -70,11 +77,11 @@ class SagePortraitSettings(bpy.types.PropertyGroup):
         name="Follow animation", description="Fetch the drawing for each frame on frame change (so Render Animation draws)", default=True
     )
     pack_images: bpy.props.BoolProperty(name="Pack images", description="Keep the images inside the .blend file", default=False)
-    turntable_frames: bpy.props.IntProperty(name="Frames", description="Frames in a baked turntable", default=36, min=2, max=720)
+    turntable_frames: bpy.props.IntProperty(name="Frames", description="Frames in a baked turntable (the backend's limit applies)", default=36, min=2)
     mesh_format: bpy.props.EnumProperty(
         name="Format", items=[("ply", "PLY", ""), ("glb", "glTF binary", ""), ("obj", "OBJ", "")], default="ply"
     )
-    mesh_grid: bpy.props.IntProperty(name="Grid", description="Marching-cubes grid size", default=128, min=32, max=512)
+    mesh_grid: bpy.props.IntProperty(name="Grid", description="Marching-cubes grid size (the backend's limits apply)", default=128, min=1)
     mesh_colors: bpy.props.EnumProperty(
         name="Colours",
         items=[("semantic", "Semantic", "Palette colours of the classes"), ("drawing", "Drawing", "Colours of the drawing"), ("none", "None", "")],
@@ -91,11 +98,9 @@ def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.sage_portrait = bpy.props.PointerProperty(type=SagePortraitSettings)
-    bpy.types.WindowManager.sage_portrait_status = bpy.props.StringProperty(name="Status")
 
 
 def unregister() -> None:
-    del bpy.types.WindowManager.sage_portrait_status
     del bpy.types.Scene.sage_portrait
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
@@ -104,3 +109,9 @@ def unregister() -> None:
 def preferences(context) -> SagePreferences | None:
     addon = context.preferences.addons.get(__package__)
     return addon.preferences if addon is not None else None
+
+
+def timeout_s(context) -> float:
+    """The request timeout from the preferences (the default when the add-on was registered without them)."""
+    prefs = preferences(context)
+    return prefs.timeout if prefs is not None else DEFAULT_TIMEOUT_S

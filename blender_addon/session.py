@@ -1,36 +1,30 @@
-"""Runtime state that cannot live in Blender properties: the client, the backend child process, in-flight
-jobs, the frame cache and the polling timer. One Session per Blender process; unregister() shuts it down.
+"""Runtime state that cannot live in Blender properties, composed in one Session per Blender process: the
+client and the backend's `hello` (styles, palette, pose ranges, wire limits), the job queue, the local
+backend process and the frame cache. unregister() shuts it down.
 """
 from __future__ import annotations
 
-import atexit
 import collections
 import contextlib
-import os
-import shlex
-import subprocess
-import tempfile
-import time
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .client import BackendError, BackendUnavailable, Client, is_last
+from . import jobs
+from .backend_process import LocalBackend
+from .client import PYZMQ_MISSING, BackendError, BackendUnavailable, Client
 from .protocol import Reply
 
-TICK_S = 0.05  # timer period while there is work: polls never block, so the UI stays responsive
 CACHE_BYTES = 256 * 1024 * 1024
-PROBE_TIMEOUT_S = 0.5  # is a backend that missed a deadline busy or gone?
+# hello's `limits` keys for each number the add-on sends: (lowest, highest); None where the wire has no bound.
+LIMITS = {"resolution": ("min_resolution", "max_resolution"), "grid": ("min_grid", "max_grid"), "cameras": (None, "max_cameras")}
 
 
-@dataclass
-class Job:
-    """One request in flight: callbacks run on the main thread from poll_once()."""
-
-    op: str
-    on_reply: Callable[[Reply], None]
-    on_error: Callable[[Exception], None]
-    timeout_s: float
-    deadline: float = 0.0
+def pyzmq_hint() -> str:
+    """How to install pyzmq when Blender's Python lacks it ("" when it is there)."""
+    if not PYZMQ_MISSING:
+        return ""
+    return f"{PYZMQ_MISSING}: install the extension zip that bundles it (python build_addon.py), or run: {sys.executable} -m pip install pyzmq"
 
 
 @dataclass
@@ -64,20 +58,17 @@ class Session:
     def __init__(self) -> None:
         self.client: Client | None = None
         self.info: dict[str, Any] = {}  # the backend's hello reply
-        self.process: subprocess.Popen | None = None
-        self.jobs: dict[str, Job] = {}
+        self.backend = LocalBackend()
+        self.queue = jobs.JobQueue(lambda: self.client, self.backend.exit_message)
         self.cache = FrameCache()
-        self.live = False
-        self.live_step: Callable[[], None] | None = None  # set by the operators module: one throttled live update
-        self.live_request = ""  # id of the live request in flight
-        self.live_sent = 0.0  # when it was sent (monotonic)
-        self.live_key: tuple = ()  # the pose it was sent for
         self.handler_enabled = True  # off while the add-on itself steps through frames
         self.handler_error = ""  # the frame handler's last failure; it then only probes the backend
         self._style_items: list[tuple[str, str, str]] = []
 
     # -- connection -------------------------------------------------------------------------------------------
     def ensure_client(self, address: str, timeout_s: float) -> Client:
+        if pyzmq_hint():
+            raise BackendUnavailable(pyzmq_hint())
         if self.client is None or self.client.closed or self.client.address != address:
             self.disconnect()
             self.client = Client(address, timeout_s)
@@ -97,14 +88,19 @@ class Session:
             (s["name"], s["name"], s.get("description", "")) for s in header.get("styles", []) if isinstance(s, dict) and "name" in s
         ]
 
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and bool(self.info)
+
     def disconnect(self) -> None:
-        self.fail_jobs(BackendUnavailable("disconnected"), notify=False)
+        self.queue.fail_all(BackendUnavailable("disconnected"), notify=False)
         if self.client is not None:
             self.client.close()
         self.client = None
         self.info = {}
         self._style_items = []
 
+    # -- what hello said --------------------------------------------------------------------------------------
     @property
     def palette(self) -> list[list[int]]:
         return self.info.get("palette", [])
@@ -116,117 +112,47 @@ class Session:
     def style_items(self) -> list[tuple[str, str, str]]:
         return self._style_items or [("", "(connect first)", "Connect to a backend to list its styles")]
 
+    def limit_error(self, what: str, value: int) -> str:
+        """Why `value` is outside the backend's limits for `what` (a LIMITS key), "" when inside or unknown."""
+        limits = self.info.get("limits", {})
+        low_key, high_key = LIMITS[what]
+        low, high = limits.get(low_key, value) if low_key else value, limits.get(high_key, value)
+        if low <= value <= high:
+            return ""
+        bounds = f"{low}..{high}" if low_key else f"at most {high}"
+        return f"{what} {value} is outside what the backend takes ({bounds})"
+
+    def check_limit(self, what: str, value: int) -> None:
+        """Raise ValueError with one line when `value` is outside the backend's limits (from hello)."""
+        error = self.limit_error(what, value)
+        if error:
+            raise ValueError(error)
+
     def status_line(self) -> str:
         if not self.info:
             return "Not connected"
         styles = ", ".join(name for name, _, _ in self._style_items) or "none"
         return f"{self.info.get('server', '?')} on {self.info.get('device', '?')} | styles: {styles}"
 
-    # -- local backend ----------------------------------------------------------------------------------------
-    def launch_backend(self, python: str, address: str, extra_arguments: str = "") -> subprocess.Popen:
-        """Start `sage-backend serve` as a child process; its output goes to a log file (a pipe could fill up)."""
-        if not python or not os.path.isfile(python):
-            raise FileNotFoundError(f"set the backend's Python executable in the add-on preferences (got {python!r})")
-        self.stop_backend()
-        command = [python, "-m", "sage_backend.cli", "serve", "--bind", address, *shlex.split(extra_arguments)]
-        with open(self.backend_log, "wb") as log:
-            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        atexit.register(self.stop_backend)  # Blender may exit without unregistering add-ons
-        return self.process
-
-    @property
-    def backend_log(self) -> str:
-        return os.path.join(tempfile.gettempdir(), f"sage-backend-{os.getpid()}.log")
-
-    def backend_exit_message(self) -> str | None:
-        """A one-line reason when the launched backend has exited, else None."""
-        if self.process is None or self.process.poll() is None:
-            return None
-        code, self.process = self.process.returncode, None
-        with open(self.backend_log, "rb") as log:
-            lines = [line for line in log.read().decode("utf-8", "replace").splitlines() if line.strip()]
-        return f"the local backend exited with code {code}: {lines[-1] if lines else 'no message'} (log: {self.backend_log})"
-
-    def stop_backend(self) -> None:
-        atexit.unregister(self.stop_backend)
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
-
     # -- jobs -------------------------------------------------------------------------------------------------
-    def submit(self, op: str, fields: dict[str, Any], on_reply: Callable[[Reply], None], on_error: Callable[[Exception], None], timeout_s: float) -> str:
-        if self.client is None:
-            raise BackendUnavailable("not connected: press Connect (or Launch local backend) first")
-        request_id = self.client.send(op, fields)
-        self.jobs[request_id] = Job(op, on_reply, on_error, timeout_s, time.monotonic() + timeout_s)
-        ensure_ticking()
-        return request_id
+    def submit(self, op: str, fields: dict[str, Any], on_reply: Callable[[Reply], None], on_error: Callable[[Exception], None],
+               timeout_s: float, label: str = "") -> jobs.Job:
+        return self.queue.submit(op, fields, on_reply, on_error, timeout_s, label)
 
-    def cancel(self, request_id: str) -> None:
-        if self.jobs.pop(request_id, None) is not None and self.client is not None:
-            self.client.cancel(request_id)
+    def poll(self, timeout_s: float = 0.0) -> bool:
+        """Dispatch replies, show a long job's progress in the status line; whether jobs remain (a tick hook)."""
+        from . import status  # bpy: imported when polling, so the session's other parts stay bpy-free
 
-    def cancel_all(self) -> None:
-        for request_id in list(self.jobs):
-            self.cancel(request_id)
+        self.queue.poll_once(timeout_s)
+        line = self.queue.progress_line()
+        if line:
+            status.set_status(line)
+        return bool(self.queue.jobs)
 
-    def fail_jobs(self, error: Exception, notify: bool = True) -> None:
-        jobs, self.jobs = self.jobs, {}
-        if notify:
-            for job in jobs.values():
-                job.on_error(error)
-
-    def poll_once(self, timeout_s: float = 0.0) -> None:
-        """Dispatch arrived replies and expire silent jobs. Never blocks longer than timeout_s."""
-        if self.client is None:
-            return
-        try:
-            replies = self.client.poll(timeout_s)
-        except Exception as exc:  # a malformed reply: the wire is unusable, start afresh
-            self.client.reconnect()
-            self.fail_jobs(exc)
-            return
-        now = time.monotonic()
-        for reply in replies:
-            job = self.jobs.get(reply.id)
-            if job is None:
-                continue
-            job.deadline = now + job.timeout_s
-            if is_last(job.op, reply):
-                del self.jobs[reply.id]
-            try:
-                if reply.ok:
-                    job.on_reply(reply)
-                else:
-                    job.on_error(BackendError(reply.error_code, reply.error_message))
-            except Exception as exc:  # a failing callback must not kill the timer
-                job.on_error(exc)
-        exited = self.backend_exit_message() if self.jobs else None
-        if exited:  # the launched backend died (or never started): no need to wait for the timeout
-            self.fail_jobs(BackendUnavailable(exited))
-        expired = {rid: job for rid, job in self.jobs.items() if now > job.deadline}
-        if expired:
-            self.expire(expired)
-
-    def expire(self, expired: dict[str, Job]) -> None:
-        """Jobs past their deadline: a backend that still answers a ping is busy, so cancel them there and say
-        so; a silent one drops the socket (queued requests would reach a restarted backend stale)."""
-        timeout = next(iter(expired.values())).timeout_s
-        try:
-            self.client.request("ping", timeout_s=PROBE_TIMEOUT_S)
-        except BackendUnavailable:
-            self.fail_jobs(BackendUnavailable(f"backend at {self.client.address} did not answer within {timeout:g} s (is it running?)"))
-            return
-        for request_id, job in expired.items():
-            self.cancel(request_id)
-            job.on_error(BackendUnavailable(f"still working, cancelled after {timeout:g} s; raise the timeout or lower the grid"))
+    def wait(self, job: jobs.Job) -> None:
+        """The synchronous path (scripts, `blender -b`): poll until the job is done; bounded by its timeout."""
+        while not job.done:
+            self.poll(jobs.TICK_S)
 
     @contextlib.contextmanager
     def handler_paused(self) -> Iterator[None]:
@@ -236,18 +162,10 @@ class Session:
         finally:
             self.handler_enabled = previous
 
-    def set_live(self, enabled: bool) -> None:
-        self.live = enabled
-        self.live_key = ()
-        if enabled:
-            ensure_ticking()
-
     def shutdown(self) -> None:
-        stop_ticking()
-        self.live = False
-        self.cancel_all()
+        self.queue.cancel_all()
         self.disconnect()
-        self.stop_backend()
+        self.backend.stop()
         self.cache.clear()
 
 
@@ -261,30 +179,23 @@ def get() -> Session:
     return _session
 
 
+def tick_hook() -> bool:
+    """The queue's tick hook: dispatch what arrived; keeps the timer while jobs are in flight."""
+    return _session.poll() if _session is not None else False
+
+
+def register() -> None:
+    jobs.add_hook(tick_hook)
+
+
 def shutdown() -> None:
+    """End the session's jobs, socket and child process; the next get() starts afresh."""
     global _session
     if _session is not None:
         _session.shutdown()
         _session = None
 
 
-def _tick() -> float | None:
-    session = get()
-    session.poll_once()
-    if session.live and session.live_step is not None:
-        session.live_step()
-    return TICK_S if (session.jobs or session.live) else None
-
-
-def ensure_ticking() -> None:
-    import bpy
-
-    if not bpy.app.timers.is_registered(_tick):
-        bpy.app.timers.register(_tick, first_interval=TICK_S, persistent=True)
-
-
-def stop_ticking() -> None:
-    import bpy
-
-    if bpy.app.timers.is_registered(_tick):
-        bpy.app.timers.unregister(_tick)
+def unregister() -> None:
+    jobs.remove_hook(tick_hook)
+    shutdown()

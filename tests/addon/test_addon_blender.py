@@ -23,7 +23,8 @@ def test_register_panel_and_unregister_leave_nothing_behind(run_bpy):
         blender_addon.unregister()
         assert not hasattr(bpy.types.Scene, "sage_portrait")
         assert not any("sage" in getattr(h, "__module__", "") for h in bpy.app.handlers.frame_change_post)
-        assert not bpy.app.timers.is_registered(session._tick)
+        from blender_addon import jobs
+        assert not bpy.app.timers.is_registered(jobs.tick) and not jobs._hooks
         assert session._session is None
         print("OK")
     """)
@@ -192,8 +193,8 @@ def test_dead_backend_gives_a_clear_error_and_the_addon_reconnects(run_bpy, tmp_
         open("ready", "w").close()
         while not os.path.exists("killed"):
             time.sleep(0.05)
-        import blender_addon.operators as ops
-        ops.DEFAULT_TIMEOUT_S = 1.0  # the add-on isn't enabled through preferences here: no timeout setting
+        import blender_addon.props as props
+        props.DEFAULT_TIMEOUT_S = 1.0  # the add-on isn't enabled through preferences here: no timeout setting
         settings.turntable_frames = 4
         try:
             bpy.ops.sage.bake_turntable()
@@ -204,7 +205,7 @@ def test_dead_backend_gives_a_clear_error_and_the_addon_reconnects(run_bpy, tmp_
         status = bpy.context.window_manager.sage_portrait_status
         assert status.startswith("SAGE error: backend at") and "did not answer within 1 s" in status, status
         backend = start_real_backend({address!r}, {str(tiny_checkpoint_dir)!r})
-        ops.DEFAULT_TIMEOUT_S = 60.0  # a fresh process's first frames are slower than 1 s on a busy CPU
+        props.DEFAULT_TIMEOUT_S = 60.0  # a fresh process's first frames are slower than 1 s on a busy CPU
         try:
             assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
         finally:
@@ -230,33 +231,33 @@ def test_dead_backend_gives_a_clear_error_and_the_addon_reconnects(run_bpy, tmp_
 def test_live_keeps_one_request_in_flight_and_the_newest_pose_wins(run_bpy, address):
     run_bpy(f"""
         import bpy, scene_setup
-        from blender_addon import session, operators, portrait
+        from blender_addon import jobs, live, session, portrait
         scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
         settings = scene.sage_portrait
         settings.address = {address!r}
         bpy.ops.sage.connect()
-        operators.LIVE_INTERVAL_S = 0.0  # the throttle is not under test here
+        live.LIVE_INTERVAL_S = 0.0  # the throttle is not under test here
         state = session.get()
         settings.live = True
-        assert state.live
-        state.live_step()
-        first = state.live_request
-        assert first in state.jobs
+        assert live.mode.enabled
+        live.step()
+        first = live.mode.job
+        assert first is not None and list(state.queue.jobs.values()) == [first]
         for x in (0.1, 0.2, 0.3):  # the camera moves while the first request is in flight
             camera.location.x = x
             bpy.context.view_layer.update()
-            state.live_step()
-            assert state.live_request == first and len(state.jobs) == 1
-        while first in state.jobs:
-            state.poll_once(0.05)
-        state.live_step()  # the next request is for the newest pose only
+            live.step()
+            assert live.mode.job is first and len(state.queue.jobs) == 1
+        while not first.done:
+            state.poll(0.05)
+        live.step()  # the next request is for the newest pose only
         newest = portrait.cache_key(portrait.base_fields(scene), portrait.protocol_camera(scene, camera))
-        assert state.live_request != first and state.live_key == newest
-        while state.jobs:
-            state.poll_once(0.05)
+        assert live.mode.job is not first and live.mode.key == newest
+        while state.queue.jobs:
+            state.poll(0.05)
         assert state.cache.get(newest) is not None and len(state.cache.entries) == 2
         settings.live = False
-        assert session._tick() is None  # nothing left to do: the timer unregisters itself
+        assert jobs.tick() is None  # nothing left to do: the timer unregisters itself
         print("OK")
     """)
 

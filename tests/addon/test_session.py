@@ -1,27 +1,29 @@
-"""The launched-backend lifecycle (no bpy needed)."""
+"""The launched-backend lifecycle and the frame cache (no bpy needed)."""
 import sys
 
 import pytest
 
-from blender_addon.session import FrameCache, Session
+from blender_addon.backend_process import LocalBackend
+from blender_addon.session import FrameCache
 
 
 def test_launch_needs_a_python_and_a_failed_backend_reports_its_last_line():
-    session = Session()
+    backend = LocalBackend()
     with pytest.raises(FileNotFoundError, match="add-on preferences"):
-        session.launch_backend("", "tcp://127.0.0.1:5999")
-    process = session.launch_backend(sys.executable, "tcp://127.0.0.1:5999", "--no-such-flag")
+        backend.launch("", "tcp://127.0.0.1:5999")
+    process = backend.launch(sys.executable, "tcp://127.0.0.1:5999", "--no-such-flag")
     process.wait(120)
-    message = session.backend_exit_message()
+    message = backend.exit_message()
     assert message.startswith(f"the local backend exited with code {process.returncode}:") and process.returncode != 0
-    assert session.process is None
+    assert backend.process is None and not backend.running
 
 
 def test_stop_backend_ends_the_child():
-    session = Session()
-    process = session.launch_backend(sys.executable, "tcp://127.0.0.1:5999")
-    session.stop_backend()
-    assert process.poll() is not None and session.process is None
+    backend = LocalBackend()
+    process = backend.launch(sys.executable, "tcp://127.0.0.1:5999")
+    assert backend.running
+    backend.stop()
+    assert process.poll() is not None and backend.process is None
 
 
 def test_frame_cache_drops_least_recently_used_beyond_its_limit():
