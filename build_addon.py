@@ -1,13 +1,16 @@
 """Build the SAGE Portrait Blender add-on into dist/.
 
-    python build_addon.py --download            # fetch pyzmq wheels for every platform with pip, then build
+    python build_addon.py                       # the common thing: pyzmq wheels from build/wheels (pip downloads
+                                                # them the first time), then build
+    python build_addon.py --download            # download the wheels again, then build
     python build_addon.py --wheels DIR          # use pre-downloaded wheels
     python build_addon.py --no-wheels           # no bundled pyzmq (Blender's Python must have it)
 
 Writes dist/sage_portrait-VERSION.zip, a Blender 4.2+ extension (blender_manifest.toml at the root, pyzmq
 wheels for Blender's Python listed in its `wheels`), and with --legacy also dist/sage_portrait-VERSION-legacy.zip,
 an add-on zip for Preferences > Add-ons > Install from Disk (bl_info; pyzmq not bundled). numpy is never
-shipped: Blender has it.
+shipped: Blender has it. With wheels the manifest's `blender_version_max` stops at the first Blender whose
+Python the cp311 wheels cannot serve (5.1, Python 3.13).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ SOURCE = ROOT / "blender_addon"
 MANIFEST = "blender_manifest.toml"
 PYZMQ_VERSION = "27.3.0"
 PYTHON_TAG = "cp311"  # Blender 4.2-5.0's Python 3.11
+BLENDER_VERSION_MAX = "5.1.0"  # exclusive: Blender 5.1+ runs Python 3.13, which cp311 wheels cannot serve
 # pip --platform per download; the macOS query answers with a universal2 wheel that serves both Mac platforms.
 PIP_PLATFORMS = ("manylinux_2_28_x86_64", "win_amd64", "macosx_11_0_arm64")
 # Blender platform -> a test on the wheel's platform tag.
@@ -70,6 +74,14 @@ def select_wheels(directory: Path) -> dict[Path, list[str]]:
     return chosen
 
 
+def has_all_wheels(directory: Path) -> bool:
+    try:
+        select_wheels(directory)
+    except BuildError:
+        return False
+    return True
+
+
 def download_wheels(directory: Path, version: str = PYZMQ_VERSION) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for platform in PIP_PLATFORMS:
@@ -86,7 +98,8 @@ def manifest_text(wheels: dict[Path, list[str]]) -> str:
     extra = ""
     if wheels:
         platforms = sorted({p for served in wheels.values() for p in served})
-        extra = (f"platforms = [{', '.join(repr(p).replace(chr(39), chr(34)) for p in platforms)}]\n"
+        extra = (f'blender_version_max = "{BLENDER_VERSION_MAX}"\n'
+                 f"platforms = [{', '.join(repr(p).replace(chr(39), chr(34)) for p in platforms)}]\n"
                  f"wheels = [\n" + "".join(f'  "./wheels/{w.name}",\n' for w in wheels) + "]\n\n")
     first_table = re.search(r"^\[", text, flags=re.MULTILINE)
     cut = first_table.start() if first_table else len(text)
@@ -140,9 +153,10 @@ def build(out: Path, wheel_dir: Path | None, legacy: bool = False) -> list[Path]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the SAGE Portrait Blender add-on.")
-    group = parser.add_mutually_exclusive_group(required=True)
+    group = parser.add_mutually_exclusive_group()
     group.add_argument("--wheels", type=Path, metavar="DIR", help="folder of pre-downloaded pyzmq wheels")
-    group.add_argument("--download", action="store_true", help="download pyzmq wheels with pip into --cache")
+    group.add_argument("--download", action="store_true", help="download pyzmq wheels with pip into --cache (default: "
+                                                               "only when the cache lacks a platform's wheel)")
     group.add_argument("--no-wheels", action="store_true", help="bundle no pyzmq")
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "wheels", help="download folder (default build/wheels)")
     parser.add_argument("--pyzmq-version", default=PYZMQ_VERSION)
@@ -150,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--legacy", action="store_true", help="also build a legacy add-on zip (bl_info)")
     args = parser.parse_args(argv)
     try:
-        if args.download:
+        if args.download or (not args.wheels and not args.no_wheels and not has_all_wheels(args.cache)):
             download_wheels(args.cache, args.pyzmq_version)
-        wheel_dir = args.cache if args.download else args.wheels
+        wheel_dir = None if args.no_wheels else args.wheels or args.cache
         for path in build(args.out, wheel_dir, args.legacy):
             print(path)
     except (BuildError, OSError, tomllib.TOMLDecodeError) as exc:

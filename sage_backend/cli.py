@@ -316,7 +316,7 @@ def _blender_turntable(endpoint: str, out: Path, frames: int) -> None:
     if importlib.util.find_spec("bpy") is None or not (addon_root / "blender_addon" / "__init__.py").is_file():
         print("blender: skipped (needs `pip install -e .[blender]` in a repository checkout)")
         return
-    script = (f"import sys; sys.path.insert(0, {str(addon_root)!r}); import bpy, blender_addon; blender_addon.register(); "
+    script = (f"import sys; sys.path.insert(0, {str(addon_root)!r}); "  # the batch enables the add-on itself
               f"from blender_addon import batch; batch.main(['--out', {str(out)!r}, '--address', {endpoint!r}, "
               f"'--demo-scene', '{frames}', '--timeout', '600'])")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1800)

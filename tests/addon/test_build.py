@@ -46,6 +46,7 @@ def test_no_wheels_build_is_a_valid_extension_and_a_legacy_addon(tmp_path):
     assert {"blender_manifest.toml", "__init__.py", "camera.py", "client.py", "protocol.py", "batch.py", "panel.py"} <= names
     assert not any(n.startswith("wheels/") or "numpy" in n or n.endswith(".pyc") for n in names)
     validate(extension)
+    assert "blender_version_max" not in build_addon.tomllib.loads(zipfile.ZipFile(extension).read("blender_manifest.toml").decode())
     legacy = zipfile.ZipFile(tmp_path / "dist" / "sage_portrait-0.1.0-legacy.zip")
     assert "sage_portrait/__init__.py" in legacy.namelist() and "sage_portrait/blender_manifest.toml" not in legacy.namelist()
     assert b"bl_info" in legacy.read("sage_portrait/__init__.py")
@@ -59,7 +60,19 @@ def test_given_wheels_are_bundled_and_listed_for_every_platform(tmp_path, fake_w
     assert sorted(manifest["wheels"]) == [f"./wheels/{n}" for n in WHEEL_NAMES]
     assert sorted(manifest["platforms"]) == ["linux-x64", "macos-arm64", "macos-x64", "windows-x64"]
     assert all(w[2:] in archive.namelist() for w in manifest["wheels"])
+    # cp311 wheels serve Blender 4.2-5.0 only; blender_version_max is exclusive, and 5.1 runs Python 3.13.
+    assert (manifest["blender_version_min"], manifest["blender_version_max"]) == ("4.2.0", "5.1.0")
     validate(extension)
+
+
+def test_no_flags_builds_with_the_cached_wheels(tmp_path, fake_wheels):
+    """`python build_addon.py` does the common thing: bundle the cached wheels (downloaded only when missing)."""
+    assert build_addon.main(["--cache", str(fake_wheels), "--out", str(tmp_path / "dist")]) == 0
+    archive = zipfile.ZipFile(tmp_path / "dist" / "sage_portrait-0.1.0.zip")
+    for name in WHEEL_NAMES:  # these very files, not fresh downloads
+        assert archive.read(f"wheels/{name}") == (fake_wheels / name).read_bytes()
+    manifest = build_addon.tomllib.loads(archive.read("blender_manifest.toml").decode())
+    assert manifest["blender_version_max"] == "5.1.0"
 
 
 def test_missing_platform_wheel_fails_with_one_line_and_writes_nothing(tmp_path, fake_wheels, capsys):

@@ -1,0 +1,212 @@
+"""The add-on's job machinery in real bpy against the real backend: operators' poll() connected and not,
+jobs resolved on the main thread by the tick (timers never fire headless), progress in the status line,
+the wire limits from hello, the batch enabling an installed extension itself, and no pyzmq."""
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import zipfile
+from pathlib import Path
+
+import build_addon
+from conftest import REPO
+from sage_backend.server.protocol import Limits
+
+EXTENSION = "bl_ext.user_default.sage_portrait"
+
+
+def test_poll_greys_out_what_cannot_run(run_bpy, address):
+    run_bpy(f"""
+        import bpy, scene_setup
+        from blender_addon import session
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        ops = bpy.ops.sage
+        def polls():
+            return {{name: getattr(ops, name).poll() for name in ("connect", "launch_backend", "disconnect", "generate",
+                    "bake_turntable", "cancel", "export_mesh", "import_mesh", "pack_images", "randomize_seed")}}
+        before = polls()
+        assert before == dict(connect=True, launch_backend=True, disconnect=False, generate=False, bake_turntable=False,
+                              cancel=False, export_mesh=False, import_mesh=False, pack_images=False, randomize_seed=True), before
+        try:
+            ops.generate()
+        except RuntimeError as exc:  # Blender refuses an operator whose poll() fails, with poll()'s reason
+            assert "connect to a backend first" in str(exc), exc
+        else:
+            raise AssertionError("Generate ran while disconnected")
+        scene.sage_portrait.address = {address!r}
+        assert ops.connect() == {{"FINISHED"}}
+        after = polls()
+        assert all(after[n] for n in ("disconnect", "generate", "bake_turntable", "export_mesh", "import_mesh")), after
+        assert not after["cancel"] and not after["pack_images"]
+        assert ops.generate() == {{"FINISHED"}} and ops.pack_images.poll()
+        scene.camera = None
+        assert not ops.generate.poll() and not ops.bake_turntable.poll() and ops.export_mesh.poll()
+        scene.camera = camera
+        scene.sage_portrait.live = True
+        assert ops.cancel.poll()
+        assert ops.cancel() == {{"FINISHED"}} and not scene.sage_portrait.live and not ops.cancel.poll()
+        assert ops.disconnect() == {{"FINISHED"}}
+        assert not ops.generate.poll() and not ops.disconnect.poll() and not ops.import_mesh.poll()
+        print("OK")
+    """)
+
+
+def test_jobs_resolve_on_the_main_thread_from_the_tick_and_show_progress(run_bpy, address):
+    """Headless the timer never fires: call its function, jobs.tick, as Blender would, and check what it does."""
+    run_bpy(f"""
+        import bpy, re, threading, time, scene_setup
+        from blender_addon import jobs, mesh_import, portrait, session, status
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        scene.sage_portrait.address = {address!r}
+        bpy.ops.sage.connect()
+        state = session.get()
+        assert jobs.tick() is None  # idle: the timer would stop
+        jobs.stop_ticking()
+        fields = portrait.base_fields(scene)
+        cameras = [portrait.protocol_camera(scene, camera)] * 6
+        threads, frames, errors = [], [], []
+        def on_frame(reply):
+            threads.append(threading.current_thread())
+            if not reply.header.get("done"):
+                frames.append(reply.header["frame"])
+                job.progress = f"frame {{len(frames)}}/6"
+        job = state.submit("turntable", dict(fields, cameras=cameras), on_frame, errors.append, 60.0, "baking 6 frames")
+        assert bpy.app.timers.is_registered(jobs.tick)  # submit starts the main-thread timer
+        lines = []
+        while True:
+            interval = jobs.tick()
+            lines.append(status.status())
+            if interval is None:
+                break
+            assert interval == jobs.TICK_S
+            time.sleep(interval)
+        assert job.done and not errors and sorted(frames) == list(range(6))
+        assert set(threads) == {{threading.main_thread()}}
+        progress = [line for line in lines if line.startswith("SAGE: baking 6 frames: frame ")]
+        assert progress and all(re.fullmatch(r"SAGE: baking 6 frames: frame [1-6]/6, \\d+ s", l) for l in progress), lines
+        # A mesh sends one reply at the end: until then the status line counts the seconds.
+        mesh_job = state.submit("mesh", mesh_import.mesh_fields(scene, "ply"), lambda r: None, errors.append, 60.0, "mesh, grid 128")
+        state.poll()
+        assert re.fullmatch(r"SAGE: mesh, grid 128: \\d+ s", status.status()), status.status()
+        state.wait(mesh_job)  # the synchronous path (scripts, blender -b): the same dispatch, bounded by the timeout
+        assert mesh_job.done and not errors and not state.queue.jobs
+        # A failing callback fails its job (not the timer) and cancels it on the backend.
+        def broken(reply):
+            raise ValueError("broken callback")
+        bad = state.submit("turntable", dict(fields, cameras=cameras), broken, errors.append, 60.0)
+        state.wait(bad)
+        assert [str(e) for e in errors] == ["broken callback"] and not state.queue.jobs
+        print("OK")
+    """)
+
+
+def test_limits_come_from_hello(run_bpy, address):
+    limits = Limits()
+    run_bpy(f"""
+        import bpy, scene_setup
+        from blender_addon import session
+        from blender_addon.panel import SAGE_PT_portrait
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        settings = scene.sage_portrait
+        settings.address = {address!r}
+        bpy.ops.sage.connect()
+        state = session.get()
+        assert state.info["limits"] == {limits.to_dict()!r}
+        settings.resolution = {limits.max_resolution + 1}  # no static maximum clamps it: hello's does
+        assert settings.resolution == {limits.max_resolution + 1} and not bpy.ops.sage.generate.poll()
+        log = []
+        SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+        assert ("label", "resolution {limits.max_resolution + 1} is outside what the backend takes "
+                         "({limits.min_resolution}..{limits.max_resolution})") in log, log
+        settings.resolution = 64
+        settings.mesh_grid = {limits.min_grid - 1}
+        assert not bpy.ops.sage.import_mesh.poll() and bpy.ops.sage.generate.poll()
+        settings.mesh_grid = 32
+        # A backend with a smaller table: the add-on follows what hello said, and keys nothing.
+        state.info["limits"]["max_cameras"] = 3
+        settings.turntable_frames = 4
+        try:
+            bpy.ops.sage.bake_turntable()
+        except RuntimeError as exc:
+            assert "cameras 4 is outside what the backend takes (at most 3)" in str(exc), exc
+        else:
+            raise AssertionError("baked more frames than the backend takes")
+        assert camera.animation_data is None
+        settings.turntable_frames = 3
+        assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}}
+        print("OK")
+    """)
+
+
+def _install_extension(run_bpy, tmp_path) -> Path:
+    """Build the extension without wheels and install it (not enabled) into the test's Blender user folder."""
+    assert build_addon.main(["--no-wheels", "--out", str(tmp_path / "dist")]) == 0
+    run_bpy(f"""
+        import bpy
+        result = bpy.ops.extensions.package_install_files(
+            filepath={str(tmp_path / "dist" / "sage_portrait-0.1.0.zip")!r}, repo="user_default", enable_on_install=False)
+        assert result == {{"FINISHED"}} and {EXTENSION!r} not in bpy.context.preferences.addons
+        print("OK")
+    """)
+    return tmp_path / "blender_user" / "extensions" / "user_default" / "sage_portrait"
+
+
+def test_batch_enables_the_installed_extension_and_builds_the_demo_scene(run_bpy, address, tmp_path):
+    installed = _install_extension(run_bpy, tmp_path)
+    run_bpy(f"""
+        import bpy, os
+        assert not hasattr(bpy.types.Scene, "sage_portrait")  # installed, not enabled: what `blender -b` gives
+        from {EXTENSION} import batch
+        batch.main(["--out", "demo", "--address", {address!r}, "--demo-scene", "3", "--resolution", "64", "--timeout", "120"])
+        assert sorted(os.listdir("demo")) == [f"{{k}}_{{f:04d}}.png" for k in ("drawing", "semantic") for f in (1, 2, 3)]
+        assert hasattr(bpy.types.Scene, "sage_portrait") and bpy.data.scenes["SAGE Demo"].frame_end == 3
+        print("OK")
+    """)
+    (installed / "props.py").unlink()  # a broken install: the batch says what to do in one line
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import bpy
+        from {EXTENSION} import batch
+        batch.main(["--out", "never", "--address", {address!r}])
+    """)], cwd=tmp_path, env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user")),
+        capture_output=True, text=True, timeout=240)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("SAGE batch failed")]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert f"could not enable the add-on '{EXTENSION}'" in lines[0] and "Preferences > Add-ons" in lines[0], lines
+    assert not (tmp_path / "never").exists()
+
+
+def test_without_pyzmq_the_extension_enables_and_says_how_to_install_it(run_bpy, address, tmp_path):
+    _install_extension(run_bpy, tmp_path)
+    # Blender's Python without pyzmq: the venv's packages, all but zmq, on a path of their own.
+    site = Path(sysconfig.get_paths()["purelib"])
+    no_zmq = tmp_path / "site-without-zmq"
+    no_zmq.mkdir()
+    for entry in site.iterdir():
+        if not entry.name.startswith(("zmq", "pyzmq")) and entry.suffix != ".pth":
+            (no_zmq / entry.name).symlink_to(entry)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(no_zmq)!r}, {str(REPO / "tests" / "addon")!r}]
+        import importlib.util
+        assert importlib.util.find_spec("zmq") is None
+        import bpy, scene_setup
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        bpy.ops.preferences.addon_enable(module={EXTENSION!r})
+        assert hasattr(bpy.types.Scene, "sage_portrait")  # enabled, no traceback
+        from {EXTENSION}.panel import SAGE_PT_portrait
+        log = []
+        SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+        labels = [text for kind, text in log if kind == "label"]
+        assert "pyzmq is not installed in Blender's Python" in labels, labels
+        assert any(sys.executable + " -m pip install pyzmq" in text for text in labels), labels
+        assert not bpy.ops.sage.connect.poll() and not bpy.ops.sage.generate.poll()
+        from {EXTENSION} import batch
+        batch.main(["--out", "never", "--address", {address!r}])
+    """)
+    result = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                            env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user")))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    failed = [line for line in result.stderr.splitlines() if line.startswith("SAGE batch failed")]
+    assert failed == [f"SAGE batch failed: pyzmq is not installed in Blender's Python: install the extension zip that bundles "
+                      f"it (python build_addon.py), or run: {sys.executable} -m pip install pyzmq"], result.stderr
