@@ -3,17 +3,7 @@
 register()/unregister() only. Submodules load lazily, so the bpy-free parts (camera, protocol, client, jobs,
 backend_process, meshio) import without Blender.
 
-Module map (each file one job; imports only point down this list):
-  status           the status line (leaf)
-  props            scene settings, preferences, the timeout
-  protocol, client the wire codec and the ZeroMQ client (pyzmq optional: the panel says how to install it)
-  jobs             Job / JobQueue: background work resolved on the main thread; the timer and its tick hooks
-  backend_process  the local `sage-backend serve` child
-  session          composes client + hello, the queue, the local backend and the frame cache
-  camera, portrait the one camera -> frame routine (portrait.protocol_camera), request fields, images on planes
-  live             live mode (a tick hook)
-  mesh_import      mesh requests, the atomic file write, PLY -> Blender object
-  operators        thin operators with poll(); panel; handlers (frame_change_post); batch (headless entry point)
+Each module has one job; docs/addon.md ("Code map") lists them.
 """
 from __future__ import annotations
 
