@@ -64,31 +64,34 @@ def test_jobs_resolve_on_the_main_thread_from_the_tick_and_show_progress(run_bpy
         assert jobs.tick() is None  # idle: the timer would stop
         jobs.stop_ticking()
         fields = portrait.base_fields(scene)
-        cameras = [portrait.protocol_camera(scene, camera)] * 6
+        cameras = [portrait.protocol_camera(scene, camera)] * 24
         threads, frames, errors = [], [], []
         def on_frame(reply):
             threads.append(threading.current_thread())
             if not reply.header.get("done"):
                 frames.append(reply.header["frame"])
-                job.progress = f"frame {{len(frames)}}/6"
-        job = state.submit("turntable", dict(fields, cameras=cameras), on_frame, errors.append, 60.0, "baking 6 frames")
+                job.progress = f"frame {{len(frames)}}/24"
+        job = state.submit("turntable", dict(fields, cameras=cameras), on_frame, errors.append, 60.0, "baking 24 frames")
         assert bpy.app.timers.is_registered(jobs.tick)  # submit starts the main-thread timer
-        lines = []
+        running = []  # the status line after each tick that left the job running with frames in
         while True:
             interval = jobs.tick()
-            lines.append(status.status())
+            if frames and not job.done:
+                running.append((len(frames), status.status()))
             if interval is None:
                 break
             assert interval == jobs.TICK_S
             time.sleep(interval)
-        assert job.done and not errors and sorted(frames) == list(range(6))
+        assert job.done and not errors and sorted(frames) == list(range(24))
         assert set(threads) == {{threading.main_thread()}}
-        progress = [line for line in lines if line.startswith("SAGE: baking 6 frames: frame ")]
-        assert progress and all(re.fullmatch(r"SAGE: baking 6 frames: frame [1-6]/6, \\d+ s", l) for l in progress), lines
+        # How many frames one poll brings depends on the load; every line seen while it ran counts them right.
+        assert running, "no tick saw the bake running"
+        for count, line in running:
+            assert re.fullmatch(rf"SAGE: baking 24 frames: frame {{count}}/24, \d+ s", line), (count, line)
         # A mesh sends one reply at the end: until then the status line counts the seconds.
         mesh_job = state.submit("mesh", mesh_import.mesh_fields(scene, "ply"), lambda r: None, errors.append, 60.0, "mesh, grid 128")
         state.poll()
-        assert re.fullmatch(r"SAGE: mesh, grid 128: \\d+ s", status.status()), status.status()
+        assert mesh_job.done or re.fullmatch(r"SAGE: mesh, grid 128: \d+ s", status.status()), status.status()
         state.wait(mesh_job)  # the synchronous path (scripts, blender -b): the same dispatch, bounded by the timeout
         assert mesh_job.done and not errors and not state.queue.jobs
         # A failing callback fails its job (not the timer) and cancels it on the backend.
