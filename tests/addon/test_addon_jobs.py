@@ -190,7 +190,7 @@ def test_without_pyzmq_the_extension_enables_and_says_how_to_install_it(run_bpy,
             (no_zmq / entry.name).symlink_to(entry)
     script = textwrap.dedent(f"""
         import sys
-        sys.path[:0] = [{str(no_zmq)!r}, {str(REPO / "tests" / "addon")!r}]
+        sys.path[:0] = [{str(no_zmq)!r}, {str(REPO / "tests" / "addon")!r}, {str(REPO)!r}]  # scene_setup imports the source
         import importlib.util
         assert importlib.util.find_spec("zmq") is None
         import bpy, scene_setup
