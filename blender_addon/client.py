@@ -1,7 +1,9 @@
 """DEALER-socket client for the SAGE backend: request ids, polling, timeouts, stale-reply dropping, reconnect.
 
 Never blocks longer than a timeout: the UI polls with timeout 0 from a timer/modal operator; the batch
-path and the frame handler wait synchronously with a bounded timeout.
+path and the frame handler wait synchronously with a bounded timeout. A backend that dies while a reply is
+awaited is reported within seconds: ZMTP heartbeats close a connection that stops answering, and a socket
+monitor reports the closed connection.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any, Iterable, Iterator
 
 try:
     import zmq
+    from zmq.utils.monitor import recv_monitor_message
 except ImportError:  # the add-on still enables: the panel says how to install it, and Connect is greyed out
     zmq = None
 
@@ -21,6 +24,8 @@ from .protocol import Reply
 STREAM_OPS = frozenset({"turntable"})  # ops answered by several replies, the last one with "done": true
 HIGH_WATER_MARK = 64
 PYZMQ_MISSING = "pyzmq is not installed in Blender's Python" if zmq is None else ""
+HEARTBEAT_IVL_MS = 1000  # ping the backend every second; drop the connection after 3 s without an answer
+HEARTBEAT_TIMEOUT_MS = 3000
 
 
 class BackendUnavailable(RuntimeError):
@@ -49,6 +54,8 @@ class Client:
         self._prefix = os.urandom(4).hex()
         self._context = zmq.Context()
         self._socket: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._lost = False
         self._open()
 
     def _open(self) -> None:
@@ -61,25 +68,38 @@ class Client:
         socket.setsockopt(zmq.RCVTIMEO, timeout_ms)
         socket.setsockopt(zmq.RECONNECT_IVL, 100)
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         try:
             socket.connect(self.address)
         except zmq.ZMQError as exc:
+            monitor.close(0)
             socket.close(0)
             raise BackendUnavailable(f"cannot connect to {self.address!r}: {exc}") from None
-        self._socket = socket
+        self._socket, self._monitor, self._lost = socket, monitor, False
+
+    def _close_socket(self) -> None:
+        if self._socket is not None:
+            self._monitor.close(0)
+            self._socket.close(0)
+            self._socket = self._monitor = None
+
+    def _disconnected(self) -> bool:
+        """Whether the connection closed since the last request was sent."""
+        while self._monitor.poll(0):
+            self._lost = self._lost or recv_monitor_message(self._monitor)["event"] == zmq.EVENT_DISCONNECTED
+        return self._lost
 
     def reconnect(self) -> None:
         """A fresh socket: requests queued for a dead backend are dropped and will not reach a restarted one."""
-        if self._socket is not None:
-            self._socket.close(0)
+        self._close_socket()
         self.pending.clear()
         self._inbox.clear()
         self._open()
 
     def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close(0)
-            self._socket = None
+        self._close_socket()
         self.pending.clear()
         self._context.term()
 
@@ -93,6 +113,8 @@ class Client:
             raise BackendUnavailable("the client is closed")
         request_id = f"{self._prefix}-{next(self._ids)}"
         frames = protocol.encode_request(request_id, op, fields or {}, blobs)
+        self._disconnected()
+        self._lost = False  # a connection lost before this request says nothing about it
         try:
             self._socket.send_multipart(frames, flags=zmq.NOBLOCK)
         except zmq.Again:
@@ -122,9 +144,20 @@ class Client:
     def _receive(self, timeout_s: float) -> list[Reply]:
         if self._socket is None:
             return []
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         replies = []
         wait_ms = int(timeout_s * 1000)
-        while self._socket.poll(wait_ms, zmq.POLLIN):
+        while True:
+            ready = dict(poller.poll(wait_ms))
+            if self._socket not in ready:
+                if self._disconnected() and self.pending and not replies:
+                    # The backend went away with our requests: say so now, not at the timeout.
+                    address = self.address
+                    self.reconnect()
+                    raise BackendUnavailable(f"backend at {address} closed the connection (stopped or crashed)")
+                return replies
             wait_ms = 0  # after the first message, only drain what is already there
             reply = protocol.decode_reply(self._socket.recv_multipart(flags=zmq.NOBLOCK))
             op = self.pending.get(reply.id)
@@ -134,7 +167,6 @@ class Client:
             if is_last(op, reply):
                 del self.pending[reply.id]
             replies.append(reply)
-        return replies
 
     def wait(self, request_id: str, timeout_s: float | None = None) -> Reply:
         """The next reply for one request; raises BackendUnavailable (and reconnects) after timeout_s of silence."""

@@ -6,7 +6,8 @@ Examples:
   sage-backend styles                                  # the styles --style can name
   sage-backend render --style pencil --seed 7 --turntable 12 --out frames/
   sage-backend mesh --style pencil --seed 7 --grid 128 --format glb --out head.glb
-  sage-backend keys --out keys/                        # CURVE pair for a non-loopback --bind
+  sage-backend keys --out keys/                        # CURVE pair for a non-loopback --bind (keys/server.key_secret)
+  sage-backend keys --out keys/ --name alice           # a client's pair: keys/alice.key goes in --curve-clients
   sage-backend demo --out demo_out                     # live backend + turntable + mesh, end to end
 
 Numbers are checked against the server's limits, with the server's messages (sage_backend/limits.py).
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = _subcommand(sub, "serve", "serve the protocol on a ZeroMQ ROUTER socket")
     p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="endpoint; port 0 picks a free port (printed first)")
-    p.add_argument("--curve-secret", type=Path, help="CURVE secret key file (required for non-loopback binds)")
+    p.add_argument("--curve-secret", type=Path, help="CURVE secret key file, NAME.key_secret (required for non-loopback binds)")
+    p.add_argument("--curve-clients", type=Path, metavar="DIR",
+                   help="serve only the clients whose public keys (*.key) are in DIR (needs --curve-secret)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
     _styles_arg(p)
     p = _subcommand(sub, "styles", "list the styles (checkpoints) that --style can name")
@@ -102,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["ply", "glb", "obj"], help="default: from --out's suffix")
     p.add_argument("--out", type=Path, required=True)
     _styles_arg(p)
-    p = _subcommand(sub, "keys", "create a CURVE key pair (server.public, server.secret)")
+    p = _subcommand(sub, "keys", "create a CURVE key pair: NAME.key (public) and NAME.key_secret (private, 0600)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--name", default="server", help="file name stem (default: server; a client's name for its own pair)")
     p = _subcommand(sub, "demo", "the end-to-end demo: live backend, turntables, a mesh")
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     p.add_argument("--frames", type=int, default=8)
@@ -227,12 +231,10 @@ def cmd_mesh(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    import zmq
+    from sage_backend.server.curve import write_keypair
 
-    public, secret = zmq.curve_keypair()
-    atomic_write_bytes(args.out / "server.public", public + b"\n")
-    atomic_write_bytes(args.out / "server.secret", secret + b"\n", mode=0o600)
-    print(f"wrote {args.out / 'server.public'} (give to clients) and {args.out / 'server.secret'} (keep private)")
+    public, secret = write_keypair(args.out, args.name)
+    print(f"wrote {public} (public: give it away) and {secret} (secret: keep private)")
     return 0
 
 
@@ -240,10 +242,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sage_backend.server.server import SageServer, ServerConfig
 
     styles, device = load_styles(args.styles, args.device)
-    server = SageServer(styles, device, ServerConfig(args.bind, args.curve_secret, args.insecure, precision=args.precision))
+    server = SageServer(styles, device, ServerConfig(args.bind, args.curve_secret, args.insecure, precision=args.precision,
+                                                     curve_clients=args.curve_clients))
     print(f"SAGE backend listening on {server.endpoint}", flush=True)
     precision = next(iter(server.renderers.values())).precision
     print(f"styles: {', '.join(styles)}; device: {device}; decoder precision: {precision}", file=sys.stderr, flush=True)
+    if args.curve_secret is not None and args.curve_clients is None:
+        print("CURVE without --curve-clients: any client that has the server's public key is served", file=sys.stderr, flush=True)
     server.serve_forever()
     return 0
 

@@ -1,14 +1,24 @@
-"""A small Python client for the SAGE wire protocol v1 (DEALER socket, timeouts, no stuck REQ state)."""
+"""A small Python client for the SAGE wire protocol v1 (DEALER socket, timeouts, no stuck REQ state).
+
+A backend that dies is noticed within seconds, not at the timeout: ZMTP heartbeats close a connection
+that stops answering, and a socket monitor reports the closed connection while a reply is awaited.
+"""
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from sage_backend.server.protocol import DTYPES, MAGIC, encode
+
+HEARTBEAT_IVL_MS = 1000  # ping the backend every second; drop the connection after 3 s without an answer
+HEARTBEAT_TIMEOUT_MS = 3000
 
 
 class BackendError(RuntimeError):
@@ -19,19 +29,41 @@ class BackendError(RuntimeError):
         self.code = code
 
 
+class BackendGone(ConnectionError):
+    """The connection to the backend closed (it stopped, crashed or stopped answering) while a reply was awaited."""
+
+
 class SageClient:
-    def __init__(self, address: str, timeout_s: float = 60.0, server_key: bytes | None = None) -> None:
+    """`server_key`: the server's z85 public key (CURVE). `client_key`: this client's NAME.key_secret file, for
+    a server with an allow-list (`serve --curve-clients`); without it a throwaway key pair is used."""
+
+    def __init__(self, address: str, timeout_s: float = 60.0, server_key: bytes | None = None,
+                 client_key: Path | None = None) -> None:
+        from sage_backend.server.curve import read_secret_key
+
+        self.address = address
         self.ctx = zmq.Context.instance()
         self.socket = self.ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
-        if server_key is not None:  # CURVE: a throwaway client key pair, the server's public key
-            public, secret = zmq.curve_keypair()
+        self.socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        if server_key is not None:  # CURVE: this client's key pair, the server's public key
+            public, secret = read_secret_key(client_key) if client_key is not None else zmq.curve_keypair()
             self.socket.curve_publickey, self.socket.curve_secretkey, self.socket.curve_serverkey = public, secret, server_key
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         self.socket.connect(address)
         self.timeout_ms = int(timeout_s * 1000)
 
     def close(self) -> None:
+        self.socket.disable_monitor()
+        self.monitor.close(0)
         self.socket.close(0)
+
+    def _connection_events(self) -> list[int]:
+        events = []
+        while self.monitor.poll(0):
+            events.append(recv_monitor_message(self.monitor)["event"])
+        return events
 
     def __enter__(self) -> "SageClient":
         return self
@@ -41,14 +73,32 @@ class SageClient:
 
     def send(self, op: str, blobs: list[bytes] | None = None, **fields: Any) -> str:
         rid = uuid.uuid4().hex[:16]
+        self._connection_events()  # a connection lost before this request says nothing about it
         self.socket.send_multipart(encode({"id": rid, "op": op, **fields}, blobs))
         return rid
 
     def receive(self, rid: str) -> tuple[dict[str, Any], dict[str, np.ndarray | bytes]]:
-        """The next reply for `rid` (others are dropped); raises TimeoutError or BackendError."""
+        """The next reply for `rid` (others are dropped); raises TimeoutError (silence for timeout_s),
+        BackendGone (the connection closed meanwhile), PermissionError (the server refused this client's
+        CURVE key) or BackendError."""
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        lost = False
         while True:
-            if not self.socket.poll(self.timeout_ms):
-                raise TimeoutError(f"the backend did not answer within {self.timeout_ms / 1000:g} s")
+            ready = dict(poller.poll(max(0, int((deadline - time.monotonic()) * 1000))))
+            for event in self._connection_events() if self.monitor in ready else ():
+                if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                    raise PermissionError(f"the backend at {self.address} refused this client's CURVE key (not on its allow-list)")
+                lost = lost or event == zmq.EVENT_DISCONNECTED
+            if self.socket not in ready:
+                if lost:  # after the replies that arrived before it
+                    raise BackendGone(f"the backend at {self.address} closed the connection (stopped, crashed or unreachable)")
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"the backend did not answer within {self.timeout_ms / 1000:g} s")
+                continue
+            deadline = time.monotonic() + self.timeout_ms / 1000  # the timeout bounds the silence between replies
             frames = self.socket.recv_multipart()
             if frames[0] != MAGIC:
                 continue

@@ -14,13 +14,20 @@ DEADLINE_MS_RANGE = (1, 86_400_000)
 
 @dataclass(frozen=True)
 class Limits:
+    """What the server accepts and how much it holds per client; reported in `hello` (docs/protocol.md)."""
+
     header_bytes: int = 64 * 1024
-    message_bytes: int = 64 * 1024 * 1024
+    message_bytes: int = 1024 * 1024  # per frame, enforced by ZeroMQ (MAXMSGSIZE); a request needs ~64 KiB
+    max_frames: int = 8  # per request: magic, header and at most 6 blobs
     min_resolution: int = 64
     max_resolution: int = 1024
     max_cameras: int = 720
     min_grid: int = 32
     max_grid: int = 512
+    client_backlog_bytes: int = 64 * 1024 * 1024  # unsent replies per client before its work pauses
+    max_client_jobs: int = 8  # queued + running work requests per client (more: busy)
+    max_jobs: int = 64  # queued + running work requests in all (more: busy)
+    default_deadline_ms: int = 3_600_000  # for work requests that send no deadline_ms
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -72,6 +72,8 @@ def decode_request(frames: list[bytes], limits: Limits) -> Request:
     op = header.get("op")
     if op not in OPS:
         raise ProtocolError("unknown_op", f"unknown op {str(op)[:40]!r}; ops are {', '.join(OPS)}", rid)
+    if len(frames) > limits.max_frames:  # ZeroMQ bounds each frame's bytes (MAXMSGSIZE), not their count
+        raise ProtocolError("too_large", f"a request has at most {limits.max_frames} frames, got {len(frames)}", rid)
     fields = {k: v for k, v in header.items() if k not in ("id", "op")}
     return Request(rid, op, fields, list(frames[2:]))
 

@@ -1,5 +1,6 @@
-"""The ROUTER loop: one socket thread owns the socket; the worker's replies come back through an
-inproc PULL socket polled beside it, so the socket answers hello/ping/cancel while the GPU/CPU works."""
+"""The ROUTER loop: one socket thread owns the socket; the jobs' replies come back through an inproc PULL
+socket polled beside it, so the socket answers hello/ping/cancel while the GPU/CPU works. The loop also
+watches each client with work for a closed connection (peers.py) and bounds the replies it holds."""
 from __future__ import annotations
 
 import ipaddress
@@ -19,17 +20,27 @@ from sage_backend.cameras import PoseDistribution
 from sage_backend.checkpoint import LoadedStyle
 from sage_backend.inference import PortraitRenderer
 from sage_backend.labels import LABEL_NAMES, PALETTE
+from sage_backend.server.curve import allow_list, read_secret_key
+from sage_backend.server.peers import Peers
 from sage_backend.server.protocol import PROTOCOL_VERSION, Limits, ProtocolError, decode_request, encode, error_reply, parse_work
-from sage_backend.server.worker import Job, Worker
+from sage_backend.server.scheduler import Job
+from sage_backend.server.worker import Worker
+
+HEARTBEAT_IVL_MS = 1000  # ZMTP PING to every client each second...
+HEARTBEAT_TIMEOUT_MS = 3000  # ...and its connection is closed (its work cancelled) 3 s without an answer
+HEARTBEAT_TTL_MS = 6000  # a client drops its connection after 6 s without hearing from the server
+SWEEP_S = 0.25  # how often clients with work are checked for a closed connection
 
 
 @dataclass
 class ServerConfig:
     bind: str = "tcp://127.0.0.1:5555"
-    curve_secret: Path | None = None  # z85 secret key file: CURVE encryption + server authentication
+    curve_secret: Path | None = None  # NAME.key_secret file: CURVE encryption + server authentication
     insecure: bool = False  # allow a non-loopback bind without CURVE (explicit opt-in)
     limits: Limits = Limits()
     precision: str = "auto"  # decoder precision, see sage_backend.inference.resolve_precision
+    curve_clients: Path | None = None  # folder of allowed clients' public keys (*.key); None: any client key
+    camera_batch: int | None = None  # cameras per render call (a job yields between calls); None: 4 on GPUs, 1 on CPU
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -45,16 +56,6 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
-def read_key(path: Path) -> bytes:
-    try:
-        key = path.read_text().strip().encode()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the CURVE key ({exc.strerror})") from None
-    if len(key) != 40:
-        raise ValueError(f"{path}: not a z85 CURVE key (40 characters expected)")
-    return key
-
-
 def pose_record(poses: PoseDistribution) -> dict:
     """What `hello` says a style trained on: yaw/pitch ranges in radians (PoseDistribution.pose_range) and
     whether it saw the whole circle (then yaw has no limit)."""
@@ -67,27 +68,38 @@ class SageServer:
             raise ValueError("no styles to serve")
         if not is_loopback(config.bind) and config.curve_secret is None and not config.insecure:
             raise ValueError(f"{config.bind} is not loopback: give --curve-secret (see `sage-backend keys`) or --insecure")
+        if config.curve_clients is not None and config.curve_secret is None:
+            raise ValueError("--curve-clients needs --curve-secret (the allow-list is checked in the CURVE handshake)")
+        keys = read_secret_key(config.curve_secret) if config.curve_secret is not None else None
         self.config, self.limits, self.device = config, config.limits, device
         self.styles = styles
-        self.renderers = {name: PortraitRenderer(s.generator, device, precision=config.precision) for name, s in styles.items()}
+        self.z_dims = {name: s.generator.z_dim for name, s in styles.items()}
+        batch = config.camera_batch or (4 if str(device).startswith("cuda") else 1)  # CPU: batching buys nothing, turns get finer
+        self.renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision)
+                          for name, s in styles.items()}
         self.ctx = zmq.Context()
+        self.authenticator = allow_list(self.ctx, config.curve_clients) if config.curve_clients is not None else None
         self.socket = self.ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, self.limits.message_bytes)  # oversized messages are dropped by ZeroMQ
-        self.socket.setsockopt(zmq.SNDHWM, 1000)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, self.limits.message_bytes)  # per frame: larger ones never reach Python
+        self.socket.setsockopt(zmq.SNDHWM, 0)  # replies are bounded in bytes per client (peers.Backlog), not in messages
         self.socket.setsockopt(zmq.RCVHWM, 1000)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished client raises: its work is cancelled
-        if config.curve_secret is not None:
-            secret = read_key(config.curve_secret)
-            self.socket.curve_secretkey = secret
-            self.socket.curve_publickey = zmq.curve_public(secret)
+        self.socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        self.socket.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
+        self.socket.copy_threshold = 0  # every reply zero-copy, so every reply can be tracked
+        if keys is not None:
+            self.socket.curve_publickey, self.socket.curve_secretkey = keys
             self.socket.curve_server = True
         self.endpoint = self._bind(config.bind)
         self.replies = self.ctx.socket(zmq.PULL)
         self.replies.bind("inproc://sage-replies")
         self._push = threading.local()
         self.stopping = threading.Event()
-        self.worker = Worker(styles, self.renderers, self._send_from_worker, self._log)
+        self.peers = Peers()
+        self.worker = Worker(self.renderers, self._send_from_worker, self._log, self.peers, self.limits)
+        self._swept = 0.0
 
     def _bind(self, bind: str) -> str:
         endpoint = bind[:-2] + ":*" if bind.endswith(":0") else bind
@@ -98,12 +110,16 @@ class SageServer:
         return self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def _send_from_worker(self, identity: bytes, frames: list[bytes]) -> None:
+        """Hand a work reply to the socket thread, zero-copy; it counts in the client's backlog until sent."""
         push = getattr(self._push, "socket", None)
         if push is None:  # one PUSH per thread: ZeroMQ sockets are not thread-safe
             push = self._push.socket = self.ctx.socket(zmq.PUSH)
             push.setsockopt(zmq.LINGER, 1000)
+            push.copy_threshold = 0
             push.connect("inproc://sage-replies")
-        push.send_multipart([identity, *frames])
+        # The last frame's tracker completes only after the whole message left: count all of it there.
+        tracker = push.send_multipart([identity, *frames], copy=False, track=True)
+        self.peers.get(identity).work.add(tracker, sum(len(f) for f in frames))
 
     def _log(self, op: str, rid: str, seconds: float, status: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {op} id={rid} {seconds * 1000:.0f} ms {status}", file=sys.stderr, flush=True)
@@ -118,7 +134,7 @@ class SageServer:
         }
 
     def handle(self, identity: bytes, frames: list[bytes]) -> None:
-        start = time.perf_counter()
+        start = time.monotonic()
         rid: str | None = None
         op = "?"
         try:
@@ -134,8 +150,9 @@ class SageServer:
                 found = self.worker.cancel(identity, target)
                 self._send(identity, encode({"id": rid, "ok": True, "found": found}))
             else:
-                styles = {n: s.generator.z_dim for n, s in self.styles.items()}
-                self.worker.submit(Job(identity, request, parse_work(request, self.limits, styles)))
+                spec = parse_work(request, self.limits, self.z_dims)
+                deadline_ms = self.limits.default_deadline_ms if spec.deadline_ms is None else spec.deadline_ms
+                self.worker.submit(Job(identity, request, spec, start + deadline_ms / 1000))
                 return  # logged by the worker when it finishes
             status = "ok"
         except ProtocolError as exc:
@@ -146,16 +163,51 @@ class SageServer:
             traceback.print_exc(file=sys.stderr)
             self._send(identity, error_reply(rid, "internal", f"{type(exc).__name__}: {exc}"))
             status = "internal"
-        self._log(op, str(rid), time.perf_counter() - start, status)
+        self._log(op, str(rid), time.monotonic() - start, status)
 
     def _send(self, identity: bytes, frames: list[bytes]) -> None:
-        """Send from the socket thread; a reply nobody can take is dropped, as a plain ROUTER would."""
-        try:
-            self.socket.send_multipart([identity, *frames], zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:
+        """Answer from the socket thread (hello, ping, cancel, refusals). A client that lets a whole bound of
+        these pile up unread (it sends without reading) loses them: its work is cancelled, the replies are
+        counted, and it is told so once it has read most of its backlog (see _notify_overflow)."""
+        peer = self.peers.get(identity)
+        if peer.control.bytes() >= self.limits.client_backlog_bytes:
+            if not peer.overflow:
                 self.worker.cancel_client(identity)
-            # EAGAIN: the client stopped reading and its queue is full
+            peer.overflow += 1
+            return
+        self._deliver(identity, frames, peer)
+
+    def _deliver(self, identity: bytes, frames: list, peer=None) -> None:
+        """Send, tracked into `peer`'s control backlog when given (worker replies are tracked at their PUSH)."""
+        try:
+            tracker = self.socket.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False, track=peer is not None)
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:  # the client has disconnected: nobody would read its work
+                self.worker.cancel_client(identity)
+                return
+            raise  # with SNDHWM 0 a send never finds the queue full
+        if peer is not None:
+            peer.control.add(tracker, sum(len(f) for f in frames))
+
+    def _notify_overflow(self, identity: bytes, peer) -> None:
+        if peer.control.bytes() < self.limits.client_backlog_bytes // 2:
+            count, peer.overflow = peer.overflow, 0
+            self._deliver(identity, error_reply(None, "too_large", f"{count} replies to this client were not sent: over "
+                                                f"{self.limits.client_backlog_bytes} bytes of its replies were unread; "
+                                                "its work was cancelled"), peer)
+
+    def _sweep(self) -> None:
+        """Cancel the work of clients whose connection has closed; forget clients with nothing pending."""
+        self._swept = time.monotonic()
+        for identity, peer in self.peers.items():
+            busy = self.worker.scheduler.has_work(identity)
+            if busy and not peer.alive():
+                count = self.worker.cancel_client(identity)
+                print(f"{time.strftime('%H:%M:%S')} client gone: {count} request(s) cancelled", file=sys.stderr, flush=True)
+            if peer.overflow:
+                self._notify_overflow(identity, peer)
+            elif not busy and not peer.work.bytes() and not peer.control.bytes():
+                self.peers.forget(identity)
 
     def serve_forever(self) -> None:
         """Poll until SIGINT/SIGTERM; in-flight work is answered `cancelled`, then the socket closes."""
@@ -168,23 +220,31 @@ class SageServer:
             while not self.stopping.is_set():
                 for sock, _ in poller.poll(100):
                     if sock is self.socket:
-                        frames = self.socket.recv_multipart(copy=True)
-                        self.handle(frames[0], frames[1:])
+                        self._receive()
                     else:
                         self._forward()
+                if time.monotonic() - self._swept > SWEEP_S:
+                    self._sweep()
         finally:
             self.close()
+
+    def _receive(self) -> None:
+        identity, *frames = self.socket.recv_multipart(copy=False)
+        self.peers.get(identity.bytes).connected_via(identity.get(zmq.SRCFD))
+        self.handle(identity.bytes, [f.bytes for f in frames])
 
     def _forward(self) -> None:
         while True:
             try:
-                identity, *frames = self.replies.recv_multipart(zmq.NOBLOCK)
+                identity, *frames = self.replies.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._send(identity, frames)
+            self._deliver(identity.bytes, frames)
 
     def close(self) -> None:
         self.worker.stop()
         self._forward()
         self.socket.close(linger=1000)  # let the final `cancelled` replies leave; linger 0 would drop them
         self.replies.close(0)
+        if self.authenticator is not None:
+            self.authenticator.stop()

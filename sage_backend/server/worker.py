@@ -1,106 +1,76 @@
-"""One worker thread per device: runs generate / turntable / mesh jobs in order, streaming replies
-back to the socket thread, and stops between chunks on cancel, deadline or shutdown."""
+"""Runs generate / turntable / mesh jobs on the renderers, taking turns on the device with other clients
+(scheduler.FairScheduler), streaming replies back to the socket thread, and stopping between chunks on
+cancel, deadline or shutdown. A client's replies wait in the server up to its byte bound (peers.Peer); past
+it the job pauses, and gives the device to others, until the client reads."""
 from __future__ import annotations
 
-import queue
 import sys
-import threading
-import time
 import traceback
-from dataclasses import dataclass, field
+import time
 from typing import Callable
 
 import numpy as np
 
-from sage_backend.checkpoint import LoadedStyle
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer
-from sage_backend.server.protocol import ProtocolError, RenderSpec, Request, array_blob, encode, error_reply
+from sage_backend.server.peers import Peers
+from sage_backend.server.protocol import Limits, ProtocolError, array_blob, encode, error_reply
+from sage_backend.server.scheduler import FairScheduler, Job
 
-Send = Callable[[bytes, list[bytes]], None]  # (client identity, frames)
-
-
-@dataclass
-class Job:
-    identity: bytes
-    request: Request
-    spec: RenderSpec
-    received: float = field(default_factory=time.monotonic)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def deadline(self) -> float | None:
-        return None if self.spec.deadline_ms is None else self.received + self.spec.deadline_ms / 1000
+Send = Callable[[bytes, list[bytes]], None]  # (client identity, frames): hands a reply to the socket thread
 
 
 class Worker:
-    def __init__(self, styles: dict[str, LoadedStyle], renderers: dict[str, PortraitRenderer], send: Send,
-                 log: Callable[[str, str, float, str], None], max_queue: int = 64) -> None:
-        self.styles, self.renderers, self.send, self.log = styles, renderers, send, log
-        self.jobs: queue.Queue[Job | None] = queue.Queue()
-        self.active: dict[tuple[bytes, str], Job] = {}
-        self.lock = threading.Lock()
-        self.max_queue = max_queue
-        self.thread = threading.Thread(target=self._run, name="sage-worker", daemon=True)
-        self.thread.start()
+    def __init__(self, renderers: dict[str, PortraitRenderer], send: Send, log: Callable[[str, str, float, str], None],
+                 peers: Peers, limits: Limits) -> None:
+        self.renderers, self.send, self.log, self.peers, self.limits = renderers, send, log, peers, limits
+        self.scheduler = FairScheduler(self._run, limits.max_client_jobs, limits.max_jobs)
 
     def submit(self, job: Job) -> None:
-        key = (job.identity, job.request.id)
-        if self.jobs.qsize() >= self.max_queue:
-            raise ProtocolError("busy", f"the worker has {self.max_queue} requests waiting; try again later", job.request.id)
-        with self.lock:
-            if key in self.active:  # its replies and a cancel could not tell the two apart
-                raise ProtocolError("bad_request", f"id {job.request.id!r} is already in flight", job.request.id)
-            self.active[key] = job
-        self.jobs.put(job)
+        self.scheduler.submit(job)
 
     def cancel(self, identity: bytes, target: str) -> bool:
-        """Cancel a queued or running request of the same client; False if there is none."""
-        with self.lock:
-            job = self.active.get((identity, target))
-        if job is None:
-            return False
-        job.cancelled.set()
-        return True
+        return self.scheduler.cancel(identity, target)
 
-    def cancel_client(self, identity: bytes) -> None:
-        """Stop the work of a client that has disconnected: nobody would read its replies."""
-        with self.lock:
-            for (owner, _), job in self.active.items():
-                if owner == identity:
-                    job.cancelled.set()
+    def cancel_client(self, identity: bytes) -> int:
+        return self.scheduler.cancel_client(identity)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Cancel everything (each job answers `cancelled`) and wait for the thread to finish."""
-        with self.lock:
-            for job in self.active.values():
-                job.cancelled.set()
-        self.jobs.put(None)
-        self.thread.join(timeout)
+        self.scheduler.stop(timeout)
 
-    def _run(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            start = time.perf_counter()
-            status = self._execute(job)
-            with self.lock:
-                self.active.pop((job.identity, job.request.id), None)
-            self.log(job.request.op, job.request.id, time.perf_counter() - start, status)
+    def _run(self, job: Job) -> None:
+        start = time.perf_counter()
+        status = self._execute(job)
+        self.log(job.request.op, job.request.id, time.perf_counter() - start, status)
 
     def _stopper(self, job: Job) -> Callable[[], bool]:
-        return lambda: job.cancelled.is_set() or (job.deadline is not None and time.monotonic() > job.deadline)
+        """The renderer's should_stop: a checkpoint where the job may hand the device over (raises Interrupted)."""
+        def checkpoint() -> bool:
+            self.scheduler.checkpoint(job)
+            return False
+        return checkpoint
+
+    def _reply(self, job: Job, frames: list[bytes]) -> None:
+        """Send a work reply once the client's unsent replies are under its bound (back-pressure, never a drop)."""
+        backlog = self.peers.get(job.identity).work
+        bound = self.limits.client_backlog_bytes
+        if backlog.bytes() >= bound:
+            self.scheduler.wait_until(job, lambda: backlog.bytes() < bound)
+        self.send(job.identity, frames)
 
     def _execute(self, job: Job) -> str:
         rid = job.request.id
         try:
-            if self._stopper(job)():
-                raise Interrupted()
+            self.scheduler.checkpoint(job)
             if job.request.op == "mesh":
                 self._mesh(job)
             else:
                 self._frames(job)
             return "ok"
         except Interrupted:
-            code = "timeout" if not job.cancelled.is_set() else "cancelled"
-            message = "the deadline passed before the work finished" if code == "timeout" else "cancelled"
+            code = "cancelled" if job.cancelled.is_set() else "timeout"
+            message = "cancelled" if code == "cancelled" else (
+                "the deadline passed before the work finished (deadline_ms, default "
+                f"{self.limits.default_deadline_ms} ms from arrival)")
             self.send(job.identity, error_reply(rid, code, message))
             return code
         except ProtocolError as exc:
@@ -123,12 +93,12 @@ class Worker:
         frames = renderer.render(self._latent(job), cameras, spec.psi, spec.resolution, spec.outputs, self._stopper(job))
         if job.request.op == "generate":
             header, blobs = frame_message(next(frames), spec.outputs)
-            self.send(job.identity, encode({"id": rid, "ok": True, "style": spec.style, **header}, blobs))
+            self._reply(job, encode({"id": rid, "ok": True, "style": spec.style, **header}, blobs))
             return
         for index, frame in enumerate(frames):
             header, blobs = frame_message(frame, spec.outputs)
-            self.send(job.identity, encode({"id": rid, "ok": True, "frame": index, **header}, blobs))
-        self.send(job.identity, encode({"id": rid, "ok": True, "done": True, "frames": len(cameras)}))
+            self._reply(job, encode({"id": rid, "ok": True, "frame": index, **header}, blobs))
+        self._reply(job, encode({"id": rid, "ok": True, "done": True, "frames": len(cameras)}))
 
     def _mesh(self, job: Job) -> None:
         from sage_backend.mesh import extract_mesh, mesh_to_bytes
@@ -140,7 +110,7 @@ class Worker:
         header = {"id": job.request.id, "ok": True, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
                   "threshold": mesh.metadata.get("threshold"),
                   "blobs": [{"name": "mesh", "dtype": "uint8", "shape": [len(data)], "format": spec.format}]}
-        self.send(job.identity, encode(header, [data]))
+        self._reply(job, encode(header, [data]))
 
 
 def frame_message(frame: Frame, outputs: tuple[str, ...]) -> tuple[dict, list[bytes]]:

@@ -48,10 +48,38 @@ def test_mesh_writes_the_format_of_the_suffix(tmp_path, capsys, tiny_checkpoint_
 
 
 def test_keys_secret_is_private_public_is_not(tmp_path, capsys) -> None:
+    import zmq
+    import zmq.auth
+
     assert run(capsys, "keys", "--out", str(tmp_path))[0] == 0
-    assert stat.S_IMODE((tmp_path / "server.secret").stat().st_mode) == 0o600
-    assert stat.S_IMODE((tmp_path / "server.public").stat().st_mode) & 0o044  # readable for the clients' users
-    assert len((tmp_path / "server.public").read_text().strip()) == 40
+    assert run(capsys, "keys", "--out", str(tmp_path), "--name", "alice")[0] == 0
+    assert stat.S_IMODE((tmp_path / "server.key_secret").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "server.key").stat().st_mode) & 0o044  # readable for the clients' users
+    public, secret = zmq.auth.load_certificate(tmp_path / "alice.key_secret")  # pyzmq's own format
+    assert zmq.auth.load_certificate(tmp_path / "alice.key") == (public, None) and zmq.curve_public(secret) == public
+    assert set(zmq.auth.load_certificates(tmp_path)) == {public, zmq.auth.load_certificate(tmp_path / "server.key")[0]}
+
+
+def test_serve_refuses_bad_curve_keys_with_one_line(tmp_path, capsys, tiny_checkpoint_dir) -> None:
+    assert run(capsys, "keys", "--out", str(tmp_path))[0] == 0
+    raw = tmp_path / "raw.secret"  # a bare z85 key cannot be told from a public one
+    raw.write_text("x" * 40)
+    raw.chmod(0o600)
+    shared = tmp_path / "shared.key_secret"
+    shared.write_bytes((tmp_path / "server.key_secret").read_bytes())
+    shared.chmod(0o644)
+    (tmp_path / "empty").mkdir()
+    secret = str(tmp_path / "server.key_secret")
+    cases = [
+        (["--curve-secret", str(tmp_path / "server.key")], "this is a public key"),
+        (["--curve-secret", str(shared)], "readable by other users (mode 0644); run chmod 600"),
+        (["--curve-secret", str(raw)], "not a CURVE certificate"),
+        (["--curve-clients", str(tmp_path)], "--curve-clients needs --curve-secret"),
+        (["--curve-secret", secret, "--curve-clients", str(tmp_path / "empty")], "holds no client public keys"),
+    ]
+    for extra, message in cases:
+        code, _, err = run(capsys, "serve", "--bind", "tcp://127.0.0.1:0", *extra, "--styles", str(tiny_checkpoint_dir), "--device", "cpu")
+        assert code == 2 and err.count("\n") == 1 and message in err, (extra, err)
 
 
 @pytest.mark.parametrize("argv, message", [

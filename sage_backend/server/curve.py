@@ -1,0 +1,72 @@
+"""CURVE key files and the client allow-list, in ZeroMQ's own certificate format (`zmq.auth`).
+
+`NAME.key` holds a public key (give it away); `NAME.key_secret` holds both halves and must stay private.
+The server refuses a secret file that is really a public key, whose halves do not match, or that other
+users can read. With an allow-list folder of clients' `*.key` files, pyzmq's authenticator (ZAP) refuses
+every other client during the handshake: it gets no service at all.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from sage_backend.files import atomic_write_bytes
+
+
+def write_keypair(folder: Path, name: str) -> tuple[Path, Path]:
+    """Create NAME.key (public, 0644) and NAME.key_secret (0600) in `folder`; returns their paths."""
+    with tempfile.TemporaryDirectory() as private:  # 0700: the secret is never readable by others, even briefly
+        public_tmp, secret_tmp = zmq.auth.create_certificates(private, name)
+        public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
+        atomic_write_bytes(secret, Path(secret_tmp).read_bytes(), mode=0o600)
+        atomic_write_bytes(public, Path(public_tmp).read_bytes(), mode=0o644)
+    return public, secret
+
+
+def _load(path: Path) -> tuple[bytes, bytes | None]:
+    try:
+        return zmq.auth.load_certificate(path)
+    except OSError:
+        raise ValueError(f"{path}: cannot read the CURVE key") from None
+    except ValueError:
+        raise ValueError(f"{path}: not a CURVE certificate (create a pair with `sage-backend keys --out DIR`)") from None
+
+
+def read_public_key(path: Path) -> bytes:
+    """The z85 public key of a certificate (public or secret file)."""
+    return _load(path)[0]
+
+
+def read_secret_key(path: Path) -> tuple[bytes, bytes]:
+    """(public, secret) from a NAME.key_secret file; ValueError (one line) if it is a public key, its halves do
+    not match, or others can read it."""
+    public, secret = _load(path)
+    if secret is None:
+        raise ValueError(f"{path}: this is a public key; give the secret half (NAME.key_secret), and never hand it to clients")
+    if zmq.curve_public(secret) != public:
+        raise ValueError(f"{path}: its public and secret keys do not belong together")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if os.name == "posix" and mode & 0o077:
+        raise ValueError(f"{path}: the secret key is readable by other users (mode {mode:04o}); run chmod 600 {path}")
+    return public, secret
+
+
+def allow_list(context: zmq.Context, folder: Path) -> ThreadAuthenticator:
+    """Start pyzmq's authenticator on `context`: only clients whose public key is a `*.key` file in `folder`
+    complete the CURVE handshake. Stop it when the server closes."""
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder of client public keys")
+    keys = zmq.auth.load_certificates(folder)
+    if not keys:
+        raise ValueError(f"{folder}: holds no client public keys (*.key files from `sage-backend keys --name CLIENT`)")
+    authenticator = ThreadAuthenticator(context, log=logging.getLogger("sage_backend.auth"))
+    authenticator.start()
+    authenticator.configure_curve(domain="*", location=str(folder))
+    return authenticator
