@@ -24,8 +24,10 @@ from .protocol import Reply
 STREAM_OPS = frozenset({"turntable"})  # ops answered by several replies, the last one with "done": true
 HIGH_WATER_MARK = 64
 PYZMQ_MISSING = "pyzmq is not installed in Blender's Python" if zmq is None else ""
-HEARTBEAT_IVL_MS = 1000  # ping the backend every second; drop the connection after 3 s without an answer
-HEARTBEAT_TIMEOUT_MS = 3000
+# ZMTP PING every second (the backend then knows this client is alive even while it is not reading); the
+# connection is dropped, and a waiting request fails, when the backend sends nothing for 5 s after one.
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 5000
 
 
 class BackendUnavailable(RuntimeError):

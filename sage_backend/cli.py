@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-clients", type=Path, metavar="DIR",
                    help="serve only the clients whose public keys (*.key) are in DIR (needs --curve-secret)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
+    p.add_argument("--client-backlog-mb", type=float, metavar="MB",
+                   help="MiB of unsent replies held per client before its work pauses (default 64)")
     _styles_arg(p)
     p = _subcommand(sub, "styles", "list the styles (checkpoints) that --style can name")
     _styles_arg(p)
@@ -239,10 +241,16 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from sage_backend.server.protocol import Limits
     from sage_backend.server.server import SageServer, ServerConfig
 
+    limits = Limits()
+    if args.client_backlog_mb is not None:
+        if not 0 < args.client_backlog_mb < 2**20:
+            raise ValueError(f"--client-backlog-mb must be in 0..{2**20}, got {args.client_backlog_mb}")
+        limits = Limits(client_backlog_bytes=int(args.client_backlog_mb * 2**20))
     styles, device = load_styles(args.styles, args.device)
-    server = SageServer(styles, device, ServerConfig(args.bind, args.curve_secret, args.insecure, precision=args.precision,
+    server = SageServer(styles, device, ServerConfig(args.bind, args.curve_secret, args.insecure, limits, args.precision,
                                                      curve_clients=args.curve_clients))
     print(f"SAGE backend listening on {server.endpoint}", flush=True)
     precision = next(iter(server.renderers.values())).precision

@@ -17,8 +17,10 @@ from zmq.utils.monitor import recv_monitor_message
 
 from sage_backend.server.protocol import DTYPES, MAGIC, encode
 
-HEARTBEAT_IVL_MS = 1000  # ping the backend every second; drop the connection after 3 s without an answer
-HEARTBEAT_TIMEOUT_MS = 3000
+# ZMTP PING every second (the backend then knows this client is alive even while it is not reading); the
+# connection is dropped, and a waiting request fails, when the backend sends nothing for 5 s after one.
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 5000
 
 
 class BackendError(RuntimeError):

@@ -26,9 +26,11 @@ from sage_backend.server.protocol import PROTOCOL_VERSION, Limits, ProtocolError
 from sage_backend.server.scheduler import Job
 from sage_backend.server.worker import Worker
 
-HEARTBEAT_IVL_MS = 1000  # ZMTP PING to every client each second...
-HEARTBEAT_TIMEOUT_MS = 3000  # ...and its connection is closed (its work cancelled) 3 s without an answer
-HEARTBEAT_TTL_MS = 6000  # a client drops its connection after 6 s without hearing from the server
+# ZMTP PING to every client each second; a connection that sends nothing for 5 s after one is closed (its work
+# cancelled). Any traffic counts, so a client that stops reading stays alive by sending its own heartbeats. No
+# HEARTBEAT_TTL: it would make a client whose receive queue is full (a slow reader) drop its own connection.
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 5000
 SWEEP_S = 0.25  # how often clients with work are checked for a closed connection
 
 
@@ -87,7 +89,6 @@ class SageServer:
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished client raises: its work is cancelled
         self.socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-        self.socket.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
         self.socket.copy_threshold = 0  # every reply zero-copy, so every reply can be tracked
         if keys is not None:
             self.socket.curve_publickey, self.socket.curve_secretkey = keys

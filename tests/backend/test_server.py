@@ -291,9 +291,11 @@ def test_fuzz_thousand_hostile_messages_then_hello(backend, tiny_checkpoint_dir)
 def test_curve_without_the_key_gets_nothing(tmp_path, tiny_checkpoint_dir) -> None:
     from sage_backend.cli import main
 
+    from sage_backend.server.curve import read_public_key
+
     assert main(["keys", "--out", str(tmp_path)]) == 0
-    public = (tmp_path / "server.public").read_text().strip().encode()
-    server = start_backend(tiny_checkpoint_dir, extra=("--curve-secret", str(tmp_path / "server.secret")))
+    public = read_public_key(tmp_path / "server.key")
+    server = start_backend(tiny_checkpoint_dir, extra=("--curve-secret", str(tmp_path / "server.key_secret")))
     try:
         plain = Client(server.address)
         plain.send("hello")
