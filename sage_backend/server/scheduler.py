@@ -33,13 +33,14 @@ class Job:
 class FairScheduler:
     """Admits work (per-client and total limits), runs each client's jobs in order on its lane, and passes
     the device between lanes round-robin at the jobs' checkpoints. `run(job)` executes one job; it must call
-    `checkpoint(job)` before touching the device and between chunks."""
+    `acquire(job)` before touching the device and `checkpoint(job)` between chunks."""
 
     def __init__(self, run: Callable[[Job], None], max_client_jobs: int, max_jobs: int) -> None:
         self.run, self.max_client_jobs, self.max_jobs = run, max_client_jobs, max_jobs
         self.queues: dict[bytes, deque[Job]] = {}  # per client: its running job first, then the waiting ones
         self.waiters: deque[bytes] = deque()  # clients waiting for the device, in turn order
         self.holder: bytes | None = None  # the client whose job has the device
+        self.fresh = False  # the holder took the device and has not yet done the chunk it took it for
         self.lanes: list[threading.Thread] = []
         self.cond = threading.Condition()
         self.closed = False
@@ -99,31 +100,26 @@ class FairScheduler:
         for lane in self.lanes:
             lane.join(max(0.0, end - time.monotonic()))
 
-    def checkpoint(self, job: Job) -> None:
-        """Take the device, or hand it to the next waiting client and wait for the turn to come back.
-        Raises inference.Interrupted once the job is cancelled or past its deadline (also while waiting)."""
-        me = job.identity
+    def acquire(self, job: Job) -> None:
+        """Wait for the device before a job's first chunk (or after a pause); its next checkpoint lets that
+        chunk run. Raises inference.Interrupted once the job is cancelled or past its deadline."""
         with self.cond:
-            if self.holder == me and not self.waiters:  # nobody else wants the device: keep going
+            if self.holder != job.identity:
+                self._wait_for_turn(job)
+            self.fresh = True
+
+    def checkpoint(self, job: Job) -> None:
+        """Between chunks: keep the device if nobody else waits, else hand it to the next waiting client and
+        wait for the turn to come back. Raises Interrupted once the job is cancelled or past its deadline
+        (also while waiting)."""
+        with self.cond:
+            if self.holder == job.identity and (self.fresh or not self.waiters):  # its chunk first; or alone
+                self.fresh = False
                 if job.stopped():
                     raise Interrupted()
                 return
-            if self.holder == me:
-                self.holder = self.waiters.popleft()
-            self.waiters.append(me)
-            if self.holder is None:
-                self.holder = self.waiters.popleft()
-            self.cond.notify_all()
-            try:
-                while self.holder != me:
-                    if job.stopped():
-                        raise Interrupted()
-                    self.cond.wait(min(1.0, max(0.001, job.deadline - time.monotonic())))
-            finally:
-                if self.holder != me:
-                    self.waiters.remove(me)
-            if job.stopped():
-                raise Interrupted()
+            self._wait_for_turn(job)
+            self.fresh = False
 
     def wait_until(self, job: Job, ready: Callable[[], bool], poll_s: float = 0.01) -> None:
         """Give up the device until `ready()` (e.g. the client has read its replies), then take a turn again.
@@ -134,13 +130,37 @@ class FairScheduler:
                 raise Interrupted()
             with self.cond:
                 self.cond.wait(poll_s)  # woken early by a cancel
-        self.checkpoint(job)
+        self.acquire(job)
+
+    def _wait_for_turn(self, job: Job) -> None:
+        """Queue behind the other waiting clients (passing the device on if this job holds it) until the turn
+        comes; caller holds the lock."""
+        me = job.identity
+        if self.holder == me:
+            self._pass_turn()
+        self.waiters.append(me)
+        if self.holder is None:
+            self._pass_turn()
+        try:
+            while self.holder != me:
+                if job.stopped():
+                    raise Interrupted()
+                self.cond.wait(min(1.0, max(0.001, job.deadline - time.monotonic())))
+        finally:
+            if self.holder != me:
+                self.waiters.remove(me)
+        if job.stopped():
+            raise Interrupted()
 
     def _release(self, identity: bytes) -> None:
         with self.cond:
             if self.holder == identity:
-                self.holder = self.waiters.popleft() if self.waiters else None
-                self.cond.notify_all()
+                self._pass_turn()
+
+    def _pass_turn(self) -> None:
+        """Give the device to the longest-waiting client (or to nobody); caller holds the lock."""
+        self.holder = self.waiters.popleft() if self.waiters else None
+        self.cond.notify_all()
 
     def _lane(self, identity: bytes, queue: deque[Job]) -> None:
         while True:

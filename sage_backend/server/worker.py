@@ -60,7 +60,7 @@ class Worker:
     def _execute(self, job: Job) -> str:
         rid = job.request.id
         try:
-            self.scheduler.checkpoint(job)
+            self.scheduler.acquire(job)
             if job.request.op == "mesh":
                 self._mesh(job)
             else:
