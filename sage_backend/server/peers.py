@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
 import zmq
@@ -28,19 +29,23 @@ def socket_inode(fd: int) -> int | None:
 
 @dataclass
 class Backlog:
-    """Bytes of replies that libzmq has not yet handed to the kernel (zero-copy sends, tracked)."""
+    """Bytes of replies that libzmq has not yet handed to the kernel (zero-copy sends, tracked). A client's
+    replies leave in the order they were sent, so finished ones are dropped from the front: O(1) amortised."""
 
-    sent: list[tuple[zmq.MessageTracker, int]] = field(default_factory=list)
+    sent: deque[tuple[zmq.MessageTracker, int]] = field(default_factory=deque)
+    total: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, tracker: zmq.MessageTracker, nbytes: int) -> None:
         with self.lock:
             self.sent.append((tracker, nbytes))
+            self.total += nbytes
 
     def bytes(self) -> int:
         with self.lock:
-            self.sent = [(t, n) for t, n in self.sent if not t.done]
-            return sum(n for _, n in self.sent)
+            while self.sent and self.sent[0][0].done:
+                self.total -= self.sent.popleft()[1]
+            return self.total
 
 
 @dataclass

@@ -96,7 +96,11 @@ class SageServer:
         self.endpoint = self._bind(config.bind)
         self.replies = self.ctx.socket(zmq.PULL)
         self.replies.bind("inproc://sage-replies")
-        self._push = threading.local()
+        self._push = self.ctx.socket(zmq.PUSH)  # shared by the lanes, one at a time (a socket is not thread-safe)
+        self._push.setsockopt(zmq.LINGER, 1000)
+        self._push.copy_threshold = 0
+        self._push.connect("inproc://sage-replies")
+        self._push_lock = threading.Lock()
         self.stopping = threading.Event()
         self.peers = Peers()
         self.worker = Worker(self.renderers, self._send_from_worker, self._log, self.peers, self.limits)
@@ -112,15 +116,10 @@ class SageServer:
 
     def _send_from_worker(self, identity: bytes, frames: list[bytes]) -> None:
         """Hand a work reply to the socket thread, zero-copy; it counts in the client's backlog until sent."""
-        push = getattr(self._push, "socket", None)
-        if push is None:  # one PUSH per thread: ZeroMQ sockets are not thread-safe
-            push = self._push.socket = self.ctx.socket(zmq.PUSH)
-            push.setsockopt(zmq.LINGER, 1000)
-            push.copy_threshold = 0
-            push.connect("inproc://sage-replies")
-        # The last frame's tracker completes only after the whole message left: count all of it there.
-        tracker = push.send_multipart([identity, *frames], copy=False, track=True)
-        self.peers.get(identity).work.add(tracker, sum(len(f) for f in frames))
+        with self._push_lock:  # one lane at a time
+            # The last frame's tracker completes only after the whole message left: count all of it there.
+            tracker = self._push.send_multipart([identity, *frames], copy=False, track=True)
+            self.peers.get(identity).work.add(tracker, sum(len(f) for f in frames))
 
     def _log(self, op: str, rid: str, seconds: float, status: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {op} id={rid} {seconds * 1000:.0f} ms {status}", file=sys.stderr, flush=True)
@@ -246,6 +245,7 @@ class SageServer:
         self.worker.stop()
         self._forward()
         self.socket.close(linger=1000)  # let the final `cancelled` replies leave; linger 0 would drop them
+        self._push.close(0)
         self.replies.close(0)
         if self.authenticator is not None:
             self.authenticator.stop()
