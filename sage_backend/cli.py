@@ -33,14 +33,14 @@ from sage_backend.limits import Limits, check_value
 
 EXAMPLES = {
     "serve": ["sage-backend serve", "sage-backend serve --styles runs/ --device cuda --precision bf16",
-              "sage-backend serve --bind tcp://0.0.0.0:5555 --curve-secret keys/server.secret"],
+              "sage-backend serve --bind tcp://0.0.0.0:5555 --curve-secret keys/server.key_secret"],
     "styles": ["sage-backend styles", "sage-backend styles --styles runs/pencil/generator.safetensors"],
     "render": ["sage-backend render --style pencil --seed 7 --out frames/",
                "sage-backend render --style line --seed 3 --turntable 12 --resolution 256 --out frames/",
                "sage-backend render --style pencil --yaw 1.2 --pitch 1.4 --fov 14 --out view/"],
     "mesh": ["sage-backend mesh --style pencil --seed 7 --grid 128 --out head.ply",
              "sage-backend mesh --style line --seed 7 --grid 256 --colors drawing --format glb --out head.glb"],
-    "keys": ["sage-backend keys --out keys/"],
+    "keys": ["sage-backend keys --out keys/", "sage-backend keys --out . --name alice"],
     "demo": ["sage-backend demo --out demo_out", "sage-backend demo --frames 12 --grid 128 --precision bf16 --out demo_out"],
 }
 
@@ -241,7 +241,6 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from sage_backend.server.protocol import Limits
     from sage_backend.server.server import SageServer, ServerConfig
 
     limits = Limits()
