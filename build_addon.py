@@ -6,7 +6,7 @@
     python build_addon.py --wheels DIR          # use pre-downloaded wheels
     python build_addon.py --no-wheels           # no bundled pyzmq (Blender's Python must have it)
 
-Writes dist/sage_portrait-VERSION.zip, a Blender 4.2+ extension (blender_manifest.toml at the root, pyzmq
+Writes dist/sage_portrait-VERSION.zip (with --no-wheels dist/sage_portrait-VERSION-no-wheels.zip), a Blender 4.2+ extension (blender_manifest.toml at the root, pyzmq
 wheels for Blender's Python listed in its `wheels`), and with --legacy also dist/sage_portrait-VERSION-legacy.zip,
 an add-on zip for Preferences > Add-ons > Install from Disk (bl_info; pyzmq not bundled). numpy is never
 shipped: Blender has it. With wheels the manifest's `blender_version_max` stops at the first Blender whose
@@ -17,12 +17,16 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 import zipfile
 from pathlib import Path
+
+from blender_addon.files import default_mode
 
 ROOT = Path(__file__).resolve().parent
 SOURCE = ROOT / "blender_addon"
@@ -118,15 +122,22 @@ def check_manifest(text: str) -> dict:
     return manifest
 
 
+ENTRY_MODE = 0o644  # what unzip gives each entry (writestr's default is 0600: files only their owner could read)
+
+
 def write_zip(path: Path, members: list[tuple[str, bytes | Path]]) -> None:
-    """Atomically: a temp file next to the target, renamed when complete."""
+    """Atomically: a temp file next to the target, renamed when complete; the zip gets the permissions a
+    plain open() gives (not mkstemp's 0600), its entries rw-r--r--."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".sage-", suffix=".zip.part")
     os.close(handle)
     try:
         with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, content in members:
-                archive.writestr(name, content if isinstance(content, bytes) else content.read_bytes())
+                entry = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+                entry.compress_type, entry.external_attr = zipfile.ZIP_DEFLATED, (stat.S_IFREG | ENTRY_MODE) << 16
+                archive.writestr(entry, content if isinstance(content, bytes) else content.read_bytes())
+        os.chmod(temp, default_mode())
         os.replace(temp, path)
     finally:
         if os.path.exists(temp):
@@ -138,7 +149,8 @@ def build(out: Path, wheel_dir: Path | None, legacy: bool = False) -> list[Path]
     text = manifest_text(wheels)
     manifest = check_manifest(text)
     version = manifest["version"]
-    extension = out / f"sage_portrait-{version}.zip"
+    # A build without pyzmq serves only a Blender whose Python has it: its own name, never over the full package.
+    extension = out / f"sage_portrait-{version}{'' if wheels else '-no-wheels'}.zip"
     members: list[tuple[str, bytes | Path]] = [(MANIFEST, text.encode("utf-8"))]
     members += [(p.name, p) for p in source_files()]
     members += [(f"wheels/{w.name}", w) for w in wheels]

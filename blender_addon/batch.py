@@ -11,6 +11,7 @@ failure.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -42,7 +43,8 @@ def ensure_enabled() -> None:
 
 
 def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None = None, timeout: float = 60.0) -> list[str]:
-    """Write drawing_NNNN.png and semantic_NNNN.png for frames frame_start..frame_end; returns the paths.
+    """Write `<style>_<seed>_<frame:04d>_{drawing,semantic,labels}.png` (files.frame_file_name; frame: the
+    scene's frame number) for frames frame_start..frame_end; returns the paths.
 
     timeout bounds the silence between two frames from the backend.
     """
@@ -64,13 +66,16 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
         if not 0 <= index < len(frames):
             raise ProtocolError(f"the backend sent frame {index} of {len(frames)}")
         arrays = portrait.arrays_from_reply(reply)
-        frame = frames[index][0]
+        name = functools.partial(files.frame_file_name, fields["style"], fields["seed"], frames[index][0])
         for kind in portrait.OUTPUTS:
-            path = os.path.join(out_dir, f"{kind}_{frame:04d}.png")
+            path = os.path.join(out_dir, name(kind))
             save_png(images.to_rgba(kind, arrays[kind], state.palette), kind, path)
             written.append(path)
-    if len(written) != 2 * len(frames):
-        raise ProtocolError(f"the backend sent {len(written) // 2} of {len(frames)} frames")
+        labels = arrays[images.SEMANTIC]  # the raw class ids too, as the backend's `render` writes them
+        written.append(os.path.join(out_dir, name("labels")))
+        files.write_bytes(written[-1], files.png_grey8([row.tobytes() for row in labels.astype("uint8")], labels.shape[1]))
+    if len(written) != 3 * len(frames):
+        raise ProtocolError(f"the backend sent {len(written) // 3} of {len(frames)} frames")
     return written
 
 
@@ -125,6 +130,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scene", help="scene name (default: the active scene)")
     parser.add_argument("--demo-scene", type=int, metavar="FRAMES", help="build a fresh portrait scene with a FRAMES-frame turntable first")
     parser.add_argument("--resolution", type=int, default=128, help="image size for --demo-scene")
+    parser.add_argument("--seed", type=int, help="which head (default: the scene's setting)")
     return parser.parse_args(argv)
 
 
@@ -136,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         ensure_enabled()
         scene = demo_scene(args.demo_scene, args.resolution) if args.demo_scene else (bpy.data.scenes[args.scene] if args.scene else bpy.context.scene)
+        if args.seed is not None:
+            scene.sage_portrait.seed = args.seed
         written = render_animation(scene, args.out, args.address, args.timeout)
     except (AddonNotEnabled, BackendUnavailable, BackendError, ProtocolError, ValueError, OSError) as exc:
         print(f"SAGE batch failed: {exc}", file=sys.stderr)

@@ -39,6 +39,28 @@ def atomic_write(path: str, write: Callable[[str], None], verify: Callable[[str]
         raise
 
 
+FRAME_KINDS = ("drawing", "semantic", "labels")
+
+
+def frame_file_name(style: str, seed: int, frame: int, kind: str) -> str:
+    """`<style>_<seed>_<frame:04d>_<kind>.png`, the backend's name for the same frame's file
+    (sage_backend/cli.py frame_file_name; docs/files.md). frame: the scene's frame number."""
+    if kind not in FRAME_KINDS or frame < 0:
+        raise ValueError(f"frame file: kind must be one of {', '.join(FRAME_KINDS)} and frame >= 0, got {kind!r}, {frame}")
+    return f"{style}_{seed}_{frame:04d}_{kind}.png"
+
+
+def png_grey8(rows: list[bytes], width: int) -> bytes:
+    """An 8-bit greyscale PNG of `rows` (top-down, `width` bytes each): raw label ids written as they are,
+    without Blender's colour management in the way."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, len(rows), 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"".join(b"\x00" + row for row in rows))  # filter type 0 on every row
+    return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
 def write_bytes(path: str, data: bytes) -> None:
     """`data` to `path` through atomic_write, checked by its size on the disk."""
     def write(temp: str) -> None:

@@ -41,7 +41,7 @@ EXAMPLES = {
     "mesh": ["sage-backend mesh --style pencil --seed 7 --grid 128 --out head.ply",
              "sage-backend mesh --style line --seed 7 --grid 256 --colors drawing --format glb --out head.glb"],
     "keys": ["sage-backend keys --out keys/", "sage-backend keys --out . --name alice"],
-    "demo": ["sage-backend demo --out demo_out", "sage-backend demo --frames 12 --grid 128 --precision bf16 --out demo_out"],
+    "demo": ["sage-backend demo --out demo_out", "sage-backend demo --no-blender --out demo_out", "sage-backend demo --frames 12 --grid 128 --precision bf16 --out demo_out"],
 }
 
 
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--grid", type=int, default=96)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--no-blender", action="store_true", help="skip the Blender add-on's turntable (it needs bpy, the [blender] extra)")
     _styles_arg(p)
     return parser
 
@@ -187,12 +188,29 @@ def save_png(path: Path, array: np.ndarray) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
-def save_frame(out: Path, stem: str, drawing: np.ndarray, semantic: np.ndarray) -> None:
+FIRST_FRAME = 1  # Blender's default frame_start: a K-view turntable here is named like frames 1..K of a scene
+FRAME_KINDS = ("drawing", "semantic", "labels")
+
+
+def frame_file_name(style: str, seed: int, frame: int, kind: str) -> str:
+    """The one name of a frame's image (docs/files.md): `<style>_<seed>_<frame:04d>_<kind>.png`.
+
+    kind: drawing (RGB), semantic (the label map in the CelebAMask-HQ palette) or labels (raw class ids
+    0..18, which look black in an image viewer). The add-on's batch names its files with its own
+    copy of this function (blender_addon/files.py; a test proves they agree). Raises ValueError on an
+    unknown kind or a negative frame."""
+    if kind not in FRAME_KINDS or frame < 0:
+        raise ValueError(f"frame file: kind must be one of {', '.join(FRAME_KINDS)} and frame >= 0, got {kind!r}, {frame}")
+    return f"{style}_{seed}_{frame:04d}_{kind}.png"
+
+
+def save_frame(out: Path, style: str, seed: int, frame: int, drawing: np.ndarray, semantic: np.ndarray) -> None:
+    """A frame's drawing, colour semantic map and raw label ids, named by frame_file_name."""
     from sage_backend.labels import colorize
 
-    save_png(out / f"{stem}_drawing.png", drawing)
-    save_png(out / f"{stem}_semantic.png", colorize(semantic))
-    save_png(out / f"{stem}_labels.png", semantic)  # raw class ids, for tools
+    save_png(out / frame_file_name(style, seed, frame, "drawing"), drawing)
+    save_png(out / frame_file_name(style, seed, frame, "semantic"), colorize(semantic))
+    save_png(out / frame_file_name(style, seed, frame, "labels"), semantic)  # raw class ids, for tools
 
 
 def cmd_styles(args: argparse.Namespace) -> int:
@@ -210,7 +228,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     check_writable(args.out)
     renderer = _renderer(args)
     for i, frame in enumerate(renderer.render(renderer.latent(seed=args.seed), cams, args.psi, args.resolution)):
-        save_frame(args.out, f"{args.style}_{args.seed}_{i:03d}", frame.drawing, frame.semantic)
+        save_frame(args.out, args.style, args.seed, FIRST_FRAME + i, frame.drawing, frame.semantic)
     print(f"{len(cams)} view(s) -> {args.out}")
     return 0
 
@@ -300,13 +318,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 frames = []
                 for header, blobs in client.turntable(style=name, seed=args.seed, cameras=cams,
                                                         resolution=max(style["resolution"], hello["limits"]["min_resolution"])):
-                    save_frame(args.out / name, f"frame_{header['frame']:03d}", blobs["drawing"], blobs["semantic"])
+                    save_frame(args.out / name, name, args.seed, FIRST_FRAME + header["frame"], blobs["drawing"], blobs["semantic"])
                     frames.append(Frame(drawing=np.array(blobs["drawing"]), semantic=np.array(blobs["semantic"])))
                 sheets.append(contact_sheet(frames))
                 save_png(args.out / name / "contact_sheet.png", sheets[-1])
                 print(f"{name}: {len(frames)} turntable frames -> {args.out / name}")
             save_png(args.out / "turntables.png", stack_sheets(sheets))
-            _blender_turntable(endpoint, args.out / "blender", args.frames)
+            if args.no_blender:
+                print("blender: skipped (--no-blender)")
+            else:
+                _blender_turntable(endpoint, args.out / "blender", args.frames, args.seed)
             first = hello["styles"][0]["name"]
             header, blobs = client.request("mesh", style=first, seed=args.seed, grid=args.grid, format="ply", colors="semantic")
             atomic_write_bytes(args.out / "head.ply", blobs["mesh"])
@@ -319,18 +340,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _blender_turntable(endpoint: str, out: Path, frames: int) -> None:
+def _blender_turntable(endpoint: str, out: Path, frames: int, seed: int) -> None:
     """The same turntable through the Blender add-on in headless bpy, when bpy and the add-on's source
     are both here (a repository checkout with the [blender] extra); skipped with a note otherwise."""
     import importlib.util
 
     addon_root = Path(__file__).resolve().parent.parent
     if importlib.util.find_spec("bpy") is None or not (addon_root / "blender_addon" / "__init__.py").is_file():
-        print("blender: skipped (needs `pip install -e .[blender]` in a repository checkout)")
+        print("blender: skipped (needs bpy: `pip install -e .[blender]` in a repository checkout)")
         return
     script = (f"import sys; sys.path.insert(0, {str(addon_root)!r}); "  # the batch enables the add-on itself
               f"from blender_addon import batch; batch.main(['--out', {str(out)!r}, '--address', {endpoint!r}, "
-              f"'--demo-scene', '{frames}', '--timeout', '600'])")
+              f"'--demo-scene', '{frames}', '--seed', '{seed}', '--timeout', '600'])")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
         raise RuntimeError(f"the Blender add-on's batch render failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")

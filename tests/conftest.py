@@ -1,6 +1,7 @@
 """Shared fixtures: tiny checkpoints made by the project's own code, and a real backend process."""
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,22 @@ from sage_backend.config import preset
 from sage_backend.model.generator import SageGenerator
 
 STYLES = ("line", "pencil")
+
+
+def _bpy_installed() -> bool:
+    """Whether the [blender] extra is installed. Asked of the package metadata, not `import bpy`: a bpy
+    that is installed but broken fails its tests instead of skipping them (CI's `.[dev]` skips nothing)."""
+    try:
+        importlib.metadata.distribution("bpy")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+# Tests that run Blender: skipped in a backend-only install (`pip install .`), run with `.[blender]`/`.[dev]`.
+BPY_INSTALLED = _bpy_installed()
+NEEDS_BPY = "needs bpy: pip install -e '.[blender]'"
+requires_bpy = pytest.mark.skipif(not BPY_INSTALLED, reason=NEEDS_BPY)
 
 
 @pytest.fixture(scope="session")

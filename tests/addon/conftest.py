@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import BPY_INSTALLED, NEEDS_BPY
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -31,7 +32,10 @@ def free_port() -> int:
 
 @pytest.fixture
 def run_bpy(tmp_path):
-    """run_bpy(script, **env) -> stdout; the script fails the test by raising (its traceback is shown)."""
+    """run_bpy(script, **env) -> stdout; the script fails the test by raising (its traceback is shown).
+    Skips the test in an install without bpy (tests/conftest.py requires_bpy)."""
+    if not BPY_INSTALLED:
+        pytest.skip(NEEDS_BPY)
 
     def run(script: str, timeout: float = 240, **extra_env: str) -> str:
         env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"), TMP=str(tmp_path), **extra_env)

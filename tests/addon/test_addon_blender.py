@@ -136,8 +136,10 @@ def test_headless_batch_writes_pngs_and_fails_clearly_without_a_backend(run_bpy,
         from blender_addon import batch
         batch.main(["--out", "batch_out", "--address", {address!r}, "--timeout", "20"])
         names = sorted(os.listdir("batch_out"))
-        assert names == [f"{{k}}_{{f:04d}}.png" for k in ("drawing", "semantic") for f in range(1, 5)], names
-        contents = {{open(os.path.join("batch_out", n), "rb").read() for n in names if n.startswith("drawing")}}
+        # the backend's naming scheme: <style>_<seed>_<scene frame:04d>_<kind>.png (the first style, seed 0 by default)
+        expected = [f"line_0_{{f:04d}}_{{k}}.png" for f in range(1, 5) for k in ("drawing", "labels", "semantic")]
+        assert names == expected, names
+        contents = {{open(os.path.join("batch_out", n), "rb").read() for n in names if n.endswith("drawing.png")}}
         assert len(contents) == 4
         try:
             batch.main(["--out", "batch_out2", "--address", "tcp://127.0.0.1:9", "--timeout", "0.5"])
@@ -148,7 +150,7 @@ def test_headless_batch_writes_pngs_and_fails_clearly_without_a_backend(run_bpy,
         assert not os.path.exists("batch_out2") or not os.listdir("batch_out2")
         print("OK")
     """)
-    assert "wrote 8 images" in out
+    assert "wrote 12 images" in out
 
 
 def test_import_mesh_keeps_colours_and_labels_at_the_pivot(run_bpy, address):

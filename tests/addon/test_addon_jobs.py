@@ -148,7 +148,7 @@ def _install_extension(run_bpy, tmp_path) -> Path:
     run_bpy(f"""
         import bpy
         result = bpy.ops.extensions.package_install_files(
-            filepath={str(tmp_path / "dist" / "sage_portrait-0.1.0.zip")!r}, repo="user_default", enable_on_install=False)
+            filepath={str(tmp_path / "dist" / "sage_portrait-0.1.0-no-wheels.zip")!r}, repo="user_default", enable_on_install=False)
         assert result == {{"FINISHED"}} and {EXTENSION!r} not in bpy.context.preferences.addons
         print("OK")
     """)
@@ -162,7 +162,7 @@ def test_batch_enables_the_installed_extension_and_builds_the_demo_scene(run_bpy
         assert not hasattr(bpy.types.Scene, "sage_portrait")  # installed, not enabled: what `blender -b` gives
         from {EXTENSION} import batch
         batch.main(["--out", "demo", "--address", {address!r}, "--demo-scene", "3", "--resolution", "64", "--timeout", "120"])
-        assert sorted(os.listdir("demo")) == [f"{{k}}_{{f:04d}}.png" for k in ("drawing", "semantic") for f in (1, 2, 3)]
+        assert sorted(os.listdir("demo")) == [f"line_0_{{f:04d}}_{{k}}.png" for f in (1, 2, 3) for k in ("drawing", "labels", "semantic")]
         assert hasattr(bpy.types.Scene, "sage_portrait") and bpy.data.scenes["SAGE Demo"].frame_end == 3
         print("OK")
     """)

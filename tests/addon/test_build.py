@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import build_addon
+from tests.conftest import requires_bpy
 
 WHEEL_NAMES = (
     "pyzmq-27.3.0-cp311-cp311-macosx_10_15_universal2.whl",
@@ -39,9 +40,10 @@ def fake_wheels(tmp_path):
     return directory
 
 
+@requires_bpy
 def test_no_wheels_build_is_a_valid_extension_and_a_legacy_addon(tmp_path):
     assert build_addon.main(["--no-wheels", "--legacy", "--out", str(tmp_path / "dist")]) == 0
-    extension = tmp_path / "dist" / "sage_portrait-0.1.0.zip"
+    extension = tmp_path / "dist" / "sage_portrait-0.1.0-no-wheels.zip"
     names = set(zipfile.ZipFile(extension).namelist())
     assert {"blender_manifest.toml", "__init__.py", "camera.py", "client.py", "protocol.py", "batch.py", "panel.py"} <= names
     assert not any(n.startswith("wheels/") or "numpy" in n or n.endswith(".pyc") for n in names)
@@ -52,6 +54,7 @@ def test_no_wheels_build_is_a_valid_extension_and_a_legacy_addon(tmp_path):
     assert b"bl_info" in legacy.read("sage_portrait/__init__.py")
 
 
+@requires_bpy
 def test_given_wheels_are_bundled_and_listed_for_every_platform(tmp_path, fake_wheels):
     assert build_addon.main(["--wheels", str(fake_wheels), "--out", str(tmp_path / "dist")]) == 0
     extension = tmp_path / "dist" / "sage_portrait-0.1.0.zip"
@@ -87,7 +90,7 @@ def test_extension_and_legacy_zip_install_enable_and_disable_headless(run_bpy, t
     run_bpy(f"""
         import bpy, addon_utils, sys
         result = bpy.ops.extensions.package_install_files(
-            filepath={str(tmp_path / "dist" / "sage_portrait-0.1.0.zip")!r}, repo="user_default", enable_on_install=True)
+            filepath={str(tmp_path / "dist" / "sage_portrait-0.1.0-no-wheels.zip")!r}, repo="user_default", enable_on_install=True)
         assert result == {{"FINISHED"}}, result
         assert "bl_ext.user_default.sage_portrait" in bpy.context.preferences.addons
         assert hasattr(bpy.types.Scene, "sage_portrait") and hasattr(bpy.ops.sage, "generate")
@@ -103,3 +106,17 @@ def test_extension_and_legacy_zip_install_enable_and_disable_headless(run_bpy, t
         assert not hasattr(bpy.types.Scene, "sage_portrait")
         print("OK")
     """)
+
+
+def test_zips_and_their_entries_get_normal_modes_and_builds_distinct_names(tmp_path, fake_wheels):
+    """Main: the zip and every entry in it were 0600, and --no-wheels overwrote the full package."""
+    dist = tmp_path / "dist"
+    assert build_addon.main(["--wheels", str(fake_wheels), "--out", str(dist)]) == 0
+    assert build_addon.main(["--no-wheels", "--legacy", "--out", str(dist)]) == 0
+    built = sorted(p.name for p in dist.iterdir())
+    assert built == ["sage_portrait-0.1.0-legacy.zip", "sage_portrait-0.1.0-no-wheels.zip", "sage_portrait-0.1.0.zip"]
+    assert any(n.startswith("wheels/") for n in zipfile.ZipFile(dist / "sage_portrait-0.1.0.zip").namelist())
+    for name in built:
+        assert (dist / name).stat().st_mode & 0o777 == build_addon.default_mode()
+        for entry in zipfile.ZipFile(dist / name).infolist():
+            assert entry.external_attr >> 16 == 0o100644, (name, entry.filename, oct(entry.external_attr >> 16))

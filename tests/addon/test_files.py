@@ -17,6 +17,7 @@ from PIL import Image
 from blender_addon import files
 
 from conftest import HERE, PREAMBLE, REPO
+from tests.conftest import requires_bpy
 
 
 def _png(size: int = 48) -> bytes:
@@ -53,6 +54,7 @@ def _small_files() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
 
 
+@requires_bpy
 @pytest.mark.parametrize("full_disk", [False, True])
 def test_the_headless_batch_never_claims_images_it_did_not_write(address, tmp_path, full_disk: bool) -> None:
     """Main: on a full disk Blender's image.save() raised nothing, the cut PNG was renamed over the target and
@@ -76,4 +78,29 @@ def test_the_headless_batch_never_claims_images_it_did_not_write(address, tmp_pa
         assert result.returncode == 1 and "wrote" not in result.stdout, (result.stdout[-2000:], result.stderr[-3000:])
         assert len(failure) == 1 and "not written whole" in failure[0] and "disk full" in failure[0]
     else:
-        assert result.returncode == 0 and "wrote 4 images" in result.stdout and len(names) == 4, result.stderr[-3000:]
+        assert result.returncode == 0 and "wrote 6 images" in result.stdout and len(names) == 6, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("style, seed, frame", [("pencil", 7, 1), ("line", 0, 0), ("my style", 2**63 - 1, 12345)])
+def test_frame_file_names_agree_with_the_backend(style: str, seed: int, frame: int) -> None:
+    """`render`, the demo and the Blender batch name the same frame's files the same way (docs/files.md)."""
+    from sage_backend.cli import FRAME_KINDS, frame_file_name
+
+    assert files.FRAME_KINDS == FRAME_KINDS
+    for kind in FRAME_KINDS:
+        assert files.frame_file_name(style, seed, frame, kind) == frame_file_name(style, seed, frame, kind)
+    for bad in (("pencil", 7, -1, "drawing"), ("pencil", 7, 1, "mask")):
+        with pytest.raises(ValueError):
+            files.frame_file_name(*bad)
+        with pytest.raises(ValueError):
+            frame_file_name(*bad)
+
+
+def test_raw_label_png_holds_the_class_ids(tmp_path) -> None:
+    """The batch's `*_labels.png`: the ids as they are (a viewer shows them near-black), a whole PNG."""
+    labels = np.random.default_rng(1).integers(0, 19, (5, 7), dtype=np.uint8)
+    path = str(tmp_path / "x_labels.png")
+    files.write_bytes(path, files.png_grey8([row.tobytes() for row in labels], labels.shape[1]))
+    files.check_png(path)
+    with Image.open(path) as image:
+        assert image.mode == "L" and np.array_equal(np.array(image), labels)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from sage_backend.cli import main
 from sage_backend.labels import colorize
+from tests.conftest import BPY_INSTALLED
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -23,9 +24,9 @@ def test_render_turntable_writes_drawing_colour_and_class_id_pngs(tmp_path, caps
     code, _, _ = run(capsys, "render", "--style", "line", "--seed", "2", "--turntable", "3", "--resolution", "64",
                      "--styles", str(tiny_checkpoint_dir), "--device", "cpu", "--out", str(tmp_path))
     assert code == 0
-    drawings = [np.array(Image.open(tmp_path / f"line_2_{i:03d}_drawing.png")) for i in range(3)]
-    labels = np.array(Image.open(tmp_path / "line_2_000_labels.png"))
-    semantic = np.array(Image.open(tmp_path / "line_2_000_semantic.png"))
+    drawings = [np.array(Image.open(tmp_path / f"line_2_{i:04d}_drawing.png")) for i in (1, 2, 3)]  # Blender's frame numbers
+    labels = np.array(Image.open(tmp_path / "line_2_0001_labels.png"))
+    semantic = np.array(Image.open(tmp_path / "line_2_0001_semantic.png"))
     assert drawings[0].shape == (64, 64, 3) and labels.shape == (64, 64) and labels.max() < 19
     assert np.array_equal(semantic, colorize(labels)) and not np.array_equal(drawings[0], drawings[1])
     assert not list(tmp_path.glob(".*partial"))  # atomic writes leave no temporaries
@@ -36,8 +37,8 @@ def test_render_yaw_range_spans_the_arc_inclusive(tmp_path, capsys, tiny_checkpo
     assert run(capsys, "render", *common, "--turntable", "3", "--yaw-range", "1.0", "2.0", "--out", str(tmp_path / "arc"))[0] == 0
     for i, yaw in enumerate((1.0, 1.5, 2.0)):  # both ends included: the views of single renders at those yaws
         assert run(capsys, "render", *common, "--yaw", str(yaw), "--out", str(tmp_path / f"one{i}"))[0] == 0
-        arc = np.array(Image.open(tmp_path / "arc" / f"line_2_{i:03d}_drawing.png"))
-        assert np.array_equal(arc, np.array(Image.open(tmp_path / f"one{i}" / "line_2_000_drawing.png")))
+        arc = np.array(Image.open(tmp_path / "arc" / f"line_2_{i + 1:04d}_drawing.png"))
+        assert np.array_equal(arc, np.array(Image.open(tmp_path / f"one{i}" / "line_2_0001_drawing.png")))
 
 
 def test_mesh_writes_the_format_of_the_suffix(tmp_path, capsys, tiny_checkpoint_dir) -> None:
@@ -119,8 +120,12 @@ def test_demo_runs_a_live_backend_end_to_end(tmp_path, capsys, tiny_checkpoint_d
                            "--styles", str(tiny_checkpoint_dir), "--device", "cpu")
     assert code == 0 and "line: 2 turntable frames" in summary and "pencil: 2 turntable frames" in summary
     for style in ("line", "pencil"):
-        assert sorted(p.name for p in (out / style).glob("frame_*_drawing.png")) == ["frame_000_drawing.png", "frame_001_drawing.png"]
+        assert sorted(p.name for p in (out / style).glob("*_drawing.png")) == [f"{style}_7_0001_drawing.png", f"{style}_7_0002_drawing.png"]
         assert (out / style / "contact_sheet.png").is_file()
+    if BPY_INSTALLED:  # the add-on's batch names the same turntable's files as the backend does (docs/files.md)
+        assert sorted(p.name for p in (out / "blender").iterdir()) == sorted(p.name for p in (out / "line").glob("line_7_*.png"))
+    else:
+        assert "blender: skipped (needs bpy" in summary
     assert len(trimesh.load(out / "head.ply", force="mesh").vertices) > 0 and (out / "turntables.png").is_file()
     log = (out / "backend.log").read_text()
     assert log.count(" turntable id=") >= 2 and " mesh id=" in log  # everything went through the live socket
@@ -257,3 +262,11 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_demo_without_blender_says_so_in_one_line(tmp_path, capsys, tiny_checkpoint_dir) -> None:
+    out = tmp_path / "demo"
+    code, summary, _ = run(capsys, "demo", "--no-blender", "--out", str(out), "--frames", "1", "--grid", "32",
+                           "--styles", str(tiny_checkpoint_dir), "--device", "cpu")
+    assert code == 0 and [line for line in summary.splitlines() if "blender" in line] == ["blender: skipped (--no-blender)"]
+    assert not (out / "blender").exists() and (out / "line" / "line_7_0001_semantic.png").is_file()

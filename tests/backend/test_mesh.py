@@ -24,6 +24,7 @@ from sage_backend.labels import PALETTE
 from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, density_grid, extract_mesh, keep_largest_component, mesh_from_grid,
                                mesh_to_bytes, sample_views, srgb_to_linear, write_mesh)
 from sage_backend.model.generator import SageGenerator
+from tests.conftest import requires_bpy
 
 BOUND = 0.12
 
@@ -193,6 +194,7 @@ def test_should_stop_interrupts_between_slabs(renderer: PortraitRenderer) -> Non
         extract_mesh(renderer, renderer.latent(seed=1), grid=32, should_stop=lambda: True)
 
 
+@requires_bpy
 def test_every_format_imports_upright_facing_minus_y_with_colours_and_labels_in_blender(tmp_path: Path) -> None:
     mesh = mesh_from_grid(head_grid(), BOUND)
     labels = (np.arange(len(mesh.vertices)) % len(PALETTE)).astype(np.uint8)
