@@ -268,5 +268,5 @@ def test_demo_without_blender_says_so_in_one_line(tmp_path, capsys, tiny_checkpo
     out = tmp_path / "demo"
     code, summary, _ = run(capsys, "demo", "--no-blender", "--out", str(out), "--frames", "1", "--grid", "32",
                            "--styles", str(tiny_checkpoint_dir), "--device", "cpu")
-    assert code == 0 and [line for line in summary.splitlines() if "blender" in line] == ["blender: skipped (--no-blender)"]
+    assert code == 0 and [line for line in summary.splitlines() if line.startswith("blender")] == ["blender: skipped (--no-blender)"]
     assert not (out / "blender").exists() and (out / "line" / "line_7_0001_semantic.png").is_file()
