@@ -27,7 +27,7 @@ def test_batch_renders_four_different_drawings(run_bpy, address):
         bpy.context.view_layer.update()  # matrix_world of freshly placed objects
         portrait.create_turntable(scene, camera, 4)
         batch.main(["--out", "out", "--address", {address!r}, "--timeout", "120"])
-        drawings = [open(os.path.join("out", f"drawing_{{f:04d}}.png"), "rb").read() for f in range(1, 5)]
+        drawings = [open(os.path.join("out", f"line_0_{{f:04d}}_drawing.png"), "rb").read() for f in range(1, 5)]
         assert len(set(drawings)) == 4
         print("OK")
     """)
