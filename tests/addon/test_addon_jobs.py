@@ -87,11 +87,11 @@ def test_jobs_resolve_on_the_main_thread_from_the_tick_and_show_progress(run_bpy
         # How many frames one poll brings depends on the load; every line seen while it ran counts them right.
         assert running, "no tick saw the bake running"
         for count, line in running:
-            assert re.fullmatch(rf"SAGE: baking 24 frames: frame {{count}}/24, \d+ s", line), (count, line)
+            assert re.fullmatch(rf"SAGE: baking 24 frames: frame {{count}}/24, \\d+ s", line), (count, line)
         # A mesh sends one reply at the end: until then the status line counts the seconds.
         mesh_job = state.submit("mesh", mesh_import.mesh_fields(scene, "ply"), lambda r: None, errors.append, 60.0, "mesh, grid 128")
         state.poll()
-        assert mesh_job.done or re.fullmatch(r"SAGE: mesh, grid 128: \d+ s", status.status()), status.status()
+        assert mesh_job.done or re.fullmatch(r"SAGE: mesh, grid 128: \\d+ s", status.status()), status.status()
         state.wait(mesh_job)  # the synchronous path (scripts, blender -b): the same dispatch, bounded by the timeout
         assert mesh_job.done and not errors and not state.queue.jobs
         # A failing callback fails its job (not the timer) and cancels it on the backend.
