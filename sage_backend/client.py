@@ -52,7 +52,9 @@ class SageClient:
         if server_key is not None:  # CURVE: this client's key pair, the server's public key
             public, secret = read_secret_key(client_key) if client_key is not None else zmq.curve_keypair()
             self.socket.curve_publickey, self.socket.curve_secretkey, self.socket.curve_serverkey = public, secret, server_key
-        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        self.monitor = self.socket.get_monitor_socket(
+            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.refused = False  # the last CURVE handshake was refused by the server's allow-list
         self.socket.connect(address)
         self.timeout_ms = int(timeout_s * 1000)
 
@@ -62,9 +64,12 @@ class SageClient:
         self.socket.close(0)
 
     def _connection_events(self) -> list[int]:
+        """Monitor events since the last call; keeps `refused` up to date (it outlives the events)."""
         events = []
         while self.monitor.poll(0):
             events.append(recv_monitor_message(self.monitor)["event"])
+            if events[-1] in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_SUCCEEDED):
+                self.refused = events[-1] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
         return events
 
     def __enter__(self) -> "SageClient":
@@ -90,10 +95,9 @@ class SageClient:
         lost = False
         while True:
             ready = dict(poller.poll(max(0, int((deadline - time.monotonic()) * 1000))))
-            for event in self._connection_events() if self.monitor in ready else ():
-                if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                    raise PermissionError(f"the backend at {self.address} refused this client's CURVE key (not on its allow-list)")
-                lost = lost or event == zmq.EVENT_DISCONNECTED
+            lost = zmq.EVENT_DISCONNECTED in self._connection_events() or lost
+            if self.refused:  # the handshake may have failed before the request was sent
+                raise PermissionError(f"the backend at {self.address} refused this client's CURVE key (not on its allow-list)")
             if self.socket not in ready:
                 if lost:  # after the replies that arrived before it
                     raise BackendGone(f"the backend at {self.address} closed the connection (stopped, crashed or unreachable)")
