@@ -53,3 +53,14 @@ class StandInLayout:
         category, name = idname.split(".")
         assert hasattr(getattr(bpy.ops, category), name), idname
         self.log.append(("operator", idname))
+
+
+def assert_refused(operator, message: str) -> None:
+    """Run a bpy operator that must fail: bpy.ops turns its error report (or a failed poll()'s reason)
+    into a RuntimeError, whose text must hold `message`."""
+    try:
+        operator()
+    except RuntimeError as exc:
+        assert message in str(exc), exc
+    else:
+        raise AssertionError(f"{operator} ran; expected it to refuse with {message!r}")
