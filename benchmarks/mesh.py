@@ -1,8 +1,8 @@
 """Mesh speed and memory: density grid (folded fast path vs the plain FiLM field), marching cubes and
 export, each grid size in a fresh process so its peak memory is its own.
 
-  python benchmarks/mesh.py --grids 64 128 256
-  python benchmarks/mesh.py --grids 256 512 --weights sage_backend/checkpoints/pencil.safetensors
+  python -m benchmarks.mesh --grids 64 128 256
+  python -m benchmarks.mesh --grids 256 512 --weights sage_backend/checkpoints/pencil.safetensors
 """
 from __future__ import annotations
 

@@ -3,9 +3,9 @@ and with bf16 decoders, against the plain pi-GAN-style reference path (fp32, map
 frame, one camera at a time, the FiLM field evaluated as is), measured side by side in one run,
 with each fast path's agreement with the reference.
 
-  python benchmarks/render.py                       # small preset, CPU-friendly
-  python benchmarks/render.py --presets small full --frames 60 --full-frames 4
-  python benchmarks/render.py --weights sage_backend/checkpoints/pencil.safetensors --resolutions 128
+  python -m benchmarks.render                       # small preset, CPU-friendly
+  python -m benchmarks.render --presets small full --frames 60 --full-frames 4
+  python -m benchmarks.render --weights sage_backend/checkpoints/pencil.safetensors --resolutions 128
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import torch
 
 from benchmarks.common import benchmark_model, print_table, timed_side_by_side
 from sage_backend.cameras import Camera, stack_cameras
-from sage_backend.inference import PortraitRenderer, _to_frames, pick_device, seed_latent
+from sage_backend.frames import frames_from_outputs
+from sage_backend.inference import PortraitRenderer, pick_device, seed_latent
 from sage_backend.model.generator import SageGenerator
 
 
@@ -27,7 +28,7 @@ def reference_frames(g: SageGenerator, z: torch.Tensor, cams: list[Camera], psi:
         c2w, fov = stack_cameras([cam], device)
         with torch.no_grad():
             out = g(g.style(z[None].to(device), psi), c2w, fov)  # mapping recomputed for every frame
-        frames += _to_frames(out.drawing, out.parsing, out.view.depth, size, {"drawing", "semantic"})
+        frames += frames_from_outputs(out, size, ("drawing", "semantic"))
     return frames
 
 

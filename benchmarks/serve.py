@@ -14,7 +14,7 @@ import threading
 import time
 
 from benchmarks.common import print_table
-from sage_backend.cli import start_backend
+from sage_backend.demo import start_backend
 from sage_backend.client import BackendError, SageClient
 
 FRONT = {"yaw": math.pi / 2, "pitch": math.pi / 2}

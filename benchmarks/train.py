@@ -5,7 +5,7 @@ still inside autograd, so every step back-propagates through the volume render) 
 field and mapping take no gradient at all). Stage I's GAN step is shown beside the demo recipe's
 reconstruction warm-up step (no discriminators, true cameras; docs/training.md).
 
-  python benchmarks/train.py --preset small --steps 5
+  python -m benchmarks.train --preset small --steps 5
 """
 from __future__ import annotations
 

@@ -244,6 +244,19 @@ def stack_cameras(cameras: list[Camera], device: torch.device | str = "cpu") -> 
     return c2w, fov
 
 
+def turntable_yaws(frames: int, yaw_range: tuple[float, float] | None = None) -> list[float]:
+    """`frames` yaws (radians): the whole circle from frontal (yaw pi/2) in equal steps, or evenly over the
+    arc yaw_range = (from, to), both ends included."""
+    if yaw_range is None:
+        return [FRONTAL_YAW + 2 * math.pi * i / frames for i in range(frames)]
+    return [float(y) for y in np.linspace(yaw_range[0], yaw_range[1], frames)]
+
+
+def turntable(frames: int, pitch: float = FRONTAL_PITCH, yaw_range: tuple[float, float] | None = None) -> list[Camera]:
+    """`frames` orbit cameras at `pitch` (radians) along `turntable_yaws`."""
+    return [Camera.orbit(yaw, pitch) for yaw in turntable_yaws(frames, yaw_range)]
+
+
 def blender_to_sage_matrix(matrix_world: np.ndarray, pivot: np.ndarray, scale: float) -> np.ndarray:
     """A Blender camera's matrix_world (4, 4) -> SAGE cam2world, relative to the pivot and divided by its scale.
 

@@ -16,19 +16,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import subprocess
 import sys
-import time
 import unicodedata
 from pathlib import Path
-from typing import Sequence
-
-import numpy as np
-from PIL import Image
 
 from sage_backend.cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS
-from sage_backend.files import atomic_path, atomic_write_bytes, check_file_name, check_writable, exit_on_sigterm, readable_image
+from sage_backend.files import check_writable, exit_on_sigterm
 from sage_backend.limits import Limits, check_value
 
 EXAMPLES = {
@@ -110,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subcommand(sub, "keys", "create a CURVE key pair: NAME.key (public) and NAME.key_secret (private, 0600)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default="server", help="file name stem (default: server; a client's name for its own pair)")
-    p = _subcommand(sub, "demo", "the end-to-end demo: live backend, turntables, a mesh")
+    p = _subcommand(sub, "demo", "the end-to-end demo: live backend, turntables, the add-on's batch render, a mesh")
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--grid", type=int, default=96)
@@ -149,7 +142,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def render_cameras(args: argparse.Namespace):
     """The views of `render`, each through the protocol's camera parser (finite yaw/pitch, radius and fov ranges)."""
-    from sage_backend.cameras import Camera
+    from sage_backend.cameras import Camera, turntable_yaws
 
     if args.yaw_range is not None and not args.turntable:
         raise ValueError("--yaw-range needs --turntable K (how many views along the arc)")
@@ -168,51 +161,6 @@ def _renderer(args: argparse.Namespace):
     return PortraitRenderer(styles[args.style].generator, device, precision=args.precision)
 
 
-def turntable_yaws(frames: int, yaw_range: tuple[float, float] | None = None) -> list[float]:
-    """`frames` yaws: the whole circle from frontal (yaw pi/2) in equal steps, or evenly over the arc
-    yaw_range = (from, to), both ends included (radians)."""
-    if yaw_range is None:
-        return [math.pi / 2 + 2 * math.pi * i / frames for i in range(frames)]
-    return [float(y) for y in np.linspace(yaw_range[0], yaw_range[1], frames)]
-
-
-def turntable_cameras(frames: int, pitch: float = math.pi / 2, yaw_range: tuple[float, float] | None = None):
-    """`frames` orbit cameras at `pitch` along turntable_yaws."""
-    from sage_backend.cameras import Camera
-
-    return [Camera.orbit(yaw, pitch) for yaw in turntable_yaws(frames, yaw_range)]
-
-
-def save_png(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path, verify=readable_image) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
-FIRST_FRAME = 1  # Blender's default frame_start: a K-view turntable here is named like frames 1..K of a scene
-FRAME_KINDS = ("drawing", "semantic", "labels")
-
-
-def frame_file_name(style: str, seed: int, frame: int, kind: str) -> str:
-    """The one name of a frame's image (docs/files.md): `<style>_<seed>_<frame:04d>_<kind>.png`.
-
-    kind: drawing (RGB), semantic (the label map in the CelebAMask-HQ palette) or labels (raw class ids
-    0..18, which look black in an image viewer). The add-on's batch names its files with its own
-    copy of this function (blender_addon/files.py; a test proves they agree). Raises ValueError on an
-    unknown kind or a negative frame."""
-    if kind not in FRAME_KINDS or frame < 0:
-        raise ValueError(f"frame file: kind must be one of {', '.join(FRAME_KINDS)} and frame >= 0, got {kind!r}, {frame}")
-    return f"{style}_{seed}_{frame:04d}_{kind}.png"
-
-
-def save_frame(out: Path, style: str, seed: int, frame: int, drawing: np.ndarray, semantic: np.ndarray) -> None:
-    """A frame's drawing, colour semantic map and raw label ids, named by frame_file_name."""
-    from sage_backend.labels import colorize
-
-    save_png(out / frame_file_name(style, seed, frame, "drawing"), drawing)
-    save_png(out / frame_file_name(style, seed, frame, "semantic"), colorize(semantic))
-    save_png(out / frame_file_name(style, seed, frame, "labels"), semantic)  # raw class ids, for tools
-
-
 def cmd_styles(args: argparse.Namespace) -> int:
     from sage_backend.checkpoint import discover_checkpoints, read_style_info
 
@@ -223,6 +171,8 @@ def cmd_styles(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from sage_backend.frames import FIRST_FRAME, save_frame
+
     check_arguments(args)
     cams = render_cameras(args)
     check_writable(args.out)
@@ -258,6 +208,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sage_backend.demo import run_demo
+
+    check_arguments(args)
+    check_writable(args.out)
+    return run_demo(args)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from sage_backend.server.server import SageServer, ServerConfig
 
@@ -276,86 +234,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("CURVE without --curve-clients: any client that has the server's public key is served", file=sys.stderr, flush=True)
     server.serve_forever()
     return 0
-
-
-def start_backend(styles: list[str] | None, device: str = "auto", log: Path | None = None, bind: str = "tcp://127.0.0.1:0",
-                  extra: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
-    """Launch `sage-backend serve` as a child process (its request log goes to `log`, or nowhere); returns it
-    and the endpoint it printed. `extra` are further `serve` arguments (e.g. --curve-secret)."""
-    cmd = [sys.executable, "-m", "sage_backend.cli", "serve", "--bind", bind, "--device", device,
-           *(["--styles", *styles] if styles else []), *extra]
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log or os.devnull, "w") as stderr:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    line = proc.stdout.readline() if proc.stdout else ""  # the endpoint, or "" once the child has exited
-    if not line.startswith("SAGE backend listening on "):
-        proc.kill()
-        proc.wait()
-        output = log.read_text().strip().splitlines() if log is not None else []
-        reason = (output or ["no output"])[-1].removeprefix("sage-backend: error: ")
-        raise RuntimeError(f"the backend did not start: {reason}")
-    return proc, line.split()[-1]
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from sage_backend.client import SageClient
-    from sage_backend.visualize import contact_sheet, stack_sheets
-    from sage_backend.inference import Frame
-
-    check_arguments(args)
-    check_writable(args.out)
-    start = time.perf_counter()
-    proc, endpoint = start_backend(args.styles, args.device, args.out / "backend.log", extra=["--precision", args.precision])
-    try:
-        with SageClient(endpoint, timeout_s=600) as client:
-            hello, _ = client.request("hello", client="sage-backend demo")
-            print(f"backend {hello['server']} on {hello['device']} at {endpoint}; styles: {', '.join(s['name'] for s in hello['styles'])}")
-            cams = [c.to_protocol() for c in turntable_cameras(args.frames, math.pi / 2 - 0.1)]
-            sheets = []
-            for style in hello["styles"]:
-                name = check_file_name(style["name"], "the backend's style name")  # it becomes a folder of --out
-                frames = []
-                for header, blobs in client.turntable(style=name, seed=args.seed, cameras=cams,
-                                                        resolution=max(style["resolution"], hello["limits"]["min_resolution"])):
-                    save_frame(args.out / name, name, args.seed, FIRST_FRAME + header["frame"], blobs["drawing"], blobs["semantic"])
-                    frames.append(Frame(drawing=np.array(blobs["drawing"]), semantic=np.array(blobs["semantic"])))
-                sheets.append(contact_sheet(frames))
-                save_png(args.out / name / "contact_sheet.png", sheets[-1])
-                print(f"{name}: {len(frames)} turntable frames -> {args.out / name}")
-            save_png(args.out / "turntables.png", stack_sheets(sheets))
-            if args.no_blender:
-                print("blender: skipped (--no-blender)")
-            else:
-                _blender_turntable(endpoint, args.out / "blender", args.frames, args.seed)
-            first = hello["styles"][0]["name"]
-            header, blobs = client.request("mesh", style=first, seed=args.seed, grid=args.grid, format="ply", colors="semantic")
-            atomic_write_bytes(args.out / "head.ply", blobs["mesh"])
-            print(f"mesh ({first}): {header['vertices']} vertices, {header['faces']} faces -> {args.out / 'head.ply'}")
-    finally:
-        proc.terminate()
-        proc.wait(30)
-    print(f"done in {time.perf_counter() - start:.0f} s; contact sheets: {args.out / 'turntables.png'}; "
-          f"backend log: {args.out / 'backend.log'}")
-    return 0
-
-
-def _blender_turntable(endpoint: str, out: Path, frames: int, seed: int) -> None:
-    """The same turntable through the Blender add-on in headless bpy, when bpy and the add-on's source
-    are both here (a repository checkout with the [blender] extra); skipped with a note otherwise."""
-    import importlib.util
-
-    addon_root = Path(__file__).resolve().parent.parent
-    if importlib.util.find_spec("bpy") is None or not (addon_root / "blender_addon" / "__init__.py").is_file():
-        print("blender: skipped (needs bpy: `pip install -e .[blender]` in a repository checkout)")
-        return
-    script = (f"import sys; sys.path.insert(0, {str(addon_root)!r}); "  # the batch enables the add-on itself
-              f"from blender_addon import batch; batch.main(['--out', {str(out)!r}, '--address', {endpoint!r}, "
-              f"'--demo-scene', '{frames}', '--seed', '{seed}', '--timeout', '600'])")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1800)
-    if result.returncode != 0:
-        raise RuntimeError(f"the Blender add-on's batch render failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
-    print(f"blender: add-on batch render of a {frames}-frame camera turntable -> {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

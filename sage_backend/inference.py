@@ -12,33 +12,24 @@ into visibly wrong features (max feature error 0.23 measured). See docs/performa
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.profiler import record_function
 
 from sage_backend.cameras import Camera
+from sage_backend.frames import OUTPUTS, Frame, frame_from_pixels, frames_from_outputs
 from sage_backend.framing import HeadCamera, composite, head_camera
 from sage_backend.model.field import FoldedField
-from sage_backend.model.generator import SageGenerator
+from sage_backend.model.generator import GeneratorOutput, SageGenerator
 from sage_backend.model.mapping import Style
 
-OUTPUTS = ("drawing", "semantic", "depth")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class Interrupted(Exception):
     """Raised between chunks of work when the caller's `should_stop` says so (cancel, deadline, shutdown)."""
-
-
-@dataclass
-class Frame:
-    drawing: np.ndarray | None = None  # (H, W, 3) uint8, row 0 at the top
-    semantic: np.ndarray | None = None  # (H, W) uint8 class ids
-    depth: np.ndarray | None = None  # (H, W) float32 ray distance
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -107,9 +98,6 @@ class PortraitRenderer:
             self._styles.popitem(last=False)
         return entry
 
-    def _decoder_autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
-
     def render(
         self,
         z: torch.Tensor,
@@ -129,7 +117,7 @@ class PortraitRenderer:
             raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}")
         size = resolution or self.cfg.resolution_of_scale(self.scale)
         style, folded = self.style(z, psi)
-        g = self.generator
+        decoder_dtype = torch.bfloat16 if self.precision == "bf16" else None
         for start in range(0, len(cameras), self.camera_batch):
             if should_stop is not None and should_stop():
                 raise Interrupted()
@@ -139,33 +127,23 @@ class PortraitRenderer:
             c2w = torch.as_tensor(np.stack([c.cam2world if h.direct else h.cam2world for c, h in zip(batch, heads)]),
                                   dtype=torch.float32, device=self.device)
             fov = torch.tensor([c.fov_deg if h.direct else h.fov_deg for c, h in zip(batch, heads)], dtype=torch.float32, device=self.device)
-            # The record_function labels name the stages in a profile (benchmarks/profile.py); free otherwise.
-            with torch.inference_mode(), record_function("sage.volume_render"):
-                view = g.renderer.render(folded, c2w, fov, self.cfg.render.feature_resolution)
-            with torch.inference_mode(), self._decoder_autocast(), record_function("sage.decoders"):
-                drawing, parsing = g.decode(view.features, style.codes.expand(len(batch), -1), self.scale)
             # Frames are made inside the context but yielded outside it: a suspended generator must not leave
             # the caller in inference mode.
-            with torch.inference_mode(), record_function("sage.to_frames"):
-                frames = [_to_frames(drawing[i:i + 1], parsing[i:i + 1], view.depth[i:i + 1], size, wanted)[0] if head.direct
-                          else self._framed(drawing[i], parsing[i], view.depth[i], camera, head, size, wanted)
-                          for i, (camera, head) in enumerate(zip(batch, heads))]
+            with torch.inference_mode():
+                out = self.generator.synthesize(style, c2w, fov, field=folded, scale=self.scale, decoder_dtype=decoder_dtype)
+                with record_function("sage.to_frames"):
+                    direct = frames_from_outputs(out, size, wanted) if any(h.direct for h in heads) else []
+                    frames = [direct[i] if head.direct else self._framed(out, i, camera, head, size, wanted)
+                              for i, (camera, head) in enumerate(zip(batch, heads))]
             yield from frames
 
-    def _framed(self, drawing: torch.Tensor, parsing: torch.Tensor, depth: torch.Tensor, camera: Camera, head: HeadCamera,
-                size: int, wanted: set[str]) -> Frame:
-        """One head camera's outputs composited into the camera's frame (sage_backend.framing)."""
+    def _framed(self, out: GeneratorOutput, i: int, camera: Camera, head: HeadCamera, size: int, wanted: set[str]) -> Frame:
+        """View i of `out`, rendered by its head camera, composited into the camera's frame (sage_backend.framing)."""
         width, height = camera.image_size(size)
         far = float(np.linalg.norm(camera.cam2world[:3, 3])) + self.cfg.render.half_depth
-        image, labels, dep = composite(drawing.float(), parsing.float(), depth.float(), camera, head, width, height, far)
-        frame = Frame()
-        if "drawing" in wanted:
-            frame.drawing = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        if "semantic" in wanted:
-            frame.semantic = labels.to(torch.uint8).cpu().numpy()
-        if "depth" in wanted:
-            frame.depth = dep.cpu().numpy().astype(np.float32)
-        return frame
+        image, labels, depth = composite(out.drawing[i].float(), out.parsing[i].float(), out.view.depth[i].float(),
+                                         camera, head, width, height, far)
+        return frame_from_pixels(image, labels, depth, wanted)
 
     def density(self, points: torch.Tensor, z: torch.Tensor, psi: float = 0.5, chunk: int = 262144,
                 should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
@@ -179,29 +157,3 @@ class PortraitRenderer:
             with torch.inference_mode():
                 out[start:start + chunk] = folded.density(part).cpu()
         return out
-
-
-def _to_frames(drawing: torch.Tensor, parsing: torch.Tensor, depth: torch.Tensor, size: int, wanted: set[str]) -> list[Frame]:
-    """Resize network outputs to the requested size and convert them to the wire's numpy types."""
-    frames = [Frame() for _ in range(drawing.shape[0])]
-    if "drawing" in wanted:
-        img = _resize(drawing.float(), size, "bilinear")
-        img = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        for frame, d in zip(frames, img):
-            frame.drawing = d
-    if "semantic" in wanted:
-        # Resize the logits, not the labels, so region borders stay smooth at any size.
-        labels = _resize(parsing.float(), size, "bilinear").argmax(1).to(torch.uint8).cpu().numpy()
-        for frame, s in zip(frames, labels):
-            frame.semantic = s
-    if "depth" in wanted:
-        dep = _resize(depth.float()[:, None], size, "bilinear")[:, 0].cpu().numpy().astype(np.float32)
-        for frame, d in zip(frames, dep):
-            frame.depth = d
-    return frames
-
-
-def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    if x.shape[-1] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode=mode, align_corners=False, antialias=size < x.shape[-1])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sage_backend import cli
+from sage_backend import demo
 from sage_backend.checkpoint import StyleInfo, save_generator
 from sage_backend.config import preset
 from sage_backend.model.generator import SageGenerator
@@ -57,7 +57,7 @@ class Backend:
 
 def start_backend(styles: Path, log: Path | None = None, extra: tuple[str, ...] = ()) -> Backend:
     """`sage-backend serve` on an ephemeral loopback port (the product's own launcher)."""
-    proc, address = cli.start_backend([str(styles)], "cpu", log, extra=extra)
+    proc, address = demo.start_backend([str(styles)], "cpu", log, extra=extra)
     return Backend(address, proc, log)
 
 

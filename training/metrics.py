@@ -30,7 +30,8 @@ from PIL import Image
 from scipy import linalg
 
 from sage_backend.cameras import FRONTAL_PITCH, FRONTAL_YAW, Camera, camera_rays, project_points, wrap_yaw
-from sage_backend.inference import Frame, PortraitRenderer, seed_latent
+from sage_backend.frames import Frame
+from sage_backend.inference import PortraitRenderer, seed_latent
 from sage_backend.labels import LABEL_IDS, NUM_CLASSES
 from sage_backend.model.generator import SageGenerator
 from training.data.images import list_images, read_image, read_labels

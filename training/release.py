@@ -19,7 +19,7 @@ from sage_backend.cameras import Camera
 from sage_backend.checkpoint import StyleInfo, load_generator, save_generator
 from sage_backend.files import atomic_path, atomic_write_bytes, check_writable, readable_image
 from sage_backend.inference import PortraitRenderer, seed_latent
-from sage_backend.visualize import contact_sheet, stack_sheets
+from sage_backend.frames import contact_sheet, stack_sheets
 from training.evaluate import MAX_SEEDS
 
 CARD_SEEDS = (1, 2, 3)

@@ -30,7 +30,7 @@ from sage_backend.inference import PortraitRenderer, seed_latent
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.discriminators import ProgressiveDiscriminator
 from sage_backend.model.generator import SageGenerator
-from sage_backend.visualize import contact_sheet, stack_sheets
+from sage_backend.frames import contact_sheet, stack_sheets
 from training.batches import RealBatches
 from training.config import TrainConfig
 from training.objective import SageObjective, StepPlan

@@ -1,8 +1,12 @@
-"""FiLM-SIREN feature field (pi-GAN): points + view directions -> density, 256-d features, low-res RGB."""
+"""FiLM-SIREN feature field (pi-GAN): points + view directions -> raw density, `FieldConfig.width`-d
+features, low-res RGB. `Field` is the contract the renderer and the mesh extractor rely on; a
+`FeatureField` bound to latent codes (`bind`) and the inference fast path `FoldedField` both keep it.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -13,9 +17,22 @@ from sage_backend.model.mapping import Style
 
 @dataclass
 class FieldSample:
-    density: torch.Tensor  # (B, N, 1), before the ReLU
+    density: torch.Tensor  # (B, N, 1) raw: before `activate_density`
     features: torch.Tensor  # (B, N, width)
     rgb: torch.Tensor  # (B, N, 3) in [0, 1]
+
+
+class Field(Protocol):
+    """A field bound to its latent code(s): what rendering and meshing ask of it (nerfstudio's
+    `get_outputs` / `density_fn` split). B is the code batch, or 1 for a folded field shared by all cameras."""
+
+    def __call__(self, points: torch.Tensor, directions: torch.Tensor) -> FieldSample:
+        """points, directions: (B, N, 3) world points and unit view directions -> FieldSample."""
+        ...
+
+    def density(self, points: torch.Tensor) -> torch.Tensor:
+        """(B, N, 3) or, folded, (N, 3) world points -> activated density (B, N) or (N,), colours skipped."""
+        ...
 
 
 def activate_density(raw: torch.Tensor, cfg: FieldConfig) -> torch.Tensor:
@@ -77,9 +94,27 @@ class FeatureField(nn.Module):
         """Density only (B, N), activated: what a mesh needs, without the colour branch."""
         return activate_density(self.density_head(self._hidden(points, style)), self.cfg).squeeze(-1)
 
+    def bind(self, style: Style) -> "BoundField":
+        """This field with `style`'s FiLM parameters (B codes): the plain, differentiable `Field`."""
+        return BoundField(self, style)
+
     @torch.no_grad()
     def fold(self, style: Style) -> "FoldedField":
+        """The fast `Field` for one code, FiLM folded into the weights (inference only: no gradients)."""
         return FoldedField(self, style)
+
+
+class BoundField:
+    """A FeatureField with its latent codes: `Field`'s calls go to `FeatureField.forward` / `density`."""
+
+    def __init__(self, field: FeatureField, style: Style) -> None:
+        self.field, self.style = field, style
+
+    def __call__(self, points: torch.Tensor, directions: torch.Tensor) -> FieldSample:
+        return self.field(points, directions, self.style)
+
+    def density(self, points: torch.Tensor) -> torch.Tensor:
+        return self.field.density(points, self.style)
 
 
 class FoldedField:
@@ -87,7 +122,8 @@ class FoldedField:
 
     sin(f * (W x + b) + p) = sin((f W) x + (f b + p)), and the box warp folds into the first W,
     so each layer is one matmul + sin, and every camera of a turntable shares one weight set
-    (their points are flattened into a single matmul). Same function as FeatureField.forward.
+    (their points are flattened into a single matmul). Same function as FeatureField.forward, up to
+    float reassociation.
     """
 
     def __init__(self, field: FeatureField, style: Style) -> None:

@@ -2,17 +2,19 @@
 (-> domain translator conditioned on the detached semantics)."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.profiler import record_function
 
 from sage_backend.cameras import camera_rays, image_coords_to_grid, project_points
 from sage_backend.config import ModelConfig
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.decoders import UpsamplingDecoder
-from sage_backend.model.field import FeatureField
+from sage_backend.model.field import FeatureField, Field
 from sage_backend.model.mapping import MappingNetwork, Style
 from sage_backend.model.renderer import RenderedView, VolumeRenderer
 from sage_backend.model.translator import DomainTranslator
@@ -77,9 +79,10 @@ class SageGenerator(nn.Module):
         self.avg_phases.copy_(style.phases.mean(0, keepdim=True))
         self.avg_codes.copy_(style.codes.mean(0, keepdim=True))
 
-    def render_view(self, style: Style, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> RenderedView:
-        sample_fn = lambda points, dirs: self.field(points, dirs, style)  # noqa: E731
-        return self.renderer.render(sample_fn, cam2world, fov_deg, self.cfg.render.feature_resolution, **kwargs)
+    def render_view(self, field: Field, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> RenderedView:
+        """Volume-render `field` at the feature resolution for cameras cam2world (B, 4, 4), fov_deg a scalar
+        or (B,); kwargs go to `VolumeRenderer.render` (jitter, density_noise, generator)."""
+        return self.renderer.render(field, cam2world, fov_deg, self.cfg.render.feature_resolution, **kwargs)
 
     def decode(self, features: torch.Tensor, codes: torch.Tensor, scale: int, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Features -> (drawing, semantic logits). The semantics are decoded first and condition the
@@ -90,11 +93,12 @@ class SageGenerator(nn.Module):
             drawing = self.translator(drawing, torch.softmax(parsing.detach().float(), dim=1).to(drawing.dtype))
         return drawing, parsing
 
-    def forward(
+    def synthesize(
         self,
         style: Style,
         cam2world: torch.Tensor,
         fov_deg: torch.Tensor | float,
+        field: Field | None = None,
         scale: int | None = None,
         alpha: float = 1.0,
         jitter: bool = False,
@@ -102,19 +106,40 @@ class SageGenerator(nn.Module):
         aux_cam2world: torch.Tensor | None = None,
         aux_mix: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        decoder_dtype: torch.dtype | None = None,
     ) -> GeneratorOutput:
+        """The one composition of render -> (stereo) -> decode, used by training (`forward`) and serving
+        (`PortraitRenderer`), after EG3D's `synthesis`.
+
+        style: B codes, or one code shared by all B cameras; cam2world (B, 4, 4); fov_deg (degrees) a scalar
+        or (B,). field: the `Field` to render, default the FiLM field bound to `style`; the renderer passes
+        its cached `FoldedField`. scale: decoder doublings above the feature resolution (default: up to
+        output_resolution); alpha: the newest scale's fade-in, 0..1. jitter and density_noise (std, in raw
+        density units) are training's sampling noise, drawn from `generator`. aux_cam2world (B, 4, 4): MVCGAN's
+        auxiliary cameras, whose features are mixed in by the ratio aux_mix (B,) where the warp lands.
+        decoder_dtype: run the 2D decoders under autocast in this dtype (the field keeps the caller's precision).
+        """
         scale = self.cfg.max_scale if scale is None else scale
+        field = self.field.bind(style) if field is None else field
         render_kwargs = dict(jitter=jitter, density_noise=density_noise, generator=generator)
-        view = self.render_view(style, cam2world, fov_deg, **render_kwargs)
-        features, stereo = view.features, None
-        if aux_cam2world is not None:
-            aux = self.render_view(style, aux_cam2world, fov_deg, **render_kwargs)
-            warped, valid = warp_into_view(aux, view.depth, cam2world, aux_cam2world, fov_deg)
-            mix = (aux_mix if aux_mix is not None else torch.zeros(cam2world.shape[0], device=features.device)).view(-1, 1, 1, 1)
-            features = (1 - mix * valid) * features + mix * valid * warped[:, :-3]
-            stereo = StereoView(warped[:, -3:], valid)
-        drawing, parsing = self.decode(features, style.codes, scale, alpha)
+        # The record_function labels name the stages in a profile (benchmarks/profile_render.py); free otherwise.
+        with record_function("sage.volume_render"):
+            view = self.render_view(field, cam2world, fov_deg, **render_kwargs)
+            features, stereo = view.features, None
+            if aux_cam2world is not None:
+                aux = self.render_view(field, aux_cam2world, fov_deg, **render_kwargs)
+                warped, valid = warp_into_view(aux, view.depth, cam2world, aux_cam2world, fov_deg)
+                mix = (aux_mix if aux_mix is not None else torch.zeros(cam2world.shape[0], device=features.device)).view(-1, 1, 1, 1)
+                features = (1 - mix * valid) * features + mix * valid * warped[:, :-3]
+                stereo = StereoView(warped[:, -3:], valid)
+        precision = torch.autocast(features.device.type, dtype=decoder_dtype) if decoder_dtype is not None else nullcontext()
+        with precision, record_function("sage.decoders"):
+            drawing, parsing = self.decode(features, style.codes.expand(features.shape[0], -1), scale, alpha)
         return GeneratorOutput(drawing, parsing, view, stereo)
+
+    def forward(self, style: Style, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> GeneratorOutput:
+        """Training's call: `synthesize` with the differentiable FiLM field (see there for the arguments)."""
+        return self.synthesize(style, cam2world, fov_deg, **kwargs)
 
 
 def warp_into_view(

@@ -1,7 +1,8 @@
 """Stratified ray sampling and alpha compositing of field features, RGB and depth.
 
-Kept apart from the networks (as in EG3D): the renderer only asks the field for samples. Every number it
-uses (slab depth, bounds, samples, activation) comes from the model's config.
+Kept apart from the networks (as in EG3D): the renderer asks a `Field` for raw samples and applies the
+density activation itself. Every number it uses (slab depth, bounds, samples, activation) comes from the
+model's config.
 
 Where a ray samples: the slab of +-half_depth around the camera's distance to the head's centre, clipped
 to the trained bounds, the ball that holds every sample a training camera takes (radius 1, the config's
@@ -14,16 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from sage_backend.cameras import camera_rays
 from sage_backend.config import FieldConfig, RenderConfig
-from sage_backend.model.field import FieldSample, activate_density
-
-# points (B, N, 3), directions (B, N, 3) -> FieldSample: the renderer needs nothing else of the field.
-SampleFn = Callable[[torch.Tensor, torch.Tensor], FieldSample]
+from sage_backend.model.field import Field, activate_density
 
 
 @dataclass
@@ -111,7 +108,7 @@ class VolumeRenderer:
 
     def render(
         self,
-        sample_fn: SampleFn,
+        sample_fn: Field,
         cam2world: torch.Tensor,
         fov_deg: torch.Tensor | float,
         resolution: int,

@@ -50,7 +50,7 @@ def run_bpy(tmp_path):
 
 def start_real_backend(address: str, styles: str) -> subprocess.Popen:
     """`sage-backend serve` on a fixed address (for kill-and-restart tests); returns once it listens."""
-    from sage_backend.cli import start_backend
+    from sage_backend.demo import start_backend
 
     return start_backend([styles], "cpu", bind=address)[0]
 

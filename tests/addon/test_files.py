@@ -84,7 +84,7 @@ def test_the_headless_batch_never_claims_images_it_did_not_write(address, tmp_pa
 @pytest.mark.parametrize("style, seed, frame", [("pencil", 7, 1), ("line", 0, 0), ("my style", 2**63 - 1, 12345)])
 def test_frame_file_names_agree_with_the_backend(style: str, seed: int, frame: int) -> None:
     """`render`, the demo and the Blender batch name the same frame's files the same way (docs/files.md)."""
-    from sage_backend.cli import FRAME_KINDS, frame_file_name
+    from sage_backend.frames import FRAME_KINDS, frame_file_name
 
     assert files.FRAME_KINDS == FRAME_KINDS
     for kind in FRAME_KINDS:

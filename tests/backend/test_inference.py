@@ -11,7 +11,8 @@ import torch
 from sage_backend.cameras import Camera, stack_cameras
 from sage_backend.model.renderer import slab_range
 from sage_backend.config import preset
-from sage_backend.inference import Interrupted, PortraitRenderer, _to_frames, resolve_precision, seed_latent
+from sage_backend.frames import frames_from_outputs
+from sage_backend.inference import Interrupted, PortraitRenderer, resolve_precision, seed_latent
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.generator import SageGenerator
 
@@ -88,7 +89,7 @@ def test_fast_path_agrees_with_the_plain_forward(tiny: SageGenerator) -> None:
     c2w, fov = stack_cameras(cams)
     with torch.no_grad():
         out = tiny(tiny.style(z[None], 0.5).expand(len(cams)), c2w, fov)
-    plain = _to_frames(out.drawing, out.parsing, out.view.depth, 32, set(ALL))
+    plain = frames_from_outputs(out, 32, ALL)
     # Float reassociation may only flip a label where the two best logits all but tie.
     top2 = out.parsing.topk(2, dim=1).values
     decided = (top2[:, 0] - top2[:, 1] > 1e-4).numpy()
@@ -97,6 +98,33 @@ def test_fast_path_agrees_with_the_plain_forward(tiny: SageGenerator) -> None:
         assert np.abs(f.drawing.astype(int) - p.drawing.astype(int)).max() <= 1
         assert np.array_equal(f.semantic[sure], p.semantic[sure])
         np.testing.assert_allclose(f.depth, p.depth, atol=1e-4)
+
+
+def test_the_renderer_serves_exactly_what_synthesize_makes_with_the_folded_field(tiny: SageGenerator) -> None:
+    # One synthesis path: the server's frames are `SageGenerator.synthesize` with the cached folded field,
+    # bit for bit (no second composition of render -> decode to drift from training's).
+    tiny.translator_active.fill_(True)
+    r = PortraitRenderer(tiny, camera_batch=5)
+    z = r.latent(seed=4)
+    cams = [Camera.orbit(math.pi / 2 + 0.3 * i, math.pi / 2 + 0.05 * i) for i in range(5)]
+    served = list(r.render(z, cams, 0.5, outputs=ALL))
+    style = tiny.style(z[None], 0.5)
+    c2w, fov = stack_cameras(cams)
+    with torch.inference_mode():
+        out = tiny.synthesize(style, c2w, fov, field=tiny.field.fold(style))
+    assert frames_equal(served, frames_from_outputs(out, 32, ALL))
+
+
+def test_the_folded_and_the_bound_field_keep_one_contract_and_agree(tiny: SageGenerator) -> None:
+    style = tiny.style(torch.randn(1, tiny.z_dim, generator=torch.Generator().manual_seed(2)))
+    points = torch.rand(1, 200, 3, generator=torch.Generator().manual_seed(3)) * 0.24 - 0.12
+    dirs = torch.nn.functional.normalize(torch.randn(1, 200, 3, generator=torch.Generator().manual_seed(4)), dim=-1)
+    bound, folded = tiny.field.bind(style), tiny.field.fold(style)
+    with torch.no_grad():
+        a, b = bound(points, dirs), folded(points, dirs)
+        for name in ("density", "features", "rgb"):
+            torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(bound.density(points)[0], folded.density(points[0]), atol=1e-4, rtol=1e-4)
 
 
 def test_psi_zero_renders_the_average_head(tiny: SageGenerator) -> None:

@@ -19,7 +19,8 @@ import trimesh
 from sage_backend.cameras import Camera, camera_rays, stack_cameras
 from sage_backend.checkpoint import load_generator
 from sage_backend.config import preset
-from sage_backend.inference import Frame, Interrupted, PortraitRenderer
+from sage_backend.frames import Frame
+from sage_backend.inference import Interrupted, PortraitRenderer
 from sage_backend.labels import PALETTE
 from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, density_grid, extract_mesh, keep_largest_component, mesh_from_grid,
                                mesh_to_bytes, sample_views, srgb_to_linear, write_mesh)

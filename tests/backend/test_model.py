@@ -85,7 +85,7 @@ def test_the_translator_sees_the_semantics_detached(tiny: SageGenerator) -> None
 def test_warping_a_view_into_itself_is_the_identity(tiny: SageGenerator) -> None:
     c2w = orbit_cam2world(torch.tensor([1.3]), torch.tensor([1.5]))
     with torch.no_grad():
-        view = tiny.render_view(tiny.style(torch.randn(1, tiny.z_dim)), c2w, 12.0)
+        view = tiny.render_view(tiny.field.bind(tiny.style(torch.randn(1, tiny.z_dim))), c2w, 12.0)
     warped, valid = warp_into_view(view, view.depth, c2w, c2w, 12.0)
     assert valid.bool().all()
     torch.testing.assert_close(warped, torch.cat([view.features, view.rgb], dim=1), atol=1e-4, rtol=1e-4)

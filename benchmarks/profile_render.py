@@ -1,8 +1,8 @@
 """Where a frame's time goes: torch.profiler over the fast path rendering a short turntable, with the
 stages it labels (sage.volume_render, sage.decoders, sage.to_frames) and the top operators.
 
-  python -m benchmarks.profile --weights sage_backend/checkpoints/pencil.safetensors
-  python -m benchmarks.profile --preset full --resolution 256 --frames 2 --precision fp32
+  python -m benchmarks.profile_render --weights sage_backend/checkpoints/pencil.safetensors
+  python -m benchmarks.profile_render --preset full --resolution 256 --frames 2 --precision fp32
 """
 from __future__ import annotations
 
