@@ -1,15 +1,20 @@
-"""Typed model configurations and the named presets (full, small, tiny).
+"""Typed configurations of the served model (the generator) and the named presets (full, small, tiny).
 
-`full` reproduces the reference sizes (SAGE_SPEC.md). `small` is the CPU preset the demo
+`full` reproduces the paper's sizes (docs/model.md). `small` is the CPU preset the demo
 checkpoints use; `tiny` exists for tests. Configs are frozen dataclasses that round-trip
-through plain dicts (the JSON stored beside every checkpoint).
+through plain dicts (the JSON stored beside every checkpoint) by `sage_backend.config_io`.
+The discriminators only train, so their config lives in `training.config`.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from dataclasses import field as _field
 from typing import Any
+
+from sage_backend.config_io import ValueLimits, config_from_dict, config_to_dict
+
+# Sections that checkpoints written before the discriminators moved to training/ carry; dropped on reading.
+LEGACY_SECTIONS = ("discriminator",)
 
 
 @dataclass(frozen=True)
@@ -69,14 +74,6 @@ class TranslatorConfig:
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
-    """Progressive residual CoordConv discriminator; channels per block, the first at the largest input."""
-
-    channels: tuple[int, ...] = (16, 32, 64, 128, 256, 400, 400, 400, 400)
-    latent_head: int = 256  # pi-GAN's latent-regression outputs, kept as in the reference
-
-
-@dataclass(frozen=True)
 class ModelConfig:
     name: str = "full"
     output_resolution: int = 256
@@ -85,18 +82,26 @@ class ModelConfig:
     render: RenderConfig = _field(default_factory=RenderConfig)
     decoder: DecoderConfig = _field(default_factory=DecoderConfig)
     translator: TranslatorConfig = _field(default_factory=TranslatorConfig)
-    discriminator: DiscriminatorConfig = _field(default_factory=DiscriminatorConfig)
 
     def __post_init__(self) -> None:
-        ratio = self.output_resolution // self.render.feature_resolution
-        if ratio < 1 or ratio * self.render.feature_resolution != self.output_resolution or ratio & (ratio - 1):
+        if not self._power_of_two_above_features(self.output_resolution):
             raise ValueError("output_resolution must be the feature resolution times a power of two")
         if len(self.decoder.channels) < self.max_scale + 1:
             raise ValueError("decoder.channels needs one entry per scale up to output_resolution")
-        if 2 ** len(self.discriminator.channels) < self.output_resolution:
-            raise ValueError("the discriminator needs one block per halving from output_resolution down to 2")
         if self.output_resolution % (2 ** (len(self.translator.channels) - 1)):
             raise ValueError("output_resolution must be divisible by the translator's total downsampling")
+
+    def _power_of_two_above_features(self, resolution: int) -> bool:
+        ratio = resolution // self.render.feature_resolution
+        return ratio >= 1 and ratio * self.render.feature_resolution == resolution and not ratio & (ratio - 1)
+
+    def scale_of(self, resolution: int) -> int:
+        """The decoder scale (doublings above the feature resolution) that outputs `resolution` pixels.
+        Raises ValueError unless it is the feature resolution times a power of two, at most output_resolution."""
+        if resolution > self.output_resolution or not self._power_of_two_above_features(resolution):
+            raise ValueError(f"resolution {resolution} must be the feature resolution ({self.render.feature_resolution}) "
+                             f"times a power of two, at most {self.output_resolution}")
+        return (resolution // self.render.feature_resolution).bit_length() - 1
 
     @property
     def max_scale(self) -> int:
@@ -107,71 +112,34 @@ class ModelConfig:
         return self.render.feature_resolution * 2**scale
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return config_to_dict(self)
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> "ModelConfig":
-        """Rebuild from `to_dict` output; unknown keys are an error, so a foreign file cannot pass silently."""
-        return _build(ModelConfig, data)
+        """Rebuild from `to_dict` output: every value checked for its type and range (`LIMITS`), unknown keys
+        refused with their path, so a foreign file cannot pass silently. `LEGACY_SECTIONS` are dropped."""
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k not in LEGACY_SECTIONS}
+        return config_from_dict(ModelConfig, data, LIMITS)
 
 
 # The range of every number a config may hold (a tuple's bound applies to each entry, its length to
-# LENGTHS). Far beyond the presets (full: width 256, 256 px), yet a checkpoint's config can never ask for
+# lengths). Far beyond the presets (full: width 256, 256 px), yet a checkpoint's config can never ask for
 # a model that takes gigabytes before its weights are compared (docs/checkpoints.md).
-BOUNDS: dict[str, tuple[float, float]] = {
-    "output_resolution": (8, 4096),
-    "mapping.z_dim": (1, 4096), "mapping.hidden": (1, 4096), "mapping.layers": (1, 16),
-    "field.width": (1, 4096), "field.layers": (1, 32), "field.box_warp": (1e-3, 100.0),
-    "field.freq_scale": (-1e4, 1e4), "field.freq_shift": (-1e4, 1e4), "field.density_scale": (1e-6, 1e6),
-    "render.feature_resolution": (4, 1024), "render.samples_per_ray": (1, 1024), "render.fov_deg": (0.5, 120.0),
-    "render.chunk_rays": (1, 1 << 24), "render.half_depth": (1e-3, 10.0),
-    "decoder.channels": (1, 4096),
-    "translator.channels": (1, 4096), "translator.spade_hidden": (1, 4096), "translator.spade_stages": (0, 8),
-    "discriminator.channels": (1, 4096), "discriminator.latent_head": (0, 4096),
-}
-LENGTHS: dict[str, tuple[int, int]] = {"decoder.channels": (1, 8), "translator.channels": (2, 8), "discriminator.channels": (1, 16)}
-MAX_TEXT = 64  # config strings: the preset name, the density activation
-
-
-def _build(cls: type, data: Any, prefix: str = "") -> Any:
-    """A config dataclass from a dict, every value checked for its type and range; ValueError names the key."""
-    if not isinstance(data, dict):
-        raise ValueError(f"config key {prefix.rstrip('.') or 'config'} must be an object")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(prefix + k for k in unknown)}")
-    kwargs = {}
-    for name, value in data.items():
-        key = prefix + name
-        default = getattr(cls(), name) if name != "name" else ""
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, key + ".")
-        elif isinstance(default, tuple):
-            lo, hi = LENGTHS[key]
-            if not isinstance(value, (list, tuple)) or not lo <= len(value) <= hi:
-                raise ValueError(f"config key {key} must be a list of {lo}..{hi} integers")
-            kwargs[name] = tuple(_scalar(key, v, 0) for v in value)
-        else:
-            kwargs[name] = _scalar(key, value, default)
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        raise ValueError(f"config {prefix.rstrip('.') or 'model'}: {exc}") from None
-
-
-def _scalar(key: str, value: Any, default: Any) -> Any:
-    """`value` if it has the type of `default` (an int may stand for a float) and lies in BOUNDS[key]."""
-    if isinstance(default, bool) or isinstance(default, str):
-        if type(value) is not type(default) or (isinstance(value, str) and not (len(value) <= MAX_TEXT and value.isprintable())):
-            raise ValueError(f"config key {key} must be {'true or false' if isinstance(default, bool) else f'a string of at most {MAX_TEXT} characters'}")
-        return value
-    integer = isinstance(default, int)
-    lo, hi = BOUNDS[key]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi  # False for NaN
-    if not ok or (integer and not isinstance(value, int)):
-        raise ValueError(f"config key {key} = {str(value)[:40]} must be {'an integer' if integer else 'a number'} in {lo}..{hi}")
-    return value if integer else float(value)
+LIMITS = ValueLimits(
+    bounds={
+        "output_resolution": (8, 4096),
+        "mapping.z_dim": (1, 4096), "mapping.hidden": (1, 4096), "mapping.layers": (1, 16),
+        "field.width": (1, 4096), "field.layers": (1, 32), "field.box_warp": (1e-3, 100.0),
+        "field.freq_scale": (-1e4, 1e4), "field.freq_shift": (-1e4, 1e4), "field.density_scale": (1e-6, 1e6),
+        "render.feature_resolution": (4, 1024), "render.samples_per_ray": (1, 1024), "render.fov_deg": (0.5, 120.0),
+        "render.chunk_rays": (1, 1 << 24), "render.half_depth": (1e-3, 10.0),
+        "decoder.channels": (1, 4096),
+        "translator.channels": (1, 4096), "translator.spade_hidden": (1, 4096), "translator.spade_stages": (0, 8),
+    },
+    lengths={"decoder.channels": (1, 8), "translator.channels": (2, 8)},
+    max_text=64,  # config strings: the preset name, the density activation
+)
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -187,7 +155,6 @@ PRESETS: dict[str, ModelConfig] = {
         render=RenderConfig(feature_resolution=32, samples_per_ray=12, infinite_last_interval=False),
         decoder=DecoderConfig(channels=(64, 48, 32)),
         translator=TranslatorConfig(channels=(16, 24, 32, 48, 64), spade_hidden=32),
-        discriminator=DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 96, 96), latent_head=0),
     ),
     # The test preset: seconds for a training step on one core.
     "tiny": ModelConfig(
@@ -198,7 +165,6 @@ PRESETS: dict[str, ModelConfig] = {
         render=RenderConfig(feature_resolution=16, samples_per_ray=8),
         decoder=DecoderConfig(channels=(16, 16)),
         translator=TranslatorConfig(channels=(8, 8, 16), spade_hidden=8, spade_stages=1),
-        discriminator=DiscriminatorConfig(channels=(8, 16, 16, 16, 16), latent_head=0),
     ),
 }
 

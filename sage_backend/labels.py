@@ -32,7 +32,3 @@ def colorize(labels: np.ndarray) -> np.ndarray:
         raise ValueError(f"label ids must lie in 0..{NUM_CLASSES - 1}")
     return palette[labels.astype(np.intp)]
 
-
-def flip_labels(labels: np.ndarray) -> np.ndarray:
-    """Mirror a label map left-right and swap the left/right classes with it."""
-    return np.asarray(FLIP_PERMUTATION, dtype=labels.dtype)[labels[..., ::-1]]

@@ -6,12 +6,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from sage_backend import demo
 from sage_backend.checkpoint import StyleInfo, save_generator
 from sage_backend.config import preset
+from sage_backend.labels import FLIP_PERMUTATION
 from sage_backend.model.generator import SageGenerator
 
 STYLES = ("line", "pencil")
@@ -53,6 +55,12 @@ class Backend:
     address: str
     process: subprocess.Popen
     log: Path | None = None  # the server's stderr: one line per request
+
+
+def mirror_labels(labels: np.ndarray) -> np.ndarray:
+    """A label map mirrored left-right with the left/right classes swapped: FLIP_PERMUTATION's meaning,
+    in numpy (training flips with `training.data.common.flip_pair`)."""
+    return np.asarray(FLIP_PERMUTATION, dtype=labels.dtype)[labels[..., ::-1]]
 
 
 def start_backend(styles: Path, log: Path | None = None, extra: tuple[str, ...] = ()) -> Backend:

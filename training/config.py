@@ -11,6 +11,25 @@ from typing import Any
 from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
 from sage_backend.config import ModelConfig, preset
 from sage_backend.files import check_file_name
+from sage_backend.config_io import config_from_dict, config_to_dict
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Progressive residual CoordConv discriminator; channels per block, the first at the largest input."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256, 400, 400, 400, 400)
+    # pi-GAN's latent-regression outputs: no loss here reads them; the full preset keeps them so that D has
+    # the reference's 12.9M parameters (docs/model.md).
+    latent_head: int = 256
+
+
+# The discriminators that train beside each model preset (sage_backend.config.PRESETS).
+DISCRIMINATORS: dict[str, DiscriminatorConfig] = {
+    "full": DiscriminatorConfig(),
+    "small": DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 96, 96), latent_head=0),
+    "tiny": DiscriminatorConfig(channels=(8, 16, 16, 16, 16), latent_head=0),
+}
 
 
 @dataclass(frozen=True)
@@ -81,10 +100,13 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 500
     checkpoint_every: int = 500
-    workers: int = 0
 
     def model_config(self) -> ModelConfig:
         return preset(self.model)
+
+    def discriminator_config(self) -> DiscriminatorConfig:
+        """D_rgb's and D_semantic's config: the one that trains beside the model preset."""
+        return DISCRIMINATORS[self.model]
 
     def phase(self, step: int) -> Phase:
         return [p for p in self.curriculum if p.start <= step][-1]
@@ -97,24 +119,12 @@ class TrainConfig:
         return min(1.0, (step - phase.start) / max(1, self.fade_steps))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"poses": self.poses.to_json()}
+        return config_to_dict(self)
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
-        kwargs = dict(data)
-        if "curriculum" in kwargs:
-            kwargs["curriculum"] = tuple(Phase(**p) for p in kwargs["curriculum"])
-        if "losses" in kwargs:
-            kwargs["losses"] = LossConfig(**kwargs["losses"])
-        if "poses" in kwargs:
-            kwargs["poses"] = PoseDistribution.from_json(kwargs["poses"])
-        if "betas" in kwargs:
-            kwargs["betas"] = tuple(float(b) for b in kwargs["betas"])
-        cfg = TrainConfig(**kwargs)
+        """Rebuild and validate a recipe; unknown keys are an error with their path (e.g. `losses.r1_gama`)."""
+        cfg = config_from_dict(TrainConfig, data)
         cfg.validate()
         return cfg
 
@@ -136,11 +146,11 @@ class TrainConfig:
         if not self.curriculum or self.curriculum[0].start != self.initial_step:
             raise ValueError("the curriculum must start at initial_step")
         for p in self.curriculum:
-            ratio = p.resolution // model.render.feature_resolution
-            if p.resolution > model.output_resolution or ratio < 1 or ratio & (ratio - 1):
-                raise ValueError(f"curriculum resolution {p.resolution} must be the feature resolution times a power of two, at most {model.output_resolution}")
+            model.scale_of(p.resolution)  # raises for a size the decoders cannot output
             if p.batch % self.batch_split:
                 raise ValueError(f"batch {p.batch} must divide into batch_split={self.batch_split} chunks")
+        if 2 ** len(self.discriminator_config().channels) < model.output_resolution:
+            raise ValueError("the discriminator needs one block per halving from output_resolution down to 2")
         if self.stage not in (1, 2):
             raise ValueError("stage must be 1 or 2")
         if self.losses.adversarial_start > self.initial_step and self.losses.reconstruction_weight <= 0:

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from sage_backend.cameras import orbit_cam2world, wrap_yaw
-from sage_backend.model.discriminators import ProgressiveDiscriminator
 from sage_backend.model.generator import SageGenerator
 from training import losses as L
 from training.batches import RealBatch
 from training.config import TrainConfig
+from training.discriminators import ProgressiveDiscriminator
 from training.stages import Stage
 
 

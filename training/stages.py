@@ -28,7 +28,7 @@ class StageOne:
     def dataset(self, cfg: TrainConfig, resolution: int) -> PairDataset:
         from training.data.celebamask import CelebAMaskHQ
 
-        return CelebAMaskHQ(cfg.data, resolution, flip=False)
+        return CelebAMaskHQ(cfg.data, resolution)
 
     def initial_latents(self, cfg: TrainConfig, heads: int, z_dim: int, loaded: torch.Tensor | None) -> torch.Tensor:
         """Fresh N(0, I) latents (heads, z_dim), seeded by the recipe's seed."""
@@ -53,7 +53,7 @@ class StageTwo:
     def dataset(self, cfg: TrainConfig, resolution: int) -> PairDataset:
         from training.data.drawings import DrawingStyle
 
-        return DrawingStyle(cfg.data, cfg.style, resolution, flip=False)
+        return DrawingStyle(cfg.data, cfg.style, resolution)
 
     def initial_latents(self, cfg: TrainConfig, heads: int, z_dim: int, loaded: torch.Tensor | None) -> torch.Tensor | None:
         """Stage I's latents (frozen like the field) when `loaded` holds one per head, else None."""

@@ -28,11 +28,11 @@ from sage_backend.checkpoint import CheckpointError, StyleInfo, load_generator, 
 from sage_backend.files import atomic_path
 from sage_backend.inference import PortraitRenderer, seed_latent
 from sage_backend.labels import NUM_CLASSES
-from sage_backend.model.discriminators import ProgressiveDiscriminator
 from sage_backend.model.generator import SageGenerator
 from sage_backend.frames import contact_sheet, stack_sheets
 from training.batches import RealBatches
 from training.config import TrainConfig
+from training.discriminators import ProgressiveDiscriminator
 from training.objective import SageObjective, StepPlan
 from training.stages import stage_of
 from training.state import Counters, ema_generator_weights, load_state, save_state
@@ -59,8 +59,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.G = SageGenerator(self.model_cfg)
         loaded_latents = self._init_generator(Path(init_from)) if init_from is not None else None
-        self.D_rgb = ProgressiveDiscriminator(self.model_cfg.discriminator, 3)
-        self.D_parsing = ProgressiveDiscriminator(self.model_cfg.discriminator, NUM_CLASSES)
+        self.D_rgb = ProgressiveDiscriminator(cfg.discriminator_config(), 3)
+        self.D_parsing = ProgressiveDiscriminator(cfg.discriminator_config(), NUM_CLASSES)
         self.stage.configure(self.G)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval()
         for net in (self.G, self.G_ema, self.D_rgb, self.D_parsing):
@@ -121,7 +121,7 @@ class Trainer:
         local_batch = phase.batch // self.world
         return StepPlan(
             step=step, local_batch=local_batch, chunk=max(1, local_batch // cfg.batch_split), resolution=phase.resolution,
-            scale=self._scale(phase.resolution), alpha=cfg.alpha(step),
+            scale=self.model_cfg.scale_of(phase.resolution), alpha=cfg.alpha(step),
             density_noise=cfg.density_noise * max(0.0, 1.0 - step / max(1, cfg.density_noise_steps)),
             generator=torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 131 + self.rank),
         )
@@ -176,10 +176,6 @@ class Trainer:
             p_ema.lerp_(p, 1.0 - decay)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)
-
-    def _scale(self, resolution: int) -> int:
-        """The renderer's upsampling scale (log2 of output over feature resolution) for `resolution`."""
-        return (resolution // self.model_cfg.render.feature_resolution).bit_length() - 1
 
     # ------------------------------------------------------------------ loop
     def train(self, steps: int | None = None, progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
@@ -268,7 +264,7 @@ class Trainer:
         """A PNG grid: per seed, drawing / semantic / depth rows across yaws, from the EMA generator."""
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         resolution = self.cfg.phase(max(self.step - 1, self.cfg.initial_step)).resolution
-        renderer = PortraitRenderer(self.G_ema, self.device, scale=self._scale(resolution))
+        renderer = PortraitRenderer(self.G_ema, self.device, scale=self.model_cfg.scale_of(resolution))
         cams = [Camera.orbit(math.pi / 2 + dy, math.pi / 2) for dy in SAMPLE_YAW_OFFSETS]
         sheets = [contact_sheet(list(renderer.render(seed_latent(s, self.G.z_dim), cams, psi=0.7, outputs=("drawing", "semantic", "depth"))))
                   for s in SAMPLE_SEEDS]

@@ -50,3 +50,9 @@ def test_inconsistent_sizes_are_rejected() -> None:
 def test_unknown_preset_names_the_choices() -> None:
     with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose from \['full', 'small', 'tiny'\]"):
         preset("huge")
+
+
+def test_checkpoints_from_before_the_discriminators_moved_still_read() -> None:
+    # The shipped checkpoints carry the training-only `discriminator` section; the reader drops it.
+    legacy = preset("small").to_dict() | {"discriminator": {"channels": [16, 24], "latent_head": 0}}
+    assert ModelConfig.from_dict(legacy) == preset("small")

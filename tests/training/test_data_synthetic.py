@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from sage_backend.cameras import REFERENCE_POSES, Camera, PoseDistribution, orbit_cam2world
-from sage_backend.labels import LABEL_IDS, flip_labels
+from sage_backend.labels import LABEL_IDS
+from tests.conftest import mirror_labels
 from training.data.celebamask import CelebAMaskHQ
 from training.data.drawings import DrawingStyle
 from training.data.synthetic import head_seed, make_synthetic, render_head
@@ -36,11 +37,11 @@ def test_same_seed_same_bytes_and_both_loaders_read_it(tmp_path: Path) -> None:
     assert summary.images == 4 and summary.heads == 2
     assert not list(tmp_path.rglob("*.partial"))
 
-    ds = CelebAMaskHQ(tmp_path / "a", 32, flip=False)
+    ds = CelebAMaskHQ(tmp_path / "a", 32)
     item = ds[2]
     assert len(ds) == 4 and ds.heads == 2 and item["head"] == 1 and item["pose"].shape == (2,)
     assert ds.crop_fraction == 1.0  # rendered with SAGE's own camera: used whole
-    drawing = DrawingStyle(tmp_path / "a" / "styles", "pencil", 32, flip=False)[2]
+    drawing = DrawingStyle(tmp_path / "a" / "styles", "pencil", 32)[2]
     assert torch.equal(drawing["semantic"], item["semantic"])  # the drawing has the photo's label map
 
 
@@ -73,7 +74,7 @@ def test_heads_have_the_facial_classes_and_frontal_views_mirror() -> None:
         labels = rendered.labels[0]
         seen |= set(np.unique(labels).tolist())
         # A symmetric head seen from the front: mirroring with the left/right swap gives (nearly) the same map.
-        assert np.mean(flip_labels(labels) == labels) > 0.97
+        assert np.mean(mirror_labels(labels) == labels) > 0.97
         l_eye_cols = np.nonzero(labels == LABEL_IDS["l_eye"])[1]
         if l_eye_cols.size:  # (glasses may hide the eyes)
             assert l_eye_cols.mean() > 32  # the person's left eye appears on the image's right

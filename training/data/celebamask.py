@@ -18,14 +18,13 @@ class CelebAMaskHQ(PairDataset):
     """Photos + label maps; items are dict(image (3, R, R) in [-1, 1], semantic (R, R) int64, index).
 
     With a `cameras.json` in the root (multi-view data such as the synthetic heads) items also carry
-    `pose` = [yaw, pitch] (mirrored with a flip), and, unflipped data sets only, `head` = the head id.
+    `pose` = [yaw, pitch] and `head` = the head id.
     crop_fraction: the share of the image side kept by the center crop. Default: the spec's 512/576
     (resize to 576, crop 512) for photos, none for images rendered with SAGE's own camera (cameras.json).
     """
 
-    def __init__(self, root: str | Path, resolution: int, flip: bool = True, ids: list[str] | None = None, seed: int = 0,
-                 crop_fraction: float | None = None) -> None:
-        super().__init__(resolution, flip, seed)
+    def __init__(self, root: str | Path, resolution: int, ids: list[str] | None = None, crop_fraction: float | None = None) -> None:
+        super().__init__(resolution)
         self.root = Path(root)
         self.images = list_images(self.root / IMAGES)
         self.merged = self.root / MERGED

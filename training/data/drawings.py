@@ -20,8 +20,8 @@ from training.data.images import is_user_file, list_images, read_image, read_lab
 
 
 class DrawingStyle(PairDataset):
-    def __init__(self, root: str | Path, style: str, resolution: int, flip: bool = True, seed: int = 0) -> None:
-        super().__init__(resolution, flip, seed)
+    def __init__(self, root: str | Path, style: str, resolution: int) -> None:
+        super().__init__(resolution)
         self.style = style
         self.folder = Path(root) / style
         if not self.folder.is_dir():

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sage_backend.config import DiscriminatorConfig
+from training.config import DiscriminatorConfig
 
 
 @dataclass

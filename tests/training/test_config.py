@@ -1,0 +1,49 @@
+"""Training recipes: one reader with the model config (sage_backend.config_io), unknown keys named by path."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.config import DISCRIMINATORS, LossConfig, Phase, TrainConfig
+
+TINY = TrainConfig(model="tiny", curriculum=(Phase(0, 2, 32, 1e-4, 1e-4),), batch_split=1)
+
+
+def test_a_recipe_round_trips_through_json() -> None:
+    assert TrainConfig.from_dict(json.loads(json.dumps(TINY.to_dict()))) == TINY
+    assert isinstance(TrainConfig.from_dict(TINY.to_dict() | {"betas": [0, 1]}).betas[0], float)  # Adam refuses ints
+
+
+@pytest.mark.parametrize("section, key, path", [
+    ("losses", "r1_gama", "unknown config keys ['losses.r1_gama']"),
+    (None, "workers", "unknown config keys ['workers']"),
+])
+def test_unknown_keys_are_refused_with_their_path(section: str | None, key: str, path: str) -> None:
+    data = TINY.to_dict()
+    (data[section] if section else data)[key] = 1
+    with pytest.raises(ValueError) as error:
+        TrainConfig.from_dict(data)
+    assert str(error.value) == path
+
+
+def test_values_of_the_wrong_type_are_refused_with_their_path() -> None:
+    with pytest.raises(ValueError, match="config key losses.r1_gamma = 0.2x must be a number"):
+        TrainConfig.from_dict(TINY.to_dict() | {"losses": {"r1_gamma": "0.2x"}})
+    with pytest.raises(ValueError, match="config key amp must be true or false"):
+        TrainConfig.from_dict(TINY.to_dict() | {"amp": "yes"})
+
+
+def test_curriculum_entries_are_read_as_phases_and_named_by_index() -> None:
+    data = TINY.to_dict()
+    data["curriculum"][0]["lr"] = 1
+    with pytest.raises(ValueError, match=r"unknown config keys \['curriculum\[0\]\.lr'\]"):
+        TrainConfig.from_dict(data)
+    del data["curriculum"][0]["lr"], data["curriculum"][0]["batch"]
+    with pytest.raises(ValueError, match=r"config curriculum\[0\]: .*batch"):
+        TrainConfig.from_dict(data)
+
+
+def test_every_model_preset_has_its_discriminator_and_losses_default() -> None:
+    assert TrainConfig(model="small").discriminator_config() == DISCRIMINATORS["small"]
+    assert TrainConfig.from_dict({"model": "tiny", "curriculum": TINY.to_dict()["curriculum"], "batch_split": 1}).losses == LossConfig()
