@@ -1,4 +1,4 @@
-"""Backend mesh files -> Blender meshes: a small PLY reader (ascii and binary) and the mesh builder.
+"""Backend mesh files -> arrays: a small PLY reader (ascii and binary), free of bpy (operators.import_ply builds the Blender mesh).
 
 The add-on parses PLY itself because Blender's importer drops custom vertex properties (the class labels).
 """

@@ -43,7 +43,7 @@ class SagePreferences(bpy.types.AddonPreferences):
         subtype="FILE_PATH",
     )
     backend_arguments: bpy.props.StringProperty(
-        name="Extra arguments", description="Extra arguments for 'sage-backend serve' (e.g. --checkpoint PATH)"
+        name="Extra arguments", description="Extra arguments for 'sage-backend serve' (e.g. --styles PATH --device cuda)"
     )
     timeout: bpy.props.FloatProperty(
         name="Timeout", description="Seconds to wait for the backend before giving up", default=DEFAULT_TIMEOUT_S, min=0.5, max=600.0

@@ -213,7 +213,7 @@ class Camera:
 
     @staticmethod
     def from_protocol(spec: Mapping[str, Any]) -> "Camera":
-        """Parse a PROTOCOL.md camera object; raises ValueError with a one-line reason."""
+        """Parse a wire camera object (docs/protocol.md); raises ValueError with a one-line reason."""
         if not isinstance(spec, Mapping):
             raise ValueError("camera must be an object")
         fov = _in_range(spec.get("fov_deg", DEFAULT_FOV_DEG), "camera.fov_deg", FOV_RANGE_DEG)

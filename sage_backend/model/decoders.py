@@ -1,6 +1,6 @@
 """StyleGAN-like upsampling decoders: GNet_parsing (19 semantic logits) and GNet (RGB).
 
-Both read the rendered 256-d feature map and the style code w. Per scale: nearest upsample,
+Both read the rendered feature map (FieldConfig.width channels) and the latent code w. Per scale: nearest upsample,
 then two (equalized-LR conv, LeakyReLU, AdaIN(w)). A 1x1 to-output layer per scale; while a
 new scale fades in, out = (1 - alpha) * upsample(previous output) + alpha * new output.
 """

@@ -23,7 +23,7 @@ DTYPES = {"uint8": np.uint8, "float32": np.float32}
 
 
 class ProtocolError(Exception):
-    """A request the server answers with an error reply (code from PROTOCOL.md) instead of work."""
+    """A request the server answers with an error reply (its code is listed in docs/protocol.md) instead of work."""
 
     def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
         super().__init__(message)
