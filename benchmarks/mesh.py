@@ -24,14 +24,14 @@ from sage_backend.mesh import density_grid, mesh_from_grid, mesh_to_bytes
 def plain_grid(renderer: PortraitRenderer, z: torch.Tensor, grid: int, bound: float) -> np.ndarray:
     """The reference: every point through the FiLM field (frequencies applied per call), same slabs."""
     g = renderer.generator
-    style = g.style(z[None], 0.5)
+    code = g.code(z[None], 0.5)
     axis = np.linspace(-bound, bound, grid, dtype=np.float32)
     yy, zz = np.meshgrid(axis, axis, indexing="ij")
     out = np.empty((grid, grid, grid), np.float32)
     with torch.no_grad():
         for i, x in enumerate(axis):
             pts = torch.from_numpy(np.stack([np.full_like(yy, x), yy, zz], -1).reshape(1, -1, 3))
-            out[i] = g.field.density(pts, style)[0].numpy().reshape(grid, grid)
+            out[i] = g.field.density(pts, code)[0].numpy().reshape(grid, grid)
     return out
 
 

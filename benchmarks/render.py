@@ -1,4 +1,4 @@
-"""Render speed: the fast path (PortraitRenderer: cached + folded style, batched cameras), in fp32
+"""Render speed: the fast path (PortraitRenderer: cached + folded code, batched cameras), in fp32
 and with bf16 decoders, against the plain pi-GAN-style reference path (fp32, mapping recomputed per
 frame, one camera at a time, the FiLM field evaluated as is), measured side by side in one run,
 with each fast path's agreement with the reference.
@@ -27,7 +27,7 @@ def reference_frames(g: SageGenerator, z: torch.Tensor, cams: list[Camera], psi:
     for cam in cams:
         c2w, fov = stack_cameras([cam], device)
         with torch.no_grad():
-            out = g(g.style(z[None].to(device), psi), c2w, fov)  # mapping recomputed for every frame
+            out = g(g.code(z[None].to(device), psi), c2w, fov)  # mapping recomputed for every frame
         frames += frames_from_outputs(out, size, ("drawing", "semantic"))
     return frames
 

@@ -45,7 +45,7 @@ def frames_from_outputs(out: GeneratorOutput, size: int, outputs: Iterable[str] 
             frame.drawing = d
     if "semantic" in wanted:
         # Resize the logits, not the labels, so region borders stay smooth at any size.
-        labels = _resize(out.parsing.float(), size).argmax(1).to(torch.uint8).cpu().numpy()
+        labels = _resize(out.semantic_logits.float(), size).argmax(1).to(torch.uint8).cpu().numpy()
         for frame, s in zip(frames, labels):
             frame.semantic = s
     if "depth" in wanted:

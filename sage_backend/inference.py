@@ -23,7 +23,7 @@ from sage_backend.frames import OUTPUTS, Frame, frame_from_pixels, frames_from_o
 from sage_backend.framing import HeadCamera, composite, head_camera
 from sage_backend.model.field import FoldedField
 from sage_backend.model.generator import GeneratorOutput, SageGenerator
-from sage_backend.model.mapping import Style
+from sage_backend.model.mapping import LatentCode
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -59,15 +59,15 @@ def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
 
 
 class PortraitRenderer:
-    def __init__(self, generator: SageGenerator, device: torch.device | str = "cpu", camera_batch: int = 4, style_cache: int = 32,
+    def __init__(self, generator: SageGenerator, device: torch.device | str = "cpu", camera_batch: int = 4, code_cache: int = 32,
                  scale: int | None = None, precision: str = "fp32") -> None:
         self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device)
         self.scale = generator.cfg.max_scale if scale is None else scale  # decoder scale; lower only mid-curriculum
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.camera_batch = camera_batch
-        self._styles: OrderedDict[tuple[bytes, float], tuple[Style, FoldedField]] = OrderedDict()
-        self._style_cache = style_cache
+        self._codes: OrderedDict[tuple[bytes, float], tuple[LatentCode, FoldedField]] = OrderedDict()
+        self._code_cache = code_cache
 
     @property
     def cfg(self):
@@ -84,18 +84,18 @@ class PortraitRenderer:
             raise ValueError(f"latent must be {self.generator.z_dim} finite float32 values")
         return z
 
-    def style(self, z: torch.Tensor, psi: float) -> tuple[Style, FoldedField]:
+    def code(self, z: torch.Tensor, psi: float) -> tuple[LatentCode, FoldedField]:
         """The mapping network's output for one latent, truncated by psi, and the field folded with it; cached (LRU)."""
         key = (z.numpy().tobytes(), float(psi))
-        if key in self._styles:
-            self._styles.move_to_end(key)
-            return self._styles[key]
+        if key in self._codes:
+            self._codes.move_to_end(key)
+            return self._codes[key]
         with torch.no_grad():
-            style = self.generator.style(z[None].to(self.device), psi)
-            entry = (style, self.generator.field.fold(style))
-        self._styles[key] = entry
-        if len(self._styles) > self._style_cache:
-            self._styles.popitem(last=False)
+            code = self.generator.code(z[None].to(self.device), psi)
+            entry = (code, self.generator.field.fold(code))
+        self._codes[key] = entry
+        if len(self._codes) > self._code_cache:
+            self._codes.popitem(last=False)
         return entry
 
     def render(
@@ -116,7 +116,7 @@ class PortraitRenderer:
         if not wanted <= set(OUTPUTS) or not wanted:
             raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}")
         size = resolution or self.cfg.resolution_of_scale(self.scale)
-        style, folded = self.style(z, psi)
+        code, folded = self.code(z, psi)
         decoder_dtype = torch.bfloat16 if self.precision == "bf16" else None
         for start in range(0, len(cameras), self.camera_batch):
             if should_stop is not None and should_stop():
@@ -130,7 +130,7 @@ class PortraitRenderer:
             # Frames are made inside the context but yielded outside it: a suspended generator must not leave
             # the caller in inference mode.
             with torch.inference_mode():
-                out = self.generator.synthesize(style, c2w, fov, field=folded, scale=self.scale, decoder_dtype=decoder_dtype)
+                out = self.generator.synthesize(code, c2w, fov, field=folded, scale=self.scale, decoder_dtype=decoder_dtype)
                 with record_function("sage.to_frames"):
                     direct = frames_from_outputs(out, size, wanted) if any(h.direct for h in heads) else []
                     frames = [direct[i] if head.direct else self._framed(out, i, camera, head, size, wanted)
@@ -141,14 +141,14 @@ class PortraitRenderer:
         """View i of `out`, rendered by its head camera, composited into the camera's frame (sage_backend.framing)."""
         width, height = camera.image_size(size)
         far = float(np.linalg.norm(camera.cam2world[:3, 3])) + self.cfg.render.half_depth
-        image, labels, depth = composite(out.drawing[i].float(), out.parsing[i].float(), out.view.depth[i].float(),
+        image, labels, depth = composite(out.drawing[i].float(), out.semantic_logits[i].float(), out.view.depth[i].float(),
                                          camera, head, width, height, far)
         return frame_from_pixels(image, labels, depth, wanted)
 
     def density(self, points: torch.Tensor, z: torch.Tensor, psi: float = 0.5, chunk: int = 262144,
                 should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
         """Density (N,) at world points (N, 3), evaluated in chunks so memory stays bounded."""
-        _, folded = self.style(z, psi)
+        _, folded = self.code(z, psi)
         out = torch.empty(points.shape[0], dtype=torch.float32)
         for start in range(0, points.shape[0], chunk):
             if should_stop is not None and should_stop():

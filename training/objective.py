@@ -55,7 +55,7 @@ class SageObjective:
         self.cfg, self.lc, self.stage = cfg, cfg.losses, stage
         self.G, self.D_rgb, self.D_parsing, self.latents = G, D_rgb, D_parsing, latents
         self.device = device
-        self.fov = G.cfg.render.fov_deg
+        self.fov_deg = G.cfg.render.fov_deg
         self.output_resolution = G.cfg.output_resolution
 
     def adversarial(self, step: int) -> bool:
@@ -76,12 +76,12 @@ class SageObjective:
             z = torch.randn(n, self.G.z_dim, generator=gen).to(self.device)
             c2w, poses = self._sample_cameras(n, gen)
             with torch.no_grad(), self._autocast():
-                fake = self.G(self.G.style(z), c2w, self.fov, **plan.render())
+                fake = self.G(self.G.code(z), c2w, self.fov_deg, **plan.render())
             real_img = real.images[start:start + n].detach().requires_grad_(True)
             real_sem = real.semantic[start:start + n].detach().requires_grad_(True)
             with self._autocast():
                 r, f = self.D_rgb(real_img, alpha), self.D_rgb(fake.drawing.float(), alpha)
-                rp, fp = self.D_parsing(real_sem, alpha), self.D_parsing(torch.softmax(fake.parsing.float(), 1), alpha)
+                rp, fp = self.D_parsing(real_sem, alpha), self.D_parsing(torch.softmax(fake.semantic_logits.float(), 1), alpha)
                 adv = L.discriminator_loss(r.logit, f.logit) + lc.parsing_weight * L.discriminator_loss(rp.logit, fp.logit)
                 pose = self.pose_regression(f.pose, poses) + lc.parsing_weight * self.pose_regression(fp.pose, poses)
             r1 = L.r1_penalty(r.logit.float(), real_img, lc.r1_gamma) + lc.parsing_weight * L.r1_penalty(rp.logit.float(), real_sem, lc.r1_gamma)
@@ -117,9 +117,9 @@ class SageObjective:
         stereo = self._stereo_cameras(poses, gen) if self.stage.stereo else {}
         keep, pose_w = self.keep_fraction(plan.step), self._pose_weight(plan.resolution)
         with self._autocast():
-            out = self.G(self.G.style(z), c2w, self.fov, **plan.render(), **stereo)
+            out = self.G(self.G.code(z), c2w, self.fov_deg, **plan.render(), **stereo)
             f = self.D_rgb(out.drawing.float(), alpha)
-            fp = self.D_parsing(torch.softmax(out.parsing.float(), 1), alpha)
+            fp = self.D_parsing(torch.softmax(out.semantic_logits.float(), 1), alpha)
             idx = L.topk_indices(f.logit.float(), keep)
             adv = L.generator_loss(f.logit[idx]) + lc.parsing_weight * L.generator_loss(fp.logit[idx])
             pose = self.pose_regression(f.pose[idx], poses[idx]) + lc.parsing_weight * self.pose_regression(fp.pose[idx], poses[idx])
@@ -136,9 +136,9 @@ class SageObjective:
         z = self.latents[targets["head"].to(self.device)]
         pose = targets["pose"]
         with self._autocast():
-            out = self.G(self.G.style(z), orbit_cam2world(pose[:, 0], pose[:, 1]).to(self.device), self.fov, **plan.render())
+            out = self.G(self.G.code(z), orbit_cam2world(pose[:, 0], pose[:, 1]).to(self.device), self.fov_deg, **plan.render())
         image, labels = targets["image"], targets["labels"]
-        loss = L.multiscale_l1(out.drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight) + F.cross_entropy(out.parsing.float(), labels)
+        loss = L.multiscale_l1(out.drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight) + F.cross_entropy(out.semantic_logits.float(), labels)
         if self.stage.field_reconstruction:
             size = out.view.rgb.shape[-2:]
             foreground = (labels != 0).float().unsqueeze(1)

@@ -24,7 +24,7 @@ class Counters:
 
     step: int = 0
     samples_seen: int = 0
-    wall_time: float = 0.0
+    wall_time_s: float = 0.0
 
 
 def save_state(path: str | Path, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
@@ -41,7 +41,7 @@ def save_state(path: str | Path, nets: dict[str, nn.Module], optimizers: dict[st
         for pid, pstate in sd["state"].items():
             tensors.update({f"{name}.{pid}.{k}": v if torch.is_tensor(v) else torch.tensor(v) for k, v in pstate.items()})
         groups[name] = sd["param_groups"]
-    meta = {"kind": KIND, "step": counters.step, "samples_seen": counters.samples_seen, "wall_time": counters.wall_time,
+    meta = {"kind": KIND, "step": counters.step, "samples_seen": counters.samples_seen, "wall_time_s": counters.wall_time_s,
             "train_config": recipe, "param_groups": groups}
     save_tensors(path, tensors, meta)
 
@@ -75,7 +75,8 @@ def load_state(path: str | Path, nets: dict[str, nn.Module], optimizers: dict[st
                 _, pid, field = key.split(".", 2)
                 state.setdefault(int(pid), {})[field] = value.to(device)
         opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
-    return Counters(meta["step"], meta["samples_seen"], meta["wall_time"])
+    # States written before the `_s` rename name the seconds "wall_time".
+    return Counters(meta["step"], meta["samples_seen"], meta.get("wall_time_s", meta.get("wall_time", 0.0)))
 
 
 def ema_generator_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:

@@ -75,7 +75,7 @@ class Trainer:
                             if self.latents is not None and self.latents.requires_grad else None)
         self.objective = SageObjective(cfg, self.stage, self.G, self.D_rgb, self.D_parsing, self.latents, self.device)
         self.step = cfg.initial_step
-        self.wall_time = 0.0
+        self.wall_time_s = 0.0
 
     @property
     def samples_seen(self) -> int:
@@ -214,8 +214,8 @@ class Trainer:
     def _timed_step(self) -> dict[str, float]:
         t0 = time.perf_counter()
         stats = self.train_step()
-        self.wall_time += time.perf_counter() - t0
-        stats["sec_per_it"] = time.perf_counter() - t0
+        self.wall_time_s += time.perf_counter() - t0
+        stats["s_per_it"] = time.perf_counter() - t0
         return stats
 
     def _periodic_outputs(self, stats: dict[str, float]) -> None:
@@ -227,7 +227,7 @@ class Trainer:
             self.save()
 
     def _log(self, stats: dict[str, float]) -> None:
-        line = json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()} | {"wall_time": round(self.wall_time, 2)})
+        line = json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()} | {"wall_time_s": round(self.wall_time_s, 2)})
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(line + "\n")
 
@@ -235,7 +235,7 @@ class Trainer:
     def style_info(self) -> StyleInfo:
         return StyleInfo(
             name=self.cfg.style, description=self.cfg.description, stage=self.stage.number, step=self.step,
-            training={"recipe": self.cfg.to_dict(), "wall_time_s": round(self.wall_time, 1), "world_size": self.world},
+            training={"recipe": self.cfg.to_dict(), "wall_time_s": round(self.wall_time_s, 1), "world_size": self.world},
             poses=self.cfg.poses.to_json(),
         )
 
@@ -243,7 +243,7 @@ class Trainer:
         """Atomically write the resumable state and the servable EMA generator."""
         self.G_ema.update_average_style()
         save_state(self.run_dir / STATE_FILE, self._nets(), self._optimizers(), self.latents,
-                   Counters(self.step, self.samples_seen, self.wall_time), self.cfg.to_dict())
+                   Counters(self.step, self.samples_seen, self.wall_time_s), self.cfg.to_dict())
         save_generator(self.run_dir / GENERATOR_FILE, self.G_ema, self.style_info())
 
     def resume(self, path: str | Path | None = None) -> None:
@@ -251,7 +251,7 @@ class Trainer:
         counters = load_state(Path(path) if path else self.run_dir / STATE_FILE, self._nets(), self._optimizers(),
                               self.latents, self.device, self.cfg.to_dict())
         self._latents_missing = False
-        self.step, self.batches.samples_seen, self.wall_time = counters.step, counters.samples_seen, counters.wall_time
+        self.step, self.batches.samples_seen, self.wall_time_s = counters.step, counters.samples_seen, counters.wall_time_s
 
     def _nets(self) -> dict[str, nn.Module]:
         return {"G": self.G, "G_ema": self.G_ema, "D_rgb": self.D_rgb, "D_parsing": self.D_parsing}

@@ -1,6 +1,6 @@
 """StyleGAN-like upsampling decoders: GNet_parsing (19 semantic logits) and GNet (RGB).
 
-Both read the rendered feature map (FieldConfig.width channels) and the latent code w. Per scale: nearest upsample,
+Both read the rendered feature map (FieldConfig.width channels) and w. Per scale: nearest upsample,
 then two (equalized-LR conv, LeakyReLU, AdaIN(w)). A 1x1 to-output layer per scale; while a
 new scale fades in, out = (1 - alpha) * upsample(previous output) + alpha * new output.
 """
@@ -41,9 +41,9 @@ class EqualLinear(nn.Module):
 class AdaIN(nn.Module):
     """Instance-normalise, then scale and shift by an affine map of w (scale starts at 1)."""
 
-    def __init__(self, channels: int, style_dim: int) -> None:
+    def __init__(self, channels: int, w_dim: int) -> None:
         super().__init__()
-        self.affine = EqualLinear(style_dim, 2 * channels)
+        self.affine = EqualLinear(w_dim, 2 * channels)
         with torch.no_grad():
             self.affine.bias[:channels] = 1.0
 
@@ -53,22 +53,22 @@ class AdaIN(nn.Module):
 
 
 class StyledConv(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, style_dim: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int) -> None:
         super().__init__()
         self.conv = EqualConv2d(in_ch, out_ch, 3)
-        self.norm = AdaIN(out_ch, style_dim)
+        self.norm = AdaIN(out_ch, w_dim)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return self.norm(F.leaky_relu(self.conv(x), 0.2), w)
 
 
 class UpsamplingDecoder(nn.Module):
-    def __init__(self, in_channels: int, channels: tuple[int, ...], style_dim: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, channels: tuple[int, ...], w_dim: int, out_channels: int) -> None:
         super().__init__()
-        self.input_norm = AdaIN(in_channels, style_dim)
-        self.stem = StyledConv(in_channels, channels[0], style_dim)
+        self.input_norm = AdaIN(in_channels, w_dim)
+        self.stem = StyledConv(in_channels, channels[0], w_dim)
         self.blocks = nn.ModuleList(
-            nn.ModuleList([StyledConv(c_in, c_out, style_dim), StyledConv(c_out, c_out, style_dim)])
+            nn.ModuleList([StyledConv(c_in, c_out, w_dim), StyledConv(c_out, c_out, w_dim)])
             for c_in, c_out in zip(channels[:-1], channels[1:])
         )
         self.to_output = nn.ModuleList(EqualConv2d(c, out_channels, 1) for c in channels)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from sage_backend.config import FieldConfig
-from sage_backend.model.mapping import Style
+from sage_backend.model.mapping import LatentCode
 
 
 @dataclass
@@ -76,49 +76,49 @@ class FeatureField(nn.Module):
     def width(self) -> int:
         return self.cfg.width
 
-    def _hidden(self, points: torch.Tensor, style: Style) -> torch.Tensor:
-        freqs = style.frequencies * self.cfg.freq_scale + self.cfg.freq_shift
+    def _hidden(self, points: torch.Tensor, code: LatentCode) -> torch.Tensor:
+        freqs = code.frequencies * self.cfg.freq_scale + self.cfg.freq_shift
         x = points * (2.0 / self.cfg.box_warp)
         for i, layer in enumerate(self.layers):
-            x = layer(x, freqs[:, i], style.phases[:, i])
+            x = layer(x, freqs[:, i], code.phases[:, i])
         return x
 
-    def forward(self, points: torch.Tensor, directions: torch.Tensor, style: Style) -> FieldSample:
+    def forward(self, points: torch.Tensor, directions: torch.Tensor, code: LatentCode) -> FieldSample:
         """points, directions: (B, N, 3) -> FieldSample."""
-        hidden = self._hidden(points, style)
-        freqs = style.frequencies[:, -1] * self.cfg.freq_scale + self.cfg.freq_shift
-        features = self.color_layer(torch.cat([hidden, directions], dim=-1), freqs, style.phases[:, -1])
+        hidden = self._hidden(points, code)
+        freqs = code.frequencies[:, -1] * self.cfg.freq_scale + self.cfg.freq_shift
+        features = self.color_layer(torch.cat([hidden, directions], dim=-1), freqs, code.phases[:, -1])
         return FieldSample(self.density_head(hidden), features, torch.sigmoid(self.rgb_head(features)))
 
-    def density(self, points: torch.Tensor, style: Style) -> torch.Tensor:
+    def density(self, points: torch.Tensor, code: LatentCode) -> torch.Tensor:
         """Density only (B, N), activated: what a mesh needs, without the colour branch."""
-        return activate_density(self.density_head(self._hidden(points, style)), self.cfg).squeeze(-1)
+        return activate_density(self.density_head(self._hidden(points, code)), self.cfg).squeeze(-1)
 
-    def bind(self, style: Style) -> "BoundField":
-        """This field with `style`'s FiLM parameters (B codes): the plain, differentiable `Field`."""
-        return BoundField(self, style)
+    def bind(self, code: LatentCode) -> "BoundField":
+        """This field with `code`'s FiLM parameters (B codes): the plain, differentiable `Field`."""
+        return BoundField(self, code)
 
     @torch.no_grad()
-    def fold(self, style: Style) -> "FoldedField":
+    def fold(self, code: LatentCode) -> "FoldedField":
         """The fast `Field` for one code, FiLM folded into the weights (inference only: no gradients)."""
-        return FoldedField(self, style)
+        return FoldedField(self, code)
 
 
 class BoundField:
     """A FeatureField with its latent codes: `Field`'s calls go to `FeatureField.forward` / `density`."""
 
-    def __init__(self, field: FeatureField, style: Style) -> None:
-        self.field, self.style = field, style
+    def __init__(self, field: FeatureField, code: LatentCode) -> None:
+        self.field, self.code = field, code
 
     def __call__(self, points: torch.Tensor, directions: torch.Tensor) -> FieldSample:
-        return self.field(points, directions, self.style)
+        return self.field(points, directions, self.code)
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
-        return self.field.density(points, self.style)
+        return self.field.density(points, self.code)
 
 
 class FoldedField:
-    """Inference fast path for ONE style: FiLM folded into the weights once per latent.
+    """Inference fast path for ONE code: FiLM folded into the weights once per latent.
 
     sin(f * (W x + b) + p) = sin((f W) x + (f b + p)), and the box warp folds into the first W,
     so each layer is one matmul + sin, and every camera of a turntable shares one weight set
@@ -126,12 +126,12 @@ class FoldedField:
     float reassociation.
     """
 
-    def __init__(self, field: FeatureField, style: Style) -> None:
-        if style.frequencies.shape[0] != 1:
-            raise ValueError("FoldedField folds one style; expand cameras, not styles")
+    def __init__(self, field: FeatureField, code: LatentCode) -> None:
+        if code.frequencies.shape[0] != 1:
+            raise ValueError("FoldedField folds one code; expand cameras, not codes")
         cfg = field.cfg
-        freqs = (style.frequencies[0] * cfg.freq_scale + cfg.freq_shift).float()
-        phases = style.phases[0].float()
+        freqs = (code.frequencies[0] * cfg.freq_scale + cfg.freq_shift).float()
+        phases = code.phases[0].float()
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         for i, layer in enumerate(field.layers):
             weight = layer.linear.weight * (2.0 / cfg.box_warp) if i == 0 else layer.linear.weight

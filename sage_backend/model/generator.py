@@ -15,7 +15,7 @@ from sage_backend.config import ModelConfig
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.decoders import UpsamplingDecoder
 from sage_backend.model.field import FeatureField, Field
-from sage_backend.model.mapping import MappingNetwork, Style
+from sage_backend.model.mapping import MappingNetwork, LatentCode
 from sage_backend.model.renderer import RenderedView, VolumeRenderer
 from sage_backend.model.translator import DomainTranslator
 
@@ -31,7 +31,7 @@ class StereoView:
 @dataclass
 class GeneratorOutput:
     drawing: torch.Tensor  # (B, 3, H, W), nominally [-1, 1]
-    parsing: torch.Tensor  # (B, 19, H, W) semantic logits
+    semantic_logits: torch.Tensor  # (B, 19, H, W); their argmax is the semantic map
     view: RenderedView  # the primary volume render (features, low-res RGB, depth, opacity)
     stereo: StereoView | None
 
@@ -43,18 +43,18 @@ class SageGenerator(nn.Module):
         self.mapping = MappingNetwork(cfg.mapping, cfg.field)
         self.field = FeatureField(cfg.field)
         self.renderer = VolumeRenderer(cfg.render, cfg.field)
-        width, style_dim = cfg.field.width, cfg.mapping.hidden
-        self.semantic_decoder = UpsamplingDecoder(width, cfg.decoder.channels, style_dim, NUM_CLASSES)
-        self.drawing_decoder = UpsamplingDecoder(width, cfg.decoder.channels, style_dim, 3)
+        width, w_dim = cfg.field.width, cfg.mapping.hidden
+        self.semantic_decoder = UpsamplingDecoder(width, cfg.decoder.channels, w_dim, NUM_CLASSES)
+        self.drawing_decoder = UpsamplingDecoder(width, cfg.decoder.channels, w_dim, 3)
         self.translator = DomainTranslator(cfg.translator, NUM_CLASSES)
         film = (1, cfg.field.layers + 1, cfg.field.width)
-        # The truncation centre (w_avg), refreshed by `update_average_style` and saved with the weights.
+        # The truncation centre (w_avg), refreshed by `update_average_code` and saved with the weights.
         self.register_buffer("avg_frequencies", torch.zeros(film))
         self.register_buffer("avg_phases", torch.zeros(film))
-        self.register_buffer("avg_codes", torch.zeros(1, style_dim))
+        self.register_buffer("avg_codes", torch.zeros(1, w_dim))
         # Stage I trains photos without the translator (as the reference); Stage II switches it on.
         self.register_buffer("translator_active", torch.zeros((), dtype=torch.bool))
-        self.update_average_style()
+        self.update_average_code()
 
     @property
     def z_dim(self) -> int:
@@ -63,39 +63,39 @@ class SageGenerator(nn.Module):
     def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(batch, self.z_dim, generator=generator)
 
-    def style(self, z: torch.Tensor, psi: float = 1.0) -> Style:
-        style = self.mapping(z)
-        return style if psi == 1.0 else style.truncate(self.average_style(), psi)
+    def code(self, z: torch.Tensor, psi: float = 1.0) -> LatentCode:
+        code = self.mapping(z)
+        return code if psi == 1.0 else code.truncate(self.average_code(), psi)
 
-    def average_style(self) -> Style:
-        return Style(self.avg_frequencies, self.avg_phases, self.avg_codes)
+    def average_code(self) -> LatentCode:
+        return LatentCode(self.avg_frequencies, self.avg_phases, self.avg_codes)
 
     @torch.no_grad()
-    def update_average_style(self, samples: int = 4096, seed: int = 0) -> None:
+    def update_average_code(self, samples: int = 4096, seed: int = 0) -> None:
         """Recompute w_avg from a fixed set of latents, so the same weights always truncate the same way."""
         z = torch.randn(samples, self.z_dim, generator=torch.Generator().manual_seed(seed)).to(self.avg_codes.device)
-        style = self.mapping(z)
-        self.avg_frequencies.copy_(style.frequencies.mean(0, keepdim=True))
-        self.avg_phases.copy_(style.phases.mean(0, keepdim=True))
-        self.avg_codes.copy_(style.codes.mean(0, keepdim=True))
+        code = self.mapping(z)
+        self.avg_frequencies.copy_(code.frequencies.mean(0, keepdim=True))
+        self.avg_phases.copy_(code.phases.mean(0, keepdim=True))
+        self.avg_codes.copy_(code.w.mean(0, keepdim=True))
 
     def render_view(self, field: Field, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> RenderedView:
         """Volume-render `field` at the feature resolution for cameras cam2world (B, 4, 4), fov_deg a scalar
         or (B,); kwargs go to `VolumeRenderer.render` (jitter, density_noise, generator)."""
         return self.renderer.render(field, cam2world, fov_deg, self.cfg.render.feature_resolution, **kwargs)
 
-    def decode(self, features: torch.Tensor, codes: torch.Tensor, scale: int, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features -> (drawing, semantic logits). The semantics are decoded first and condition the
+    def decode(self, features: torch.Tensor, w: torch.Tensor, scale: int, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, C, h, w) and w (B, hidden) -> (drawing, semantic logits). The semantics are decoded first and condition the
         translator detached, so the drawing loss cannot bend the semantic map."""
-        parsing = self.semantic_decoder(features, codes, scale, alpha)
-        drawing = self.drawing_decoder(features, codes, scale, alpha)
+        semantic_logits = self.semantic_decoder(features, w, scale, alpha)
+        drawing = self.drawing_decoder(features, w, scale, alpha)
         if bool(self.translator_active):
-            drawing = self.translator(drawing, torch.softmax(parsing.detach().float(), dim=1).to(drawing.dtype))
-        return drawing, parsing
+            drawing = self.translator(drawing, torch.softmax(semantic_logits.detach().float(), dim=1).to(drawing.dtype))
+        return drawing, semantic_logits
 
     def synthesize(
         self,
-        style: Style,
+        code: LatentCode,
         cam2world: torch.Tensor,
         fov_deg: torch.Tensor | float,
         field: Field | None = None,
@@ -111,8 +111,8 @@ class SageGenerator(nn.Module):
         """The one composition of render -> (stereo) -> decode, used by training (`forward`) and serving
         (`PortraitRenderer`), after EG3D's `synthesis`.
 
-        style: B codes, or one code shared by all B cameras; cam2world (B, 4, 4); fov_deg (degrees) a scalar
-        or (B,). field: the `Field` to render, default the FiLM field bound to `style`; the renderer passes
+        code: B codes, or one code shared by all B cameras; cam2world (B, 4, 4); fov_deg (degrees) a scalar
+        or (B,). field: the `Field` to render, default the FiLM field bound to `code`; the renderer passes
         its cached `FoldedField`. scale: decoder doublings above the feature resolution (default: up to
         output_resolution); alpha: the newest scale's fade-in, 0..1. jitter and density_noise (std, in raw
         density units) are training's sampling noise, drawn from `generator`. aux_cam2world (B, 4, 4): MVCGAN's
@@ -120,7 +120,7 @@ class SageGenerator(nn.Module):
         decoder_dtype: run the 2D decoders under autocast in this dtype (the field keeps the caller's precision).
         """
         scale = self.cfg.max_scale if scale is None else scale
-        field = self.field.bind(style) if field is None else field
+        field = self.field.bind(code) if field is None else field
         render_kwargs = dict(jitter=jitter, density_noise=density_noise, generator=generator)
         # The record_function labels name the stages in a profile (benchmarks/profile_render.py); free otherwise.
         with record_function("sage.volume_render"):
@@ -134,12 +134,12 @@ class SageGenerator(nn.Module):
                 stereo = StereoView(warped[:, -3:], valid)
         precision = torch.autocast(features.device.type, dtype=decoder_dtype) if decoder_dtype is not None else nullcontext()
         with precision, record_function("sage.decoders"):
-            drawing, parsing = self.decode(features, style.codes.expand(features.shape[0], -1), scale, alpha)
-        return GeneratorOutput(drawing, parsing, view, stereo)
+            drawing, semantic_logits = self.decode(features, code.w.expand(features.shape[0], -1), scale, alpha)
+        return GeneratorOutput(drawing, semantic_logits, view, stereo)
 
-    def forward(self, style: Style, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> GeneratorOutput:
+    def forward(self, code: LatentCode, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> GeneratorOutput:
         """Training's call: `synthesize` with the differentiable FiLM field (see there for the arguments)."""
-        return self.synthesize(style, cam2world, fov_deg, **kwargs)
+        return self.synthesize(code, cam2world, fov_deg, **kwargs)
 
 
 def warp_into_view(

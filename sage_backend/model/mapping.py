@@ -1,4 +1,4 @@
-"""Mapping network: z -> FiLM frequencies/phases for the field and style codes w for the 2D decoders."""
+"""Mapping network: z -> a latent code: FiLM frequencies/phases for the field and w for the 2D decoders."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,21 +10,21 @@ from sage_backend.config import FieldConfig, MappingConfig
 
 
 @dataclass
-class Style:
-    """Everything the generator needs from a latent: FiLM parameters per field layer and the 2D style code."""
+class LatentCode:
+    """Everything the generator needs from a latent: FiLM parameters per field layer and w for the 2D decoders."""
 
     frequencies: torch.Tensor  # (B, film_layers, width), raw: the field applies freq_scale * f + freq_shift
     phases: torch.Tensor  # (B, film_layers, width)
-    codes: torch.Tensor  # (B, hidden): w, the activation after the last hidden layer
+    w: torch.Tensor  # (B, hidden): the activation after the last hidden layer
 
-    def truncate(self, average: "Style", psi: float) -> "Style":
-        """w = w_avg + psi * (w - w_avg), applied to frequencies, phases and codes alike."""
+    def truncate(self, average: "LatentCode", psi: float) -> "LatentCode":
+        """w = w_avg + psi * (w - w_avg), applied to frequencies, phases and w alike."""
         lerp = lambda mean, x: mean + psi * (x - mean)  # noqa: E731 - tiny local helper
-        return Style(lerp(average.frequencies, self.frequencies), lerp(average.phases, self.phases), lerp(average.codes, self.codes))
+        return LatentCode(lerp(average.frequencies, self.frequencies), lerp(average.phases, self.phases), lerp(average.w, self.w))
 
-    def expand(self, batch: int) -> "Style":
-        """Repeat a one-latent style for `batch` cameras (no copy)."""
-        return Style(*(t.expand(batch, *t.shape[1:]) for t in (self.frequencies, self.phases, self.codes)))
+    def expand(self, batch: int) -> "LatentCode":
+        """Repeat a one-latent code for `batch` cameras (no copy)."""
+        return LatentCode(*(t.expand(batch, *t.shape[1:]) for t in (self.frequencies, self.phases, self.w)))
 
 
 class MappingNetwork(nn.Module):
@@ -45,7 +45,7 @@ class MappingNetwork(nn.Module):
         with torch.no_grad():
             self.head.weight *= 0.25  # pi-GAN: start close to the frequency/phase offsets
 
-    def forward(self, z: torch.Tensor) -> Style:
-        codes = self.trunk(z)
-        out = self.head(codes).view(z.shape[0], 2, self.film_layers, self.width)
-        return Style(out[:, 0], out[:, 1], codes)
+    def forward(self, z: torch.Tensor) -> LatentCode:
+        w = self.trunk(z)
+        out = self.head(w).view(z.shape[0], 2, self.film_layers, self.width)
+        return LatentCode(out[:, 0], out[:, 1], w)

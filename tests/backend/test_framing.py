@@ -53,8 +53,8 @@ def test_training_cameras_sample_exactly_the_slab_so_they_render_as_before() -> 
 
 
 def test_rays_that_miss_the_bounds_are_empty(tiny) -> None:
-    style = tiny.style(torch.randn(1, tiny.z_dim))
-    view = tiny.render_view(tiny.field.bind(style), orbit_cam2world(torch.tensor([1.2]), torch.tensor([1.4])), 60.0)
+    code = tiny.code(torch.randn(1, tiny.z_dim))
+    view = tiny.render_view(tiny.field.bind(code), orbit_cam2world(torch.tensor([1.2]), torch.tensor([1.4])), 60.0)
     res = view.opacity.shape[-1]
     assert view.opacity[0, 0, 0] == 0 and view.features[0, :, 0, 0].abs().max() == 0  # a corner ray, far off the head
     assert view.opacity[0, res // 2, res // 2] > 0

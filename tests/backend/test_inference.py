@@ -30,7 +30,7 @@ def test_the_same_seed_renders_the_same_frames(tiny: SageGenerator) -> None:
     r = PortraitRenderer(tiny, camera_batch=2)
     z = r.latent(seed=5)
     first = list(r.render(z, TURN, outputs=ALL))
-    assert frames_equal(first, list(r.render(z, TURN, outputs=ALL)))  # again, from the style cache
+    assert frames_equal(first, list(r.render(z, TURN, outputs=ALL)))  # again, from the code cache
     assert frames_equal(first, list(r.render(r.latent(seed=5), TURN, outputs=ALL)))
     twin = SageGenerator(preset("tiny"))
     twin.load_state_dict(make_tiny_generator().state_dict())
@@ -88,10 +88,10 @@ def test_fast_path_agrees_with_the_plain_forward(tiny: SageGenerator) -> None:
     fast = list(r.render(z, cams, 0.5, outputs=ALL))
     c2w, fov = stack_cameras(cams)
     with torch.no_grad():
-        out = tiny(tiny.style(z[None], 0.5).expand(len(cams)), c2w, fov)
+        out = tiny(tiny.code(z[None], 0.5).expand(len(cams)), c2w, fov)
     plain = frames_from_outputs(out, 32, ALL)
     # Float reassociation may only flip a label where the two best logits all but tie.
-    top2 = out.parsing.topk(2, dim=1).values
+    top2 = out.semantic_logits.topk(2, dim=1).values
     decided = (top2[:, 0] - top2[:, 1] > 1e-4).numpy()
     assert decided.mean() > 0.9
     for f, p, sure in zip(fast, plain, decided):
@@ -108,18 +108,18 @@ def test_the_renderer_serves_exactly_what_synthesize_makes_with_the_folded_field
     z = r.latent(seed=4)
     cams = [Camera.orbit(math.pi / 2 + 0.3 * i, math.pi / 2 + 0.05 * i) for i in range(5)]
     served = list(r.render(z, cams, 0.5, outputs=ALL))
-    style = tiny.style(z[None], 0.5)
+    code = tiny.code(z[None], 0.5)
     c2w, fov = stack_cameras(cams)
     with torch.inference_mode():
-        out = tiny.synthesize(style, c2w, fov, field=tiny.field.fold(style))
+        out = tiny.synthesize(code, c2w, fov, field=tiny.field.fold(code))
     assert frames_equal(served, frames_from_outputs(out, 32, ALL))
 
 
 def test_the_folded_and_the_bound_field_keep_one_contract_and_agree(tiny: SageGenerator) -> None:
-    style = tiny.style(torch.randn(1, tiny.z_dim, generator=torch.Generator().manual_seed(2)))
+    code = tiny.code(torch.randn(1, tiny.z_dim, generator=torch.Generator().manual_seed(2)))
     points = torch.rand(1, 200, 3, generator=torch.Generator().manual_seed(3)) * 0.24 - 0.12
     dirs = torch.nn.functional.normalize(torch.randn(1, 200, 3, generator=torch.Generator().manual_seed(4)), dim=-1)
-    bound, folded = tiny.field.bind(style), tiny.field.fold(style)
+    bound, folded = tiny.field.bind(code), tiny.field.fold(code)
     with torch.no_grad():
         a, b = bound(points, dirs), folded(points, dirs)
         for name in ("density", "features", "rgb"):
@@ -131,7 +131,7 @@ def test_psi_zero_renders_the_average_head(tiny: SageGenerator) -> None:
     r = PortraitRenderer(tiny)
     a, b = (next(r.render(r.latent(seed=s), TURN[:1], psi=0.0)) for s in (1, 2))
     assert np.array_equal(a.drawing, b.drawing)
-    # The style cache keys on psi too: the same latent at another psi is another head.
+    # The code cache keys on psi too: the same latent at another psi is another head.
     assert not np.array_equal(a.drawing, next(r.render(r.latent(seed=1), TURN[:1], psi=1.0)).drawing)
 
 

@@ -53,7 +53,7 @@ def test_slab_grid_equals_one_shot_evaluation(renderer: PortraitRenderer) -> Non
     z, n = renderer.latent(seed=2), 12
     axis = np.linspace(-BOUND, BOUND, n, dtype=np.float32)
     points = torch.from_numpy(np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3))
-    _, folded = renderer.style(z, 0.5)
+    _, folded = renderer.code(z, 0.5)
     with torch.no_grad():
         direct = folded.density(points).numpy().reshape(n, n, n)
     assert direct.max() > 0

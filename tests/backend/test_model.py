@@ -1,4 +1,4 @@
-"""The networks: the paper's sizes at `full`, gradients everywhere in a training-style step,
+"""The networks: the paper's sizes at `full`, gradients everywhere in a training-code step,
 the translator switch, fade-in, and the stereo warp."""
 from __future__ import annotations
 
@@ -43,33 +43,33 @@ def frontal(batch: int = 1) -> torch.Tensor:
 
 
 def test_output_shapes_per_scale(tiny: SageGenerator) -> None:
-    style = tiny.style(torch.randn(2, tiny.z_dim))
+    code = tiny.code(torch.randn(2, tiny.z_dim))
     for scale, size in ((0, 16), (1, 32)):
         with torch.no_grad():
-            out = tiny(style, frontal(2), 12.0, scale=scale)
-        assert out.drawing.shape == (2, 3, size, size) and out.parsing.shape == (2, NUM_CLASSES, size, size)
+            out = tiny(code, frontal(2), 12.0, scale=scale)
+        assert out.drawing.shape == (2, 3, size, size) and out.semantic_logits.shape == (2, NUM_CLASSES, size, size)
         assert out.view.features.shape == (2, tiny.cfg.field.width, 16, 16) and out.view.depth.shape == (2, 16, 16)
         assert out.stereo is None
 
 
 def test_fade_in_starts_from_the_upsampled_previous_scale(tiny: SageGenerator) -> None:
-    style = tiny.style(torch.randn(1, tiny.z_dim))
+    code = tiny.code(torch.randn(1, tiny.z_dim))
     with torch.no_grad():
-        low = tiny(style, frontal(), 12.0, scale=0)
-        start = tiny(style, frontal(), 12.0, scale=1, alpha=0.0)
-        full = tiny(style, frontal(), 12.0, scale=1, alpha=1.0)
-    torch.testing.assert_close(start.parsing, F.interpolate(low.parsing, scale_factor=2, mode="nearest"))
-    assert not torch.allclose(start.parsing, full.parsing)
+        low = tiny(code, frontal(), 12.0, scale=0)
+        start = tiny(code, frontal(), 12.0, scale=1, alpha=0.0)
+        full = tiny(code, frontal(), 12.0, scale=1, alpha=1.0)
+    torch.testing.assert_close(start.semantic_logits, F.interpolate(low.semantic_logits, scale_factor=2, mode="nearest"))
+    assert not torch.allclose(start.semantic_logits, full.semantic_logits)
 
 
 def test_translator_switch_changes_the_drawing_path_only(tiny: SageGenerator) -> None:
-    style = tiny.style(torch.randn(1, tiny.z_dim, generator=torch.Generator().manual_seed(0)))
+    code = tiny.code(torch.randn(1, tiny.z_dim, generator=torch.Generator().manual_seed(0)))
     with torch.no_grad():
-        off = tiny(style, frontal(), 12.0)
+        off = tiny(code, frontal(), 12.0)
         tiny.translator_active.fill_(True)
-        on = tiny(style, frontal(), 12.0)
-        expected = tiny.translator(off.drawing, torch.softmax(off.parsing, dim=1))
-    assert torch.equal(off.parsing, on.parsing)
+        on = tiny(code, frontal(), 12.0)
+        expected = tiny.translator(off.drawing, torch.softmax(off.semantic_logits, dim=1))
+    assert torch.equal(off.semantic_logits, on.semantic_logits)
     assert not torch.allclose(off.drawing, on.drawing)
     torch.testing.assert_close(on.drawing, expected)
     assert on.drawing.abs().max() <= 1.0  # the translator ends in tanh
@@ -77,7 +77,7 @@ def test_translator_switch_changes_the_drawing_path_only(tiny: SageGenerator) ->
 
 def test_the_translator_sees_the_semantics_detached(tiny: SageGenerator) -> None:
     tiny.translator_active.fill_(True)
-    out = tiny(tiny.style(torch.randn(1, tiny.z_dim)), frontal(), 12.0)
+    out = tiny(tiny.code(torch.randn(1, tiny.z_dim)), frontal(), 12.0)
     out.drawing.sum().backward()
     # The drawing loss cannot bend the semantic map: no gradient reaches GNet_parsing through the translator.
     assert all(p.grad is None for p in tiny.semantic_decoder.parameters())
@@ -86,25 +86,25 @@ def test_the_translator_sees_the_semantics_detached(tiny: SageGenerator) -> None
 def test_warping_a_view_into_itself_is_the_identity(tiny: SageGenerator) -> None:
     c2w = orbit_cam2world(torch.tensor([1.3]), torch.tensor([1.5]))
     with torch.no_grad():
-        view = tiny.render_view(tiny.field.bind(tiny.style(torch.randn(1, tiny.z_dim))), c2w, 12.0)
+        view = tiny.render_view(tiny.field.bind(tiny.code(torch.randn(1, tiny.z_dim))), c2w, 12.0)
     warped, valid = warp_into_view(view, view.depth, c2w, c2w, 12.0)
     assert valid.bool().all()
     torch.testing.assert_close(warped, torch.cat([view.features, view.rgb], dim=1), atol=1e-4, rtol=1e-4)
 
 
 def test_the_stereo_mix_blends_in_the_warped_auxiliary_view(tiny: SageGenerator) -> None:
-    style = tiny.style(torch.randn(1, tiny.z_dim, generator=torch.Generator().manual_seed(1)))
+    code = tiny.code(torch.randn(1, tiny.z_dim, generator=torch.Generator().manual_seed(1)))
     aux = orbit_cam2world(torch.tensor([math.pi / 2 + 0.2]), torch.tensor([math.pi / 2]))
     with torch.no_grad():
-        plain = tiny(style, frontal(), 12.0)
-        unmixed = tiny(style, frontal(), 12.0, aux_cam2world=aux, aux_mix=torch.zeros(1))
-        mixed = tiny(style, frontal(), 12.0, aux_cam2world=aux, aux_mix=torch.full((1,), 0.1))
-        self_warp = tiny(style, frontal(), 12.0, aux_cam2world=frontal(), aux_mix=torch.ones(1))
-    assert torch.equal(unmixed.parsing, plain.parsing) and plain.stereo is None
+        plain = tiny(code, frontal(), 12.0)
+        unmixed = tiny(code, frontal(), 12.0, aux_cam2world=aux, aux_mix=torch.zeros(1))
+        mixed = tiny(code, frontal(), 12.0, aux_cam2world=aux, aux_mix=torch.full((1,), 0.1))
+        self_warp = tiny(code, frontal(), 12.0, aux_cam2world=frontal(), aux_mix=torch.ones(1))
+    assert torch.equal(unmixed.semantic_logits, plain.semantic_logits) and plain.stereo is None
     assert unmixed.stereo.rgb.shape == (1, 3, 16, 16) and unmixed.stereo.valid.shape == (1, 1, 16, 16)
-    assert not torch.allclose(mixed.parsing, plain.parsing)  # the mix reaches the decoders
+    assert not torch.allclose(mixed.semantic_logits, plain.semantic_logits)  # the mix reaches the decoders
     # Fully replacing the features by the primary view warped into itself changes (almost) nothing.
-    torch.testing.assert_close(self_warp.parsing, plain.parsing, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(self_warp.semantic_logits, plain.semantic_logits, atol=1e-3, rtol=1e-3)
 
 
 def test_compositing_an_empty_ray_gives_far_and_a_wall_gives_its_depth() -> None:
@@ -155,9 +155,9 @@ def test_gradients_reach_every_trainable_parameter_in_a_training_step() -> None:
     yaw, pitch = torch.tensor([1.5, 1.7]), torch.tensor([1.5, 1.6])
     # alpha < 1 so the fading-out lower-scale output layers and D's second adapter take part too;
     # the auxiliary stereo view exercises the warp.
-    out = g(g.style(torch.randn(2, cfg.mapping.z_dim)), orbit_cam2world(yaw, pitch), 12.0, alpha=0.5, jitter=True, density_noise=1.0,
+    out = g(g.code(torch.randn(2, cfg.mapping.z_dim)), orbit_cam2world(yaw, pitch), 12.0, alpha=0.5, jitter=True, density_noise=1.0,
             aux_cam2world=orbit_cam2world(yaw + 0.1, pitch), aux_mix=torch.full((2,), 0.05))
-    a, b = d_rgb(out.drawing, alpha=0.5), d_par(torch.softmax(out.parsing, 1), alpha=0.5)
+    a, b = d_rgb(out.drawing, alpha=0.5), d_par(torch.softmax(out.semantic_logits, 1), alpha=0.5)
     loss = a.logit.sum() + a.pose.sum() + b.logit.sum() + b.pose.sum() + out.stereo.rgb.sum() + out.view.rgb.sum()
     loss.backward()
     checked = 0
