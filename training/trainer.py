@@ -241,7 +241,7 @@ class Trainer:
 
     def save(self) -> None:
         """Atomically write the resumable state and the servable EMA generator."""
-        self.G_ema.update_average_style()
+        self.G_ema.update_average_code()
         save_state(self.run_dir / STATE_FILE, self._nets(), self._optimizers(), self.latents,
                    Counters(self.step, self.samples_seen, self.wall_time_s), self.cfg.to_dict())
         save_generator(self.run_dir / GENERATOR_FILE, self.G_ema, self.style_info())

@@ -40,7 +40,7 @@ def test_a_drawing_on_transparent_paper_reads_white_paper_and_black_strokes(tmp_
     image = image.convert("LA") if mode == "LA" else image.convert("P") if mode == "PA" else image
     if mode == "PA":  # a palette with one transparent entry: the paper
         image.info["transparency"] = image.getpixel((0, 0))
-    item = DrawingStyle(_style(tmp_path, image), "pencil", SIZE, flip=False)[0]
+    item = DrawingStyle(_style(tmp_path, image), "pencil", SIZE)[0]
     assert float(item["image"][:, 0, 0].min()) == 1.0  # paper: white, not black
     assert float(item["image"][:, 16, 15].max()) == -1.0  # stroke: black
 
@@ -105,7 +105,7 @@ def test_a_photo_stored_sideways_with_exif_orientation_6_meets_its_upright_label
     photo, labels = _photo_and_labels()
     # Orientation 6: the viewer turns the stored pixels 90 degrees clockwise, so they are stored turned back.
     stored = Image.fromarray(photo).transpose(Image.Transpose.ROTATE_90)
-    item = CelebAMaskHQ(_celeba(tmp_path, stored, labels, 6), SIZE * 2, flip=False, crop_fraction=1.0)[0]
+    item = CelebAMaskHQ(_celeba(tmp_path, stored, labels, 6), SIZE * 2, crop_fraction=1.0)[0]
     hair = item["semantic"] == LABEL_IDS["hair"]
     dark = item["image"].mean(0) < -0.5  # the hair colour in [-1, 1]
     assert float((hair & dark).sum() / hair.sum()) > 0.98  # main: 12% of the hair labels on the hair
@@ -115,7 +115,7 @@ def test_a_label_map_drawn_on_the_other_orientation_is_refused_naming_the_file(t
     photo, labels = _photo_and_labels()
     photo, labels = photo[:, :SIZE], labels[:, :SIZE]  # portrait 32 x 64
     stored = Image.fromarray(photo).transpose(Image.Transpose.ROTATE_90)  # stored landscape, tagged 6
-    ds = CelebAMaskHQ(_celeba(tmp_path, stored, np.ascontiguousarray(labels.T), 6), SIZE, flip=False)
+    ds = CelebAMaskHQ(_celeba(tmp_path, stored, np.ascontiguousarray(labels.T), 6), SIZE)
     with pytest.raises(ValueError, match=r"CelebAMask-HQ-mask/0\.png: label map is 64x32 but its photo reads 32x64 upright"):
         ds[0]
 
@@ -145,7 +145,7 @@ def test_label_maps_keep_their_ids_whatever_the_mode_and_follow_their_own_exif_t
 
 def test_labels_are_resized_nearest_never_blended(tmp_path: Path) -> None:
     photo, labels = _photo_and_labels()
-    item = CelebAMaskHQ(_celeba(tmp_path, Image.fromarray(photo), labels, None), 24, flip=False, crop_fraction=1.0)[0]
+    item = CelebAMaskHQ(_celeba(tmp_path, Image.fromarray(photo), labels, None), 24, crop_fraction=1.0)[0]
     assert set(torch.unique(item["semantic"]).tolist()) == {LABEL_IDS["hair"], LABEL_IDS["skin"]}
 
 
@@ -160,8 +160,8 @@ def test_files_left_by_other_systems_are_skipped_everywhere(tmp_path: Path) -> N
         (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
         (folder / "desktop.ini").write_text("[.ShellClassInfo]")
     (style / ".Trashes").mkdir()
-    assert len(CelebAMaskHQ(root, SIZE, flip=False)) == 2 and CelebAMaskHQ(root, SIZE, flip=False)[1]["image"].shape
-    assert len(DrawingStyle(style, "pencil", SIZE, flip=False)) == 1 and DrawingStyle(style, "pencil", SIZE, flip=False)[0]
+    assert len(CelebAMaskHQ(root, SIZE)) == 2 and CelebAMaskHQ(root, SIZE)[1]["image"].shape
+    assert len(DrawingStyle(style, "pencil", SIZE)) == 1 and DrawingStyle(style, "pencil", SIZE)[0]
     assert real_images(root / "CelebA-HQ-img", 16).shape == (2, 16, 16, 3)
 
 
@@ -169,7 +169,7 @@ def test_names_from_other_systems_match_and_ambiguous_ones_are_refused(tmp_path:
     photo, labels = _photo_and_labels()
     style = _style(tmp_path, Image.fromarray(photo), "caf\u00e9.PNG")  # composed name, upper-case suffix
     (style / "pencil" / "masks" / "caf\u00e9.png").rename(style / "pencil" / "masks" / "cafe\u0301.png")  # macOS: decomposed
-    assert len(DrawingStyle(style, "pencil", SIZE, flip=False)) == 1 and DrawingStyle(style, "pencil", SIZE, flip=False)[0]
+    assert len(DrawingStyle(style, "pencil", SIZE)) == 1 and DrawingStyle(style, "pencil", SIZE)[0]
     Image.fromarray(photo).save(style / "pencil" / "images" / "caf\u00e9.jpg")
     with pytest.raises(ValueError, match=r"two images with id 'caf\u00e9'"):
         list_images(style / "pencil" / "images")
