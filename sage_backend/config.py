@@ -126,20 +126,18 @@ class ModelConfig:
 # The range of every number a config may hold (a tuple's bound applies to each entry, its length to
 # lengths). Far beyond the presets (full: width 256, 256 px), yet a checkpoint's config can never ask for
 # a model that takes gigabytes before its weights are compared (docs/checkpoints.md).
-LIMITS = ValueLimits(
-    bounds={
-        "output_resolution": (8, 4096),
-        "mapping.z_dim": (1, 4096), "mapping.hidden": (1, 4096), "mapping.layers": (1, 16),
-        "field.width": (1, 4096), "field.layers": (1, 32), "field.box_warp": (1e-3, 100.0),
-        "field.freq_scale": (-1e4, 1e4), "field.freq_shift": (-1e4, 1e4), "field.density_scale": (1e-6, 1e6),
-        "render.feature_resolution": (4, 1024), "render.samples_per_ray": (1, 1024), "render.fov_deg": (0.5, 120.0),
-        "render.chunk_rays": (1, 1 << 24), "render.half_depth": (1e-3, 10.0),
-        "decoder.channels": (1, 4096),
-        "translator.channels": (1, 4096), "translator.spade_hidden": (1, 4096), "translator.spade_stages": (0, 8),
-    },
-    lengths={"decoder.channels": (1, 8), "translator.channels": (2, 8)},
-    max_text=64,  # config strings: the preset name, the density activation
-)
+BOUNDS: dict[str, tuple[float, float]] = {
+    "output_resolution": (8, 4096),
+    "mapping.z_dim": (1, 4096), "mapping.hidden": (1, 4096), "mapping.layers": (1, 16),
+    "field.width": (1, 4096), "field.layers": (1, 32), "field.box_warp": (1e-3, 100.0),
+    "field.freq_scale": (-1e4, 1e4), "field.freq_shift": (-1e4, 1e4), "field.density_scale": (1e-6, 1e6),
+    "render.feature_resolution": (4, 1024), "render.samples_per_ray": (1, 1024), "render.fov_deg": (0.5, 120.0),
+    "render.chunk_rays": (1, 1 << 24), "render.half_depth": (1e-3, 10.0),
+    "decoder.channels": (1, 4096),
+    "translator.channels": (1, 4096), "translator.spade_hidden": (1, 4096), "translator.spade_stages": (0, 8),
+}
+LENGTHS: dict[str, tuple[int, int]] = {"decoder.channels": (1, 8), "translator.channels": (2, 8)}
+LIMITS = ValueLimits(BOUNDS, LENGTHS, max_text=64)  # strings: the preset name, the density activation
 
 
 PRESETS: dict[str, ModelConfig] = {
