@@ -15,6 +15,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -106,19 +107,20 @@ def _style_turntable(client, hello: dict, name: str, args: argparse.Namespace) -
 def blender_turntable(endpoint: str, out: Path, frames: int, seed: int) -> None:
     """The same turntable through the Blender add-on in headless bpy, when bpy and the add-on's source are
     both here (a repository checkout with the [blender] extra); skipped with a note otherwise. The add-on
-    is built and installed as the extension users get, into `out`/blender_user (the user's own Blender
-    settings stay untouched), and driven through `batch.main`, its documented headless entry point."""
+    is built and installed as the extension users get, into a throwaway Blender user folder (the user's own
+    Blender settings stay untouched), and driven through `batch.main`, its documented headless entry point."""
     if importlib.util.find_spec("bpy") is None or not (REPOSITORY / "build_addon.py").is_file():
         print("blender: skipped (needs bpy: `pip install -e .[blender]` in a repository checkout)")
         return
-    dist = out / "dist"
-    _run([sys.executable, str(REPOSITORY / "build_addon.py"), "--no-wheels", "--out", str(dist)], "building the add-on")
-    (archive,) = dist.glob("sage_portrait-*.zip")
-    script = (f"import bpy; bpy.ops.extensions.package_install_files(filepath={str(archive)!r}, repo='user_default', "
-              f"enable_on_install=True); from {EXTENSION_MODULE} import batch; batch.main(['--out', {str(out)!r}, "
-              f"'--address', {endpoint!r}, '--demo-scene', '{frames}', '--seed', '{seed}', '--timeout', '600'])")
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(out / "blender_user"))
-    _run([sys.executable, "-c", script], "the Blender add-on's batch render", env)
+    with tempfile.TemporaryDirectory(prefix="sage-demo-blender-") as scratch:  # the build and a throwaway Blender user folder
+        dist = Path(scratch) / "dist"
+        _run([sys.executable, str(REPOSITORY / "build_addon.py"), "--no-wheels", "--out", str(dist)], "building the add-on")
+        (archive,) = dist.glob("sage_portrait-*.zip")
+        script = (f"import bpy; bpy.ops.extensions.package_install_files(filepath={str(archive)!r}, repo='user_default', "
+                  f"enable_on_install=True); from {EXTENSION_MODULE} import batch; batch.main(['--out', {str(out)!r}, "
+                  f"'--address', {endpoint!r}, '--demo-scene', '{frames}', '--seed', '{seed}', '--timeout', '600'])")
+        env = dict(os.environ, BLENDER_USER_RESOURCES=str(Path(scratch) / "blender_user"))
+        _run([sys.executable, "-c", script], "the Blender add-on's batch render", env)
     print(f"blender: add-on batch render of a {frames}-frame camera turntable -> {out}")
 
 
