@@ -85,8 +85,11 @@ def stop(scene: bpy.types.Scene, error: Exception) -> None:
 
 def register() -> None:
     jobs.add_hook(step)
+    props.LIVE_LISTENERS.append(set_enabled)
 
 
 def unregister() -> None:
     jobs.remove_hook(step)
+    while set_enabled in props.LIVE_LISTENERS:
+        props.LIVE_LISTENERS.remove(set_enabled)
     set_enabled(False)

@@ -18,65 +18,73 @@ class SAGE_PT_portrait(bpy.types.Panel):
         layout = self.layout
         settings = context.scene.sage_portrait
         state = session.get()
-
-        box = layout.box()
-        box.label(text="Connection", icon="LINKED")
-        missing = session.pyzmq_hint()
-        if missing:  # the add-on enabled without pyzmq: say how to get it instead of failing
-            for line in missing.split(": ", 1):
-                box.label(text=line, icon="ERROR")
-        box.prop(settings, "address")
-        row = box.row(align=True)
-        row.operator("sage.connect", icon="PLUGIN")
-        row.operator("sage.launch_backend", icon="PLAY")
-        row.operator("sage.disconnect", text="", icon="X")
-        box.label(text=state.status_line(), icon="CHECKMARK" if state.info else "INFO")
-
-        box = layout.box()
-        box.label(text="Portrait", icon="OUTLINER_OB_ARMATURE")
-        box.prop(settings, "style")
-        row = box.row(align=True)
-        row.prop(settings, "seed")
-        row.operator("sage.randomize_seed", text="", icon="FILE_REFRESH")
-        box.prop(settings, "psi")
-        box.prop(settings, "resolution")
-        for what, value in (("resolution", settings.resolution), ("cameras", settings.turntable_frames), ("grid", settings.mesh_grid)):
-            error = state.limit_error(what, value)  # the limits come from the backend's hello
-            if error:
-                box.label(text=error, icon="ERROR")
-        box.prop(settings, "pivot")
-        hint = pose_hint(context.scene, state)
-        if hint:
-            box.label(text=hint, icon="ERROR")
-        box.row().prop(settings, "display", expand=True)
-        box.prop(settings, "follow_animation")
-        row = box.row(align=True)
-        row.prop(settings, "pack_images")
-        row.operator("sage.pack_images", text="", icon="PACKAGE")
-
-        col = layout.column(align=True)
-        row = col.row(align=True)
-        row.scale_y = 1.4
-        row.operator("sage.generate", icon="RENDER_STILL")
-        row.prop(settings, "live", toggle=True, icon="REC")
-        row = col.row(align=True)
-        row.operator("sage.bake_turntable", icon="RENDER_ANIMATION")
-        row.prop(settings, "turntable_frames")
-        col.operator("sage.cancel", icon="CANCEL")  # greyed out by its poll() when nothing runs
-
-        box = layout.box()
-        box.label(text="Mesh", icon="MESH_DATA")
-        row = box.row(align=True)
-        row.prop(settings, "mesh_format", text="")
-        row.prop(settings, "mesh_grid")
-        box.prop(settings, "mesh_colors")
-        row = box.row(align=True)
-        row.operator("sage.export_mesh", icon="EXPORT")
-        row.operator("sage.import_mesh", icon="IMPORT")
-
+        draw_connection(layout.box(), settings, state)
+        draw_portrait(layout.box(), context.scene, state)
+        draw_actions(layout.column(align=True), settings)
+        draw_mesh(layout.box(), settings)
         line = status.status()
         if line:
             layout.label(text=line, icon="ERROR" if line.startswith(status.ERROR_PREFIX) else "INFO")
+
+
+def draw_connection(box: bpy.types.UILayout, settings, state: session.Session) -> None:
+    box.label(text="Connection", icon="LINKED")
+    missing = session.pyzmq_hint()
+    if missing:  # the add-on enabled without pyzmq: say how to get it instead of failing
+        for line in missing.split(": ", 1):
+            box.label(text=line, icon="ERROR")
+    box.prop(settings, "address")
+    row = box.row(align=True)
+    row.operator("sage.connect", icon="PLUGIN")
+    row.operator("sage.launch_backend", icon="PLAY")
+    row.operator("sage.disconnect", text="", icon="X")
+    box.label(text=state.status_line(), icon="CHECKMARK" if state.info else "INFO")
+
+
+def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: session.Session) -> None:
+    settings = scene.sage_portrait
+    box.label(text="Portrait", icon="OUTLINER_OB_ARMATURE")
+    box.prop(settings, "style")
+    row = box.row(align=True)
+    row.prop(settings, "seed")
+    row.operator("sage.randomize_seed", text="", icon="FILE_REFRESH")
+    box.prop(settings, "psi")
+    box.prop(settings, "resolution")
+    for what, value in (("resolution", settings.resolution), ("cameras", settings.turntable_frames), ("grid", settings.mesh_grid)):
+        error = state.limit_error(what, value)  # the limits come from the backend's hello
+        if error:
+            box.label(text=error, icon="ERROR")
+    box.prop(settings, "pivot")
+    hint = pose_hint(scene, state)
+    if hint:
+        box.label(text=hint, icon="ERROR")
+    box.row().prop(settings, "display", expand=True)
+    box.prop(settings, "follow_animation")
+    row = box.row(align=True)
+    row.prop(settings, "pack_images")
+    row.operator("sage.pack_images", text="", icon="PACKAGE")
+
+
+def draw_actions(col: bpy.types.UILayout, settings) -> None:
+    row = col.row(align=True)
+    row.scale_y = 1.4
+    row.operator("sage.generate", icon="RENDER_STILL")
+    row.prop(settings, "live", toggle=True, icon="REC")
+    row = col.row(align=True)
+    row.operator("sage.bake_turntable", icon="RENDER_ANIMATION")
+    row.prop(settings, "turntable_frames")
+    col.operator("sage.cancel", icon="CANCEL")  # greyed out by its poll() when nothing runs
+
+
+def draw_mesh(box: bpy.types.UILayout, settings) -> None:
+    box.label(text="Mesh", icon="MESH_DATA")
+    row = box.row(align=True)
+    row.prop(settings, "mesh_format", text="")
+    row.prop(settings, "mesh_grid")
+    box.prop(settings, "mesh_colors")
+    row = box.row(align=True)
+    row.operator("sage.export_mesh", icon="EXPORT")
+    row.operator("sage.import_mesh", icon="IMPORT")
 
 
 def pose_hint(scene: bpy.types.Scene, state: session.Session) -> str:

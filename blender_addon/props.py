@@ -5,6 +5,8 @@ Numbers the wire bounds (resolution, grid, frames per turntable) have no static 
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import bpy
 
 from . import session
@@ -28,10 +30,14 @@ def _display_update(self, context) -> None:
     planes.apply_display(context.scene)
 
 
-def _live_update(self, context) -> None:
-    from . import live
+# Called with the Live toggle's new value. live.register() subscribes, so this module needs no import of
+# live (which reads the settings here).
+LIVE_LISTENERS: list[Callable[[bool], None]] = []
 
-    live.set_enabled(self.live)
+
+def _live_update(self, context) -> None:
+    for listener in LIVE_LISTENERS:
+        listener(self.live)
 
 
 class SagePreferences(bpy.types.AddonPreferences):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sage_backend.cameras import Camera
+from sage_backend.cameras import turntable
 from sage_backend.checkpoint import StyleInfo, load_generator, save_generator
 from sage_backend.files import atomic_path, atomic_write_bytes, check_writable, readable_image
 from sage_backend.inference import PortraitRenderer, seed_latent
@@ -49,7 +49,8 @@ def sheet_arc(info: StyleInfo) -> tuple[float, float, int]:
 def turntable_sheet(renderer: PortraitRenderer, arc: tuple[float, float, int] = FRONTAL_ARC, seeds=CARD_SEEDS,
                     psi: float = 0.5) -> np.ndarray:
     """Rows drawing / semantic / depth per seed, columns `arc`'s views: (H, W, 3) uint8."""
-    cams = [Camera.orbit(float(yaw), math.pi / 2) for yaw in np.linspace(*arc)]
+    first, last, views = arc
+    cams = turntable(views, yaw_range=(first, last))
     outputs = ("drawing", "semantic", "depth")  # depth shows the geometry that keeps the views consistent
     return stack_sheets([contact_sheet(list(renderer.render(seed_latent(s, renderer.generator.z_dim), cams, psi, outputs=outputs)))
                          for s in seeds])

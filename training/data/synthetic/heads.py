@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -108,10 +109,78 @@ HAIRSTYLE_WEIGHTS = (0.2, 0.1, 0.25, 0.15, 0.14, 0.08, 0.08)
 RATES = {"eye_g": 0.15, "ear_r": 0.25, "neck_l": 0.15, "hat": 0.1, "beard": 0.12, "moustache": 0.15}
 
 
+Uniform = Callable[[float, float], float]
+
+
+@dataclass
+class _Face:
+    """The face surface that features are placed on (world units): the skin ellipsoids, the eyes' row."""
+    skull: Ellipsoid
+    jaw: Ellipsoid
+    chin: Ellipsoid
+    surfaces: list[Ellipsoid]
+    eye_x: float
+    eye_y: float
+
+    def front(self, x: float, y: float) -> float:
+        return max(_front_z(e, x, y) for e in self.surfaces)
+
+    def on_face(self, x: float, y: float, protrusion: float, depth: float) -> float:
+        """Centre z of a feature of half-depth `depth` that sticks out `protrusion` from the face at (x, y)."""
+        return self.front(x, y) + protrusion - depth
+
+
+@dataclass
+class _Mouth:
+    y: float
+    lip_w: float
+    up_h: float
+    low_h: float
+
+
+@dataclass
+class _Build:
+    """What random_head's steps add to: the parts and the extra shapes, with the traits drawn."""
+    parts: list[Ellipsoid]
+    carves: list[Carve] = field(default_factory=list)
+    eyes: list[Eye] = field(default_factory=list)
+    capsules: list[Capsule] = field(default_factory=list)
+    tori: list[Torus] = field(default_factory=list)
+    traits: dict[str, str] = field(default_factory=dict)
+
+
 def random_head(rng: np.random.Generator) -> HeadParams:
-    """A head with randomised face shape, features, age, colours, hair, facial hair, accessories and lighting."""
+    """A head with randomised face shape, features, age, colours, hair, facial hair, accessories and lighting.
+
+    The draws from `rng` come in a fixed order (a data set is reproducible from its seed), so the steps
+    below must keep their order."""
     u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
     age = u(0.0, 1.0)
+    face = _face(u)
+    build = _Build(face.surfaces + [
+        Ellipsoid(L["neck"], (0.0, -0.095, -0.012), (u(0.030, 0.036), 0.06, 0.036)),
+        Ellipsoid(L["cloth"], (0.0, -0.152, -0.015), (0.16, 0.058, 0.075)),
+    ])
+    half_w, brow_y = _eyes_brows_ears(u, face, age, build)
+    _nose(u, face, age, build)
+    mouth = _lips(u, face, age, build)
+    hairstyle = HAIRSTYLES[rng.choice(len(HAIRSTYLES), p=HAIRSTYLE_WEIGHTS)]
+    if age > 0.75 and rng.random() < 0.4:
+        hairstyle = "bald"
+    build.parts += _hair(rng, hairstyle, face.skull, brow_y)
+    build.traits["hairstyle"] = hairstyle
+    _facial_hair(rng, face, mouth, build)
+    _accessories(rng, u, face, half_w, brow_y, build)
+    colors = _colors(rng, u, age)
+    iris = IRIS_TONES[rng.integers(len(IRIS_TONES))]
+    light = rng.normal([0.4, 0.6, 1.0], 0.35)
+    background = (tuple(rng.uniform(0.2, 1.0, 3)), tuple(rng.uniform(0.1, 0.9, 3)))
+    return HeadParams(tuple(build.parts), colors, tuple(float(x) for x in light / np.linalg.norm(light)), iris, background,
+                      tuple(build.capsules), tuple(build.tori), tuple(build.carves), tuple(build.eyes), build.traits)
+
+
+def _face(u: Uniform) -> _Face:
+    """Skull, jaw, chin, cheeks and the brow ridge; where the eyes sit."""
     hw, hh, hd = u(0.054, 0.064), u(0.080, 0.088), u(0.074, 0.082)
     skull = Ellipsoid(L["skin"], (0.0, 0.012, -0.008), (hw, hh, hd))
     jaw_w = u(0.72, 0.92)
@@ -120,24 +189,17 @@ def random_head(rng: np.random.Generator) -> HeadParams:
     chin = Ellipsoid(L["skin"], (0.0, chin_y, 0.036), (u(0.013, 0.02), 0.013, 0.018))
     cheek_x, cheek_y = u(0.026, 0.032), u(-0.014, -0.006)
     eye_x, eye_y = u(0.026, 0.031), u(0.002, 0.010)
-    face = [skull, jaw, chin] + [Ellipsoid(L["skin"], (s * cheek_x, cheek_y, 0.034), (0.024, 0.024, 0.028)) for s in (1, -1)]
+    surfaces = [skull, jaw, chin] + [Ellipsoid(L["skin"], (s * cheek_x, cheek_y, 0.034), (0.024, 0.024, 0.028)) for s in (1, -1)]
+    face = _Face(skull, jaw, chin, surfaces, eye_x, eye_y)
+    brow_ridge = Ellipsoid(L["skin"], (0.0, eye_y + 0.014, face.on_face(0.0, eye_y + 0.014, 0.002, 0.016)), (hw * 0.8, 0.011, 0.016))
+    surfaces.append(brow_ridge)  # brows sit on it
+    return face
 
-    def front(x: float, y: float) -> float:
-        return max(_front_z(e, x, y) for e in face)
 
-    def on_face(x: float, y: float, protrusion: float, depth: float) -> float:
-        """Centre z of a feature of half-depth `depth` that sticks out `protrusion` from the face at (x, y)."""
-        return front(x, y) + protrusion - depth
-
-    brow_ridge = Ellipsoid(L["skin"], (0.0, eye_y + 0.014, on_face(0.0, eye_y + 0.014, 0.002, 0.016)), (hw * 0.8, 0.011, 0.016))
-    face.append(brow_ridge)  # brows sit on it
-    parts = face + [
-        Ellipsoid(L["neck"], (0.0, -0.095, -0.012), (u(0.030, 0.036), 0.06, 0.036)),
-        Ellipsoid(L["cloth"], (0.0, -0.152, -0.015), (0.16, 0.058, 0.075)),
-    ]
-    carves: list[Carve] = []
-    eyes: list[Eye] = []
-    # Eyes: an eyeball behind an almond opening cut in the skin (the rim of the cut reads as lids).
+def _eyes_brows_ears(u: Uniform, face: _Face, age: float, build: _Build) -> tuple[float, float]:
+    """Eyes (an eyeball behind an almond opening cut in the skin; the rim of the cut reads as lids), brows
+    and ears, left and right. Returns the eye opening's half width and the brows' height."""
+    eye_x, eye_y = face.eye_x, face.eye_y
     half_w, half_h = u(0.0115, 0.0140), u(0.0048, 0.0062) * (1.0 - 0.2 * age)
     tilt, radius = u(-0.05, 0.12), u(0.0110, 0.0125)
     gaze = np.array([u(-0.12, 0.12), u(-0.06, 0.06), 1.0])
@@ -145,82 +207,98 @@ def random_head(rng: np.random.Generator) -> HeadParams:
     brow_lift, brow_arch, brow_thick = u(0.015, 0.020) * (1.0 - 0.15 * age), u(0.001, 0.005), u(0.0026, 0.0045)
     for side, (eye, brow, ear) in ((1, ("l_eye", "l_brow", "l_ear")), (-1, ("r_eye", "r_brow", "r_ear"))):
         x = side * eye_x
-        zc = front(x, eye_y) - 0.85 * radius
-        parts.append(Ellipsoid(L[eye], (x, eye_y, zc), (half_w + 0.0015, radius, radius)))
-        eyes.append(Eye(L[eye], (x, eye_y, zc), radius, gaze))
-        carves.append(Carve(L["skin"], 2, 1.0, zc, _almond(x, eye_y, half_w, half_h, side * tilt)))
+        zc = face.front(x, eye_y) - 0.85 * radius
+        build.parts.append(Ellipsoid(L[eye], (x, eye_y, zc), (half_w + 0.0015, radius, radius)))
+        build.eyes.append(Eye(L[eye], (x, eye_y, zc), radius, gaze))
+        build.carves.append(Carve(L["skin"], 2, 1.0, zc, _almond(x, eye_y, half_w, half_h, side * tilt)))
         for t in np.linspace(0.0, 1.0, 3):  # brow: a tapering arch from the inner to the outer end
             bx = side * (eye_x - 0.9 * half_w + t * 2.1 * half_w)
             by = eye_y + brow_lift + brow_arch * math.sin(math.pi * min(t / 0.7, 1.0) * 0.5 + (t > 0.7) * (t - 0.7) * 2) - 0.002 * t**2
             thick = brow_thick * (1.1 - 0.5 * t)
-            parts.append(Ellipsoid(L[brow], (bx, by, on_face(bx, by, 0.0016, 0.004)), (0.0095, thick, 0.004)))
+            build.parts.append(Ellipsoid(L[brow], (bx, by, face.on_face(bx, by, 0.0016, 0.004)), (0.0095, thick, 0.004)))
         ear_y, ear_h = eye_y - u(0.012, 0.017), u(0.019, 0.024)
-        ear_x = side * (_half_width(skull, ear_y, -0.004) + 0.002)
-        parts.append(Ellipsoid(L[ear], (ear_x, ear_y, -0.006), (0.0065, ear_h, 0.012)))
-        carves.append(Carve(L[ear], 0, side, side * ear_x - 0.001, _almond(ear_y + 0.002, -0.004, 0.0085, ear_h * 0.7, 0.0, axis_swap=True)))
-    # Nose: root, bridge, tip and the two wings, smoothly joined.
+        ear_x = side * (_half_width(face.skull, ear_y, -0.004) + 0.002)
+        build.parts.append(Ellipsoid(L[ear], (ear_x, ear_y, -0.006), (0.0065, ear_h, 0.012)))
+        build.carves.append(Carve(L[ear], 0, side, side * ear_x - 0.001, _almond(ear_y + 0.002, -0.004, 0.0085, ear_h * 0.7, 0.0, axis_swap=True)))
+    return half_w, eye_y + brow_lift
+
+
+def _nose(u: Uniform, face: _Face, age: float, build: _Build) -> None:
+    """Root, bridge, tip and the two wings, smoothly joined."""
+    eye_y = face.eye_y
     tip_y, size = u(-0.026, -0.018), u(0.85, 1.2) * (1.0 + 0.12 * age)
     tip_out, nose_w = u(0.012, 0.017) * size, u(0.0055, 0.0075) * size
     for k, (y, out, wx) in enumerate(((eye_y - 0.002, 0.002, 0.0045), ((eye_y + tip_y) / 2, tip_out * 0.55, 0.0045), (tip_y + 0.003, tip_out, nose_w * 0.8))):
-        parts.append(Ellipsoid(L["nose"], (0.0, y, on_face(0.0, y, out, 0.010)), (wx, 0.012 if k < 2 else 0.0075, 0.010)))
+        build.parts.append(Ellipsoid(L["nose"], (0.0, y, face.on_face(0.0, y, out, 0.010)), (wx, 0.012 if k < 2 else 0.0075, 0.010)))
     for s in (1, -1):
-        parts.append(Ellipsoid(L["nose"], (s * nose_w, tip_y + 0.001, on_face(s * nose_w, tip_y, 0.005 * size, 0.007)), (0.0045, 0.0045, 0.007)))
-    # Lips with a parting line between them.
+        build.parts.append(Ellipsoid(L["nose"], (s * nose_w, tip_y + 0.001, face.on_face(s * nose_w, tip_y, 0.005 * size, 0.007)), (0.0045, 0.0045, 0.007)))
+
+
+def _lips(u: Uniform, face: _Face, age: float, build: _Build) -> _Mouth:
+    """Lips with a parting line between them."""
     mouth_y, lip_w = u(-0.047, -0.041), u(0.018, 0.024)
     up_h, low_h = u(0.0028, 0.0045) * (1 - 0.3 * age), u(0.0038, 0.0058) * (1 - 0.3 * age)
-    parts += [
-        Ellipsoid(L["u_lip"], (0.0, mouth_y + 0.8 * up_h, on_face(0.0, mouth_y + 0.8 * up_h, 0.0035, 0.008)), (lip_w, up_h + 0.0004, 0.008)),
-        Ellipsoid(L["l_lip"], (0.0, mouth_y - 0.8 * low_h, on_face(0.0, mouth_y - 0.8 * low_h, 0.0035, 0.008)), (lip_w * 0.88, low_h + 0.0004, 0.008)),
-        Ellipsoid(L["mouth"], (0.0, mouth_y, on_face(0.0, mouth_y, 0.0022, 0.006)), (lip_w * 0.9, 0.0007, 0.006)),
+    build.parts += [
+        Ellipsoid(L["u_lip"], (0.0, mouth_y + 0.8 * up_h, face.on_face(0.0, mouth_y + 0.8 * up_h, 0.0035, 0.008)), (lip_w, up_h + 0.0004, 0.008)),
+        Ellipsoid(L["l_lip"], (0.0, mouth_y - 0.8 * low_h, face.on_face(0.0, mouth_y - 0.8 * low_h, 0.0035, 0.008)), (lip_w * 0.88, low_h + 0.0004, 0.008)),
+        Ellipsoid(L["mouth"], (0.0, mouth_y, face.on_face(0.0, mouth_y, 0.0022, 0.006)), (lip_w * 0.9, 0.0007, 0.006)),
     ]
-    hairstyle = HAIRSTYLES[rng.choice(len(HAIRSTYLES), p=HAIRSTYLE_WEIGHTS)]
-    if age > 0.75 and rng.random() < 0.4:
-        hairstyle = "bald"
-    parts += _hair(rng, hairstyle, skull, eye_y + brow_lift)
-    traits = {"hairstyle": hairstyle}
-    capsules: list[Capsule] = []
-    tori: list[Torus] = []
+    return _Mouth(mouth_y, lip_w, up_h, low_h)
+
+
+def _facial_hair(rng: np.random.Generator, face: _Face, mouth: _Mouth, build: _Build) -> None:
+    """Beard and moustache (labelled hair), on about half the heads' share of RATES each."""
     male = rng.random() < 0.5
+    jaw, chin = face.jaw, face.chin
     if male and rng.random() < RATES["beard"] * 2:
-        traits["beard"] = "1"
-        parts.append(Ellipsoid(L["hair"], (0.0, jaw.center[1] - 0.003, jaw.center[2] + 0.004),
-                               (jaw.radii[0] * 1.06, jaw.radii[1] * 1.08, jaw.radii[2] * 1.08), clip_y_below=mouth_y - low_h * 1.6))
-        parts.append(Ellipsoid(L["hair"], chin.center, tuple(r * 1.15 for r in chin.radii), clip_y_below=mouth_y - low_h * 1.6))
+        build.traits["beard"] = "1"
+        build.parts.append(Ellipsoid(L["hair"], (0.0, jaw.center[1] - 0.003, jaw.center[2] + 0.004),
+                                     (jaw.radii[0] * 1.06, jaw.radii[1] * 1.08, jaw.radii[2] * 1.08), clip_y_below=mouth.y - mouth.low_h * 1.6))
+        build.parts.append(Ellipsoid(L["hair"], chin.center, tuple(r * 1.15 for r in chin.radii), clip_y_below=mouth.y - mouth.low_h * 1.6))
     if male and rng.random() < RATES["moustache"] * 2:
-        traits["moustache"] = "1"
-        my = mouth_y + 2 * up_h + 0.003
-        parts.append(Ellipsoid(L["hair"], (0.0, my, on_face(0.0, my, 0.003, 0.006)), (lip_w * 0.95, 0.0032, 0.006)))
+        build.traits["moustache"] = "1"
+        my = mouth.y + 2 * mouth.up_h + 0.003
+        build.parts.append(Ellipsoid(L["hair"], (0.0, my, face.on_face(0.0, my, 0.003, 0.006)), (mouth.lip_w * 0.95, 0.0032, 0.006)))
+
+
+def _accessories(rng: np.random.Generator, u: Uniform, face: _Face, half_w: float, brow_y: float, build: _Build) -> None:
+    """Glasses, earrings (studs or hoops), a necklace and a hat, each at its RATES chance."""
+    eye_x, eye_y, skull = face.eye_x, face.eye_y, face.skull
     if rng.random() < RATES["eye_g"]:
-        traits["eye_g"] = "1"
+        build.traits["eye_g"] = "1"
         rim_w, rim_h, tube = half_w + u(0.003, 0.006), u(0.009, 0.013), u(0.0011, 0.0018)
-        zg = front(eye_x, eye_y) + u(0.008, 0.011)
+        zg = face.front(eye_x, eye_y) + u(0.008, 0.011)
         for s in (1, -1):
-            tori.append(Torus(L["eye_g"], (s * eye_x, eye_y - 0.001, zg), ((1, 0, 0), (0, 1, 0), (0, 0, 1)), (rim_w, rim_h), tube))
-            capsules.append(Capsule(L["eye_g"], (s * (eye_x + rim_w), eye_y + 0.002, zg),
-                                    (s * (_half_width(skull, eye_y, -0.01) + 0.003), eye_y, -0.012), tube))
-        capsules.append(Capsule(L["eye_g"], (eye_x - rim_w, eye_y + 0.003, zg), (-(eye_x - rim_w), eye_y + 0.003, zg), tube))
+            build.tori.append(Torus(L["eye_g"], (s * eye_x, eye_y - 0.001, zg), ((1, 0, 0), (0, 1, 0), (0, 0, 1)), (rim_w, rim_h), tube))
+            build.capsules.append(Capsule(L["eye_g"], (s * (eye_x + rim_w), eye_y + 0.002, zg),
+                                          (s * (_half_width(skull, eye_y, -0.01) + 0.003), eye_y, -0.012), tube))
+        build.capsules.append(Capsule(L["eye_g"], (eye_x - rim_w, eye_y + 0.003, zg), (-(eye_x - rim_w), eye_y + 0.003, zg), tube))
     if rng.random() < RATES["ear_r"]:
-        traits["ear_r"] = "1"
-        for p in [p for p in parts if p.label in (L["l_ear"], L["r_ear"])]:
+        build.traits["ear_r"] = "1"
+        for p in [p for p in build.parts if p.label in (L["l_ear"], L["r_ear"])]:
             s, lobe = math.copysign(1.0, p.center[0]), p.center[1] - p.radii[1] + 0.003
             if rng.random() < 0.5:  # stud
-                parts.append(Ellipsoid(L["ear_r"], (p.center[0] + s * 0.004, lobe, p.center[2] + 0.002), (0.0026,) * 3))
+                build.parts.append(Ellipsoid(L["ear_r"], (p.center[0] + s * 0.004, lobe, p.center[2] + 0.002), (0.0026,) * 3))
             else:  # hoop in the ear's plane
-                tori.append(Torus(L["ear_r"], (p.center[0] + s * 0.002, lobe - 0.006, p.center[2] + 0.002),
-                                  ((0, 1, 0), (0, 0, 1), (1, 0, 0)), (0.0065, 0.0065), 0.0012))
+                build.tori.append(Torus(L["ear_r"], (p.center[0] + s * 0.002, lobe - 0.006, p.center[2] + 0.002),
+                                        ((0, 1, 0), (0, 0, 1), (1, 0, 0)), (0.0065, 0.0065), 0.0012))
     if rng.random() < RATES["neck_l"]:
-        traits["neck_l"] = "1"
+        build.traits["neck_l"] = "1"
         drop = u(0.25, 0.45)  # the front of the chain hangs lower than the back
-        tori.append(Torus(L["neck_l"], (0.0, -0.090, -0.012), ((1, 0, 0), (0, -math.sin(drop), math.cos(drop)), (0, math.cos(drop), math.sin(drop))),
-                          (0.040, 0.044), u(0.0012, 0.0022)))
+        build.tori.append(Torus(L["neck_l"], (0.0, -0.090, -0.012), ((1, 0, 0), (0, -math.sin(drop), math.cos(drop)), (0, math.cos(drop), math.sin(drop))),
+                                (0.040, 0.044), u(0.0012, 0.0022)))
     if rng.random() < RATES["hat"]:
-        traits["hat"] = "1"
-        y_hat = eye_y + brow_lift + u(0.02, 0.03)
-        parts.append(Ellipsoid(L["hat"], (0.0, skull.center[1] + 0.006, skull.center[2]), (hw * 1.2, hh * 1.08, hd * 1.16),
-                               clip_y_above=y_hat - 0.25 * 0.07, clip_tilt=0.25))
+        build.traits["hat"] = "1"
+        hw, hh, hd = skull.radii
+        y_hat = brow_y + u(0.02, 0.03)
+        build.parts.append(Ellipsoid(L["hat"], (0.0, skull.center[1] + 0.006, skull.center[2]), (hw * 1.2, hh * 1.08, hd * 1.16),
+                                     clip_y_above=y_hat - 0.25 * 0.07, clip_tilt=0.25))
         if rng.random() < 0.5:  # brim
-            parts.append(Ellipsoid(L["hat"], (0.0, y_hat - 0.02 * 0.25 + 0.002, skull.center[2] + 0.004), (min(hw * 1.55, 0.1), 0.0025, min(hd * 1.38, 0.105))))
+            build.parts.append(Ellipsoid(L["hat"], (0.0, y_hat - 0.02 * 0.25 + 0.002, skull.center[2] + 0.004), (min(hw * 1.55, 0.1), 0.0025, min(hd * 1.38, 0.105))))
 
+
+def _colors(rng: np.random.Generator, u: Uniform, age: float) -> dict[int, tuple[float, float, float]]:
+    """Label -> RGB in [0, 1]: skin between two neighbouring tones, hair (greying with age), lips from the skin."""
     tone = rng.uniform(0, len(SKIN_TONES) - 1)  # continuous: between two neighbouring tones
     lo = int(tone)
     skin = np.array(SKIN_TONES[lo]) * (1 - (tone - lo)) + np.array(SKIN_TONES[min(lo + 1, len(SKIN_TONES) - 1)]) * (tone - lo)
@@ -237,12 +315,7 @@ def random_head(rng: np.random.Generator) -> HeadParams:
         L["eye_g"]: tuple(rng.uniform(0.02, 0.5, 3)) if rng.random() < 0.7 else tuple(metal), L["hat"]: tuple(rng.uniform(0.1, 0.9, 3)),
         L["ear_r"]: tuple(metal), L["neck_l"]: tuple(metal), L["cloth"]: tuple(rng.uniform(0.05, 0.95, 3)),
     })
-    iris = IRIS_TONES[rng.integers(len(IRIS_TONES))]
-    light = rng.normal([0.4, 0.6, 1.0], 0.35)
-    background = (tuple(rng.uniform(0.2, 1.0, 3)), tuple(rng.uniform(0.1, 0.9, 3)))
-    return HeadParams(tuple(parts), {k: tuple(float(c) for c in np.clip(v, 0, 1)) for k, v in colors.items()},
-                      tuple(float(x) for x in light / np.linalg.norm(light)), iris, background,
-                      tuple(capsules), tuple(tori), tuple(carves), tuple(eyes), traits)
+    return {k: tuple(float(c) for c in np.clip(v, 0, 1)) for k, v in colors.items()}
 
 
 def _hair(rng: np.random.Generator, style: str, skull: Ellipsoid, brow_y: float) -> list[Ellipsoid]:
