@@ -15,6 +15,7 @@ import functools
 import math
 import os
 import sys
+from typing import Any, Callable
 
 import bpy
 
@@ -59,24 +60,32 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
     with state.handler_paused():
         frames = portrait.animation_cameras(scene, camera)
     os.makedirs(out_dir, exist_ok=True)
-    written = []
-    replies = state.client.stream("turntable", dict(fields, cameras=[cam for _, cam in frames]), timeout_s=timeout)
-    for reply in replies:
-        index = int(reply.header.get("frame", -1))
-        if not 0 <= index < len(frames):
-            raise ProtocolError(f"the backend sent frame {index} of {len(frames)}")
-        arrays = portrait.arrays_from_reply(reply)
-        name = functools.partial(files.frame_file_name, fields["style"], fields["seed"], frames[index][0])
-        for kind in portrait.OUTPUTS:
-            path = os.path.join(out_dir, name(kind))
-            save_png(images.to_rgba(kind, arrays[kind], state.palette), kind, path)
-            written.append(path)
-        labels = arrays[images.SEMANTIC]  # the raw class ids too, as the backend's `render` writes them
-        written.append(os.path.join(out_dir, name("labels")))
-        files.write_bytes(written[-1], files.png_grey8([row.tobytes() for row in labels.astype("uint8")], labels.shape[1]))
+    written: list[str] = []
+    first = 0
+    for cameras in state.camera_batches([cam for _, cam in frames]):  # a long animation: several requests
+        for reply in state.client.stream("turntable", dict(fields, cameras=cameras), timeout_s=timeout):
+            index = int(reply.header.get("frame", -1))
+            if not 0 <= index < len(cameras):
+                raise ProtocolError(f"the backend sent frame {index} of {len(cameras)}")
+            name = functools.partial(files.frame_file_name, fields["style"], fields["seed"], frames[first + index][0])
+            written += save_frame(portrait.arrays_from_reply(reply), out_dir, name, state.palette)
+        first += len(cameras)
     if len(written) != 3 * len(frames):
         raise ProtocolError(f"the backend sent {len(written) // 3} of {len(frames)} frames")
     return written
+
+
+def save_frame(arrays: dict[str, Any], out_dir: str, name: Callable[[str], str], palette: list[list[int]]) -> list[str]:
+    """One frame's drawing and semantic PNGs, and the raw class ids as the backend's `render` writes them;
+    `name(kind)` gives each file's name. Returns the paths."""
+    paths = []
+    for kind in portrait.OUTPUTS:
+        paths.append(os.path.join(out_dir, name(kind)))
+        save_png(images.to_rgba(kind, arrays[kind], palette), kind, paths[-1])
+    labels = arrays[images.SEMANTIC]
+    paths.append(os.path.join(out_dir, name("labels")))
+    files.write_bytes(paths[-1], files.png_grey8([row.tobytes() for row in labels.astype("uint8")], labels.shape[1]))
+    return paths
 
 
 def demo_scene(frames: int, resolution: int) -> bpy.types.Scene:

@@ -162,6 +162,8 @@ class Client:
                 return replies
             wait_ms = 0  # after the first message, only drain what is already there
             reply = protocol.decode_reply(self._socket.recv_multipart(flags=zmq.NOBLOCK))
+            if reply.id is None and self.pending:  # it concerns a request in flight, but not which one
+                raise BackendError(reply.error_code, reply.error_message)
             op = self.pending.get(reply.id)
             if op is None:
                 self.dropped += 1

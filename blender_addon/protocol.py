@@ -30,7 +30,7 @@ class Blob:
 
 @dataclass(frozen=True)
 class Reply:
-    id: str
+    id: str | None  # None only on an error the backend could not attribute to a request
     ok: bool
     header: dict[str, Any]
     blobs: dict[str, Blob] = field(default_factory=dict)
@@ -63,7 +63,10 @@ def decode_reply(frames: list[bytes]) -> Reply:
         header = json.loads(bytes(frames[1]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"reply header is not JSON: {exc}") from None
-    if not isinstance(header, dict) or not isinstance(header.get("id"), str) or not isinstance(header.get("ok"), bool):
+    if not isinstance(header, dict) or not isinstance(header.get("ok"), bool):
+        raise ProtocolError("reply header needs a string 'id' and a boolean 'ok'")
+    # id null: an error the backend could not attribute to a request (e.g. a header too large to read)
+    if not isinstance(header.get("id"), str) and not (header.get("id") is None and not header["ok"]):
         raise ProtocolError("reply header needs a string 'id' and a boolean 'ok'")
     descriptions = header.get("blobs", [])
     data_frames = frames[2:]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
+import math
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -18,6 +20,7 @@ from .protocol import Reply
 CACHE_BYTES = 256 * 1024 * 1024
 # hello's `limits` keys for each number the add-on sends: (lowest, highest); None where the wire has no bound.
 LIMITS = {"resolution": ("min_resolution", "max_resolution"), "grid": ("min_grid", "max_grid"), "cameras": (None, "max_cameras")}
+HEADER_MARGIN_BYTES = 4096  # a turntable header's fields besides its cameras (style, seed, outputs, id, ...)
 
 
 def pyzmq_hint() -> str:
@@ -121,6 +124,24 @@ class Session:
             return ""
         bounds = f"{low}..{high}" if low_key else f"at most {high}"
         return f"{what} {value} is outside what the backend takes ({bounds})"
+
+    def camera_batches(self, cameras: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """`cameras` in order, split into turntable requests the backend takes: at most its `max_cameras` each
+        and a header under its `header_bytes` (hello's limits; one request when hello gave none). A long
+        animation becomes several requests instead of one the backend refuses."""
+        limits = self.info.get("limits", {})
+        most = limits.get("max_cameras") or max(1, len(cameras))
+        budget = limits.get("header_bytes", math.inf) - HEADER_MARGIN_BYTES
+        batches: list[list[dict[str, Any]]] = [[]]
+        size = 0
+        for camera in cameras:
+            cost = len(json.dumps(camera, separators=(",", ":"))) + 1  # and its comma
+            if batches[-1] and (len(batches[-1]) >= most or size + cost > budget):
+                batches.append([])
+                size = 0
+            batches[-1].append(camera)
+            size += cost
+        return batches if cameras else []
 
     def check_limit(self, what: str, value: int) -> None:
         """Raise ValueError with one line when `value` is outside the backend's limits (from hello)."""

@@ -109,8 +109,8 @@ class SageClient:
             if frames[0] != MAGIC:
                 continue
             header = json.loads(frames[1])
-            if header.get("id") != rid:
-                continue  # a stale reply to a request we gave up on
+            if header.get("id") != rid and not (header.get("id") is None and not header.get("ok")):
+                continue  # a stale reply to a request we gave up on (id null: an error the server could not attribute)
             if not header.get("ok"):
                 err = header.get("error", {})
                 raise BackendError(err.get("code", "internal"), err.get("message", ""))

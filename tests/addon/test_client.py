@@ -61,6 +61,19 @@ def test_error_reply_raises_backend_error(router):
         client.close()
 
 
+def test_an_error_the_backend_could_not_attribute_fails_the_request_in_flight(router):
+    socket, address = router
+    client = Client(address, timeout_s=5.0)
+    try:
+        request_id = client.send("turntable", {"style": "ink"})
+        identity, _, _ = receive(socket)
+        answer(socket, identity, {"id": None, "ok": False, "error": {"code": "too_large", "message": "header is over 524288 bytes"}})
+        with pytest.raises(BackendError, match="too_large: header is over 524288 bytes"):
+            client.wait(request_id)
+    finally:
+        client.close()
+
+
 def test_stale_replies_are_dropped_and_newest_wins(router):
     socket, address = router
     client = Client(address, timeout_s=5.0)
@@ -143,6 +156,7 @@ def test_bad_address_is_a_clear_error():
         ([b"HTTP/1.1"], "not a SAGE/1"),
         ([protocol.MAGIC, b"{nope"], "not JSON"),
         ([protocol.MAGIC, b'{"id": 3, "ok": true}'], "string 'id'"),
+        ([protocol.MAGIC, b'{"id": null, "ok": true}'], "string 'id'"),  # only an error may be unattributed
         ([protocol.MAGIC, b'{"id": "a", "ok": true, "blobs": [{"name": "x", "dtype": "uint8", "shape": [4]}]}'], "describes 1 blobs but carries 0"),
         ([protocol.MAGIC, b'{"id": "a", "ok": true, "blobs": [{"name": "x", "dtype": "uint8", "shape": [4]}]}', b"abc"], "should hold 4 bytes"),
         ([protocol.MAGIC, b'{"id": "a", "ok": true, "blobs": [{"name": "x", "dtype": "int64", "shape": [1]}]}', b"12345678"], "unknown dtype"),

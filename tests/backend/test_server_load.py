@@ -11,7 +11,8 @@ import time
 import pytest
 import zmq
 
-from sage_backend.client import BackendGone, SageClient
+from sage_backend.client import BackendError, BackendGone, SageClient
+from sage_backend.limits import Limits
 from tests.backend.test_server import FRONT, Client, _logged_status, _rss_kb
 from tests.conftest import start_backend, stop_backend
 
@@ -171,6 +172,14 @@ def test_per_client_job_limit_answers_busy_and_counts_only_that_client(backend) 
     finally:
         greedy.close()
         other.close()
+
+
+def test_a_header_too_large_to_read_fails_the_python_clients_request(backend) -> None:
+    """The server answers it with id null (it never read the id); the client raises it for the request it awaits."""
+    with SageClient(backend.address, timeout_s=60) as client:
+        with pytest.raises(BackendError, match="too_large: header is over"):
+            client.request("ping", padding="x" * (Limits().header_bytes + 1))
+        assert client.request("ping")[0]["ok"]
 
 
 def test_too_many_frames_is_too_large(backend) -> None:
