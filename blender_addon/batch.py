@@ -19,8 +19,9 @@ from typing import Any, Callable
 
 import bpy
 
-from . import files, images, portrait, session
+from . import files, images, portrait, props, session
 from .client import BackendError, BackendUnavailable
+from .curve import CurveKeys
 from .protocol import ProtocolError
 
 
@@ -43,16 +44,17 @@ def ensure_enabled() -> None:
                               f"Edit > Preferences > Add-ons, or start Blender with --addons {__package__}")
 
 
-def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None = None, timeout: float = 60.0) -> list[str]:
+def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None = None, timeout: float = 60.0,
+                     keys: CurveKeys | None = None) -> list[str]:
     """Write `<style>_<seed>_<frame:04d>_{drawing,semantic,labels}.png` (files.frame_file_name; frame: the
     scene's frame number) for frames frame_start..frame_end; returns the paths.
 
-    timeout bounds the silence between two frames from the backend.
+    timeout bounds the silence between two frames from the backend; `keys`: CURVE keys (None: plain).
     """
     ensure_enabled()
     settings = scene.sage_portrait
     state = session.get()
-    state.connect(address or settings.address, timeout)
+    state.connect(address or settings.address, timeout, keys)
     if not settings.style:
         settings.style = state.style_items()[0][0]
     camera = portrait.active_camera(scene)
@@ -140,6 +142,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--demo-scene", type=int, metavar="FRAMES", help="build a fresh portrait scene with a FRAMES-frame turntable first")
     parser.add_argument("--resolution", type=int, default=128, help="image size for --demo-scene")
     parser.add_argument("--seed", type=int, help="which head (default: the scene's setting)")
+    parser.add_argument("--server-key", metavar="FILE", help="the backend's public CURVE key, server.key (default: the add-on "
+                                                             "preferences'; '' for a plain connection)")
+    parser.add_argument("--client-key", metavar="FILE", help="your NAME.key_secret for a backend with --curve-clients (default: "
+                                                             "the add-on preferences'; '' for a throwaway key)")
     return parser.parse_args(argv)
 
 
@@ -153,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         scene = demo_scene(args.demo_scene, args.resolution) if args.demo_scene else (bpy.data.scenes[args.scene] if args.scene else bpy.context.scene)
         if args.seed is not None:
             scene.sage_portrait.seed = args.seed
-        written = render_animation(scene, args.out, args.address, args.timeout)
+        keys = props.curve_keys(bpy.context, args.server_key, args.client_key)
+        written = render_animation(scene, args.out, args.address, args.timeout, keys)
     except (AddonNotEnabled, BackendUnavailable, BackendError, ProtocolError, ValueError, OSError) as exc:
         print(f"SAGE batch failed: {exc}", file=sys.stderr)
         sys.exit(1)

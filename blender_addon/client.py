@@ -3,7 +3,9 @@
 Never blocks longer than a timeout: the UI polls with timeout 0 from a timer/modal operator; the batch
 path and the frame handler wait synchronously with a bounded timeout. A backend that dies while a reply is
 awaited is reported within seconds: ZMTP heartbeats close a connection that stops answering, and a socket
-monitor reports the closed connection.
+monitor reports the closed connection. With CURVE keys (curve.CurveKeys) the connection is encrypted; a
+handshake the backend refuses (a key not on its allow-list, CURVE on one side only, the wrong server key)
+fails the requests in flight at once with one line that says which key to fix.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ except ImportError:  # the add-on still enables: the panel says how to install i
     zmq = None
 
 from . import protocol
+from .curve import CurveKeys
 from .protocol import Reply
 
 STREAM_OPS = frozenset({"turntable"})  # ops answered by several replies, the last one with "done": true
@@ -44,11 +47,15 @@ class BackendError(RuntimeError):
 
 
 class Client:
-    def __init__(self, address: str, timeout_s: float = 10.0):
+    def __init__(self, address: str, timeout_s: float = 10.0, keys: CurveKeys | None = None):
+        """`keys`: CURVE keys for a backend served with --curve-secret (None: a plain connection)."""
         if zmq is None:
             raise BackendUnavailable(PYZMQ_MISSING)
         self.address = address
         self.timeout_s = timeout_s
+        self.keys = keys
+        # A throwaway pair when the artist has none: served by a backend without an allow-list.
+        self._pair = (keys.client or zmq.curve_keypair()) if keys is not None else None
         self.pending: dict[str, str] = {}  # request id -> op, for the requests whose replies we still want
         self.dropped = 0  # replies thrown away because nobody waited for their id any more
         self._inbox: list[Reply] = []  # replies for other requests that arrived while wait() waited
@@ -58,6 +65,7 @@ class Client:
         self._socket: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self._lost = False
+        self._handshake_error = ""  # why the last handshake failed, until one succeeds
         self._open()
 
     def _open(self) -> None:
@@ -72,14 +80,18 @@ class Client:
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-        monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        if self.keys is not None:
+            socket.curve_publickey, socket.curve_secretkey = self._pair
+            socket.curve_serverkey = self.keys.server
+        monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                                            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
         try:
             socket.connect(self.address)
         except zmq.ZMQError as exc:
             monitor.close(0)
             socket.close(0)
             raise BackendUnavailable(f"cannot connect to {self.address!r}: {exc}") from None
-        self._socket, self._monitor, self._lost = socket, monitor, False
+        self._socket, self._monitor, self._lost, self._handshake_error = socket, monitor, False, ""
 
     def _close_socket(self) -> None:
         if self._socket is not None:
@@ -87,11 +99,18 @@ class Client:
             self._socket.close(0)
             self._socket = self._monitor = None
 
-    def _disconnected(self) -> bool:
-        """Whether the connection closed since the last request was sent."""
+    def _connection_events(self) -> None:
+        """Read the monitor: `_lost` turns true when the connection closes, `_handshake_error` says why the
+        last handshake failed (it outlives the events: libzmq does not retry after a mechanism mismatch)."""
         while self._monitor.poll(0):
-            self._lost = self._lost or recv_monitor_message(self._monitor)["event"] == zmq.EVENT_DISCONNECTED
-        return self._lost
+            message = recv_monitor_message(self._monitor)
+            event = message["event"]
+            if event == zmq.EVENT_DISCONNECTED:
+                self._lost = True
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._handshake_error = ""
+            else:
+                self._handshake_error = handshake_error(event, message["value"], self.address, self.keys) or self._handshake_error
 
     def reconnect(self) -> None:
         """A fresh socket: requests queued for a dead backend are dropped and will not reach a restarted one."""
@@ -115,7 +134,7 @@ class Client:
             raise BackendUnavailable("the client is closed")
         request_id = f"{self._prefix}-{next(self._ids)}"
         frames = protocol.encode_request(request_id, op, fields or {}, blobs)
-        self._disconnected()
+        self._connection_events()
         self._lost = False  # a connection lost before this request says nothing about it
         try:
             self._socket.send_multipart(frames, flags=zmq.NOBLOCK)
@@ -152,13 +171,15 @@ class Client:
         replies = []
         wait_ms = int(timeout_s * 1000)
         while True:
-            ready = dict(poller.poll(wait_ms))
+            self._connection_events()
+            ready = dict(poller.poll(0 if self._handshake_error else wait_ms))
             if self._socket not in ready:
-                if self._disconnected() and self.pending and not replies:
-                    # The backend went away with our requests: say so now, not at the timeout.
-                    address = self.address
+                self._connection_events()
+                if (self._handshake_error or self._lost) and self.pending and not replies:
+                    # The backend refused us or went away with our requests: say so now, not at the timeout.
+                    error = self._handshake_error or f"backend at {self.address} closed the connection (stopped or crashed)"
                     self.reconnect()
-                    raise BackendUnavailable(f"backend at {address} closed the connection (stopped or crashed)")
+                    raise BackendUnavailable(error)
                 return replies
             wait_ms = 0  # after the first message, only drain what is already there
             reply = protocol.decode_reply(self._socket.recv_multipart(flags=zmq.NOBLOCK))
@@ -209,6 +230,29 @@ class Client:
 
     def hello(self, client_name: str = "sage-portrait-blender", timeout_s: float | None = None) -> Reply:
         return self.request("hello", {"client": client_name}, timeout_s=timeout_s)
+
+
+def handshake_error(event: int, value: int, address: str, keys: CurveKeys | None) -> str:
+    """One line for a failed handshake (a ZMQ monitor event and its value) that names the key to fix; "" when
+    the event says nothing about keys. CURVE on one side only is usually a mechanism mismatch, but the backend
+    may close first (no detail): then the likely cause is named."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:  # the backend's allow-list (ZAP) refused our public key
+        if keys is not None and keys.client is not None:
+            return f"the backend at {address} refused this add-on's CURVE key: add {keys.client_public_file} to its --curve-clients folder"
+        return (f"the backend at {address} refused this add-on's CURVE key: it serves listed clients only; make your pair "
+                f"(sage-backend keys --out DIR --name NAME), set NAME.key_secret as the Client Key in the add-on preferences "
+                f"(batch: --client-key) and add NAME.key to its --curve-clients folder")
+    if event not in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+        return ""
+    mismatch = event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+    if keys is None:
+        cause = "uses CURVE encryption" if mismatch else "broke off the handshake: it likely uses CURVE encryption"
+        return f"the backend at {address} {cause}: set its public key (server.key) as the Server Key in the add-on preferences (batch: --server-key)"
+    plain = ("does not use CURVE encryption but a Server Key is set: clear the Server Key in the add-on preferences "
+             "(batch: drop --server-key), or serve with --curve-secret")
+    if mismatch:
+        return f"the backend at {address} {plain}"
+    return f"the backend at {address} broke off the CURVE handshake: the Server Key is likely not its server.key, or the backend {plain}"
 
 
 def is_last(op: str, reply: Reply) -> bool:

@@ -109,7 +109,7 @@ class ConnectJob(JobOperator):
     def start(self, context) -> jobs.Job:
         settings = context.scene.sage_portrait
         state = session.get()
-        state.ensure_client(settings.address, props.timeout_s(context))
+        state.ensure_client(settings.address, props.timeout_s(context), props.curve_keys(context))
 
         def on_reply(reply: Reply) -> None:
             state.set_info(reply.header)

@@ -1,10 +1,12 @@
 """The "SAGE Portrait" panel in the 3D view's sidebar (tab "SAGE")."""
 from __future__ import annotations
 
+import os
+
 import bpy
 
 from . import camera as camera_math
-from . import portrait, session, status
+from . import portrait, props, session, status
 
 
 class SAGE_PT_portrait(bpy.types.Panel):
@@ -18,7 +20,7 @@ class SAGE_PT_portrait(bpy.types.Panel):
         layout = self.layout
         settings = context.scene.sage_portrait
         state = session.get()
-        draw_connection(layout.box(), settings, state)
+        draw_connection(layout.box(), settings, state, props.preferences(context))
         draw_portrait(layout.box(), context.scene, state)
         draw_actions(layout.column(align=True), settings)
         draw_mesh(layout.box(), settings)
@@ -27,7 +29,7 @@ class SAGE_PT_portrait(bpy.types.Panel):
             layout.label(text=line, icon="ERROR" if line.startswith(status.ERROR_PREFIX) else "INFO")
 
 
-def draw_connection(box: bpy.types.UILayout, settings, state: session.Session) -> None:
+def draw_connection(box: bpy.types.UILayout, settings, state: session.Session, prefs) -> None:
     box.label(text="Connection", icon="LINKED")
     missing = session.pyzmq_hint()
     if missing:  # the add-on enabled without pyzmq: say how to get it instead of failing
@@ -39,6 +41,16 @@ def draw_connection(box: bpy.types.UILayout, settings, state: session.Session) -
     row.operator("sage.launch_backend", icon="PLAY")
     row.operator("sage.disconnect", text="", icon="X")
     box.label(text=state.status_line(), icon="CHECKMARK" if state.info else "INFO")
+    draw_security(box, prefs)
+
+
+def draw_security(box: bpy.types.UILayout, prefs) -> None:
+    """Whether Connect encrypts (CURVE), from the key files set in the add-on preferences (read on Connect)."""
+    if prefs is None or not prefs.server_key:
+        box.label(text="Not encrypted (a remote backend needs its Server Key in the preferences)", icon="UNLOCKED")
+        return
+    client = os.path.basename(prefs.client_key) or "a throwaway key"
+    box.label(text=f"CURVE: {os.path.basename(prefs.server_key)}, as {client}", icon="LOCKED")
 
 
 def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: session.Session) -> None:

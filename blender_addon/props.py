@@ -5,11 +5,12 @@ Numbers the wire bounds (resolution, grid, frames per turntable) have no static 
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import bpy
 
-from . import session
+from . import curve, session
 
 ADDRESS_DEFAULT = "tcp://127.0.0.1:5555"
 DEFAULT_TIMEOUT_S = 30.0
@@ -54,12 +55,29 @@ class SagePreferences(bpy.types.AddonPreferences):
     timeout: bpy.props.FloatProperty(
         name="Timeout", description="Seconds to wait for the backend before giving up", default=DEFAULT_TIMEOUT_S, min=0.5, max=600.0
     )
+    # CURVE keys are per machine and artist, not per .blend: they live here, not in the scene.
+    server_key: bpy.props.StringProperty(
+        name="Server Key",
+        description="The backend's public key file (server.key) when it serves with --curve-secret, as a backend on "
+                    "another machine must; empty for a local backend",
+        subtype="FILE_PATH",
+    )
+    client_key: bpy.props.StringProperty(
+        name="Client Key",
+        description="Your secret key file (NAME.key_secret from 'sage-backend keys --name NAME') when the backend serves "
+                    "listed clients only (--curve-clients, which holds your NAME.key); empty: a throwaway key",
+        subtype="FILE_PATH",
+    )
 
     def draw(self, context):
         layout = self.layout
         layout.prop(self, "python_executable")
         layout.prop(self, "backend_arguments")
         layout.prop(self, "timeout")
+        box = layout.box()
+        box.label(text="Remote backend (CURVE encryption, docs/addon.md)", icon="LOCKED")
+        box.prop(self, "server_key")
+        box.prop(self, "client_key")
 
 
 class SagePortraitSettings(bpy.types.PropertyGroup):
@@ -115,6 +133,23 @@ def unregister() -> None:
 def preferences(context) -> SagePreferences | None:
     addon = context.preferences.addons.get(__package__)
     return addon.preferences if addon is not None else None
+
+
+def curve_keys(context, server_key: str | None = None, client_key: str | None = None) -> curve.CurveKeys | None:
+    """The CURVE keys for the next connection: the files given, else those in the add-on preferences (none when
+    the add-on was registered without them); None for a plain connection. ValueError (one line) for a file the
+    backend would refuse too."""
+    prefs = preferences(context)
+    if server_key is None:
+        server_key = prefs.server_key if prefs is not None else ""
+    if client_key is None:
+        client_key = prefs.client_key if prefs is not None else ""
+    return curve.load_keys(_file_path(server_key), _file_path(client_key))
+
+
+def _file_path(path: str) -> str:
+    """A path as typed or picked: `//` relative to the .blend, `~` the home folder; "" stays empty."""
+    return os.path.expanduser(bpy.path.abspath(path)) if path else ""
 
 
 def timeout_s(context) -> float:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 from . import jobs
 from .backend_process import LocalBackend
 from .client import PYZMQ_MISSING, BackendError, BackendUnavailable, Client
+from .curve import CurveKeys
 from .protocol import Reply
 
 CACHE_BYTES = 256 * 1024 * 1024
@@ -69,18 +70,19 @@ class Session:
         self._style_items: list[tuple[str, str, str]] = []
 
     # -- connection -------------------------------------------------------------------------------------------
-    def ensure_client(self, address: str, timeout_s: float) -> Client:
+    def ensure_client(self, address: str, timeout_s: float, keys: CurveKeys | None = None) -> Client:
+        """The client for `address` with CURVE `keys` (None: plain), rebuilt when either changed."""
         if pyzmq_hint():
             raise BackendUnavailable(pyzmq_hint())
-        if self.client is None or self.client.closed or self.client.address != address:
+        if self.client is None or self.client.closed or self.client.address != address or self.client.keys != keys:
             self.disconnect()
-            self.client = Client(address, timeout_s)
+            self.client = Client(address, timeout_s, keys)
         self.client.timeout_s = timeout_s
         return self.client
 
-    def connect(self, address: str, timeout_s: float) -> dict[str, Any]:
+    def connect(self, address: str, timeout_s: float, keys: CurveKeys | None = None) -> dict[str, Any]:
         """Synchronous hello (bounded by the timeout): for scripts, batch and tests."""
-        self.set_info(self.ensure_client(address, timeout_s).hello(timeout_s=timeout_s).header)
+        self.set_info(self.ensure_client(address, timeout_s, keys).hello(timeout_s=timeout_s).header)
         return self.info
 
     def set_info(self, header: dict[str, Any]) -> None:

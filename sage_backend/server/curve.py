@@ -16,6 +16,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.z85 import Z85CHARS
 
 from sage_backend.files import atomic_write_bytes
 
@@ -30,13 +31,21 @@ def write_keypair(folder: Path, name: str) -> tuple[Path, Path]:
     return public, secret
 
 
+def _is_z85_key(key: bytes | None) -> bool:
+    """Whether `key` is a CURVE key as certificates hold it: 32 bytes in Z85, 40 characters."""
+    return key is not None and len(key) == 40 and all(c in Z85CHARS for c in key)
+
+
 def _load(path: Path) -> tuple[bytes, bytes | None]:
     try:
-        return zmq.auth.load_certificate(path)
+        public, secret = zmq.auth.load_certificate(path)
     except OSError:
         raise ValueError(f"{path}: cannot read the CURVE key") from None
     except ValueError:
-        raise ValueError(f"{path}: not a CURVE certificate (create a pair with `sage-backend keys --out DIR`)") from None
+        public = secret = None
+    if not _is_z85_key(public) or not (secret is None or _is_z85_key(secret)):
+        raise ValueError(f"{path}: not a CURVE certificate (create a pair with `sage-backend keys --out DIR`)")
+    return public, secret
 
 
 def read_public_key(path: Path) -> bytes:

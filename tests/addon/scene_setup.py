@@ -6,9 +6,10 @@ import bpy
 import blender_addon
 
 
-def portrait_scene(resolution: int = 64):
-    """A registered add-on and a scene with a Front-view camera and a pivot Empty."""
-    blender_addon.register()
+def portrait_scene(resolution: int = 64, register: bool = True):
+    """A registered add-on (unless the script enabled it) and a scene with a Front-view camera and a pivot Empty."""
+    if register:
+        blender_addon.register()
     scene = bpy.context.scene
     data = bpy.data.cameras.new("Camera")
     data.lens = 200.0  # a narrow portrait lens
