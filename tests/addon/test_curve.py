@@ -159,6 +159,8 @@ def test_keys_from_the_preferences_and_the_batch_flags_inside_blender(run_bpy, c
         scene.sage_portrait.address = {address!r}
         scene_setup.assert_refused(bpy.ops.sage.connect, "uses CURVE encryption: set its public key (server.key)")
         prefs.server_key = {str(keys.folder / "server.key")!r}
+        prefs.client_key = {str(keys.folder / "server.key")!r}
+        scene_setup.assert_refused(bpy.ops.sage.connect, "server.key: this is a public key")
         prefs.client_key = {str(keys.folder / "bob.key_secret")!r}
         scene_setup.assert_refused(bpy.ops.sage.connect, "add bob.key to its --curve-clients folder")
         prefs.client_key = {str(keys.folder / "alice.key_secret")!r}
