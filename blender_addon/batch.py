@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import bpy
 
-from . import files, images, portrait, props, session
+from . import files, images, portrait, session
 from .client import BackendError, BackendUnavailable
 from .curve import CurveKeys
 from .protocol import ProtocolError
@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         scene = demo_scene(args.demo_scene, args.resolution) if args.demo_scene else (bpy.data.scenes[args.scene] if args.scene else bpy.context.scene)
         if args.seed is not None:
             scene.sage_portrait.seed = args.seed
+        from . import props  # only once enabled: an install missing a module still gets ensure_enabled's line
+
         keys = props.curve_keys(bpy.context, args.server_key, args.client_key)
         written = render_animation(scene, args.out, args.address, args.timeout, keys)
     except (AddonNotEnabled, BackendUnavailable, BackendError, ProtocolError, ValueError, OSError) as exc:

@@ -175,5 +175,12 @@ def test_keys_from_the_preferences_and_the_batch_flags_inside_blender(run_bpy, c
         batch.main(["--out", "out", "--server-key", {str(keys.folder / "server.key")!r},
                     "--client-key", {str(keys.folder / "alice.key_secret")!r}, "--timeout", "60"])
         assert len(os.listdir("out")) == 3
+        try:  # a key off the allow-list: the batch exits with its one line (stderr) at once
+            batch.main(["--out", "never", "--server-key", {str(keys.folder / "server.key")!r},
+                        "--client-key", {str(keys.folder / "bob.key_secret")!r}, "--timeout", "60"])
+        except SystemExit as exc:
+            assert exc.code == 1
+        else:
+            raise AssertionError("the batch ran with a key the backend refuses")
         print("OK")
     """)
