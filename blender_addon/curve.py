@@ -34,9 +34,9 @@ class CurveKeys:
 
     @property
     def client_public_file(self) -> str:
-        """The public key file that goes into the server's --curve-clients folder ("" for a throwaway pair)."""
+        """The public key file that goes into the server's --curve-clients folder: NAME.key for NAME.key_secret."""
         name = os.path.basename(self.client_file)
-        return name[: -len(SECRET_SUFFIX)] if name.endswith(SECRET_SUFFIX) else name
+        return name[: -len(SECRET_SUFFIX)] if name.endswith(SECRET_SUFFIX) else f"the public key of {name}"
 
 
 def _load(path: str) -> tuple[bytes, bytes | None]:
