@@ -171,8 +171,8 @@ class Client:
         replies = []
         wait_ms = int(timeout_s * 1000)
         while True:
-            self._connection_events()
-            ready = dict(poller.poll(0 if self._handshake_error else wait_ms))
+            self._connection_events()  # an event read here no longer wakes the poll below: then do not wait
+            ready = dict(poller.poll(0 if self._handshake_error or self._lost else wait_ms))
             if self._socket not in ready:
                 self._connection_events()
                 if (self._handshake_error or self._lost) and self.pending and not replies:
