@@ -21,7 +21,7 @@ def benchmark_model(preset_name: str, weights: str | None = None) -> tuple[str, 
         return f"{Path(weights).stem} ({g.cfg.name})", g
     torch.manual_seed(0)
     g = SageGenerator(preset(preset_name))
-    g.translator_active.fill_(True)
+    g.set_translator(True)
     return preset_name, g
 
 

@@ -42,7 +42,7 @@ def tiny_checkpoint_dir(tmp_path_factory) -> Path:
     for i, name in enumerate(STYLES):
         torch.manual_seed(i)
         generator = SageGenerator(preset("tiny"))
-        generator.translator_active.fill_(True)
+        generator.set_translator(True)
         with torch.no_grad():  # a field with real surfaces: views differ and meshes exist
             generator.field.density_head.weight.mul_(3000.0)
             generator.field.density_head.bias.zero_()

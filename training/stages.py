@@ -46,7 +46,7 @@ class StageTwo:
     latents_learn: bool = False
 
     def configure(self, generator: SageGenerator) -> None:
-        generator.translator_active.fill_(True)
+        generator.set_translator(True)
         generator.mapping.requires_grad_(False)
         generator.field.requires_grad_(False)
 

@@ -52,9 +52,19 @@ class SageGenerator(nn.Module):
         self.register_buffer("avg_frequencies", torch.zeros(film))
         self.register_buffer("avg_phases", torch.zeros(film))
         self.register_buffer("avg_codes", torch.zeros(1, w_dim))
-        # Stage I trains photos without the translator (as the reference); Stage II switches it on.
+        # Stage I trains photos without the translator (as the reference); Stage II switches it on. The switch is
+        # plain Python state, so `decode` branches without reading a tensor back (no graph break under
+        # torch.compile, no device sync); the buffer only carries it in checkpoints, written on save, read on load.
+        self.use_translator = False
         self.register_buffer("translator_active", torch.zeros((), dtype=torch.bool))
+        self.register_state_dict_pre_hook(_store_translator_switch)
+        self.register_load_state_dict_post_hook(_read_translator_switch)
         self.update_average_code()
+
+    def set_translator(self, active: bool) -> None:
+        """Switch the domain translator into the drawing path (Stage II) or out of it (Stage I's photos)."""
+        self.use_translator = bool(active)
+        self.translator_active.fill_(self.use_translator)
 
     @property
     def z_dim(self) -> int:
@@ -89,7 +99,7 @@ class SageGenerator(nn.Module):
         translator detached, so the drawing loss cannot bend the semantic map."""
         semantic_logits = self.semantic_decoder(features, w, scale, alpha)
         drawing = self.drawing_decoder(features, w, scale, alpha)
-        if bool(self.translator_active):
+        if self.use_translator:
             drawing = self.translator(drawing, torch.softmax(semantic_logits.detach().float(), dim=1).to(drawing.dtype))
         return drawing, semantic_logits
 
@@ -140,6 +150,16 @@ class SageGenerator(nn.Module):
     def forward(self, code: LatentCode, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> GeneratorOutput:
         """Training's call: `synthesize` with the differentiable FiLM field (see there for the arguments)."""
         return self.synthesize(code, cam2world, fov_deg, **kwargs)
+
+
+def _store_translator_switch(module: SageGenerator, prefix: str, keep_vars: bool) -> None:
+    """state_dict pre-hook: the buffer mirrors the Python switch in every saved checkpoint."""
+    module.translator_active.fill_(module.use_translator)
+
+
+def _read_translator_switch(module: SageGenerator, incompatible_keys) -> None:
+    """load_state_dict post-hook: the loaded buffer sets the Python switch (old checkpoints included)."""
+    module.use_translator = bool(module.translator_active)
 
 
 def warp_into_view(

@@ -25,7 +25,7 @@ INFO = StyleInfo("ink", "test style", stage=2, step=10, training={"recipe": "dem
 
 @pytest.fixture()
 def saved(tmp_path: Path, tiny: SageGenerator) -> tuple[Path, SageGenerator]:
-    tiny.translator_active.fill_(True)
+    tiny.set_translator(True)
     path = tmp_path / "style.safetensors"
     save_generator(path, tiny, INFO)
     return path, tiny
@@ -47,7 +47,7 @@ def test_round_trip_is_bit_exact(saved) -> None:
     assert state.keys() == expected_state.keys()
     for name, tensor in expected_state.items():
         assert tensor.dtype == state[name].dtype and torch.equal(tensor, state[name]), name
-    assert bool(loaded.generator.translator_active)
+    assert bool(loaded.generator.translator_active) and loaded.generator.use_translator
     assert not any(p.requires_grad for p in loaded.generator.parameters())  # loaded for serving
     for a, b in zip(before, render(loaded.generator), strict=True):
         assert np.array_equal(a.drawing, b.drawing) and np.array_equal(a.semantic, b.semantic) and np.array_equal(a.depth, b.depth)
@@ -238,3 +238,32 @@ def test_every_numeric_config_field_has_a_bound() -> None:
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and section.name not in BOUNDS:
             missing.append(section.name)
     assert not missing, f"config fields without BOUNDS: {missing}"
+
+
+@pytest.mark.parametrize("name", ["pencil", "line", "painterly"])
+def test_shipped_checkpoints_keep_their_translator_switch(name: str) -> None:
+    """The switch is Python state read from the checkpoint's buffer on load, so the checkpoints written
+    before it (the shipped ones) render exactly as before: translator on, same ops."""
+    path = ckpt.bundled_checkpoint_dir() / f"{name}.safetensors"
+    stored = bool(load_tensors(path)[0]["translator_active"])
+    g = load_generator(path).generator
+    assert stored and g.use_translator
+    features = torch.randn(1, g.cfg.field.width, g.cfg.render.feature_resolution, g.cfg.render.feature_resolution,
+                           generator=torch.Generator().manual_seed(0))
+    w = g.code(seed_latent(3, g.z_dim)[None], 0.5).w
+    with torch.no_grad():
+        drawing, semantic = g.decode(features, w, g.cfg.max_scale)
+        plain = g.drawing_decoder(features, w, g.cfg.max_scale)
+        assert torch.equal(drawing, g.translator(plain, torch.softmax(semantic, dim=1)))
+    g.set_translator(False)
+    assert not bool(g.state_dict()["translator_active"])  # saved as switched
+
+
+def test_the_switch_is_written_on_save_and_read_on_load(tmp_path: Path, tiny: SageGenerator) -> None:
+    tiny.set_translator(True)
+    tiny.translator_active.fill_(False)  # a stale buffer: the Python switch wins when saving
+    save_generator(tmp_path / "s.safetensors", tiny, INFO)
+    assert load_generator(tmp_path / "s.safetensors").generator.use_translator
+    twin = SageGenerator(tiny.cfg)
+    twin.load_state_dict(tiny.state_dict())
+    assert twin.use_translator

@@ -74,14 +74,14 @@ def test_the_default_size_is_the_output_resolution(tiny: SageGenerator) -> None:
 def test_translator_active_switches_the_drawing_path(tiny: SageGenerator) -> None:
     z = seed_latent(3, 16)
     off = next(PortraitRenderer(tiny).render(z, TURN[:1]))
-    tiny.translator_active.fill_(True)
+    tiny.set_translator(True)
     on = next(PortraitRenderer(tiny).render(z, TURN[:1]))
     assert np.array_equal(off.semantic, on.semantic)
     assert np.abs(off.drawing.astype(int) - on.drawing.astype(int)).mean() > 1
 
 
 def test_fast_path_agrees_with_the_plain_forward(tiny: SageGenerator) -> None:
-    tiny.translator_active.fill_(True)
+    tiny.set_translator(True)
     r = PortraitRenderer(tiny)
     z = r.latent(seed=3)
     cams = [Camera.orbit(math.pi / 2 + 0.2 * i, math.pi / 2 - 0.1) for i in range(5)]
@@ -103,7 +103,7 @@ def test_fast_path_agrees_with_the_plain_forward(tiny: SageGenerator) -> None:
 def test_the_renderer_serves_exactly_what_synthesize_makes_with_the_folded_field(tiny: SageGenerator) -> None:
     # One synthesis path: the server's frames are `SageGenerator.synthesize` with the cached folded field,
     # bit for bit (no second composition of render -> decode to drift from training's).
-    tiny.translator_active.fill_(True)
+    tiny.set_translator(True)
     r = PortraitRenderer(tiny, camera_batch=5)
     z = r.latent(seed=4)
     cams = [Camera.orbit(math.pi / 2 + 0.3 * i, math.pi / 2 + 0.05 * i) for i in range(5)]

@@ -66,7 +66,7 @@ def test_translator_switch_changes_the_drawing_path_only(tiny: SageGenerator) ->
     code = tiny.code(torch.randn(1, tiny.z_dim, generator=torch.Generator().manual_seed(0)))
     with torch.no_grad():
         off = tiny(code, frontal(), 12.0)
-        tiny.translator_active.fill_(True)
+        tiny.set_translator(True)
         on = tiny(code, frontal(), 12.0)
         expected = tiny.translator(off.drawing, torch.softmax(off.semantic_logits, dim=1))
     assert torch.equal(off.semantic_logits, on.semantic_logits)
@@ -76,7 +76,7 @@ def test_translator_switch_changes_the_drawing_path_only(tiny: SageGenerator) ->
 
 
 def test_the_translator_sees_the_semantics_detached(tiny: SageGenerator) -> None:
-    tiny.translator_active.fill_(True)
+    tiny.set_translator(True)
     out = tiny(tiny.code(torch.randn(1, tiny.z_dim)), frontal(), 12.0)
     out.drawing.sum().backward()
     # The drawing loss cannot bend the semantic map: no gradient reaches GNet_parsing through the translator.
@@ -150,7 +150,7 @@ def test_gradients_reach_every_trainable_parameter_in_a_training_step() -> None:
     torch.manual_seed(0)
     cfg = preset("tiny")
     g = SageGenerator(cfg)
-    g.translator_active.fill_(True)  # Stage II: the translator is part of the drawing path
+    g.set_translator(True)  # Stage II: the translator is part of the drawing path
     d_rgb, d_par = ProgressiveDiscriminator(DISCRIMINATORS[cfg.name], 3), ProgressiveDiscriminator(DISCRIMINATORS[cfg.name], NUM_CLASSES)
     yaw, pitch = torch.tensor([1.5, 1.7]), torch.tensor([1.5, 1.6])
     # alpha < 1 so the fading-out lower-scale output layers and D's second adapter take part too;
