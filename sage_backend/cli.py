@@ -48,7 +48,13 @@ def _styles_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--styles", nargs="+", help="checkpoint files or folders (default: the shipped demo styles)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda when present")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="decoder precision (the field stays fp32); auto: bf16 where the hardware has it natively")
+                   help="decoder precision (the field stays fp32); auto: the one measured faster on the device at start")
+
+
+def _compile_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", default="auto", choices=["auto", "off", "on"],
+                   help="torch.compile the 2D decoders (CUDA graphs on GPUs); auto: on for CUDA, off on CPU, where "
+                        "compiling takes minutes and pays back only over long turntables")
 
 
 def _style_arg(p: argparse.ArgumentParser) -> None:
@@ -75,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-backlog-mb", type=float, metavar="MB",
                    help="MiB of unsent replies held per client before its work pauses (default 64)")
     _styles_arg(p)
+    _compile_arg(p)
     p = _subcommand(sub, "styles", "list the styles (checkpoints) that --style can name")
     _styles_arg(p)
     p = _subcommand(sub, "render", "write drawing + semantic PNGs for one view or a turntable")
@@ -91,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, help="output size (default: the model's)")
     p.add_argument("--out", type=Path, required=True)
     _styles_arg(p)
+    _compile_arg(p)
     p = _subcommand(sub, "mesh", "export the density field as a coloured, labelled mesh")
     _style_arg(p)
     _latent_args(p)
@@ -100,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["ply", "glb", "obj"], help="default: from --out's suffix")
     p.add_argument("--out", type=Path, required=True)
     _styles_arg(p)
+    _compile_arg(p)
     p = _subcommand(sub, "keys", "create a CURVE key pair: NAME.key (public) and NAME.key_secret (private, 0600)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default="server", help="file name stem (default: server; a client's name for its own pair)")
@@ -153,12 +162,13 @@ def render_cameras(args: argparse.Namespace):
 
 
 def _renderer(args: argparse.Namespace):
-    from sage_backend.inference import PortraitRenderer
+    from sage_backend.inference import PortraitRenderer, default_camera_batch
 
     styles, device = load_styles(args.styles, args.device)
     if args.style not in styles:
         raise ValueError(f"unknown style {args.style!r}; available: {', '.join(sorted(styles))}")
-    return PortraitRenderer(styles[args.style].generator, device, precision=args.precision)
+    return PortraitRenderer(styles[args.style].generator, device, default_camera_batch(device), precision=args.precision,
+                            compile=args.compile)
 
 
 def cmd_styles(args: argparse.Namespace) -> int:
@@ -226,10 +236,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limits = Limits(client_backlog_bytes=int(args.client_backlog_mb * 2**20))
     styles, device = load_styles(args.styles, args.device)
     server = SageServer(styles, device, ServerConfig(args.bind, args.curve_secret, args.insecure, limits, args.precision,
-                                                     curve_clients=args.curve_clients))
+                                                     curve_clients=args.curve_clients, compile=args.compile))
     print(f"SAGE backend listening on {server.endpoint}", flush=True)
     precision = next(iter(server.renderers.values())).precision
-    print(f"styles: {', '.join(styles)}; device: {device}; decoder precision: {precision}", file=sys.stderr, flush=True)
+    compiled = next(iter(server.renderers.values())).compiled
+    print(f"styles: {', '.join(styles)}; device: {device}; decoder precision: {precision}; compiled decoders: "
+          f"{'on' if compiled else 'off'}", file=sys.stderr, flush=True)
     if args.curve_secret is not None and args.curve_clients is None:
         print("CURVE without --curve-clients: any client that has the server's public key is served", file=sys.stderr, flush=True)
     server.serve_forever()

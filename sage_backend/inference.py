@@ -5,9 +5,11 @@ PortraitRenderer owns the device and the precision, caches the mapping network's
 cameras, so a turntable pays for the latent once. Every camera is rendered through its head camera and
 composited into its own frame (sage_backend.framing), so any camera gets the head as at training.
 
-Precision: the 2D decoders (most of a small-preset frame) may run in bf16 autocast; the field and
-the density grid always stay fp32, because the SIREN's sin(30 x) turns bf16's 3 significant digits
-into visibly wrong features (max feature error 0.23 measured). See docs/performance.md.
+Precision and compilation: the 2D decoders (most of a small-preset frame) may run in bf16 autocast and
+compiled (sage_backend.decoding: "auto" measures which precision is faster; compiled on CUDA with CUDA
+graphs); the field and the density grid always stay exact fp32, because the SIREN's sin(30 x) turns
+bf16's 3 significant digits (or TF32's matmuls) into visibly wrong features (max feature error 0.23 in
+bf16, 1.0 with TF32, measured). See docs/performance.md.
 """
 from __future__ import annotations
 
@@ -19,13 +21,13 @@ import torch
 from torch.profiler import record_function
 
 from sage_backend.cameras import Camera
+from sage_backend.decoding import CompiledDecoder, decoder_dtype, resolve_compile, resolve_precision
 from sage_backend.frames import OUTPUTS, Frame, frame_from_pixels, frames_from_outputs
 from sage_backend.framing import HeadCamera, composite, head_camera
 from sage_backend.model.field import FoldedField
 from sage_backend.model.generator import GeneratorOutput, SageGenerator
 from sage_backend.model.mapping import LatentCode
 
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class Interrupted(Exception):
@@ -40,17 +42,10 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """"auto" -> bf16 where the hardware computes it natively (CUDA with bf16, CPUs with AVX512-BF16/AMX), else fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
-    else:
-        native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "bf16" if native else "fp32"
+def default_camera_batch(device: torch.device | str) -> int:
+    """Cameras per decoder call where nothing says otherwise: 8 on GPUs (a turntable's cameras share one
+    compiled graph; 8 doubled throughput over 1 on an H200), 1 on CPU (batching costs there)."""
+    return 8 if torch.device(device).type == "cuda" else 1
 
 
 def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
@@ -59,15 +54,34 @@ def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
 
 
 class PortraitRenderer:
+    """Latent + cameras -> Frames for one generator on one device (see the module's docstring).
+
+    camera_batch: cameras per decoder call (the compiled batch size when compiled); scale: the decoder scale
+    (default the model's last; lower only mid-curriculum); precision: "auto" | "fp32" | "bf16" for the 2D
+    decoders; compile: "auto" | "off" | "on" (sage_backend.decoding). Raises ValueError for unknown names.
+    """
+
     def __init__(self, generator: SageGenerator, device: torch.device | str = "cpu", camera_batch: int = 4, code_cache: int = 32,
-                 scale: int | None = None, precision: str = "fp32") -> None:
+                 scale: int | None = None, precision: str = "fp32", compile: str = "off") -> None:
         self.device = torch.device(device)
-        self.precision = resolve_precision(precision, self.device)
-        self.scale = generator.cfg.max_scale if scale is None else scale  # decoder scale; lower only mid-curriculum
+        self.scale = generator.cfg.max_scale if scale is None else scale
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.camera_batch = camera_batch
+        self.precision = resolve_precision(precision, self.device, self.generator, self.scale, camera_batch)
+        # A single camera (live mode) runs at batch 1, anything longer at camera_batch: at most two graphs.
+        self.decoder = (CompiledDecoder(self.generator, self.device, (1, camera_batch))
+                        if resolve_compile(compile, self.device) else None)
         self._codes: OrderedDict[tuple[bytes, float], tuple[LatentCode, FoldedField]] = OrderedDict()
         self._code_cache = code_cache
+
+    @property
+    def compiled(self) -> bool:
+        return self.decoder is not None
+
+    def warm_up(self) -> float:
+        """Compile the decoders for every batch size now (a server calls this at start), so no request pays
+        for it; returns the seconds spent (0 when not compiled)."""
+        return self.decoder.warm_up(self.scale, decoder_dtype(self.precision)) if self.decoder is not None else 0.0
 
     @property
     def cfg(self):
@@ -117,7 +131,7 @@ class PortraitRenderer:
             raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}")
         size = resolution or self.cfg.resolution_of_scale(self.scale)
         code, folded = self.code(z, psi)
-        decoder_dtype = torch.bfloat16 if self.precision == "bf16" else None
+        dtype = decoder_dtype(self.precision)
         for start in range(0, len(cameras), self.camera_batch):
             if should_stop is not None and should_stop():
                 raise Interrupted()
@@ -130,7 +144,8 @@ class PortraitRenderer:
             # Frames are made inside the context but yielded outside it: a suspended generator must not leave
             # the caller in inference mode.
             with torch.inference_mode():
-                out = self.generator.synthesize(code, c2w, fov, field=folded, scale=self.scale, decoder_dtype=decoder_dtype)
+                out = self.generator.synthesize(code, c2w, fov, field=folded, scale=self.scale, decoder_dtype=dtype,
+                                                decode_fn=self.decoder)
                 with record_function("sage.to_frames"):
                     direct = frames_from_outputs(out, size, wanted) if any(h.direct for h in heads) else []
                     frames = [direct[i] if head.direct else self._framed(out, i, camera, head, size, wanted)
@@ -147,13 +162,14 @@ class PortraitRenderer:
 
     def density(self, points: torch.Tensor, z: torch.Tensor, psi: float = 0.5, chunk: int = 262144,
                 should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
-        """Density (N,) at world points (N, 3), evaluated in chunks so memory stays bounded."""
+        """Density (N,) at world points (N, 3), evaluated in chunks so memory stays bounded; the result lies on
+        the points' device (points already on the renderer's device never leave it)."""
         _, folded = self.code(z, psi)
-        out = torch.empty(points.shape[0], dtype=torch.float32)
+        out = torch.empty(points.shape[0], dtype=torch.float32, device=points.device)
         for start in range(0, points.shape[0], chunk):
             if should_stop is not None and should_stop():
                 raise Interrupted()
             part = points[start:start + chunk].to(self.device, torch.float32)
             with torch.inference_mode():
-                out[start:start + chunk] = folded.density(part).cpu()
+                out[start:start + chunk] = folded.density(part).to(out.device)
         return out

@@ -23,6 +23,7 @@ Blender's importer then shows exactly the palette.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import struct
@@ -61,59 +62,94 @@ def default_bound(renderer: PortraitRenderer) -> float:
     return renderer.cfg.field.box_warp / 2
 
 
-def density_grid(renderer: PortraitRenderer, z: torch.Tensor, psi: float = 0.5, grid: int = 256, bound: float | None = None,
-                 slab: int | None = None, should_stop: Callable[[], bool] | None = None, progress: bool = False) -> np.ndarray:
-    """Density on a grid^3 lattice over [-bound, bound]^3, indexed [x, y, z] (float32).
+def density_volume(renderer: PortraitRenderer, z: torch.Tensor, psi: float = 0.5, grid: int = 256, bound: float | None = None,
+                   slab: int | None = None, should_stop: Callable[[], bool] | None = None, progress: bool = False) -> torch.Tensor:
+    """Density on a grid^3 lattice over [-bound, bound]^3, indexed [x, y, z] (float32), on the renderer's device.
 
-    Points are generated `slab` x-planes at a time (default: about POINTS_PER_CALL points), so memory
-    holds one slab of points besides the grid itself (512 MB at 512^3). `should_stop` is checked
-    between slabs and inside each density call (raises inference.Interrupted)."""
+    Points are made on the device `slab` x-planes at a time (default: about POINTS_PER_CALL points), so memory
+    holds one slab of points besides the grid itself (512 MB at 512^3). `should_stop` is checked between
+    slabs and inside each density call (raises inference.Interrupted); grid < 2 or slab < 1 raise ValueError."""
     if grid < 2:
         raise ValueError("grid must be at least 2")
     bound = default_bound(renderer) if bound is None else float(bound)
     slab = max(1, POINTS_PER_CALL // grid**2) if slab is None else slab
     if slab < 1:
         raise ValueError("slab must be at least 1")
-    axis = np.linspace(-bound, bound, grid, dtype=np.float32)
-    yy, zz = np.meshgrid(axis, axis, indexing="ij")
-    values = np.empty((grid, grid, grid), dtype=np.float32)
-    starts = range(0, grid, slab)
-    for start in tqdm(starts, desc="density grid", unit="slab", disable=not progress):
+    # numpy's lattice, moved to the device: every device samples exactly the same points.
+    axis = torch.from_numpy(np.linspace(-bound, bound, grid, dtype=np.float32)).to(renderer.device)
+    yy, zz = torch.meshgrid(axis, axis, indexing="ij")
+    values = torch.empty((grid, grid, grid), dtype=torch.float32, device=renderer.device)
+    for start in tqdm(range(0, grid, slab), desc="density grid", unit="slab", disable=not progress):
         if should_stop is not None and should_stop():
             raise Interrupted()
         xs = axis[start:start + slab]
-        points = np.empty((len(xs), grid, grid, 3), dtype=np.float32)
-        points[..., 0] = xs[:, None, None]
-        points[..., 1] = yy
-        points[..., 2] = zz
-        dens = renderer.density(torch.from_numpy(points.reshape(-1, 3)), z, psi, should_stop=should_stop)
-        values[start:start + len(xs)] = dens.numpy().reshape(len(xs), grid, grid)
+        shape = (len(xs), grid, grid)
+        points = torch.stack([xs[:, None, None].expand(shape), yy.expand(shape), zz.expand(shape)], dim=-1)
+        values[start:start + len(xs)] = renderer.density(points.reshape(-1, 3), z, psi, should_stop=should_stop).reshape(shape)
     return values
 
 
-def iso_level(values: np.ndarray, threshold: float | None = None) -> tuple[float, str]:
-    """The iso-level to use and where it came from ("given", "default", "fallback").
+def density_grid(renderer: PortraitRenderer, z: torch.Tensor, psi: float = 0.5, grid: int = 256, bound: float | None = None,
+                 slab: int | None = None, should_stop: Callable[[], bool] | None = None, progress: bool = False) -> np.ndarray:
+    """`density_volume` as a numpy array on the CPU (arguments and errors as there)."""
+    return density_volume(renderer, z, psi, grid, bound, slab, should_stop, progress).cpu().numpy()
+
+
+def iso_level(values: np.ndarray | torch.Tensor, threshold: float | None = None) -> tuple[float, str]:
+    """The iso-level to use and where it came from ("given", "default", "fallback"); values on any device.
 
     A level L bounds the region {density > L}; a level with no density above it (at or over the field's
     maximum) raises ValueError "no surface"."""
     level = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     if not math.isfinite(level):
         raise ValueError(f"the iso-level must be a finite number, got {level}")
-    if not np.isfinite(values).all():
+    values = torch.as_tensor(values)
+    if not bool(torch.isfinite(values).all()):
         raise ValueError("the density field holds NaN or infinite values")
     peak = float(values.max())
     if peak > level:
         return level, "default" if threshold is None else "given"
-    fallback = float(np.quantile(values, FALLBACK_QUANTILE))
+    fallback = float(np.quantile(values.cpu().numpy(), FALLBACK_QUANTILE))  # torch.quantile stops at 2^24 values
     if threshold is not None or not fallback < peak:
         raise ValueError(f"the density field has no surface at threshold {level:g} (max {peak:.3g}): no density above it")
     return fallback, "fallback"
 
 
-def mesh_from_grid(values: np.ndarray, bound: float, threshold: float | None = None) -> trimesh.Trimesh:
+def gpu_marching_cubes() -> bool:
+    """Whether marching cubes can run on the GPU: NVIDIA Warp (`pip install warp-lang`, the `gpu` extra)
+    is installed. Warp compiles its kernels at run time, so its wheel needs no CUDA toolkit."""
+    return importlib.util.find_spec("warp") is not None
+
+
+def marching_cubes_on_device(padded: torch.Tensor, level: float, step: float, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (V, 3) in grid units times `step` and faces (F, 3) of {padded > level}, faces wound so normals
+    point down the density gradient (out of the head), as scikit-image's gradient_direction="ascent".
+
+    backend "auto": Warp on a CUDA tensor when installed (the surface is extracted on the GPU, only the mesh
+    comes back), else scikit-image on the CPU; "warp" or "skimage" force one (Warp runs on CPU tensors too)."""
+    if backend == "warp" or (backend == "auto" and padded.is_cuda and gpu_marching_cubes()):
+        import warp as wp
+        import warp.geometry  # noqa: F401  (registers wp.geometry)
+
+        wp.config.quiet = True
+        wp.init()  # once per process; a no-op after
+        if padded.is_cuda:
+            torch.cuda.synchronize(padded.device)  # Warp runs on its own stream
+        verts, indices = wp.geometry.IsoSurfaceMarchingCubes.extract(wp.from_torch(padded.float().contiguous()), level)
+        faces = indices.numpy().reshape(-1, 3)[:, ::-1]  # Warp winds the other way round
+        return verts.numpy() * np.float32(step), np.ascontiguousarray(faces)
+    if backend not in ("auto", "skimage"):
+        raise ValueError(f"marching cubes backend must be auto, warp or skimage, got {backend!r}")
+    verts, faces, _, _ = marching_cubes(padded.cpu().numpy(), level=level, spacing=(step, step, step), gradient_direction="ascent")
+    return verts, faces
+
+
+def mesh_from_grid(values: np.ndarray | torch.Tensor, bound: float, threshold: float | None = None) -> trimesh.Trimesh:
     """Marching cubes around {density > level} (level: see iso_level) -> a closed mesh in SAGE world units,
-    outward normals. A level at the field's minimum or on a plateau bounds what lies above it: a relu field's
-    exact zeros at level 0 are empty space. Raises ValueError when nothing or everything lies above the level."""
+    outward normals; values (G, G, G) on any device (a CUDA grid is meshed there, `marching_cubes_on_device`).
+    A level at the field's minimum or on a plateau bounds what lies above it: a relu field's exact zeros at
+    level 0 are empty space. Raises ValueError when nothing or everything lies above the level."""
+    values = torch.as_tensor(values)
     level, source = iso_level(values, threshold)
     low = float(values.min())
     if low > level:
@@ -124,9 +160,9 @@ def mesh_from_grid(values: np.ndarray, bound: float, threshold: float | None = N
     march = float(np.nextafter(np.float32(level), np.float32(np.inf)))
     step = 2 * bound / (values.shape[0] - 1)
     # Empty space around the box closes the surface where the head meets the box (a flat cap there).
-    padded = np.pad(values, 1, constant_values=min(level, low))
-    # Density grows inward, so "ascent" winds the faces with normals pointing out of the head.
-    verts, faces, _, _ = marching_cubes(padded, level=march, spacing=(step, step, step), gradient_direction="ascent")
+    padded = torch.nn.functional.pad(values, (1, 1, 1, 1, 1, 1), value=min(level, low))
+    verts, faces = marching_cubes_on_device(padded, march, step)
+    del padded
     mesh = trimesh.Trimesh(np.clip(verts - bound - step, -bound, bound), faces, process=False)
     mesh.metadata.update(threshold=level, threshold_source=source)
     if source == "fallback":
@@ -225,7 +261,7 @@ def extract_mesh(renderer: PortraitRenderer, z: torch.Tensor, psi: float = 0.5, 
         timings[name] = round(now - clock, 4)
         clock = now
 
-    values = density_grid(renderer, z, psi, grid, bound, should_stop=should_stop, progress=progress)
+    values = density_volume(renderer, z, psi, grid, bound, should_stop=should_stop, progress=progress)
     lap("grid_s")
     mesh = mesh_from_grid(values, bound, threshold)
     del values

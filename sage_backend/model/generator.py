@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +118,7 @@ class SageGenerator(nn.Module):
         aux_mix: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         decoder_dtype: torch.dtype | None = None,
+        decode_fn: Callable[[torch.Tensor, torch.Tensor, int, float], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> GeneratorOutput:
         """The one composition of render -> (stereo) -> decode, used by training (`forward`) and serving
         (`PortraitRenderer`), after EG3D's `synthesis`.
@@ -128,6 +130,7 @@ class SageGenerator(nn.Module):
         density units) are training's sampling noise, drawn from `generator`. aux_cam2world (B, 4, 4): MVCGAN's
         auxiliary cameras, whose features are mixed in by the ratio aux_mix (B,) where the warp lands.
         decoder_dtype: run the 2D decoders under autocast in this dtype (the field keeps the caller's precision).
+        decode_fn: a stand-in for `decode` with its signature, e.g. its compiled form (sage_backend.decoding).
         """
         scale = self.cfg.max_scale if scale is None else scale
         field = self.field.bind(code) if field is None else field
@@ -144,7 +147,7 @@ class SageGenerator(nn.Module):
                 stereo = StereoView(warped[:, -3:], valid)
         precision = torch.autocast(features.device.type, dtype=decoder_dtype) if decoder_dtype is not None else nullcontext()
         with precision, record_function("sage.decoders"):
-            drawing, semantic_logits = self.decode(features, code.w.expand(features.shape[0], -1), scale, alpha)
+            drawing, semantic_logits = (decode_fn or self.decode)(features, code.w.expand(features.shape[0], -1), scale, alpha)
         return GeneratorOutput(drawing, semantic_logits, view, stereo)
 
     def forward(self, code: LatentCode, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> GeneratorOutput:

@@ -18,7 +18,7 @@ import zmq
 from sage_backend import __version__
 from sage_backend.cameras import PoseDistribution
 from sage_backend.checkpoint import LoadedStyle
-from sage_backend.inference import PortraitRenderer
+from sage_backend.inference import PortraitRenderer, default_camera_batch
 from sage_backend.labels import LABEL_NAMES, PALETTE
 from sage_backend.server.curve import allow_list, read_secret_key
 from sage_backend.server.peers import Peers
@@ -40,9 +40,10 @@ class ServerConfig:
     curve_secret: Path | None = None  # NAME.key_secret file: CURVE encryption + server authentication
     insecure: bool = False  # allow a non-loopback bind without CURVE (explicit opt-in)
     limits: Limits = Limits()
-    precision: str = "auto"  # decoder precision, see sage_backend.inference.resolve_precision
+    precision: str = "auto"  # decoder precision, see sage_backend.decoding.resolve_precision
     curve_clients: Path | None = None  # folder of allowed clients' public keys (*.key); None: any client key
-    camera_batch: int | None = None  # cameras per render call (a job yields between calls); None: 4 on GPUs, 1 on CPU
+    camera_batch: int | None = None  # cameras per render call (a job yields between calls); None: default_camera_batch
+    compile: str = "auto"  # compiled decoders, see sage_backend.decoding.resolve_compile; warmed up before serving
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -76,9 +77,11 @@ class SageServer:
         self.config, self.limits, self.device = config, config.limits, device
         self.styles = styles
         self.z_dims = {name: s.generator.z_dim for name, s in styles.items()}
-        batch = config.camera_batch or (4 if str(device).startswith("cuda") else 1)  # CPU: batching buys nothing, turns get finer
-        self.renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision)
-                          for name, s in styles.items()}
+        batch = config.camera_batch or default_camera_batch(device)  # a turntable's cameras grouped into the compiled batch
+        self.renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision,
+                                                 compile=config.compile) for name, s in styles.items()}
+        for renderer in self.renderers.values():
+            renderer.warm_up()  # the first request pays no compilation
         self.ctx = zmq.Context()
         self.authenticator = allow_list(self.ctx, config.curve_clients) if config.curve_clients is not None else None
         self.socket = self.ctx.socket(zmq.ROUTER)

@@ -12,7 +12,8 @@ from sage_backend.cameras import Camera, stack_cameras
 from sage_backend.model.renderer import slab_range
 from sage_backend.config import preset
 from sage_backend.frames import frames_from_outputs
-from sage_backend.inference import Interrupted, PortraitRenderer, resolve_precision, seed_latent
+from sage_backend.decoding import resolve_precision
+from sage_backend.inference import Interrupted, PortraitRenderer, seed_latent
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.generator import SageGenerator
 

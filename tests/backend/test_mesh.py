@@ -22,8 +22,8 @@ from sage_backend.config import preset
 from sage_backend.frames import Frame
 from sage_backend.inference import Interrupted, PortraitRenderer
 from sage_backend.labels import PALETTE
-from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, density_grid, extract_mesh, keep_largest_component, mesh_from_grid,
-                               mesh_to_bytes, sample_views, srgb_to_linear, write_mesh)
+from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, density_grid, extract_mesh, keep_largest_component,
+                               marching_cubes_on_device, mesh_from_grid, mesh_to_bytes, sample_views, srgb_to_linear, write_mesh)
 from sage_backend.model.generator import SageGenerator
 from tests.conftest import requires_bpy
 
@@ -281,3 +281,15 @@ def test_levels_at_or_beyond_the_fields_range_are_refused_with_the_right_reason(
 def test_the_tiny_presets_relu_field_meshes_at_level_zero(renderer: PortraitRenderer) -> None:
     mesh = extract_mesh(renderer, renderer.latent(seed=0), grid=32, threshold=0, colors="none")
     assert len(mesh.faces) > 0 and mesh.metadata["threshold"] == 0
+
+
+def test_warp_marching_cubes_gives_scikit_images_surface() -> None:
+    """The GPU backend (NVIDIA Warp, the `gpu` extra), run on the CPU here: same surface, same winding."""
+    pytest.importorskip("warp")
+    padded = torch.nn.functional.pad(torch.from_numpy(head_grid()), (1,) * 6)
+    step = 2 * BOUND / (padded.shape[0] - 3)
+    (wv, wf), (sv, sf) = (marching_cubes_on_device(padded, 10.0, step, backend) for backend in ("warp", "skimage"))
+    warp_mesh, sk_mesh = trimesh.Trimesh(wv, wf), trimesh.Trimesh(sv, sf)  # merged vertices: closed surfaces
+    assert len(wf) == len(sf) and warp_mesh.is_watertight
+    assert warp_mesh.volume == pytest.approx(sk_mesh.volume, rel=1e-4) and warp_mesh.volume > 0
+    np.testing.assert_allclose(np.sort(wv, axis=0), np.sort(sv, axis=0), atol=1e-6)

@@ -1,0 +1,160 @@
+"""How the 2D decoders run at inference: their precision (picked by measurement) and their compiled form.
+
+The decoders (semantic decoder, drawing decoder, SPADE translator) are most of a frame (docs/performance.md).
+Two levers, both chosen per device:
+
+- **Precision.** `--precision auto` times the eager decoders in fp32 and in bf16 autocast on the device, at
+  the renderer's shapes, and keeps the faster (bf16 only where the hardware computes it natively). Speed
+  depends on the kernels' size, not just the hardware: on an H200 the small preset ran bf16 at 86 frames/s
+  against fp32's 154 (autocast's casts dominate its tiny kernels), the full preset the other way round.
+  The result is cached per (device, model config, scale, camera batch) for the process.
+- **Compilation.** `torch.compile` of `SageGenerator.decode` with static shapes: one graph per (camera
+  batch, scale), CUDA graphs (mode "reduce-overhead") on GPUs. A batch smaller than a compiled size is
+  padded to it (repeating its last camera) instead of compiling a new graph. On CPU inductor's C++
+  backend needs a C++ compiler (gcc) and minutes to compile, so "auto" leaves it off there.
+
+The field never passes through here: it stays exact fp32 (sage_backend.inference).
+"""
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Callable, Sequence
+
+import torch
+
+from sage_backend.model.generator import SageGenerator
+
+PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE_MODES = ("auto", "off", "on")
+Decode = Callable[[torch.Tensor, torch.Tensor, int, float], tuple[torch.Tensor, torch.Tensor]]
+_MEASURED: dict[tuple, str] = {}  # (device, config, scale, batch) -> the precision measured faster
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether the device computes bf16 natively: CUDA with bf16, CPUs with AVX512-BF16/AMX (elsewhere bf16
+    convolutions are emulated, ~160x slower than fp32 on a CPU without them)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def decoder_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a resolved precision ("fp32" -> None: no autocast)."""
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_decoders(generator: SageGenerator, device: torch.device, scale: int, batch: int, precision: str,
+                  repeats: int = 3) -> float:
+    """Median seconds of one eager decode of `batch` random feature maps at `scale` in `precision`, after one
+    warm-up call. Fewer repeats when one call takes over half a second (the full preset on a CPU)."""
+    cfg = generator.cfg
+    size = cfg.render.feature_resolution
+    features = torch.randn(batch, cfg.field.width, size, size, device=device, generator=torch.Generator(device).manual_seed(0))
+    w = torch.zeros(batch, cfg.mapping.hidden, device=device)
+    dtype = decoder_dtype(precision)
+    times = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
+        for i in range(repeats + 1):
+            _sync(device)
+            start = time.perf_counter()
+            generator.decode(features, w, scale)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+            if i == 1 and times[-1] > 0.5:
+                break
+    timed = sorted(times[1:])
+    return timed[len(timed) // 2]
+
+
+def resolve_precision(precision: str, device: torch.device, generator: SageGenerator | None = None, scale: int | None = None,
+                      batch: int = 1) -> str:
+    """"fp32" / "bf16" as given; "auto" -> the one measured faster for `generator` at (`scale`, `batch`) on the
+    device (`time_decoders`, cached), fp32 where bf16 is not native. Without a generator "auto" falls back to
+    the hardware rule (bf16 where native). Raises ValueError for another name."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if not bf16_native(device):
+        return "fp32"
+    if generator is None:
+        return "bf16"
+    scale = generator.cfg.max_scale if scale is None else scale
+    key = (str(device), generator.cfg, scale, batch)
+    if key not in _MEASURED:
+        fp32 = time_decoders(generator, device, scale, batch, "fp32")
+        bf16 = time_decoders(generator, device, scale, batch, "bf16")
+        _MEASURED[key] = "bf16" if bf16 < fp32 else "fp32"
+    return _MEASURED[key]
+
+
+def resolve_compile(mode: str, device: torch.device) -> bool:
+    """"on" / "off" as given; "auto" -> on for CUDA, off on CPU (minutes of C++ compilation per shape there).
+    Raises ValueError for another name."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {COMPILE_MODES}, got {mode!r}")
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
+class CompiledDecoder:
+    """`SageGenerator.decode`, compiled: a drop-in `Decode` (features (B, C, h, w), w (B, hidden), scale, alpha ->
+    drawing (B, 3, H, W), semantic logits (B, 19, H, W)) for `SageGenerator.synthesize(decode_fn=...)`.
+
+    `batch_sizes`: the camera batches compiled (one graph each per scale); a batch of n cameras runs at the
+    smallest size >= n, padded with copies of its last camera, and only its n outputs are returned. A batch
+    above every size raises ValueError (the renderer never makes one). On CUDA the graphs are CUDA graphs,
+    whose outputs live in memory the next replay overwrites, so outputs are copied out.
+    """
+
+    def __init__(self, generator: SageGenerator, device: torch.device, batch_sizes: Sequence[int]) -> None:
+        if not batch_sizes or min(batch_sizes) < 1:
+            raise ValueError(f"batch sizes must be positive, got {list(batch_sizes)}")
+        self.generator, self.device = generator, device
+        self.batch_sizes = tuple(sorted(set(batch_sizes)))
+        self.cuda_graphs = device.type == "cuda"
+        # Every style's decode is one code object to dynamo; each (style, batch, scale) is one entry under it.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        self._decode = torch.compile(generator.decode, mode="reduce-overhead" if self.cuda_graphs else None,
+                                     dynamic=False, fullgraph=True)
+
+    def padded_size(self, n: int) -> int:
+        """The compiled batch size that n cameras run at."""
+        for size in self.batch_sizes:
+            if size >= n:
+                return size
+        raise ValueError(f"{n} cameras exceed the largest compiled batch ({self.batch_sizes[-1]})")
+
+    def __call__(self, features: torch.Tensor, w: torch.Tensor, scale: int, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        n = features.shape[0]
+        extra = self.padded_size(n) - n
+        if extra:
+            features = torch.cat([features, features[-1:].expand(extra, -1, -1, -1)])
+            w = torch.cat([w, w[-1:].expand(extra, -1)])
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # each call is one inference step: replay, not re-record
+        drawing, semantic_logits = self._decode(features, w, scale, alpha)
+        if self.cuda_graphs:
+            return drawing[:n].clone(), semantic_logits[:n].clone()
+        return drawing[:n], semantic_logits[:n]
+
+    def warm_up(self, scale: int, dtype: torch.dtype | None) -> float:
+        """Compile (and record the CUDA graphs of) every batch size at `scale` under autocast `dtype`, so no
+        request pays for it; returns the seconds it took. Three calls each: CUDA graph trees record on the
+        second call and replay from the third."""
+        cfg = self.generator.cfg
+        size = cfg.render.feature_resolution
+        start = time.perf_counter()
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext():
+            for batch in self.batch_sizes:
+                features = torch.zeros(batch, cfg.field.width, size, size, device=self.device)
+                w = torch.zeros(batch, cfg.mapping.hidden, device=self.device)
+                for _ in range(3 if self.cuda_graphs else 1):
+                    self(features, w, scale)
+        _sync(self.device)
+        return time.perf_counter() - start

@@ -1,0 +1,70 @@
+"""The decoders' inference modes (sage_backend.decoding): the compiled path through inductor's C++ backend
+against eager, padding a short batch to the compiled size, the measured precision and the mode names."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sage_backend.cameras import Camera
+from sage_backend.config import DecoderConfig, TranslatorConfig, preset
+from sage_backend.decoding import _MEASURED, bf16_native, resolve_compile, resolve_precision
+from sage_backend.inference import PortraitRenderer, default_camera_batch
+from sage_backend.model.generator import SageGenerator
+
+CAMERAS = [Camera.orbit(math.pi / 2 + d, math.pi / 2) for d in (-0.3, 0.4)]
+
+
+def micro_generator() -> SageGenerator:
+    """The tiny preset cut to one decoder scale and a two-level translator (translator on): the fewest
+    kernels that still run every decoder part, so inductor compiles it in the suite's time."""
+    cfg = dataclasses.replace(preset("tiny"), name="micro", output_resolution=16, decoder=DecoderConfig(channels=(16,)),
+                              translator=TranslatorConfig(channels=(8, 16), spade_hidden=8, spade_stages=1))
+    torch.manual_seed(0)
+    g = SageGenerator(cfg)
+    with torch.no_grad():
+        g.field.density_head.weight.mul_(3000.0)
+    g.set_translator(True)
+    return g
+
+
+def test_compiled_decoders_agree_with_eager_and_pad_a_short_batch() -> None:
+    g = micro_generator()
+    eager = PortraitRenderer(g, camera_batch=3)
+    compiled = PortraitRenderer(g, camera_batch=3, compile="on")
+    assert compiled.compiled and not eager.compiled
+    assert compiled.decoder.padded_size(2) == 3 and compiled.decoder.padded_size(1) == 1
+    z = eager.latent(seed=2)
+    outputs = ("drawing", "semantic", "depth")
+    # Two cameras run padded to the one compiled graph (batch 3, fullgraph: a graph break would raise).
+    for a, b in zip(eager.render(z, CAMERAS, outputs=outputs), compiled.render(z, CAMERAS, outputs=outputs), strict=True):
+        assert np.array_equal(a.depth, b.depth)  # the field is not compiled
+        assert np.abs(a.drawing.astype(int) - b.drawing.astype(int)).max() <= 2
+        assert np.mean(a.semantic == b.semantic) >= 0.999
+    with pytest.raises(ValueError, match="exceed the largest compiled batch"):
+        compiled.decoder.padded_size(4)
+
+
+def test_compile_modes_follow_the_device_and_reject_unknown_names() -> None:
+    assert not resolve_compile("auto", torch.device("cpu"))
+    assert resolve_compile("auto", torch.device("cuda"))
+    assert resolve_compile("on", torch.device("cpu")) and not resolve_compile("off", torch.device("cuda"))
+    with pytest.raises(ValueError, match="compile must be one of"):
+        resolve_compile("max", torch.device("cpu"))
+    assert default_camera_batch("cpu") == 1 and default_camera_batch("cuda") == 8
+
+
+def test_precision_auto_is_measured_once_per_shape(tiny: SageGenerator) -> None:
+    cpu = torch.device("cpu")
+    chosen = resolve_precision("auto", cpu, tiny, 1, 2)
+    if not bf16_native(cpu):  # emulated bf16 is never measured: it is far slower
+        assert chosen == "fp32"
+        return
+    key = (str(cpu), tiny.cfg, 1, 2)
+    assert _MEASURED[key] == chosen in ("fp32", "bf16")
+    _MEASURED[key] = "bf16" if chosen == "fp32" else "fp32"  # a cached answer is not measured again
+    assert resolve_precision("auto", cpu, tiny, 1, 2) != chosen
+    del _MEASURED[key]
