@@ -1,6 +1,7 @@
 """Shared benchmark helpers: the model under test, timing with warm-up and a markdown table printer."""
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from pathlib import Path
@@ -23,6 +24,14 @@ def benchmark_model(preset_name: str, weights: str | None = None) -> tuple[str, 
     g = SageGenerator(preset(preset_name))
     g.set_translator(True)
     return preset_name, g
+
+
+def reference_generator(g: SageGenerator) -> SageGenerator:
+    """A copy of `g` that decodes with the reference code's op sequence (nearest upsample, then a 3x3 conv)
+    instead of the sub-pixel conv: the reference path's model. Same weights, same function."""
+    ref = copy.deepcopy(g)
+    ref.semantic_decoder.subpixel = ref.drawing_decoder.subpixel = False
+    return ref
 
 
 def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, device: torch.device | None = None) -> float:

@@ -1,7 +1,7 @@
 """Render speed: the fast path (PortraitRenderer: cached + folded code, batched cameras), in fp32
 and with bf16 decoders, eager and compiled (sage_backend.decoding), against the plain pi-GAN-style
 reference path (fp32, mapping recomputed per frame, one camera at a time, the FiLM field evaluated as
-is), measured side by side in one run, with each fast path's agreement with the reference and, on
+is, the decoders upsampling before each conv as the reference code does), measured side by side in one run, with each fast path's agreement with the reference and, on
 CUDA, its peak GPU memory over a turntable.
 
   python -m benchmarks.render                       # small preset, CPU-friendly
@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from benchmarks.common import benchmark_model, print_table, timed_side_by_side
+from benchmarks.common import benchmark_model, print_table, reference_generator, timed_side_by_side
 from sage_backend.cameras import Camera, stack_cameras
 from sage_backend.frames import frames_from_outputs
 from sage_backend.inference import PortraitRenderer, pick_device, seed_latent
@@ -63,18 +63,19 @@ def measure(name: str, g: SageGenerator, device: torch.device, sizes: list[int],
     """One row of HEADERS per (size, variant): the reference and every fast-path variant timed side by side,
     one camera and a `frames`-camera turntable; compiled variants are warmed up (compiled) first."""
     renderers = {key: PortraitRenderer(g, device, camera_batch=key[1], precision=key[0], compile=key[2]) for key in variants}
+    ref_g = reference_generator(g)
     compile_s = {k: r.warm_up() for k, r in renderers.items()}  # as a server does at start
     z = seed_latent(1, g.z_dim)
     cams = [Camera.orbit(math.pi / 2 + 0.8 * math.sin(2 * math.pi * i / frames), math.pi / 2) for i in range(frames)]
     rows = []
     for size in sizes:
-        single = timed_side_by_side({"ref": lambda: reference_frames(g, z, cams[:1], 0.5, size, device)}
+        single = timed_side_by_side({"ref": lambda: reference_frames(ref_g, z, cams[:1], 0.5, size, device)}
                                     | {k: (lambda r=r: list(r.render(z, cams[:1], 0.5, size))) for k, r in renderers.items()},
                                     repeats=repeats, device=device)
-        turntable = timed_side_by_side({"ref": lambda: reference_frames(g, z, cams, 0.5, size, device)}
+        turntable = timed_side_by_side({"ref": lambda: reference_frames(ref_g, z, cams, 0.5, size, device)}
                                        | {k: (lambda r=r: list(r.render(z, cams, 0.5, size))) for k, r in renderers.items()},
                                        repeats=repeats, warmup=0, device=device)
-        ref = reference_frames(g, z, cams[:4], 0.5, size, device)
+        ref = reference_frames(ref_g, z, cams[:4], 0.5, size, device)
         for key, renderer in renderers.items():
             diff, agree = agreement(ref, list(renderer.render(z, cams[:4], 0.5, size)))
             rows.append([name, device.type, size, renderer.precision, key[1], key[2], compile_s[key], single["ref"] * 1e3,
