@@ -20,6 +20,7 @@ import importlib.util
 import math
 import subprocess
 import sys
+from typing import Callable, TypeVar
 
 import torch
 
@@ -31,6 +32,7 @@ from sage_backend.decoding import CompiledDecoder, decoder_dtype, resolve_precis
 from sage_backend.inference import pick_device, seed_latent
 from sage_backend.model.generator import SageGenerator
 
+T = TypeVar("T")
 PENCIL = str(bundled_checkpoint_dir() / "pencil.safetensors")
 VARIANTS = [("fp32", 1, "off"), ("bf16", 1, "off"), ("fp32", 8, "off"), ("bf16", 8, "off"), ("bf16", 30, "off"),
             ("fp32", 8, "on"), ("bf16", 8, "on")]
@@ -77,6 +79,15 @@ def mesh_table(device: torch.device, preset_name: str, grids: list[int]) -> None
     print(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
+def section(label: str, run: Callable[[], T], failed: T) -> T:
+    """run(), or `failed` after one line naming the error: a short GPU lease still gets the other sections."""
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001  (any failure of one section)
+        print(f"{label}: failed: {type(exc).__name__}: {exc}", flush=True)
+        return failed
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
@@ -94,15 +105,15 @@ def main() -> None:
         name, g = benchmark_model(preset_name, weights)
         g = g.to(device).eval()
         picks = {b: resolve_precision("auto", device, g, g.cfg.max_scale, b) for b in (1, 8)}
-        print(f"{name}: --precision auto picks {picks[1]} at camera batch 1, {picks[8]} at 8")
-        rows += measure(name, g, device, [size], frames, variants)
-        split += stage_split(name, g, device)
+        print(f"{name}: --precision auto picks {picks[1]} at camera batch 1, {picks[8]} at 8", flush=True)
+        rows += section(f"{name} render", lambda: measure(name, g, device, [size], frames, variants), [])
+        split += section(f"{name} stage split", lambda: stage_split(name, g, device), [])
     print()
     print_table(HEADERS, rows)
     print()
     print_table(["model", "stage, 8 cameras", "eager ms", "compiled ms", "note"], split)
     print()
-    mesh_table(device, "tiny" if args.quick else "full", [32] if args.quick else [256, 512])
+    section("mesh", lambda: mesh_table(device, "tiny" if args.quick else "full", [32] if args.quick else [256, 512]), None)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from sage_backend.model.generator import SageGenerator
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "off", "on")
 Decode = Callable[[torch.Tensor, torch.Tensor, int, float], tuple[torch.Tensor, torch.Tensor]]
-_MEASURED: dict[tuple, str] = {}  # (device, config, scale, batch) -> the precision measured faster
+MEASURED_PRECISIONS: dict[tuple, str] = {}  # (device, config, scale, batch) -> the faster one; clear it to measure again
 
 
 def bf16_native(device: torch.device) -> bool:
@@ -87,11 +87,11 @@ def resolve_precision(precision: str, device: torch.device, generator: SageGener
         return "bf16"
     scale = generator.cfg.max_scale if scale is None else scale
     key = (str(device), generator.cfg, scale, batch)
-    if key not in _MEASURED:
+    if key not in MEASURED_PRECISIONS:
         fp32 = time_decoders(generator, device, scale, batch, "fp32")
         bf16 = time_decoders(generator, device, scale, batch, "bf16")
-        _MEASURED[key] = "bf16" if bf16 < fp32 else "fp32"
-    return _MEASURED[key]
+        MEASURED_PRECISIONS[key] = "bf16" if bf16 < fp32 else "fp32"
+    return MEASURED_PRECISIONS[key]
 
 
 def resolve_compile(mode: str, device: torch.device) -> bool:

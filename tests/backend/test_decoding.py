@@ -11,7 +11,7 @@ import torch
 
 from sage_backend.cameras import Camera
 from sage_backend.config import DecoderConfig, TranslatorConfig, preset
-from sage_backend.decoding import _MEASURED, bf16_native, resolve_compile, resolve_precision
+from sage_backend.decoding import MEASURED_PRECISIONS, bf16_native, resolve_compile, resolve_precision
 from sage_backend.inference import PortraitRenderer, default_camera_batch
 from sage_backend.model.generator import SageGenerator
 
@@ -64,7 +64,7 @@ def test_precision_auto_is_measured_once_per_shape(tiny: SageGenerator) -> None:
         assert chosen == "fp32"
         return
     key = (str(cpu), tiny.cfg, 1, 2)
-    assert _MEASURED[key] == chosen in ("fp32", "bf16")
-    _MEASURED[key] = "bf16" if chosen == "fp32" else "fp32"  # a cached answer is not measured again
+    assert MEASURED_PRECISIONS[key] == chosen in ("fp32", "bf16")
+    MEASURED_PRECISIONS[key] = "bf16" if chosen == "fp32" else "fp32"  # a cached answer is not measured again
     assert resolve_precision("auto", cpu, tiny, 1, 2) != chosen
-    del _MEASURED[key]
+    del MEASURED_PRECISIONS[key]
