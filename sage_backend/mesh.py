@@ -295,8 +295,8 @@ def mesh_to_bytes(mesh: trimesh.Trimesh, fmt: str) -> bytes:
         raise ValueError(f"mesh format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     labels = mesh.vertex_attributes.get(SEMANTIC)
     if fmt == "ply":
-        attributes = {} if labels is None else {SEMANTIC: np.asarray(labels, np.uint8)}
-        data = _with(mesh, mesh.vertices @ SAGE_TO_BLENDER.T, attributes).export(file_type="ply", encoding="binary")
+        colors = mesh.visual.vertex_colors if mesh.visual.kind == "vertex" else None
+        data = ply_bytes(np.asarray(mesh.vertices) @ SAGE_TO_BLENDER.T, np.asarray(mesh.faces), colors, labels)
     elif fmt == "glb":
         attributes = {} if labels is None else {GLB_SEMANTIC: np.asarray(labels, np.float32)}
         plain = _with(mesh, mesh.vertices, attributes)
@@ -309,6 +309,30 @@ def mesh_to_bytes(mesh: trimesh.Trimesh, fmt: str) -> bytes:
     else:
         data = _with(mesh, mesh.vertices, {}).export(file_type="obj", include_color=True, include_normals=False)
     return data if isinstance(data, bytes) else data.encode()
+
+
+def ply_bytes(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None, labels: np.ndarray | None = None) -> bytes:
+    """Binary little-endian PLY, the layout trimesh writes (float x y z, uchar red green blue alpha, uchar
+    `semantic`; faces as a uchar-counted int list), built as two numpy record arrays: ~10x faster than
+    trimesh's export, which hashes its caches first. vertices (V, 3), faces (F, 3), colors (V, 4) uint8,
+    labels (V,) class ids."""
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    fields += [(c, "u1") for c in ("red", "green", "blue", "alpha")] if colors is not None else []
+    fields += [(SEMANTIC, "u1")] if labels is not None else []
+    records = np.empty(len(vertices), dtype=fields)
+    for i, axis in enumerate("xyz"):
+        records[axis] = vertices[:, i]
+    if colors is not None:
+        for i, channel in enumerate(("red", "green", "blue", "alpha")):
+            records[channel] = colors[:, i]
+    if labels is not None:
+        records[SEMANTIC] = labels
+    triangles = np.empty(len(faces), dtype=[("n", "u1"), ("v", "<i4", (3,))])
+    triangles["n"], triangles["v"] = 3, faces
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(vertices)}"]
+    header += [f"property {'float' if kind == '<f4' else 'uchar'} {name}" for name, kind in fields]
+    header += [f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header", ""]
+    return "\n".join(header).encode() + records.tobytes() + triangles.tobytes()
 
 
 def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:

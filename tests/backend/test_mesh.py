@@ -16,13 +16,13 @@ import pytest
 import torch
 import trimesh
 
-from sage_backend.cameras import Camera, camera_rays, stack_cameras
+from sage_backend.cameras import SAGE_TO_BLENDER, Camera, camera_rays, stack_cameras
 from sage_backend.checkpoint import load_generator
 from sage_backend.config import preset
 from sage_backend.frames import Frame
 from sage_backend.inference import Interrupted, PortraitRenderer
 from sage_backend.labels import PALETTE
-from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, density_grid, extract_mesh, keep_largest_component,
+from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, SEMANTIC, density_grid, extract_mesh, keep_largest_component,
                                marching_cubes_on_device, mesh_from_grid, mesh_to_bytes, sample_views, srgb_to_linear, write_mesh)
 from sage_backend.model.generator import SageGenerator
 from tests.conftest import requires_bpy
@@ -293,3 +293,16 @@ def test_warp_marching_cubes_gives_scikit_images_surface() -> None:
     assert len(wf) == len(sf) and warp_mesh.is_watertight
     assert warp_mesh.volume == pytest.approx(sk_mesh.volume, rel=1e-4) and warp_mesh.volume > 0
     np.testing.assert_allclose(np.sort(wv, axis=0), np.sort(sv, axis=0), atol=1e-6)
+
+
+def test_the_ply_writer_writes_what_trimesh_writes(labelled_mesh: trimesh.Trimesh) -> None:
+    """The fast PLY encoder is byte for byte trimesh's binary PLY (less its comment line), with and without
+    colours and labels; Blender reads it (test_every_format_imports_upright...)."""
+    vertices = labelled_mesh.vertices @ SAGE_TO_BLENDER.T
+    labels = np.asarray(labelled_mesh.vertex_attributes[SEMANTIC], np.uint8)
+    full = trimesh.Trimesh(vertices, labelled_mesh.faces, vertex_attributes={SEMANTIC: labels}, process=False)
+    full.visual = trimesh.visual.ColorVisuals(full, vertex_colors=labelled_mesh.visual.vertex_colors)
+    bare = trimesh.Trimesh(vertices, labelled_mesh.faces, process=False)
+    for reference, mesh in ((full, labelled_mesh), (bare, trimesh.Trimesh(labelled_mesh.vertices, labelled_mesh.faces, process=False))):
+        expected = reference.export(file_type="ply", encoding="binary").replace(b"comment https://github.com/mikedh/trimesh\n", b"")
+        assert mesh_to_bytes(mesh, "ply") == expected
