@@ -38,9 +38,10 @@ VARIANTS = [("fp32", 1, "off"), ("bf16", 1, "off"), ("fp32", 8, "off"), ("bf16",
             ("fp32", 8, "on"), ("bf16", 8, "on")]
 
 
-def stage_split(name: str, g: SageGenerator, device: torch.device, cameras: int = 8) -> list[list]:
+def stage_split(name: str, g: SageGenerator, device: torch.device, compiled: bool = True, cameras: int = 8) -> list[list]:
     """ms per `cameras` cameras: the volume render (folded field, exact fp32) eager and compiled as one region,
-    with the compiled features' max error, and the decoders eager and compiled in fp32 and bf16."""
+    with the compiled features' max error, and the decoders eager and compiled in fp32 and bf16 ("-" where
+    `compiled` is off)."""
     code = g.code(seed_latent(1, g.z_dim)[None].to(device), 0.5)
     folded = g.field.fold(code)
     cams = [Camera.orbit(math.pi / 2 + 0.1 * i, math.pi / 2) for i in range(cameras)]
@@ -52,19 +53,22 @@ def stage_split(name: str, g: SageGenerator, device: torch.device, cameras: int 
 
     rows = []
     with torch.inference_mode():
-        fused = torch.compile(volume, dynamic=False)
-        features, depth = volume(c2w, fov)
-        error = float((fused(c2w, fov)[0] - features).abs().max())
-        rows.append([name, "volume render (fp32)", timed(lambda: volume(c2w, fov), device=device) * 1e3,
-                     timed(lambda: fused(c2w, fov), device=device) * 1e3, f"max |d feature| {error:.2g}"])
+        features, _ = volume(c2w, fov)
+        eager_ms, fused_ms, note = timed(lambda: volume(c2w, fov), device=device) * 1e3, "-", ""
+        if compiled:
+            fused = torch.compile(volume, dynamic=False)
+            note = f"max |d feature| {float((fused(c2w, fov)[0] - features).abs().max()):.2g}"
+            fused_ms = timed(lambda: fused(c2w, fov), device=device) * 1e3
+        rows.append([name, "volume render (fp32)", eager_ms, fused_ms, note])
         w = code.w.expand(cameras, -1)
         for precision in ("fp32", "bf16"):
             dtype = decoder_dtype(precision)
-            compiled = CompiledDecoder(g, device, (cameras,))
-            compiled.warm_up(g.cfg.max_scale, dtype)
+            decoder = CompiledDecoder(g, device, (cameras,)) if compiled else None
+            if decoder is not None:
+                decoder.warm_up(g.cfg.max_scale, dtype)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 eager_ms = timed(lambda: g.decode(features, w, g.cfg.max_scale), device=device) * 1e3
-                compiled_ms = timed(lambda: compiled(features, w, g.cfg.max_scale), device=device) * 1e3
+                compiled_ms = timed(lambda: decoder(features, w, g.cfg.max_scale), device=device) * 1e3 if decoder else "-"
             rows.append([name, f"decoders ({precision})", eager_ms, compiled_ms, ""])
     return rows
 
@@ -91,7 +95,7 @@ def section(label: str, run: Callable[[], T], failed: T) -> T:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
-    p.add_argument("--quick", action="store_true", help="tiny preset, short turntables, small grids, eager decoders only")
+    p.add_argument("--quick", action="store_true", help="tiny preset, short turntables, small grids, nothing compiled")
     args = p.parse_args()
     device = pick_device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False  # the field stays exact fp32 (TF32 gave feature errors of 1.0)
@@ -107,7 +111,7 @@ def main() -> None:
         picks = {b: resolve_precision("auto", device, g, g.cfg.max_scale, b) for b in (1, 8)}
         print(f"{name}: --precision auto picks {picks[1]} at camera batch 1, {picks[8]} at 8", flush=True)
         rows += section(f"{name} render", lambda: measure(name, g, device, [size], frames, variants), [])
-        split += section(f"{name} stage split", lambda: stage_split(name, g, device), [])
+        split += section(f"{name} stage split", lambda: stage_split(name, g, device, compiled=not args.quick), [])
     print()
     print_table(HEADERS, rows)
     print()

@@ -9,7 +9,7 @@ import pytest
 import trimesh
 from PIL import Image
 
-from sage_backend.cli import main
+from sage_backend.cli import build_parser, main
 from sage_backend.labels import colorize
 from tests.conftest import BPY_INSTALLED
 
@@ -129,7 +129,7 @@ def test_demo_runs_a_live_backend_end_to_end(tmp_path, capsys, tiny_checkpoint_d
     assert len(trimesh.load(out / "head.ply", force="mesh").vertices) > 0 and (out / "turntables.png").is_file()
     log = (out / "backend.log").read_text()
     assert log.count(" turntable id=") >= 2 and " mesh id=" in log  # everything went through the live socket
-    assert "decoder precision: bf16" in log  # --precision reaches the backend
+    assert "decoder precision: bf16; compiled decoders: off" in log  # --precision reaches the backend; CPU: not compiled
 
 
 def test_demo_reports_a_backend_that_cannot_start(tmp_path, capsys) -> None:
@@ -270,3 +270,13 @@ def test_demo_without_blender_says_so_in_one_line(tmp_path, capsys, tiny_checkpo
                            "--styles", str(tiny_checkpoint_dir), "--device", "cpu")
     assert code == 0 and [line for line in summary.splitlines() if line.startswith("blender")] == ["blender: skipped (--no-blender)"]
     assert not (out / "blender").exists() and (out / "line" / "line_7_0001_semantic.png").is_file()
+
+
+@pytest.mark.parametrize("command", ["serve", "render", "mesh"])
+def test_compile_is_a_choice_of_serve_render_and_mesh(command: str, capsys) -> None:
+    needs = {"serve": [], "render": ["--style", "line", "--out", "x"], "mesh": ["--style", "line", "--out", "x.ply"]}[command]
+    assert build_parser().parse_args([command, *needs]).compile == "auto"
+    assert build_parser().parse_args([command, *needs, "--compile", "on"]).compile == "on"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, *needs, "--compile", "max"])
+    assert "--compile" in capsys.readouterr().err
