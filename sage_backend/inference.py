@@ -29,7 +29,6 @@ from sage_backend.model.generator import GeneratorOutput, SageGenerator
 from sage_backend.model.mapping import LatentCode
 
 
-
 class Interrupted(Exception):
     """Raised between chunks of work when the caller's `should_stop` says so (cancel, deadline, shutdown)."""
 
