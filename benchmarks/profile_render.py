@@ -25,6 +25,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--camera-batch", type=int, default=4)
+    p.add_argument("--compile", default="off", choices=["auto", "off", "on"], help="compiled decoders (compiled before profiling)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rows", type=int, default=15, help="operators to list")
@@ -32,7 +33,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     name, g = benchmark_model(args.preset, args.weights)
-    renderer = PortraitRenderer(g, device, camera_batch=args.camera_batch, precision=args.precision)
+    renderer = PortraitRenderer(g, device, camera_batch=args.camera_batch, precision=args.precision, compile=args.compile)
+    renderer.warm_up()
     z = seed_latent(1, g.z_dim)
     cams = [Camera.orbit(math.pi / 2 + 2 * math.pi * i / args.frames, math.pi / 2) for i in range(args.frames)]
     list(renderer.render(z, cams, resolution=args.resolution))  # warm-up: style cache, allocator, kernels
@@ -42,7 +44,7 @@ def main() -> None:
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     stages = [e for e in prof.key_averages() if e.key.startswith("sage.")]
     total = sum(e.cpu_time_total for e in stages)
-    print(f"{name}, {device.type}, {renderer.precision}, {args.resolution} px, {args.frames} frames, camera batch {args.camera_batch}")
+    print(f"{name}, {device.type}, {renderer.precision}, compiled {renderer.compiled}, {args.resolution} px, {args.frames} frames, camera batch {args.camera_batch}")
     print("| stage | ms per frame | share |\n|---|---|---|")
     for e in sorted(stages, key=lambda e: -e.cpu_time_total):
         print(f"| {e.key} | {e.cpu_time_total / 1e3 / args.frames:.1f} | {e.cpu_time_total / total:.0%} |")
