@@ -3,6 +3,9 @@
 Examples:
   sage-backend serve                                   # the shipped demo styles on tcp://127.0.0.1:5555
   sage-backend serve --styles runs/ --device cuda      # your checkpoints, on the GPU
+  sage-backend serve --devices cuda:0 cuda:1           # one worker process per GPU behind one address
+  sage-backend worker --connect tcp://head:5556 --curve-server-key server.key --curve-secret gpu7.key_secret
+  sage-backend status tcp://127.0.0.1:5555             # workers, devices, queue depth, requests served
   sage-backend styles                                  # the styles --style can name
   sage-backend render --style pencil --seed 7 --turntable 12 --out frames/
   sage-backend mesh --style pencil --seed 7 --grid 128 --format glb --out head.glb
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import unicodedata
 from pathlib import Path
@@ -26,7 +30,14 @@ from sage_backend.limits import Limits, check_value
 
 EXAMPLES = {
     "serve": ["sage-backend serve", "sage-backend serve --styles runs/ --device cuda --precision bf16",
-              "sage-backend serve --bind tcp://0.0.0.0:5555 --curve-secret keys/server.key_secret"],
+              "sage-backend serve --bind tcp://0.0.0.0:5555 --curve-secret keys/server.key_secret",
+              "sage-backend serve --workers 2                  # two CPU worker processes, one thread each",
+              "sage-backend serve --devices cuda:0 cuda:1 --worker-bind tcp://0.0.0.0:5556 "
+              "--curve-secret keys/server.key_secret --curve-clients keys/allowed/"],
+    "worker": ["sage-backend worker --connect tcp://127.0.0.1:5556 --device cuda:1",
+               "sage-backend worker --connect tcp://head:5556 --device cuda --curve-server-key keys/server.key "
+               "--curve-secret keys/gpu7.key_secret"],
+    "status": ["sage-backend status tcp://127.0.0.1:5555", "sage-backend status tcp://head:5555 --server-key keys/server.key"],
     "styles": ["sage-backend styles", "sage-backend styles --styles runs/pencil/generator.safetensors"],
     "render": ["sage-backend render --style pencil --seed 7 --out frames/",
                "sage-backend render --style line --seed 3 --turntable 12 --resolution 256 --out frames/",
@@ -44,9 +55,10 @@ def _subcommand(sub, name: str, help: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def _styles_arg(p: argparse.ArgumentParser) -> None:
+def _styles_arg(p: argparse.ArgumentParser, numbered: bool = False) -> None:
     p.add_argument("--styles", nargs="+", help="checkpoint files or folders (default: the shipped demo styles)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda when present")
+    p.add_argument("--device", default="auto", choices=None if numbered else ["auto", "cpu", "cuda"],
+                   help="auto, cpu, cuda" + (" or cuda:N" if numbered else "") + " (default: cuda when present)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="decoder precision (the field stays fp32); auto: the one measured faster on the device at start")
 
@@ -80,8 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
     p.add_argument("--client-backlog-mb", type=float, metavar="MB",
                    help="MiB of unsent replies held per client before its work pauses (default 64)")
+    workers = p.add_mutually_exclusive_group()
+    workers.add_argument("--workers", type=int, metavar="N", help="render in N worker processes on --device (default: in this process)")
+    workers.add_argument("--devices", nargs="+", metavar="DEV", help="one worker process per device, e.g. cuda:0 cuda:1")
+    p.add_argument("--worker-threads", type=int, default=1, metavar="T",
+                   help="torch CPU threads per worker process (default 1; 0: all cores)")
+    p.add_argument("--worker-bind", metavar="ENDPOINT",
+                   help="also take workers from other hosts here (`sage-backend worker --connect`); off loopback it "
+                        "needs --curve-secret and --curve-clients with the workers' keys")
     _styles_arg(p)
     _compile_arg(p)
+    p = _subcommand(sub, "worker", "render for a running server: join its --worker-bind socket")
+    p.add_argument("--connect", required=True, metavar="ENDPOINT", help="the server's --worker-bind endpoint")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's default)")
+    p.add_argument("--curve-server-key", type=Path, metavar="FILE", help="the server's public key, server.key (required off loopback)")
+    p.add_argument("--curve-secret", type=Path, metavar="FILE", help="this worker's own NAME.key_secret (its NAME.key goes "
+                                                                     "in the server's --curve-clients)")
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback --connect without CURVE")
+    p.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # set by `serve`: exit when that process is gone
+    _styles_arg(p, numbered=True)
+    _compile_arg(p)
+    p = _subcommand(sub, "status", "print a running server's workers, devices, queue depth and requests served")
+    p.add_argument("address", help="the server's client endpoint, e.g. tcp://127.0.0.1:5555")
+    p.add_argument("--server-key", type=Path, metavar="FILE", help="the server's public key (server.key) for CURVE")
+    p.add_argument("--client-key", type=Path, metavar="FILE", help="your NAME.key_secret, where the server has an allow-list")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
     p = _subcommand(sub, "styles", "list the styles (checkpoints) that --style can name")
     _styles_arg(p)
     p = _subcommand(sub, "render", "write drawing + semantic PNGs for one view or a turntable")
@@ -226,31 +261,122 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _limits(args: argparse.Namespace) -> Limits:
+    if args.client_backlog_mb is None:
+        return Limits()
+    if not 0 < args.client_backlog_mb < 2**20:
+        raise ValueError(f"--client-backlog-mb must be in 0..{2**20}, got {args.client_backlog_mb}")
+    return Limits(client_backlog_bytes=int(args.client_backlog_mb * 2**20))
+
+
+def _fleet(args: argparse.Namespace):
+    """The worker processes asked for (--workers, --devices, --worker-bind), or None: render in this process."""
+    from sage_backend.server.fleet import FleetConfig
+
+    if args.workers is None and args.devices is None and args.worker_bind is None:
+        return None
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        raise ValueError(f"--workers must be in 1..256, got {args.workers}")
+    if not 0 <= args.worker_threads <= 1024:
+        raise ValueError(f"--worker-threads must be in 0..1024, got {args.worker_threads}")
+    devices = args.devices or ([args.device] * args.workers if args.workers else [])
+    return FleetConfig(devices, args.worker_threads, args.styles, args.precision, args.compile, args.worker_bind)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from sage_backend.server.server import SageServer, ServerConfig
 
-    limits = Limits()
-    if args.client_backlog_mb is not None:
-        if not 0 < args.client_backlog_mb < 2**20:
-            raise ValueError(f"--client-backlog-mb must be in 0..{2**20}, got {args.client_backlog_mb}")
-        limits = Limits(client_backlog_bytes=int(args.client_backlog_mb * 2**20))
-    styles, device = load_styles(args.styles, args.device)
-    server = SageServer(styles, device, ServerConfig(args.bind, args.curve_secret, args.insecure, limits, args.precision,
-                                                     curve_clients=args.curve_clients, compile=args.compile))
+    from sage_backend.server.fleet import LocalWorkers
+
+    fleet = _fleet(args)
+    local = LocalWorkers(fleet) if fleet is not None and fleet.devices else None  # they load while this process does
+    try:
+        # With worker processes this process only checks requests and answers hello: the styles stay on the CPU.
+        styles, device = load_styles(args.styles, "cpu" if fleet is not None else args.device)
+        if fleet is not None:
+            device = ",".join(dict.fromkeys(fleet.devices)) or "remote workers"
+        server = SageServer(styles, device, ServerConfig(args.bind, args.curve_secret, args.insecure, _limits(args),
+                                                         args.precision, curve_clients=args.curve_clients, compile=args.compile, pool=fleet), local)
+        if server.fleet is not None:
+            server.fleet.wait_ready()
+    except BaseException:
+        if local is not None:
+            local.close()
+        raise
     print(f"SAGE backend listening on {server.endpoint}", flush=True)
-    precision = next(iter(server.renderers.values())).precision
-    compiled = next(iter(server.renderers.values())).compiled
-    print(f"styles: {', '.join(styles)}; device: {device}; decoder precision: {precision}; compiled decoders: "
-          f"{'on' if compiled else 'off'}", file=sys.stderr, flush=True)
+    if server.fleet is not None:
+        remote = server.fleet.remote_endpoint
+        print(f"styles: {', '.join(styles)}; {len(fleet.devices)} local worker process(es) on {device}"
+              + (f"; workers from other hosts: {remote}" if remote else ""), file=sys.stderr, flush=True)
+    else:
+        renderer = next(iter(server.renderers.values()))
+        print(f"styles: {', '.join(styles)}; device: {device}; decoder precision: {renderer.precision}; compiled decoders: "
+              f"{'on' if renderer.compiled else 'off'}", file=sys.stderr, flush=True)
     if args.curve_secret is not None and args.curve_clients is None:
         print("CURVE without --curve-clients: any client that has the server's public key is served", file=sys.stderr, flush=True)
     server.serve_forever()
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+    import socket
+
+    import torch
+    import zmq
+
+    from sage_backend.inference import PortraitRenderer
+    from sage_backend.server.curve import read_public_key, read_secret_key
+    from sage_backend.server.link import WorkerInfo
+    from sage_backend.server.server import is_loopback
+    from sage_backend.server.worker_process import WorkerProcess
+
+    if not is_loopback(args.connect) and args.curve_server_key is None and not args.insecure:
+        raise ValueError(f"{args.connect} is not loopback: give --curve-server-key (the server's server.key) and "
+                         "--curve-secret (this worker's key), or --insecure")
+    if args.curve_secret is not None and args.curve_server_key is None:
+        raise ValueError("--curve-secret needs --curve-server-key")
+    keys = None
+    if args.curve_server_key is not None:
+        public, secret = read_secret_key(args.curve_secret) if args.curve_secret is not None else zmq.curve_keypair()
+        keys = (public, secret, read_public_key(args.curve_server_key))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    styles, device = load_styles(args.styles, args.device)
+    batch = 4 if device.type == "cuda" else 1  # as in `serve`: CPU batching buys nothing, smaller chunks stop sooner
+    renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=args.precision, compile=args.compile)
+                 for name, s in styles.items()}
+    for renderer in renderers.values():
+        renderer.warm_up()  # before it says READY: its first piece pays no compilation
+    info = WorkerInfo(f"{socket.gethostname()}:{os.getpid()}", str(device), list(styles), torch.get_num_threads())
+    worker = WorkerProcess(renderers, info, args.connect, keys, parent=args.parent)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    print(f"worker {info.name}: {device}, {info.threads} thread(s), styles {', '.join(styles)} -> {args.connect}",
+          file=sys.stderr, flush=True)
+    worker.serve()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sage_backend.client import SageClient
+
+    from sage_backend.server.curve import read_public_key
+
+    server_key = read_public_key(args.server_key) if args.server_key is not None else None
+    with SageClient(args.address, timeout_s=args.timeout, server_key=server_key, client_key=args.client_key) as client:
+        hello, _ = client.request("hello", client="sage-backend status")
+    workers = hello.get("workers", [])
+    print(f"{args.address}: {hello['server']}, device {hello['device']}, styles {', '.join(s['name'] for s in hello['styles'])}")
+    print(f"{len(workers)} worker(s), {hello.get('queued', 0)} request(s) waiting, {hello.get('served', 0)} served")
+    for worker in workers:
+        print(f"  {worker['name']}\t{worker['device']}\t{'busy' if worker['busy'] else 'idle'}\t{worker['served']} served")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"serve": cmd_serve, "styles": cmd_styles, "render": cmd_render, "mesh": cmd_mesh, "keys": cmd_keys, "demo": cmd_demo}
+    commands = {"serve": cmd_serve, "worker": cmd_worker, "status": cmd_status, "styles": cmd_styles, "render": cmd_render, "mesh": cmd_mesh, "keys": cmd_keys, "demo": cmd_demo}
     exit_on_sigterm()  # a killed command still removes its temporary files
     try:
         return commands[args.command](args)

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from sage_backend.inference import Interrupted
 from sage_backend.server.protocol import ProtocolError, RenderSpec, Request
@@ -28,6 +28,23 @@ class Job:
 
     def stopped(self) -> bool:
         return self.cancelled.is_set() or time.monotonic() > self.deadline
+
+
+def admit(job: Job, client_jobs: Iterable[Job], total: int, max_client_jobs: int, max_jobs: int, closed: bool) -> None:
+    """Raise ProtocolError unless `job` may be queued: the server is shutting down (`cancelled`), its id is in
+    flight for this client (`bad_request`), or the client's `client_jobs` or the server's `total` queued and
+    running requests are at their limits (`busy`). Shared by the in-process scheduler and the worker pool."""
+    rid = job.request.id
+    if closed:
+        raise ProtocolError("cancelled", "the server is shutting down", rid)
+    mine = list(client_jobs)
+    if any(j.request.id == rid for j in mine):  # its replies and a cancel could not tell the two apart
+        raise ProtocolError("bad_request", f"id {rid!r} is already in flight", rid)
+    if len(mine) >= max_client_jobs:
+        raise ProtocolError("busy", f"this client already has {max_client_jobs} requests queued or running; "
+                                    "send more when one has ended", rid)
+    if total >= max_jobs:
+        raise ProtocolError("busy", f"the server has {max_jobs} requests queued or running; try again later", rid)
 
 
 class FairScheduler:
@@ -47,18 +64,9 @@ class FairScheduler:
 
     def submit(self, job: Job) -> None:
         """Queue a job, or raise ProtocolError (`busy`, a duplicate id, shutting down) without queueing it."""
-        rid = job.request.id
         with self.cond:
-            if self.closed:
-                raise ProtocolError("cancelled", "the server is shutting down", rid)
             queue = self.queues.get(job.identity)
-            if queue is not None and any(j.request.id == rid for j in queue):  # its replies and a cancel could not tell the two apart
-                raise ProtocolError("bad_request", f"id {rid!r} is already in flight", rid)
-            if queue is not None and len(queue) >= self.max_client_jobs:
-                raise ProtocolError("busy", f"this client already has {self.max_client_jobs} requests queued or running; "
-                                            "send more when one has ended", rid)
-            if sum(len(q) for q in self.queues.values()) >= self.max_jobs:
-                raise ProtocolError("busy", f"the server has {self.max_jobs} requests queued or running; try again later", rid)
+            admit(job, queue or (), sum(len(q) for q in self.queues.values()), self.max_client_jobs, self.max_jobs, self.closed)
             if queue is None:
                 queue = self.queues[job.identity] = deque()
                 lane = threading.Thread(target=self._lane, args=(job.identity, queue), name="sage-lane", daemon=True)

@@ -21,7 +21,9 @@ from sage_backend.checkpoint import LoadedStyle
 from sage_backend.inference import PortraitRenderer, default_camera_batch
 from sage_backend.labels import LABEL_NAMES, PALETTE
 from sage_backend.server.curve import allow_list, read_secret_key
-from sage_backend.server.peers import Peers
+from sage_backend.server.fleet import Fleet, FleetConfig, LocalWorkers
+from sage_backend.server.peers import Backlog, Peers
+from sage_backend.server.pool import WorkerPool
 from sage_backend.server.protocol import PROTOCOL_VERSION, Limits, ProtocolError, decode_request, encode, error_reply, parse_work
 from sage_backend.server.scheduler import Job
 from sage_backend.server.worker import Worker
@@ -44,6 +46,7 @@ class ServerConfig:
     curve_clients: Path | None = None  # folder of allowed clients' public keys (*.key); None: any client key
     camera_batch: int | None = None  # cameras per render call (a job yields between calls); None: default_camera_batch
     compile: str = "auto"  # compiled decoders, see sage_backend.decoding.resolve_compile; warmed up before serving
+    pool: FleetConfig | None = None  # worker processes (fleet.py) instead of rendering in this process
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -66,20 +69,26 @@ def pose_record(poses: PoseDistribution) -> dict:
 
 
 class SageServer:
-    def __init__(self, styles: dict[str, LoadedStyle], device, config: ServerConfig) -> None:
+    def __init__(self, styles: dict[str, LoadedStyle], device, config: ServerConfig, local: LocalWorkers | None = None) -> None:
+        """`local`: the worker processes started for `config.pool` (fleet.LocalWorkers), adopted by this server."""
         if not styles:
             raise ValueError("no styles to serve")
         if not is_loopback(config.bind) and config.curve_secret is None and not config.insecure:
             raise ValueError(f"{config.bind} is not loopback: give --curve-secret (see `sage-backend keys`) or --insecure")
         if config.curve_clients is not None and config.curve_secret is None:
             raise ValueError("--curve-clients needs --curve-secret (the allow-list is checked in the CURVE handshake)")
+        remote = config.pool.remote_bind if config.pool is not None else None
+        if remote is not None and not is_loopback(remote) and not config.insecure and config.curve_clients is None:
+            raise ValueError(f"--worker-bind {remote} is not loopback: workers receive clients' requests, so give "
+                             "--curve-secret and --curve-clients DIR holding the workers' public keys (or --insecure)")
         keys = read_secret_key(config.curve_secret) if config.curve_secret is not None else None
         self.config, self.limits, self.device = config, config.limits, device
         self.styles = styles
         self.z_dims = {name: s.generator.z_dim for name, s in styles.items()}
         batch = config.camera_batch or default_camera_batch(device)  # a turntable's cameras grouped into the compiled batch
-        self.renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision,
-                                                 compile=config.compile) for name, s in styles.items()}
+        self.renderers = {} if config.pool is not None else {  # with a pool, the worker processes render
+            name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision, compile=config.compile)
+            for name, s in styles.items()}
         for renderer in self.renderers.values():
             renderer.warm_up()  # the first request pays no compilation
         self.ctx = zmq.Context()
@@ -106,7 +115,10 @@ class SageServer:
         self._push_lock = threading.Lock()
         self.stopping = threading.Event()
         self.peers = Peers()
-        self.worker = Worker(self.renderers, self._send_from_worker, self._log, self.peers, self.limits)
+        self.fleet = Fleet(self.ctx, config.pool, local, keys, self._send_to_client, self._log, self.peers, self.limits) \
+            if config.pool is not None else None
+        self.worker: Worker | WorkerPool = self.fleet.pool if self.fleet is not None else \
+            Worker(self.renderers, self._send_from_worker, self._log, self.peers, self.limits, str(device))
         self._swept = 0.0
 
     def _bind(self, bind: str) -> str:
@@ -124,8 +136,14 @@ class SageServer:
             tracker = self._push.send_multipart([identity, *frames], copy=False, track=True)
             self.peers.get(identity).work.add(tracker, sum(len(f) for f in frames))
 
-    def _log(self, op: str, rid: str, seconds: float, status: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {op} id={rid} {seconds * 1000:.0f} ms {status}", file=sys.stderr, flush=True)
+    def _send_to_client(self, identity: bytes, frames: list) -> None:
+        """A pool's work reply (socket thread), counted in the client's backlog until libzmq has sent it."""
+        self._deliver(identity, [f.buffer if isinstance(f, zmq.Frame) else f for f in frames], self.peers.get(identity).work)
+
+    def _log(self, op: str, rid: str, seconds: float, status: str, worker: str = "-") -> None:
+        """One stderr line per request: time, op, id, the worker(s) that ran it, milliseconds, status (last)."""
+        print(f"{time.strftime('%H:%M:%S')} {op} id={rid} worker={worker} {seconds * 1000:.0f} ms {status}",
+              file=sys.stderr, flush=True)
 
     def hello(self) -> dict:
         return {
@@ -134,6 +152,7 @@ class SageServer:
                         "poses": pose_record(s.info.pose_distribution)}
                        for n, s in self.styles.items()],
             "labels": list(LABEL_NAMES), "palette": [list(c) for c in PALETTE], "limits": self.limits.to_dict(),
+            **self.worker.report(),
         }
 
     def handle(self, identity: bytes, frames: list[bytes]) -> None:
@@ -178,32 +197,32 @@ class SageServer:
                 self.worker.cancel_client(identity)
             peer.overflow += 1
             return
-        self._deliver(identity, frames, peer)
+        self._deliver(identity, frames, peer.control)
 
-    def _deliver(self, identity: bytes, frames: list, peer=None) -> None:
-        """Send, tracked into `peer`'s control backlog when given (worker replies are tracked at their PUSH)."""
+    def _deliver(self, identity: bytes, frames: list, backlog: Backlog | None = None) -> None:
+        """Send, tracked into `backlog` when given (in-process workers' replies are tracked at their PUSH)."""
         try:
-            tracker = self.socket.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False, track=peer is not None)
+            tracker = self.socket.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False, track=backlog is not None)
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:  # the client has disconnected: nobody would read its work
                 self.worker.cancel_client(identity)
                 return
             raise  # with SNDHWM 0 a send never finds the queue full
-        if peer is not None:
-            peer.control.add(tracker, sum(len(f) for f in frames))
+        if backlog is not None:
+            backlog.add(tracker, sum(len(f) for f in frames))
 
     def _notify_overflow(self, identity: bytes, peer) -> None:
         if peer.control.bytes() < self.limits.client_backlog_bytes // 2:
             count, peer.overflow = peer.overflow, 0
             self._deliver(identity, error_reply(None, "too_large", f"{count} replies to this client were not sent: over "
                                                 f"{self.limits.client_backlog_bytes} bytes of its replies were unread; "
-                                                "its work was cancelled"), peer)
+                                                "its work was cancelled"), peer.control)
 
     def _sweep(self) -> None:
         """Cancel the work of clients whose connection has closed; forget clients with nothing pending."""
         self._swept = time.monotonic()
         for identity, peer in self.peers.items():
-            busy = self.worker.scheduler.has_work(identity)
+            busy = self.worker.has_work(identity)
             if busy and not peer.alive():
                 count = self.worker.cancel_client(identity)
                 print(f"{time.strftime('%H:%M:%S')} client gone: {count} request(s) cancelled", file=sys.stderr, flush=True)
@@ -217,15 +236,19 @@ class SageServer:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stopping.set())
         poller = zmq.Poller()
-        poller.register(self.socket, zmq.POLLIN)
-        poller.register(self.replies, zmq.POLLIN)
+        for sock in (self.socket, self.replies, *(self.fleet.pool.sockets if self.fleet is not None else ())):
+            poller.register(sock, zmq.POLLIN)
         try:
             while not self.stopping.is_set():
-                for sock, _ in poller.poll(100):
+                for sock, _ in poller.poll(self.fleet.pool.poll_ms() if self.fleet is not None else 100):
                     if sock is self.socket:
                         self._receive()
-                    else:
+                    elif sock is self.replies:
                         self._forward()
+                    else:
+                        self.fleet.pool.receive(sock)
+                if self.fleet is not None:
+                    self.fleet.tick()
                 if time.monotonic() - self._swept > SWEEP_S:
                     self._sweep()
         finally:
@@ -250,5 +273,7 @@ class SageServer:
         self.socket.close(linger=1000)  # let the final `cancelled` replies leave; linger 0 would drop them
         self._push.close(0)
         self.replies.close(0)
+        if self.fleet is not None:
+            self.fleet.close()
         if self.authenticator is not None:
             self.authenticator.stop()

@@ -7,22 +7,24 @@ from __future__ import annotations
 import sys
 import traceback
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer
 from sage_backend.server.peers import Peers
-from sage_backend.server.protocol import Limits, ProtocolError, array_blob, encode, error_reply
+from sage_backend.server.protocol import Limits, ProtocolError, RenderSpec, Request, array_blob, encode, error_reply
 from sage_backend.server.scheduler import FairScheduler, Job
 
 Send = Callable[[bytes, list[bytes]], None]  # (client identity, frames): hands a reply to the socket thread
+Log = Callable[[str, str, float, str, str], None]  # (op, request id, seconds, status, worker name): one line per request
 
 
 class Worker:
-    def __init__(self, renderers: dict[str, PortraitRenderer], send: Send, log: Callable[[str, str, float, str], None],
-                 peers: Peers, limits: Limits) -> None:
+    def __init__(self, renderers: dict[str, PortraitRenderer], send: Send, log: Log, peers: Peers, limits: Limits,
+                 device: str = "cpu") -> None:
         self.renderers, self.send, self.log, self.peers, self.limits = renderers, send, log, peers, limits
+        self.device, self.served = device, 0
         self.scheduler = FairScheduler(self._run, limits.max_client_jobs, limits.max_jobs)
 
     def submit(self, job: Job) -> None:
@@ -34,13 +36,24 @@ class Worker:
     def cancel_client(self, identity: bytes) -> int:
         return self.scheduler.cancel_client(identity)
 
+    def has_work(self, identity: bytes) -> bool:
+        return self.scheduler.has_work(identity)
+
     def stop(self, timeout: float = 10.0) -> None:
         self.scheduler.stop(timeout)
+
+    def report(self) -> dict:
+        """For `hello`: the one in-process worker, requests waiting and served."""
+        with self.scheduler.cond:  # each client's first job is running (or waiting for a turn); the rest wait
+            queues = list(self.scheduler.queues.values())
+        return {"workers": [{"name": "in-process", "device": self.device, "busy": bool(queues), "served": self.served}],
+                "queued": sum(len(q) - 1 for q in queues), "served": self.served}
 
     def _run(self, job: Job) -> None:
         start = time.perf_counter()
         status = self._execute(job)
-        self.log(job.request.op, job.request.id, time.perf_counter() - start, status)
+        self.served += 1
+        self.log(job.request.op, job.request.id, time.perf_counter() - start, status, "in-process")
 
     def _stopper(self, job: Job) -> Callable[[], bool]:
         """The renderer's should_stop: a checkpoint where the job may hand the device over (raises Interrupted)."""
@@ -58,7 +71,6 @@ class Worker:
         self.send(job.identity, frames)
 
     def _execute(self, job: Job) -> str:
-        rid = job.request.id
         try:
             self.scheduler.acquire(job)
             if job.request.op == "mesh":
@@ -66,51 +78,64 @@ class Worker:
             else:
                 self._frames(job)
             return "ok"
-        except Interrupted:
-            code = "cancelled" if job.cancelled.is_set() else "timeout"
-            message = "cancelled" if code == "cancelled" else (
-                "the deadline passed before the work finished (deadline_ms, default "
-                f"{self.limits.default_deadline_ms} ms from arrival)")
-            self.send(job.identity, error_reply(rid, code, message))
-            return code
-        except ProtocolError as exc:
-            self.send(job.identity, error_reply(rid, exc.code, exc.message))
-            return exc.code
-        except ValueError as exc:
-            self.send(job.identity, error_reply(rid, "bad_request", str(exc)))
-            return "bad_request"
         except Exception as exc:  # the server must survive anything the model throws
-            traceback.print_exc(file=sys.stderr)
-            self.send(job.identity, error_reply(rid, "internal", f"{type(exc).__name__}: {exc}"))
-            return "internal"
-
-    def _latent(self, job: Job):
-        return self.renderers[job.spec.style].latent(seed=job.spec.seed, latent=job.spec.latent)
+            code, message = failure(exc, job.cancelled.is_set(), self.limits.default_deadline_ms)
+            self.send(job.identity, error_reply(job.request.id, code, message))
+            return code
 
     def _frames(self, job: Job) -> None:
-        spec, rid, cameras = job.spec, job.request.id, job.spec.cameras
-        renderer = self.renderers[spec.style]
-        frames = renderer.render(self._latent(job), cameras, spec.psi, spec.resolution, spec.outputs, self._stopper(job))
-        if job.request.op == "generate":
-            header, blobs = frame_message(next(frames), spec.outputs)
-            self._reply(job, encode({"id": rid, "ok": True, "style": spec.style, **header}, blobs))
-            return
-        for index, frame in enumerate(frames):
-            header, blobs = frame_message(frame, spec.outputs)
-            self._reply(job, encode({"id": rid, "ok": True, "frame": index, **header}, blobs))
-        self._reply(job, encode({"id": rid, "ok": True, "done": True, "frames": len(cameras)}))
+        renderer = self.renderers[job.spec.style]
+        for reply in frame_replies(renderer, job.spec, job.request, self._stopper(job)):
+            self._reply(job, reply)
+        if job.request.op == "turntable":
+            self._reply(job, encode({"id": job.request.id, "ok": True, "done": True, "frames": len(job.spec.cameras)}))
 
     def _mesh(self, job: Job) -> None:
-        from sage_backend.mesh import extract_mesh, mesh_to_bytes
+        self._reply(job, mesh_reply(self.renderers[job.spec.style], job.spec, job.request.id, self._stopper(job)))
 
-        spec = job.spec
-        mesh = extract_mesh(self.renderers[spec.style], self._latent(job), spec.psi, spec.grid, spec.threshold,
-                            spec.colors, should_stop=self._stopper(job))
-        data = mesh_to_bytes(mesh, spec.format)
-        header = {"id": job.request.id, "ok": True, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
-                  "threshold": mesh.metadata.get("threshold"),
-                  "blobs": [{"name": "mesh", "dtype": "uint8", "shape": [len(data)], "format": spec.format}]}
-        self._reply(job, encode(header, [data]))
+
+def failure(exc: Exception, cancelled: bool, default_deadline_ms: int) -> tuple[str, str]:
+    """The error code and message a failed job answers: `cancelled` or `timeout` for an Interrupted job (which
+    of the two by `cancelled`), a ProtocolError's own, `bad_request` for a ValueError, else `internal` (the
+    traceback goes to stderr)."""
+    if isinstance(exc, Interrupted):
+        if cancelled:
+            return "cancelled", "cancelled"
+        return "timeout", f"the deadline passed before the work finished (deadline_ms, default {default_deadline_ms} ms from arrival)"
+    if isinstance(exc, ProtocolError):
+        return exc.code, exc.message
+    if isinstance(exc, ValueError):
+        return "bad_request", str(exc)
+    traceback.print_exc(file=sys.stderr)
+    return "internal", f"{type(exc).__name__}: {exc}"
+
+
+def frame_replies(renderer: PortraitRenderer, spec: RenderSpec, request: Request, should_stop: Callable[[], bool],
+                  first: int = 0) -> Iterator[list[bytes]]:
+    """The client messages of a generate (one, with `style`) or of a turntable's frames (one per camera, `frame`
+    counted from `first`; the closing `done` is the caller's). Raises inference.Interrupted when `should_stop`."""
+    latent = renderer.latent(seed=spec.seed, latent=spec.latent)
+    frames = renderer.render(latent, spec.cameras, spec.psi, spec.resolution, spec.outputs, should_stop)
+    if request.op == "generate":
+        header, blobs = frame_message(next(frames), spec.outputs)
+        yield encode({"id": request.id, "ok": True, "style": spec.style, **header}, blobs)
+        return
+    for index, frame in enumerate(frames, start=first):
+        header, blobs = frame_message(frame, spec.outputs)
+        yield encode({"id": request.id, "ok": True, "frame": index, **header}, blobs)
+
+
+def mesh_reply(renderer: PortraitRenderer, spec: RenderSpec, rid: str, should_stop: Callable[[], bool]) -> list[bytes]:
+    """The one client message of a mesh request: the file as a blob, with vertex and face counts."""
+    from sage_backend.mesh import extract_mesh, mesh_to_bytes
+
+    latent = renderer.latent(seed=spec.seed, latent=spec.latent)
+    mesh = extract_mesh(renderer, latent, spec.psi, spec.grid, spec.threshold, spec.colors, should_stop=should_stop)
+    data = mesh_to_bytes(mesh, spec.format)
+    header = {"id": rid, "ok": True, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
+              "threshold": mesh.metadata.get("threshold"),
+              "blobs": [{"name": "mesh", "dtype": "uint8", "shape": [len(data)], "format": spec.format}]}
+    return encode(header, [data])
 
 
 def frame_message(frame: Frame, outputs: tuple[str, ...]) -> tuple[dict, list[bytes]]:

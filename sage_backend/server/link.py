@@ -1,0 +1,89 @@
+"""The broker <-> worker link: the messages a worker process and the server exchange over the worker socket
+(the server's ROUTER, each worker's DEALER). Pure encoding, no sockets. Clients never see these messages.
+
+Worker -> server: READY {info}, HEARTBEAT, REPLY task [client frames...], DONE task {status, message}.
+Server -> worker: TASK task {task} [blobs...], CANCEL task, CREDIT task, HEARTBEAT.
+
+Heartbeats follow ZeroMQ's Paranoid Pirate pattern (zguide ch. 4): both sides send one every HEARTBEAT_S
+when they have nothing else to send, and treat the other as gone after LIVENESS silent intervals.
+Flow control is credit based (zguide ch. 7): a worker has at most WINDOW replies of a task not yet
+credited; the server credits one when it has handed it to the client and the client's backlog is under its
+bound, so a worker never runs ahead of a client that does not read.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+READY, HEARTBEAT, REPLY, DONE = b"READY", b"HEARTBEAT", b"REPLY", b"DONE"
+TASK, CANCEL, CREDIT = b"TASK", b"CANCEL", b"CREDIT"
+HEARTBEAT_S = 1.0  # seconds between heartbeats
+LIVENESS = 3  # heartbeats missed before the other side counts as gone (3 s)
+WINDOW = 2  # replies of one task in flight before the worker waits for credit
+
+
+@dataclass
+class WorkerInfo:
+    """What a worker says when it joins (READY), shown by `hello` and `sage-backend status`."""
+
+    name: str  # host:pid[:device], unique per worker process
+    device: str  # e.g. "cpu", "cuda:1"
+    styles: list[str] = field(default_factory=list)
+    threads: int = 0  # torch CPU threads (0: torch's default)
+
+
+@dataclass
+class Task:
+    """One piece of a client's request for one worker: the request's fields (a turntable's `cameras` cut to
+    this piece) and where its frames start. `deadline_s` is the time left, in seconds, when it was sent."""
+
+    task: str  # unique per assignment: a retried piece gets a new one
+    rid: str  # the client's request id
+    op: str
+    fields: dict[str, Any]
+    first: int = 0  # index of this piece's first frame in the whole turntable
+    deadline_s: float = 3600.0
+
+
+def encode_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def task_message(task: Task, blobs: list[bytes]) -> list[bytes]:
+    return [TASK, task.task.encode(), encode_json(asdict(task)), *blobs]
+
+
+def read_task(frames: list[bytes]) -> tuple[Task, list[bytes]]:
+    """[task id, task JSON, *blobs] (after the TASK command) -> (Task, blobs); raises ValueError if malformed."""
+    try:
+        return Task(**json.loads(frames[1])), list(frames[2:])
+    except (IndexError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed task: {exc}") from None
+
+
+def ready_message(info: WorkerInfo) -> list[bytes]:
+    return [READY, encode_json(asdict(info))]
+
+
+def read_ready(frames: list[bytes]) -> WorkerInfo:
+    """The READY body -> WorkerInfo; raises ValueError if malformed."""
+    try:
+        return WorkerInfo(**json.loads(frames[0]))
+    except (IndexError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed READY: {exc}") from None
+
+
+def done_message(task: str, status: str, message: str = "") -> list[bytes]:
+    return [DONE, task.encode(), encode_json({"status": status, "message": message})]
+
+
+def read_done(body: bytes) -> dict[str, str]:
+    """A DONE's JSON body -> {status, message}; a malformed one reads as an `internal` failure."""
+    try:
+        result = json.loads(body)
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        return {"status": "internal", "message": "the worker sent a malformed DONE"}
+    return {"status": str(result.get("status", "internal")), "message": str(result.get("message", ""))}

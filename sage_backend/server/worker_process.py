@@ -1,0 +1,165 @@
+"""`sage-backend worker`: a worker process that joins a server's worker socket (link.py) and renders the tasks
+the server hands it, one at a time, on its own device.
+
+Two threads: the I/O thread owns the DEALER socket (tasks, cancels, credits and heartbeats in; replies out), so
+heartbeats flow while a long chunk computes; the compute thread runs one task at a time on the renderers and
+hands its replies to the I/O thread through an inproc PUSH/PULL pair. A server that stays silent for LIVENESS
+heartbeats is presumed gone: the running task is dropped and the worker reconnects and says READY again
+(Paranoid Pirate), so a restarted server gets its workers back without restarting them.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from sage_backend.inference import Interrupted, PortraitRenderer
+from sage_backend.server import link
+from sage_backend.server.protocol import Limits, Request, parse_work
+from sage_backend.server.worker import failure, frame_replies, mesh_reply
+
+
+@dataclass
+class Running:
+    """The task on the compute thread: its cancel flag, its credits and its local deadline (time.monotonic())."""
+
+    task: link.Task
+    deadline: float
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    credits: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(link.WINDOW))
+
+    def check(self) -> bool:
+        """The renderer's should_stop: raises Interrupted once cancelled or past the deadline."""
+        if self.cancelled.is_set() or time.monotonic() > self.deadline:
+            raise Interrupted()
+        return False
+
+
+class TaskRunner:
+    """The compute thread's work: a Task -> client messages, pushed to the I/O thread with their credits."""
+
+    def __init__(self, renderers: dict[str, PortraitRenderer], limits: Limits, outbox: zmq.Socket) -> None:
+        self.renderers, self.limits, self.outbox = renderers, limits, outbox
+        self.z_dims = {name: r.generator.z_dim for name, r in renderers.items()}
+
+    def run(self, running: Running, blobs: list[bytes]) -> None:
+        """Render `running.task`, send its replies (each after a credit) and then DONE with its status."""
+        task = running.task
+        try:
+            spec = parse_work(Request(task.rid, task.op, task.fields, blobs), self.limits, self.z_dims)
+            renderer = self.renderers[spec.style]
+            if task.op == "mesh":
+                self._send(running, mesh_reply(renderer, spec, task.rid, running.check))
+            else:
+                request = Request(task.rid, task.op, task.fields)
+                for reply in frame_replies(renderer, spec, request, running.check, task.first):
+                    self._send(running, reply)
+            status, message = "ok", ""
+        except Exception as exc:  # a worker survives anything the model throws: the task fails, the worker serves on
+            status, message = failure(exc, running.cancelled.is_set(), self.limits.default_deadline_ms)
+        self.outbox.send_multipart(link.done_message(task.task, status, message))
+
+    def _send(self, running: Running, frames: list[bytes]) -> None:
+        while not running.credits.acquire(timeout=0.05):  # the client has not read enough yet: wait, stoppable
+            running.check()
+        self.outbox.send_multipart([link.REPLY, running.task.task.encode(), *frames], copy=False)
+
+
+class WorkerProcess:
+    """One worker: connects to `endpoint`, says READY with `info`, serves tasks until stop() or, with `parent`,
+    until that process is gone. `keys` = (public, secret, server public) for CURVE, or None."""
+
+    def __init__(self, renderers: dict[str, PortraitRenderer], info: link.WorkerInfo, endpoint: str,
+                 keys: tuple[bytes, bytes, bytes] | None = None, limits: Limits = Limits(), parent: int | None = None) -> None:
+        self.info, self.endpoint, self.keys, self.parent = info, endpoint, keys, parent
+        self.ctx = zmq.Context()
+        self.inbox = self.ctx.socket(zmq.PULL)
+        self.inbox.bind("inproc://sage-worker-out")
+        outbox = self.ctx.socket(zmq.PUSH)
+        outbox.connect("inproc://sage-worker-out")
+        self.runner = TaskRunner(renderers, limits, outbox)
+        self.tasks: queue.Queue[tuple[link.Task, list[bytes]] | None] = queue.Queue()
+        self.running: Running | None = None
+        self.stopping = threading.Event()
+        self.compute = threading.Thread(target=self._compute, name="sage-compute", daemon=True)
+
+    def _compute(self) -> None:
+        while (item := self.tasks.get()) is not None:
+            task, blobs = item
+            running = Running(task, time.monotonic() + task.deadline_s)
+            self.running = running
+            self.runner.run(running, blobs)
+            self.running = None
+
+    def _connect(self) -> zmq.Socket:
+        socket = self.ctx.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        if self.keys is not None:
+            socket.curve_publickey, socket.curve_secretkey, socket.curve_serverkey = self.keys
+        socket.connect(self.endpoint)
+        socket.send_multipart(link.ready_message(self.info))
+        return socket
+
+    def _handle(self, frames: list[bytes]) -> None:
+        command, body = frames[0], frames[1:]
+        running = self.running
+        if command == link.TASK:
+            try:
+                self.tasks.put(link.read_task(body))
+            except ValueError as exc:
+                print(f"worker: {exc}", file=sys.stderr, flush=True)
+        elif command in (link.CANCEL, link.CREDIT) and running is not None and body and body[0] == running.task.task.encode():
+            if command == link.CANCEL:
+                running.cancelled.set()
+            else:
+                running.credits.release()
+
+    def _drop_running(self) -> None:
+        """The server is gone: whatever runs is of no use to anybody (the server retries it elsewhere)."""
+        running = self.running
+        if running is not None:
+            running.cancelled.set()
+        while not self.tasks.empty():
+            self.tasks.get_nowait()
+
+    def serve(self) -> None:
+        """The I/O loop; returns after stop() (SIGTERM) or when the parent process has gone."""
+        self.compute.start()
+        socket = self._connect()
+        poller = zmq.Poller()
+        poller.register(self.inbox, zmq.POLLIN)
+        poller.register(socket, zmq.POLLIN)
+        heard = sent = time.monotonic()
+        while not self.stopping.is_set() and (self.parent is None or os.getppid() == self.parent):
+            events = dict(poller.poll(int(link.HEARTBEAT_S * 250)))
+            while self.inbox in events and self.inbox.poll(0):
+                socket.send_multipart(self.inbox.recv_multipart(copy=False), copy=False)
+                sent = time.monotonic()
+            while socket in events and socket.poll(0):
+                self._handle(socket.recv_multipart())
+                heard = time.monotonic()
+            now = time.monotonic()
+            if now - heard > link.HEARTBEAT_S * link.LIVENESS:  # Paranoid Pirate: reconnect, say READY again
+                print(f"worker: no heartbeat from {self.endpoint} for {now - heard:.0f} s; reconnecting", file=sys.stderr, flush=True)
+                self._drop_running()
+                poller.unregister(socket)
+                socket.close(0)
+                socket = self._connect()
+                poller.register(socket, zmq.POLLIN)
+                heard = sent = now
+            elif now - sent >= link.HEARTBEAT_S:
+                socket.send_multipart([link.HEARTBEAT])
+                sent = now
+        self._drop_running()
+        self.tasks.put(None)
+        self.compute.join(5)
+        socket.close(0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
