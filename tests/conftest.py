@@ -63,9 +63,23 @@ def mirror_labels(labels: np.ndarray) -> np.ndarray:
     return np.asarray(FLIP_PERMUTATION, dtype=labels.dtype)[labels[..., ::-1]]
 
 
+# The server tests run against each way of serving: rendering in the server process, and two worker processes
+# behind the server's broker. `serve_mode` sets which for start_backend and the session's `backend`.
+SERVE_MODES = {"in-process": (), "2-workers": ("--workers", "2")}
+_serve_extra: tuple[str, ...] = ()
+
+
+@pytest.fixture(scope="session", params=list(SERVE_MODES))
+def serve_mode(request) -> str:
+    global _serve_extra
+    _serve_extra = SERVE_MODES[request.param]
+    yield request.param
+    _serve_extra = ()
+
+
 def start_backend(styles: Path, log: Path | None = None, extra: tuple[str, ...] = ()) -> Backend:
-    """`sage-backend serve` on an ephemeral loopback port (the product's own launcher)."""
-    proc, address = demo.start_backend([str(styles)], "cpu", log, extra=extra)
+    """`sage-backend serve` on an ephemeral loopback port (the product's own launcher), in the current serve_mode."""
+    proc, address = demo.start_backend([str(styles)], "cpu", log, extra=(*_serve_extra, *extra))
     return Backend(address, proc, log)
 
 
@@ -75,7 +89,7 @@ def stop_backend(backend: Backend) -> int:
 
 
 @pytest.fixture(scope="session")
-def backend(tiny_checkpoint_dir: Path, tmp_path_factory):
+def backend(serve_mode: str, tiny_checkpoint_dir: Path, tmp_path_factory):
     server = start_backend(tiny_checkpoint_dir, tmp_path_factory.mktemp("backend") / "stderr.log")
     yield server
     stop_backend(server)

@@ -14,6 +14,8 @@ import zmq
 
 from tests.conftest import start_backend, stop_backend
 
+pytestmark = pytest.mark.usefixtures("serve_mode")  # every test against each way of serving (tests/conftest.py)
+
 FRONT = {"yaw": math.pi / 2, "pitch": math.pi / 2}
 
 
