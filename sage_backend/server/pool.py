@@ -40,6 +40,7 @@ class Member:
     connection: Peer = field(default_factory=Peer)
     seen: float = field(default_factory=time.monotonic)
     piece: Piece | None = None
+    idle_since: float = field(default_factory=time.monotonic)  # free workers take work longest-idle first
     served: int = 0
     cached: deque = field(default_factory=lambda: deque(maxlen=CACHED_KEYS))
 
@@ -139,7 +140,7 @@ class WorkerPool:
             self._assign(member, piece)
 
     def _pick(self, piece: Piece, free: list[Member]) -> Member | None:
-        able = [m for m in free if piece.flight.job.spec.style in m.info.styles]
+        able = sorted((m for m in free if piece.flight.job.spec.style in m.info.styles), key=lambda m: m.idle_since)
         key = piece.flight.key
         return next((m for m in able if key in m.cached), able[0] if able else None)
 
@@ -227,7 +228,7 @@ class WorkerPool:
         piece = member.piece
         if piece is None or piece.task != task:
             return
-        member.piece, member.served = None, member.served + 1
+        member.piece, member.served, member.idle_since = None, member.served + 1, time.monotonic()
         self.owing.discard(piece)
         flight = piece.flight
         if flight.ended:

@@ -1,0 +1,172 @@
+"""The server with worker processes (`serve --workers 2 --worker-bind`), over real loopback sockets: several
+clients at once, a worker killed mid-turntable, a worker that joins late, `sage-backend status`, and the
+ordering of a turntable's frames cut into pieces. (Every other server test also runs against --workers 2:
+tests/conftest.py's serve_mode.)"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from sage_backend import demo
+from tests.backend.test_server import FRONT, Client, _logged_status
+from tests.conftest import Backend, stop_backend
+
+
+@dataclass
+class Pool:
+    backend: Backend
+    remote: str  # the --worker-bind endpoint for `sage-backend worker --connect`
+
+
+@pytest.fixture(scope="module")
+def pool(tiny_checkpoint_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("pool") / "stderr.log"
+    proc, address = demo.start_backend([str(tiny_checkpoint_dir)], "cpu", log,
+                                       extra=("--workers", "2", "--worker-bind", "tcp://127.0.0.1:0"))
+    remote = re.search(r"workers from other hosts: (\S+)", log.read_text()).group(1)
+    yield Pool(Backend(address, proc, log), remote)
+    stop_backend(Backend(address, proc, log))
+
+
+def _cameras(count: int) -> list[dict]:
+    return [{"yaw": math.pi / 2 + 0.1 * i, "pitch": math.pi / 2} for i in range(count)]
+
+
+def _turntable(client: Client, rid: str, timeout: float = 120.0) -> tuple[list[int], list[bytes], dict]:
+    """Frame indices and drawings of a turntable until its last reply (done or an error)."""
+    indices, drawings = [], []
+    while True:
+        header, blobs = client.recv(timeout)
+        assert header["id"] == rid
+        if not header["ok"] or header.get("done"):
+            return indices, drawings, header
+        indices.append(header["frame"])
+        drawings.append(blobs[0])
+
+
+def _workers(address: str) -> list[dict]:
+    c = Client(address)
+    try:
+        return c.call("hello")[0]["workers"]
+    finally:
+        c.close()
+
+
+def test_two_workers_serve_four_concurrent_clients_in_order(pool: Pool) -> None:
+    address, results = pool.backend.address, {}
+
+    def one_client(k: int) -> None:
+        c = Client(address)
+        try:
+            rid = c.send("turntable", style="pencil", seed=k, cameras=_cameras(20), resolution=64)
+            indices, drawings, end = _turntable(c, rid)
+            single, blobs = c.call("generate", style="pencil", seed=k, camera=_cameras(20)[13], resolution=64)
+            results[k] = (rid, indices, drawings, end, single["ok"] and blobs[0])
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=one_client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert sorted(results) == [0, 1, 2, 3]
+    names = set()
+    for k, (rid, indices, drawings, end, single) in results.items():
+        assert indices == list(range(20)) and end == {"id": rid, "ok": True, "done": True, "frames": 20}
+        assert drawings[13] == single  # frame 13 (the second piece, maybe another worker) is camera 13's view
+        line = next(line for line in pool.backend.log.read_text().splitlines() if f" turntable id={rid} " in line)
+        names |= set(line.split("worker=")[1].split()[0].split("+"))
+    assert len(names) >= 2  # the work was spread over both workers
+
+
+def test_a_worker_killed_mid_turntable_costs_no_frame(pool: Pool) -> None:
+    c = Client(pool.backend.address)
+    try:
+        start = time.monotonic()
+        rid = c.send("turntable", style="line", seed=5, cameras=_cameras(48), resolution=128, deadline_ms=240_000)
+        header, _ = c.recv(120)
+        assert header["frame"] == 0
+        busy = [w for w in _workers(pool.backend.address) if w["busy"]]
+        os.kill(int(busy[0]["name"].rsplit(":", 1)[1]), signal.SIGKILL)
+        indices, _, end = _turntable(c, rid)
+        print(f"turntable of 48 frames with a worker killed: {time.monotonic() - start:.1f} s")
+        assert time.monotonic() - start < 240
+        # Every frame exactly once, in order; or, had the resumed piece died too, one clear error.
+        assert end.get("done") or end["error"]["code"] == "internal", end
+        if end.get("done"):
+            assert [0, *indices] == list(range(48))
+        assert "resumed at reply" in pool.backend.log.read_text()
+    finally:
+        c.close()
+
+
+def test_a_worker_that_joins_late_takes_work(pool: Pool, tiny_checkpoint_dir) -> None:
+    late = subprocess.Popen([sys.executable, "-m", "sage_backend.cli", "worker", "--connect", pool.remote, "--device", "cpu",
+                             "--threads", "1", "--styles", str(tiny_checkpoint_dir)], stdin=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 300
+        while not any(w["name"].endswith(f":{late.pid}") for w in _workers(pool.backend.address)):
+            assert late.poll() is None and time.monotonic() < end
+            time.sleep(0.5)
+        c = Client(pool.backend.address)
+        try:
+            rid = c.send("turntable", style="pencil", seed=11, cameras=_cameras(48), resolution=64)
+            indices, _, done = _turntable(c, rid)
+            assert indices == list(range(48)) and done["done"]
+        finally:
+            c.close()
+        assert _logged_status(pool.backend, "turntable", rid) == "ok"
+        line = next(line for line in pool.backend.log.read_text().splitlines() if f" turntable id={rid} " in line)
+        assert f":{late.pid}" in line  # the new worker rendered part of it
+    finally:
+        late.terminate()
+        assert late.wait(30) == 0
+
+
+def test_status_prints_workers_queue_and_served(pool: Pool, capsys) -> None:
+    from sage_backend.cli import main
+
+    assert main(["status", pool.backend.address]) == 0
+    out = capsys.readouterr().out
+    assert "worker(s)" in out and "request(s) waiting" in out and "served" in out
+    assert len(re.findall(r"\tcpu\t(busy|idle)\t\d+ served", out)) >= 1
+
+
+def test_a_public_worker_socket_needs_an_allow_list(tiny_checkpoint_dir, tmp_path, capsys) -> None:
+    from sage_backend.cli import main
+
+    assert main(["keys", "--out", str(tmp_path)]) == 0
+    code = main(["serve", "--worker-bind", "tcp://0.0.0.0:0", "--curve-secret", str(tmp_path / "server.key_secret"),
+                 "--styles", str(tiny_checkpoint_dir)])
+    assert code == 2 and "--curve-clients" in capsys.readouterr().err
+    assert main(["worker", "--connect", "tcp://192.0.2.1:5556", "--styles", str(tiny_checkpoint_dir)]) == 2
+    assert "--curve-server-key" in capsys.readouterr().err
+
+
+def test_frames_of_pieces_leave_in_order_and_a_dead_piece_resumes_at_its_next_frame() -> None:
+    from sage_backend.server.flights import Flight
+    from sage_backend.server.protocol import Request, RenderSpec
+    from sage_backend.server.scheduler import Job
+
+    spec = RenderSpec("line", 1, None, 0.5, cameras=[object()] * 5)  # only their count matters here
+    flight = Flight(Job(b"c", Request("t", "turntable", {}), spec, time.monotonic() + 60))
+    first, second = flight.pieces(3)
+    assert (first.first, first.count, second.first, second.count) == (0, 3, 3, 2)
+    assert flight.accept(second, [b"f3"]) == [] and flight.held_bytes == 2  # held until frames 0..2 are out
+    assert flight.accept(first, [b"f0"]) == [[b"f0"]]
+    resumed = flight.resume(first)  # its worker died after sending frame 0
+    assert (resumed.first, resumed.count, resumed.retried) == (1, 2, True)
+    assert flight.accept(resumed, [b"f1"]) == [[b"f1"]]
+    assert flight.accept(resumed, [b"f2"]) == [[b"f2"], [b"f3"]] and flight.held_bytes == 0
+    assert flight.accept(second, [b"f4"]) == [[b"f4"]] and flight.sent == flight.total == 5
