@@ -81,9 +81,8 @@ def _latent_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--psi", type=float, default=0.5, help="truncation in 0..1 (0: the average head)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sage-backend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _serving_parsers(sub) -> None:
+    """serve, worker and status."""
     p = _subcommand(sub, "serve", "serve the protocol on a ZeroMQ ROUTER socket")
     p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="endpoint; port 0 picks a free port (printed first)")
     p.add_argument("--curve-secret", type=Path, help="CURVE secret key file, NAME.key_secret (required for non-loopback binds)")
@@ -117,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-key", type=Path, metavar="FILE", help="the server's public key (server.key) for CURVE")
     p.add_argument("--client-key", type=Path, metavar="FILE", help="your NAME.key_secret, where the server has an allow-list")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sage-backend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serving_parsers(sub)
     p = _subcommand(sub, "styles", "list the styles (checkpoints) that --style can name")
     _styles_arg(p)
     p = _subcommand(sub, "render", "write drawing + semantic PNGs for one view or a turntable")

@@ -35,7 +35,10 @@ class FleetConfig:
     precision: str = "auto"
     compile: str = "auto"  # the local workers' --compile
     remote_bind: str | None = None  # e.g. tcp://0.0.0.0:5556 for `sage-backend worker --connect`
-    piece_frames: int = 8  # turntable cameras per piece of work (flights.py)
+    # Turntable cameras per piece of work (flights.py): a live request waits for at most one piece of another
+    # client's turntable, so one camera batch (4 on GPUs, 1 on the CPU, as the in-process turns; measured in
+    # docs/performance.md: 8-camera pieces made a live client wait 4 s behind a batch client on the CPU).
+    piece_frames: int | None = None  # None: 4 with any CUDA device, else 1
     start_timeout_s: float = 300.0  # how long serve waits for its local workers to say READY
 
 
@@ -123,7 +126,8 @@ class Fleet:
                 raise ValueError(f"cannot bind --worker-bind {config.remote_bind}: {exc}") from None
             self.remote_endpoint = remote.getsockopt_string(zmq.LAST_ENDPOINT)
             sockets.append(remote)
-        self.pool = WorkerPool(sockets, send, log, peers, limits, config.piece_frames)
+        piece = config.piece_frames or (4 if any(d.startswith("cuda") for d in config.devices) else 1)
+        self.pool = WorkerPool(sockets, send, log, peers, limits, piece)
 
     def wait_ready(self) -> None:
         """Return once every local worker has said READY; RuntimeError (one line) if one exits first or the

@@ -19,7 +19,10 @@ from typing import Any
 READY, HEARTBEAT, REPLY, DONE = b"READY", b"HEARTBEAT", b"REPLY", b"DONE"
 TASK, CANCEL, CREDIT = b"TASK", b"CANCEL", b"CREDIT"
 HEARTBEAT_S = 1.0  # seconds between heartbeats
-LIVENESS = 3  # heartbeats missed before the other side counts as gone (3 s)
+# Heartbeats missed before the other side counts as gone (10 s). More than the zguide's 3: a worker's I/O thread
+# shares the GIL with code that may hold it for seconds (marching cubes on a big grid). A worker process that
+# dies is noticed sooner, when its connection closes (pool.py).
+LIVENESS = 10
 WINDOW = 2  # replies of one task in flight before the worker waits for credit
 
 

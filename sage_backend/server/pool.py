@@ -194,8 +194,11 @@ class WorkerPool:
 
     def _reply(self, member: Member, task: str, frames: list) -> None:
         piece = member.piece
-        if piece is None or piece.task != task or piece.flight.ended:
-            return  # from a piece that was cancelled or given up: nobody wants it
+        if piece is None or piece.task != task:
+            return  # from a piece given up (its worker was presumed dead): nobody wants it
+        if piece.flight.ended:  # the worker may have missed the CANCEL (sent before it started the piece)
+            self._to(member, [link.CANCEL, task.encode()])
+            return
         flight = piece.flight
         ready = flight.accept(piece, frames)
         for message in ready:

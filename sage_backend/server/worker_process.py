@@ -14,6 +14,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import zmq
@@ -85,6 +86,7 @@ class WorkerProcess:
         self.runner = TaskRunner(renderers, limits, outbox)
         self.tasks: queue.Queue[tuple[link.Task, list[bytes]] | None] = queue.Queue()
         self.running: Running | None = None
+        self.dropped: deque[str] = deque(maxlen=64)  # tasks cancelled before they started
         self.stopping = threading.Event()
         self.compute = threading.Thread(target=self._compute, name="sage-compute", daemon=True)
 
@@ -92,6 +94,8 @@ class WorkerProcess:
         while (item := self.tasks.get()) is not None:
             task, blobs = item
             running = Running(task, time.monotonic() + task.deadline_s)
+            if task.task in self.dropped:
+                running.cancelled.set()  # answered at its first checkpoint, before any work
             self.running = running
             self.runner.run(running, blobs)
             self.running = None
@@ -113,10 +117,13 @@ class WorkerProcess:
                 self.tasks.put(link.read_task(body))
             except ValueError as exc:
                 print(f"worker: {exc}", file=sys.stderr, flush=True)
-        elif command in (link.CANCEL, link.CREDIT) and running is not None and body and body[0] == running.task.task.encode():
-            if command == link.CANCEL:
+        elif command in (link.CANCEL, link.CREDIT) and body:
+            mine = running is not None and body[0] == running.task.task.encode()
+            if command == link.CANCEL and mine:
                 running.cancelled.set()
-            else:
+            elif command == link.CANCEL:
+                self.dropped.append(body[0].decode())
+            elif mine:
                 running.credits.release()
 
     def _drop_running(self) -> None:

@@ -134,6 +134,27 @@ def test_a_worker_that_joins_late_takes_work(pool: Pool, tiny_checkpoint_dir) ->
         assert late.wait(30) == 0
 
 
+def _worker_of(pool: Pool, op: str, rid: str) -> str:
+    _logged_status(pool.backend, op, rid)
+    line = next(line for line in pool.backend.log.read_text().splitlines() if f" {op} id={rid} " in line)
+    return line.split("worker=")[1].split()[0]
+
+
+def test_a_latents_follow_up_goes_to_the_worker_that_has_it_cached(pool: Pool) -> None:
+    c = Client(pool.backend.address)
+    try:
+        end = time.monotonic() + 300
+        while sum(not w["busy"] for w in _workers(pool.backend.address)) < 2:  # else there is no choice to make
+            assert time.monotonic() < end
+            time.sleep(0.5)
+        first = c.call("generate", style="line", seed=77, camera=FRONT, resolution=64)[0]
+        again = c.call("generate", style="line", seed=77, camera=_cameras(3)[2], resolution=64)[0]
+        # Free workers are otherwise taken longest-idle first, which would be the other one.
+        assert _worker_of(pool, "generate", first["id"]) == _worker_of(pool, "generate", again["id"])
+    finally:
+        c.close()
+
+
 def test_status_prints_workers_queue_and_served(pool: Pool, capsys) -> None:
     from sage_backend.cli import main
 
