@@ -39,7 +39,7 @@ class Flight:
     sent: int = 0  # replies handed to the client (frames go out in order, so also the next frame's index)
     held: dict[int, list] = field(default_factory=dict)  # frame index -> its message, waiting for earlier frames
     held_bytes: int = 0
-    workers: list[str] = field(default_factory=list)  # names of the workers that rendered for it, for the log
+    workers: dict[str, None] = field(default_factory=dict)  # the workers that rendered for it, in order, for the log
     ended: bool = False
 
     @property

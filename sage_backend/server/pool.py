@@ -59,6 +59,7 @@ class WorkerPool:
         self.owing: set[Piece] = set()
         self.ids = itertools.count()
         self.closed = False
+        self.paused = False  # some client's next piece waits until it reads (dispatch)
         self.served = 0
         self._beat = 0.0
         self.on_gone: Callable[[Member, str], None] = lambda member, why: None
@@ -123,26 +124,42 @@ class WorkerPool:
             self.send(identity, error_reply(flight.job.request.id, code, message))
         self.served += 1
         self.log(flight.job.request.op, flight.job.request.id, time.monotonic() - flight.start, code or "ok",
-                 "+".join(dict.fromkeys(flight.workers)) or "-")
+                 "+".join(flight.workers) or "-")
 
     # -- work to workers --
 
     def dispatch(self) -> None:
         """Give waiting pieces to free workers: clients in turn, and for each piece a free worker that has its
-        latent cached if there is one, else the one free the longest."""
+        latent cached if there is one, else the one free the longest. A client whose unsent replies (and
+        frames held for order) reach its bound gets no new piece until it reads (tick tries again)."""
         while True:
             free = [m for m in self.members.values() if m.piece is None]
-            choice = next(((piece, member) for piece in self.waiting.candidates() if (member := self._pick(piece, free))), None)
+            ready = [p for p in self.waiting.candidates() if not self._over_bound(p.flight)]
+            self.paused = len(ready) < len(self.waiting.queues)
+            choice = next(((piece, member) for piece in ready if (member := self._pick(piece, free))), None)
             if choice is None:
                 return
             piece, member = choice
             self.waiting.take(piece)
             self._assign(member, piece)
 
+    def _over_bound(self, flight: Flight, held: bool = True) -> bool:
+        """Whether the client's replies not yet sent (plus, with `held`, the flight's frames held for order)
+        reach its backlog bound."""
+        backlog = self.peers.get(flight.job.identity).work.bytes() + (flight.held_bytes if held else 0)
+        return backlog >= self.limits.client_backlog_bytes
+
     def _pick(self, piece: Piece, free: list[Member]) -> Member | None:
-        able = sorted((m for m in free if piece.flight.job.spec.style in m.info.styles), key=lambda m: m.idle_since)
-        key = piece.flight.key
-        return next((m for m in able if key in m.cached), able[0] if able else None)
+        """The worker for `piece`: a free one with its latent cached, else None while a worker with it cached is
+        only finishing (it has sent all its replies: its DONE is on the way), else the longest-idle free one."""
+        style, key = piece.flight.job.spec.style, piece.flight.key
+        able = sorted((m for m in free if style in m.info.styles), key=lambda m: m.idle_since)
+        cached = next((m for m in able if key in m.cached), None)
+        if cached is not None:
+            return cached
+        finishing = any(m.piece is not None and m.piece.received >= m.piece.count and key in m.cached
+                        for m in self.members.values())
+        return None if finishing else (able[0] if able else None)
 
     def _assign(self, member: Member, piece: Piece) -> None:
         flight, request = piece.flight, piece.flight.job.request
@@ -152,7 +169,7 @@ class WorkerPool:
         piece.task = f"{next(self.ids)}"
         member.piece = piece
         member.cached.append(flight.key)
-        flight.workers.append(member.info.name)
+        flight.workers[member.info.name] = None
         task = link.Task(piece.task, request.id, request.op, fields, piece.first, max(0.001, flight.job.deadline - time.monotonic()))
         self._to(member, link.task_message(task, request.blobs))
 
@@ -218,8 +235,7 @@ class WorkerPool:
         if member is None or flight.ended:
             self.owing.discard(piece)
             return
-        backlog = self.peers.get(flight.job.identity).work.bytes() + (0 if sent else flight.held_bytes)
-        if backlog >= self.limits.client_backlog_bytes:
+        if self._over_bound(flight, held=not sent):
             self.owing.add(piece)
             return
         while piece.owed:
@@ -286,7 +302,9 @@ class WorkerPool:
                                             f"{self.limits.default_deadline_ms} ms from arrival)")
         for piece in list(self.owing):
             self._credit(piece, sent=False)
+        if self.paused:
+            self.dispatch()
 
     def poll_ms(self) -> int:
-        """How long the socket thread may wait for messages: short while credits wait for a client to read."""
-        return 10 if self.owing else 100
+        """How long the socket thread may wait for messages: short while work waits for a client to read."""
+        return 10 if self.owing or self.paused else 100
