@@ -217,3 +217,41 @@ def test_frames_of_pieces_leave_in_order_and_a_dead_piece_resumes_at_its_next_fr
     assert flight.accept(resumed, [b"f1"]) == [[b"f1"]]
     assert flight.accept(resumed, [b"f2"]) == [[b"f2"], [b"f3"]] and flight.held_bytes == 0
     assert flight.accept(second, [b"f4"]) == [[b"f4"]] and flight.sent == flight.total == 5
+
+
+def test_workers_from_other_hosts_need_a_listed_curve_key(tiny_checkpoint_dir, tmp_path) -> None:
+    from sage_backend.cli import main
+    from sage_backend.client import SageClient
+    from sage_backend.server.curve import read_public_key
+
+    allowed = tmp_path / "allowed"
+    for folder, name in ((tmp_path, "server"), (allowed, "gpu1"), (tmp_path, "stranger")):
+        assert main(["keys", "--out", str(folder), "--name", name]) == 0
+    (allowed / "gpu1.key_secret").rename(tmp_path / "gpu1.key_secret")  # the allow-list holds public keys only
+    proc, address = demo.start_backend([str(tiny_checkpoint_dir)], "cpu", tmp_path / "log", extra=(
+        "--worker-bind", "tcp://127.0.0.1:0", "--curve-secret", str(tmp_path / "server.key_secret"), "--curve-clients", str(allowed)))
+    remote = re.search(r"workers from other hosts: (\S+)", (tmp_path / "log").read_text()).group(1)
+    workers = [subprocess.Popen([sys.executable, "-m", "sage_backend.cli", "worker", "--connect", remote, "--threads", "1",
+                                 "--device", "cpu", "--styles", str(tiny_checkpoint_dir), "--curve-server-key",
+                                 str(tmp_path / "server.key"), "--curve-secret", str(tmp_path / f"{name}.key_secret")],
+                                stdin=subprocess.DEVNULL, stderr=(tmp_path / f"{name}.err").open("w"))
+               for name in ("gpu1", "stranger")]
+    server_key = read_public_key(tmp_path / "server.key")
+    try:
+        with SageClient(address, timeout_s=60, server_key=server_key, client_key=tmp_path / "gpu1.key_secret") as client:
+            end = time.monotonic() + 300
+            while not client.request("hello")[0]["workers"]:
+                assert time.monotonic() < end
+                time.sleep(0.5)
+            header, _ = client.request("generate", style="line", seed=1, camera=FRONT, resolution=64)
+            while " -> tcp://" not in (tmp_path / "stranger.err").read_text():  # it has loaded and connects
+                assert time.monotonic() < end and workers[1].poll() is None
+                time.sleep(0.2)
+            time.sleep(2.0)  # time enough for a handshake and READY on loopback
+            names = [w["name"] for w in client.request("hello")[0]["workers"]]
+        assert header["ok"] and names == [f"{os.uname().nodename}:{workers[0].pid}"]  # only the listed key joined
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(30)
+        stop_backend(Backend(address, proc))
