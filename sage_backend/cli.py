@@ -308,8 +308,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if local is not None:
             local.close()
         raise
-    print(f"SAGE backend listening on {server.endpoint}", flush=True)
-    if server.fleet is not None:
+    if server.fleet is not None:  # before the endpoint line: who waits for that one finds this one written
         remote = server.fleet.remote_endpoint
         print(f"styles: {', '.join(styles)}; {len(fleet.devices)} local worker process(es) on {device}"
               + (f"; workers from other hosts: {remote}" if remote else ""), file=sys.stderr, flush=True)
@@ -319,6 +318,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"{'on' if renderer.compiled else 'off'}", file=sys.stderr, flush=True)
     if args.curve_secret is not None and args.curve_clients is None:
         print("CURVE without --curve-clients: any client that has the server's public key is served", file=sys.stderr, flush=True)
+    print(f"SAGE backend listening on {server.endpoint}", flush=True)
     server.serve_forever()
     return 0
 

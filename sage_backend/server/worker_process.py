@@ -41,6 +41,15 @@ class Running:
         return False
 
 
+def send(socket: zmq.Socket, frames: list) -> None:
+    """Send without blocking: with no connection to the server (down, or its handshake refused this worker's
+    key) a message is of no use to anybody, and a blocked send would keep SIGTERM from stopping the worker."""
+    try:
+        socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+    except zmq.Again:
+        pass
+
+
 class TaskRunner:
     """The compute thread's work: a Task -> client messages, pushed to the I/O thread with their credits."""
 
@@ -106,7 +115,7 @@ class WorkerProcess:
         if self.keys is not None:
             socket.curve_publickey, socket.curve_secretkey, socket.curve_serverkey = self.keys
         socket.connect(self.endpoint)
-        socket.send_multipart(link.ready_message(self.info))
+        send(socket, link.ready_message(self.info))
         return socket
 
     def _handle(self, frames: list[bytes]) -> None:
@@ -145,7 +154,7 @@ class WorkerProcess:
         while not self.stopping.is_set() and (self.parent is None or os.getppid() == self.parent):
             events = dict(poller.poll(int(link.HEARTBEAT_S * 250)))
             while self.inbox in events and self.inbox.poll(0):
-                socket.send_multipart(self.inbox.recv_multipart(copy=False), copy=False)
+                send(socket, self.inbox.recv_multipart(copy=False))
                 sent = time.monotonic()
             while socket in events and socket.poll(0):
                 self._handle(socket.recv_multipart())
@@ -160,7 +169,7 @@ class WorkerProcess:
                 poller.register(socket, zmq.POLLIN)
                 heard = sent = now
             elif now - sent >= link.HEARTBEAT_S:
-                socket.send_multipart([link.HEARTBEAT])
+                send(socket, [link.HEARTBEAT])
                 sent = now
         self._drop_running()
         self.tasks.put(None)
