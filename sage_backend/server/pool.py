@@ -16,7 +16,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Iterable
 
 import zmq
 
@@ -45,6 +45,32 @@ class Member:
     cached: deque = field(default_factory=lambda: deque(maxlen=CACHED_KEYS))
 
 
+def pick_worker(piece: Piece, free: list[Member], members: Iterable[Member]) -> Member | None:
+    """The worker for `piece` among the `free` ones: one with its latent cached, else None while a worker with
+    it cached is only finishing (it has sent all its replies: its DONE is on the way), else the longest-idle."""
+    style, key = piece.flight.job.spec.style, piece.flight.key
+    able = sorted((m for m in free if style in m.info.styles), key=lambda m: m.idle_since)
+    cached = next((m for m in able if key in m.cached), None)
+    if cached is not None:
+        return cached
+    finishing = any(m.piece is not None and m.piece.received >= m.piece.count and key in m.cached for m in members)
+    return None if finishing else (able[0] if able else None)
+
+
+def member_from_ready(socket: zmq.Socket, identity: zmq.Frame, body: list[bytes]) -> Member | None:
+    """A worker that said READY (logged), or None (logged) when its READY is malformed."""
+    try:
+        info = link.read_ready(body)
+    except ValueError as exc:
+        print(f"{time.strftime('%H:%M:%S')} worker refused: {exc}", file=sys.stderr, flush=True)
+        return None
+    member = Member(socket, identity.bytes, info)
+    member.connection.connected_via(identity.get(zmq.SRCFD))
+    print(f"{time.strftime('%H:%M:%S')} worker {info.name} joined: {info.device}, styles {', '.join(info.styles)}",
+          file=sys.stderr, flush=True)
+    return member
+
+
 class WorkerPool:
     """The executor of a server with worker processes: same interface as worker.Worker (submit, cancel,
     cancel_client, has_work, stop, report)."""
@@ -62,7 +88,6 @@ class WorkerPool:
         self.paused = False  # some client's next piece waits until it reads (dispatch)
         self.served = 0
         self._beat = 0.0
-        self.on_gone: Callable[[Member, str], None] = lambda member, why: None
 
     # -- the executor interface (socket thread) --
 
@@ -136,7 +161,7 @@ class WorkerPool:
             free = [m for m in self.members.values() if m.piece is None]
             ready = [p for p in self.waiting.candidates() if not self._over_bound(p.flight)]
             self.paused = len(ready) < len(self.waiting.queues)
-            choice = next(((piece, member) for piece in ready if (member := self._pick(piece, free))), None)
+            choice = next(((piece, member) for piece in ready if (member := pick_worker(piece, free, self.members.values()))), None)
             if choice is None:
                 return
             piece, member = choice
@@ -148,18 +173,6 @@ class WorkerPool:
         reach its backlog bound."""
         backlog = self.peers.get(flight.job.identity).work.bytes() + (flight.held_bytes if held else 0)
         return backlog >= self.limits.client_backlog_bytes
-
-    def _pick(self, piece: Piece, free: list[Member]) -> Member | None:
-        """The worker for `piece`: a free one with its latent cached, else None while a worker with it cached is
-        only finishing (it has sent all its replies: its DONE is on the way), else the longest-idle free one."""
-        style, key = piece.flight.job.spec.style, piece.flight.key
-        able = sorted((m for m in free if style in m.info.styles), key=lambda m: m.idle_since)
-        cached = next((m for m in able if key in m.cached), None)
-        if cached is not None:
-            return cached
-        finishing = any(m.piece is not None and m.piece.received >= m.piece.count and key in m.cached
-                        for m in self.members.values())
-        return None if finishing else (able[0] if able else None)
 
     def _assign(self, member: Member, piece: Piece) -> None:
         flight, request = piece.flight, piece.flight.job.request
@@ -188,7 +201,8 @@ class WorkerPool:
             identity, command, *body = socket.recv_multipart(copy=False)
             member = self.members.get(identity.bytes)
             if command.bytes == link.READY:
-                self._join(socket, identity, [b.bytes for b in body])
+                if (joined := member_from_ready(socket, identity, [b.bytes for b in body])) is not None:
+                    self.members[joined.identity] = joined
             elif member is not None:
                 member.seen = time.monotonic()
                 if command.bytes == link.REPLY:
@@ -196,18 +210,6 @@ class WorkerPool:
                 elif command.bytes == link.DONE:
                     self._done(member, body[0].bytes.decode(), link.read_done(body[1].bytes))
         self.dispatch()
-
-    def _join(self, socket: zmq.Socket, identity: zmq.Frame, body: list[bytes]) -> None:
-        try:
-            info = link.read_ready(body)
-        except ValueError as exc:
-            print(f"{time.strftime('%H:%M:%S')} worker refused: {exc}", file=sys.stderr, flush=True)
-            return
-        member = Member(socket, identity.bytes, info)
-        member.connection.connected_via(identity.get(zmq.SRCFD))
-        self.members[identity.bytes] = member
-        print(f"{time.strftime('%H:%M:%S')} worker {info.name} joined: {info.device}, styles {', '.join(info.styles)}",
-              file=sys.stderr, flush=True)
 
     def _reply(self, member: Member, task: str, frames: list) -> None:
         piece = member.piece
@@ -271,7 +273,6 @@ class WorkerPool:
             self.owing.discard(piece)
             if not piece.flight.ended:
                 self._resume(piece, member, why)
-        self.on_gone(member, why)
         self.dispatch()
 
     def _resume(self, piece: Piece, member: Member, why: str) -> None:

@@ -14,7 +14,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
 
 from sage_backend import demo
