@@ -85,10 +85,11 @@ class SageServer:
         self.config, self.limits, self.device = config, config.limits, device
         self.styles = styles
         self.z_dims = {name: s.generator.z_dim for name, s in styles.items()}
-        batch = config.camera_batch or default_camera_batch(device)  # a turntable's cameras grouped into the compiled batch
-        self.renderers = {} if config.pool is not None else {  # with a pool, the worker processes render
-            name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision, compile=config.compile)
-            for name, s in styles.items()}
+        self.renderers: dict[str, PortraitRenderer] = {}  # with a pool, the worker processes render (`device` names them)
+        if config.pool is None:
+            batch = config.camera_batch or default_camera_batch(device)  # a turntable's cameras grouped into the compiled batch
+            self.renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision,
+                                                     compile=config.compile) for name, s in styles.items()}
         for renderer in self.renderers.values():
             renderer.warm_up()  # the first request pays no compilation
         self.ctx = zmq.Context()
