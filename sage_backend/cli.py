@@ -332,6 +332,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from sage_backend.inference import PortraitRenderer
     from sage_backend.server.curve import read_public_key, read_secret_key
+    from sage_backend.server.fleet import piece_cameras
     from sage_backend.server.link import WorkerInfo
     from sage_backend.server.server import is_loopback
     from sage_backend.server.worker_process import WorkerProcess
@@ -348,7 +349,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     styles, device = load_styles(args.styles, args.device)
-    batch = 4 if device.type == "cuda" else 1  # as in `serve`: CPU batching buys nothing, smaller chunks stop sooner
+    batch = piece_cameras(str(device))  # one piece of work per render call
     renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=args.precision, compile=args.compile)
                  for name, s in styles.items()}
     for renderer in renderers.values():

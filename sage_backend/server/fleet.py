@@ -24,6 +24,12 @@ from sage_backend.server.worker import Log, Send
 RESTART_S = 5.0  # a local worker that died is started again at most this often (per device)
 
 
+def piece_cameras(device: str) -> int:
+    """Cameras per piece of a turntable, and per render call in a worker on `device`: one camera batch, 4 on
+    GPUs and 1 on CPUs (a live request waits at most one piece; 8-camera pieces made it wait seconds)."""
+    return 4 if str(device).startswith("cuda") else 1
+
+
 @dataclass
 class FleetConfig:
     """Worker processes for `sage-backend serve`: one local worker per entry of `devices` (e.g. ["cpu", "cpu"]
@@ -38,7 +44,7 @@ class FleetConfig:
     # Turntable cameras per piece of work (flights.py): a live request waits for at most one piece of another
     # client's turntable, so one camera batch (4 on GPUs, 1 on the CPU, as the in-process turns; measured in
     # docs/performance.md: 8-camera pieces made a live client wait 4 s behind a batch client on the CPU).
-    piece_frames: int | None = None  # None: 4 with any CUDA device, else 1
+    piece_frames: int | None = None  # None: piece_cameras of the local devices (4 with any CUDA device, else 1)
     start_timeout_s: float = 300.0  # how long serve waits for its local workers to say READY
 
 
@@ -126,7 +132,7 @@ class Fleet:
                 raise ValueError(f"cannot bind --worker-bind {config.remote_bind}: {exc}") from None
             self.remote_endpoint = remote.getsockopt_string(zmq.LAST_ENDPOINT)
             sockets.append(remote)
-        piece = config.piece_frames or (4 if any(d.startswith("cuda") for d in config.devices) else 1)
+        piece = config.piece_frames or max((piece_cameras(d) for d in config.devices), default=1)
         self.pool = WorkerPool(sockets, send, log, peers, limits, piece)
 
     def wait_ready(self) -> None:
