@@ -84,11 +84,16 @@ def test_a_client_that_floods_without_reading_is_told_what_it_lost(tiny_checkpoi
     server = start_backend(tiny_checkpoint_dir, tmp_path / "log", extra=("--client-backlog-mb", "0.25"))
     flooder = _slow_reader(server.address)
     try:
-        for i in range(12000):  # ~1 KB answers: more than kernel buffers and the bound can take
-            flooder.send("hello", id=f"h{i}")
-        # Read nothing until the server has answered the last one: however slow it is, by then it has made all
-        # 12,000 answers for a client that read none, so some were lost (reading earlier could drain them in time).
-        _logged_status(server, "hello", "h11999", wait_s=600)
+        # 12,000 ~1 KB answers: more than kernel buffers and the bound can take. Sent in bursts the server has
+        # read before the next: a client that never reads, flooding at once, can close both TCP windows of its
+        # own connection (the server's replies fill the client's buffer while its requests fill the server's),
+        # and a lost window update then stalls that connection for minutes (seen 1 run in 10 on loopback).
+        for burst in range(24):
+            for i in range(burst * 500, (burst + 1) * 500):
+                flooder.send("hello", id=f"h{i}")
+            _logged_status(server, "hello", f"h{i}", wait_s=20)
+        # Nothing read until the server has answered the last one: by then it has made all 12,000 answers for a
+        # client that read none, so some were lost (reading earlier could drain them in time).
         flooder.socket.setsockopt(zmq.RCVHWM, 1000)
         answered, notice = 0, None
         while notice is None:
