@@ -13,6 +13,8 @@ bf16, 1.0 with TF32, measured). See docs/performance.md.
 """
 from __future__ import annotations
 
+import math
+import time
 from collections import OrderedDict
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -21,10 +23,10 @@ import torch
 from torch.profiler import record_function
 
 from sage_backend.cameras import Camera
-from sage_backend.decoding import CompiledDecoder, decoder_dtype, resolve_compile, resolve_precision
+from sage_backend.decoding import CompiledDecoder, compiled_field_sample, decoder_dtype, resolve_compile, resolve_precision
 from sage_backend.frames import OUTPUTS, Frame, frame_from_pixels, frames_from_outputs
 from sage_backend.framing import HeadCamera, composite, head_camera
-from sage_backend.model.field import FoldedField
+from sage_backend.model.field import FoldedField, folded_sample
 from sage_backend.model.generator import GeneratorOutput, SageGenerator
 from sage_backend.model.mapping import LatentCode
 
@@ -67,9 +69,11 @@ class PortraitRenderer:
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.camera_batch = camera_batch
         self.precision = resolve_precision(precision, self.device, self.generator, self.scale, camera_batch)
-        # A single camera (live mode) runs at batch 1, anything longer at camera_batch: at most two graphs.
-        self.decoder = (CompiledDecoder(self.generator, self.device, (1, camera_batch))
-                        if resolve_compile(compile, self.device) else None)
+        # A single camera (live mode) runs at batch 1, anything longer at camera_batch (a short last batch padded
+        # to it): at most two graphs each for the decoders and the field.
+        compiled = resolve_compile(compile, self.device)
+        self.decoder = CompiledDecoder(self.generator, self.device, (1, camera_batch)) if compiled else None
+        self.field_sample = compiled_field_sample() if compiled else folded_sample
         self._codes: OrderedDict[tuple[bytes, float], tuple[LatentCode, FoldedField]] = OrderedDict()
         self._code_cache = code_cache
 
@@ -78,9 +82,17 @@ class PortraitRenderer:
         return self.decoder is not None
 
     def warm_up(self) -> float:
-        """Compile the decoders for every batch size now (a server calls this at start), so no request pays
-        for it; returns the seconds spent (0 when not compiled)."""
-        return self.decoder.warm_up(self.scale, decoder_dtype(self.precision)) if self.decoder is not None else 0.0
+        """Compile the decoders and the field for every batch size now (a server calls this at start), so no
+        request pays for it; returns the seconds spent (0 when not compiled)."""
+        if self.decoder is None:
+            return 0.0
+        start = time.perf_counter()
+        self.decoder.warm_up(self.scale, decoder_dtype(self.precision))
+        z, front = torch.zeros(self.generator.z_dim), Camera.orbit(math.pi / 2, math.pi / 2)
+        for size in self.decoder.batch_sizes:
+            list(self.render(z, [front] * size, outputs=("depth",)))
+        self._codes.clear()
+        return time.perf_counter() - start
 
     @property
     def cfg(self):
@@ -105,7 +117,7 @@ class PortraitRenderer:
             return self._codes[key]
         with torch.no_grad():
             code = self.generator.code(z[None].to(self.device), psi)
-            entry = (code, self.generator.field.fold(code))
+            entry = (code, self.generator.field.fold(code, self.field_sample))
         self._codes[key] = entry
         if len(self._codes) > self._code_cache:
             self._codes.popitem(last=False)
@@ -135,6 +147,9 @@ class PortraitRenderer:
             if should_stop is not None and should_stop():
                 raise Interrupted()
             batch = list(cameras[start:start + self.camera_batch])
+            n = len(batch)
+            if self.decoder is not None:  # a short batch runs padded with its last camera: no new graph mid-turntable
+                batch += batch[-1:] * (self.decoder.padded_size(n) - n)
             heads = [head_camera(camera, self.cfg.render.fov_deg) for camera in batch]
             # A camera that is its own head camera renders its own matrix: the training framing stays bit-exact.
             c2w = torch.as_tensor(np.stack([c.cam2world if h.direct else h.cam2world for c, h in zip(batch, heads)]),
@@ -148,7 +163,7 @@ class PortraitRenderer:
                 with record_function("sage.to_frames"):
                     direct = frames_from_outputs(out, size, wanted) if any(h.direct for h in heads) else []
                     frames = [direct[i] if head.direct else self._framed(out, i, camera, head, size, wanted)
-                              for i, (camera, head) in enumerate(zip(batch, heads))]
+                              for i, (camera, head) in enumerate(zip(batch[:n], heads))]
             yield from frames
 
     def _framed(self, out: GeneratorOutput, i: int, camera: Camera, head: HeadCamera, size: int, wanted: set[str]) -> Frame:

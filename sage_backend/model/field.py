@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sage_backend.config import FieldConfig
@@ -99,9 +100,10 @@ class FeatureField(nn.Module):
         return BoundField(self, code)
 
     @torch.no_grad()
-    def fold(self, code: LatentCode) -> "FoldedField":
-        """The fast `Field` for one code, FiLM folded into the weights (inference only: no gradients)."""
-        return FoldedField(self, code)
+    def fold(self, code: LatentCode, sample: Callable | None = None) -> "FoldedField":
+        """The fast `Field` for one code, FiLM folded into the weights (inference only: no gradients);
+        `sample`: its evaluation, default `folded_sample` (the renderer passes the compiled form)."""
+        return FoldedField(self, code, sample or folded_sample)
 
 
 class BoundField:
@@ -117,41 +119,53 @@ class BoundField:
         return self.field.density(points, self.code)
 
 
+Linear = tuple[torch.Tensor, torch.Tensor]  # (weight (out, in), bias (out,)) of an affine map
+
+
+def _sine_layers(x: torch.Tensor, layers: tuple[Linear, ...]) -> torch.Tensor:
+    for weight, bias in layers:
+        x = torch.sin(F.linear(x, weight, bias))
+    return x
+
+
+def folded_sample(points: torch.Tensor, directions: torch.Tensor, layers: tuple[Linear, ...], color: Linear,
+                  density_head: Linear, rgb_head: Linear) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A FoldedField's evaluation as a function of its tensors only, so one compiled graph serves every code
+    and style of a shape (sage_backend.decoding.compiled_field_sample). points, directions (..., 3) ->
+    raw density (..., 1), features (..., width), rgb (..., 3)."""
+    x = _sine_layers(points, layers)
+    features = torch.sin(F.linear(torch.cat([x, directions], dim=-1), *color))
+    return F.linear(x, *density_head), features, torch.sigmoid(F.linear(features, *rgb_head))
+
+
 class FoldedField:
     """Inference fast path for ONE code: FiLM folded into the weights once per latent.
 
     sin(f * (W x + b) + p) = sin((f W) x + (f b + p)), and the box warp folds into the first W,
     so each layer is one matmul + sin, and every camera of a turntable shares one weight set
     (their points are flattened into a single matmul). Same function as FeatureField.forward, up to
-    float reassociation.
+    float reassociation. `sample`: `folded_sample` or its compiled form (same ops, fp32).
     """
 
-    def __init__(self, field: FeatureField, code: LatentCode) -> None:
+    def __init__(self, field: FeatureField, code: LatentCode, sample: Callable = folded_sample) -> None:
         if code.frequencies.shape[0] != 1:
             raise ValueError("FoldedField folds one code; expand cameras, not codes")
         cfg = field.cfg
         freqs = (code.frequencies[0] * cfg.freq_scale + cfg.freq_shift).float()
         phases = code.phases[0].float()
-        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        layers = []
         for i, layer in enumerate(field.layers):
             weight = layer.linear.weight * (2.0 / cfg.box_warp) if i == 0 else layer.linear.weight
-            self.layers.append((freqs[i, :, None] * weight, freqs[i] * layer.linear.bias + phases[i]))
+            layers.append((freqs[i, :, None] * weight, freqs[i] * layer.linear.bias + phases[i]))
+        self.layers: tuple[Linear, ...] = tuple(layers)
         color = field.color_layer.linear
-        self.color = (freqs[-1, :, None] * color.weight, freqs[-1] * color.bias + phases[-1])
-        self.density_head, self.rgb_head = field.density_head, field.rgb_head
-        self.cfg = cfg
-
-    def _hidden(self, points: torch.Tensor) -> torch.Tensor:
-        x = points
-        for weight, bias in self.layers:
-            x = torch.sin(torch.nn.functional.linear(x, weight, bias))
-        return x
+        self.color: Linear = (freqs[-1, :, None] * color.weight, freqs[-1] * color.bias + phases[-1])
+        self.density_head: Linear = (field.density_head.weight, field.density_head.bias)
+        self.rgb_head: Linear = (field.rgb_head.weight, field.rgb_head.bias)
+        self.cfg, self.sample = cfg, sample
 
     def __call__(self, points: torch.Tensor, directions: torch.Tensor) -> FieldSample:
-        hidden = self._hidden(points)
-        weight, bias = self.color
-        features = torch.sin(torch.nn.functional.linear(torch.cat([hidden, directions], dim=-1), weight, bias))
-        return FieldSample(self.density_head(hidden), features, torch.sigmoid(self.rgb_head(features)))
+        return FieldSample(*self.sample(points, directions, self.layers, self.color, self.density_head, self.rgb_head))
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
-        return activate_density(self.density_head(self._hidden(points)), self.cfg).squeeze(-1)
+        return activate_density(F.linear(_sine_layers(points, self.layers), *self.density_head), self.cfg).squeeze(-1)
