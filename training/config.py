@@ -67,6 +67,7 @@ class LossConfig:
     # change that (measured), the ink weight below did (docs/training.md).
     reconstruction_scales: int = 1
     reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
+    semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up (losses.balanced_cross_entropy)
 
 
 @dataclass(frozen=True)
@@ -157,5 +158,7 @@ class TrainConfig:
             raise ValueError("adversarial_start needs reconstruction_weight > 0: the warm-up trains by reconstruction alone")
         if self.losses.reconstruction_scales < 1:
             raise ValueError("reconstruction_scales must be at least 1 (1 = plain L1)")
+        if not 0 <= self.losses.semantic_balance <= 1:
+            raise ValueError("semantic_balance must be in 0..1 (0 = plain cross-entropy)")
         if self.losses.reconstruction_ink_weight < 1:
             raise ValueError("reconstruction_ink_weight must be at least 1 (1 = unweighted)")

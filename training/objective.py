@@ -138,7 +138,9 @@ class SageObjective:
         with self._autocast():
             out = self.G(self.G.code(z), orbit_cam2world(pose[:, 0], pose[:, 1]).to(self.device), self.fov_deg, **plan.render())
         image, labels = targets["image"], targets["labels"]
-        loss = L.multiscale_l1(out.drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight) + F.cross_entropy(out.semantic_logits.float(), labels)
+        logits = out.semantic_logits.float()
+        loss = (L.multiscale_l1(out.drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight)
+                + L.balanced_cross_entropy(logits, labels, lc.semantic_balance, logits.shape[1]))
         if self.stage.field_reconstruction:
             size = out.view.rgb.shape[-2:]
             foreground = (labels != 0).float().unsqueeze(1)
