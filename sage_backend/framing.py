@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from sage_backend.cameras import DEFAULT_RADIUS, FOV_RANGE_DEG, Camera, image_coords_to_grid, look_at
+from sage_backend.frames import class_ids
 
 DIRECT_TOLERANCE = 1e-6  # rotation entries and fov (degrees): within this a camera is its own head camera
 
@@ -80,11 +81,11 @@ def footprint(camera: Camera, head: HeadCamera, width: int, height: int) -> floa
 def composite(drawing: torch.Tensor, logits: torch.Tensor, depth: torch.Tensor, camera: Camera, head: HeadCamera,
               width: int, height: int, far: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The head camera's drawing (3, S, S) in [-1, 1], semantic logits (C, S, S) and depth (s, s) -> the
-    camera's frame: drawing (3, H, W), labels (H, W) int64, depth (H, W); outside the head camera's view
+    camera's frame: drawing (3, H, W), labels (H, W) uint8, depth (H, W); outside the head camera's view
     paper (the median drawing colour of its background pixels, white without any), class 0 and `far`."""
     grid, inside = into_frame(camera, head, width, height)
     grid, inside = grid.to(drawing.device), inside.to(drawing.device)
-    labels_head = logits.argmax(0)
+    labels_head = class_ids(logits)
     background = labels_head == 0
     paper = drawing[:, background].median(dim=1).values if background.any() else torch.ones(3, device=drawing.device)
     span = footprint(camera, head, width, height)
@@ -97,6 +98,6 @@ def composite(drawing: torch.Tensor, logits: torch.Tensor, depth: torch.Tensor, 
         return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
 
     out_drawing = torch.where(inside, sample(drawing), paper[:, None, None].float())
-    out_labels = torch.where(inside, sample(logits).argmax(0), torch.zeros_like(inside, dtype=torch.int64))
+    out_labels = torch.where(inside, class_ids(sample(logits)), torch.zeros_like(inside, dtype=torch.uint8))
     out_depth = torch.where(inside, sample(depth[None])[0], torch.full_like(inside, far, dtype=torch.float32))
     return out_drawing, out_labels, out_depth

@@ -60,7 +60,7 @@ def test_compile_modes_follow_the_device_and_reject_unknown_names() -> None:
     assert resolve_compile("on", torch.device("cpu")) and not resolve_compile("off", torch.device("cuda"))
     with pytest.raises(ValueError, match="compile must be one of"):
         resolve_compile("max", torch.device("cpu"))
-    assert default_camera_batch("cpu") == 1 and default_camera_batch("cuda") == 8
+    assert default_camera_batch("cpu") == 4 and default_camera_batch("cuda") == 8
 
 
 def test_precision_auto_is_measured_once_per_shape(tiny: SageGenerator) -> None:

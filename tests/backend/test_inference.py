@@ -11,7 +11,7 @@ import torch
 from sage_backend.cameras import Camera, stack_cameras
 from sage_backend.model.renderer import slab_range
 from sage_backend.config import preset
-from sage_backend.frames import frames_from_outputs
+from sage_backend.frames import class_ids, frames_from_outputs
 from sage_backend.decoding import resolve_precision
 from sage_backend.inference import Interrupted, PortraitRenderer, seed_latent
 from sage_backend.labels import NUM_CLASSES
@@ -183,3 +183,9 @@ def test_bf16_decoders_stay_close_and_leave_the_field_in_fp32(tiny: SageGenerato
         assert np.mean(a.semantic == b.semantic) > 0.9
     points = torch.rand(500, 3) - 0.5
     assert torch.equal(exact.density(points, z), fast.density(points, z))
+
+
+def test_class_ids_are_torch_argmax_with_its_first_maximum_on_ties() -> None:
+    logits = torch.randint(-2, 3, (2, 19, 8, 9), generator=torch.Generator().manual_seed(0)).float()  # many ties
+    assert torch.equal(class_ids(logits).long(), logits.argmax(-3))
+    assert class_ids(logits[0]).dtype == torch.uint8 and torch.equal(class_ids(logits[0]).long(), logits[0].argmax(0))
