@@ -53,8 +53,11 @@ class SageClient:
             public, secret = read_secret_key(client_key) if client_key is not None else zmq.curve_keypair()
             self.socket.curve_publickey, self.socket.curve_secretkey, self.socket.curve_serverkey = public, secret, server_key
         self.monitor = self.socket.get_monitor_socket(
-            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        self.curve = server_key is not None
         self.refused = False  # the last CURVE handshake was refused by the server's allow-list
+        self.handshake_failure = ""  # why the last handshake broke off, in one line ("" after a good one)
         self.socket.connect(address)
         self.timeout_ms = int(timeout_s * 1000)
 
@@ -67,10 +70,28 @@ class SageClient:
         """Monitor events since the last call; keeps `refused` up to date (it outlives the events)."""
         events = []
         while self.monitor.poll(0):
-            events.append(recv_monitor_message(self.monitor)["event"])
+            message = recv_monitor_message(self.monitor)
+            events.append(message["event"])
             if events[-1] in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_SUCCEEDED):
                 self.refused = events[-1] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            if events[-1] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.handshake_failure = ""
+            elif events[-1] in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+                self.handshake_failure = self._handshake_failure(message["value"])
         return events
+
+    def _handshake_failure(self, protocol_error: int) -> str:
+        """One line naming the key setting to fix after a broken-off handshake (the add-on's client classifies
+        the same events for its preferences). CURVE on one side only is a mechanism mismatch, but the server
+        may close first without saying why: then the likely cause is named."""
+        where = f"the backend at {self.address}"
+        if protocol_error == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            return (f"{where} does not use CURVE encryption: drop --server-key" if self.curve else
+                    f"{where} uses CURVE encryption: give its public key (server.key) with --server-key")
+        if not self.curve:
+            return f"{where} broke off the handshake: it likely uses CURVE encryption; give its server.key with --server-key"
+        return (f"{where} broke off the CURVE handshake: --server-key is likely not its server.key, or the backend "
+                "does not use CURVE encryption (then drop --server-key)")
 
     def __enter__(self) -> "SageClient":
         return self
@@ -100,7 +121,8 @@ class SageClient:
                 raise PermissionError(f"the backend at {self.address} refused this client's CURVE key (not on its allow-list)")
             if self.socket not in ready:
                 if lost:  # after the replies that arrived before it
-                    raise BackendGone(f"the backend at {self.address} closed the connection (stopped, crashed or unreachable)")
+                    raise BackendGone(self.handshake_failure or
+                                      f"the backend at {self.address} closed the connection (stopped, crashed or unreachable)")
                 if time.monotonic() >= deadline:
                     raise TimeoutError(f"the backend did not answer within {self.timeout_ms / 1000:g} s")
                 continue

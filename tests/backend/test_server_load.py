@@ -245,5 +245,15 @@ def test_curve_allow_list_serves_listed_keys_only(tmp_path, tiny_checkpoint_dir)
                 unlisted.request("hello")
         with SageClient(server.address, timeout_s=30, server_key=server_key, client_key=tmp_path / "alice.key_secret") as alice:
             assert alice.request("hello")[0]["ok"]
+        # Keys that cannot work name the setting to fix, at once (they used to read "closed the connection").
+        for key, says in ((None, "uses CURVE encryption.*--server-key"), (zmq.curve_keypair()[0], "likely not its server.key")):
+            with SageClient(server.address, timeout_s=30, server_key=key) as wrong, pytest.raises(BackendGone, match=says):
+                wrong.request("hello")
     finally:
         stop_backend(server)
+
+
+def test_a_server_key_for_a_backend_without_curve_names_the_setting_to_fix(backend) -> None:
+    with SageClient(backend.address, timeout_s=30, server_key=zmq.curve_keypair()[0]) as client:
+        with pytest.raises(BackendGone, match="does not use CURVE encryption.*drop --server-key"):
+            client.request("hello")
