@@ -67,7 +67,7 @@ class LossConfig:
     # change that (measured), the ink weight below did (docs/training.md).
     reconstruction_scales: int = 1
     reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
-    semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up (losses.balanced_cross_entropy)
+    semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up on front-facing views (objective._label_loss)
 
 
 @dataclass(frozen=True)

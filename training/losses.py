@@ -73,14 +73,20 @@ def multiscale_l1(prediction: torch.Tensor, target: torch.Tensor, scales: int, i
     return total / scales
 
 
-def balanced_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, exponent: float, classes: int) -> torch.Tensor:
+def balanced_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, exponent: float, classes: int,
+                           balanced_views: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy whose classes weigh (pixel share in this batch) ** -exponent, normalised over the pixels
     (torch's weighted mean): 0 is plain cross-entropy; 0.5 weighs a brow at 0.3% of the pixels 10x a skin
     pixel at 30%. Thin face parts otherwise cost almost nothing to lose (inverse-frequency weighting as in
-    SegNet's median-frequency balancing, softened by the exponent).
+    SegNet's median-frequency balancing, softened by the exponent). `balanced_views` (B,) bool: only these
+    views are balanced, the rest get plain cross-entropy, and the two means are averaged per view.
     logits (B, classes, H, W); labels (B, H, W) int64 in [0, classes)."""
-    if exponent == 0:
+    if exponent == 0 or (balanced_views is not None and not balanced_views.any()):
         return F.cross_entropy(logits, labels)
+    if balanced_views is not None and not balanced_views.all():
+        share = balanced_views.float().mean()
+        return (share * balanced_cross_entropy(logits[balanced_views], labels[balanced_views], exponent, classes)
+                + (1 - share) * F.cross_entropy(logits[~balanced_views], labels[~balanced_views]))
     counts = torch.bincount(labels.flatten(), minlength=classes).float()
     weight = (counts / counts.sum()).clamp_min(1.0 / counts.sum()).pow(-exponent)  # absent classes: never indexed
     return F.cross_entropy(logits, labels, weight=weight.to(logits.dtype))

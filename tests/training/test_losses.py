@@ -43,3 +43,14 @@ def test_balanced_cross_entropy_weighs_classes_by_their_share_to_the_minus_expon
     weights = torch.where(labels == 1, (4 / 40) ** -0.5, (36 / 40) ** -0.5)
     expected = (per_pixel * weights).sum() / weights.sum()
     assert torch.allclose(balanced_cross_entropy(logits, labels, 0.5, 3), expected)
+
+
+def test_balance_applies_to_the_given_views_only() -> None:
+    torch.manual_seed(1)
+    logits, labels = torch.randn(4, 3, 4, 5), torch.randint(0, 3, (4, 4, 5))
+    front = torch.tensor([True, False, True, False])
+    none = torch.zeros(4, dtype=torch.bool)
+    assert torch.equal(balanced_cross_entropy(logits, labels, 0.5, 3, balanced_views=none), F.cross_entropy(logits, labels))
+    assert torch.equal(balanced_cross_entropy(logits, labels, 0.5, 3, balanced_views=~none), balanced_cross_entropy(logits, labels, 0.5, 3))
+    expected = (balanced_cross_entropy(logits[front], labels[front], 0.5, 3) + F.cross_entropy(logits[~front], labels[~front])) / 2
+    assert torch.allclose(balanced_cross_entropy(logits, labels, 0.5, 3, balanced_views=front), expected)
