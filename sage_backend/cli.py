@@ -202,13 +202,17 @@ def render_cameras(args: argparse.Namespace):
 
 
 def _renderer(args: argparse.Namespace):
+    from sage_backend.decoding import compile_notice
     from sage_backend.inference import PortraitRenderer, default_camera_batch
 
     styles, device = load_styles(args.styles, args.device)
     if args.style not in styles:
         raise ValueError(f"unknown style {args.style!r}; available: {', '.join(sorted(styles))}")
-    return PortraitRenderer(styles[args.style].generator, device, default_camera_batch(device), precision=args.precision,
-                            compile=args.compile)
+    renderer = PortraitRenderer(styles[args.style].generator, device, default_camera_batch(device), precision=args.precision,
+                                compile=args.compile)
+    if renderer.compiled:  # compiled on the first frames: say so before the wait
+        print(compile_notice(device), file=sys.stderr, flush=True)
+    return renderer
 
 
 def cmd_styles(args: argparse.Namespace) -> int:
@@ -330,6 +334,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import torch
     import zmq
 
+    from sage_backend.decoding import compile_notice
     from sage_backend.inference import PortraitRenderer
     from sage_backend.server.curve import read_public_key, read_secret_key
     from sage_backend.server.fleet import piece_cameras
@@ -352,6 +357,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     batch = piece_cameras(str(device))  # one piece of work per render call
     renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=args.precision, compile=args.compile)
                  for name, s in styles.items()}
+    if any(r.compiled for r in renderers.values()):
+        print(compile_notice(device), file=sys.stderr, flush=True)
     for renderer in renderers.values():
         renderer.warm_up()  # before it says READY: its first piece pays no compilation
     info = WorkerInfo(f"{socket.gethostname()}:{os.getpid()}", str(device), list(styles), torch.get_num_threads())

@@ -105,6 +105,12 @@ def resolve_compile(mode: str, device: torch.device) -> bool:
     return mode == "on" or (mode == "auto" and device.type == "cuda")
 
 
+def compile_notice(device: torch.device | str) -> str:
+    """The line a command prints before compiling, so a silent first start does not look hung."""
+    return (f"compiling the decoders and the field for {device} (torch.compile): on a CPU about 1-2 minutes the first "
+            "time, seconds once inductor's disk cache holds them")
+
+
 _compiled_field_sample: Callable | None = None
 
 
