@@ -65,8 +65,8 @@ def _styles_arg(p: argparse.ArgumentParser, numbered: bool = False) -> None:
 
 def _compile_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", default="auto", choices=["auto", "off", "on"],
-                   help="torch.compile the 2D decoders (CUDA graphs on GPUs); auto: on for CUDA, off on CPU, where "
-                        "compiling takes minutes and pays back only over long turntables")
+                   help="torch.compile the 2D decoders and the field (CUDA graphs on GPUs); auto: on for CUDA, off on "
+                        "CPU, where compiling takes minutes and pays back only over long turntables")
 
 
 def _style_arg(p: argparse.ArgumentParser) -> None:

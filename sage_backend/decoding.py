@@ -9,8 +9,9 @@ Two levers, both chosen per device:
   against fp32's 154 (autocast's casts dominate its tiny kernels), the full preset the other way round.
   The result is cached per (device, model config, scale, camera batch) for the process.
 - **Compilation.** `torch.compile` of `SageGenerator.decode` with static shapes: one graph per (camera
-  batch, scale), CUDA graphs (mode "reduce-overhead") on GPUs. A batch smaller than a compiled size is
-  padded to it (repeating its last camera) instead of compiling a new graph. On CPU inductor's C++
+  batch, scale), CUDA graphs (mode "reduce-overhead") on GPUs. The renderer pads a batch smaller than a
+  compiled size to it (repeating its last camera, so the field's graph is reused too) instead of compiling
+  a new graph. On CPU inductor's C++
   backend needs a C++ compiler (gcc) and minutes to compile, so "auto" leaves it off there.
 
 The field keeps fp32 and its ops (TF32 or bf16 moved features by up to 1.0 on an H200); it is only
@@ -134,10 +135,10 @@ class CompiledDecoder:
     """`SageGenerator.decode`, compiled: a drop-in `Decode` (features (B, C, h, w), w (B, hidden), scale, alpha ->
     drawing (B, 3, H, W), semantic logits (B, 19, H, W)) for `SageGenerator.synthesize(decode_fn=...)`.
 
-    `batch_sizes`: the camera batches compiled (one graph each per scale); a batch of n cameras runs at the
-    smallest size >= n, padded with copies of its last camera, and only its n outputs are returned. A batch
-    above every size raises ValueError (the renderer never makes one). On CUDA the graphs are CUDA graphs,
-    whose outputs live in memory the next replay overwrites, so outputs are copied out.
+    `batch_sizes`: the camera batches compiled (one graph each per scale); a call takes exactly one of them (the
+    renderer pads n cameras to `padded_size(n)` before the field), and another batch raises ValueError rather
+    than compile mid-request. On CUDA the graphs are CUDA graphs, whose outputs live in memory the next replay
+    overwrites, so outputs are copied out.
     """
 
     def __init__(self, generator: SageGenerator, device: torch.device, batch_sizes: Sequence[int]) -> None:
@@ -158,17 +159,14 @@ class CompiledDecoder:
         raise ValueError(f"{n} cameras exceed the largest compiled batch ({self.batch_sizes[-1]})")
 
     def __call__(self, features: torch.Tensor, w: torch.Tensor, scale: int, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        n = features.shape[0]
-        extra = self.padded_size(n) - n
-        if extra:
-            features = torch.cat([features, features[-1:].expand(extra, -1, -1, -1)])
-            w = torch.cat([w, w[-1:].expand(extra, -1)])
+        if features.shape[0] not in self.batch_sizes:
+            raise ValueError(f"{features.shape[0]} cameras is not a compiled batch {self.batch_sizes}: pad to padded_size()")
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # each call is one inference step: replay, not re-record
         drawing, semantic_logits = self._decode(features, w, scale, alpha)
         if self.cuda_graphs:
-            return drawing[:n].clone(), semantic_logits[:n].clone()
-        return drawing[:n], semantic_logits[:n]
+            return drawing.clone(), semantic_logits.clone()
+        return drawing, semantic_logits
 
     def warm_up(self, scale: int, dtype: torch.dtype | None) -> float:
         """Compile (and record the CUDA graphs of) every batch size at `scale` under autocast `dtype`, so no
