@@ -335,7 +335,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import zmq
 
     from sage_backend.decoding import compile_notice
-    from sage_backend.inference import PortraitRenderer
+    from sage_backend.inference import PortraitRenderer, precision_label
     from sage_backend.server.curve import read_public_key, read_secret_key
     from sage_backend.server.fleet import piece_cameras
     from sage_backend.server.link import WorkerInfo
@@ -361,11 +361,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(compile_notice(device), file=sys.stderr, flush=True)
     for renderer in renderers.values():
         renderer.warm_up()  # before it says READY: its first piece pays no compilation
-    info = WorkerInfo(f"{socket.gethostname()}:{os.getpid()}", str(device), list(styles), torch.get_num_threads())
+    info = WorkerInfo(f"{socket.gethostname()}:{os.getpid()}", str(device), list(styles), torch.get_num_threads(),
+                      precision_label(renderers.values()))
     worker = WorkerProcess(renderers, info, args.connect, keys, parent=args.parent)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
-    print(f"worker {info.name}: {device}, {info.threads} thread(s), styles {', '.join(styles)} -> {args.connect}",
+    print(f"worker {info.name}: {device}, {info.threads} thread(s), {info.precision}, styles {', '.join(styles)} -> {args.connect}",
           file=sys.stderr, flush=True)
     worker.serve()
     return 0
@@ -383,7 +384,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"{args.address}: {hello['server']}, device {hello['device']}, styles {', '.join(s['name'] for s in hello['styles'])}")
     print(f"{len(workers)} worker(s), {hello.get('queued', 0)} request(s) waiting, {hello.get('served', 0)} served")
     for worker in workers:
-        print(f"  {worker['name']}\t{worker['device']}\t{'busy' if worker['busy'] else 'idle'}\t{worker['served']} served")
+        print(f"  {worker['name']}\t{worker['device']}\t{worker.get('precision', '?')}\t{'busy' if worker['busy'] else 'idle'}\t"
+              f"{worker['served']} served")
     return 0
 
 

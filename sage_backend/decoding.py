@@ -4,7 +4,10 @@ The decoders (semantic decoder, drawing decoder, SPADE translator) are most of a
 Two levers, both chosen per device:
 
 - **Precision.** `--precision auto` times the eager decoders in fp32 and in bf16 autocast on the device, at
-  the renderer's shapes, and keeps the faster (bf16 only where the hardware computes it natively). Speed
+  the renderer's shapes, and keeps bf16 only where it is clearly faster (`BF16_MIN_SPEEDUP`) and the
+  hardware computes it natively. The two are timed in turns and compared by their fastest call, so a load
+  burst (another worker starting beside this one) cannot decide; a near tie keeps fp32, the reference
+  precision, so processes on the same hardware agree and render the same pixels. Speed
   depends on the kernels' size, not just the hardware: on an H200 the small preset ran bf16 at 86 frames/s
   against fp32's 154 (autocast's casts dominate its tiny kernels), the full preset the other way round.
   The result is cached per (device, model config, scale, camera batch) for the process.
@@ -33,6 +36,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "off", "on")
 Decode = Callable[[torch.Tensor, torch.Tensor, int, float], tuple[torch.Tensor, torch.Tensor]]
 MEASURED_PRECISIONS: dict[tuple, str] = {}  # (device, config, scale, batch) -> the faster one; clear it to measure again
+# bf16 must beat fp32 by this much: a 2-core CPU under load timed a 1.7x slower bf16 as the faster one once,
+# and two workers that pick differently render the same frame up to 4/255 apart.
+BF16_MIN_SPEEDUP = 1.2
 
 
 def bf16_native(device: torch.device) -> bool:
@@ -53,33 +59,40 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_decoders(generator: SageGenerator, device: torch.device, scale: int, batch: int, precision: str,
-                  repeats: int = 3) -> float:
-    """Median seconds of one eager decode of `batch` random feature maps at `scale` in `precision`, after one
-    warm-up call. Fewer repeats when one call takes over half a second (the full preset on a CPU)."""
+def time_decoders(generator: SageGenerator, device: torch.device, scale: int, batch: int,
+                  precisions: Sequence[str] = ("fp32", "bf16"), repeats: int = 5) -> dict[str, float]:
+    """Seconds of the fastest of `repeats` eager decodes of `batch` random feature maps at `scale`, per precision,
+    the precisions timed in turns after one warm-up call each (so load changes hit all alike). Fewer repeats
+    when one call takes over half a second (the full preset on a CPU)."""
     cfg = generator.cfg
     size = cfg.render.feature_resolution
     features = torch.randn(batch, cfg.field.width, size, size, device=device, generator=torch.Generator(device).manual_seed(0))
     w = torch.zeros(batch, cfg.mapping.hidden, device=device)
-    dtype = decoder_dtype(precision)
-    times = []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
+    times: dict[str, list[float]] = {p: [] for p in precisions}
+    with torch.inference_mode():
         for i in range(repeats + 1):
-            _sync(device)
-            start = time.perf_counter()
-            generator.decode(features, w, scale)
-            _sync(device)
-            times.append(time.perf_counter() - start)
-            if i == 1 and times[-1] > 0.5:
+            for precision in precisions:
+                dtype = decoder_dtype(precision)
+                with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
+                    _sync(device)
+                    start = time.perf_counter()
+                    generator.decode(features, w, scale)
+                    _sync(device)
+                times[precision].append(time.perf_counter() - start)
+            if i == 1 and max(t[-1] for t in times.values()) > 0.5:
                 break
-    timed = sorted(times[1:])
-    return timed[len(timed) // 2]
+    return {p: min(t[1:]) for p, t in times.items()}
+
+
+def faster_precision(fp32_s: float, bf16_s: float) -> str:
+    """"bf16" when its decode time is at least BF16_MIN_SPEEDUP times shorter than fp32's, else "fp32"."""
+    return "bf16" if fp32_s >= BF16_MIN_SPEEDUP * bf16_s else "fp32"
 
 
 def resolve_precision(precision: str, device: torch.device, generator: SageGenerator | None = None, scale: int | None = None,
                       batch: int = 1) -> str:
-    """"fp32" / "bf16" as given; "auto" -> the one measured faster for `generator` at (`scale`, `batch`) on the
-    device (`time_decoders`, cached), fp32 where bf16 is not native. Without a generator "auto" falls back to
+    """"fp32" / "bf16" as given; "auto" -> `faster_precision` as measured for `generator` at (`scale`, `batch`)
+    on the device (`time_decoders`, cached), fp32 where bf16 is not native. Without a generator "auto" falls back to
     the hardware rule (bf16 where native). Raises ValueError for another name."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -92,9 +105,8 @@ def resolve_precision(precision: str, device: torch.device, generator: SageGener
     scale = generator.cfg.max_scale if scale is None else scale
     key = (str(device), generator.cfg, scale, batch)
     if key not in MEASURED_PRECISIONS:
-        fp32 = time_decoders(generator, device, scale, batch, "fp32")
-        bf16 = time_decoders(generator, device, scale, batch, "bf16")
-        MEASURED_PRECISIONS[key] = "bf16" if bf16 < fp32 else "fp32"
+        times = time_decoders(generator, device, scale, batch)
+        MEASURED_PRECISIONS[key] = faster_precision(times["fp32"], times["bf16"])
     return MEASURED_PRECISIONS[key]
 
 

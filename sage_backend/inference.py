@@ -55,6 +55,11 @@ def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
     return torch.randn(z_dim, generator=torch.Generator().manual_seed(int(seed)))
 
 
+def precision_label(renderers: Iterable[PortraitRenderer]) -> str:
+    """The renderers' resolved decoder precisions for logs and `hello`: "fp32", or e.g. "bf16, fp32" when styles differ."""
+    return ", ".join(sorted({r.precision for r in renderers}))
+
+
 class PortraitRenderer:
     """Latent + cameras -> Frames for one generator on one device (see the module's docstring).
 

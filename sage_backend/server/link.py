@@ -34,6 +34,7 @@ class WorkerInfo:
     device: str  # e.g. "cpu", "cuda:1"
     styles: list[str] = field(default_factory=list)
     threads: int = 0  # torch CPU threads (0: torch's default)
+    precision: str = ""  # its decoders' resolved precision(s), e.g. "fp32" (inference.precision_label)
 
 
 @dataclass

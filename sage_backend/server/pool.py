@@ -123,8 +123,8 @@ class WorkerPool:
 
     def report(self) -> dict:
         """For `hello` and `sage-backend status`: the workers, requests waiting for one, requests served."""
-        workers = [{"name": m.info.name, "device": m.info.device, "busy": m.piece is not None, "served": m.served}
-                   for m in self.members.values()]
+        workers = [{"name": m.info.name, "device": m.info.device, "precision": m.info.precision, "busy": m.piece is not None,
+                    "served": m.served} for m in self.members.values()]
         return {"workers": workers, "queued": self.waiting.depth(), "served": self.served}
 
     # -- ending a request --

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from sage_backend.inference import Frame, Interrupted, PortraitRenderer
+from sage_backend.inference import Frame, Interrupted, PortraitRenderer, precision_label
 from sage_backend.server.peers import Peers
 from sage_backend.server.protocol import Limits, ProtocolError, RenderSpec, Request, array_blob, encode, error_reply
 from sage_backend.server.scheduler import FairScheduler, Job
@@ -46,7 +46,8 @@ class Worker:
         """For `hello`: the one in-process worker, requests waiting and served."""
         with self.scheduler.cond:  # each client's first job is running (or waiting for a turn); the rest wait
             queues = list(self.scheduler.queues.values())
-        return {"workers": [{"name": "in-process", "device": self.device, "busy": bool(queues), "served": self.served}],
+        return {"workers": [{"name": "in-process", "device": self.device, "precision": precision_label(self.renderers.values()),
+                             "busy": bool(queues), "served": self.served}],
                 "queued": sum(len(q) - 1 for q in queues), "served": self.served}
 
     def _run(self, job: Job) -> None:

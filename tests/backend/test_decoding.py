@@ -11,7 +11,8 @@ import torch
 
 from sage_backend.cameras import Camera
 from sage_backend.config import DecoderConfig, TranslatorConfig, preset
-from sage_backend.decoding import MEASURED_PRECISIONS, bf16_native, resolve_compile, resolve_precision
+from sage_backend.decoding import (BF16_MIN_SPEEDUP, MEASURED_PRECISIONS, bf16_native, faster_precision, resolve_compile,
+                                   resolve_precision, time_decoders)
 from sage_backend.inference import PortraitRenderer, default_camera_batch
 from sage_backend.model.generator import SageGenerator
 
@@ -63,6 +64,15 @@ def test_compile_modes_follow_the_device_and_reject_unknown_names() -> None:
     with pytest.raises(ValueError, match="compile must be one of"):
         resolve_compile("max", torch.device("cpu"))
     assert default_camera_batch("cpu") == 4 and default_camera_batch("cuda") == 8
+
+
+def test_a_near_tie_keeps_fp32_so_workers_on_one_machine_agree(tiny: SageGenerator) -> None:
+    # Two worker processes timing a near tie must not pick differently by noise: bf16 needs a clear margin.
+    assert faster_precision(1.0, 1.0) == "fp32" and faster_precision(1.1, 1.0) == "fp32"
+    assert faster_precision(BF16_MIN_SPEEDUP, 1.0) == "bf16" and faster_precision(2.0, 1.0) == "bf16"
+    assert faster_precision(1.0, 2.0) == "fp32"
+    times = time_decoders(tiny, torch.device("cpu"), 1, 1, ("fp32",), repeats=2)
+    assert list(times) == ["fp32"] and 0 < times["fp32"] < 10
 
 
 def test_precision_auto_is_measured_once_per_shape(tiny: SageGenerator) -> None:
