@@ -21,7 +21,8 @@ EXAMPLES = {
     "make-synthetic": ["sage-train make-synthetic --out data/synthetic --heads 200 --views 8",
                        "sage-train make-synthetic --out data/tiny --heads 4 --views 2 --resolution 64 --styles pencil"],
     "stage1": ["sage-train stage1 --recipe training/recipes/demo_stage1.json --data data/synthetic --out runs/demo_stage1",
-               "sage-train stage1 --out runs/demo_stage1 --resume --steps 500      (500 more steps)"],
+               "sage-train stage1 --out runs/demo_stage1 --resume --steps 500      (500 more steps)",
+               "sage-train stage1 --out runs/demo_stage1 --resume --minutes 5      (5 more minutes)"],
     "stage2": ["sage-train stage2 --recipe training/recipes/demo_stage2.json --from runs/demo_stage1/state.safetensors "
                "--data data/synthetic/styles --style pencil --out runs/pencil",
                "sage-train stage2 ... --steps 2                                  (a 2-step smoke test)"],
@@ -49,6 +50,9 @@ def _add_train_args(p: argparse.ArgumentParser, stage: int) -> None:
                    help="train N steps in this run, counted from where it starts (the recipe's initial_step, "
                         "e.g. 2100 for the demo's Stage II, or the step a --resume finds); default: up to the recipe's steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors exactly where it stopped")
+    p.add_argument("--minutes", type=float, metavar="M",
+                   help="stop after M minutes of wall time (checked after each step) with the state saved, e.g. to fit a "
+                        "GPU lease; --resume continues (default: no time limit)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, help="override the recipe's seed")
     if stage == 2:
@@ -92,6 +96,8 @@ def run_training(args: argparse.Namespace, stage: int) -> int:
         raise ValueError(f"{args.recipe} is a stage {cfg.stage} recipe, not stage {stage}")
     if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
         raise ValueError(f"--steps must be an integer in 1..{MAX_STEPS}, got {args.steps}")
+    if args.minutes is not None and not 0 < args.minutes <= 10**6:
+        raise ValueError(f"--minutes must be a positive number of minutes, got {args.minutes}")
     init_from = getattr(args, "init_from", None)
     if stage == 2 and init_from is None and not args.resume:
         raise ValueError("stage2 needs --from STAGE1_CHECKPOINT (or --resume)")
@@ -108,7 +114,7 @@ def run_training(args: argparse.Namespace, stage: int) -> int:
             raise ValueError(f"{args.recipe}: initial_step {start} is not before steps {trainer.cfg.steps}")
         print(f"the run is already at step {start}, the recipe's end: nothing to train (--steps N trains N more)")
         return 0
-    trainer.train()
+    trainer.train(minutes=args.minutes)
     if trainer.rank == 0:
         print(f"trained steps {start}..{trainer.step}: {args.out / 'generator.safetensors'} (servable), "
               f"{args.out / 'state.safetensors'} (resumable)")

@@ -178,9 +178,13 @@ class Trainer:
             b_ema.copy_(b)
 
     # ------------------------------------------------------------------ loop
-    def train(self, steps: int | None = None, progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
-        """Train until `steps` (default cfg.steps); Ctrl-C or SIGTERM saves the state and returns."""
+    def train(self, steps: int | None = None, progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None,
+              minutes: float | None = None) -> dict[str, float]:
+        """Train until `steps` (default cfg.steps) or, when given, until `minutes` of wall time have passed
+        (checked after each step, so a lease's time box ends on a saved, resumable state); Ctrl-C or SIGTERM
+        saves the state and returns."""
         target = min(steps or self.cfg.steps, self.cfg.steps)
+        deadline = time.monotonic() + 60 * minutes if minutes is not None else math.inf
         if self._latents_missing:
             raise ValueError("stage 2 with reconstruction_weight needs --from the Stage I state.safetensors (or --resume)")
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() else None
@@ -196,6 +200,9 @@ class Trainer:
                     on_step(stats)
                 if self.rank == 0:
                     self._periodic_outputs(stats)
+                if self._past(deadline):
+                    bar.write(f"time budget of {minutes:g} min spent at step {self.step}; saving the state (--resume continues)")
+                    break
         except KeyboardInterrupt:
             bar.write(f"interrupted at step {self.step}; saving the state")
         finally:
@@ -205,6 +212,15 @@ class Trainer:
         if self.rank == 0:
             self.save()
         return stats
+
+    def _past(self, deadline: float) -> bool:
+        """Whether the time budget is spent; with several ranks, rank 0's clock decides for all (they stop together)."""
+        if deadline == math.inf:
+            return False
+        past = torch.tensor(float(time.monotonic() > deadline), device=self.device)
+        if self.world > 1:
+            dist.broadcast(past, 0)
+        return bool(past)
 
     def _progress_bar(self, target: int, enabled: bool) -> tqdm:
         # Counted from the run's first step, so a Stage II run from 2100 starts at 0%, not at 2100 / target.

@@ -37,6 +37,8 @@ def test_stage2_steps_counts_from_where_the_run_starts(stage1: Path, tmp_path: P
     assert load_tensors(out / STATE_FILE)[1]["step"] == 2103
     assert main([*argv[:-1], "0"]) == 2
     assert capsys.readouterr().err.strip().endswith("--steps must be an integer in 1..100000000, got 0")
+    assert main([*argv, "--minutes", "0"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--minutes must be a positive number of minutes, got 0.0")
 
 
 def test_eval_of_a_training_state_names_the_servable_file_beside_it(stage1: Path, capsys) -> None:

@@ -82,6 +82,18 @@ def test_resume_continues_exactly(data_root: Path, tmp_path: Path) -> None:
         assert torch.allclose(a, b, atol=1e-6), name
 
 
+def test_a_spent_time_budget_stops_on_a_saved_resumable_state(data_root: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(data_root / "photos", steps=4)
+    trainer = Trainer(cfg, tmp_path / "run", device="cpu")
+    trainer.train(progress=False, minutes=1e-9)  # spent after the first step
+    assert trainer.step == 1
+    resumed = Trainer(cfg, tmp_path / "run", device="cpu")
+    resumed.resume()
+    assert resumed.step == 1 and load_generator(tmp_path / "run" / GENERATOR_FILE).info.step == 1
+    resumed.train(progress=False, minutes=60)
+    assert resumed.step == 4
+
+
 def test_stage2_freezes_the_field_and_trains_the_decoders(data_root: Path, tmp_path: Path) -> None:
     stage1 = Trainer(tiny_config(data_root / "photos", steps=1), tmp_path / "s1", device="cpu")
     stage1.train(progress=False)
