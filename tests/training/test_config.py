@@ -47,3 +47,16 @@ def test_curriculum_entries_are_read_as_phases_and_named_by_index() -> None:
 def test_every_model_preset_has_its_discriminator_and_losses_default() -> None:
     assert TrainConfig(model="small").discriminator_config() == DISCRIMINATORS["small"]
     assert TrainConfig.from_dict({"model": "tiny", "curriculum": TINY.to_dict()["curriculum"], "batch_split": 1}).losses == LossConfig()
+
+
+def test_every_shipped_recipe_loads_and_each_stage2_starts_where_its_stage1_ends() -> None:
+    from training.cli import RECIPES
+
+    recipes = {path.stem: TrainConfig.load(path) for path in sorted(RECIPES.glob("*.json"))}
+    assert {"demo_stage1", "demo_stage2", "gpu_stage1", "gpu_stage2", "gpu_stage2_line"} <= set(recipes)
+    for family in ("demo", "gpu"):
+        stage1 = recipes[f"{family}_stage1"]
+        for name, cfg in recipes.items():
+            if name.startswith(f"{family}_stage2"):
+                assert cfg.stage == 2 and cfg.initial_step == stage1.steps, name
+    assert recipes["gpu_stage2_line"].losses.reconstruction_ink_weight == recipes["demo_stage2_line"].losses.reconstruction_ink_weight
