@@ -96,6 +96,9 @@ class TrainConfig:
     poses: PoseDistribution = REFERENCE_POSES  # the fake cameras' (and so the stereo cameras') orbit poses
     stereo_offset_std: float = 0.15  # auxiliary camera: yaw/pitch offset from the primary (radians)
     stereo_mix_max: float = 0.1  # auxiliary features mixed in with a ratio ~ U(0, this)
+    # Stage II only. False keeps Stage I's semantic decoder: the style learns the drawing path alone, so its
+    # label maps are Stage I's (the paper fine-tunes GNet_parsing too; measured in docs/training.md).
+    train_semantics: bool = True
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     seed: int = 0
     log_every: int = 10
@@ -154,6 +157,8 @@ class TrainConfig:
             raise ValueError("the discriminator needs one block per halving from output_resolution down to 2")
         if self.stage not in (1, 2):
             raise ValueError("stage must be 1 or 2")
+        if self.stage == 1 and not self.train_semantics:
+            raise ValueError("train_semantics: false is a Stage II setting (Stage I is where the semantics are learnt)")
         if self.losses.adversarial_start > self.initial_step and self.losses.reconstruction_weight <= 0:
             raise ValueError("adversarial_start needs reconstruction_weight > 0: the warm-up trains by reconstruction alone")
         if self.losses.reconstruction_scales < 1:

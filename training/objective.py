@@ -59,6 +59,11 @@ class SageObjective:
         self.fov_deg = G.cfg.render.fov_deg
         self.output_resolution = G.cfg.output_resolution
 
+    @property
+    def parsing(self) -> bool:
+        """Whether D_parsing plays: not when the stage keeps the semantic decoder frozen (nothing to teach)."""
+        return self.stage.semantics_learn and self.lc.parsing_weight > 0
+
     def adversarial(self, step: int) -> bool:
         """False during the reconstruction warm-up, which never reads the discriminators."""
         return step >= self.lc.adversarial_start
@@ -72,20 +77,24 @@ class SageObjective:
         lc, gen, alpha, stats = self.lc, plan.generator, plan.alpha, {}
         pose_w = self._pose_weight(plan.resolution)
         self.D_rgb.requires_grad_(True)
-        self.D_parsing.requires_grad_(True)
+        self.D_parsing.requires_grad_(self.parsing)
         for start, n in plan.chunks():
             z = torch.randn(n, self.G.z_dim, generator=gen).to(self.device)
             c2w, poses = self._sample_cameras(n, gen)
             with torch.no_grad(), self._autocast():
                 fake = self.G(self.G.code(z), c2w, self.fov_deg, **plan.render())
             real_img = real.images[start:start + n].detach().requires_grad_(True)
-            real_sem = real.semantic[start:start + n].detach().requires_grad_(True)
             with self._autocast():
                 r, f = self.D_rgb(real_img, alpha), self.D_rgb(fake.drawing.float(), alpha)
-                rp, fp = self.D_parsing(real_sem, alpha), self.D_parsing(torch.softmax(fake.semantic_logits.float(), 1), alpha)
-                adv = L.discriminator_loss(r.logit, f.logit) + lc.parsing_weight * L.discriminator_loss(rp.logit, fp.logit)
-                pose = self.pose_regression(f.pose, poses) + lc.parsing_weight * self.pose_regression(fp.pose, poses)
-            r1 = L.r1_penalty(r.logit.float(), real_img, lc.r1_gamma) + lc.parsing_weight * L.r1_penalty(rp.logit.float(), real_sem, lc.r1_gamma)
+                adv, pose = L.discriminator_loss(r.logit, f.logit), self.pose_regression(f.pose, poses)
+            r1 = L.r1_penalty(r.logit.float(), real_img, lc.r1_gamma)
+            if self.parsing:
+                real_sem = real.semantic[start:start + n].detach().requires_grad_(True)
+                with self._autocast():
+                    rp, fp = self.D_parsing(real_sem, alpha), self.D_parsing(torch.softmax(fake.semantic_logits.float(), 1), alpha)
+                    adv = adv + lc.parsing_weight * L.discriminator_loss(rp.logit, fp.logit)
+                    pose = pose + lc.parsing_weight * self.pose_regression(fp.pose, poses)
+                r1 = r1 + lc.parsing_weight * L.r1_penalty(rp.logit.float(), real_sem, lc.r1_gamma)
             loss = adv + r1 + pose_w * pose
             (loss * n / plan.local_batch).backward()
             _accumulate(stats, {"d_adv": adv, "d_r1": r1, "d_pose": pose}, n / plan.local_batch)
@@ -120,10 +129,12 @@ class SageObjective:
         with self._autocast():
             out = self.G(self.G.code(z), c2w, self.fov_deg, **plan.render(), **stereo)
             f = self.D_rgb(out.drawing.float(), alpha)
-            fp = self.D_parsing(torch.softmax(out.semantic_logits.float(), 1), alpha)
             idx = L.topk_indices(f.logit.float(), keep)
-            adv = L.generator_loss(f.logit[idx]) + lc.parsing_weight * L.generator_loss(fp.logit[idx])
-            pose = self.pose_regression(f.pose[idx], poses[idx]) + lc.parsing_weight * self.pose_regression(fp.pose[idx], poses[idx])
+            adv, pose = L.generator_loss(f.logit[idx]), self.pose_regression(f.pose[idx], poses[idx])
+            if self.parsing:
+                fp = self.D_parsing(torch.softmax(out.semantic_logits.float(), 1), alpha)
+                adv = adv + lc.parsing_weight * L.generator_loss(fp.logit[idx])
+                pose = pose + lc.parsing_weight * self.pose_regression(fp.pose[idx], poses[idx])
             reproj = (L.reprojection_loss(out.stereo.rgb.float(), out.view.rgb.float(), out.stereo.valid)
                       if out.stereo is not None else torch.zeros((), device=self.device))
             loss = lc.adversarial_weight * (adv + pose_w * pose) + lc.reprojection_weight * reproj
@@ -139,8 +150,9 @@ class SageObjective:
         with self._autocast():
             out = self.G(self.G.code(z), orbit_cam2world(pose[:, 0], pose[:, 1]).to(self.device), self.fov_deg, **plan.render())
         image, labels = targets["image"], targets["labels"]
-        loss = (L.multiscale_l1(out.drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight)
-                + self._label_loss(out.semantic_logits.float(), labels, pose[:, 0].to(self.device)))
+        loss = L.multiscale_l1(out.drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight)
+        if self.stage.semantics_learn:
+            loss = loss + self._label_loss(out.semantic_logits.float(), labels, pose[:, 0].to(self.device))
         if self.stage.field_reconstruction:
             size = out.view.rgb.shape[-2:]
             foreground = (labels != 0).float().unsqueeze(1)

@@ -21,6 +21,7 @@ class StageOne:
     stereo: bool = True  # the auxiliary camera's reprojection loss
     field_reconstruction: bool = True  # the field's own colours, silhouette and the latent prior
     latents_learn: bool = True
+    semantics_learn: bool = True
 
     def configure(self, generator: SageGenerator) -> None:
         """Nothing is frozen in Stage I."""
@@ -44,11 +45,14 @@ class StageTwo:
     stereo: bool = False
     field_reconstruction: bool = False
     latents_learn: bool = False
+    semantics_learn: bool = True  # False (`train_semantics`): the semantic decoder is frozen too
 
     def configure(self, generator: SageGenerator) -> None:
         generator.set_translator(True)
         generator.mapping.requires_grad_(False)
         generator.field.requires_grad_(False)
+        if not self.semantics_learn:
+            generator.semantic_decoder.requires_grad_(False)
 
     def dataset(self, cfg: TrainConfig, resolution: int) -> PairDataset:
         from training.data.drawings import DrawingStyle
@@ -65,4 +69,4 @@ Stage = StageOne | StageTwo
 
 def stage_of(cfg: TrainConfig) -> Stage:
     """The stage object for `cfg.stage` (1 or 2; TrainConfig.validate refuses others)."""
-    return StageOne() if cfg.stage == 1 else StageTwo()
+    return StageOne() if cfg.stage == 1 else StageTwo(semantics_learn=cfg.train_semantics)

@@ -82,6 +82,21 @@ def test_resume_continues_exactly(data_root: Path, tmp_path: Path) -> None:
         assert torch.allclose(a, b, atol=1e-6), name
 
 
+def test_stage2_can_keep_stage1s_semantic_decoder_and_leaves_d_parsing_out(data_root: Path, tmp_path: Path) -> None:
+    Trainer(tiny_config(data_root / "photos", steps=1), tmp_path / "s1", device="cpu").train(progress=False)
+    cfg = tiny_config(data_root / "styles", stage=2, steps=12, initial_step=10, train_semantics=False)
+    trainer = Trainer(cfg, tmp_path / "s2", init_from=tmp_path / "s1" / GENERATOR_FILE, device="cpu")
+    semantic = {k: v.clone() for k, v in trainer.G.semantic_decoder.state_dict().items()}
+    parsing, rgb = ({k: v.clone() for k, v in d.state_dict().items()} for d in (trainer.D_parsing, trainer.D_rgb))
+    stats = trainer.train(progress=False)
+    assert np.isfinite(stats["g_adv"]) and np.isfinite(stats["d_adv"])  # the GAN ran, on the drawings alone
+    assert all(torch.equal(v, trainer.G.semantic_decoder.state_dict()[k]) for k, v in semantic.items())
+    assert all(torch.equal(v, trainer.D_parsing.state_dict()[k]) for k, v in parsing.items())
+    assert not all(torch.equal(v, trainer.D_rgb.state_dict()[k]) for k, v in rgb.items())
+    with pytest.raises(ValueError, match="train_semantics: false is a Stage II setting"):
+        tiny_config(data_root / "photos", train_semantics=False).validate()
+
+
 def test_a_spent_time_budget_stops_on_a_saved_resumable_state(data_root: Path, tmp_path: Path) -> None:
     cfg = tiny_config(data_root / "photos", steps=4)
     trainer = Trainer(cfg, tmp_path / "run", device="cpu")
