@@ -125,7 +125,8 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
         "",
         f"- Model preset: `{recipe.get('model')}` (see `sage_backend/config.py`)",
         "- Data: synthetic procedural heads (photos + exact 19-class label maps, drawings rendered from the same heads)",
-        "- Recipes: `training/recipes/demo_stage1.json`, then `demo_stage2_<style>.json` where a style has its own, else `demo_stage2.json`",
+        "- Recipes: `training/recipes/demo_stage1.json`, continued by `demo_stage1_refine.json`, then `demo_stage2_<style>.json` "
+        "where a style has its own, else `demo_stage2.json`",
         "",
     ]
     if stage1 is not None:
@@ -154,7 +155,7 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
                   f"{first:.2f} to {last:.2f} rad (`sage-backend render --style {info.name} --seed 1 --turntable {views} "
                   f"--yaw-range {first:.4f} {last:.4f} --out frames/`):", "",
                   f"![{info.name}]({_relative(image, out)})", ""]
-    lines += ["", "Limitations: 128 x 128 output, about an hour of CPU training, synthetic faces only; expect",
+    lines += ["", "Limitations: 128 x 128 output, a few hours of CPU training, synthetic faces only; expect",
               "soft, cartoon-like heads. Train on CelebAMask-HQ with the full preset for paper-like results."]
     return "\n".join(lines) + "\n"
 
