@@ -15,6 +15,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from sage_backend.server.curve import HANDSHAKE_EVENTS, handshake_failure, read_secret_key
 from sage_backend.server.protocol import DTYPES, MAGIC, encode
 
 # ZMTP PING every second (the backend then knows this client is alive even while it is not reading); the
@@ -41,8 +42,6 @@ class SageClient:
 
     def __init__(self, address: str, timeout_s: float = 60.0, server_key: bytes | None = None,
                  client_key: Path | None = None) -> None:
-        from sage_backend.server.curve import read_secret_key
-
         self.address = address
         self.ctx = zmq.Context.instance()
         self.socket = self.ctx.socket(zmq.DEALER)
@@ -52,9 +51,7 @@ class SageClient:
         if server_key is not None:  # CURVE: this client's key pair, the server's public key
             public, secret = read_secret_key(client_key) if client_key is not None else zmq.curve_keypair()
             self.socket.curve_publickey, self.socket.curve_secretkey, self.socket.curve_serverkey = public, secret, server_key
-        self.monitor = self.socket.get_monitor_socket(
-            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED | HANDSHAKE_EVENTS)
         self.curve = server_key is not None
         self.refused = False  # the last CURVE handshake was refused by the server's allow-list
         self.handshake_failure = ""  # why the last handshake broke off, in one line ("" after a good one)
@@ -77,21 +74,10 @@ class SageClient:
             if events[-1] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.handshake_failure = ""
             elif events[-1] in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
-                self.handshake_failure = self._handshake_failure(message["value"])
+                self.handshake_failure = handshake_failure(events[-1], message["value"], f"the backend at {self.address}",
+                                                           self.curve, "--server-key",
+                                                           "this client's CURVE key (not on its allow-list)")
         return events
-
-    def _handshake_failure(self, protocol_error: int) -> str:
-        """One line naming the key setting to fix after a broken-off handshake (the add-on's client classifies
-        the same events for its preferences). CURVE on one side only is a mechanism mismatch, but the server
-        may close first without saying why: then the likely cause is named."""
-        where = f"the backend at {self.address}"
-        if protocol_error == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-            return (f"{where} does not use CURVE encryption: drop --server-key" if self.curve else
-                    f"{where} uses CURVE encryption: give its public key (server.key) with --server-key")
-        if not self.curve:
-            return f"{where} broke off the handshake: it likely uses CURVE encryption; give its server.key with --server-key"
-        return (f"{where} broke off the CURVE handshake: --server-key is likely not its server.key, or the backend "
-                "does not use CURVE encryption (then drop --server-key)")
 
     def __enter__(self) -> "SageClient":
         return self

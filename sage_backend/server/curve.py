@@ -21,6 +21,29 @@ from zmq.utils.z85 import Z85CHARS
 from sage_backend.files import atomic_write_bytes
 
 
+HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+def handshake_failure(event: int, value: int, where: str, curve: bool, key_option: str, refused: str) -> str:
+    """One line naming the setting to fix after a handshake with `where` failed (a socket monitor's `event`
+    and `value`; "" for any other event). `curve`: whether this side gave a server key (via `key_option`);
+    `refused`: what the server's allow-list refused, and what to do. CURVE on one side only is a mechanism mismatch,
+    but the server may close first without saying why: then the likely cause is named. (The add-on's client
+    classifies the same events for its preferences.)"""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return f"{where} refused {refused}"
+    if event not in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+        return ""
+    if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        return (f"{where} does not use CURVE encryption: drop {key_option}" if curve else
+                f"{where} uses CURVE encryption: give its public key (server.key) with {key_option}")
+    if not curve:
+        return f"{where} broke off the handshake: it likely uses CURVE encryption; give its server.key with {key_option}"
+    return (f"{where} broke off the CURVE handshake: {key_option} is likely not its server.key, or it "
+            f"does not use CURVE encryption (then drop {key_option})")
+
+
 def write_keypair(folder: Path, name: str) -> tuple[Path, Path]:
     """Create NAME.key (public, 0644) and NAME.key_secret (0600) in `folder`; returns their paths."""
     with tempfile.TemporaryDirectory() as private:  # 0700: the secret is never readable by others, even briefly

@@ -18,9 +18,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from sage_backend.inference import Interrupted, PortraitRenderer
 from sage_backend.server import link
+from sage_backend.server.curve import HANDSHAKE_EVENTS, handshake_failure
 from sage_backend.server.protocol import Limits, Request, parse_work
 from sage_backend.server.worker import failure, frame_replies, mesh_reply
 
@@ -97,6 +99,7 @@ class WorkerProcess:
         self.running: Running | None = None
         self.dropped: deque[str] = deque(maxlen=64)  # tasks cancelled before they started
         self.stopping = threading.Event()
+        self.handshake_said = ""  # the handshake failure last printed ("" after a good handshake)
         self.compute = threading.Thread(target=self._compute, name="sage-compute", daemon=True)
 
     def _compute(self) -> None:
@@ -109,14 +112,34 @@ class WorkerProcess:
             self.runner.run(running, blobs)
             self.running = None
 
-    def _connect(self) -> zmq.Socket:
+    def _connect(self) -> tuple[zmq.Socket, zmq.Socket]:
+        """A DEALER to the server that has said READY (queued until connected), and its handshake monitor."""
         socket = self.ctx.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         if self.keys is not None:
             socket.curve_publickey, socket.curve_secretkey, socket.curve_serverkey = self.keys
+        monitor = socket.get_monitor_socket(HANDSHAKE_EVENTS)
         socket.connect(self.endpoint)
         send(socket, link.ready_message(self.info))
-        return socket
+        return socket, monitor
+
+    @staticmethod
+    def _close(socket: zmq.Socket, monitor: zmq.Socket) -> None:
+        socket.disable_monitor()
+        monitor.close(0)
+        socket.close(0)
+
+    def _say_handshake(self, monitor: zmq.Socket) -> None:
+        """A refused key or a CURVE mismatch, in one line when it starts (libzmq retries the connection on its
+        own, so the same failure repeats every few seconds and is said once; a good handshake resets it)."""
+        while monitor.poll(0):
+            message = recv_monitor_message(monitor)
+            line = handshake_failure(message["event"], message["value"], f"the server at {self.endpoint}", self.keys is not None,
+                                     "--curve-server-key",
+                                     "this worker's CURVE key: put its NAME.key in the server's --curve-clients folder")
+            if line and line != self.handshake_said:
+                print(f"worker: {line}; retrying", file=sys.stderr, flush=True)
+            self.handshake_said = line
 
     def _handle(self, frames: list[bytes]) -> None:
         command, body = frames[0], frames[1:]
@@ -146,10 +169,10 @@ class WorkerProcess:
     def serve(self) -> None:
         """The I/O loop; returns after stop() (SIGTERM) or when the parent process has gone."""
         self.compute.start()
-        socket = self._connect()
+        socket, monitor = self._connect()
         poller = zmq.Poller()
-        poller.register(self.inbox, zmq.POLLIN)
-        poller.register(socket, zmq.POLLIN)
+        for s in (self.inbox, socket, monitor):
+            poller.register(s, zmq.POLLIN)
         heard = sent = time.monotonic()
         while not self.stopping.is_set() and (self.parent is None or os.getppid() == self.parent):
             events = dict(poller.poll(int(link.HEARTBEAT_S * 250)))
@@ -159,14 +182,18 @@ class WorkerProcess:
             while socket in events and socket.poll(0):
                 self._handle(socket.recv_multipart())
                 heard = time.monotonic()
+            if monitor in events:
+                self._say_handshake(monitor)
             now = time.monotonic()
             if now - heard > link.HEARTBEAT_S * link.LIVENESS:  # Paranoid Pirate: reconnect, say READY again
                 print(f"worker: no heartbeat from {self.endpoint} for {now - heard:.0f} s; reconnecting", file=sys.stderr, flush=True)
                 self._drop_running()
-                poller.unregister(socket)
-                socket.close(0)
-                socket = self._connect()
-                poller.register(socket, zmq.POLLIN)
+                for s in (socket, monitor):
+                    poller.unregister(s)
+                self._close(socket, monitor)
+                socket, monitor = self._connect()
+                for s in (socket, monitor):
+                    poller.register(s, zmq.POLLIN)
                 heard = sent = now
             elif now - sent >= link.HEARTBEAT_S:
                 send(socket, [link.HEARTBEAT])
@@ -174,7 +201,7 @@ class WorkerProcess:
         self._drop_running()
         self.tasks.put(None)
         self.compute.join(5)
-        socket.close(0)
+        self._close(socket, monitor)
 
     def stop(self) -> None:
         self.stopping.set()

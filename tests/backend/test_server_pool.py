@@ -251,6 +251,10 @@ def test_workers_from_other_hosts_need_a_listed_curve_key(tiny_checkpoint_dir, t
             time.sleep(2.0)  # time enough for a handshake and READY on loopback
             names = [w["name"] for w in client.request("hello")[0]["workers"]]
         assert header["ok"] and names == [f"{os.uname().nodename}:{workers[0].pid}"]  # only the listed key joined
+        refused = [line for line in (tmp_path / "stranger.err").read_text().splitlines() if "refused" in line]
+        assert refused == [f"worker: the server at {remote} refused this worker's CURVE key: put its NAME.key in the "
+                           "server's --curve-clients folder; retrying"]  # said once, not at every retry
+        assert "refused" not in (tmp_path / "gpu1.err").read_text()
     finally:
         for worker in workers:
             worker.terminate()
