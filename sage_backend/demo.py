@@ -59,7 +59,7 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         proc.terminate()
         proc.wait(30)
-    print(f"done in {time.perf_counter() - start:.0f} s; contact sheets: {args.out / 'turntables.png'}; "
+    print(f"done in {time.perf_counter() - start:.0f} s; contact sheet: {args.out / 'turntables.png'}; "
           f"backend log: {args.out / 'backend.log'}")
     return 0
 
@@ -121,7 +121,7 @@ def blender_turntable(endpoint: str, out: Path, frames: int, seed: int) -> None:
                   f"'--address', {endpoint!r}, '--demo-scene', '{frames}', '--seed', '{seed}', '--timeout', '600'])")
         env = dict(os.environ, BLENDER_USER_RESOURCES=str(Path(scratch) / "blender_user"))
         _run([sys.executable, "-c", script], "the Blender add-on's batch render", env)
-    print(f"blender: add-on batch render of a {frames}-frame camera turntable -> {out}")
+    print(f"blender: add-on batch render of a camera turntable, {frames} frames -> {out}")
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> None:

@@ -37,7 +37,10 @@ if [ "$part" = all ] || [ "$part" = stage1 ]; then
   stamp "stage1: ${STAGE1_MIN:-3.5} min"
   train stage1 --recipe "$recipes/gpu_stage1.json" --data "$work/data" --out "$work/stage1" --device "${DEVICE:-auto}" \
     --minutes "${STAGE1_MIN:-3.5}" $(resume "$work/stage1") > "$work/stage1.log" 2>&1 || failed "$work/stage1.log"
-  stamp "stage1: $(ended "$work/stage1.log")"
+  stamp "stage1 (its recipe ends at step 4000): $(ended "$work/stage1.log")"
+  # Styles trained from an earlier Stage I would resume on stale label maps and features: a Stage I that
+  # trained in this call starts them afresh.
+  if grep -aq "trained steps" "$work/stage1.log"; then rm -rf "$work/pencil" "$work/line" "$work/painterly"; fi
 fi
 
 if [ "$part" = all ] || [ "$part" = stage2 ]; then
@@ -46,7 +49,7 @@ if [ "$part" = all ] || [ "$part" = stage2 ]; then
   for style in pencil line painterly; do
     recipe="$recipes/gpu_stage2_$style.json"  # a style's own recipe where it needs one (line: ink weighting)
     [ -f "$recipe" ] || recipe="$recipes/gpu_stage2.json"
-    stamp "stage2 $style: ${STAGE2_MIN:-2.5} min"
+    stamp "stage2 $style: ${STAGE2_MIN:-2.5} min (its steps count on from 4000, whatever step Stage I reached)"
     OMP_NUM_THREADS=4 train stage2 --recipe "$recipe" --data "$work/data/styles" --style "$style" \
       --from "$work/stage1/state.safetensors" --out "$work/$style" --device "${DEVICE:-auto}" \
       --minutes "${STAGE2_MIN:-2.5}" $(resume "$work/$style") > "$work/$style.log" 2>&1 &
@@ -58,6 +61,6 @@ if [ "$part" = all ] || [ "$part" = stage2 ]; then
   stamp "release"
   train release --runs "$work/pencil" "$work/line" "$work/painterly" --stage1 "$work/stage1" --data "$work/data" \
     --out "$out/checkpoints" --images "$out/images" \
-    --note "Trained by training/recipes/gpu.sh on one GPU, time-boxed: Stage I ${STAGE1_MIN:-3.5} min, Stage II ${STAGE2_MIN:-2.5} min per style."
+    --note "Trained by training/recipes/gpu.sh (device ${DEVICE:-auto}), each stage time-boxed (the steps reached are above)."
   stamp "done"
 fi
