@@ -334,8 +334,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import torch
     import zmq
 
-    from sage_backend.decoding import compile_notice
-    from sage_backend.inference import PortraitRenderer, precision_label
+    from sage_backend.inference import PortraitRenderer, precision_label, warm_up_all
     from sage_backend.server.curve import read_public_key, read_secret_key
     from sage_backend.server.fleet import piece_cameras
     from sage_backend.server.link import WorkerInfo
@@ -357,10 +356,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     batch = piece_cameras(str(device))  # one piece of work per render call
     renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=args.precision, compile=args.compile)
                  for name, s in styles.items()}
-    if any(r.compiled for r in renderers.values()):
-        print(compile_notice(device), file=sys.stderr, flush=True)
-    for renderer in renderers.values():
-        renderer.warm_up()  # before it says READY: its first piece pays no compilation
+    warm_up_all(renderers.values(), device)  # before it says READY: its first piece pays no compilation
     info = WorkerInfo(f"{socket.gethostname()}:{os.getpid()}", str(device), list(styles), torch.get_num_threads(),
                       precision_label(renderers.values()))
     worker = WorkerProcess(renderers, info, args.connect, keys, parent=args.parent)

@@ -14,6 +14,7 @@ bf16, 1.0 with TF32, measured). See docs/performance.md.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections import OrderedDict
 from typing import Callable, Iterable, Iterator, Sequence
@@ -23,7 +24,8 @@ import torch
 from torch.profiler import record_function
 
 from sage_backend.cameras import Camera
-from sage_backend.decoding import CompiledDecoder, compiled_field_sample, decoder_dtype, resolve_compile, resolve_precision
+from sage_backend.decoding import (CompiledDecoder, compile_notice, compiled_field_sample, decoder_dtype, resolve_compile,
+                                   resolve_precision)
 from sage_backend.frames import OUTPUTS, Frame, frame_from_pixels, frames_from_outputs
 from sage_backend.framing import HeadCamera, composite, head_camera
 from sage_backend.model.field import FoldedField, folded_sample
@@ -58,6 +60,16 @@ def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
 def precision_label(renderers: Iterable[PortraitRenderer]) -> str:
     """The renderers' resolved decoder precisions for logs and `hello`: "fp32", or e.g. "bf16, fp32" when styles differ."""
     return ", ".join(sorted({r.precision for r in renderers}))
+
+
+def warm_up_all(renderers: Iterable[PortraitRenderer], device: torch.device | str) -> None:
+    """Compile every renderer now (a server or worker, before it takes requests), saying so on stderr first
+    when any compiles: a silent first start of 1-2 minutes on a CPU looks hung."""
+    renderers = list(renderers)
+    if any(r.compiled for r in renderers):
+        print(compile_notice(device), file=sys.stderr, flush=True)
+    for renderer in renderers:
+        renderer.warm_up()
 
 
 class PortraitRenderer:

@@ -215,12 +215,12 @@ class Trainer:
 
     def _past(self, deadline: float) -> bool:
         """Whether the time budget is spent; with several ranks, rank 0's clock decides for all (they stop together)."""
-        if deadline == math.inf:
-            return False
-        past = torch.tensor(float(time.monotonic() > deadline), device=self.device)
-        if self.world > 1:
-            dist.broadcast(past, 0)
-        return bool(past)
+        past = time.monotonic() > deadline
+        if self.world > 1 and deadline != math.inf:  # one broadcast a step; a single process never syncs the device
+            flag = torch.tensor(float(past), device=self.device)
+            dist.broadcast(flag, 0)
+            past = bool(flag)
+        return past
 
     def _progress_bar(self, target: int, enabled: bool) -> tqdm:
         # Counted from the run's first step, so a Stage II run from 2100 starts at 0%, not at 2100 / target.

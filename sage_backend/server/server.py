@@ -18,8 +18,7 @@ import zmq
 from sage_backend import __version__
 from sage_backend.cameras import PoseDistribution
 from sage_backend.checkpoint import LoadedStyle
-from sage_backend.decoding import compile_notice
-from sage_backend.inference import PortraitRenderer, default_camera_batch
+from sage_backend.inference import PortraitRenderer, default_camera_batch, warm_up_all
 from sage_backend.labels import LABEL_NAMES, PALETTE
 from sage_backend.server.curve import allow_list, read_secret_key
 from sage_backend.server.fleet import Fleet, FleetConfig, LocalWorkers
@@ -91,10 +90,7 @@ class SageServer:
             batch = config.camera_batch or default_camera_batch(device)  # a turntable's cameras grouped into the compiled batch
             self.renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision,
                                                      compile=config.compile) for name, s in styles.items()}
-        if any(r.compiled for r in self.renderers.values()):
-            print(compile_notice(device), file=sys.stderr, flush=True)
-        for renderer in self.renderers.values():
-            renderer.warm_up()  # the first request pays no compilation
+        warm_up_all(self.renderers.values(), device)  # the first request pays no compilation
         self.ctx = zmq.Context()
         self.authenticator = allow_list(self.ctx, config.curve_clients) if config.curve_clients is not None else None
         self.socket = self.ctx.socket(zmq.ROUTER)
