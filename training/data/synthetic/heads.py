@@ -9,6 +9,11 @@ Framing follows CelebA-HQ under SAGE's camera (radius 1, fov 12 deg: the image s
 lips, ears, neck) are joined by a smooth union so the face reads as one surface; eye openings
 and ear bowls are carved out of the skin; eyeballs sit in the openings. Beards and moustaches
 are labelled `hair` (CelebAMask-HQ has no beard class).
+
+Heads v3: the face parts sit on the face as a real face's do, so none shows from behind the head
+(past training.metrics.BACK_YAW): the eye row is a flatter plate than the skull, eyeballs sit in
+skin sockets, brows and lips bend along the face in short segments, and a temple ridge and the
+cheeks beside the mouth hide their outer ends. `python benchmarks/class_shares.py` measures it.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ L = LABEL_IDS
 FLESH = (L["skin"], L["nose"], L["u_lip"], L["l_lip"], L["l_ear"], L["r_ear"], L["neck"])  # smoothly joined
 BLEND = 0.0025  # smooth-union radius of the flesh parts (world units)
 FAR = 1.0  # a distance beyond the box
+BROW_RIDGE = 0.8  # the brow ridge's half-width, in skull half-widths
 MARGIN = 0.008  # small parts are evaluated within this of their bounding box: there the smooth union has faded
 
 
@@ -191,8 +197,12 @@ def _face(u: Uniform) -> _Face:
     eye_x, eye_y = u(0.026, 0.031), u(0.002, 0.010)
     surfaces = [skull, jaw, chin] + [Ellipsoid(L["skin"], (s * cheek_x, cheek_y, 0.034), (0.024, 0.024, 0.028)) for s in (1, -1)]
     face = _Face(skull, jaw, chin, surfaces, eye_x, eye_y)
-    brow_ridge = Ellipsoid(L["skin"], (0.0, eye_y + 0.014, face.on_face(0.0, eye_y + 0.014, 0.002, 0.016)), (hw * 0.8, 0.011, 0.016))
-    surfaces.append(brow_ridge)  # brows sit on it
+    brow_ridge = Ellipsoid(L["skin"], (0.0, eye_y + 0.014, face.on_face(0.0, eye_y + 0.014, 0.002, 0.016)), (hw * BROW_RIDGE, 0.011, 0.016))
+    # The eye row is flatter than the skull: on a round skull the outer eye corners face sideways and
+    # show from behind the head. On this plate they face within ~35 degrees of forward, so past ~125
+    # degrees of yaw they turn away from the camera, as a real face's do.
+    eye_plate = Ellipsoid(L["skin"], (0.0, eye_y - 0.004, face.on_face(0.0, eye_y - 0.004, 0.0, 0.02)), (hw * 0.86, 0.02, 0.02))
+    surfaces += [brow_ridge, eye_plate]  # brows and eyes sit on them
     return face
 
 
@@ -208,14 +218,24 @@ def _eyes_brows_ears(u: Uniform, face: _Face, age: float, build: _Build) -> tupl
     for side, (eye, brow, ear) in ((1, ("l_eye", "l_brow", "l_ear")), (-1, ("r_eye", "r_brow", "r_ear"))):
         x = side * eye_x
         zc = face.front(x, eye_y) - 0.85 * radius
-        build.parts.append(Ellipsoid(L[eye], (x, eye_y, zc), (half_w + 0.0015, radius, radius)))
+        rx = min(half_w + 0.0015, radius * 1.1)
+        build.parts.append(Ellipsoid(L[eye], (x, eye_y, zc), (rx, radius, radius)))
+        # the socket: skin round the eyeball, opened only by the almond carve, so the eyeball's outer
+        # side is never bare where the face turns back towards the ear (it showed from behind)
+        build.parts.append(Ellipsoid(L["skin"], (x + side * 0.004, eye_y, zc - 0.003), (rx, radius + 0.002, radius)))
         build.eyes.append(Eye(L[eye], (x, eye_y, zc), radius, gaze))
         build.carves.append(Carve(L["skin"], 2, 1.0, zc, _almond(x, eye_y, half_w, half_h, side * tilt)))
-        for t in np.linspace(0.0, 1.0, 3):  # brow: a tapering arch from the inner to the outer end
-            bx = side * (eye_x - 0.9 * half_w + t * 2.1 * half_w)
+        # brow: a tapering arch of short segments, each set on the face where it lies, the outer end kept
+        # inside the brow ridge (a brow tip past the ridge sticks out sideways and shows from behind)
+        outer = min(eye_x + 1.2 * half_w, 0.72 * BROW_RIDGE * face.skull.radii[0])
+        for t in np.linspace(0.0, 1.0, 6):
+            bx = side * (eye_x - 0.9 * half_w + t * (outer - eye_x + 0.9 * half_w))
             by = eye_y + brow_lift + brow_arch * math.sin(math.pi * min(t / 0.7, 1.0) * 0.5 + (t > 0.7) * (t - 0.7) * 2) - 0.002 * t**2
-            thick = brow_thick * (1.1 - 0.5 * t)
-            build.parts.append(Ellipsoid(L[brow], (bx, by, face.on_face(bx, by, 0.0016, 0.004)), (0.0095, thick, 0.004)))
+            thick = brow_thick * (1.3 - 0.6 * t)
+            build.parts.append(Ellipsoid(L[brow], (bx, by, face.on_face(bx, by, 0.0008, 0.004)), (0.005, thick, 0.004)))
+        # the temple ridge past the brow's outer end hides the brow from behind the head
+        tx = side * (outer + 0.005)
+        build.parts.append(Ellipsoid(L["skin"], (tx, by, face.on_face(tx, by, 0.0, 0.01) - 0.001), (0.009, 0.012, 0.01)))
         ear_y, ear_h = eye_y - u(0.012, 0.017), u(0.019, 0.024)
         ear_x = side * (_half_width(face.skull, ear_y, -0.004) + 0.002)
         build.parts.append(Ellipsoid(L[ear], (ear_x, ear_y, -0.006), (0.0065, ear_h, 0.012)))
@@ -238,12 +258,28 @@ def _lips(u: Uniform, face: _Face, age: float, build: _Build) -> _Mouth:
     """Lips with a parting line between them."""
     mouth_y, lip_w = u(-0.047, -0.041), u(0.018, 0.024)
     up_h, low_h = u(0.0028, 0.0045) * (1 - 0.3 * age), u(0.0038, 0.0058) * (1 - 0.3 * age)
-    build.parts += [
-        Ellipsoid(L["u_lip"], (0.0, mouth_y + 0.8 * up_h, face.on_face(0.0, mouth_y + 0.8 * up_h, 0.0035, 0.008)), (lip_w, up_h + 0.0004, 0.008)),
-        Ellipsoid(L["l_lip"], (0.0, mouth_y - 0.8 * low_h, face.on_face(0.0, mouth_y - 0.8 * low_h, 0.0035, 0.008)), (lip_w * 0.88, low_h + 0.0004, 0.008)),
-        Ellipsoid(L["mouth"], (0.0, mouth_y, face.on_face(0.0, mouth_y, 0.0022, 0.006)), (lip_w * 0.9, 0.0007, 0.006)),
-    ]
+    for label, y, w, h, out, depth in (("u_lip", mouth_y + 0.8 * up_h, lip_w, up_h + 0.0004, 0.0035, 0.008),
+                                       ("l_lip", mouth_y - 0.8 * low_h, lip_w * 0.88, low_h + 0.0004, 0.0035, 0.008),
+                                       ("mouth", mouth_y, lip_w * 0.9, 0.0007, 0.0022, 0.006)):
+        build.parts += _along_face(face, L[label], w, y, h, out, depth)
+    for side in (1, -1):  # the cheeks beside the mouth: from behind the head they hide the lips
+        x = side * (lip_w + 0.008)
+        build.parts.append(Ellipsoid(L["skin"], (x, mouth_y, face.on_face(x, mouth_y, 0.0, 0.02) + 0.006), (0.017, 0.018, 0.02)))
     return _Mouth(mouth_y, lip_w, up_h, low_h)
+
+
+def _along_face(face: _Face, label: int, half_w: float, y: float, half_h: float, protrusion: float, depth: float,
+                segments: int = 5) -> list[Ellipsoid]:
+    """A lens-shaped feature (lips, the mouth line) of half-width half_w across x = 0, bent along the
+    face: short segments, each set on the face where it lies and tapering to the corners. One straight
+    ellipsoid would stick its ends out of the curved face, and those sideways-facing ends show from
+    behind the head."""
+    seg_w = half_w / (segments - 1) * 1.25
+    parts = []
+    for t in np.linspace(-1.0, 1.0, segments):
+        x, taper = t * (half_w - seg_w * 0.6), (1.0 - 0.75 * t * t) ** 0.5
+        parts.append(Ellipsoid(label, (x, y, face.on_face(x, y, protrusion, depth)), (seg_w, half_h * taper, depth)))
+    return parts
 
 
 def _facial_hair(rng: np.random.Generator, face: _Face, mouth: _Mouth, build: _Build) -> None:
