@@ -60,7 +60,12 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
     row = box.row(align=True)
     row.prop(settings, "seed")
     row.operator("sage.randomize_seed", text="", icon="FILE_REFRESH")
-    box.prop(settings, "psi")
+    row = box.row(align=True)
+    style_psi = state.style_psi(settings.style)
+    row.prop(settings, "use_style_psi", text="Style's Psi" + (f" ({style_psi:g})" if style_psi is not None and settings.use_style_psi else ""))
+    sub = row.row(align=True)
+    sub.active = not settings.use_style_psi  # greyed, not hidden: the value is kept for when the box is unticked
+    sub.prop(settings, "psi")
     box.prop(settings, "resolution")
     for what, value in (("resolution", settings.resolution), ("cameras", settings.turntable_frames), ("grid", settings.mesh_grid)):
         error = state.limit_error(what, value)  # the limits come from the backend's hello

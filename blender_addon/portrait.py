@@ -53,13 +53,16 @@ def base_fields(scene: bpy.types.Scene) -> dict[str, Any]:
     if not settings.style:
         raise ValueError("no style chosen: connect to a backend first")
     session.get().check_limit("resolution", settings.resolution)
-    return {"style": settings.style, "seed": settings.seed, "psi": round(settings.psi, 6), "resolution": settings.resolution, "outputs": list(OUTPUTS)}
+    fields = {"style": settings.style, "seed": settings.seed, "resolution": settings.resolution, "outputs": list(OUTPUTS)}
+    if not settings.use_style_psi:  # else the backend renders at the style's own psi (hello: styles[].psi)
+        fields["psi"] = round(settings.psi, 6)
+    return fields
 
 
 def cache_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
     pose = tuple(round(v, 5) for row in camera["cam2world"] for v in row)
     lens = (round(camera["fov_deg"], 4), *(round(v, 5) for v in camera.get("shift", (0.0, 0.0))), round(camera.get("aspect", 1.0), 5))
-    return (fields["style"], fields["seed"], fields["psi"], fields["resolution"], pose, lens)
+    return (fields["style"], fields["seed"], fields.get("psi"), fields["resolution"], pose, lens)
 
 
 def arrays_from_reply(reply: Reply) -> dict[str, np.ndarray]:

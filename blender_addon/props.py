@@ -84,6 +84,9 @@ class SagePortraitSettings(bpy.types.PropertyGroup):
     address: bpy.props.StringProperty(name="Address", description="ZeroMQ address of the SAGE backend", default=ADDRESS_DEFAULT)
     style: bpy.props.EnumProperty(name="Style", description="Drawing style (from the backend)", items=_style_items)
     seed: bpy.props.IntProperty(name="Seed", description="Identity of the portrait", default=0, min=0)
+    use_style_psi: bpy.props.BoolProperty(
+        name="Style's Psi", description="Render at the truncation the style was released at (the backend reports it); "
+        "off: the Psi value below", default=True)
     psi: bpy.props.FloatProperty(name="Psi", description="Truncation: lower is more typical, higher more varied", default=0.5, min=0.0, max=1.0)
     resolution: bpy.props.IntProperty(name="Resolution", description="Image size in pixels on the frame's larger side (the backend's limits apply)", default=256, min=1)
     pivot: bpy.props.PointerProperty(

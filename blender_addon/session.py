@@ -112,7 +112,15 @@ class Session:
 
     def style_poses(self, name: str) -> dict[str, Any] | None:
         """The poses a style trained on, from hello (None for a backend that does not say)."""
-        return next((s.get("poses") for s in self.info.get("styles", []) if isinstance(s, dict) and s.get("name") == name), None)
+        return self._style_field(name, "poses")
+
+    def style_psi(self, name: str) -> float | None:
+        """The psi a style renders at when a request names none, from hello (None for a backend that does not say)."""
+        psi = self._style_field(name, "psi")
+        return float(psi) if isinstance(psi, (int, float)) and not isinstance(psi, bool) else None
+
+    def _style_field(self, name: str, key: str) -> Any:
+        return next((s.get(key) for s in self.info.get("styles", []) if isinstance(s, dict) and s.get("name") == name), None)
 
     def style_items(self) -> list[tuple[str, str, str]]:
         return self._style_items or [("", "(connect first)", "Connect to a backend to list its styles")]

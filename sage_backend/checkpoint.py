@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
 from sage_backend.config import ModelConfig
 from sage_backend.files import atomic_path, check_file_name
+from sage_backend.limits import DEFAULT_PSI, PSI_RANGE
 from sage_backend.model.generator import SageGenerator
 
 FORMAT = "sage-portrait"
@@ -49,6 +50,9 @@ class StyleInfo:
     step: int = 0
     training: dict[str, Any] = field(default_factory=dict)  # recipe, data, wall time, metrics: free-form JSON
     poses: dict[str, Any] = field(default_factory=dict)  # PoseDistribution.to_json() it trained on; {} = the reference's
+    # The truncation psi this model is measured at (`sage-train release --psi`) and served at when a request
+    # names none: the best trade of seed variety against consistency differs from model to model.
+    psi: float = DEFAULT_PSI
 
     def __post_init__(self) -> None:
         check_file_name(self.name, "style.name")
@@ -58,6 +62,8 @@ class StyleInfo:
             raise ValueError(f"style.stage must be 1 or 2, got {str(self.stage)[:20]}")
         if not isinstance(self.step, int) or isinstance(self.step, bool) or not 0 <= self.step <= MAX_STEP:
             raise ValueError(f"style.step must be an integer in 0..{MAX_STEP}")
+        if isinstance(self.psi, bool) or not isinstance(self.psi, (int, float)) or not PSI_RANGE[0] <= self.psi <= PSI_RANGE[1]:
+            raise ValueError(f"style.psi must be a number in {PSI_RANGE[0]}..{PSI_RANGE[1]}, got {str(self.psi)[:20]}")
         for key in ("training", "poses"):
             if not isinstance(getattr(self, key), dict):
                 raise ValueError(f"style.{key} must be an object")

@@ -78,7 +78,8 @@ def _style_arg(p: argparse.ArgumentParser) -> None:
 
 def _latent_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="which head: an integer in 0..2^63-1")
-    p.add_argument("--psi", type=float, default=0.5, help="truncation in 0..1 (0: the average head)")
+    p.add_argument("--psi", type=float, help="truncation in 0..1 (0: the average head; default: the style's own, "
+                   "which `sage-backend styles` lists)")
 
 
 def _serving_parsers(sub) -> None:
@@ -202,6 +203,7 @@ def render_cameras(args: argparse.Namespace):
 
 
 def _renderer(args: argparse.Namespace):
+    """The style's renderer, and the psi to render at: --psi, else the style's own (StyleInfo.psi)."""
     from sage_backend.decoding import compile_notice
     from sage_backend.inference import PortraitRenderer, default_camera_batch
 
@@ -212,7 +214,7 @@ def _renderer(args: argparse.Namespace):
                                 compile=args.compile)
     if renderer.compiled:  # compiled on the first frames: say so before the wait
         print(compile_notice(device), file=sys.stderr, flush=True)
-    return renderer
+    return renderer, styles[args.style].info.psi if args.psi is None else args.psi
 
 
 def cmd_styles(args: argparse.Namespace) -> int:
@@ -220,7 +222,7 @@ def cmd_styles(args: argparse.Namespace) -> int:
 
     for path in discover_checkpoints(args.styles):
         info = read_style_info(path)
-        print(f"{info.name}\tstage {info.stage}, step {info.step}\t{path}" + (f"\t{info.description}" if info.description else ""))
+        print(f"{info.name}\tstage {info.stage}, step {info.step}, psi {info.psi:g}\t{path}" + (f"\t{info.description}" if info.description else ""))
     return 0
 
 
@@ -230,8 +232,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     check_arguments(args)
     cams = render_cameras(args)
     check_writable(args.out)
-    renderer = _renderer(args)
-    for i, frame in enumerate(renderer.render(renderer.latent(seed=args.seed), cams, args.psi, args.resolution)):
+    renderer, psi = _renderer(args)
+    for i, frame in enumerate(renderer.render(renderer.latent(seed=args.seed), cams, psi, args.resolution)):
         save_frame(args.out, args.style, args.seed, FIRST_FRAME + i, frame.drawing, frame.semantic)
     print(f"{len(cams)} view(s) -> {args.out}")
     return 0
@@ -247,8 +249,8 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     if args.out.is_dir():
         raise ValueError(f"--out {args.out}: is a folder; give the mesh file's name")
     check_writable(args.out.parent)
-    renderer = _renderer(args)
-    mesh = extract_mesh(renderer, renderer.latent(seed=args.seed), args.psi, args.grid, args.threshold, args.colors, progress=True)
+    renderer, psi = _renderer(args)
+    mesh = extract_mesh(renderer, renderer.latent(seed=args.seed), psi, args.grid, args.threshold, args.colors, progress=True)
     write_mesh(args.out, mesh, fmt)
     print(f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces (iso-level {mesh.metadata['threshold']:.3g}) -> {args.out}")
     return 0

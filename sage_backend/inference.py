@@ -28,6 +28,7 @@ from sage_backend.decoding import (CompiledDecoder, compile_notice, compiled_fie
                                    resolve_precision)
 from sage_backend.frames import OUTPUTS, Frame, frame_from_pixels, frames_from_outputs
 from sage_backend.framing import HeadCamera, composite, head_camera
+from sage_backend.limits import DEFAULT_PSI
 from sage_backend.model.field import FoldedField, folded_sample
 from sage_backend.model.generator import GeneratorOutput, SageGenerator
 from sage_backend.model.mapping import LatentCode
@@ -145,7 +146,7 @@ class PortraitRenderer:
         self,
         z: torch.Tensor,
         cameras: Sequence[Camera],
-        psi: float = 0.5,
+        psi: float = DEFAULT_PSI,
         resolution: int | None = None,
         outputs: Iterable[str] = ("drawing", "semantic"),
         should_stop: Callable[[], bool] | None = None,
@@ -192,7 +193,7 @@ class PortraitRenderer:
                                          camera, head, width, height, far)
         return frame_from_pixels(image, labels, depth, wanted)
 
-    def density(self, points: torch.Tensor, z: torch.Tensor, psi: float = 0.5, chunk: int = 262144,
+    def density(self, points: torch.Tensor, z: torch.Tensor, psi: float = DEFAULT_PSI, chunk: int = 262144,
                 should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
         """Density (N,) at world points (N, 3), evaluated in chunks so memory stays bounded; the result lies on
         the points' device (points already on the renderer's device never leave it)."""

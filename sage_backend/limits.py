@@ -8,6 +8,7 @@ from typing import Any
 
 SEED_RANGE = (0, 2**63 - 1)  # the largest seed torch.Generator.manual_seed takes as a signed 64-bit int
 PSI_RANGE = (0.0, 1.0)
+DEFAULT_PSI = 0.5  # a checkpoint's truncation when it records none (StyleInfo.psi)
 THRESHOLD_RANGE = (0.0, 1e6)  # density iso-level
 DEADLINE_MS_RANGE = (1, 86_400_000)
 

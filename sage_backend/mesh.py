@@ -44,6 +44,7 @@ from sage_backend.cameras import SAGE_TO_BLENDER, Camera, project_points, stack_
 from sage_backend.files import atomic_write_bytes
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer
 from sage_backend.labels import PALETTE
+from sage_backend.limits import DEFAULT_PSI
 
 DEFAULT_THRESHOLD = 10.0
 FALLBACK_QUANTILE = 0.995
@@ -62,7 +63,7 @@ def default_bound(renderer: PortraitRenderer) -> float:
     return renderer.cfg.field.box_warp / 2
 
 
-def density_volume(renderer: PortraitRenderer, z: torch.Tensor, psi: float = 0.5, grid: int = 256, bound: float | None = None,
+def density_volume(renderer: PortraitRenderer, z: torch.Tensor, psi: float = DEFAULT_PSI, grid: int = 256, bound: float | None = None,
                    slab: int | None = None, should_stop: Callable[[], bool] | None = None, progress: bool = False) -> torch.Tensor:
     """Density on a grid^3 lattice over [-bound, bound]^3, indexed [x, y, z] (float32), on the renderer's device.
 
@@ -89,7 +90,7 @@ def density_volume(renderer: PortraitRenderer, z: torch.Tensor, psi: float = 0.5
     return values
 
 
-def density_grid(renderer: PortraitRenderer, z: torch.Tensor, psi: float = 0.5, grid: int = 256, bound: float | None = None,
+def density_grid(renderer: PortraitRenderer, z: torch.Tensor, psi: float = DEFAULT_PSI, grid: int = 256, bound: float | None = None,
                  slab: int | None = None, should_stop: Callable[[], bool] | None = None, progress: bool = False) -> np.ndarray:
     """`density_volume` as a numpy array on the CPU (arguments and errors as there)."""
     return density_volume(renderer, z, psi, grid, bound, slab, should_stop, progress).cpu().numpy()
@@ -243,7 +244,7 @@ def vertex_labels_and_colors(renderer: PortraitRenderer, z: torch.Tensor, psi: f
     return labels, colors, float(seen.mean())
 
 
-def extract_mesh(renderer: PortraitRenderer, z: torch.Tensor, psi: float = 0.5, grid: int = 256, threshold: float | None = None,
+def extract_mesh(renderer: PortraitRenderer, z: torch.Tensor, psi: float = DEFAULT_PSI, grid: int = 256, threshold: float | None = None,
                  colors: str = "semantic", keep_largest: bool = True, should_stop: Callable[[], bool] | None = None,
                  progress: bool = False, bound: float | None = None) -> trimesh.Trimesh:
     """The head's surface for one latent, in SAGE world units, coloured by `colors` ("semantic" | "drawing" |

@@ -21,7 +21,7 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS),
                    help="which metrics to compute (default: all but fid/kid, which need --inception and --real)")
     p.add_argument("--seeds", type=int, default=8, help="number of seeds (heads) to average over")
-    p.add_argument("--psi", type=float, default=0.5)
+    p.add_argument("--psi", type=float, help="truncation in 0..1 (default: the checkpoint's own, StyleInfo.psi)")
     p.add_argument("--data", type=Path, help="the training data (with cameras.json): report its face-part recall and "
                    "seed diversity beside the model's")
     p.add_argument("--inception", type=Path, help="TorchScript feature extractor for FID/KID (nothing is downloaded)")
@@ -36,12 +36,15 @@ def run_eval(args: argparse.Namespace) -> int:
     unknown = set(args.metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {sorted(METRICS)}")
-    check_value("psi", args.psi, Limits())
+    if args.psi is not None:
+        check_value("psi", args.psi, Limits())
     if not 1 <= args.seeds <= MAX_SEEDS:
         raise ValueError(f"--seeds must be an integer in 1..{MAX_SEEDS}")
     loaded = load_generator(args.checkpoint)
+    args = argparse.Namespace(**{**vars(args), "psi": loaded.info.psi if args.psi is None else args.psi})
     renderer = PortraitRenderer(loaded.generator, pick_device(args.device))
-    report = {"checkpoint": str(args.checkpoint), "style": loaded.info.name, "step": loaded.info.step, "seeds": args.seeds}
+    report = {"checkpoint": str(args.checkpoint), "style": loaded.info.name, "step": loaded.info.step, "seeds": args.seeds,
+              "psi": args.psi}
     for name in args.metrics:
         report[name] = METRICS[name](renderer, args)
     text = json.dumps(report, indent=2)

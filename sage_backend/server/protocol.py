@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from sage_backend.cameras import Camera
-from sage_backend.limits import Limits, check_value
+from sage_backend.limits import DEFAULT_PSI, Limits, check_value
 
 MAGIC = b"SAGE/1"
 PROTOCOL_VERSION = 1
@@ -127,14 +127,15 @@ class RenderSpec:
     deadline_ms: float | None = None
 
 
-def parse_work(request: Request, limits: Limits, styles: dict[str, int]) -> RenderSpec:
-    """Validate a generate / turntable / mesh request; `styles` maps style names to their z_dim."""
+def parse_work(request: Request, limits: Limits, styles: dict[str, int], style_psi: Mapping[str, float] | None = None) -> RenderSpec:
+    """Validate a generate / turntable / mesh request; `styles` maps style names to their z_dim, `style_psi`
+    to the psi a request that names none is rendered at (StyleInfo.psi; DEFAULT_PSI for styles not in it)."""
     f, rid = request.fields, request.id
     style = f.get("style")
     if not isinstance(style, str) or style not in styles:
         raise ProtocolError("unknown_style", f"unknown style {str(style)[:40]!r}; styles are {', '.join(sorted(styles))}", rid)
     seed, latent = latent_from(request, styles[style], limits)
-    spec = RenderSpec(style, seed, latent, _number(f, "psi", 0.5, limits, rid))
+    spec = RenderSpec(style, seed, latent, _number(f, "psi", (style_psi or {}).get(style, DEFAULT_PSI), limits, rid))
     if "deadline_ms" in f:
         spec.deadline_ms = _number(f, "deadline_ms", None, limits, rid)
     if request.op == "mesh":

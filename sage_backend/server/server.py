@@ -85,6 +85,7 @@ class SageServer:
         self.config, self.limits, self.device = config, config.limits, device
         self.styles = styles
         self.z_dims = {name: s.generator.z_dim for name, s in styles.items()}
+        self.style_psi = {name: s.info.psi for name, s in styles.items()}
         self.renderers: dict[str, PortraitRenderer] = {}  # with a pool, the worker processes render (`device` names them)
         if config.pool is None:
             batch = config.camera_batch or default_camera_batch(device)  # a turntable's cameras grouped into the compiled batch
@@ -149,7 +150,7 @@ class SageServer:
         return {
             "protocol": PROTOCOL_VERSION, "server": f"sage-backend {__version__}", "device": str(self.device),
             "styles": [{"name": n, "description": s.info.description, "resolution": s.generator.cfg.output_resolution,
-                        "poses": pose_record(s.info.pose_distribution)}
+                        "poses": pose_record(s.info.pose_distribution), "psi": s.info.psi}
                        for n, s in self.styles.items()],
             "labels": list(LABEL_NAMES), "palette": [list(c) for c in PALETTE], "limits": self.limits.to_dict(),
             **self.worker.report(),
@@ -172,7 +173,7 @@ class SageServer:
                 found = self.worker.cancel(identity, target)
                 self._send(identity, encode({"id": rid, "ok": True, "found": found}))
             else:
-                spec = parse_work(request, self.limits, self.z_dims)
+                spec = parse_work(request, self.limits, self.z_dims, self.style_psi)
                 deadline_ms = self.limits.default_deadline_ms if spec.deadline_ms is None else spec.deadline_ms
                 self.worker.submit(Job(identity, request, spec, start + deadline_ms / 1000))
                 return  # logged by the worker when it finishes

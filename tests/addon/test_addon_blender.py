@@ -42,16 +42,21 @@ def test_generate_makes_flipped_images_with_colour_spaces_on_planes_that_fill_th
         assert settings.style == "line"
         assert "sage-backend" in bpy.context.window_manager.sage_portrait_status
         assert "cpu" in bpy.context.window_manager.sage_portrait_status
+        # By default the request names no psi, so the backend renders at the style's own (hello reports it).
+        from blender_addon import portrait, session
+        assert "psi" not in portrait.base_fields(scene) and session.get().style_psi("line") == 0.5
+        settings.use_style_psi, settings.psi = False, 0.7
+        assert abs(portrait.base_fields(scene)["psi"] - 0.7) < 1e-6
+        settings.use_style_psi = True
         assert bpy.ops.sage.generate() == {{"FINISHED"}}
         drawing, semantic = settings.drawing_image, settings.semantic_image
         assert tuple(drawing.size) == (64, 64) and tuple(semantic.size) == (64, 64)
         assert drawing.colorspace_settings.name == "sRGB" and semantic.colorspace_settings.name == "Non-Color"
         # The same request through a plain client: Blender's bottom-up rows must be the protocol's rows flipped.
-        from blender_addon import session
         from blender_addon.camera import camera_from_blender
         from blender_addon.client import Client
         reference = Client({address!r}, 30.0)
-        reply = reference.request("generate", {{"style": "line", "seed": settings.seed, "psi": settings.psi,
+        reply = reference.request("generate", {{"style": "line", "seed": settings.seed, "psi": session.get().style_psi("line"),
                                    "camera": camera_from_blender(camera, scene, pivot), "resolution": 64}})
         reference.close()
         expected = np.frombuffer(reply.blobs["drawing"].data, np.uint8).reshape(64, 64, 3) / 255

@@ -20,7 +20,7 @@ from sage_backend.checkpoint import (
 from sage_backend.inference import PortraitRenderer, seed_latent
 from sage_backend.model.generator import SageGenerator
 
-INFO = StyleInfo("ink", "test style", stage=2, step=10, training={"recipe": "demo", "metrics": {"miou": 0.9}})
+INFO = StyleInfo("ink", "test style", stage=2, step=10, training={"recipe": "demo", "metrics": {"miou": 0.9}}, psi=0.65)
 
 
 @pytest.fixture()
@@ -182,6 +182,9 @@ def _set(section: str, key: str, value):
     ("style", "step", -1, "style.step must be an integer"),
     ("style", "description", "x" * 100000, "style.description must be a string of at most 2000 characters"),
     ("style", "owner", "me", "metadata key style has unknown keys ['owner']"),
+    ("style", "psi", 1.5, "style.psi must be a number in 0.0..1.0, got 1.5"),
+    ("style", "psi", "0.5", "style.psi must be a number in 0.0..1.0, got 0.5"),
+    ("style", "psi", True, "style.psi must be a number in 0.0..1.0, got True"),
 ])
 def test_every_config_and_style_value_is_checked_and_named(saved, tmp_path: Path, section, key, value, message) -> None:
     bad = _with_metadata(saved[0], tmp_path, _set(section, key, value))

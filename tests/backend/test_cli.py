@@ -41,6 +41,24 @@ def test_render_yaw_range_spans_the_arc_inclusive(tmp_path, capsys, tiny_checkpo
         assert np.array_equal(arc, np.array(Image.open(tmp_path / f"one{i}" / "line_2_0001_drawing.png")))
 
 
+def test_render_without_psi_uses_the_styles_own_and_styles_lists_it(tmp_path, capsys, tiny_checkpoint_dir) -> None:
+    from dataclasses import replace
+
+    from sage_backend.checkpoint import load_generator, save_generator
+
+    loaded = load_generator(tiny_checkpoint_dir / "line.safetensors")
+    save_generator(tmp_path / "styles" / "line.safetensors", loaded.generator, replace(loaded.info, psi=0.8))
+    common = ["--style", "line", "--seed", "2", "--resolution", "64", "--styles", str(tmp_path / "styles"), "--device", "cpu"]
+    drawings = {}
+    for psi in (None, "0.8", "0.5"):
+        out = tmp_path / f"psi{psi}"
+        code, _, err = run(capsys, "render", *common, *(("--psi", psi) if psi else ()), "--out", str(out))
+        assert code == 0, err
+        drawings[psi] = np.array(Image.open(out / "line_2_0001_drawing.png"))
+    assert np.array_equal(drawings[None], drawings["0.8"]) and not np.array_equal(drawings[None], drawings["0.5"])
+    assert "stage 2, step 0, psi 0.8\t" in run(capsys, "styles", "--styles", str(tmp_path / "styles"))[1]
+
+
 def test_mesh_writes_the_format_of_the_suffix(tmp_path, capsys, tiny_checkpoint_dir) -> None:
     code, out, _ = run(capsys, "mesh", "--style", "pencil", "--grid", "32", "--styles", str(tiny_checkpoint_dir),
                        "--device", "cpu", "--out", str(tmp_path / "head.glb"))

@@ -69,6 +69,7 @@ def test_hello_reports_protocol_styles_labels_and_limits(client: Client) -> None
     from sage_backend.cameras import REFERENCE_POSES
     for style in header["styles"]:
         assert style["poses"] == {**REFERENCE_POSES.pose_range(), "full_circle": False}
+        assert style["psi"] == 0.5  # a checkpoint that records no psi is served at DEFAULT_PSI
     assert client.call("ping")[0]["ok"]
 
 
@@ -308,6 +309,27 @@ def test_curve_without_the_key_gets_nothing(tmp_path, tiny_checkpoint_dir) -> No
         assert secure.call("hello")[0]["ok"]
         secure.close()
     finally:
+        stop_backend(server)
+
+
+def test_a_request_without_psi_renders_at_the_styles_own(tiny_checkpoint_dir, tmp_path) -> None:
+    """A style released at psi 0.8 (StyleInfo.psi): hello says so, and a request naming no psi renders
+    exactly what psi 0.8 renders, in the server and through its workers (the pool forwards the value)."""
+    from dataclasses import replace
+
+    from sage_backend.checkpoint import load_generator, save_generator
+
+    loaded = load_generator(tiny_checkpoint_dir / "line.safetensors")
+    save_generator(tmp_path / "line.safetensors", loaded.generator, replace(loaded.info, psi=0.8))
+    server = start_backend(tmp_path)
+    c = Client(server.address)
+    try:
+        assert [(s["name"], s["psi"]) for s in c.call("hello")[0]["styles"]] == [("line", 0.8)]
+        drawing = {psi: c.call("generate", style="line", seed=4, camera=FRONT, resolution=64,
+                               **({} if psi is None else {"psi": psi}))[1][0] for psi in (None, 0.8, 0.5)}
+        assert drawing[None] == drawing[0.8] != drawing[0.5]
+    finally:
+        c.close()
         stop_backend(server)
 
 
