@@ -33,6 +33,7 @@ from sage_backend.cameras import FRONTAL_PITCH, FRONTAL_YAW, Camera, camera_rays
 from sage_backend.frames import Frame
 from sage_backend.inference import PortraitRenderer, seed_latent
 from sage_backend.labels import LABEL_IDS, NUM_CLASSES
+from sage_backend.limits import DEFAULT_PSI
 from sage_backend.model.generator import SageGenerator
 from training.data.images import list_images, read_image, read_labels
 
@@ -121,19 +122,19 @@ def _frontal_to_offsets(model: Model, seeds: Sequence[int], yaw_offsets: Sequenc
     return _mean(values)
 
 
-def semantic_consistency(model: Model, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = 0.5) -> float:
+def semantic_consistency(model: Model, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = DEFAULT_PSI) -> float:
     """Mean warped_miou from the frontal view to each yaw offset, over seeds (1 = perfectly consistent)."""
     return _frontal_to_offsets(model, seeds, yaw_offsets, psi,
                                lambda a, b, cam: warped_miou(a.semantic, a.depth, FRONTAL, b.semantic, b.depth, cam))
 
 
-def reprojection_error(model: Model, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = 0.5) -> float:
+def reprojection_error(model: Model, seeds: Sequence[int], yaw_offsets: Sequence[float] = YAW_OFFSETS, psi: float = DEFAULT_PSI) -> float:
     """Mean warped_drawing_error from the frontal view to each yaw offset, over seeds (0 = identical)."""
     return _frontal_to_offsets(model, seeds, yaw_offsets, psi,
                                lambda a, b, cam: warped_drawing_error(a.drawing, a.depth, FRONTAL, b.drawing, b.depth, cam))
 
 
-def full_circle_consistency(model: Model, seeds: Sequence[int], views: int = 8, step: float = 0.3, psi: float = 0.5) -> float:
+def full_circle_consistency(model: Model, seeds: Sequence[int], views: int = 8, step: float = 0.3, psi: float = DEFAULT_PSI) -> float:
     """Mean warped_miou from each of `views` yaws spaced around the whole circle to the yaw `step`
     radians further on, over seeds: view consistency where a frontal-only metric never looks."""
     renderer = as_renderer(model)
@@ -186,29 +187,36 @@ def diversity_of(label_maps: Sequence[np.ndarray]) -> float:
     return _mean(values)
 
 
-def frontal_label_maps(model: Model, seeds: Sequence[int], psi: float = 0.5) -> list[np.ndarray]:
+def frontal_label_maps(model: Model, seeds: Sequence[int], psi: float = DEFAULT_PSI) -> list[np.ndarray]:
     """Each seed's semantic map (H, W) at the frontal view."""
     renderer = as_renderer(model)
     return [next(renderer.render(seed_latent(s, renderer.generator.z_dim), [FRONTAL], psi, outputs=("semantic",))).semantic
             for s in seeds]
 
 
+def _data_views(root: Path) -> tuple[dict[str, dict], dict[str, Path]]:
+    """cameras.json of a synthetic/CelebAMask-HQ-layout folder, and its label maps by image id."""
+    cameras_path = Path(root) / "cameras.json"
+    if not cameras_path.is_file():
+        raise ValueError(f"{root}: no cameras.json, so the poses of its views are unknown")
+    cameras = json.loads(cameras_path.read_text())
+    masks = list_images(Path(root) / "CelebAMask-HQ-mask")
+    missing = sorted(set(cameras) - set(masks))
+    if missing:
+        raise ValueError(f"{Path(root) / 'CelebAMask-HQ-mask' / missing[0]}.png: missing label map for a camera in {cameras_path}")
+    return cameras, masks
+
+
 def data_frontal_label_maps(root: Path, count: int, max_offset: float = 0.15) -> list[np.ndarray]:
     """Label maps of up to `count` near-frontal views (yaw and pitch within `max_offset` rad of frontal),
     one per head, from a synthetic/CelebAMask-HQ-layout folder with cameras.json (the model's yardstick)."""
-    cameras_path = Path(root) / "cameras.json"
-    if not cameras_path.is_file():
-        raise ValueError(f"{root}: no cameras.json, so its near-frontal views are unknown")
-    cameras = json.loads(cameras_path.read_text())
-    masks = list_images(Path(root) / "CelebAMask-HQ-mask")
+    cameras, masks = _data_views(root)
     maps, heads = [], set()
     for image_id in sorted(cameras):
         cam = cameras[image_id]
         if cam["head"] in heads or abs(cam["yaw"] - FRONTAL_YAW) > max_offset or abs(cam["pitch"] - FRONTAL_PITCH) > max_offset:
             continue
         heads.add(cam["head"])
-        if image_id not in masks:
-            raise ValueError(f"{Path(root) / 'CelebAMask-HQ-mask' / image_id}.png: missing label map for a camera in {cameras_path}")
         maps.append(read_labels(masks[image_id]))
         if len(maps) == count:
             break
@@ -217,7 +225,20 @@ def data_frontal_label_maps(root: Path, count: int, max_offset: float = 0.15) ->
     return maps
 
 
-def back_face_parts(model: Model, seeds: Sequence[int], frames: int = 16, psi: float = 0.5) -> float:
+def data_back_face_parts(root: Path, max_pitch_offset: float = 0.15) -> float | None:
+    """back_face_parts' yardstick: the fraction of the data's back-half views (|yaw - pi/2| > BACK_YAW,
+    pitch within `max_pitch_offset` of pi/2) that show an eye, brow, nose or lip; None without such views
+    (frontal-only data such as CelebAMask-HQ's)."""
+    cameras, masks = _data_views(root)
+    shown = []
+    for image_id, cam in sorted(cameras.items()):
+        if abs(float(wrap_yaw(torch.tensor(cam["yaw"]))) - FRONTAL_YAW) > BACK_YAW and abs(cam["pitch"] - FRONTAL_PITCH) <= max_pitch_offset:
+            parts = parts_shown(read_labels(masks[image_id]))
+            shown.append(any(parts[g] for g in ("eyes", "brows", "nose", "mouth")))
+    return float(np.mean(shown)) if shown else None
+
+
+def back_face_parts(model: Model, seeds: Sequence[int], frames: int = 16, psi: float = DEFAULT_PSI) -> float:
     """The fraction of back-half frames (|yaw - pi/2| > BACK_YAW) of a `frames`-view 360-degree turntable
     at pitch pi/2 that show any eye, brow, nose or lip, over seeds (0 = the back is all hair and skin)."""
     renderer = as_renderer(model)
@@ -313,7 +334,8 @@ METRICS: dict[str, Callable[[PortraitRenderer, argparse.Namespace], float | dict
                                                 part_recall_of(data_frontal_label_maps(a.data, a.seeds)) if a.data else None),
     "seed_diversity": lambda r, a: _with_data(diversity_of(frontal_label_maps(r, range(a.seeds), a.psi)),
                                               diversity_of(data_frontal_label_maps(a.data, a.seeds)) if a.data else None),
-    "back_face_parts": lambda r, a: back_face_parts(r, range(a.seeds), psi=a.psi),
+    "back_face_parts": lambda r, a: _with_data(back_face_parts(r, range(a.seeds), psi=a.psi),
+                                               data_back_face_parts(a.data) if a.data else None),
     "fid": lambda r, a: frechet_distance(*_generated_and_real(r, a)),
     "kid": lambda r, a: kernel_distance(*_generated_and_real(r, a)),
 }

@@ -19,6 +19,7 @@ from sage_backend.cameras import turntable
 from sage_backend.checkpoint import StyleInfo, load_generator, save_generator
 from sage_backend.files import atomic_path, atomic_write_bytes, check_writable, readable_image
 from sage_backend.inference import PortraitRenderer, seed_latent
+from sage_backend.limits import DEFAULT_PSI, Limits, check_value
 from sage_backend.frames import contact_sheet, stack_sheets
 from training.evaluate import MAX_SEEDS
 
@@ -38,6 +39,8 @@ def add_release_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, help="the Stage I training data (with cameras.json), for the data's face-part "
                    "recall and seed diversity beside each model's")
     p.add_argument("--stage1", type=Path, help="the Stage I run folder, to report its steps and wall time on the card")
+    p.add_argument("--psi", type=float, help="the truncation the checkpoints ship with: measured at, drawn at on the sheets, "
+                   "and served at when a request names none (default: each run's own, 0.5 unless set before)")
     p.add_argument("--note", default="", help="a paragraph for the card (e.g. how this run differed from the recipe)")
 
 
@@ -47,7 +50,7 @@ def sheet_arc(info: StyleInfo) -> tuple[float, float, int]:
 
 
 def turntable_sheet(renderer: PortraitRenderer, arc: tuple[float, float, int] = FRONTAL_ARC, seeds=CARD_SEEDS,
-                    psi: float = 0.5) -> np.ndarray:
+                    psi: float = DEFAULT_PSI) -> np.ndarray:
     """Rows drawing / semantic / depth per seed, columns `arc`'s views: (H, W, 3) uint8."""
     first, last, views = arc
     cams = turntable(views, yaw_range=(first, last))
@@ -59,6 +62,8 @@ def turntable_sheet(renderer: PortraitRenderer, arc: tuple[float, float, int] = 
 def run_release(args: argparse.Namespace) -> int:
     if not 1 <= args.seeds <= MAX_SEEDS:
         raise ValueError(f"--seeds must be an integer in 1..{MAX_SEEDS}")
+    if args.psi is not None:
+        check_value("psi", args.psi, Limits())
     loaded_runs = [load_generator(run / "generator.safetensors") for run in args.runs]  # every run checked before any write
     names = [loaded.info.name.casefold() for loaded in loaded_runs]
     if len(set(names)) != len(names):
@@ -69,12 +74,13 @@ def run_release(args: argparse.Namespace) -> int:
     data = data_metrics(args.data, args.seeds) if args.data else None
     for loaded in loaded_runs:
         renderer = PortraitRenderer(loaded.generator)
-        metrics = model_metrics(renderer, list(range(args.seeds)))
-        info: StyleInfo = replace(loaded.info, training=loaded.info.training | {"metrics": metrics})
+        psi = loaded.info.psi if args.psi is None else args.psi
+        metrics = model_metrics(renderer, list(range(args.seeds)), psi)
+        info: StyleInfo = replace(loaded.info, training=loaded.info.training | {"metrics": metrics}, psi=psi)
         save_generator(args.out / f"{info.name}.safetensors", loaded.generator, info)
         image = args.images / f"demo_{info.name}_turntable.png"
         with atomic_path(image, verify=readable_image) as tmp:
-            Image.fromarray(turntable_sheet(renderer, sheet_arc(info))).save(tmp, format="PNG")
+            Image.fromarray(turntable_sheet(renderer, sheet_arc(info), psi=psi)).save(tmp, format="PNG")
         rows.append((info, metrics, image))
         print(f"{info.name}: {json.dumps(metrics)} -> {args.out / (info.name + '.safetensors')}")
     stage1 = load_generator(args.stage1 / "generator.safetensors").info if args.stage1 else None
@@ -83,29 +89,35 @@ def run_release(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_metrics(renderer: PortraitRenderer, seeds: list[int]) -> dict:
-    """The card's measurements of one model (training/metrics.py), rounded for the card."""
+def model_metrics(renderer: PortraitRenderer, seeds: list[int], psi: float) -> dict:
+    """The card's measurements of one model at truncation `psi` (training/metrics.py), rounded for the card."""
     from training.metrics import (back_face_parts, diversity_of, frontal_label_maps, full_circle_consistency,
                                   part_recall_of, reprojection_error, semantic_consistency)
 
-    frontal = frontal_label_maps(renderer, seeds)
+    frontal = frontal_label_maps(renderer, seeds, psi)
     return {
-        "semantic_consistency_miou": round(semantic_consistency(renderer, seeds), 4),
-        "full_circle_consistency_miou": round(full_circle_consistency(renderer, seeds[:8]), 4),
-        "drawing_reprojection_l1": round(reprojection_error(renderer, seeds), 4),
+        "semantic_consistency_miou": round(semantic_consistency(renderer, seeds, psi=psi), 4),
+        "full_circle_consistency_miou": round(full_circle_consistency(renderer, seeds[:8], psi=psi), 4),
+        "drawing_reprojection_l1": round(reprojection_error(renderer, seeds, psi=psi), 4),
         "face_part_recall": {k: round(v, 3) for k, v in part_recall_of(frontal).items()},
         "seed_diversity": round(diversity_of(frontal), 4),
-        "back_face_parts": round(back_face_parts(renderer, seeds[:8]), 4),
+        "back_face_parts": round(back_face_parts(renderer, seeds[:8], psi=psi), 4),
     }
 
 
 def data_metrics(root: Path, count: int) -> dict:
-    """Face-part recall and seed diversity of the training data's near-frontal views (the yardstick)."""
-    from training.metrics import data_frontal_label_maps, diversity_of, part_recall_of
+    """The yardsticks from the training data: face-part recall and seed diversity of its near-frontal
+    views, and the share of its back-half views that show a face part (None for frontal-only data)."""
+    from training.metrics import data_back_face_parts, data_frontal_label_maps, diversity_of, part_recall_of
 
     maps = data_frontal_label_maps(root, count)
+    back = data_back_face_parts(root)
     return {"face_part_recall": {k: round(v, 3) for k, v in part_recall_of(maps).items()},
-            "seed_diversity": round(diversity_of(maps), 4)}
+            "seed_diversity": round(diversity_of(maps), 4), "back_face_parts": None if back is None else round(back, 4)}
+
+
+def _blank_if_none(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 def _recall_cell(recall: dict) -> str:
@@ -116,24 +128,29 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
                data: dict | None = None) -> str:
     first = rows[0][0]
     recipe = first.training.get("recipe", {})
+    trained = ([stage1] if stage1 else []) + [info for info, _, _ in rows]
+    kinds = sorted({info.training["device"].split()[0].rstrip(":") for info in trained if "device" in info.training})
+    on = " and ".join("a GPU" if kind == "cuda" else f"a {kind.upper()}" for kind in kinds) or "an unrecorded device"
     lines = [
         "# SAGE Portrait demo checkpoints",
         "",
         "Small demo models produced by this project's own training code on its offline synthetic heads",
-        "(`sage-train make-synthetic`), on a 2-core CPU. They exist so the product runs end to end on a",
-        "fresh machine; they are not the paper's models. Reproduce them with `bash training/recipes/demo.sh`.",
+        f"(`sage-train make-synthetic`), on {on}. They exist so the product runs end to end on a",
+        "fresh machine; they are not the paper's models. `training/recipes/demo.sh` (CPU) and `gpu.sh` (one GPU)",
+        "reproduce them; each checkpoint records its recipe (`training.recipe`).",
         "",
         f"- Model preset: `{recipe.get('model')}` (see `sage_backend/config.py`)",
         "- Data: synthetic procedural heads (photos + exact 19-class label maps, drawings rendered from the same heads)",
-        "- Recipes: `training/recipes/demo_stage1.json`, continued by `demo_stage1_refine.json`, then `demo_stage2_<style>.json` "
-        "where a style has its own, else `demo_stage2.json`",
         "",
     ]
     if stage1 is not None:
-        lines += [f"- Stage I: {stage1.step} steps, {stage1.training.get('wall_time_s')} s of training on 2 CPU cores "
+        lines += [f"- Stage I: {stage1.step} steps, {stage1.training.get('wall_time_s')} s of training on "
+                  f"{stage1.training.get('device', 'an unrecorded device')} "
                   f"(recipe `{stage1.training.get('recipe', {}).get('description', '')}`)", ""]
     lines += [
-        "Measured by `sage-train release` (the same functions as `sage-train eval`; training/metrics.py), psi 0.5:",
+        "Measured by `sage-train release` (the same functions as `sage-train eval`; training/metrics.py) at each "
+        f"checkpoint's psi ({', '.join(sorted({f'{info.psi:g}' for info, _, _ in rows}))}), which the backend serves "
+        "when a request names none:",
         "",
         "| style | steps | Stage II wall time (s) | mIoU across views, frontal +-0.4 | mIoU around the circle | "
         "drawing reprojection L1 | face-part recall, frontal: eyes / brows / nose / mouth / hair | seed diversity | "
@@ -146,7 +163,7 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
                      f"{_recall_cell(m['face_part_recall']) if 'face_part_recall' in m else ''} | "
                      f"{m.get('seed_diversity')} | {m.get('back_face_parts')} |")
     if data is not None:
-        lines.append(f"| *training data* | | | | | | {_recall_cell(data['face_part_recall'])} | {data['seed_diversity']} | |")
+        lines.append(f"| *training data* | | | | | | {_recall_cell(data['face_part_recall'])} | {data['seed_diversity']} | {_blank_if_none(data.get('back_face_parts'))} |")
     lines += ["", "Recall: the share of seeds whose frontal semantic map shows the part (at least 4 pixels at 128 px). "
               "Diversity: mean pairwise label disagreement inside the foreground across seeds (0 = one head).", ""]
     for info, _, image in rows:
@@ -155,8 +172,10 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
                   f"{first:.2f} to {last:.2f} rad (`sage-backend render --style {info.name} --seed 1 --turntable {views} "
                   f"--yaw-range {first:.4f} {last:.4f} --out frames/`):", "",
                   f"![{info.name}]({_relative(image, out)})", ""]
-    lines += ["", "Limitations: 128 x 128 output, a few hours of CPU training, synthetic faces only; expect",
-              "soft, cartoon-like heads. Train on CelebAMask-HQ with the full preset for paper-like results."]
+    hours = sum(info.training.get("wall_time_s", 0.0) for info in trained) / 3600
+    lines += ["", f"Limitations: 128 x 128 output, {hours:.1f} h of training (Stage I plus each style's Stage II),",
+              "synthetic faces only; expect soft, cartoon-like heads. Train on CelebAMask-HQ with the full preset",
+              "for paper-like results."]
     return "\n".join(lines) + "\n"
 
 

@@ -251,7 +251,8 @@ class Trainer:
     def style_info(self) -> StyleInfo:
         return StyleInfo(
             name=self.cfg.style, description=self.cfg.description, stage=self.stage.number, step=self.step,
-            training={"recipe": self.cfg.to_dict(), "wall_time_s": round(self.wall_time_s, 1), "world_size": self.world},
+            training={"recipe": self.cfg.to_dict(), "wall_time_s": round(self.wall_time_s, 1), "world_size": self.world,
+                      "device": device_label(self.device, self.world)},
             poses=self.cfg.poses.to_json(),
         )
 
@@ -287,6 +288,14 @@ class Trainer:
         with atomic_path(path) as tmp:
             Image.fromarray(stack_sheets(sheets)).save(tmp, format="PNG")
         return path
+
+
+def device_label(device: torch.device, world: int = 1) -> str:
+    """What trained a run, for the model card: 'cpu (2 threads)', 'cuda: NVIDIA H200 x 8'."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}" + (f" x {world}" if world > 1 else "")
+    threads = torch.get_num_threads()
+    return f"{device.type} ({threads} thread{'s' if threads > 1 else ''})" + (f" x {world} processes" if world > 1 else "")
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -30,18 +30,28 @@ def test_release_ships_measured_checkpoints_with_card_and_sheets(tmp_path: Path,
         labels[4:8, 8:24] = LABEL_IDS["hair"]
         Image.fromarray(labels).save(data / "CelebAMask-HQ-mask" / f"{head:06d}.png")
         cams[f"{head:06d}"] = {"head": head, "yaw": math.pi / 2, "pitch": math.pi / 2}
+    for view, part in ((3, "hair"), (4, "l_brow")):  # two back-half views, one with a brow: the data's yardstick 0.5
+        labels = np.full((32, 32), LABEL_IDS["hair"], np.uint8)
+        labels[10:14, 10:16] = LABEL_IDS[part]
+        Image.fromarray(labels).save(data / "CelebAMask-HQ-mask" / f"{view:06d}.png")
+        cams[f"{view:06d}"] = {"head": view, "yaw": math.pi / 2 + math.pi, "pitch": math.pi / 2 + 0.1}
     (data / "cameras.json").write_text(json.dumps(cams))
     code = main(["release", "--runs", str(run), "--out", str(tmp_path / "ship"), "--images", str(tmp_path / "images"),
-                 "--seeds", "2", "--data", str(data)])
+                 "--seeds", "2", "--data", str(data), "--psi", "0.6"])
     assert code == 0
-    metrics = load_generator(tmp_path / "ship" / "line.safetensors").info.training["metrics"]
+    shipped = load_generator(tmp_path / "ship" / "line.safetensors").info
+    metrics = shipped.training["metrics"]
+    assert shipped.psi == 0.6  # served when a request names no psi
     assert set(metrics) == {"semantic_consistency_miou", "full_circle_consistency_miou", "drawing_reprojection_l1",
                             "face_part_recall", "seed_diversity", "back_face_parts"}
     sheet = np.array(Image.open(tmp_path / "images" / "demo_line_turntable.png"))
     assert sheet.ndim == 3 and sheet.shape[1] > sheet.shape[0] / 9  # 7 views wide, 3 seeds x 3 rows high
     card = (tmp_path / "ship" / "MODEL_CARD.md").read_text()
+    assert "at each checkpoint's psi (0.6)" in card
     assert "| line |" in card and "| *training data* |" in card and "--yaw-range 0.7708 2.3708" in card
     assert "| 0.00 / 0.00 / 0.00 / 0.00 / 1.00 | 0.0" in card  # the data: hair only, three nearly equal heads
+    data_row = next(line for line in card.splitlines() if "*training data*" in line)
+    assert data_row.endswith("| 0.5 |")  # back-half views with a face part
 
 
 def test_sheets_show_the_circle_only_for_models_trained_on_it(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:

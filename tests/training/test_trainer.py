@@ -14,7 +14,7 @@ from PIL import Image
 
 from sage_backend.checkpoint import load_generator, load_tensors
 from training.config import Phase, TrainConfig
-from training.trainer import GENERATOR_FILE, STATE_FILE, Trainer
+from training.trainer import GENERATOR_FILE, STATE_FILE, Trainer, device_label
 
 RES = 32
 
@@ -127,6 +127,7 @@ def test_stage2_freezes_the_field_and_trains_the_decoders(data_root: Path, tmp_p
     assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("drawing_decoder."))
     info = load_generator(tmp_path / "s2" / GENERATOR_FILE).info
     assert (info.stage, info.name, info.step) == (2, "ink", 12)
+    assert info.training["device"] == device_label(torch.device("cpu")) and info.training["device"].startswith("cpu (")  # for the card
 
 
 def test_two_process_data_parallel_step(data_root: Path, tmp_path: Path) -> None:
@@ -140,7 +141,8 @@ def test_two_process_data_parallel_step(data_root: Path, tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, meta = load_tensors(tmp_path / "ddp" / STATE_FILE)
     assert meta["step"] == 2 and meta["samples_seen"] == 8
-    assert load_generator(tmp_path / "ddp" / GENERATOR_FILE).info.training["world_size"] == 2
+    training = load_generator(tmp_path / "ddp" / GENERATOR_FILE).info.training
+    assert training["world_size"] == 2 and training["device"] == "cpu (1 thread) x 2 processes"
 
 
 def test_reconstruction_learns_head_latents_and_stage2_keeps_them(tmp_path: Path) -> None:
