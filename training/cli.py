@@ -48,7 +48,7 @@ def _add_train_args(p: argparse.ArgumentParser, stage: int) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder: state, generator, samples/, metrics.jsonl")
     p.add_argument("--steps", type=int, metavar="N",
                    help="train N steps in this run, counted from where it starts (the recipe's initial_step, "
-                        "e.g. 6000 for the demo's Stage II, or the step a --resume finds); default: up to the recipe's steps")
+                        "e.g. 7500 for the demo's Stage II, or the step a --resume finds); default: up to the recipe's steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors exactly where it stopped")
     p.add_argument("--minutes", type=float, metavar="M",
                    help="stop after M minutes of wall time (checked after each step) with the state saved, e.g. to fit a "

@@ -25,4 +25,4 @@ for style in pencil line painterly; do
 done
 for pid in "${pids[@]}"; do wait "$pid"; done  # set -e stops here if either style failed (see its log)
 sage-train release --runs "$work/pencil" "$work/line" "$work/painterly" --stage1 "$work/stage1_refine" --data "$work/data" \
-  --out sage_backend/checkpoints --images docs/images
+  --out sage_backend/checkpoints --images docs/images --psi 0.55  # where seed diversity reaches 0.7x the data's (docs/training.md)
