@@ -97,11 +97,11 @@ def model_metrics(renderer: PortraitRenderer, seeds: list[int], psi: float) -> d
     frontal = frontal_label_maps(renderer, seeds, psi)
     return {
         "semantic_consistency_miou": round(semantic_consistency(renderer, seeds, psi=psi), 4),
-        "full_circle_consistency_miou": round(full_circle_consistency(renderer, seeds[:8], psi=psi), 4),
+        "full_circle_consistency_miou": round(full_circle_consistency(renderer, seeds, psi=psi), 4),
         "drawing_reprojection_l1": round(reprojection_error(renderer, seeds, psi=psi), 4),
         "face_part_recall": {k: round(v, 3) for k, v in part_recall_of(frontal).items()},
         "seed_diversity": round(diversity_of(frontal), 4),
-        "back_face_parts": round(back_face_parts(renderer, seeds[:8], psi=psi), 4),
+        "back_face_parts": round(back_face_parts(renderer, seeds, psi=psi), 4),
     }
 
 
