@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--turntable", type=int, metavar="K", help="K views around the head instead of one")
     p.add_argument("--yaw-range", type=float, nargs=2, metavar=("FROM", "TO"),
                    help="with --turntable: K views evenly from yaw FROM to TO inclusive, in radians (default: the "
-                        "whole circle from frontal); e.g. 0.77 2.37 is frontal +-0.8, the arc of the README's sheets")
+                        "whole circle from frontal); e.g. 0.77 2.37 is frontal +-0.8, and -1.5708 4.7124 the whole circle "
+                        "from the back, the arc of the README's sheets")
     p.add_argument("--resolution", type=int, help="output size (default: the model's)")
     p.add_argument("--out", type=Path, required=True)
     _styles_arg(p)
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--grid", type=int, default=96)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=1, help="which head (default 1, the model card's first seed)")
     p.add_argument("--no-blender", action="store_true", help="skip the Blender add-on's turntable (it needs bpy, the [blender] extra)")
     _styles_arg(p)
     return parser

@@ -165,7 +165,10 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
     if data is not None:
         lines.append(f"| *training data* | | | | | | {_recall_cell(data['face_part_recall'])} | {data['seed_diversity']} | {_blank_if_none(data.get('back_face_parts'))} |")
     lines += ["", "Recall: the share of seeds whose frontal semantic map shows the part (at least 4 pixels at 128 px). "
-              "Diversity: mean pairwise label disagreement inside the foreground across seeds (0 = one head).", ""]
+              "Diversity: mean pairwise label disagreement inside the foreground across seeds (0 = one head)."
+              + (" Styles trained with `train_semantics: false` keep Stage I's semantic decoder, so their label-map "
+                 "columns are equal." if any(info.training.get("recipe", {}).get("train_semantics") is False for info, _, _ in rows)
+                 else ""), ""]
     for info, _, image in rows:
         first, last, views = sheet_arc(info)
         lines += [f"{info.name}: rows drawing, semantic map, depth (near = bright), seeds 1-3; {views} views from yaw "

@@ -138,10 +138,10 @@ def test_demo_runs_a_live_backend_end_to_end(tmp_path, capsys, tiny_checkpoint_d
                            "--styles", str(tiny_checkpoint_dir), "--device", "cpu")
     assert code == 0 and "line: 2 turntable frames" in summary and "pencil: 2 turntable frames" in summary
     for style in ("line", "pencil"):
-        assert sorted(p.name for p in (out / style).glob("*_drawing.png")) == [f"{style}_7_0001_drawing.png", f"{style}_7_0002_drawing.png"]
+        assert sorted(p.name for p in (out / style).glob("*_drawing.png")) == [f"{style}_1_0001_drawing.png", f"{style}_1_0002_drawing.png"]
         assert (out / style / "contact_sheet.png").is_file()
     if BPY_INSTALLED:  # the add-on's batch names the same turntable's files as the backend does (docs/files.md)
-        assert sorted(p.name for p in (out / "blender").iterdir()) == sorted(p.name for p in (out / "line").glob("line_7_*.png"))
+        assert sorted(p.name for p in (out / "blender").iterdir()) == sorted(p.name for p in (out / "line").glob("line_1_*.png"))
     else:
         assert "blender: skipped (needs bpy" in summary
     assert len(trimesh.load(out / "head.ply", force="mesh").vertices) > 0 and (out / "turntables.png").is_file()
@@ -287,7 +287,7 @@ def test_demo_without_blender_says_so_in_one_line(tmp_path, capsys, tiny_checkpo
     code, summary, _ = run(capsys, "demo", "--no-blender", "--out", str(out), "--frames", "1", "--grid", "32",
                            "--styles", str(tiny_checkpoint_dir), "--device", "cpu")
     assert code == 0 and [line for line in summary.splitlines() if line.startswith("blender")] == ["blender: skipped (--no-blender)"]
-    assert not (out / "blender").exists() and (out / "line" / "line_7_0001_semantic.png").is_file()
+    assert not (out / "blender").exists() and (out / "line" / "line_1_0001_semantic.png").is_file()
 
 
 @pytest.mark.parametrize("command", ["serve", "render", "mesh"])
