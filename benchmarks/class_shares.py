@@ -20,7 +20,7 @@ from sage_backend.cameras import REFERENCE_POSES, orbit_cam2world
 from sage_backend.labels import LABEL_NAMES
 from training.data.synthetic import head_seed, render_head
 from training.data.synthetic.heads import random_head
-from training.metrics import BACK_YAW, parts_shown
+from training.metrics import BACK_YAW, NOT_BEHIND, parts_shown
 
 BACK_OFFSETS = (BACK_YAW + 0.05, 2.36, 2.55, 2.75, 3.0, math.pi)  # rad from the frontal yaw, either side
 
@@ -45,7 +45,7 @@ def main() -> None:
             present.append(counts > 0)
         for labels in render_head(params, back_cams, args.resolution, styles=()).labels:
             shown = parts_shown(labels)
-            back_shown.append([shown[g] for g in ("eyes", "brows", "nose", "mouth")])
+            back_shown.append([shown[g] for g in NOT_BEHIND])
     share, seen = np.mean(shares, axis=0) * 100, np.mean(present, axis=0) * 100
     print(f"{args.heads} heads x {args.views} near-frontal views, {args.resolution} px, seed {args.seed}")
     print("| class | share % | views with it % |\n|---|---|---|")

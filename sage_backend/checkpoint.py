@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
 from sage_backend.config import ModelConfig
 from sage_backend.files import atomic_path, check_file_name
-from sage_backend.limits import DEFAULT_PSI, PSI_RANGE
+from sage_backend.limits import DEFAULT_PSI, Limits, check_value
 from sage_backend.model.generator import SageGenerator
 
 FORMAT = "sage-portrait"
@@ -62,8 +62,10 @@ class StyleInfo:
             raise ValueError(f"style.stage must be 1 or 2, got {str(self.stage)[:20]}")
         if not isinstance(self.step, int) or isinstance(self.step, bool) or not 0 <= self.step <= MAX_STEP:
             raise ValueError(f"style.step must be an integer in 0..{MAX_STEP}")
-        if isinstance(self.psi, bool) or not isinstance(self.psi, (int, float)) or not PSI_RANGE[0] <= self.psi <= PSI_RANGE[1]:
-            raise ValueError(f"style.psi must be a number in {PSI_RANGE[0]}..{PSI_RANGE[1]}, got {str(self.psi)[:20]}")
+        try:
+            check_value("psi", self.psi, Limits())  # the range a request's psi is held to
+        except ValueError as exc:
+            raise ValueError(f"style.{exc}, got {str(self.psi)[:20]}") from None
         for key in ("training", "poses"):
             if not isinstance(getattr(self, key), dict):
                 raise ValueError(f"style.{key} must be an object")

@@ -155,6 +155,7 @@ FACE_PARTS: dict[str, tuple[str, ...]] = {
 }
 MIN_PART_PIXELS = 4  # at 128 x 128: a part smaller than this is a speck, not a drawn eye or brow
 BACK_YAW = 2.2  # |yaw - pi/2| beyond this the camera sees the back of the head: no face part belongs there
+NOT_BEHIND = ("eyes", "brows", "nose", "mouth")  # the FACE_PARTS groups no back-half view may show
 
 
 def min_part_pixels(labels: np.ndarray) -> int:
@@ -166,6 +167,17 @@ def parts_shown(labels: np.ndarray) -> dict[str, bool]:
     """For a label map (H, W): whether each FACE_PARTS group covers at least min_part_pixels pixels."""
     least = min_part_pixels(labels)
     return {group: int(np.isin(labels, [LABEL_IDS[n] for n in names]).sum()) >= least for group, names in FACE_PARTS.items()}
+
+
+def is_behind(yaw: float) -> bool:
+    """Whether a camera at `yaw` (rad, any turn) sees the back half of the head: |yaw - pi/2| > BACK_YAW."""
+    return abs(float(wrap_yaw(torch.tensor(yaw))) - FRONTAL_YAW) > BACK_YAW
+
+
+def shows_a_face_part(labels: np.ndarray) -> bool:
+    """Whether a label map shows any NOT_BEHIND group (parts_shown's pixel threshold)."""
+    shown = parts_shown(labels)
+    return any(shown[g] for g in NOT_BEHIND)
 
 
 def part_recall_of(label_maps: Sequence[np.ndarray]) -> dict[str, float]:
@@ -232,9 +244,8 @@ def data_back_face_parts(root: Path, max_pitch_offset: float = 0.15) -> float | 
     cameras, masks = _data_views(root)
     shown = []
     for image_id, cam in sorted(cameras.items()):
-        if abs(float(wrap_yaw(torch.tensor(cam["yaw"]))) - FRONTAL_YAW) > BACK_YAW and abs(cam["pitch"] - FRONTAL_PITCH) <= max_pitch_offset:
-            parts = parts_shown(read_labels(masks[image_id]))
-            shown.append(any(parts[g] for g in ("eyes", "brows", "nose", "mouth")))
+        if is_behind(cam["yaw"]) and abs(cam["pitch"] - FRONTAL_PITCH) <= max_pitch_offset:
+            shown.append(shows_a_face_part(read_labels(masks[image_id])))
     return float(np.mean(shown)) if shown else None
 
 
@@ -243,12 +254,11 @@ def back_face_parts(model: Model, seeds: Sequence[int], frames: int = 16, psi: f
     at pitch pi/2 that show any eye, brow, nose or lip, over seeds (0 = the back is all hair and skin)."""
     renderer = as_renderer(model)
     yaws = [FRONTAL_YAW + 2 * math.pi * k / frames for k in range(frames)]
-    cams = [Camera.orbit(y, FRONTAL_PITCH) for y in yaws if abs(float(wrap_yaw(torch.tensor(y))) - FRONTAL_YAW) > BACK_YAW]
+    cams = [Camera.orbit(y, FRONTAL_PITCH) for y in yaws if is_behind(y)]
     shown = []
     for seed in seeds:
         for frame in renderer.render(seed_latent(seed, renderer.generator.z_dim), cams, psi, outputs=("semantic",)):
-            parts = parts_shown(frame.semantic)
-            shown.append(any(parts[g] for g in ("eyes", "brows", "nose", "mouth")))
+            shown.append(shows_a_face_part(frame.semantic))
     return float(np.mean(shown))
 
 
