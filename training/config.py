@@ -68,6 +68,10 @@ class LossConfig:
     reconstruction_scales: int = 1
     reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
     semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up on front-facing views (objective._label_loss)
+    # > 0: random latents, rendered from the recipe's cameras, are held to the classes the multi-view data
+    # shows from each viewing angle (training.view_support; a class never seen from behind is a
+    # complementary label there). It supervises the latents reconstruction never reaches.
+    support_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -165,5 +169,9 @@ class TrainConfig:
             raise ValueError("reconstruction_scales must be at least 1 (1 = plain L1)")
         if not 0 <= self.losses.semantic_balance <= 1:
             raise ValueError("semantic_balance must be in 0..1 (0 = plain cross-entropy)")
+        if self.losses.support_weight < 0:
+            raise ValueError("support_weight must be at least 0 (0 = off)")
+        if self.losses.support_weight > 0 and not self.train_semantics:
+            raise ValueError("support_weight needs the semantic decoder to learn (train_semantics: true)")
         if self.losses.reconstruction_ink_weight < 1:
             raise ValueError("reconstruction_ink_weight must be at least 1 (1 = unweighted)")

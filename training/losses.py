@@ -1,5 +1,6 @@
 """SAGE's losses: non-saturating GAN, R1, pose regression, top-k, stereo reprojection (SSIM + L1), and the
-reconstruction terms of the multi-view synthetic data (multi-scale L1, class-balanced cross-entropy)."""
+reconstruction terms of the multi-view synthetic data (multi-scale L1, class-balanced cross-entropy,
+complementary labels)."""
 from __future__ import annotations
 
 import math
@@ -90,3 +91,13 @@ def balanced_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, exponent:
     counts = torch.bincount(labels.flatten(), minlength=classes).float()
     weight = (counts / counts.sum()).clamp_min(1.0 / counts.sum()).pow(-exponent)  # absent classes: never indexed
     return F.cross_entropy(logits, labels, weight=weight.to(logits.dtype))
+
+
+def complementary_label_loss(logits: torch.Tensor, forbidden: torch.Tensor) -> torch.Tensor:
+    """-log(1 - sum of the forbidden classes' softmax), the pixel mean: each pixel is told only which classes
+    it is not (learning from complementary labels, Ishida et al. NeurIPS 2017; "negative learning" in NLNL,
+    Kim et al. ICCV 2019). Computed as -logsumexp of the allowed log-probabilities, stable when the forbidden
+    mass is near 1. logits (B, C, H, W); forbidden (B, C) bool, at least one class allowed per view."""
+    log_p = F.log_softmax(logits, 1)
+    allowed = log_p.masked_fill(forbidden[:, :, None, None], -math.inf)
+    return -allowed.logsumexp(1).mean()

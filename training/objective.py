@@ -20,6 +20,7 @@ from training.batches import RealBatch
 from training.config import TrainConfig
 from training.discriminators import ProgressiveDiscriminator
 from training.stages import Stage
+from training.view_support import ViewSupport
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,15 @@ class StepPlan:
 
 
 class SageObjective:
-    """The losses of one step for generator `G`, discriminators `D_rgb` and `D_parsing`, and (when
-    reconstruction applies) the per-head `latents` (heads, z_dim)."""
+    """The losses of one step for generator `G`, discriminators `D_rgb` and `D_parsing`, (when
+    reconstruction applies) the per-head `latents` (heads, z_dim), and (when `losses.support_weight` > 0)
+    the data's `support`, the classes it shows from each viewing angle."""
 
     def __init__(self, cfg: TrainConfig, stage: Stage, G: SageGenerator, D_rgb: ProgressiveDiscriminator,
-                 D_parsing: ProgressiveDiscriminator, latents: torch.Tensor | None, device: torch.device) -> None:
+                 D_parsing: ProgressiveDiscriminator, latents: torch.Tensor | None, device: torch.device,
+                 support: ViewSupport | None = None) -> None:
         self.cfg, self.lc, self.stage = cfg, cfg.losses, stage
-        self.G, self.D_rgb, self.D_parsing, self.latents = G, D_rgb, D_parsing, latents
+        self.G, self.D_rgb, self.D_parsing, self.latents, self.support = G, D_rgb, D_parsing, latents, support
         self.device = device
         self.fov_deg = G.cfg.render.fov_deg
         self.output_resolution = G.cfg.output_resolution
@@ -101,8 +104,9 @@ class SageObjective:
         return stats
 
     def generator_pass(self, plan: StepPlan, targets: dict[str, torch.Tensor] | None) -> dict[str, float]:
-        """Accumulate G's (and the latents') gradients: the adversarial terms past the warm-up, and the
-        reconstruction of `targets` (see `RealBatch.targets`) when given; returns batch-mean stats."""
+        """Accumulate G's (and the latents') gradients: the adversarial terms past the warm-up, the
+        reconstruction of `targets` (see `RealBatch.targets`) when given, and the view-support term when
+        the objective has a `support`; returns batch-mean stats."""
         self.D_rgb.requires_grad_(False)
         self.D_parsing.requires_grad_(False)
         stats: dict[str, float] = {}
@@ -115,6 +119,10 @@ class SageObjective:
                 recon = self.reconstruction({k: v[start:start + n] for k, v in targets.items()}, plan)
                 loss = loss + self.lc.reconstruction_weight * recon
                 _accumulate(stats, {"g_recon": recon}, n / plan.local_batch)
+            if self.support is not None and self.lc.support_weight > 0:
+                support = self.support_term(n, plan)
+                loss = loss + self.lc.support_weight * support
+                _accumulate(stats, {"g_support": support}, n / plan.local_batch)
             (loss * n / plan.local_batch).backward()
         return stats
 
@@ -139,6 +147,16 @@ class SageObjective:
                       if out.stereo is not None else torch.zeros((), device=self.device))
             loss = lc.adversarial_weight * (adv + pose_w * pose) + lc.reprojection_weight * reproj
         return loss, {"g_adv": adv, "g_pose": pose, "g_reproj": reproj}
+
+    def support_term(self, n: int, plan: StepPlan) -> torch.Tensor:
+        """n random latents rendered from the recipe's cameras, their label maps held to the classes the
+        data shows from each camera's angle (`ViewSupport`, `losses.complementary_label_loss`)."""
+        z = torch.randn(n, self.G.z_dim, generator=plan.generator).to(self.device)
+        c2w, poses = self._sample_cameras(n, plan.generator)
+        with self._autocast():
+            out = self.G(self.G.code(z), c2w, self.fov_deg, **plan.render())
+        forbidden = self.support.forbidden(poses[:, 0], poses[:, 1]).to(self.device)
+        return L.complementary_label_loss(out.semantic_logits.float(), forbidden)
 
     def reconstruction(self, targets: dict[str, torch.Tensor], plan: StepPlan) -> torch.Tensor:
         """Render each real image's head latent from its true camera: L1 on the drawing path, cross-entropy

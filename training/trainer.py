@@ -34,6 +34,7 @@ from training.batches import RealBatches
 from training.config import TrainConfig
 from training.discriminators import ProgressiveDiscriminator
 from training.objective import SageObjective, StepPlan
+from training.view_support import ViewSupport
 from training.stages import stage_of
 from training.state import Counters, ema_generator_weights, load_state, save_state
 
@@ -73,7 +74,8 @@ class Trainer:
         self.latents = self._init_latents(phase.resolution, loaded_latents, init_from)
         self.opt_latents = (torch.optim.Adam([self.latents], lr=cfg.latent_lr, betas=cfg.betas)
                             if self.latents is not None and self.latents.requires_grad else None)
-        self.objective = SageObjective(cfg, self.stage, self.G, self.D_rgb, self.D_parsing, self.latents, self.device)
+        support = ViewSupport.measure(self.batches.dataset(phase.resolution)) if cfg.losses.support_weight > 0 else None
+        self.objective = SageObjective(cfg, self.stage, self.G, self.D_rgb, self.D_parsing, self.latents, self.device, support)
         self.step = cfg.initial_step
         self.wall_time_s = 0.0
 
