@@ -60,9 +60,12 @@ def base_fields(scene: bpy.types.Scene) -> dict[str, Any]:
 
 
 def cache_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
+    """What a frame depends on. A request that names no psi renders at the style's own (hello), so the key
+    holds that: a backend whose style of the same name has another psi must not hit this frame."""
+    psi = fields["psi"] if "psi" in fields else session.get().style_psi(fields["style"])
     pose = tuple(round(v, 5) for row in camera["cam2world"] for v in row)
     lens = (round(camera["fov_deg"], 4), *(round(v, 5) for v in camera.get("shift", (0.0, 0.0))), round(camera.get("aspect", 1.0), 5))
-    return (fields["style"], fields["seed"], fields.get("psi"), fields["resolution"], pose, lens)
+    return (fields["style"], fields["seed"], psi, fields["resolution"], pose, lens)
 
 
 def arrays_from_reply(reply: Reply) -> dict[str, np.ndarray]:

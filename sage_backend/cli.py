@@ -236,7 +236,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     renderer, psi = _renderer(args)
     for i, frame in enumerate(renderer.render(renderer.latent(seed=args.seed), cams, psi, args.resolution)):
         save_frame(args.out, args.style, args.seed, FIRST_FRAME + i, frame.drawing, frame.semantic)
-    print(f"{len(cams)} view(s) -> {args.out}")
+    print(f"{len(cams)} view(s) of seed {args.seed} at psi {psi:g} -> {args.out}")
     return 0
 
 
@@ -253,7 +253,7 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     renderer, psi = _renderer(args)
     mesh = extract_mesh(renderer, renderer.latent(seed=args.seed), psi, args.grid, args.threshold, args.colors, progress=True)
     write_mesh(args.out, mesh, fmt)
-    print(f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces (iso-level {mesh.metadata['threshold']:.3g}) -> {args.out}")
+    print(f"seed {args.seed} at psi {psi:g}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces (iso-level {mesh.metadata['threshold']:.3g}) -> {args.out}")
     return 0
 
 

@@ -71,7 +71,8 @@ def _drive_backend(endpoint: str, args: argparse.Namespace) -> None:
 
     with SageClient(endpoint, timeout_s=600) as client:
         hello, _ = client.request("hello", client="sage-backend demo")
-        print(f"backend {hello['server']} on {hello['device']} at {endpoint}; styles: {', '.join(s['name'] for s in hello['styles'])}")
+        styles = ", ".join(f"{s['name']} (psi {s['psi']:g})" for s in hello["styles"])
+        print(f"backend {hello['server']} on {hello['device']} at {endpoint}; styles: {styles}; seed {args.seed}")
         # A style's name becomes a folder of --out: one that is no safe file name is refused.
         sheets = [_style_turntable(client, hello, check_file_name(style["name"], "the backend's style name"), args)
                   for style in hello["styles"]]

@@ -45,8 +45,11 @@ def test_generate_makes_flipped_images_with_colour_spaces_on_planes_that_fill_th
         # By default the request names no psi, so the backend renders at the style's own (hello reports it).
         from blender_addon import portrait, session
         assert "psi" not in portrait.base_fields(scene) and session.get().style_psi("line") == 0.5
+        view = portrait.protocol_camera(scene, camera)
+        assert portrait.cache_key(portrait.base_fields(scene), view)[2] == 0.5  # the frame is cached under the psi it has
         settings.use_style_psi, settings.psi = False, 0.7
         assert abs(portrait.base_fields(scene)["psi"] - 0.7) < 1e-6
+        assert abs(portrait.cache_key(portrait.base_fields(scene), view)[2] - 0.7) < 1e-6
         settings.use_style_psi = True
         assert bpy.ops.sage.generate() == {{"FINISHED"}}
         drawing, semantic = settings.drawing_image, settings.semantic_image
