@@ -48,7 +48,7 @@ def _add_train_args(p: argparse.ArgumentParser, stage: int) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder: state, generator, samples/, metrics.jsonl")
     p.add_argument("--steps", type=int, metavar="N",
                    help="train N steps in this run, counted from where it starts (the recipe's initial_step, "
-                        "e.g. 7500 for the demo's Stage II, or the step a --resume finds); default: up to the recipe's steps")
+                        "e.g. 8400 for the demo's Stage II, or the step a --resume finds); default: up to the recipe's steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors exactly where it stopped")
     p.add_argument("--minutes", type=float, metavar="M",
                    help="stop after M minutes of wall time (checked after each step) with the state saved, e.g. to fit a "
@@ -86,6 +86,7 @@ def _init_distributed() -> None:
 
 
 def run_training(args: argparse.Namespace, stage: int) -> int:
+    from sage_backend.labels import LABEL_NAMES
     from training.config import TrainConfig
     from training.trainer import Trainer
 
@@ -106,6 +107,9 @@ def run_training(args: argparse.Namespace, stage: int) -> int:
     if args.resume:
         trainer.resume()
         print(f"resumed at step {trainer.step}", file=sys.stderr)
+    if trainer.objective.support is not None and trainer.rank == 0:
+        print("view support (the classes the data never shows from each angle to the face):\n  "
+              + "\n  ".join(trainer.objective.support.describe(LABEL_NAMES)), file=sys.stderr)
     start = trainer.step
     if args.steps is not None:  # a count from here: the run stops at start + N, past the recipe's end if asked
         trainer.cfg = trainer.cfg.replace(steps=start + args.steps)

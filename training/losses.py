@@ -100,4 +100,4 @@ def complementary_label_loss(logits: torch.Tensor, forbidden: torch.Tensor) -> t
     mass is near 1. logits (B, C, H, W); forbidden (B, C) bool, at least one class allowed per view."""
     log_p = F.log_softmax(logits, 1)
     allowed = log_p.masked_fill(forbidden[:, :, None, None], -math.inf)
-    return -allowed.logsumexp(1).mean()
+    return (-allowed.logsumexp(1)).clamp_min(0.0).mean()  # >= 0 but for rounding (a -0.0 in the logs)

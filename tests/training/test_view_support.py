@@ -93,3 +93,15 @@ def test_the_support_weight_is_checked(heads: Path) -> None:
         tiny_config(heads, losses=LossConfig(support_weight=-1.0)).validate()
     with pytest.raises(ValueError, match="train_semantics"):
         tiny_config(heads / "styles", stage=2, losses=LossConfig(support_weight=1.0)).replace(train_semantics=False).validate()
+
+
+def test_stage1_prints_the_table_it_trains_with(heads: Path, tmp_path: Path, capsys) -> None:
+    import json
+
+    from training.cli import main
+
+    recipe = tmp_path / "support.json"
+    recipe.write_text(json.dumps(tiny_config(heads, losses=LossConfig(reconstruction_weight=1.0, support_weight=1.0)).to_dict()))
+    assert main(["stage1", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--device", "cpu", "--steps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "view support" in err and "165-180 deg: " in err and "l_eye" in err.split("165-180 deg: ")[1]
