@@ -53,7 +53,7 @@ def test_every_shipped_recipe_loads_and_each_stage2_starts_where_its_stage1_ends
     from training.cli import RECIPES
 
     recipes = {path.stem: TrainConfig.load(path) for path in sorted(RECIPES.glob("*.json"))}
-    assert {"demo_stage1", "demo_stage1_refine", "demo_stage2", "gpu_stage1", "gpu_stage2", "gpu_stage2_line"} <= set(recipes)
+    assert {"demo_stage1", "demo_stage1_refine", "demo_stage1_support", "demo_stage2", "gpu_stage1", "gpu_stage2", "gpu_stage2_line"} <= set(recipes)
     for family in ("demo", "gpu"):  # a family's Stage I may come in parts (demo.sh resumes the first with the second)
         stage1_end = max(cfg.steps for name, cfg in recipes.items() if name.startswith(f"{family}_stage1"))
         for name, cfg in recipes.items():
