@@ -186,7 +186,8 @@ class WorkerProcess:
                 self._say_handshake(monitor)
             now = time.monotonic()
             if now - heard > link.HEARTBEAT_S * link.LIVENESS:  # Paranoid Pirate: reconnect, say READY again
-                print(f"worker: no heartbeat from {self.endpoint} for {now - heard:.0f} s; reconnecting", file=sys.stderr, flush=True)
+                if not self.handshake_said:  # a refused handshake explains the silence, and was said once
+                    print(f"worker: no heartbeat from {self.endpoint} for {now - heard:.0f} s; reconnecting", file=sys.stderr, flush=True)
                 self._drop_running()
                 for s in (socket, monitor):
                     poller.unregister(s)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from sage_backend import demo
+from sage_backend.server import link
 from tests.backend.test_server import FRONT, Client, _logged_status
 from tests.conftest import Backend, stop_backend
 
@@ -248,12 +249,13 @@ def test_workers_from_other_hosts_need_a_listed_curve_key(tiny_checkpoint_dir, t
             while " -> tcp://" not in (tmp_path / "stranger.err").read_text():  # it has loaded and connects
                 assert time.monotonic() < end and workers[1].poll() is None
                 time.sleep(0.2)
-            time.sleep(2.0)  # time enough for a handshake and READY on loopback
+            time.sleep(2.0 + link.HEARTBEAT_S * link.LIVENESS)  # a handshake and READY on loopback, then a liveness period
             names = [w["name"] for w in client.request("hello")[0]["workers"]]
         assert header["ok"] and names == [f"{os.uname().nodename}:{workers[0].pid}"]  # only the listed key joined
         refused = [line for line in (tmp_path / "stranger.err").read_text().splitlines() if "refused" in line]
         assert refused == [f"worker: the server at {remote} refused this worker's CURVE key: put its NAME.key in the "
                            "server's --curve-clients folder; retrying"]  # said once, not at every retry
+        assert "no heartbeat" not in (tmp_path / "stranger.err").read_text()  # nor again as silence at each reconnect
         assert "refused" not in (tmp_path / "gpu1.err").read_text()
     finally:
         for worker in workers:
