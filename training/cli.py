@@ -41,9 +41,13 @@ def _subcommand(sub, name: str, help: str) -> argparse.ArgumentParser:
 MAX_STEPS = 10**8
 
 
+def _default_recipe(stage: int) -> Path:
+    return RECIPES / ("stage1_celebamask.json" if stage == 1 else "stage2_style.json")
+
+
 def _add_train_args(p: argparse.ArgumentParser, stage: int) -> None:
-    default = RECIPES / ("stage1_celebamask.json" if stage == 1 else "stage2_style.json")
-    p.add_argument("--recipe", type=Path, default=default, help=f"training recipe JSON (default: {default.name}; see training/recipes/)")
+    p.add_argument("--recipe", type=Path, help=f"training recipe JSON (default: with --resume, the recipe OUT's state was saved "
+                                               f"with; else {_default_recipe(stage).name}; see training/recipes/)")
     p.add_argument("--data", help="data root, overriding the recipe's (stage 1: CelebAMask-HQ layout; stage 2: styles root)")
     p.add_argument("--out", type=Path, required=True, help="run folder: state, generator, samples/, metrics.jsonl")
     p.add_argument("--steps", type=int, metavar="N",
@@ -85,12 +89,28 @@ def _init_distributed() -> None:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
+def _recipe(args: argparse.Namespace, stage: int) -> "TrainConfig":
+    """--recipe; without one, a resumed run's own recipe (stored in its state), else the stage's default."""
+    from training.config import TrainConfig
+    from training.state import read_state
+    from training.trainer import STATE_FILE
+
+    if args.recipe is not None:
+        return TrainConfig.load(args.recipe)
+    state = args.out / STATE_FILE
+    if args.resume and state.is_file():
+        args.recipe = state  # errors below name where the recipe came from
+        return TrainConfig.from_dict(read_state(state)[1]["train_config"])
+    args.recipe = _default_recipe(stage)
+    return TrainConfig.load(args.recipe)
+
+
 def run_training(args: argparse.Namespace, stage: int) -> int:
     from sage_backend.labels import LABEL_NAMES
     from training.config import TrainConfig
     from training.trainer import Trainer
 
-    cfg = TrainConfig.load(args.recipe)
+    cfg = _recipe(args, stage)
     changes = {k: v for k, v in (("data", args.data), ("seed", args.seed), ("style", getattr(args, "style", None))) if v is not None}
     cfg = cfg.replace(**changes)
     if cfg.stage != stage:

@@ -52,3 +52,15 @@ def test_a_style_name_unsafe_as_a_path_is_refused_before_training(stage1: Path, 
                  "--style", "../../ink", "--out", str(tmp_path / "x"), "--device", "cpu", "--steps", "1"])
     assert code == 2 and "style '../../ink' holds a path separator" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_without_a_recipe_continues_with_the_runs_own(stage1: Path, tmp_path: Path, capsys) -> None:
+    """`--resume` alone (the --help example) reads the recipe the state was saved with, not the stage's
+    default (stage1_celebamask.json, which names another model and was refused)."""
+    recipe = tmp_path / "tiny.json"
+    recipe.write_text(json.dumps(tiny_config(stage1 / "photos", steps=1).to_dict()))
+    out = tmp_path / "run"
+    assert main(["stage1", "--recipe", str(recipe), "--out", str(out), "--device", "cpu"]) == 0
+    recipe.unlink()  # the run needs nothing but its folder from here on
+    assert main(["stage1", "--out", str(out), "--resume", "--device", "cpu", "--steps", "2"]) == 0
+    assert load_tensors(out / STATE_FILE)[1]["step"] == 3 and "trained steps 1..3" in capsys.readouterr().out
