@@ -16,11 +16,28 @@ DEFAULT_METRICS = ("semantic_consistency", "full_circle_consistency", "reproject
                    "back_face_parts")
 
 
+# What each report key measures (eval's --help; the model card's table says the same).
+METRIC_HELP = {
+    "semantic_consistency": "mIoU of the label maps warped between the frontal view and views +-0.2/0.4 rad round (1 = the "
+                            "regions stay put as the camera turns)",
+    "full_circle_consistency": "the same from each of 8 views spaced round the whole head to the view 0.3 rad further on",
+    "reprojection": "mean L1 (0..1) of the drawing warped between the same views (lower = the strokes stay on the surface)",
+    "face_part_recall": "the share of seeds whose frontal label map shows eyes, brows, nose, mouth, hair (4+ px at 128 px)",
+    "seed_diversity": "mean pairwise label disagreement inside the head across the seeds' frontal maps (0 = one head; compare "
+                      "at equal --seeds; --data prints the training data's beside it)",
+    "back_face_parts": "the share of back-half frames of a 16-view turntable at pitch pi/2 showing an eye, brow, nose or lip "
+                       "(0 = the back of the head is hair and skin)",
+    "fid": "Frechet distance of drawings at near-frontal poses (yaw ~ N(pi/2, 0.3)) to --real in --inception's features",
+    "kid": "kernel (MMD) distance, the same features",
+}
+
+
 def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="a servable checkpoint: a run's generator.safetensors (not its state.safetensors)")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS),
-                   help="which metrics to compute (default: all but fid/kid, which need --inception and --real)")
-    p.add_argument("--seeds", type=int, default=8, help="number of seeds (heads) to average over")
+                   help="which metrics to compute (default: all but fid/kid, which need --inception and --real): "
+                        + "; ".join(f"{name}: {text}" for name, text in METRIC_HELP.items()))
+    p.add_argument("--seeds", type=int, default=8, help="number of seeds (heads) to average over: seeds 0..N-1")
     p.add_argument("--psi", type=float, help="truncation in 0..1 (default: the checkpoint's own, StyleInfo.psi)")
     p.add_argument("--data", type=Path, help="the training data (with cameras.json): report its face-part recall and "
                    "seed diversity beside the model's")

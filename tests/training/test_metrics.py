@@ -15,6 +15,7 @@ from sage_backend.cameras import Camera, camera_rays
 from sage_backend.config import RenderConfig
 from sage_backend.checkpoint import load_generator
 from sage_backend.inference import PortraitRenderer
+from training.evaluate import METRIC_HELP
 from training.metrics import (
     METRICS, data_frontal_label_maps, diversity_of, features, frechet_distance, kernel_distance, load_feature_extractor,
     part_recall_of, parts_shown, reprojection_error, semantic_consistency, warped_drawing_error, warped_miou,
@@ -128,6 +129,7 @@ def test_registry_runs_every_metric_on_a_tiny_checkpoint(tmp_path: Path, tiny_ch
     args = argparse.Namespace(inception=scripted_extractor(tmp_path / "extractor.pt"), real=real, psi=0.5, seeds=2, data=None)
     assert set(METRICS) == {"semantic_consistency", "full_circle_consistency", "reprojection", "face_part_recall",
                             "seed_diversity", "back_face_parts", "fid", "kid"}
+    assert set(METRIC_HELP) == set(METRICS)  # eval --help explains every key its report can hold
     assert 0.0 <= METRICS["full_circle_consistency"](renderer, args) <= 1.0
     assert 0.0 <= METRICS["back_face_parts"](renderer, args)["model"] <= 1.0
     assert set(METRICS["face_part_recall"](renderer, args)["model"]) == {"eyes", "brows", "nose", "mouth", "hair"}
