@@ -107,7 +107,6 @@ def _recipe(args: argparse.Namespace, stage: int) -> "TrainConfig":
 
 def run_training(args: argparse.Namespace, stage: int) -> int:
     from sage_backend.labels import LABEL_NAMES
-    from training.config import TrainConfig
     from training.trainer import Trainer
 
     cfg = _recipe(args, stage)
