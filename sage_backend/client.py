@@ -101,12 +101,15 @@ class SageClient:
         deadline = time.monotonic() + self.timeout_ms / 1000
         lost = False
         while True:
-            ready = dict(poller.poll(max(0, int((deadline - time.monotonic()) * 1000))))
+            # A failed handshake outlives the events send() drained: the request cannot be delivered, so do not
+            # wait for another event that may be long in coming (the add-on's client does the same).
+            failed = self.refused or bool(self.handshake_failure)
+            ready = dict(poller.poll(0 if failed else max(0, int((deadline - time.monotonic()) * 1000))))
             lost = zmq.EVENT_DISCONNECTED in self._connection_events() or lost
             if self.refused:  # the handshake may have failed before the request was sent
                 raise PermissionError(f"the backend at {self.address} refused this client's CURVE key (not on its allow-list)")
             if self.socket not in ready:
-                if lost:  # after the replies that arrived before it
+                if lost or self.handshake_failure:  # after the replies that arrived before it
                     raise BackendGone(self.handshake_failure or
                                       f"the backend at {self.address} closed the connection (stopped, crashed or unreachable)")
                 if time.monotonic() >= deadline:
