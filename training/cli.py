@@ -89,31 +89,29 @@ def _init_distributed() -> None:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
-def _recipe(args: argparse.Namespace, stage: int) -> "TrainConfig":
-    """--recipe; without one, a resumed run's own recipe (stored in its state), else the stage's default."""
+def _recipe(args: argparse.Namespace, stage: int) -> tuple["TrainConfig", Path]:
+    """The recipe and the file it came from: --recipe; without one, a resumed run's own (stored in its
+    state), else the stage's default."""
     from training.config import TrainConfig
     from training.state import read_state
     from training.trainer import STATE_FILE
 
-    if args.recipe is not None:
-        return TrainConfig.load(args.recipe)
     state = args.out / STATE_FILE
-    if args.resume and state.is_file():
-        args.recipe = state  # errors below name where the recipe came from
-        return TrainConfig.from_dict(read_state(state)[1]["train_config"])
-    args.recipe = _default_recipe(stage)
-    return TrainConfig.load(args.recipe)
+    if args.recipe is None and args.resume and state.is_file():
+        return TrainConfig.from_dict(read_state(state)[1]["train_config"]), state
+    source = args.recipe if args.recipe is not None else _default_recipe(stage)
+    return TrainConfig.load(source), source
 
 
 def run_training(args: argparse.Namespace, stage: int) -> int:
     from sage_backend.labels import LABEL_NAMES
     from training.trainer import Trainer
 
-    cfg = _recipe(args, stage)
+    cfg, recipe = _recipe(args, stage)
     changes = {k: v for k, v in (("data", args.data), ("seed", args.seed), ("style", getattr(args, "style", None))) if v is not None}
     cfg = cfg.replace(**changes)
     if cfg.stage != stage:
-        raise ValueError(f"{args.recipe} is a stage {cfg.stage} recipe, not stage {stage}")
+        raise ValueError(f"{recipe} is a stage {cfg.stage} recipe, not stage {stage}")
     if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
         raise ValueError(f"--steps must be an integer in 1..{MAX_STEPS}, got {args.steps}")
     if args.minutes is not None and not 0 < args.minutes <= 10**6:
@@ -134,7 +132,7 @@ def run_training(args: argparse.Namespace, stage: int) -> int:
         trainer.cfg = trainer.cfg.replace(steps=start + args.steps)
     if start >= trainer.cfg.steps:
         if not args.resume:
-            raise ValueError(f"{args.recipe}: initial_step {start} is not before steps {trainer.cfg.steps}")
+            raise ValueError(f"{recipe}: initial_step {start} is not before steps {trainer.cfg.steps}")
         print(f"the run is already at step {start}, the recipe's end: nothing to train (--steps N trains N more)")
         return 0
     trainer.train(minutes=args.minutes)

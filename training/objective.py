@@ -82,8 +82,7 @@ class SageObjective:
         self.D_rgb.requires_grad_(True)
         self.D_parsing.requires_grad_(self.parsing)
         for start, n in plan.chunks():
-            z = torch.randn(n, self.G.z_dim, generator=gen).to(self.device)
-            c2w, poses = self._sample_cameras(n, gen)
+            z, c2w, poses = self._random_views(n, gen)
             with torch.no_grad(), self._autocast():
                 fake = self.G(self.G.code(z), c2w, self.fov_deg, **plan.render())
             real_img = real.images[start:start + n].detach().requires_grad_(True)
@@ -119,7 +118,7 @@ class SageObjective:
                 recon = self.reconstruction({k: v[start:start + n] for k, v in targets.items()}, plan)
                 loss = loss + self.lc.reconstruction_weight * recon
                 _accumulate(stats, {"g_recon": recon}, n / plan.local_batch)
-            if self.support is not None and self.lc.support_weight > 0:
+            if self.support is not None:  # the trainer measures one only when support_weight > 0
                 support = self.support_term(n, plan)
                 loss = loss + self.lc.support_weight * support
                 _accumulate(stats, {"g_support": support}, n / plan.local_batch)
@@ -130,8 +129,7 @@ class SageObjective:
         """G's non-saturating loss on the top-k fakes, their pose regression, and (stage permitting) the
         stereo reprojection between the primary and an auxiliary camera near it."""
         lc, gen, alpha = self.lc, plan.generator, plan.alpha
-        z = torch.randn(n, self.G.z_dim, generator=gen).to(self.device)
-        c2w, poses = self._sample_cameras(n, gen)
+        z, c2w, poses = self._random_views(n, gen)
         stereo = self._stereo_cameras(poses, gen) if self.stage.stereo else {}
         keep, pose_w = self.keep_fraction(plan.step), self._pose_weight(plan.resolution)
         with self._autocast():
@@ -151,8 +149,7 @@ class SageObjective:
     def support_term(self, n: int, plan: StepPlan) -> torch.Tensor:
         """n random latents rendered from the recipe's cameras, their label maps held to the classes the
         data shows from each camera's angle (`ViewSupport`, `losses.complementary_label_loss`)."""
-        z = torch.randn(n, self.G.z_dim, generator=plan.generator).to(self.device)
-        c2w, poses = self._sample_cameras(n, plan.generator)
+        z, c2w, poses = self._random_views(n, plan.generator)
         with self._autocast():
             out = self.G(self.G.code(z), c2w, self.fov_deg, **plan.render())
         forbidden = self.support.forbidden(poses[:, 0], poses[:, 1]).to(self.device)
@@ -201,6 +198,12 @@ class SageObjective:
             predicted = torch.stack([wrap_yaw(predicted[:, 0]), predicted[:, 1]], -1)
             poses = torch.stack([wrap_yaw(poses[:, 0]), poses[:, 1]], -1)
         return L.pose_loss(predicted, poses)
+
+    def _random_views(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """n random latents z (n, z_dim) ~ N(0, I) and their cameras from the recipe's pose distribution
+        (`_sample_cameras`), drawn from `gen` in that order: what every pass on fakes renders."""
+        z = torch.randn(n, self.G.z_dim, generator=gen).to(self.device)
+        return (z, *self._sample_cameras(n, gen))
 
     def _sample_cameras(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """n fake cameras from the recipe's pose distribution: cam2world (n, 4, 4) and [yaw, pitch] (n, 2)."""
