@@ -138,8 +138,10 @@ class Client:
         self._lost = False  # a connection lost before this request says nothing about it
         try:
             self._socket.send_multipart(frames, flags=zmq.NOBLOCK)
-        except zmq.Again:
-            raise BackendUnavailable(f"backend at {self.address} is not accepting requests (queue full)") from None
+        except zmq.Again:  # no connection to queue it on (a failed handshake leaves none) or a full queue
+            self._connection_events()
+            raise BackendUnavailable(self._handshake_error or
+                                     f"backend at {self.address} is not accepting requests (queue full)") from None
         self.pending[request_id] = op
         return request_id
 

@@ -86,10 +86,27 @@ class SageClient:
         self.close()
 
     def send(self, op: str, blobs: list[bytes] | None = None, **fields: Any) -> str:
+        """Queue one request; returns its id. Raises what `receive` raises for a refused or failed handshake, and
+        TimeoutError when the request cannot be queued within the timeout (no connection to queue it on)."""
         rid = uuid.uuid4().hex[:16]
+        frames = encode({"id": rid, "op": op, **fields}, blobs)
         self._connection_events()  # a connection lost before this request says nothing about it
-        self.socket.send_multipart(encode({"id": rid, "op": op, **fields}, blobs))
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        # A DEALER with no connection blocks a send forever, and one whose handshake failed has none left (libzmq
+        # never retries a mechanism mismatch): wait in short steps and say why it cannot be sent instead.
+        while not self.socket.poll(100, zmq.POLLOUT):
+            self._connection_events()
+            self._raise_if_handshake_failed()
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"could not send to the backend at {self.address} within {self.timeout_ms / 1000:g} s (no connection)")
+        self.socket.send_multipart(frames, zmq.NOBLOCK)
         return rid
+
+    def _raise_if_handshake_failed(self) -> None:
+        if self.refused:
+            raise PermissionError(f"the backend at {self.address} refused this client's CURVE key (not on its allow-list)")
+        if self.handshake_failure:
+            raise BackendGone(self.handshake_failure)
 
     def receive(self, rid: str) -> tuple[dict[str, Any], dict[str, np.ndarray | bytes]]:
         """The next reply for `rid` (others are dropped); raises TimeoutError (silence for timeout_s),
@@ -107,7 +124,7 @@ class SageClient:
             ready = dict(poller.poll(0 if failed else max(0, int((deadline - time.monotonic()) * 1000))))
             lost = zmq.EVENT_DISCONNECTED in self._connection_events() or lost
             if self.refused:  # the handshake may have failed before the request was sent
-                raise PermissionError(f"the backend at {self.address} refused this client's CURVE key (not on its allow-list)")
+                self._raise_if_handshake_failed()
             if self.socket not in ready:
                 if lost or self.handshake_failure:  # after the replies that arrived before it
                     raise BackendGone(self.handshake_failure or

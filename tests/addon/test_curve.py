@@ -5,6 +5,7 @@ fix; the session rebuilds its client when the keys change; the keys work from th
 from the batch's flags inside bpy."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +132,23 @@ def test_a_listed_key_draws_and_every_wrong_key_fails_at_once_with_one_line(curv
     for _ in range(3):  # the backend may close before the mechanisms are compared: both ways name the key
         assert "uses CURVE encryption: set its public key (server.key) as the Server Key" in hello_error(address, None)
         assert "does not use CURVE encryption but a Server Key is set" in hello_error(backend.address, alice)
+
+
+def test_a_request_after_a_failed_handshake_names_the_key_not_a_full_queue(curve_backend) -> None:
+    """libzmq leaves no connection after a mechanism mismatch, so a later send finds nowhere to queue the request:
+    it said "queue full" (and the backend's own client blocked forever there)."""
+    address, _ = curve_backend
+    client = Client(address, 60.0, None)
+    try:
+        deadline = time.monotonic() + 15
+        while not client._handshake_error and time.monotonic() < deadline:
+            client._connection_events()
+            time.sleep(0.05)
+        time.sleep(0.5)  # the disconnection too
+        with pytest.raises(BackendUnavailable, match="uses CURVE encryption: set its public key"):
+            client.hello()
+    finally:
+        client.close()
 
 
 def test_the_session_rebuilds_its_client_when_the_keys_change(curve_backend) -> None:
