@@ -67,7 +67,10 @@ class LossConfig:
     # change that (measured), the ink weight below did (docs/training.md).
     reconstruction_scales: int = 1
     reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
-    semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up on front-facing views (objective._label_loss)
+    semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up on front-facing views (objective._front_facing)
+    # > 0: the drawing's L1 weighs each pixel by its class's share ** -this on front-facing views, so an eye's
+    # few pixels are not averaged into the skin's grey (losses.class_balance_map).
+    drawing_balance: float = 0.0
     # > 0: random latents, rendered from the recipe's cameras, are held to the classes the multi-view data
     # shows from each viewing angle (training.view_support; a class never seen from behind is a
     # complementary label there). It supervises the latents reconstruction never reaches.
@@ -167,8 +170,9 @@ class TrainConfig:
             raise ValueError("adversarial_start needs reconstruction_weight > 0: the warm-up trains by reconstruction alone")
         if self.losses.reconstruction_scales < 1:
             raise ValueError("reconstruction_scales must be at least 1 (1 = plain L1)")
-        if not 0 <= self.losses.semantic_balance <= 1:
-            raise ValueError("semantic_balance must be in 0..1 (0 = plain cross-entropy)")
+        for name in ("semantic_balance", "drawing_balance"):
+            if not 0 <= getattr(self.losses, name) <= 1:
+                raise ValueError(f"{name} must be in 0..1 (0 = unweighted)")
         if self.losses.support_weight < 0:
             raise ValueError("support_weight must be at least 0 (0 = off)")
         if self.losses.support_weight > 0 and not self.train_semantics:

@@ -61,26 +61,51 @@ def reprojection_loss(warped: torch.Tensor, target: torch.Tensor, valid: torch.T
     return (per_pixel * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def multiscale_l1(prediction: torch.Tensor, target: torch.Tensor, scales: int, ink_weight: float = 1.0) -> torch.Tensor:
+def multiscale_l1(prediction: torch.Tensor, target: torch.Tensor, scales: int, ink_weight: float = 1.0,
+                  pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean L1 over `scales` resolutions, each half the last (area pooling); scales=1 is plain L1.
     Pixels whose target is ink (darker than mid-grey) weigh `ink_weight` times more, as HED balances
-    sparse edges: the loss then draws a stroke wherever ink is likelier than 1 / (1 + ink_weight)."""
+    sparse edges: the loss then draws a stroke wherever ink is likelier than 1 / (1 + ink_weight).
+    `pixel_weight` (B, 1, H, W), e.g. `class_balance_map`, multiplies that weight (pooled with the images).
+    prediction, target (B, C, H, W) in [-1, 1]."""
     total = prediction.new_zeros(())
     for level in range(scales):
         if level:
             prediction, target = F.avg_pool2d(prediction, 2), F.avg_pool2d(target, 2)
+            pixel_weight = F.avg_pool2d(pixel_weight, 2) if pixel_weight is not None else None
         weight = 1.0 + (ink_weight - 1.0) * (target.mean(1, keepdim=True) < 0).float()
+        if pixel_weight is not None:
+            weight = weight * pixel_weight
         total = total + ((prediction - target).abs() * weight).sum() / (weight.sum() * target.shape[1])
     return total / scales
 
 
+def class_weights(labels: torch.Tensor, exponent: float, classes: int) -> torch.Tensor:
+    """(classes,) weights, each class's pixel share in `labels` to the power -exponent (inverse-frequency
+    weighting as in SegNet's median-frequency balancing, softened by the exponent; 0.5 weighs a brow at 0.3%
+    of the pixels 10x a skin pixel at 30%). Classes absent from `labels` get the largest weight, unused."""
+    counts = torch.bincount(labels.flatten(), minlength=classes).float()
+    return (counts / counts.sum()).clamp_min(1.0 / counts.sum()).pow(-exponent)
+
+
+def class_balance_map(labels: torch.Tensor, exponent: float, classes: int, balanced_views: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) per-pixel weights for a pixel loss: `class_weights` over the balanced views' pixels, each
+    such view's map scaled to mean 1 (so every view weighs the same); 1 on the other views.
+    labels (B, H, W) int64; balanced_views (B,) bool."""
+    weight = torch.ones(labels.shape, device=labels.device)
+    if exponent > 0 and balanced_views.any():
+        chosen = labels[balanced_views]
+        balanced = class_weights(chosen, exponent, classes).to(labels.device)[chosen]
+        weight[balanced_views] = balanced / balanced.mean((1, 2), keepdim=True)
+    return weight.unsqueeze(1)
+
+
 def balanced_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, exponent: float, classes: int,
                            balanced_views: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy whose classes weigh (pixel share in this batch) ** -exponent, normalised over the pixels
-    (torch's weighted mean): 0 is plain cross-entropy; 0.5 weighs a brow at 0.3% of the pixels 10x a skin
-    pixel at 30%. Thin face parts otherwise cost almost nothing to lose (inverse-frequency weighting as in
-    SegNet's median-frequency balancing, softened by the exponent). `balanced_views` (B,) bool: only these
-    views are balanced, the rest get plain cross-entropy, and the two means are averaged per view.
+    """Cross-entropy whose classes weigh `class_weights` (this batch's shares ** -exponent), normalised over
+    the pixels (torch's weighted mean): 0 is plain cross-entropy. Thin face parts otherwise cost almost
+    nothing to lose. `balanced_views` (B,) bool: only these views are balanced, the rest get plain
+    cross-entropy, and the two means are averaged per view.
     logits (B, classes, H, W); labels (B, H, W) int64 in [0, classes)."""
     if exponent == 0 or (balanced_views is not None and not balanced_views.any()):
         return F.cross_entropy(logits, labels)
@@ -88,9 +113,7 @@ def balanced_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, exponent:
         share = balanced_views.float().mean()
         return (share * balanced_cross_entropy(logits[balanced_views], labels[balanced_views], exponent, classes)
                 + (1 - share) * F.cross_entropy(logits[~balanced_views], labels[~balanced_views]))
-    counts = torch.bincount(labels.flatten(), minlength=classes).float()
-    weight = (counts / counts.sum()).clamp_min(1.0 / counts.sum()).pow(-exponent)  # absent classes: never indexed
-    return F.cross_entropy(logits, labels, weight=weight.to(logits.dtype))
+    return F.cross_entropy(logits, labels, weight=class_weights(labels, exponent, classes).to(logits.dtype))
 
 
 def complementary_label_loss(logits: torch.Tensor, forbidden: torch.Tensor) -> torch.Tensor:

@@ -165,9 +165,12 @@ class SageObjective:
         with self._autocast():
             out = self.G(self.G.code(z), orbit_cam2world(pose[:, 0], pose[:, 1]).to(self.device), self.fov_deg, **plan.render())
         image, labels = targets["image"], targets["labels"]
-        loss = L.multiscale_l1(out.drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight)
+        front = self._front_facing(pose[:, 0].to(self.device))
+        balance = L.class_balance_map(labels, lc.drawing_balance, out.semantic_logits.shape[1], front) if lc.drawing_balance else None
+        loss = L.multiscale_l1(out.drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight, balance)
         if self.stage.semantics_learn:
-            loss = loss + self._label_loss(out.semantic_logits.float(), labels, pose[:, 0].to(self.device))
+            loss = loss + L.balanced_cross_entropy(out.semantic_logits.float(), labels, lc.semantic_balance,
+                                                   out.semantic_logits.shape[1], balanced_views=front)
         if self.stage.field_reconstruction:
             size = out.view.rgb.shape[-2:]
             foreground = (labels != 0).float().unsqueeze(1)
@@ -179,13 +182,13 @@ class SageObjective:
                 loss = loss + lc.silhouette_weight * F.l1_loss(out.view.opacity.float(), coverage)
         return loss
 
-    def _label_loss(self, logits: torch.Tensor, labels: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy on the label maps, class-balanced (`semantic_balance`) on the views that face the camera
-        (within 90 degrees of frontal), plain on the rest. Balance weights from a face-heavy batch would make
-        face labels painted on a back view's hair cheap: measured, 0.25 on every view raised the back-half
-        frames with a face part from 0.19 to 0.35 (docs/training.md)."""
-        front = (wrap_yaw(yaw) - FRONTAL_YAW).abs() <= math.pi / 2
-        return L.balanced_cross_entropy(logits, labels, self.lc.semantic_balance, logits.shape[1], balanced_views=front)
+    @staticmethod
+    def _front_facing(yaw: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the views within 90 degrees of frontal, where the class-balanced terms (`semantic_balance`,
+        `drawing_balance`) apply; back views keep plain ones. Balance weights from a face-heavy batch would
+        make face labels painted on a back view's hair cheap: measured, 0.25 on every view raised the
+        back-half frames with a face part from 0.19 to 0.35 (docs/training.md)."""
+        return (wrap_yaw(yaw) - FRONTAL_YAW).abs() <= math.pi / 2
 
     def _pose_weight(self, resolution: int) -> float:
         lc = self.lc

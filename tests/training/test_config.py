@@ -60,3 +60,10 @@ def test_every_shipped_recipe_loads_and_each_stage2_starts_where_its_stage1_ends
             if name.startswith(f"{family}_stage2"):
                 assert cfg.stage == 2 and cfg.initial_step == stage1_end, name
     assert recipes["gpu_stage2_line"].losses.reconstruction_ink_weight == recipes["demo_stage2_line"].losses.reconstruction_ink_weight
+
+
+@pytest.mark.parametrize("name", ["semantic_balance", "drawing_balance"])
+def test_balance_exponents_outside_0_to_1_are_refused(name: str) -> None:
+    TrainConfig(losses=LossConfig(**{name: 0.5})).validate()
+    with pytest.raises(ValueError, match=f"{name} must be in 0..1"):
+        TrainConfig(losses=LossConfig(**{name: 1.5})).validate()

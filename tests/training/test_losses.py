@@ -1,12 +1,14 @@
 """The reconstruction losses. Drawing: plain L1 at one scale; pooled scales and ink weighting make a
 stroke near the true line cheaper than blank paper, the failure a sparse line style falls into. Labels:
-class-balanced cross-entropy, so thin face parts are not the cheapest pixels to lose."""
+class-balanced cross-entropy, so thin face parts are not the cheapest pixels to lose; the drawing's L1 can be
+class-balanced the same way, so an eye's few pixels are not averaged into the skin's grey."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from training.losses import balanced_cross_entropy, multiscale_l1
+from training.losses import balanced_cross_entropy, class_balance_map, multiscale_l1
 
 
 def line_at(column: int, size: int = 32) -> torch.Tensor:
@@ -54,3 +56,28 @@ def test_balance_applies_to_the_given_views_only() -> None:
     assert torch.equal(balanced_cross_entropy(logits, labels, 0.5, 3, balanced_views=~none), balanced_cross_entropy(logits, labels, 0.5, 3))
     expected = (balanced_cross_entropy(logits[front], labels[front], 0.5, 3) + F.cross_entropy(logits[~front], labels[~front])) / 2
     assert torch.allclose(balanced_cross_entropy(logits, labels, 0.5, 3, balanced_views=front), expected)
+
+
+def test_class_balance_map_weighs_pixels_by_their_class_share_on_the_given_views_only() -> None:
+    labels = torch.zeros(2, 4, 5, dtype=torch.long)
+    labels[:, 0, :4] = 1  # per view: class 1 on 4 of 20 pixels
+    front = torch.tensor([True, False])
+    weight = class_balance_map(labels, 0.5, 3, front)
+    assert weight.shape == (2, 1, 4, 5)
+    assert torch.equal(weight[1], torch.ones(1, 4, 5))  # not balanced: plain L1
+    assert weight[0].mean().item() == pytest.approx(1.0)  # every balanced view still weighs as much as one plain view
+    ratio = weight[0, 0, 0, 0] / weight[0, 0, 3, 0]  # a rare pixel against a common one: (4/20 / 16/20) ** -0.5
+    assert ratio.item() == pytest.approx(2.0)
+    assert torch.equal(class_balance_map(labels, 0.0, 3, front), torch.ones(2, 1, 4, 5))
+
+
+def test_a_balanced_l1_prefers_a_drawn_eye_to_blank_skin() -> None:
+    """The case it exists for: a dark eye of 4 pixels in grey skin. Plain L1 prices a blurred eye (half-way
+    grey over 12 pixels) above leaving it out; weighing the eye's pixels up by their class share flips that."""
+    target, labels = torch.zeros(1, 1, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)
+    target[..., 3:5, 3:5], labels[:, 3:5, 3:5] = -1.0, 1
+    blank, blurred = torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)
+    blurred[..., 2:6, 2:5] = -0.5  # the eye smeared over a 4x3 area
+    assert multiscale_l1(blank, target, 1) < multiscale_l1(blurred, target, 1)
+    weight = class_balance_map(labels, 0.5, 2, torch.tensor([True]))
+    assert multiscale_l1(blurred, target, 1, pixel_weight=weight) < multiscale_l1(blank, target, 1, pixel_weight=weight)
