@@ -8,7 +8,8 @@
 #   WORK  run folder (data/, stage1/, one folder per style), inside the work tree so a warm machine keeps it
 #   OUT   release: OUT/checkpoints/ (3 styles + MODEL_CARD.md), OUT/images/ (3 turntable sheets), OUT/summary.txt
 #   part  all (default); stage1: data + Stage I; stage2: Stage II + release (two calls under 10 minutes each)
-# Environment: HEADS (384 heads x 8 views), STAGE1_MIN (3.5), STAGE2_MIN (2.5), DEVICE (auto), PYTHON (python3).
+# Environment: HEADS (384 heads x 8 views), STAGE1_MIN (3.5), STAGE2_MIN (2.5), DEVICE (auto), PYTHON (python3),
+#   PSI (0.65, the CPU demo's release truncation: compare `sage-train eval --psi` on the GPU model before shipping).
 # Example, through the device tool:  bash training/recipes/gpu.sh runs/gpu "$OUT" stage1
 # On a machine without the package installed it runs from the work tree (PYTHONPATH=$PWD).
 set -euo pipefail
@@ -60,7 +61,7 @@ if [ "$part" = all ] || [ "$part" = stage2 ]; then
   for style in "${styles[@]}"; do stamp "stage2 $style: $(ended "$work/$style.log")"; done
   stamp "release"
   train release --runs "$work/pencil" "$work/line" "$work/painterly" --stage1 "$work/stage1" --data "$work/data" \
-    --out "$out/checkpoints" --images "$out/images" \
+    --out "$out/checkpoints" --images "$out/images" --psi "${PSI:-0.65}" \
     --note "Trained by training/recipes/gpu.sh (device ${DEVICE:-auto}), each stage time-boxed (the steps reached are above)."
   stamp "done"
 fi
