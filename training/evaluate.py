@@ -12,7 +12,7 @@ from sage_backend.limits import Limits, check_value
 
 MAX_SEEDS = 100_000
 DEFAULT_METRICS = ("semantic_consistency", "full_circle_consistency", "reprojection", "face_part_recall", "seed_diversity",
-                   "back_face_parts")
+                   "back_face_parts", "face_part_contrast")
 
 
 # What each report key measures (eval's --help; the model card's table says the same).
@@ -26,6 +26,9 @@ METRIC_HELP = {
                       "at equal --seeds; --data prints the training data's beside it)",
     "back_face_parts": "the share of back-half frames of a 16-view turntable at pitch pi/2 showing an eye, brow, nose or lip "
                        "(0 = the back of the head is hair and skin)",
+    "face_part_contrast": "per face part, |its mean grey - the skin's| (0..1) in the frontal drawings, and 'edges', the mean "
+                          "grey step between neighbouring pixels inside the head (a blur lowers both; --drawings prints the "
+                          "style's own drawings' beside them)",
     "fid": "Frechet distance of drawings at near-frontal poses (yaw ~ N(pi/2, 0.3)) to --real in --inception's features",
     "kid": "kernel (MMD) distance, the same features",
 }
@@ -40,6 +43,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--psi", type=float, help="truncation in 0..1 (default: the checkpoint's own, StyleInfo.psi)")
     p.add_argument("--data", type=Path, help="the training data (with cameras.json): report its face-part recall and "
                    "seed diversity beside the model's")
+    p.add_argument("--drawings", type=Path, help="the drawing-styles root the style trained on (`sage-train stage2 --data`): "
+                   "report face_part_contrast of its near-frontal drawings (ROOT/<style>) beside the model's")
     p.add_argument("--inception", type=Path, help="TorchScript feature extractor for FID/KID (nothing is downloaded)")
     p.add_argument("--real", type=Path, help="folder of real images for FID/KID")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -57,7 +62,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if not 1 <= args.seeds <= MAX_SEEDS:
         raise ValueError(f"--seeds must be an integer in 1..{MAX_SEEDS}")
     loaded = load_generator(args.checkpoint)
-    args = argparse.Namespace(**{**vars(args), "psi": loaded.info.psi if args.psi is None else args.psi})
+    args = argparse.Namespace(**{**vars(args), "psi": loaded.info.psi if args.psi is None else args.psi, "style": loaded.info.name})
     renderer = PortraitRenderer(loaded.generator, pick_device(args.device))
     report = {"checkpoint": str(args.checkpoint), "style": loaded.info.name, "step": loaded.info.step, "seeds": args.seeds,
               "psi": args.psi}

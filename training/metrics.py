@@ -11,6 +11,8 @@
   the same head), beside the data's.
 - back_face_parts: over a 360-degree turntable, the fraction of back-half frames (|yaw - pi/2| > 2.2)
   that show any eye, brow, nose or lip (a model trained only on frontal poses paints a face there).
+- face_part_contrast: at the frontal view, how far each face part's mean grey stands from the skin's, and
+  the mean neighbour difference inside the head (a blur lowers both), beside the style's own drawings.
 - fid / kid: from a user-supplied TorchScript feature extractor (nothing is downloaded).
 
 A part "shows" when it covers at least `MIN_PART_PIXELS` pixels of a 128 x 128 map (scaled by area).
@@ -199,11 +201,49 @@ def diversity_of(label_maps: Sequence[np.ndarray]) -> float:
     return _mean(values)
 
 
+def drawing_contrast(drawing: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """How far a drawing (H, W, 3) uint8 sets the face apart, read with its label map (H, W): for each
+    NOT_BEHIND group of at least min_part_pixels, |mean grey of the part - mean grey of the skin| (0..1), and
+    "edges", the mean absolute grey difference between 4-neighbours inside the head (0..1; hatching and
+    outlines raise it, a blur lowers it). Empty without skin."""
+    grey = drawing.astype(np.float32).mean(-1) / 255
+    skin = labels == LABEL_IDS["skin"]
+    if not skin.any():
+        return {}
+    out = {}
+    for group in NOT_BEHIND:
+        part = np.isin(labels, [LABEL_IDS[n] for n in FACE_PARTS[group]])
+        if part.sum() >= min_part_pixels(labels):
+            out[group] = float(abs(grey[part].mean() - grey[skin].mean()))
+    head = labels != 0
+    across, down = head[:, 1:] & head[:, :-1], head[1:] & head[:-1]
+    steps = np.abs(np.diff(grey, axis=1))[across].sum() + np.abs(np.diff(grey, axis=0))[down].sum()
+    out["edges"] = float(steps / max(1, across.sum() + down.sum()))
+    return out
+
+
+def contrast_of(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """drawing_contrast averaged over (drawing, label map) pairs, each key over the pairs that have it."""
+    found = [drawing_contrast(d, m) for d, m in pairs]
+    keys = [*NOT_BEHIND, "edges"]
+    return {k: float(np.mean([f[k] for f in found if k in f])) for k in keys if any(k in f for f in found)}
+
+
+def frontal_frames(model: Model, seeds: Sequence[int], psi: float = DEFAULT_PSI,
+                   outputs: tuple[str, ...] = ("semantic",)) -> list[Frame]:
+    """Each seed's frame at the frontal view, with `outputs`."""
+    renderer = as_renderer(model)
+    return [next(renderer.render(seed_latent(s, renderer.generator.z_dim), [FRONTAL], psi, outputs=outputs)) for s in seeds]
+
+
 def frontal_label_maps(model: Model, seeds: Sequence[int], psi: float = DEFAULT_PSI) -> list[np.ndarray]:
     """Each seed's semantic map (H, W) at the frontal view."""
-    renderer = as_renderer(model)
-    return [next(renderer.render(seed_latent(s, renderer.generator.z_dim), [FRONTAL], psi, outputs=("semantic",))).semantic
-            for s in seeds]
+    return [frame.semantic for frame in frontal_frames(model, seeds, psi)]
+
+
+def frontal_drawings(model: Model, seeds: Sequence[int], psi: float = DEFAULT_PSI) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each seed's (drawing (H, W, 3) uint8, semantic map (H, W)) at the frontal view, for contrast_of."""
+    return [(frame.drawing, frame.semantic) for frame in frontal_frames(model, seeds, psi, ("drawing", "semantic"))]
 
 
 def _data_views(root: Path) -> tuple[dict[str, dict], dict[str, Path]]:
@@ -219,22 +259,46 @@ def _data_views(root: Path) -> tuple[dict[str, dict], dict[str, Path]]:
     return cameras, masks
 
 
-def data_frontal_label_maps(root: Path, count: int, max_offset: float = 0.15) -> list[np.ndarray]:
-    """Label maps of up to `count` near-frontal views (yaw and pitch within `max_offset` rad of frontal),
-    one per head, from a synthetic/CelebAMask-HQ-layout folder with cameras.json (the model's yardstick)."""
-    cameras, masks = _data_views(root)
-    maps, heads = [], set()
+def _near_frontal(root: Path, cameras: dict[str, dict], count: int, max_offset: float) -> list[str]:
+    """Ids of up to `count` near-frontal views (yaw and pitch within `max_offset` rad of frontal), one per
+    head, in id order; raises ValueError when there are fewer than 2."""
+    chosen, heads = [], set()
     for image_id in sorted(cameras):
         cam = cameras[image_id]
         if cam["head"] in heads or abs(cam["yaw"] - FRONTAL_YAW) > max_offset or abs(cam["pitch"] - FRONTAL_PITCH) > max_offset:
             continue
         heads.add(cam["head"])
-        maps.append(read_labels(masks[image_id]))
-        if len(maps) == count:
+        chosen.append(image_id)
+        if len(chosen) == count:
             break
-    if len(maps) < 2:
+    if len(chosen) < 2:
         raise ValueError(f"{root}: fewer than 2 near-frontal views to compare with")
-    return maps
+    return chosen
+
+
+def data_frontal_label_maps(root: Path, count: int, max_offset: float = 0.15) -> list[np.ndarray]:
+    """Label maps of up to `count` near-frontal views (`_near_frontal`) of a synthetic/CelebAMask-HQ-layout
+    folder with cameras.json (the model's yardstick)."""
+    cameras, masks = _data_views(root)
+    return [read_labels(masks[image_id]) for image_id in _near_frontal(root, cameras, count, max_offset)]
+
+
+def data_frontal_drawings(folder: Path, count: int, resolution: int, max_offset: float = 0.15) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(drawing (R, R, 3) uint8, label map (R, R)) of up to `count` near-frontal views (`_near_frontal`) of a
+    drawing-style folder with cameras.json (`sage-train stage2 --data ROOT`'s ROOT/<style>), read as Stage II
+    reads them, at the model's resolution R: contrast_of's yardstick."""
+    from training.data.drawings import DrawingStyle
+
+    data = DrawingStyle(Path(folder).parent, Path(folder).name, resolution)
+    if not data.cameras:
+        raise ValueError(f"{folder}: no cameras.json, so its near-frontal drawings are unknown")
+    index = {image_id: i for i, image_id in enumerate(data.ids)}
+    pairs = []
+    for image_id in _near_frontal(folder, data.cameras, count, max_offset):
+        item = data[index[image_id]]
+        drawing = ((item["image"].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        pairs.append((drawing, item["semantic"].numpy()))
+    return pairs
 
 
 def data_back_face_parts(root: Path, max_pitch_offset: float = 0.15) -> float | None:
@@ -332,6 +396,16 @@ def _generated_and_real(renderer: PortraitRenderer, args: argparse.Namespace) ->
     return features(extractor, np.stack(fake)), features(extractor, real)
 
 
+def _face_part_contrast(renderer: PortraitRenderer, args: argparse.Namespace) -> dict:
+    """contrast_of the frontal drawings, beside the style's own training drawings (--drawings ROOT/<style>) when
+    that folder exists."""
+    pairs = frontal_drawings(renderer, range(args.seeds), args.psi)
+    folder = Path(args.drawings) / args.style if args.drawings else None
+    data = (contrast_of(data_frontal_drawings(folder, args.seeds, pairs[0][0].shape[0]))
+            if folder is not None and folder.is_dir() else None)
+    return _with_data(contrast_of(pairs), data)
+
+
 def _with_data(value: float | dict[str, float], data: float | dict[str, float] | None) -> dict:
     return {"model": value} if data is None else {"model": value, "data": data}
 
@@ -346,6 +420,7 @@ METRICS: dict[str, Callable[[PortraitRenderer, argparse.Namespace], float | dict
                                               diversity_of(data_frontal_label_maps(a.data, a.seeds)) if a.data else None),
     "back_face_parts": lambda r, a: _with_data(back_face_parts(r, range(a.seeds), psi=a.psi),
                                                data_back_face_parts(a.data) if a.data else None),
+    "face_part_contrast": _face_part_contrast,
     "fid": lambda r, a: frechet_distance(*_generated_and_real(r, a)),
     "kid": lambda r, a: kernel_distance(*_generated_and_real(r, a)),
 }

@@ -38,6 +38,8 @@ def add_release_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=16, help="seeds to average the metrics over")
     p.add_argument("--data", type=Path, help="the Stage I training data (with cameras.json), for the data's face-part "
                    "recall and seed diversity beside each model's")
+    p.add_argument("--drawings", type=Path, help="the drawing-styles root the styles trained on, for each style's face-part "
+                   "contrast beside its own drawings' (default: DATA/styles when it exists, make-synthetic's layout)")
     p.add_argument("--stage1", type=Path, help="the Stage I run folder, to report its steps and wall time on the card")
     p.add_argument("--psi", type=float, help="the truncation the checkpoints ship with: measured at, drawn at on the sheets, "
                    "and served at when a request names none (default: each run's own, 0.5 unless set before)")
@@ -72,10 +74,12 @@ def run_release(args: argparse.Namespace) -> int:
     check_writable(args.images)
     rows = []
     data = data_metrics(args.data, args.seeds) if args.data else None
+    drawings = args.drawings or (args.data / "styles" if args.data else None)
     for loaded in loaded_runs:
         renderer = PortraitRenderer(loaded.generator)
         psi = loaded.info.psi if args.psi is None else args.psi
-        metrics = model_metrics(renderer, list(range(args.seeds)), psi)
+        metrics = model_metrics(renderer, list(range(args.seeds)), psi,
+                                drawings / loaded.info.name if drawings and (drawings / loaded.info.name).is_dir() else None)
         info: StyleInfo = replace(loaded.info, training=loaded.info.training | {"metrics": metrics}, psi=psi)
         save_generator(args.out / f"{info.name}.safetensors", loaded.generator, info)
         image = args.images / f"demo_{info.name}_turntable.png"
@@ -89,12 +93,17 @@ def run_release(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_metrics(renderer: PortraitRenderer, seeds: list[int], psi: float) -> dict:
-    """The card's measurements of one model at truncation `psi` (training/metrics.py), rounded for the card."""
-    from training.metrics import (back_face_parts, diversity_of, frontal_label_maps, full_circle_consistency,
-                                  part_recall_of, reprojection_error, semantic_consistency)
+def model_metrics(renderer: PortraitRenderer, seeds: list[int], psi: float, drawings: Path | None = None) -> dict:
+    """The card's measurements of one model at truncation `psi` (training/metrics.py), rounded for the card;
+    `drawings`: the style's training drawings (a folder with cameras.json), for the face-part contrast's yardstick."""
+    from training.metrics import (back_face_parts, contrast_of, data_frontal_drawings, diversity_of, frontal_drawings,
+                                  full_circle_consistency, part_recall_of, reprojection_error, semantic_consistency)
 
-    frontal = frontal_label_maps(renderer, seeds, psi)
+    pairs = frontal_drawings(renderer, seeds, psi)
+    frontal = [labels for _, labels in pairs]
+    contrast = {"model": _rounded(contrast_of(pairs))}
+    if drawings is not None:
+        contrast["data"] = _rounded(contrast_of(data_frontal_drawings(drawings, len(seeds), pairs[0][0].shape[0])))
     return {
         "semantic_consistency_miou": round(semantic_consistency(renderer, seeds, psi=psi), 4),
         "full_circle_consistency_miou": round(full_circle_consistency(renderer, seeds, psi=psi), 4),
@@ -102,7 +111,12 @@ def model_metrics(renderer: PortraitRenderer, seeds: list[int], psi: float) -> d
         "face_part_recall": {k: round(v, 3) for k, v in part_recall_of(frontal).items()},
         "seed_diversity": round(diversity_of(frontal), 4),
         "back_face_parts": round(back_face_parts(renderer, seeds, psi=psi), 4),
+        "face_part_contrast": contrast,
     }
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in values.items()}
 
 
 def data_metrics(root: Path, count: int) -> dict:
@@ -169,6 +183,7 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
               + (" Styles trained with `train_semantics: false` keep Stage I's semantic decoder, so their label-map "
                  "columns are equal." if any(info.training.get("recipe", {}).get("train_semantics") is False for info, _, _ in rows)
                  else ""), ""]
+    lines += _contrast_table(rows)
     for info, _, image in rows:
         first, last, views = sheet_arc(info)
         lines += [f"{info.name}: rows drawing, semantic map, depth (near = bright), seeds 1-3; {views} views from yaw "
@@ -180,6 +195,25 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
               "synthetic faces only; expect soft, cartoon-like heads. Train on CelebAMask-HQ with the full preset",
               "for paper-like results."]
     return "\n".join(lines) + "\n"
+
+
+def _contrast_table(rows: list[tuple[StyleInfo, dict, Path]]) -> list[str]:
+    """The card's second table: each style's face-part contrast, its own training drawings' in brackets."""
+    measured = [(info, m["face_part_contrast"]) for info, m, _ in rows if "face_part_contrast" in m]
+    if not measured:
+        return []
+    keys = ("eyes", "brows", "nose", "mouth", "edges")
+
+    def cell(contrast: dict, key: str) -> str:
+        model, data = contrast["model"].get(key), contrast.get("data", {}).get(key)
+        return "" if model is None else f"{model:.3f}" + ("" if data is None else f" ({data:.3f})")
+
+    lines = ["Face-part contrast in the frontal drawings: |a part's mean grey - the skin's| (0..1), and edges, the mean grey "
+             "step between neighbouring pixels inside the head; the style's own training drawings in brackets "
+             "(`sage-train eval --metrics face_part_contrast`). A blur lowers both.", "",
+             "| style | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    lines += [f"| {info.name} | " + " | ".join(cell(c, k) for k in keys) + " |" for info, c in measured]
+    return lines + [""]
 
 
 def _relative(path: Path, start: Path) -> str:

@@ -17,7 +17,7 @@ from sage_backend.checkpoint import load_generator
 from sage_backend.inference import PortraitRenderer
 from training.evaluate import METRIC_HELP
 from training.metrics import (
-    METRICS, data_frontal_label_maps, diversity_of, features, frechet_distance, kernel_distance, load_feature_extractor,
+    METRICS, contrast_of, data_frontal_drawings, data_frontal_label_maps, diversity_of, drawing_contrast, features, frechet_distance, kernel_distance, load_feature_extractor,
     part_recall_of, parts_shown, reprojection_error, semantic_consistency, warped_drawing_error, warped_miou,
 )
 from sage_backend.labels import LABEL_IDS
@@ -126,14 +126,16 @@ def test_registry_runs_every_metric_on_a_tiny_checkpoint(tmp_path: Path, tiny_ch
     for i, img in enumerate(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)):
         Image.fromarray(img).save(real / f"{i}.png")
     renderer = PortraitRenderer(load_generator(tiny_checkpoint_dir / "line.safetensors").generator)
-    args = argparse.Namespace(inception=scripted_extractor(tmp_path / "extractor.pt"), real=real, psi=0.5, seeds=2, data=None)
+    args = argparse.Namespace(inception=scripted_extractor(tmp_path / "extractor.pt"), real=real, psi=0.5, seeds=2, data=None,
+                              drawings=None, style="line")
     assert set(METRICS) == {"semantic_consistency", "full_circle_consistency", "reprojection", "face_part_recall",
-                            "seed_diversity", "back_face_parts", "fid", "kid"}
+                            "seed_diversity", "back_face_parts", "face_part_contrast", "fid", "kid"}
     assert set(METRIC_HELP) == set(METRICS)  # eval --help explains every key its report can hold
     assert 0.0 <= METRICS["full_circle_consistency"](renderer, args) <= 1.0
     assert 0.0 <= METRICS["back_face_parts"](renderer, args)["model"] <= 1.0
     assert set(METRICS["face_part_recall"](renderer, args)["model"]) == {"eyes", "brows", "nose", "mouth", "hair"}
     assert 0.0 <= METRICS["seed_diversity"](renderer, args)["model"] <= 1.0
+    assert all(0.0 <= v <= 1.0 for v in METRICS["face_part_contrast"](renderer, args)["model"].values())
     assert np.isfinite(METRICS["fid"](renderer, args)) and np.isfinite(METRICS["kid"](renderer, args))
     assert 0.0 <= METRICS["semantic_consistency"](renderer, args) <= 1.0
     assert 0.0 <= METRICS["reprojection"](renderer, args) <= 1.0
@@ -200,3 +202,40 @@ def test_data_frontal_maps_take_one_near_frontal_view_per_head(tmp_path: Path) -
         data_frontal_label_maps(tmp_path, count=1)
     with pytest.raises(ValueError, match="no cameras.json"):
         data_frontal_label_maps(tmp_path / "CelebAMask-HQ-mask", count=8)
+
+
+def test_drawing_contrast_reads_each_face_part_against_the_skin_and_the_edges_inside_the_head() -> None:
+    labels = face_map(eye=4)
+    drawing = np.full((128, 128, 3), 255, np.uint8)
+    drawing[labels == LABEL_IDS["skin"]] = 200
+    drawing[np.isin(labels, [LABEL_IDS["l_eye"], LABEL_IDS["r_eye"]])] = 0  # black eyes in light skin
+    drawing[labels == LABEL_IDS["nose"]] = 200  # a nose not drawn at all
+    found = drawing_contrast(drawing, labels)
+    assert found["eyes"] == pytest.approx(200 / 255) and found["nose"] == 0.0
+    assert set(found) == {"eyes", "brows", "nose", "mouth", "edges"}
+    flat = np.full((128, 128, 3), 200, np.uint8)
+    assert drawing_contrast(flat, labels)["edges"] == 0.0 < found["edges"]
+    assert "eyes" not in drawing_contrast(drawing, face_map(eye=1))  # a speck is not an eye
+    assert drawing_contrast(drawing, np.zeros((128, 128), np.uint8)) == {}  # no skin: nothing to compare with
+    both = contrast_of([(drawing, labels), (flat, labels)])
+    assert both["eyes"] == pytest.approx(100 / 255) and both["edges"] == pytest.approx(found["edges"] / 2)
+
+
+def test_data_frontal_drawings_read_a_style_folder_as_stage2_does(tmp_path: Path) -> None:
+    import json
+
+    folder = tmp_path / "pencil"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    cams = {"000000": (0, 1.57, 1.57), "000001": (1, 2.6, 1.57), "000002": (2, 1.6, 1.55)}
+    for image_id, (head, _, _) in cams.items():
+        Image.fromarray(np.full((256, 256, 3), 40 * head, np.uint8)).save(folder / "images" / f"{image_id}.png")
+        Image.fromarray(np.kron(face_map(), np.ones((2, 2), np.uint8))).save(folder / "masks" / f"{image_id}.png")
+    (folder / "cameras.json").write_text(json.dumps({i: {"head": h, "yaw": y, "pitch": p} for i, (h, y, p) in cams.items()}))
+    pairs = data_frontal_drawings(folder, count=8, resolution=128)
+    assert [int(d[0, 0, 0]) for d, _ in pairs] == [0, 80]  # heads 0 and 2; head 1 is a side view
+    assert pairs[0][0].shape == (128, 128, 3) and pairs[0][0].dtype == np.uint8
+    assert np.array_equal(pairs[0][1], face_map())
+    (folder / "cameras.json").unlink()
+    with pytest.raises(ValueError, match="no cameras.json"):
+        data_frontal_drawings(folder, count=8, resolution=128)

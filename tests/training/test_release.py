@@ -36,6 +36,10 @@ def test_release_ships_measured_checkpoints_with_card_and_sheets(tmp_path: Path,
         Image.fromarray(labels).save(data / "CelebAMask-HQ-mask" / f"{view:06d}.png")
         cams[f"{view:06d}"] = {"head": view, "yaw": math.pi / 2 + math.pi, "pitch": math.pi / 2 + 0.1}
     (data / "cameras.json").write_text(json.dumps(cams))
+    style = data / "styles" / "line"  # make-synthetic's layout: the style's drawings, for the contrast's yardstick
+    for folder in ("images", "masks"):
+        shutil.copytree(data / "CelebAMask-HQ-mask", style / folder)
+    (style / "cameras.json").write_text(json.dumps(cams))
     code = main(["release", "--runs", str(run), "--out", str(tmp_path / "ship"), "--images", str(tmp_path / "images"),
                  "--seeds", "2", "--data", str(data), "--psi", "0.6"])
     assert code == 0
@@ -43,7 +47,8 @@ def test_release_ships_measured_checkpoints_with_card_and_sheets(tmp_path: Path,
     metrics = shipped.training["metrics"]
     assert shipped.psi == 0.6  # served when a request names no psi
     assert set(metrics) == {"semantic_consistency_miou", "full_circle_consistency_miou", "drawing_reprojection_l1",
-                            "face_part_recall", "seed_diversity", "back_face_parts"}
+                            "face_part_recall", "seed_diversity", "back_face_parts", "face_part_contrast"}
+    assert set(metrics["face_part_contrast"]) == {"model", "data"}
     sheet = np.array(Image.open(tmp_path / "images" / "demo_line_turntable.png"))
     assert sheet.ndim == 3 and sheet.shape[1] > sheet.shape[0] / 9  # 7 views wide, 3 seeds x 3 rows high
     card = (tmp_path / "ship" / "MODEL_CARD.md").read_text()
@@ -52,6 +57,9 @@ def test_release_ships_measured_checkpoints_with_card_and_sheets(tmp_path: Path,
     assert "| 0.00 / 0.00 / 0.00 / 0.00 / 1.00 | 0.0" in card  # the data: hair only, three nearly equal heads
     data_row = next(line for line in card.splitlines() if "*training data*" in line)
     assert data_row.endswith("| 0.5 |")  # back-half views with a face part
+    contrast_row = next(line for line in card.splitlines() if line.startswith("| line |") and "(" in line)
+    # The data's "drawings" are its label maps: no face part to compare, one faint step (ids 1 to 13) at the hairline.
+    assert contrast_row.split("|")[2].strip().count("(") == 0 and contrast_row.endswith("(0.001) |")
 
 
 def test_sheets_show_the_circle_only_for_models_trained_on_it(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
