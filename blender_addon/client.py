@@ -95,6 +95,9 @@ class Client:
 
     def _close_socket(self) -> None:
         if self._socket is not None:
+            # Monitoring stops before its socket closes, as libzmq asks (libzmq#3575, pyzmq#1020): an event sent to a
+            # closed monitor can block libzmq's I/O thread, and with it the context's term().
+            self._socket.disable_monitor()
             self._monitor.close(0)
             self._socket.close(0)
             self._socket = self._monitor = None

@@ -15,8 +15,11 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))  # build_addon.py and blender_addon live at the repository root
 
+# A script that hangs prints every thread's stack and exits before the test's timeout, so a rare hang in CI
+# says where it was (subprocess's own timeout would kill it silently).
 PREAMBLE = """
-import sys
+import faulthandler, sys
+faulthandler.dump_traceback_later({stack_after_s}, exit=True)
 sys.path.insert(0, {repo!r})
 sys.path.insert(0, {here!r})
 import bpy
@@ -39,7 +42,7 @@ def run_bpy(tmp_path):
 
     def run(script: str, timeout: float = 240, **extra_env: str) -> str:
         env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"), TMP=str(tmp_path), **extra_env)
-        code = PREAMBLE.format(repo=str(REPO), here=str(HERE)) + textwrap.dedent(script)
+        code = PREAMBLE.format(repo=str(REPO), here=str(HERE), stack_after_s=max(1.0, timeout - 20)) + textwrap.dedent(script)
         result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
             pytest.fail(f"bpy script failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")

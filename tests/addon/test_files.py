@@ -59,7 +59,7 @@ def _small_files() -> None:
 def test_the_headless_batch_never_claims_images_it_did_not_write(address, tmp_path, full_disk: bool) -> None:
     """Main: on a full disk Blender's image.save() raised nothing, the cut PNG was renamed over the target and
     the batch said "wrote 4 images" with exit 0; its PNGs were also created 0600."""
-    script = PREAMBLE.format(repo=str(REPO), here=str(HERE)) + textwrap.dedent(f"""
+    script = PREAMBLE.format(repo=str(REPO), here=str(HERE), stack_after_s=280) + textwrap.dedent(f"""
         import blender_addon
         blender_addon.register()
         from blender_addon import batch
