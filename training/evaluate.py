@@ -39,12 +39,14 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS),
                    help="which metrics to compute (default: all but fid/kid, which need --inception and --real): "
                         + "; ".join(f"{name}: {text}" for name, text in METRIC_HELP.items()))
-    p.add_argument("--seeds", type=int, default=8, help="number of seeds (heads) to average over: seeds 0..N-1")
+    p.add_argument("--seeds", type=int, default=8, help="number of seeds (heads) to average over: seeds 0..N-1 (default 8; "
+                   "the model card uses 16)")
     p.add_argument("--psi", type=float, help="truncation in 0..1 (default: the checkpoint's own, StyleInfo.psi)")
     p.add_argument("--data", type=Path, help="the training data (with cameras.json): report its face-part recall and "
                    "seed diversity beside the model's")
-    p.add_argument("--drawings", type=Path, help="the drawing-styles root the style trained on (`sage-train stage2 --data`): "
-                   "report face_part_contrast of its near-frontal drawings (ROOT/<style>) beside the model's")
+    p.add_argument("--drawings", type=Path, help="where the style's training drawings are: a drawing-styles root (`sage-train "
+                   "stage2 --data`, holding <style>/) or a make-synthetic output (holding styles/<style>/); face_part_contrast "
+                   "then reports its near-frontal drawings beside the model's (the shipped package has none: train first)")
     p.add_argument("--inception", type=Path, help="TorchScript feature extractor for FID/KID (nothing is downloaded)")
     p.add_argument("--real", type=Path, help="folder of real images for FID/KID")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

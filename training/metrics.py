@@ -283,6 +283,15 @@ def data_frontal_label_maps(root: Path, count: int, max_offset: float = 0.15) ->
     return [read_labels(masks[image_id]) for image_id in _near_frontal(root, cameras, count, max_offset)]
 
 
+def style_drawings_folder(root: Path, style: str) -> Path:
+    """Where a style's training drawings live under `root`: ROOT/<style> (a drawing-styles root, `sage-train
+    stage2 --data`) or ROOT/styles/<style> (a `sage-train make-synthetic` output). Raises ValueError naming both."""
+    for folder in (Path(root) / style, Path(root) / "styles" / style):
+        if folder.is_dir():
+            return folder
+    raise ValueError(f"{root}: no drawings for style {style!r} (looked for {Path(root) / style} and {Path(root) / 'styles' / style})")
+
+
 def data_frontal_drawings(folder: Path, count: int, resolution: int, max_offset: float = 0.15) -> list[tuple[np.ndarray, np.ndarray]]:
     """(drawing (R, R, 3) uint8, label map (R, R)) of up to `count` near-frontal views (`_near_frontal`) of a
     drawing-style folder with cameras.json (`sage-train stage2 --data ROOT`'s ROOT/<style>), read as Stage II
@@ -397,12 +406,11 @@ def _generated_and_real(renderer: PortraitRenderer, args: argparse.Namespace) ->
 
 
 def _face_part_contrast(renderer: PortraitRenderer, args: argparse.Namespace) -> dict:
-    """contrast_of the frontal drawings, beside the style's own training drawings (--drawings ROOT/<style>) when
-    that folder exists."""
+    """contrast_of the frontal drawings, beside the style's own training drawings (`style_drawings_folder` of
+    --drawings) when given."""
+    folder = style_drawings_folder(args.drawings, args.style) if args.drawings else None  # checked before rendering
     pairs = frontal_drawings(renderer, range(args.seeds), args.psi)
-    folder = Path(args.drawings) / args.style if args.drawings else None
-    data = (contrast_of(data_frontal_drawings(folder, args.seeds, pairs[0][0].shape[0]))
-            if folder is not None and folder.is_dir() else None)
+    data = contrast_of(data_frontal_drawings(folder, args.seeds, pairs[0][0].shape[0])) if folder is not None else None
     return _with_data(contrast_of(pairs), data)
 
 

@@ -38,8 +38,9 @@ def add_release_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=16, help="seeds to average the metrics over")
     p.add_argument("--data", type=Path, help="the Stage I training data (with cameras.json), for the data's face-part "
                    "recall and seed diversity beside each model's")
-    p.add_argument("--drawings", type=Path, help="the drawing-styles root the styles trained on, for each style's face-part "
-                   "contrast beside its own drawings' (default: DATA/styles when it exists, make-synthetic's layout)")
+    p.add_argument("--drawings", type=Path, help="the styles' training drawings (a `stage2 --data` root, or a make-synthetic "
+                   "output), for each style's face-part contrast beside its own drawings' (default: --data's styles/ "
+                   "where it holds the style)")
     p.add_argument("--stage1", type=Path, help="the Stage I run folder, to report its steps and wall time on the card")
     p.add_argument("--psi", type=float, help="the truncation the checkpoints ship with: measured at, drawn at on the sheets, "
                    "and served at when a request names none (default: each run's own, 0.5 unless set before)")
@@ -70,16 +71,15 @@ def run_release(args: argparse.Namespace) -> int:
     names = [loaded.info.name.casefold() for loaded in loaded_runs]
     if len(set(names)) != len(names):
         raise ValueError(f"two runs have one style name ({', '.join(l.info.name for l in loaded_runs)}); each becomes a file name")
+    drawings = [_drawings_of(args, loaded.info.name) for loaded in loaded_runs]
     check_writable(args.out)
     check_writable(args.images)
     rows = []
     data = data_metrics(args.data, args.seeds) if args.data else None
-    drawings = args.drawings or (args.data / "styles" if args.data else None)
-    for loaded in loaded_runs:
+    for loaded, style_drawings in zip(loaded_runs, drawings):
         renderer = PortraitRenderer(loaded.generator)
         psi = loaded.info.psi if args.psi is None else args.psi
-        metrics = model_metrics(renderer, list(range(args.seeds)), psi,
-                                drawings / loaded.info.name if drawings and (drawings / loaded.info.name).is_dir() else None)
+        metrics = model_metrics(renderer, list(range(args.seeds)), psi, style_drawings)
         info: StyleInfo = replace(loaded.info, training=loaded.info.training | {"metrics": metrics}, psi=psi)
         save_generator(args.out / f"{info.name}.safetensors", loaded.generator, info)
         image = args.images / f"demo_{info.name}_turntable.png"
@@ -88,9 +88,20 @@ def run_release(args: argparse.Namespace) -> int:
         rows.append((info, metrics, image))
         print(f"{info.name}: {json.dumps(metrics)} -> {args.out / (info.name + '.safetensors')}")
     stage1 = load_generator(args.stage1 / "generator.safetensors").info if args.stage1 else None
-    card = model_card(rows, args.out, stage1, data) + (f"\n{args.note}\n" if args.note else "")
+    card = model_card(rows, args.out, args.seeds, stage1, data) + (f"\n{args.note}\n" if args.note else "")
     atomic_write_bytes(args.out / "MODEL_CARD.md", card.encode())
     return 0
+
+
+def _drawings_of(args: argparse.Namespace, style: str) -> Path | None:
+    """A style's training drawings: under --drawings (an error when they are not there), else under --data's
+    styles/ when they are, else None (the card then has no data column for the contrast)."""
+    from training.metrics import style_drawings_folder
+
+    if args.drawings:
+        return style_drawings_folder(args.drawings, style)
+    folder = args.data / "styles" / style if args.data else None
+    return folder if folder is not None and folder.is_dir() else None
 
 
 def model_metrics(renderer: PortraitRenderer, seeds: list[int], psi: float, drawings: Path | None = None) -> dict:
@@ -138,7 +149,12 @@ def _recall_cell(recall: dict) -> str:
     return " / ".join(f"{recall[k]:.2f}" for k in ("eyes", "brows", "nose", "mouth", "hair"))
 
 
-def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: StyleInfo | None = None,
+def _number(value: object) -> str:
+    """A card cell: floats to 4 decimals (0.9 and 0.7401 side by side read as different precisions)."""
+    return f"{value:.4f}" if isinstance(value, float) else _blank_if_none(value)
+
+
+def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, seeds: int, stage1: StyleInfo | None = None,
                data: dict | None = None) -> str:
     first = rows[0][0]
     recipe = first.training.get("recipe", {})
@@ -162,9 +178,10 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
                   f"{stage1.training.get('device', 'an unrecorded device')} "
                   f"(recipe `{stage1.training.get('recipe', {}).get('description', '')}`)", ""]
     lines += [
-        "Measured by `sage-train release` (the same functions as `sage-train eval`; training/metrics.py) at each "
-        f"checkpoint's psi ({', '.join(sorted({f'{info.psi:g}' for info, _, _ in rows}))}), which the backend serves "
-        "when a request names none:",
+        f"Measured by `sage-train release` over seeds 0-{seeds - 1} (the same functions as `sage-train eval`; "
+        f"training/metrics.py) at each checkpoint's psi ({', '.join(sorted({f'{info.psi:g}' for info, _, _ in rows}))}), "
+        "which the backend serves when a request names none. Steps: where each style's training stopped (Stage II "
+        "counts on from Stage I's steps).",
         "",
         "| style | steps | Stage II wall time (s) | mIoU across views, frontal +-0.4 | mIoU around the circle | "
         "drawing reprojection L1 | face-part recall, frontal: eyes / brows / nose / mouth / hair | seed diversity | "
@@ -172,14 +189,17 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, stage1: Styl
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for info, m, _ in rows:
-        lines.append(f"| {info.name} | {info.step} | {info.training.get('wall_time_s')} | {m['semantic_consistency_miou']} | "
-                     f"{m.get('full_circle_consistency_miou')} | {m['drawing_reprojection_l1']} | "
+        lines.append(f"| {info.name} | {info.step} | {info.training.get('wall_time_s')} | {_number(m['semantic_consistency_miou'])} | "
+                     f"{_number(m.get('full_circle_consistency_miou'))} | {_number(m['drawing_reprojection_l1'])} | "
                      f"{_recall_cell(m['face_part_recall']) if 'face_part_recall' in m else ''} | "
-                     f"{m.get('seed_diversity')} | {m.get('back_face_parts')} |")
+                     f"{_number(m.get('seed_diversity'))} | {_number(m.get('back_face_parts'))} |")
     if data is not None:
-        lines.append(f"| *training data* | | | | | | {_recall_cell(data['face_part_recall'])} | {data['seed_diversity']} | {_blank_if_none(data.get('back_face_parts'))} |")
-    lines += ["", "Recall: the share of seeds whose frontal semantic map shows the part (at least 4 pixels at 128 px). "
-              "Diversity: mean pairwise label disagreement inside the foreground across seeds (0 = one head)."
+        lines.append(f"| *training data* | | | | | | {_recall_cell(data['face_part_recall'])} | {_number(data['seed_diversity'])} | "
+                     f"{_number(data.get('back_face_parts'))} |")
+    lines += ["", "mIoU: the label maps warped between views (frontal to +-0.2 and +-0.4 rad; around the circle, each of 8 views "
+              "to the next 0.3 rad on). Reprojection: mean L1 (0..1) of the drawing warped the same way (lower = the strokes "
+              "stay on the surface). Recall: the share of seeds whose frontal semantic map shows the part (at least 4 pixels "
+              "at 128 px). Diversity: mean pairwise label disagreement inside the foreground across seeds (0 = one head)."
               + (" Styles trained with `train_semantics: false` keep Stage I's semantic decoder, so their label-map "
                  "columns are equal." if any(info.training.get("recipe", {}).get("train_semantics") is False for info, _, _ in rows)
                  else ""), ""]

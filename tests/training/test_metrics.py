@@ -17,7 +17,7 @@ from sage_backend.checkpoint import load_generator
 from sage_backend.inference import PortraitRenderer
 from training.evaluate import METRIC_HELP
 from training.metrics import (
-    METRICS, contrast_of, data_frontal_drawings, data_frontal_label_maps, diversity_of, drawing_contrast, features, frechet_distance, kernel_distance, load_feature_extractor,
+    METRICS, contrast_of, data_frontal_drawings, style_drawings_folder, data_frontal_label_maps, diversity_of, drawing_contrast, features, frechet_distance, kernel_distance, load_feature_extractor,
     part_recall_of, parts_shown, reprojection_error, semantic_consistency, warped_drawing_error, warped_miou,
 )
 from sage_backend.labels import LABEL_IDS
@@ -239,3 +239,13 @@ def test_data_frontal_drawings_read_a_style_folder_as_stage2_does(tmp_path: Path
     (folder / "cameras.json").unlink()
     with pytest.raises(ValueError, match="no cameras.json"):
         data_frontal_drawings(folder, count=8, resolution=128)
+
+
+def test_a_styles_drawings_are_found_in_a_styles_root_or_a_make_synthetic_output(tmp_path: Path) -> None:
+    (tmp_path / "synthetic" / "styles" / "pencil").mkdir(parents=True)
+    assert style_drawings_folder(tmp_path / "synthetic", "pencil") == tmp_path / "synthetic" / "styles" / "pencil"
+    assert style_drawings_folder(tmp_path / "synthetic" / "styles", "pencil") == tmp_path / "synthetic" / "styles" / "pencil"
+    with pytest.raises(ValueError, match="no drawings for style 'line'"):
+        style_drawings_folder(tmp_path / "synthetic", "line")
+    with pytest.raises(ValueError, match="nowhere: no drawings for style 'pencil'"):  # a wrong path is said, not ignored
+        style_drawings_folder(tmp_path / "nowhere", "pencil")

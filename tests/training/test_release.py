@@ -52,14 +52,18 @@ def test_release_ships_measured_checkpoints_with_card_and_sheets(tmp_path: Path,
     sheet = np.array(Image.open(tmp_path / "images" / "demo_line_turntable.png"))
     assert sheet.ndim == 3 and sheet.shape[1] > sheet.shape[0] / 9  # 7 views wide, 3 seeds x 3 rows high
     card = (tmp_path / "ship" / "MODEL_CARD.md").read_text()
-    assert "at each checkpoint's psi (0.6)" in card
+    assert "over seeds 0-1" in card and "at each checkpoint's psi (0.6)" in card
     assert "| line |" in card and "| *training data* |" in card and "--yaw-range 0.7708 2.3708" in card
     assert "| 0.00 / 0.00 / 0.00 / 0.00 / 1.00 | 0.0" in card  # the data: hair only, three nearly equal heads
     data_row = next(line for line in card.splitlines() if "*training data*" in line)
-    assert data_row.endswith("| 0.5 |")  # back-half views with a face part
+    assert data_row.endswith("| 0.5000 |")  # back-half views with a face part
     contrast_row = next(line for line in card.splitlines() if line.startswith("| line |") and "(" in line)
     # The data's "drawings" are its label maps: no face part to compare, one faint step (ids 1 to 13) at the hairline.
     assert contrast_row.split("|")[2].strip().count("(") == 0 and contrast_row.endswith("(0.001) |")
+    # Drawings named but not there: refused before anything is written.
+    code = main(["release", "--runs", str(run), "--out", str(tmp_path / "never"), "--images", str(tmp_path / "never"),
+                 "--seeds", "2", "--drawings", str(tmp_path / "nowhere")])
+    assert code != 0 and not (tmp_path / "never").exists()
 
 
 def test_sheets_show_the_circle_only_for_models_trained_on_it(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
