@@ -76,7 +76,7 @@ def _drive_backend(endpoint: str, args: argparse.Namespace) -> None:
         # A style's name becomes a folder of --out: one that is no safe file name is refused.
         sheets = [_style_turntable(client, hello, check_file_name(style["name"], "the backend's style name"), args)
                   for style in hello["styles"]]
-        save_png(args.out / "turntables.png", stack_sheets(sheets))
+        save_png(args.out / "turntables.png", stack_sheets(sheets, labels=[f"{s['name']}, seed {args.seed}" for s in hello["styles"]]))
         if args.no_blender:
             print("blender: skipped (--no-blender)")
         else:

@@ -149,8 +149,14 @@ def contact_sheet(columns: Sequence[Frame], gap: int = 2) -> np.ndarray:
     return sheet
 
 
-def stack_sheets(sheets: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
-    """Stack contact sheets (H_i, W_i, 3) vertically, left-aligned on white (e.g. one per seed)."""
+def stack_sheets(sheets: Sequence[np.ndarray], gap: int = 6, labels: Sequence[str] | None = None) -> np.ndarray:
+    """Stack contact sheets (H_i, W_i, 3) vertically, left-aligned on white (e.g. one per seed). `labels`: one
+    line of text per sheet, drawn in a strip above it (PIL's built-in font), so a stacked sheet says what
+    each part is."""
+    if labels is not None:
+        if len(labels) != len(sheets):
+            raise ValueError(f"{len(labels)} labels for {len(sheets)} sheets")
+        sheets = [np.concatenate([_label_strip(text, s.shape[1]), s]) for text, s in zip(labels, sheets)]
     width = max(s.shape[1] for s in sheets)
     out = np.full((sum(s.shape[0] for s in sheets) + gap * (len(sheets) - 1), width, 3), 255, dtype=np.uint8)
     y = 0
@@ -158,3 +164,12 @@ def stack_sheets(sheets: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
         out[y:y + s.shape[0], :s.shape[1]] = s
         y += s.shape[0] + gap
     return out
+
+
+def _label_strip(text: str, width: int, height: int = 14) -> np.ndarray:
+    """(height, width, 3) uint8: `text` in black on white, left-aligned."""
+    from PIL import ImageDraw
+
+    strip = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(strip).text((2, 1), text, fill="black")
+    return np.asarray(strip)

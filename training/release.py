@@ -59,7 +59,7 @@ def turntable_sheet(renderer: PortraitRenderer, arc: tuple[float, float, int] = 
     cams = turntable(views, yaw_range=(first, last))
     outputs = ("drawing", "semantic", "depth")  # depth shows the geometry that keeps the views consistent
     return stack_sheets([contact_sheet(list(renderer.render(seed_latent(s, renderer.generator.z_dim), cams, psi, outputs=outputs)))
-                         for s in seeds])
+                         for s in seeds], labels=[f"seed {s}" for s in seeds])
 
 
 def run_release(args: argparse.Namespace) -> int:
