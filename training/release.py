@@ -183,26 +183,8 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, seeds: int, 
         "which the backend serves when a request names none. Steps: where each style's training stopped (Stage II "
         "counts on from Stage I's steps).",
         "",
-        "| style | steps | Stage II wall time (s) | mIoU across views, frontal +-0.4 | mIoU around the circle | "
-        "drawing reprojection L1 | face-part recall, frontal: eyes / brows / nose / mouth / hair | seed diversity | "
-        "back-half frames with face parts |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for info, m, _ in rows:
-        lines.append(f"| {info.name} | {info.step} | {info.training.get('wall_time_s')} | {_number(m['semantic_consistency_miou'])} | "
-                     f"{_number(m.get('full_circle_consistency_miou'))} | {_number(m['drawing_reprojection_l1'])} | "
-                     f"{_recall_cell(m['face_part_recall']) if 'face_part_recall' in m else ''} | "
-                     f"{_number(m.get('seed_diversity'))} | {_number(m.get('back_face_parts'))} |")
-    if data is not None:
-        lines.append(f"| *training data* | | | | | | {_recall_cell(data['face_part_recall'])} | {_number(data['seed_diversity'])} | "
-                     f"{_number(data.get('back_face_parts'))} |")
-    lines += ["", "mIoU: the label maps warped between views (frontal to +-0.2 and +-0.4 rad; around the circle, each of 8 views "
-              "to the next 0.3 rad on). Reprojection: mean L1 (0..1) of the drawing warped the same way (lower = the strokes "
-              "stay on the surface). Recall: the share of seeds whose frontal semantic map shows the part (at least 4 pixels "
-              "at 128 px). Diversity: mean pairwise label disagreement inside the foreground across seeds (0 = one head)."
-              + (" Styles trained with `train_semantics: false` keep Stage I's semantic decoder, so their label-map "
-                 "columns are equal." if any(info.training.get("recipe", {}).get("train_semantics") is False for info, _, _ in rows)
-                 else ""), ""]
+    lines += _metrics_table(rows, data)
     lines += _contrast_table(rows)
     for info, _, image in rows:
         first, last, views = sheet_arc(info)
@@ -215,6 +197,29 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, seeds: int, 
               "synthetic faces only; expect soft, cartoon-like heads. Train on CelebAMask-HQ with the full preset",
               "for paper-like results."]
     return "\n".join(lines) + "\n"
+
+
+def _metrics_table(rows: list[tuple[StyleInfo, dict, Path]], data: dict | None) -> list[str]:
+    """The card's first table (one row per style, the training data's below) and what its columns mean."""
+    lines = ["| style | steps | Stage II wall time (s) | mIoU across views, frontal +-0.4 | mIoU around the circle | "
+             "drawing reprojection L1 | face-part recall, frontal: eyes / brows / nose / mouth / hair | seed diversity | "
+             "back-half frames with face parts |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for info, m, _ in rows:
+        lines.append(f"| {info.name} | {info.step} | {info.training.get('wall_time_s')} | {_number(m['semantic_consistency_miou'])} | "
+                     f"{_number(m.get('full_circle_consistency_miou'))} | {_number(m['drawing_reprojection_l1'])} | "
+                     f"{_recall_cell(m['face_part_recall']) if 'face_part_recall' in m else ''} | "
+                     f"{_number(m.get('seed_diversity'))} | {_number(m.get('back_face_parts'))} |")
+    if data is not None:
+        lines.append(f"| *training data* | | | | | | {_recall_cell(data['face_part_recall'])} | {_number(data['seed_diversity'])} | "
+                     f"{_number(data.get('back_face_parts'))} |")
+    return lines + ["", "mIoU: the label maps warped between views (frontal to +-0.2 and +-0.4 rad; around the circle, each of 8 "
+                    "views to the next 0.3 rad on). Reprojection: mean L1 (0..1) of the drawing warped the same way (lower = the "
+                    "strokes stay on the surface). Recall: the share of seeds whose frontal semantic map shows the part (at least "
+                    "4 pixels at 128 px). Diversity: mean pairwise label disagreement inside the foreground across seeds (0 = one "
+                    "head)." + (" Styles trained with `train_semantics: false` keep Stage I's semantic decoder, so their "
+                                "label-map columns are equal." if any(info.training.get("recipe", {}).get("train_semantics") is False
+                                                                      for info, _, _ in rows) else ""), ""]
 
 
 def _contrast_table(rows: list[tuple[StyleInfo, dict, Path]]) -> list[str]:
