@@ -37,6 +37,7 @@ from sage_backend.inference import PortraitRenderer, seed_latent
 from sage_backend.labels import LABEL_IDS, NUM_CLASSES
 from sage_backend.limits import DEFAULT_PSI
 from sage_backend.model.generator import SageGenerator
+from training.data.drawings import DrawingStyle
 from training.data.images import list_images, read_image, read_labels
 
 YAW_OFFSETS = (-0.4, -0.2, 0.2, 0.4)
@@ -296,8 +297,6 @@ def data_frontal_drawings(folder: Path, count: int, resolution: int, max_offset:
     """(drawing (R, R, 3) uint8, label map (R, R)) of up to `count` near-frontal views (`_near_frontal`) of a
     drawing-style folder with cameras.json (`sage-train stage2 --data ROOT`'s ROOT/<style>), read as Stage II
     reads them, at the model's resolution R: contrast_of's yardstick."""
-    from training.data.drawings import DrawingStyle
-
     data = DrawingStyle(Path(folder).parent, Path(folder).name, resolution)
     if not data.cameras:
         raise ValueError(f"{folder}: no cameras.json, so its near-frontal drawings are unknown")
