@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 from pathlib import Path
@@ -404,11 +405,21 @@ def _generated_and_real(renderer: PortraitRenderer, args: argparse.Namespace) ->
     return features(extractor, np.stack(fake)), features(extractor, real)
 
 
+@functools.lru_cache(maxsize=1)
+def _frontal_pairs(renderer: PortraitRenderer, seeds: int, psi: float) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """frontal_drawings for eval's registry: its recall, diversity and contrast read one rendering."""
+    return tuple(frontal_drawings(renderer, range(seeds), psi))
+
+
+def _frontal_maps(renderer: PortraitRenderer, args: argparse.Namespace) -> list[np.ndarray]:
+    return [labels for _, labels in _frontal_pairs(renderer, args.seeds, args.psi)]
+
+
 def _face_part_contrast(renderer: PortraitRenderer, args: argparse.Namespace) -> dict:
     """contrast_of the frontal drawings, beside the style's own training drawings (`style_drawings_folder` of
     --drawings) when given."""
     folder = style_drawings_folder(args.drawings, args.style) if args.drawings else None  # checked before rendering
-    pairs = frontal_drawings(renderer, range(args.seeds), args.psi)
+    pairs = _frontal_pairs(renderer, args.seeds, args.psi)
     data = contrast_of(data_frontal_drawings(folder, args.seeds, pairs[0][0].shape[0])) if folder is not None else None
     return _with_data(contrast_of(pairs), data)
 
@@ -421,9 +432,9 @@ METRICS: dict[str, Callable[[PortraitRenderer, argparse.Namespace], float | dict
     "semantic_consistency": lambda r, a: semantic_consistency(r, range(a.seeds), psi=a.psi),
     "full_circle_consistency": lambda r, a: full_circle_consistency(r, range(a.seeds), psi=a.psi),
     "reprojection": lambda r, a: reprojection_error(r, range(a.seeds), psi=a.psi),
-    "face_part_recall": lambda r, a: _with_data(part_recall_of(frontal_label_maps(r, range(a.seeds), a.psi)),
+    "face_part_recall": lambda r, a: _with_data(part_recall_of(_frontal_maps(r, a)),
                                                 part_recall_of(data_frontal_label_maps(a.data, a.seeds)) if a.data else None),
-    "seed_diversity": lambda r, a: _with_data(diversity_of(frontal_label_maps(r, range(a.seeds), a.psi)),
+    "seed_diversity": lambda r, a: _with_data(diversity_of(_frontal_maps(r, a)),
                                               diversity_of(data_frontal_label_maps(a.data, a.seeds)) if a.data else None),
     "back_face_parts": lambda r, a: _with_data(back_face_parts(r, range(a.seeds), psi=a.psi),
                                                data_back_face_parts(a.data) if a.data else None),
