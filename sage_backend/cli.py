@@ -205,12 +205,15 @@ def render_cameras(args: argparse.Namespace):
 
 def _renderer(args: argparse.Namespace):
     """The style's renderer, and the psi to render at: --psi, else the style's own (StyleInfo.psi)."""
-    from sage_backend.decoding import compile_notice
+    from sage_backend.decoding import bf16_native, compile_notice
     from sage_backend.inference import PortraitRenderer, default_camera_batch
 
     styles, device = load_styles(args.styles, args.device)
     if args.style not in styles:
         raise ValueError(f"unknown style {args.style!r}; available: {', '.join(sorted(styles))}")
+    if args.precision == "auto" and bf16_native(device):  # a few seconds on a CPU: say what the wait is
+        print("timing the decoders in fp32 and bf16 to pick the faster (--precision fp32 or bf16 skips this)",
+              file=sys.stderr, flush=True)
     renderer = PortraitRenderer(styles[args.style].generator, device, default_camera_batch(device), precision=args.precision,
                                 compile=args.compile)
     if renderer.compiled:  # compiled on the first frames: say so before the wait
