@@ -211,9 +211,9 @@ def _renderer(args: argparse.Namespace):
     styles, device = load_styles(args.styles, args.device)
     if args.style not in styles:
         raise ValueError(f"unknown style {args.style!r}; available: {', '.join(sorted(styles))}")
-    if args.precision == "auto" and bf16_native(device):  # a few seconds on a CPU: say what the wait is
-        print("timing the decoders in fp32 and bf16 to pick the faster (--precision fp32 or bf16 skips this)",
-              file=sys.stderr, flush=True)
+    if args.precision == "auto" and bf16_native(device):  # a few seconds on a CPU: say what the wait is (stdout,
+        # with the other progress lines: stderr holds the one error line)
+        print("timing the decoders in fp32 and bf16 to pick the faster (--precision fp32 or bf16 skips this)", flush=True)
     renderer = PortraitRenderer(styles[args.style].generator, device, default_camera_batch(device), precision=args.precision,
                                 compile=args.compile)
     if renderer.compiled:  # compiled on the first frames: say so before the wait

@@ -60,9 +60,9 @@ def test_render_without_psi_uses_the_styles_own_and_styles_lists_it(tmp_path, ca
     # --precision auto times both precisions where bf16 is native: a one-shot render says so before that wait.
     from sage_backend.decoding import bf16_native
 
-    _, _, err = run(capsys, "render", *common, "--out", str(tmp_path / "auto"))
-    assert ("timing the decoders" in err) == bf16_native(torch.device("cpu"))
-    assert "timing the decoders" not in run(capsys, "render", *common, "--precision", "fp32", "--out", str(tmp_path / "fp32"))[2]
+    _, out, err = run(capsys, "render", *common, "--out", str(tmp_path / "auto"))
+    assert ("timing the decoders" in out) == bf16_native(torch.device("cpu")) and err == ""
+    assert "timing the decoders" not in run(capsys, "render", *common, "--precision", "fp32", "--out", str(tmp_path / "fp32"))[1]
     assert "stage 2, step 0, psi 0.8\t" in run(capsys, "styles", "--styles", str(tmp_path / "styles"))[1]
 
 
