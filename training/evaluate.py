@@ -15,7 +15,7 @@ DEFAULT_METRICS = ("semantic_consistency", "full_circle_consistency", "reproject
                    "back_face_parts", "face_part_contrast")
 
 
-# What each report key measures (eval's --help; the model card's table says the same).
+# What each report key measures: eval's --help, and the model card quotes it (training.release.CARD_COLUMNS).
 METRIC_HELP = {
     "semantic_consistency": "mIoU of the label maps warped between the frontal view and views +-0.2/0.4 rad round (1 = the "
                             "regions stay put as the camera turns)",

@@ -21,7 +21,7 @@ from sage_backend.files import atomic_path, atomic_write_bytes, check_writable, 
 from sage_backend.inference import PortraitRenderer, seed_latent
 from sage_backend.limits import DEFAULT_PSI, Limits, check_value
 from sage_backend.frames import contact_sheet, stack_sheets
-from training.evaluate import MAX_SEEDS
+from training.evaluate import MAX_SEEDS, METRIC_HELP
 
 CARD_SEEDS = (1, 2, 3)
 # The sheets' arcs (radians; `sage-backend render --turntable K --yaw-range FROM TO` renders the same views):
@@ -29,6 +29,10 @@ CARD_SEEDS = (1, 2, 3)
 # for models trained on it.
 FRONTAL_ARC = (math.pi / 2 - 0.8, math.pi / 2 + 0.8, 7)
 FULL_CIRCLE_ARC = (math.pi / 2 - math.pi, math.pi / 2 + math.pi, 9)
+# The first table's columns and the eval metrics they report (whose --help text the card quotes).
+CARD_COLUMNS = (("mIoU across views", "semantic_consistency"), ("mIoU around the circle", "full_circle_consistency"),
+                ("drawing reprojection L1", "reprojection"), ("face-part recall", "face_part_recall"),
+                ("seed diversity", "seed_diversity"), ("back-half frames", "back_face_parts"))
 
 
 def add_release_args(p: argparse.ArgumentParser) -> None:
@@ -213,13 +217,11 @@ def _metrics_table(rows: list[tuple[StyleInfo, dict, Path]], data: dict | None) 
     if data is not None:
         lines.append(f"| *training data* | | | | | | {_recall_cell(data['face_part_recall'])} | {_number(data['seed_diversity'])} | "
                      f"{_number(data.get('back_face_parts'))} |")
-    return lines + ["", "mIoU: the label maps warped between views (frontal to +-0.2 and +-0.4 rad; around the circle, each of 8 "
-                    "views to the next 0.3 rad on). Reprojection: mean L1 (0..1) of the drawing warped the same way (lower = the "
-                    "strokes stay on the surface). Recall: the share of seeds whose frontal semantic map shows the part (at least "
-                    "4 pixels at 128 px). Diversity: mean pairwise label disagreement inside the foreground across seeds (0 = one "
-                    "head)." + (" Styles trained with `train_semantics: false` keep Stage I's semantic decoder, so their "
-                                "label-map columns are equal." if any(info.training.get("recipe", {}).get("train_semantics") is False
-                                                                      for info, _, _ in rows) else ""), ""]
+    semantics_frozen = any(info.training.get("recipe", {}).get("train_semantics") is False for info, _, _ in rows)
+    return lines + ["", "The columns, as `sage-train eval --help` explains its metrics: "
+                    + " ".join(f"*{column}*: {METRIC_HELP[metric]}." for column, metric in CARD_COLUMNS)
+                    + (" Styles trained with `train_semantics: false` keep Stage I's semantic decoder, so their label-map "
+                       "columns are equal." if semantics_frozen else ""), ""]
 
 
 def _contrast_table(rows: list[tuple[StyleInfo, dict, Path]]) -> list[str]:
@@ -233,9 +235,8 @@ def _contrast_table(rows: list[tuple[StyleInfo, dict, Path]]) -> list[str]:
         model, data = contrast["model"].get(key), contrast.get("data", {}).get(key)
         return "" if model is None else f"{model:.3f}" + ("" if data is None else f" ({data:.3f})")
 
-    lines = ["Face-part contrast in the frontal drawings: |a part's mean grey - the skin's| (0..1), and edges, the mean grey "
-             "step between neighbouring pixels inside the head; the style's own training drawings in brackets "
-             "(`sage-train eval --metrics face_part_contrast`). A blur lowers both.", "",
+    lines = [f"Face-part contrast (`sage-train eval --metrics face_part_contrast`): {METRIC_HELP['face_part_contrast']}. "
+             "Here the style's own training drawings are in brackets.", "",
              "| style | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     lines += [f"| {info.name} | " + " | ".join(cell(c, k) for k in keys) + " |" for info, c in measured]
     return lines + [""]

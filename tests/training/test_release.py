@@ -14,6 +14,7 @@ from sage_backend.cameras import PoseDistribution
 from sage_backend.checkpoint import load_generator, save_generator
 from sage_backend.labels import LABEL_IDS
 from training.cli import main
+from training.evaluate import METRIC_HELP
 from training.release import FRONTAL_ARC, FULL_CIRCLE_ARC, sheet_arc
 
 
@@ -52,6 +53,7 @@ def test_release_ships_measured_checkpoints_with_card_and_sheets(tmp_path: Path,
     sheet = np.array(Image.open(tmp_path / "images" / "demo_line_turntable.png"))
     assert sheet.ndim == 3 and sheet.shape[1] > sheet.shape[0] / 9  # 7 views wide, 3 seeds x 3 rows high
     card = (tmp_path / "ship" / "MODEL_CARD.md").read_text()
+    assert METRIC_HELP["seed_diversity"] in card and METRIC_HELP["face_part_contrast"] in card  # one text for eval and card
     assert "over seeds 0-1" in card and "at each checkpoint's psi (0.6)" in card
     assert "| line |" in card and "| *training data* |" in card and "--yaw-range 0.7708 2.3708" in card
     assert "| 0.00 / 0.00 / 0.00 / 0.00 / 1.00 | 0.0" in card  # the data: hair only, three nearly equal heads
