@@ -415,6 +415,12 @@ def _frontal_maps(renderer: PortraitRenderer, args: argparse.Namespace) -> list[
     return [labels for _, labels in _frontal_pairs(renderer, args.seeds, args.psi)]
 
 
+@functools.lru_cache(maxsize=1)
+def _data_maps(root: Path, count: int) -> tuple[np.ndarray, ...]:
+    """data_frontal_label_maps for eval's registry: its recall and diversity read the files once."""
+    return tuple(data_frontal_label_maps(root, count))
+
+
 def _face_part_contrast(renderer: PortraitRenderer, args: argparse.Namespace) -> dict:
     """contrast_of the frontal drawings, beside the style's own training drawings (`style_drawings_folder` of
     --drawings) when given."""
@@ -433,9 +439,9 @@ METRICS: dict[str, Callable[[PortraitRenderer, argparse.Namespace], float | dict
     "full_circle_consistency": lambda r, a: full_circle_consistency(r, range(a.seeds), psi=a.psi),
     "reprojection": lambda r, a: reprojection_error(r, range(a.seeds), psi=a.psi),
     "face_part_recall": lambda r, a: _with_data(part_recall_of(_frontal_maps(r, a)),
-                                                part_recall_of(data_frontal_label_maps(a.data, a.seeds)) if a.data else None),
+                                                part_recall_of(_data_maps(a.data, a.seeds)) if a.data else None),
     "seed_diversity": lambda r, a: _with_data(diversity_of(_frontal_maps(r, a)),
-                                              diversity_of(data_frontal_label_maps(a.data, a.seeds)) if a.data else None),
+                                              diversity_of(_data_maps(a.data, a.seeds)) if a.data else None),
     "back_face_parts": lambda r, a: _with_data(back_face_parts(r, range(a.seeds), psi=a.psi),
                                                data_back_face_parts(a.data) if a.data else None),
     "face_part_contrast": _face_part_contrast,
