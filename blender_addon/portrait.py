@@ -8,7 +8,7 @@ from typing import Any
 
 import bpy
 import numpy as np
-from mathutils import Vector
+from mathutils import Euler, Matrix, Quaternion, Vector
 
 from . import camera as camera_math
 from . import images, jobs, planes, session
@@ -131,15 +131,34 @@ def create_turntable(scene: bpy.types.Scene, camera: bpy.types.Object, frames: i
     if camera.animation_data is not None and camera.animation_data.action is not None:
         camera.animation_data.action = None  # the add-on's previous turntable: replaced
     start = math.atan2(offset.y, offset.x)
+    path = rotation_path(camera)
     for index in range(frames):
         angle = start + 2.0 * math.pi * index / frames
         position = centre + Vector((radius * math.cos(angle), radius * math.sin(angle), offset.z))
-        camera.location = position  # a free camera: world = local
-        camera.rotation_euler = (centre - position).to_track_quat("-Z", "Y").to_euler("XYZ")
+        place(camera, position, (centre - position).to_track_quat("-Z", "Y"))
         camera.keyframe_insert("location", frame=scene.frame_start + index)
-        camera.keyframe_insert("rotation_euler", frame=scene.frame_start + index)
+        camera.keyframe_insert(path, frame=scene.frame_start + index)
     camera.animation_data.action[TURNTABLE_TAG] = True
     scene.frame_end = scene.frame_start + frames - 1
+
+
+def rotation_path(obj: bpy.types.Object) -> str:
+    """The property that holds the object's rotation in its rotation mode (glTF and FBX imports bring
+    quaternion, axis-angle and every Euler order)."""
+    return {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(obj.rotation_mode, "rotation_euler")
+
+
+def place(obj: bpy.types.Object, position: Vector, rotation: Quaternion) -> None:
+    """Put an unparented object at a world position and rotation, keeping its scale: Blender decomposes the
+    matrix into the object's own rotation mode and delta transforms. An Euler or quaternion rotation stays
+    continuous with the previous one (no wrap, no sign flip), so keys between placements turn the short way."""
+    path = rotation_path(obj)
+    previous = tuple(getattr(obj, path))
+    obj.matrix_world = Matrix.LocRotScale(position, rotation, obj.matrix_world.to_scale())
+    if path == "rotation_euler":  # of the Euler triples for this rotation, the one nearest the previous
+        obj.rotation_euler = obj.rotation_euler.to_matrix().to_euler(obj.rotation_mode, Euler(previous))
+    elif path == "rotation_quaternion":
+        obj.rotation_quaternion.make_compatible(Quaternion(previous))
 
 
 def animation_cameras(scene: bpy.types.Scene, camera: bpy.types.Object) -> list[tuple[int, dict[str, Any]]]:
