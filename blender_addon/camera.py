@@ -99,19 +99,33 @@ def orbit_angles(cam2world: Matrix) -> tuple[float, float]:
     return yaw, math.acos(max(-1.0, min(1.0, y / radius)))
 
 
+# How far a camera is from the frontal pose, in words: (the SAGE orbit angle, its frontal value, the words
+# for the negative and the positive side). Pitch is the polar angle from the head's up axis, so a camera
+# above the head has a pitch below frontal; yaw grows towards the head's right (Blender -X).
+_POSE_WORDS = {"pitch": (-1.0, "below", "above"), "yaw": (1.0, "to the head's left", "to the head's right")}
+
+
+def pose_words(kind: str, angle: float) -> str:
+    """An orbit angle (radians) in words: pose_words("pitch", ...) -> "38 deg below", "0 deg above"."""
+    sign, negative, positive = _POSE_WORDS[kind]
+    degrees = round(math.degrees(sign * (angle - math.pi / 2)))
+    return f"{abs(degrees)} deg {negative if degrees < 0 else positive}"
+
+
 def pose_hint(cam2world: Matrix, style: str, poses: dict[str, Any] | None) -> str:
     """One line when the camera is outside the poses the style trained on (hello's styles[].poses), else ''.
     A style trained on the full circle has no yaw limit."""
     if not poses:
         return ""
     yaw, pitch = orbit_angles(cam2world)
-    checks = [("above/below", pitch, poses["pitch"])]
+    checks = [("pitch", pitch, " the head")]
     if not poses.get("full_circle"):
-        checks.append(("around", yaw, poses["yaw"]))
-    for where, angle, (lo, hi) in checks:
-        if not lo <= angle <= hi:
-            deg = [round(math.degrees(a - math.pi / 2)) for a in (angle, lo, hi)]
-            return f"camera {deg[0]:+d} deg {where} the head; '{style}' trained on {deg[1]:+d}..{deg[2]:+d}: expect a weaker likeness"
+        checks.append(("yaw", yaw, ""))
+    for kind, angle, of in checks:
+        lo, hi = sorted(poses[kind], key=lambda a: _POSE_WORDS[kind][0] * a)  # from the negative side
+        if not min(lo, hi) <= angle <= max(lo, hi):
+            return (f"camera {pose_words(kind, angle)}{of}; '{style}' trained from {pose_words(kind, lo)} to "
+                    f"{pose_words(kind, hi)}: expect a weaker likeness")
     return ""
 
 

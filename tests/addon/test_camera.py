@@ -91,3 +91,25 @@ def test_bad_inputs_raise_one_line_errors():
         addon_camera.blender_to_sage_matrix(np.eye(4).tolist(), (0, 0, 0), 0.0)
     with pytest.raises(ValueError, match="sensor fit"):
         addon_camera.square_fov_deg(50, 36, 24, "DIAGONAL", 1, 1)
+
+
+@pytest.mark.parametrize("height_deg, words", [(-38, "38 deg below the head"), (38, "38 deg above the head")])
+def test_pose_hint_says_above_or_below_as_the_camera_is(height_deg, words):
+    """A camera 38 deg below the head said "+38 deg above/below" (the polar angle's sign): it says below."""
+    poses = cameras.PoseDistribution().pose_range()
+    angle = math.radians(height_deg)
+    location = (0.0, -2.5 * math.cos(angle), 2.5 * math.sin(angle))  # Front view, raised or lowered
+    c2w = addon_camera.blender_to_sage_matrix(blender_matrix(location, (90.0 - height_deg, 0.0, 0.0)), (0, 0, 0), 1.0)
+    hint = addon_camera.pose_hint(c2w, "line", poses)
+    assert hint.startswith(f"camera {words}; 'line' trained from 27 deg below to 27 deg above"), hint
+
+
+@pytest.mark.parametrize("side_deg, words", [(95, "95 deg to the head's right"), (-95, "95 deg to the head's left")])
+def test_pose_hint_says_which_side_of_the_head(side_deg, words):
+    """Blender's Right view (+X) sees the head's left side; a camera swung towards -X is at the head's right."""
+    angle = math.radians(side_deg)
+    location = (-2.5 * math.sin(angle), -2.5 * math.cos(angle), 0.0)
+    c2w = addon_camera.blender_to_sage_matrix(blender_matrix(location, (90.0, 0.0, -side_deg)), (0, 0, 0), 1.0)
+    hint = addon_camera.pose_hint(c2w, "line", cameras.PoseDistribution().pose_range())
+    assert hint.startswith(f"camera {words}; 'line' trained from 52 deg to the head's left to 52 deg to the head's right"), hint
+    assert addon_camera.pose_hint(c2w, "line", dict(cameras.PoseDistribution(full_circle=0.5).pose_range(), full_circle=True)) == ""
