@@ -10,7 +10,7 @@ from bpy.app.handlers import persistent
 
 from . import jobs, planes, portrait, props, session, status
 from .client import BackendUnavailable
-from .images import DRAWING
+from .images import DRAWING, keep_for_save
 
 
 @persistent
@@ -44,12 +44,19 @@ def on_load(_file) -> None:
     session.get().cache.clear()
 
 
+@persistent
+def on_save(_file) -> None:
+    keep_for_save()  # a default save (no Pack) keeps the drawings
+
+
 def register() -> None:
     bpy.app.handlers.frame_change_post.append(on_frame_change)
     bpy.app.handlers.load_post.append(on_load)
+    bpy.app.handlers.save_pre.append(on_save)
 
 
 def unregister() -> None:
-    for handlers, function in ((bpy.app.handlers.frame_change_post, on_frame_change), (bpy.app.handlers.load_post, on_load)):
+    for handlers, function in ((bpy.app.handlers.frame_change_post, on_frame_change), (bpy.app.handlers.load_post, on_load),
+                               (bpy.app.handlers.save_pre, on_save)):
         while function in handlers:
             handlers.remove(function)

@@ -1,5 +1,8 @@
 """Protocol image blobs -> Blender images: flip rows (protocol row 0 is the top, Blender's is the bottom),
-RGBA floats, colour spaces (drawing sRGB, semantic Non-Color so class colours stay exact).
+RGBA floats, and the sRGB colour space for both. The semantic map's palette colours are display colours, as in
+the backend's PNG: read as sRGB, every engine (Workbench too, which runs no shader nodes) renders them back
+unaltered under the Standard view, where Non-Color got the display encoding ((204, 0, 0) showed as (231, 0, 0)).
+The stored pixels are the palette's bytes either way, and Closest sampling keeps each class one colour.
 
 The pixel conversions are numpy-only (Blender ships numpy; the add-on does not) and testable without bpy.
 """
@@ -13,7 +16,8 @@ from .protocol import Blob
 
 DRAWING = "drawing"
 SEMANTIC = "semantic"
-COLOR_SPACES = {DRAWING: "sRGB", SEMANTIC: "Non-Color"}
+COLOR_SPACE = "sRGB"
+TAG = "sage_image"  # custom property on the images the add-on writes: their kind
 
 
 def blob_array(blob: Blob) -> np.ndarray:
@@ -47,18 +51,42 @@ def to_rgba(kind: str, array: np.ndarray, palette: Sequence[Sequence[int]]) -> n
 
 
 def store_image(kind: str, name: str, rgba: np.ndarray, existing: Any | None = None) -> Any:
-    """Write pixels into a Blender image (reused when it exists, resized when needed) with the kind's colour space."""
+    """Write pixels (float32 (H, W, 4) bottom-up) into a Blender image in the sRGB colour space: `existing`
+    when it is still there (resized to the pixels' size), else a new one. Returns the image.
+
+    The colour space is set first and only when it changes: setting it reloads a packed or file image and
+    regenerates a generated one, at its old size and with its old pixels. A generated image also keeps its
+    generated size in step, which is what Blender regenerates it at. ValueError when the size still differs.
+    """
     import bpy  # only this function needs Blender
 
     height, width = rgba.shape[:2]
     image = existing if existing is not None and existing.name in bpy.data.images else None
     if image is None:
         image = bpy.data.images.new(name, width, height, alpha=False, float_buffer=False)
-    elif tuple(image.size) != (width, height):
+        image[TAG] = kind
+    if image.colorspace_settings.name != COLOR_SPACE:
+        image.colorspace_settings.name = COLOR_SPACE
+    if image.source == "GENERATED" and (image.generated_width, image.generated_height) != (width, height):
+        image.generated_width, image.generated_height = width, height
+    if tuple(image.size) != (width, height):
         image.scale(width, height)
-    image.colorspace_settings.name = COLOR_SPACES[kind]
+    if tuple(image.size) != (width, height):
+        raise ValueError(f"image '{image.name}' stays {image.size[0]}x{image.size[1]}, cannot hold {width}x{height}: delete it")
     image.pixels.foreach_set(np.ascontiguousarray(rgba, dtype=np.float32).ravel())
     image.update()
-    if image.packed_file is not None:  # keep the .blend's packed copy in step with the new pixels
-        image.pack()
     return image
+
+
+def keep_for_save() -> None:
+    """Before a save: every image the add-on wrote with unsaved pixels goes into the .blend (packed), so the
+    saved file shows the same drawing without a Pack step; one the user unpacked to a file is written there."""
+    import bpy
+
+    for image in bpy.data.images:
+        if image.get(TAG) is None or not (image.is_dirty or image.source == "GENERATED"):
+            continue
+        if image.packed_file is None and image.source == "FILE" and image.filepath:
+            image.save()
+        else:
+            image.pack()

@@ -307,25 +307,6 @@ class SAGE_OT_import_mesh(MeshJob, bpy.types.Operator):
         return session.get().submit("mesh", fields, on_reply, self.fail, props.timeout_s(context), f"mesh, grid {fields['grid']}")
 
 
-class SAGE_OT_pack_images(bpy.types.Operator):
-    bl_idname = "sage.pack_images"
-    bl_label = "Pack Images"
-    bl_description = "Store the drawing and the semantic map inside the .blend file"
-
-    @classmethod
-    def poll(cls, context):
-        settings = context.scene.sage_portrait if context.scene else None
-        has_images = settings is not None and (settings.drawing_image or settings.semantic_image)
-        return _allowed(cls, "" if has_images else "nothing to pack: generate first")
-
-    def execute(self, context):
-        settings = context.scene.sage_portrait
-        for image in (settings.drawing_image, settings.semantic_image):
-            if image is not None:
-                image.pack()
-        return {"FINISHED"}
-
-
 CLASSES = (
     SAGE_OT_connect,
     SAGE_OT_launch_backend,
@@ -336,7 +317,6 @@ CLASSES = (
     SAGE_OT_cancel,
     SAGE_OT_export_mesh,
     SAGE_OT_import_mesh,
-    SAGE_OT_pack_images,
 )
 
 

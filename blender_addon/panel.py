@@ -6,7 +6,7 @@ import os
 import bpy
 
 from . import camera as camera_math
-from . import portrait, props, session, status
+from . import colour, portrait, props, session, status
 
 
 class SAGE_PT_portrait(bpy.types.Panel):
@@ -77,9 +77,10 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
         box.label(text=hint, icon="ERROR")
     box.row().prop(settings, "display", expand=True)
     box.prop(settings, "follow_animation")
-    row = box.row(align=True)
-    row.prop(settings, "pack_images")
-    row.operator("sage.pack_images", text="", icon="PACKAGE")
+    box.prop(settings, "exact_colours")
+    changed = colour.summary(scene)
+    if changed:
+        box.label(text=f"Scene set to {changed}", icon="COLOR")
 
 
 def draw_actions(col: bpy.types.UILayout, settings) -> None:

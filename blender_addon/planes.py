@@ -83,10 +83,3 @@ def apply_display(scene: bpy.types.Scene) -> None:
             plane.hide_render = hidden
             plane.hide_viewport = hidden
 
-
-def prepare_scene_for_drawings(scene: bpy.types.Scene) -> None:
-    """Render settings under which the planes show the images unaltered (set once, when the planes appear)."""
-    scene.view_settings.view_transform = "Standard"
-    scene.view_settings.look = "None"
-    scene.display.shading.light = "FLAT"
-    scene.display.shading.color_type = "TEXTURE"

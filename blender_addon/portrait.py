@@ -83,11 +83,9 @@ def show(scene: bpy.types.Scene, camera: bpy.types.Object, arrays: dict[str, np.
     for kind, attribute in ((images.DRAWING, "drawing_image"), (images.SEMANTIC, "semantic_image")):
         image = images.store_image(kind, IMAGE_NAMES[kind], images.to_rgba(kind, arrays[kind], palette), getattr(settings, attribute))
         setattr(settings, attribute, image)
-        if settings.pack_images and image.packed_file is None:
-            image.pack()
         planes.ensure_plane(scene, camera, kind, image)
     if first_time:
-        planes.prepare_scene_for_drawings(scene)
+        settings.exact_colours = True  # the scene's colour settings under which they render unaltered (colour.py)
     planes.apply_display(scene)
 
 

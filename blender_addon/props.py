@@ -10,7 +10,7 @@ from typing import Callable
 
 import bpy
 
-from . import curve, session
+from . import colour, curve, session
 
 ADDRESS_DEFAULT = "tcp://127.0.0.1:5555"
 DEFAULT_TIMEOUT_S = 30.0
@@ -103,7 +103,6 @@ class SagePortraitSettings(bpy.types.PropertyGroup):
     follow_animation: bpy.props.BoolProperty(
         name="Follow animation", description="Fetch the drawing for each frame on frame change (so Render Animation draws)", default=True
     )
-    pack_images: bpy.props.BoolProperty(name="Pack images", description="Keep the images inside the .blend file", default=False)
     turntable_frames: bpy.props.IntProperty(name="Frames", description="Frames in a baked turntable (the backend's limit applies)", default=36, min=2)
     mesh_format: bpy.props.EnumProperty(
         name="Format", items=[("ply", "PLY", ""), ("glb", "glTF binary", ""), ("obj", "OBJ", "")], default="ply"
@@ -114,6 +113,11 @@ class SagePortraitSettings(bpy.types.PropertyGroup):
         items=[("semantic", "Semantic", "Palette colours of the classes"), ("drawing", "Drawing", "Colours of the drawing"), ("none", "None", "")],
         default="semantic",
     )
+    exact_colours: bpy.props.BoolProperty(
+        name="Exact Colours", description="Render the drawing unaltered: Standard view transform, flat texture shading "
+        "(set when the planes first appear; untick to restore the scene's own settings)", default=False,
+        update=colour.exact_colours_update)
+    colour_backup: bpy.props.StringProperty(options={"HIDDEN"})  # JSON: the settings Exact Colours replaced
     drawing_image: bpy.props.PointerProperty(type=bpy.types.Image)
     semantic_image: bpy.props.PointerProperty(type=bpy.types.Image)
 
@@ -128,6 +132,7 @@ def register() -> None:
 
 
 def unregister() -> None:
+    colour.restore_all()  # a disabled add-on leaves the scenes' colour settings as it found them
     del bpy.types.Scene.sage_portrait
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -24,17 +24,17 @@ def test_poll_greys_out_what_cannot_run(run_bpy, address):
         ops = bpy.ops.sage
         def polls():
             return {{name: getattr(ops, name).poll() for name in ("connect", "launch_backend", "disconnect", "generate",
-                    "bake_turntable", "cancel", "export_mesh", "import_mesh", "pack_images", "randomize_seed")}}
+                    "bake_turntable", "cancel", "export_mesh", "import_mesh", "randomize_seed")}}
         before = polls()
         assert before == dict(connect=True, launch_backend=True, disconnect=False, generate=False, bake_turntable=False,
-                              cancel=False, export_mesh=False, import_mesh=False, pack_images=False, randomize_seed=True), before
+                              cancel=False, export_mesh=False, import_mesh=False, randomize_seed=True), before
         scene_setup.assert_refused(ops.generate, "connect to a backend first")  # poll() fails, with its reason
         scene.sage_portrait.address = {address!r}
         assert ops.connect() == {{"FINISHED"}}
         after = polls()
         assert all(after[n] for n in ("disconnect", "generate", "bake_turntable", "export_mesh", "import_mesh")), after
-        assert not after["cancel"] and not after["pack_images"]
-        assert ops.generate() == {{"FINISHED"}} and ops.pack_images.poll()
+        assert not after["cancel"]
+        assert ops.generate() == {{"FINISHED"}}
         scene.camera = None
         assert not ops.generate.poll() and not ops.bake_turntable.poll() and ops.export_mesh.poll()
         scene.camera = camera

@@ -11,7 +11,7 @@ def test_generate_from_a_scene_camera(run_bpy, address):
         assert bpy.ops.sage.connect() == {{"FINISHED"}}
         assert settings.style
         assert bpy.ops.sage.generate() == {{"FINISHED"}}
-        assert tuple(settings.drawing_image.size) == (64, 64) and settings.semantic_image.colorspace_settings.name == "Non-Color"
+        assert tuple(settings.drawing_image.size) == (64, 64) and settings.semantic_image.colorspace_settings.name == "sRGB"
         assert {{c["sage_plane"] for c in camera.children}} == {{"drawing", "semantic"}}
         print("OK")
     """)

@@ -1,0 +1,85 @@
+"""Everyday actions in real bpy against the real backend: a changed frame size, a default save, exact colours
+under any view transform, Solid and Material Preview shading, undo, and the waits (launch, dead addresses)."""
+import textwrap
+
+
+RENDER_HELPERS = """
+import numpy as np
+
+def render(scene, engine, path):
+    '''The camera's render as uint8 rows top-down, with the pixel-exact settings docs/addon.md names.'''
+    scene.render.engine = engine
+    scene.render.image_settings.file_format = "PNG"
+    scene.display.render_aa = "OFF"
+    scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.filter_width = 2, False, 0.01
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(bpy.path.abspath(path))
+    pixels = np.array(image.pixels[:]).reshape(image.size[1], image.size[0], 4)[::-1, :, :3]
+    bpy.data.images.remove(image)
+    return (pixels * 255).round().astype(int)
+"""
+
+
+def test_size_changes_and_a_default_save_keep_every_drawing_exact_under_any_view_transform(run_bpy, address):
+    run_bpy(RENDER_HELPERS + textwrap.dedent(f"""
+        import bpy, scene_setup, blender_addon
+        from blender_addon import colour, portrait, session
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        scene.view_settings.view_transform, scene.view_settings.look = "AgX", "AgX - Punchy"
+        settings = scene.sage_portrait
+        settings.address = {address!r}
+        assert bpy.ops.sage.connect() == {{"FINISHED"}}
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}
+        # The change to the scene's colour settings is stated in the panel.
+        assert colour.summary(scene) == "Standard view transform (was AgX), None look (was AgX - Punchy), flat texture shading"
+        from blender_addon.panel import SAGE_PT_portrait
+        log = []
+        SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+        assert ("label", "Scene set to " + colour.summary(scene)) in log and ("prop", "exact_colours") in log
+        shadings = [s.shading for sc in bpy.data.screens for a in sc.areas for s in a.spaces if s.type == "VIEW_3D"]
+        assert shadings and all(s.color_type == "TEXTURE" for s in shadings)  # Solid shading shows the image
+        # Every way the frame's size changes: the panel's resolution, the render aspect (both ways), the render size.
+        for resolution, width, height in ((96, 96, 96), (96, 96, 64), (64, 64, 96), (80, 80, 80)):
+            settings.resolution, scene.render.resolution_x, scene.render.resolution_y = resolution, width, height
+            assert bpy.ops.sage.generate() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+            key = portrait.cache_key(portrait.base_fields(scene), portrait.protocol_camera(scene))
+            arrays = session.get().cache.get(key)
+            for image, array in ((settings.drawing_image, arrays["drawing"]), (settings.semantic_image, arrays["semantic"])):
+                assert tuple(image.size) == (array.shape[1], array.shape[0]), (image.size, array.shape)
+            camera.location.x += 0.02  # the frame handler draws the new pose at the new size
+            scene.frame_set(scene.frame_current + 1)
+            status = bpy.context.window_manager.sage_portrait_status
+            assert "error" not in status, status
+        settings.turntable_frames = 2
+        assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+        scene.frame_set(1)
+        palette = np.array(session.get().palette)
+        arrays = session.get().cache.get(portrait.cache_key(portrait.base_fields(scene), portrait.protocol_camera(scene)))
+        expected = {{"DRAWING": arrays["drawing"].astype(int), "SEMANTIC": palette[arrays["semantic"]]}}
+        # Saved the default way (no Pack), reopened: the same drawing, rendered exactly by Workbench and Cycles.
+        bpy.ops.wm.save_as_mainfile(filepath="plain.blend")
+        blender_addon.unregister()
+        assert scene.view_settings.view_transform == "AgX" and all(s.color_type == "MATERIAL" for s in shadings)
+        bpy.ops.wm.open_mainfile(filepath="plain.blend")
+        blender_addon.register()
+        scene = bpy.context.scene
+        settings = scene.sage_portrait
+        assert settings.drawing_image.packed_file is not None and settings.semantic_image.packed_file is not None
+        settings.exact_colours = True  # disabling restored AgX; the artist asks for exact colours again
+        for engine in ("BLENDER_WORKBENCH", "CYCLES"):
+            for display in ("DRAWING", "SEMANTIC"):
+                settings.display = display
+                got = render(scene, engine, f"//{{engine}}_{{display}}.png")
+                error = np.abs(got - expected[display]).max()
+                assert error <= 2, (engine, display, error)
+        # The reopened (now packed) images still take a new size.
+        settings.address = {address!r}
+        assert bpy.ops.sage.connect() == {{"FINISHED"}}
+        settings.resolution = scene.render.resolution_x = scene.render.resolution_y = 72
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+        assert tuple(settings.drawing_image.size) == (72, 72)
+        settings.exact_colours = False  # the artist asks for the scene's own settings back
+        assert scene.view_settings.view_transform == "AgX" and colour.summary(scene) == ""
+        print("OK")
+    """))
