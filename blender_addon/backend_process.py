@@ -7,6 +7,8 @@ import shlex
 import subprocess
 import tempfile
 
+LISTENING = "SAGE backend listening on "  # the line `serve` prints once it takes requests (sage_backend/cli.py)
+
 
 class LocalBackend:
     """At most one child backend per Blender process; its output goes to a log file (a pipe could fill up)."""
@@ -32,6 +34,15 @@ class LocalBackend:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         atexit.register(self.stop)  # Blender may exit without unregistering add-ons
         return self.process
+
+    def endpoint(self) -> str | None:
+        """The address the launched backend listens on (the port resolved for `:0`), once its log says so; None
+        while it starts (or when none was launched)."""
+        if self.process is None:
+            return None
+        with open(self.log_path, "rb") as log:
+            lines = log.read().decode("utf-8", "replace").splitlines()
+        return next((line[len(LISTENING):].strip() for line in lines if line.startswith(LISTENING)), None)
 
     def exit_message(self) -> str | None:
         """A one-line reason when the launched backend has exited (then forgotten), else None."""

@@ -3,7 +3,8 @@
 Never blocks longer than a timeout: the UI polls with timeout 0 from a timer/modal operator; the batch
 path and the frame handler wait synchronously with a bounded timeout. A backend that dies while a reply is
 awaited is reported within seconds: ZMTP heartbeats close a connection that stops answering, and a socket
-monitor reports the closed connection. With CURVE keys (curve.CurveKeys) the connection is encrypted; a
+monitor reports the closed connection. A request that finds no backend to connect to (a wrong address, a
+backend that is not running) fails after CONNECT_TIMEOUT_S, whatever the timeout. With CURVE keys (curve.CurveKeys) the connection is encrypted; a
 handshake the backend refuses (a key not on its allow-list, CURVE on one side only, the wrong server key)
 fails the requests in flight at once with one line that says which key to fix.
 """
@@ -31,6 +32,8 @@ PYZMQ_MISSING = "pyzmq is not installed in Blender's Python" if zmq is None else
 # connection is dropped, and a waiting request fails, when the backend sends nothing for 5 s after one.
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 5000
+# A request waits this long for a TCP connection (a live backend accepts one in milliseconds, even while busy).
+CONNECT_TIMEOUT_S = 2.0
 
 
 class BackendUnavailable(RuntimeError):
@@ -66,6 +69,8 @@ class Client:
         self._monitor: zmq.Socket | None = None
         self._lost = False
         self._handshake_error = ""  # why the last handshake failed, until one succeeds
+        self._connected = False  # a TCP connection to the backend is open
+        self._unconnected_since = self._sent_at = 0.0  # monotonic: the connection closed, the last request sent
         self._open()
 
     def _open(self) -> None:
@@ -83,7 +88,7 @@ class Client:
         if self.keys is not None:
             socket.curve_publickey, socket.curve_secretkey = self._pair
             socket.curve_serverkey = self.keys.server
-        monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        monitor = socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                                             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
         try:
             socket.connect(self.address)
@@ -92,6 +97,7 @@ class Client:
             socket.close(0)
             raise BackendUnavailable(f"cannot connect to {self.address!r}: {exc}") from None
         self._socket, self._monitor, self._lost, self._handshake_error = socket, monitor, False, ""
+        self._connected, self._unconnected_since = False, time.monotonic()
 
     def _close_socket(self) -> None:
         if self._socket is not None:
@@ -103,13 +109,16 @@ class Client:
             self._socket = self._monitor = None
 
     def _connection_events(self) -> None:
-        """Read the monitor: `_lost` turns true when the connection closes, `_handshake_error` says why the
-        last handshake failed (it outlives the events: libzmq does not retry after a mechanism mismatch)."""
+        """Read the monitor: `_lost` turns true when the connection closes, `_connected` says whether one is open,
+        `_handshake_error` says why the last handshake failed (it outlives the events: libzmq does not retry
+        after a mechanism mismatch)."""
         while self._monitor.poll(0):
             message = recv_monitor_message(self._monitor)
             event = message["event"]
-            if event == zmq.EVENT_DISCONNECTED:
-                self._lost = True
+            if event == zmq.EVENT_CONNECTED:
+                self._connected = True
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._lost, self._connected, self._unconnected_since = True, False, time.monotonic()
             elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._handshake_error = ""
             else:
@@ -146,6 +155,7 @@ class Client:
             raise BackendUnavailable(self._handshake_error or
                                      f"backend at {self.address} is not accepting requests (queue full)") from None
         self.pending[request_id] = op
+        self._sent_at = time.monotonic()
         return request_id
 
     def forget(self, request_id: str) -> None:
@@ -177,12 +187,11 @@ class Client:
         wait_ms = int(timeout_s * 1000)
         while True:
             self._connection_events()  # an event read here no longer wakes the poll below: then do not wait
-            ready = dict(poller.poll(0 if self._handshake_error or self._lost else wait_ms))
+            ready = dict(poller.poll(0 if self._handshake_error or self._lost else self._until_no_backend(wait_ms)))
             if self._socket not in ready:
                 self._connection_events()
-                if (self._handshake_error or self._lost) and self.pending and not replies:
-                    # The backend refused us or went away with our requests: say so now, not at the timeout.
-                    error = self._handshake_error or f"backend at {self.address} closed the connection (stopped or crashed)"
+                error = self._unreachable() if self.pending and not replies else ""
+                if error:  # the backend refused us, went away or is not there: say so now, not at the timeout
                     self.reconnect()
                     raise BackendUnavailable(error)
                 return replies
@@ -197,6 +206,24 @@ class Client:
             if is_last(op, reply):
                 del self.pending[reply.id]
             replies.append(reply)
+
+    def _until_no_backend(self, wait_ms: int) -> int:
+        """`wait_ms`, shortened to when a request without a connection gives up (CONNECT_TIMEOUT_S)."""
+        if self._connected or not self.pending:
+            return wait_ms
+        left = CONNECT_TIMEOUT_S - (time.monotonic() - max(self._unconnected_since, self._sent_at))
+        return max(0, min(wait_ms, int(left * 1000) + 1))
+
+    def _unreachable(self) -> str:
+        """Why the requests in flight cannot be answered ("" while they may be): a refused handshake, a closed
+        connection, or no connection for CONNECT_TIMEOUT_S since the later of the request and the last close."""
+        if self._handshake_error:
+            return self._handshake_error
+        if self._lost:
+            return f"backend at {self.address} closed the connection (stopped or crashed)"
+        if not self._connected and time.monotonic() - max(self._unconnected_since, self._sent_at) >= CONNECT_TIMEOUT_S:
+            return f"no backend at {self.address}: nothing accepted a connection within {CONNECT_TIMEOUT_S:g} s (is it running?)"
+        return ""
 
     def wait(self, request_id: str, timeout_s: float | None = None) -> Reply:
         """The next reply for one request; raises BackendUnavailable (and reconnects) after timeout_s of silence."""

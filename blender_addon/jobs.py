@@ -8,6 +8,7 @@ the same code runs from a synchronous wait bounded by the job's timeout.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -35,6 +36,7 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     deadline: float = 0.0
     done: bool = False
+    check: Callable[[], bool] | None = None  # a job with no request (JobQueue.watch): True once it has done its work
 
     def progress_line(self, now: float) -> str:
         """'SAGE: mesh, grid 256: 12 s' — what a long request shows while the user waits."""
@@ -65,6 +67,24 @@ class JobQueue:
         ensure_ticking()
         return job
 
+    def watch(self, check: Callable[[], bool], on_error: Callable[[Exception], None], label: str) -> Job:
+        """A job with no request, e.g. waiting for a launched backend to listen: every poll calls `check()`
+        until it returns True. An exception from it fails the job (on_error); check() bounds its own wait."""
+        job = Job(f"watch-{time.monotonic_ns()}", "watch", lambda reply: None, on_error, math.inf, label, check=check)
+        job.deadline = math.inf
+        self.jobs[job.id] = job
+        ensure_ticking()
+        return job
+
+    def _run_checks(self) -> None:
+        for job in [job for job in self.jobs.values() if job.check is not None]:
+            try:
+                if job.check():
+                    self._finish(job.id)
+            except Exception as exc:  # whatever stops it fails its job, never the timer
+                self._finish(job.id)
+                job.on_error(exc)
+
     def _finish(self, request_id: str) -> Job | None:
         job = self.jobs.pop(request_id, None)
         if job is not None:
@@ -88,9 +108,14 @@ class JobQueue:
                 job.on_error(error)
 
     def poll_once(self, timeout_s: float = 0.0) -> None:
-        """Dispatch the replies that arrived and expire silent jobs. Never blocks longer than timeout_s."""
+        """Run the watch jobs' checks, dispatch the replies that arrived and expire silent jobs. Never blocks
+        longer than timeout_s (it sleeps that long when only watch jobs wait, so a synchronous wait does not spin)."""
+        self._run_checks()
         client = self._client()
-        if client is None or not self.jobs:
+        if not any(job.check is None for job in self.jobs.values()):
+            time.sleep(timeout_s if self.jobs else 0.0)
+            return
+        if client is None:
             return
         try:
             replies = client.poll(timeout_s)

@@ -68,7 +68,8 @@ class JobOperator:
             self._timer = context.window_manager.event_timer_add(jobs.TICK_S, window=context.window)
             context.window_manager.modal_handler_add(self)
             return {"RUNNING_MODAL"}
-        session.get().wait(self._job)
+        while not self._job.done:  # a job may hand over to the next (a launch to its hello)
+            session.get().wait(self._job)
         return self.finish()
 
     def modal(self, context, event):
@@ -129,14 +130,20 @@ class SAGE_OT_connect(ConnectJob, bpy.types.Operator):
 class SAGE_OT_launch_backend(ConnectJob, bpy.types.Operator):
     bl_idname = "sage.launch_backend"
     bl_label = "Launch Local Backend"
-    bl_description = "Start 'sage-backend serve' with the Python set in the add-on preferences, then connect"
+    bl_description = ("Start 'sage-backend serve' at the address (port 0: any free port) with the Python set in the "
+                      "add-on preferences, then connect to it once it listens")
 
     def start(self, context) -> jobs.Job:
         prefs = props.preferences(context)
         python = prefs.python_executable if prefs is not None else ""
         extra = prefs.backend_arguments if prefs is not None else ""
-        session.get().backend.launch(bpy.path.abspath(python), context.scene.sage_portrait.address, extra)
-        return super().start(context)
+        settings = context.scene.sage_portrait
+
+        def on_listening(address: str) -> None:  # runs from the timer: bpy.context, not the operator's context
+            settings.address = address
+            self._job = ConnectJob.start(self, bpy.context)
+
+        return session.get().launch(bpy.path.abspath(python), settings.address, extra, props.timeout_s(context), on_listening, self.fail)
 
 
 class SAGE_OT_disconnect(bpy.types.Operator):

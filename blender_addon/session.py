@@ -8,7 +8,9 @@ import collections
 import contextlib
 import json
 import math
+import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -169,6 +171,34 @@ class Session:
     def submit(self, op: str, fields: dict[str, Any], on_reply: Callable[[Reply], None], on_error: Callable[[Exception], None],
                timeout_s: float, label: str = "") -> jobs.Job:
         return self.queue.submit(op, fields, on_reply, on_error, timeout_s, label)
+
+    def launch(self, python: str, address: str, extra_arguments: str, timeout_s: float, on_listening: Callable[[str], None],
+               on_error: Callable[[Exception], None]) -> jobs.Job:
+        """Start the local backend (`serve --bind address`, disconnecting first) and, once its log says it
+        listens, call on_listening(the address to connect to: the port it took for a `:0` address). Fails
+        (on_error, one line) when it exits first, e.g. because another process holds the port (the add-on
+        must not talk to that stranger), or says nothing for timeout_s. FileNotFoundError without a Python."""
+        self.disconnect()
+        self.backend.launch(python, address, extra_arguments)
+        log_size = [0, time.monotonic()]  # the log's size and when it last grew: a backend that prints is starting
+
+        def listening() -> bool:
+            gone = self.backend.exit_message()
+            if gone:
+                raise BackendUnavailable(gone)
+            endpoint = self.backend.endpoint()
+            if endpoint is not None:
+                on_listening(endpoint if address.endswith((":0", ":*")) else address)
+                return True
+            size = os.path.getsize(self.backend.log_path)
+            if size != log_size[0]:
+                log_size[:] = [size, time.monotonic()]
+            elif time.monotonic() - log_size[1] > timeout_s:
+                self.backend.stop()
+                raise BackendUnavailable(f"the local backend said nothing for {timeout_s:g} s and was stopped (log: {self.backend.log_path})")
+            return False
+
+        return self.queue.watch(listening, on_error, "starting the local backend")
 
     def poll(self, timeout_s: float = 0.0) -> bool:
         """Dispatch replies, show a long job's progress in the status line; whether jobs remain (a tick hook)."""

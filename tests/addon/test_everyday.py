@@ -2,6 +2,8 @@
 under any view transform, Solid and Material Preview shading, undo, and the waits (launch, dead addresses)."""
 import textwrap
 
+import pytest
+
 
 RENDER_HELPERS = """
 import numpy as np
@@ -83,3 +85,35 @@ def test_size_changes_and_a_default_save_keep_every_drawing_exact_under_any_view
         assert scene.view_settings.view_transform == "AgX" and colour.summary(scene) == ""
         print("OK")
     """))
+
+
+@pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)  # one stranger on the port is enough
+def test_launch_reports_a_taken_port_takes_port_0_and_a_dead_address_fails_fast(run_bpy, address, tiny_checkpoint_dir):
+    out = run_bpy(f"""
+        import bpy, sys, scene_setup
+        from blender_addon import session
+        bpy.ops.preferences.addon_enable(module="blender_addon")
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64, register=False)
+        prefs = bpy.context.preferences.addons["blender_addon"].preferences
+        prefs.python_executable = sys.executable
+        prefs.backend_arguments = "--styles {tiny_checkpoint_dir} --device cpu"
+        settings, state = scene.sage_portrait, session.get()
+        # Another backend holds the address: the launched one's failure is the answer, not the stranger's hello.
+        settings.address = {address!r}
+        scene_setup.assert_refused(bpy.ops.sage.launch_backend, "Address already in use")
+        status = bpy.context.window_manager.sage_portrait_status
+        assert status.startswith("SAGE error: the local backend exited with code") and "\\n" not in status, status
+        assert not state.connected and state.client is None
+        # Port 0: the backend takes a free port, and the add-on connects to that one.
+        settings.address = "tcp://127.0.0.1:0"
+        assert bpy.ops.sage.launch_backend() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+        assert state.connected and settings.address == state.client.address == state.backend.endpoint()
+        assert not settings.address.endswith(":0") and state.backend.running
+        assert bpy.ops.sage.disconnect() == {{"FINISHED"}} and not state.backend.running
+        # Nothing listens: known from the connection, not after the 30 s timeout ("did not answer within 30 s").
+        from conftest import free_port
+        settings.address = f"tcp://127.0.0.1:{{free_port()}}"
+        scene_setup.assert_refused(bpy.ops.sage.connect, "nothing accepted a connection within 2 s")
+        print("OK")
+    """)
+    assert "OK" in out
