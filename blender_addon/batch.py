@@ -36,6 +36,10 @@ def ensure_enabled() -> None:
         return
     import addon_utils
 
+    # This package is already imported (the batch is part of it). addon_utils takes a module without the load
+    # time it records for add-ons as changed on disk and reloads it ("module changed on disk: ... reloading").
+    package = sys.modules[__package__]
+    package.__time__ = os.path.getmtime(package.__file__)
     errors: list[BaseException] = []
     addon_utils.enable(__package__, default_set=False, handle_error=errors.append)
     if not hasattr(bpy.types.Scene, "sage_portrait"):
@@ -47,24 +51,25 @@ def ensure_enabled() -> None:
 def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None = None, timeout: float = 60.0,
                      keys: CurveKeys | None = None) -> list[str]:
     """Write `<style>_<seed>_<frame:04d>_{drawing,semantic,labels}.png` (files.frame_file_name; frame: the
-    scene's frame number) for frames frame_start..frame_end; returns the paths.
+    scene's frame number) for the frames Render Animation renders: frame_start..frame_end every frame_step,
+    each through the camera Blender renders then (timeline markers bound to cameras switch it). Returns the paths.
 
     timeout bounds the silence between two frames from the backend; `keys`: CURVE keys (None: plain).
+    Raises ValueError (one line) for a range without frames or a frame without a perspective camera.
     """
     ensure_enabled()
     settings = scene.sage_portrait
     state = session.get()
+    with state.handler_paused():
+        frames = portrait.animation_cameras(scene)
     state.connect(address or settings.address, timeout, keys)
     if not settings.style:
         settings.style = state.style_items()[0][0]
-    camera = portrait.active_camera(scene)
     fields = portrait.base_fields(scene)
-    with state.handler_paused():
-        frames = portrait.animation_cameras(scene, camera)
     os.makedirs(out_dir, exist_ok=True)
     written: list[str] = []
     first = 0
-    for cameras in state.camera_batches([cam for _, cam in frames]):  # a long animation: several requests
+    for cameras in state.camera_batches([cam for _, _, cam in frames]):  # a long animation: several requests
         for reply in state.client.stream("turntable", dict(fields, cameras=cameras), timeout_s=timeout):
             index = int(reply.header.get("frame", -1))
             if not 0 <= index < len(cameras):
@@ -133,20 +138,55 @@ def save_png(rgba, kind: str, path: str) -> None:
         bpy.data.images.remove(image)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sage_portrait.batch", description="Render the camera animation's drawings to PNGs.")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--address", help="backend address (default: the scene's setting)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each frame")
-    parser.add_argument("--scene", help="scene name (default: the active scene)")
-    parser.add_argument("--demo-scene", type=int, metavar="FRAMES", help="build a fresh portrait scene with a FRAMES-frame turntable first")
-    parser.add_argument("--resolution", type=int, default=128, help="image size for --demo-scene")
+    parser.add_argument("--scene", help="scene name (default: the active scene, which Blender's -S sets)")
+    parser.add_argument("--frame-start", type=int, help="first frame (default: the scene's, which Blender's -s sets)")
+    parser.add_argument("--frame-end", type=int, help="last frame (default: the scene's, which Blender's -e sets)")
+    parser.add_argument("--frame-step", type=positive_int, help="render every Nth frame (default: the scene's, Blender's -j)")
+    parser.add_argument("--demo-scene", type=positive_int, metavar="FRAMES", help="build a fresh portrait scene with a FRAMES-frame turntable first")
+    parser.add_argument("--resolution", type=positive_int, default=128, help="image size for --demo-scene")
     parser.add_argument("--seed", type=int, help="which head (default: the scene's setting)")
     parser.add_argument("--server-key", metavar="FILE", help="the backend's public CURVE key, server.key (default: the add-on "
                                                              "preferences'; '' for a plain connection)")
     parser.add_argument("--client-key", metavar="FILE", help="your NAME.key_secret for a backend with --curve-clients (default: "
                                                              "the add-on preferences'; '' for a throwaway key)")
     return parser.parse_args(argv)
+
+
+def batch_scene(args: argparse.Namespace) -> bpy.types.Scene:
+    """The scene the arguments name (or a demo scene), with their frame range and seed applied (in this
+    process only: the .blend is not saved). ValueError (one line) for an unknown scene or an empty range."""
+    if args.demo_scene:
+        scene = demo_scene(args.demo_scene, args.resolution)
+    elif args.scene is not None:
+        scene = bpy.data.scenes.get(args.scene)
+        if scene is None:
+            names = ", ".join(repr(s.name) for s in bpy.data.scenes)
+            raise ValueError(f"no scene named {args.scene!r} in this file (its scenes: {names})")
+    else:
+        scene = bpy.context.scene
+    start = scene.frame_start if args.frame_start is None else args.frame_start
+    end = scene.frame_end if args.frame_end is None else args.frame_end
+    if end < start:  # Blender would move the other end silently
+        raise ValueError(f"the frame range {start}..{end} is empty")
+    scene.frame_start, scene.frame_end = start, end  # a start past the old end moves it, then end is set
+    if args.frame_step is not None:
+        scene.frame_step = args.frame_step
+    if args.seed is not None:
+        scene.sage_portrait.seed = args.seed
+    return scene
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,9 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     try:
         ensure_enabled()
-        scene = demo_scene(args.demo_scene, args.resolution) if args.demo_scene else (bpy.data.scenes[args.scene] if args.scene else bpy.context.scene)
-        if args.seed is not None:
-            scene.sage_portrait.seed = args.seed
+        scene = batch_scene(args)
         from . import props  # only once enabled: an install missing a module still gets ensure_enabled's line
 
         keys = props.curve_keys(bpy.context, args.server_key, args.client_key)

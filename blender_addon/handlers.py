@@ -8,9 +8,9 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import jobs, planes, portrait, props, session, status
+from . import jobs, portrait, props, session, status
 from .client import BackendUnavailable
-from .images import DRAWING, keep_for_save
+from .images import keep_for_save
 
 
 @persistent
@@ -18,8 +18,9 @@ def on_frame_change(scene: bpy.types.Scene, depsgraph=None) -> None:
     state = session.get()
     settings = scene.sage_portrait
     camera = scene.camera
-    # Only a camera that already shows a drawing follows the animation; the add-on's own frame stepping is skipped.
-    if not (state.handler_enabled and settings.follow_animation and camera is not None and planes.find_plane(camera, DRAWING)):
+    # Only a scene that already shows drawings follows the animation (on its camera, or on a camera a timeline
+    # marker switches to: that one gets its planes now); the add-on's own frame stepping is skipped.
+    if not (state.handler_enabled and settings.follow_animation and camera is not None and portrait.shows_drawings(scene)):
         return
     try:
         camera_dict = portrait.protocol_camera(scene, camera, depsgraph)
@@ -29,7 +30,7 @@ def on_frame_change(scene: bpy.types.Scene, depsgraph=None) -> None:
             state.client.request("ping", timeout_s=jobs.PROBE_TIMEOUT_S)  # after a failure each frame only probes briefly
             state.handler_error = ""
         arrays = portrait.fetch_sync(scene, camera_dict, props.timeout_s(bpy.context))
-        portrait.show(scene, camera, arrays)
+        portrait.show(scene, camera, arrays, depsgraph)
     except (BackendUnavailable, ValueError, RuntimeError) as exc:
         message = f"{status.ERROR_PREFIX}frame {scene.frame_current}: {status.one_line(exc)}"
         if message != state.handler_error:

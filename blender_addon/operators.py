@@ -222,13 +222,13 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
         fields = portrait.base_fields(scene)
         state = session.get()
         with state.handler_paused():
-            frames = portrait.animation_cameras(scene, camera)
+            frames = portrait.animation_cameras(scene)  # the cameras Render Animation renders (markers switch them)
             if not portrait.moves(frames):  # a still camera: key a turntable, if nothing but the add-on drives it
                 state.check_limit("cameras", settings.turntable_frames)
                 portrait.create_turntable(scene, camera, settings.turntable_frames)
-                frames = portrait.animation_cameras(scene, camera)
+                frames = portrait.animation_cameras(scene)
         state.check_limit("cameras", len(frames))
-        keys = [portrait.cache_key(fields, cam) for _, cam in frames]
+        keys = [portrait.cache_key(fields, cam) for _, _, cam in frames]
         done: list[int] = []
 
         def on_reply(reply: Reply) -> None:
@@ -243,9 +243,9 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
             done.append(index)
             job.progress = f"frame {len(done)}/{len(frames)}"
             if frames[index][0] == scene.frame_current:
-                portrait.show(scene, camera, arrays)
+                portrait.show(scene, frames[index][1], arrays)
 
-        request = dict(fields, cameras=[cam for _, cam in frames])
+        request = dict(fields, cameras=[cam for _, _, cam in frames])
         job = state.submit("turntable", request, on_reply, self.fail, props.timeout_s(context), f"baking {len(frames)} frames")
         return job
 

@@ -40,7 +40,8 @@ def _material(kind: str, image: bpy.types.Image) -> bpy.types.Material:
     return material
 
 
-def ensure_plane(scene: bpy.types.Scene, camera: bpy.types.Object, kind: str, image: bpy.types.Image) -> bpy.types.Object:
+def ensure_plane(scene: bpy.types.Scene, camera: bpy.types.Object, kind: str, image: bpy.types.Image,
+                 depsgraph: bpy.types.Depsgraph | None = None) -> bpy.types.Object:
     plane = find_plane(camera, kind)
     if plane is None:
         plane = bpy.data.objects.new(f"{NAMES[kind]} Plane", _unit_square())
@@ -53,13 +54,15 @@ def ensure_plane(scene: bpy.types.Scene, camera: bpy.types.Object, kind: str, im
         scene.collection.objects.link(plane)
     texture = next(n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
     texture.image = image
-    fit_plane(scene, camera, plane)
+    fit_plane(scene, camera, plane, depsgraph)
     return plane
 
 
-def fit_plane(scene: bpy.types.Scene, camera: bpy.types.Object, plane: bpy.types.Object) -> None:
+def fit_plane(scene: bpy.types.Scene, camera: bpy.types.Object, plane: bpy.types.Object, depsgraph: bpy.types.Depsgraph | None = None) -> None:
     """Place the plane just past the near clip so it fills the camera's frame exactly (its aspect and shift:
-    the backend's image is that frame)."""
+    the backend's image is that frame). With a depsgraph the camera is read as evaluated there, so animated
+    lens, sensor, shift and clipping count (during Render Animation the original data keeps the first frame's)."""
+    camera = camera.evaluated_get(depsgraph) if depsgraph is not None else camera
     data = camera.data
     distance = min(data.clip_start * 2.0, (data.clip_start + data.clip_end) / 2.0)
     corners = [corner * (distance / -corner.z) for corner in data.view_frame(scene=scene)]

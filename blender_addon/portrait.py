@@ -75,18 +75,26 @@ def arrays_from_reply(reply: Reply) -> dict[str, np.ndarray]:
     return {name: images.blob_array(reply.blobs[name]).copy() for name in OUTPUTS}
 
 
-def show(scene: bpy.types.Scene, camera: bpy.types.Object, arrays: dict[str, np.ndarray]) -> None:
-    """Put the images on the camera's planes (created the first time), then show the chosen one."""
+def show(scene: bpy.types.Scene, camera: bpy.types.Object, arrays: dict[str, np.ndarray], depsgraph: Any | None = None) -> None:
+    """Put the images on the camera's planes (created the first time), sized to the camera as evaluated in
+    `depsgraph` (default: the scene's now), then show the chosen one."""
     settings = scene.sage_portrait
+    depsgraph = depsgraph or scene_depsgraph(scene)
     palette = session.get().palette
     first_time = planes.find_plane(camera, images.DRAWING) is None
     for kind, attribute in ((images.DRAWING, "drawing_image"), (images.SEMANTIC, "semantic_image")):
         image = images.store_image(kind, IMAGE_NAMES[kind], images.to_rgba(kind, arrays[kind], palette), getattr(settings, attribute))
         setattr(settings, attribute, image)
-        planes.ensure_plane(scene, camera, kind, image)
+        planes.ensure_plane(scene, camera, kind, image, depsgraph)
     if first_time:
         settings.exact_colours = True  # the scene's colour settings under which they render unaltered (colour.py)
     planes.apply_display(scene)
+
+
+def shows_drawings(scene: bpy.types.Scene) -> bool:
+    """Whether the scene shows drawings: its camera, or a camera a timeline marker binds, has the planes."""
+    cameras = [scene.camera, *(marker.camera for marker in scene.timeline_markers)]
+    return any(camera is not None and planes.find_plane(camera, images.DRAWING) is not None for camera in cameras)
 
 
 def fetch_sync(scene: bpy.types.Scene, camera_dict: dict[str, Any], timeout_s: float) -> dict[str, np.ndarray]:
@@ -159,19 +167,32 @@ def place(obj: bpy.types.Object, position: Vector, rotation: Quaternion) -> None
         obj.rotation_quaternion.make_compatible(Quaternion(previous))
 
 
-def animation_cameras(scene: bpy.types.Scene, camera: bpy.types.Object) -> list[tuple[int, dict[str, Any]]]:
-    """(frame, protocol camera) for every frame of the scene range, evaluated by stepping through the frames."""
+def scene_frames(scene: bpy.types.Scene) -> range:
+    """The frames Render Animation renders: frame_start..frame_end every frame_step; ValueError (one line)
+    for an empty range or a step under 1."""
+    if scene.frame_step < 1:
+        raise ValueError(f"scene '{scene.name}': the frame step must be at least 1, not {scene.frame_step}")
+    if scene.frame_end < scene.frame_start:
+        raise ValueError(f"scene '{scene.name}': the frame range {scene.frame_start}..{scene.frame_end} is empty")
+    return range(scene.frame_start, scene.frame_end + 1, scene.frame_step)
+
+
+def animation_cameras(scene: bpy.types.Scene, camera: bpy.types.Object | None = None) -> list[tuple[int, bpy.types.Object, dict[str, Any]]]:
+    """(frame, camera object, protocol camera) for every frame Render Animation renders (scene_frames),
+    evaluated by stepping through the frames. camera None: the camera Blender renders at each frame (timeline
+    markers bound to cameras switch it); ValueError when a frame has none."""
     current = scene.frame_current
     cameras = []
     try:
-        for frame in range(scene.frame_start, scene.frame_end + 1):
+        for frame in scene_frames(scene):
             scene.frame_set(frame)
-            cameras.append((frame, protocol_camera(scene, camera)))
+            shot = active_camera(scene) if camera is None else camera
+            cameras.append((frame, shot, protocol_camera(scene, shot)))
     finally:
         scene.frame_set(current)
     return cameras
 
 
-def moves(frames: list[tuple[int, dict[str, Any]]]) -> bool:
-    """Whether the camera changes over the frames (however it is driven)."""
-    return len({cache_key({"style": "", "seed": 0, "psi": 0, "resolution": 0}, cam) for _, cam in frames}) > 1
+def moves(frames: list[tuple[int, bpy.types.Object, dict[str, Any]]]) -> bool:
+    """Whether the view changes over the frames (however the camera is driven, or another camera takes over)."""
+    return len({cache_key({"style": "", "seed": 0, "psi": 0, "resolution": 0}, cam) for _, _, cam in frames}) > 1

@@ -34,3 +34,99 @@ def test_turntable_keys_look_at_the_head_in_every_rotation_mode(run_bpy):
                     assert up.z > 0.9 or frame % 1, (mode, delta, frame)  # upright on every frame
         print("OK")
     """)
+
+
+MARKER_SCENE = """
+    import bpy, math, numpy as np, scene_setup
+    from blender_addon import session
+    scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+    settings = scene.sage_portrait
+    settings.address = {address!r}
+    assert bpy.ops.sage.connect() == {{"FINISHED"}}
+    side_data = bpy.data.cameras.new("Side")
+    side = bpy.data.objects.new("Side", side_data)
+    scene.collection.objects.link(side)
+    side.location = (2.5, 0.0, 0.2)
+    side.rotation_euler = (math.radians(90), 0.0, math.radians(90))  # Blender's Right view
+    side_data.lens = 200.0
+    for frame, cam in ((1, camera), (3, side)):  # frames 1-2 from the front, 3-4 from the side
+        scene.timeline_markers.new(cam.name, frame=frame).camera = cam
+    scene.frame_start, scene.frame_end = 1, 4
+    scene.frame_set(1)
+"""
+
+
+def test_render_animation_follows_animated_lens_and_marker_cameras_edge_to_edge(run_bpy, address):
+    """Render Animation with Follow animation: the lens keyed 200 -> 100 mm (the plane was sized from the
+    original lens, so later frames showed the drawing shrunk in a black border), then a timeline marker switches
+    to another camera (it rendered the bare scene). A green world shows wherever the drawing does not reach."""
+    run_bpy(MARKER_SCENE.format(address=address) + """
+    camera.data.lens = 200.0
+    camera.data.keyframe_insert("lens", frame=1)
+    camera.data.lens = 100.0
+    camera.data.shift_x = 0.1
+    camera.data.keyframe_insert("lens", frame=2)
+    camera.data.keyframe_insert("shift_x", frame=2)
+    camera.data.shift_x = 0.0
+    camera.data.keyframe_insert("shift_x", frame=1)
+    scene.frame_set(1)
+    assert bpy.ops.sage.generate() == {"FINISHED"}, bpy.context.window_manager.sage_portrait_status
+    scene.world = bpy.data.worlds.new("Green")
+    scene.world.color = (0.0, 1.0, 0.0)
+    scene.render.filepath = "//anim/f_"
+    bpy.ops.render.render(animation=True)
+    assert not session.get().handler_error, session.get().handler_error
+    drawings = []
+    for frame in range(1, 5):
+        image = bpy.data.images.load(bpy.path.abspath(f"//anim/f_{frame:04d}.png"))
+        pixels = np.array(image.pixels[:]).reshape(64, 64, 4)
+        green = (pixels[..., 1] > 0.9) & (pixels[..., 0] < 0.1) & (pixels[..., 2] < 0.1)
+        assert not green.any(), (frame, int(green.sum()))
+        drawings.append(pixels)
+    assert any(plane.parent == side for plane in bpy.data.objects if plane.get("sage_plane"))  # frames 3-4 drew its view
+    print("OK")
+    """)
+
+
+def test_batch_draws_the_marker_camera_of_each_frame_in_the_range_and_step(run_bpy, address):
+    """The batch draws what Render Animation renders: each frame through the camera its timeline marker binds
+    (it drew every frame from the first camera), the scene's or the command line's range and step, the scene
+    named on the command line; and it enables the add-on without reloading it ("module changed on disk")."""
+    out = run_bpy(MARKER_SCENE.format(address=address) + """
+    import contextlib, io, os
+    from blender_addon import batch
+    other = scene.copy()
+    other.name = "Other"
+    other.frame_start, other.frame_end = 7, 9
+    bpy.context.window.scene = other if bpy.context.window else None
+    def drawings(folder):
+        names = sorted(n for n in os.listdir(folder) if n.endswith("_drawing.png"))
+        return {int(n.split("_")[-2]): open(os.path.join(folder, n), "rb").read() for n in names}
+    batch.main(["--out", "all", "--address", {address!r}, "--scene", "Scene", "--timeout", "120"])
+    frames = drawings("all")
+    assert sorted(frames) == [1, 2, 3, 4], sorted(frames)
+    assert frames[1] == frames[2] and frames[3] == frames[4] and frames[1] != frames[3]
+    scene.frame_step = 2
+    batch.main(["--out", "step", "--address", {address!r}, "--scene", "Scene", "--timeout", "120"])
+    assert drawings("step") == {1: frames[1], 3: frames[3]}
+    batch.main(["--out", "range", "--address", {address!r}, "--scene", "Scene", "--frame-start", "2", "--frame-end", "3",
+                "--frame-step", "1"])
+    assert drawings("range") == {2: frames[2], 3: frames[3]}
+    for argv, line in ((["--scene", "Nope"], "no scene named 'Nope' in this file (its scenes: 'Other', 'Scene')"),
+                       (["--scene", "Scene", "--frame-start", "5", "--frame-end", "2"], "the frame range 5..2 is empty"),
+                       (["--frame-step", "0"], "argument --frame-step: must be at least 1, not 0"),
+                       (["--demo-scene", "2", "--resolution", "0"], "argument --resolution: must be at least 1, not 0"),
+                       (["--demo-scene", "2", "--resolution", "9999"], "resolution 9999 is outside what the backend takes")):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                batch.main(["--out", "bad", "--address", {address!r}] + argv)
+            except SystemExit as exc:
+                assert exc.code in (1, 2), exc.code
+            else:
+                raise AssertionError(f"{{argv}} ran")
+        assert line in err.getvalue() and "Traceback" not in err.getvalue(), err.getvalue()
+        assert not os.path.exists("bad")
+    print("OK")
+    """.replace("{address!r}", repr(address)))
+    assert "module changed on disk" not in out and "reloading" not in out
