@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
@@ -95,7 +96,16 @@ def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
                 raise OSError("tensors or metadata differ from what was written")
 
     with atomic_path(path, verify=whole) as tmp:
-        save_file(contiguous, str(tmp), metadata=header)
+        try:
+            save_file(contiguous, str(tmp), metadata=header)
+        except SafetensorError as exc:  # its I/O errors are not OSErrors: give atomic_path the OS's cause
+            raise _os_error(exc) from None
+
+
+def _os_error(exc: Exception) -> OSError:
+    """safetensors' "... I/O error: File too large (os error 27)" as OSError(27, "File too large")."""
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    return OSError(int(found.group(1)), os.strerror(int(found.group(1)))) if found else OSError(str(exc))
 
 
 def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -2,7 +2,9 @@
 
 Every writer in the project goes through `atomic_path`: the bytes go to a temporary file beside the target,
 are read back (`verify`) and flushed to the disk, get the permissions a plain open() would give, and only
-then replace the target. On any failure the temporary file is removed and the error names the target.
+then replace the target. On any failure the temporary file is removed and the error (`WriteError`) names the
+target and the cause: one line, whether the disk is full, the file too large or the folder read-only.
+Logs that grow (a training run's metrics) are appended whole or not at all (`append_text`).
 A writer killed by SIGTERM or Ctrl-C cleans up the same way (`exit_on_sigterm`); one killed outright
 (SIGKILL, power loss) leaves a `.NAME.PID.*.partial` file that the next process writing into that folder removes.
 """
@@ -19,13 +21,25 @@ from typing import Callable, Iterator
 PARTIAL = ".partial"
 
 
+class WriteError(OSError):
+    """A file that could not be written; str() is one line naming the file, the cause and that nothing
+    before it was lost (made by `write_error`; one argument, so it crosses process pools intact)."""
+
+
+def write_error(path: Path, cause: BaseException | str) -> WriteError:
+    """The WriteError for `path` failing with `cause` (an OSError's strerror, e.g. "No space left on device")."""
+    reason = cause if isinstance(cause, str) else (getattr(cause, "strerror", None) or str(cause))
+    return WriteError(f"{path}: could not be written ({reason}); what was there before is unchanged")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], mode: int | None = None,
                 verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed.
 
     verify(tmp) runs after the caller wrote tmp and raises if the file is not whole (a full disk can
-    truncate a file without its writer noticing); it fails the write with OSError "PATH: ...".
+    truncate a file without its writer noticing). Any OSError of the write, the check, the flush or the
+    rename becomes a WriteError naming `path` and the cause (other errors pass through unchanged).
     The file gets `mode`, or by default what a plain open() would give (mkstemp's own 0600 would
     leave every output private); a secret passes 0o600 and is never readable by others, even briefly.
     """
@@ -40,14 +54,16 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = None,
             try:
                 verify(Path(tmp))
             except Exception as exc:  # any reader's complaint means the same thing: not what was meant
-                raise OSError(f"{target}: the written file does not read back whole ({exc})") from None
+                raise write_error(target, f"the written file does not read back whole: {exc}") from None
         with open(tmp, "rb+") as written:  # on the disk before the rename, so a crash cannot leave it empty
             os.fsync(written.fileno())
         os.chmod(tmp, default_mode() if mode is None else mode)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise write_error(target, exc) from None
         raise
 
 
@@ -58,6 +74,26 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int | No
 
     with atomic_path(path, mode, whole) as tmp:
         tmp.write_bytes(data)
+
+
+def append_text(path: str | os.PathLike[str], text: str) -> None:
+    """Append `text` to `path` whole or not at all: a failed write (full disk) cuts the file back to its
+    old length, so a log never ends in half a line, and raises WriteError naming `path`."""
+    path, rest = Path(path), memoryview(text.encode())
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # 0666 less the umask, as open() gives
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                while rest:
+                    rest = rest[os.write(fd, rest):]
+            except OSError:
+                os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise write_error(path, exc) from None
 
 
 def readable_image(path: Path) -> None:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from sage_backend.checkpoint import CheckpointError, load_tensors, save_tensors
+from training.config import TrainConfig
 
 KIND = "train-state"
 
@@ -60,11 +61,15 @@ def load_state(path: str | Path, nets: dict[str, nn.Module], optimizers: dict[st
     """Restore `nets`, `optimizers` and `latents` in place from `path` and return its counters. Raises
     CheckpointError if the state was made with another model or stage than `same_recipe` (a TrainConfig dict)."""
     tensors, meta = read_state(path)
-    made_by = meta.get("train_config", {})
-    if made_by.get("model") != same_recipe["model"] or made_by.get("stage") != same_recipe["stage"]:
-        raise CheckpointError(f"{path}: the state was made by a different recipe (model/stage differ)")
+    mismatch = resume_mismatch(meta, same_recipe, tensors.get("latents"), latents)
+    if mismatch:
+        raise CheckpointError(f"{path} cannot continue here: {mismatch}")
     for prefix, net in nets.items():
-        net.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+        try:
+            net.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+        except RuntimeError as exc:  # a state from another version of the networks: torch lists every tensor
+            raise CheckpointError(f"{path}: its {prefix} does not fit this program's networks "
+                                  f"({str(exc).splitlines()[-1].strip()}); start a new run in another --out") from None
     if latents is not None:
         with torch.no_grad():
             latents.copy_(tensors["latents"])
@@ -77,6 +82,31 @@ def load_state(path: str | Path, nets: dict[str, nn.Module], optimizers: dict[st
         opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
     # States written before the `_s` rename name the seconds "wall_time".
     return Counters(meta["step"], meta["samples_seen"], meta.get("wall_time_s", meta.get("wall_time", 0.0)))
+
+
+def resume_mismatch(meta: dict, recipe: dict, saved_latents: torch.Tensor | None, latents: torch.Tensor | None) -> str | None:
+    """Why a state (its metadata `meta`, its per-head latents) cannot continue under `recipe` (a TrainConfig dict)
+    and data with `latents` (heads, z_dim), and what to do instead; None when it can."""
+    made_by, step = meta.get("train_config", {}), meta.get("step", 0)
+    fresh = "or start a new run in another --out"
+    if made_by.get("stage") != recipe["stage"]:
+        return f"it is a stage {made_by.get('stage')} run, not stage {recipe['stage']}; resume it with sage-train stage{made_by.get('stage')}"
+    if made_by.get("model") != recipe["model"]:
+        return (f"it trains model preset {made_by.get('model')!r}, the recipe names {recipe['model']!r}; resume with the recipe "
+                f"it was saved with (leave out --recipe), {fresh}")
+    if recipe["stage"] == 2 and made_by.get("style") != recipe["style"]:
+        return f"it trains style {made_by.get('style')!r}, not {recipe['style']!r}; resume with --style {made_by.get('style')}, {fresh}"
+    was, now = TrainConfig.from_dict(made_by).phase(step).resolution, TrainConfig.from_dict(recipe).phase(step).resolution
+    if was != now:
+        return (f"at step {step} it trains at {was} px, the recipe at {now} px; resume with the recipe it was saved with "
+                f"(leave out --recipe), {fresh}")
+    if latents is not None and saved_latents is None:
+        return (f"it holds no per-head latents (trained without reconstruction_weight), the recipe asks for them; "
+                f"resume with the recipe it was saved with, {fresh}")
+    if latents is not None and len(saved_latents) != len(latents):
+        return (f"it was trained on {len(saved_latents)} heads of {made_by.get('data')!r}, data {recipe['data']!r} has "
+                f"{len(latents)}; resume with --data pointing at the data it was trained on, {fresh}")
+    return None
 
 
 def ema_generator_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:

@@ -9,7 +9,6 @@ from (seed, epoch), so a resumed run takes exactly the steps the uninterrupted r
 from __future__ import annotations
 
 import copy
-import json
 import math
 import signal
 import threading
@@ -33,6 +32,7 @@ from sage_backend.frames import contact_sheet, stack_sheets
 from training.batches import RealBatches
 from training.config import TrainConfig
 from training.discriminators import ProgressiveDiscriminator
+from training.logs import RunLogs
 from training.objective import SageObjective, StepPlan
 from training.view_support import ViewSupport
 from training.stages import stage_of
@@ -53,6 +53,7 @@ class Trainer:
         cfg.validate()
         self.cfg, self.stage = cfg, stage_of(cfg)
         self.run_dir = Path(run_dir)
+        self.logs = RunLogs(self.run_dir)
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
@@ -108,6 +109,9 @@ class Trainer:
         heads = getattr(self.batches.dataset(resolution), "heads", 0)
         if heads == 0:
             raise ValueError(f"{self.cfg.data}: reconstruction_weight needs cameras.json with head ids (sage-train make-synthetic writes one)")
+        if loaded is not None and len(loaded) != heads:
+            raise ValueError(f"{init_from} holds latents for {len(loaded)} heads, data {self.cfg.data} has {heads}: stage 2 "
+                             f"needs the heads Stage I was trained on (--data: that run's data, or its styles/)")
         initial = self.stage.initial_latents(self.cfg, heads, self.G.z_dim, loaded)
         if initial is None and init_from is None:
             initial = torch.zeros(heads, self.G.z_dim)  # filled by resume(); train() refuses to start without them
@@ -191,6 +195,8 @@ class Trainer:
             raise ValueError("stage 2 with reconstruction_weight needs --from the Stage I state.safetensors (or --resume)")
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() else None
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:  # steps logged past the state this run starts from (a killed run's) are trained again
+            self.logs.forget_after(self.step)
         bar = self._progress_bar(target, progress)
         stats: dict[str, float] = {}
         try:
@@ -238,16 +244,11 @@ class Trainer:
 
     def _periodic_outputs(self, stats: dict[str, float]) -> None:
         if self.step % self.cfg.log_every == 0:
-            self._log(stats)
+            self.logs.append(stats | {"wall_time_s": round(self.wall_time_s, 2)})
         if self.step % self.cfg.sample_every == 0:
             self.save_samples()
         if self.step % self.cfg.checkpoint_every == 0:
             self.save()
-
-    def _log(self, stats: dict[str, float]) -> None:
-        line = json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()} | {"wall_time_s": round(self.wall_time_s, 2)})
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(line + "\n")
 
     # ------------------------------------------------------------------ outputs
     def style_info(self) -> StyleInfo:
@@ -281,7 +282,7 @@ class Trainer:
 
     def save_samples(self) -> Path:
         """A PNG grid: per seed, drawing / semantic / depth rows across yaws, from the EMA generator."""
-        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        path = self.logs.sample_path(self.step)
         resolution = self.cfg.phase(max(self.step - 1, self.cfg.initial_step)).resolution
         renderer = PortraitRenderer(self.G_ema, self.device, scale=self.model_cfg.scale_of(resolution))
         cams = [Camera.orbit(math.pi / 2 + dy, math.pi / 2) for dy in SAMPLE_YAW_OFFSETS]
