@@ -23,7 +23,7 @@ import zmq
 from sage_backend.server import link
 from sage_backend.server.flights import Flight, Piece, Waiting
 from sage_backend.server.peers import Peer, Peers
-from sage_backend.server.protocol import Limits, encode, error_reply
+from sage_backend.server.protocol import Limits, encode, error_reply, loggable
 from sage_backend.server.scheduler import Job, admit
 from sage_backend.server.worker import Log, Send
 
@@ -282,7 +282,7 @@ class WorkerPool:
                                          "already been resumed once after another worker stopped; send it again")
         elif piece.received < piece.count:
             self.waiting.add([flight.resume(piece)], front=True)
-            print(f"{time.strftime('%H:%M:%S')} {flight.job.request.op} id={flight.job.request.id} resumed at reply "
+            print(f"{time.strftime('%H:%M:%S')} {flight.job.request.op} id={loggable(flight.job.request.id)} resumed at reply "
                   f"{piece.first + piece.received} after worker {member.info.name} {why}", file=sys.stderr, flush=True)
 
     def tick(self) -> None:

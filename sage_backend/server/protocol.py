@@ -48,12 +48,22 @@ def array_blob(name: str, array: np.ndarray, fmt: str = "raw") -> tuple[dict[str
     return {"name": name, "dtype": str(array.dtype), "shape": list(array.shape), "format": fmt}, array.tobytes()
 
 
+def loggable(text: object) -> str:
+    """`text` (a request id, an op, anything a client chose) as one token of a log line: ASCII with no spaces,
+    control characters or non-ASCII letters; each is written as its Python escape (`\\n`, `\\x20`,
+    `\\u2028`), a backslash as `\\\\`, so a client can neither start a forged line nor forge a field."""
+    return str(text).encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
+
+
 def error_reply(request_id: str | None, code: str, message: str) -> list[bytes]:
     return encode({"id": request_id, "ok": False, "error": {"code": code, "message": message}})
 
 
 def decode_request(frames: list[bytes], limits: Limits) -> Request:
     """Parse and check a request's envelope: magic, header JSON, id, op. Raises ProtocolError."""
+    if frames and frames[0] == b"":
+        raise ProtocolError("unsupported_protocol", f"first frame must be {MAGIC.decode()}, not the empty delimiter a "
+                                                    "REQ socket sends: connect a DEALER (docs/protocol.md)")
     if not frames or frames[0] != MAGIC:
         raise ProtocolError("unsupported_protocol", f"first frame must be {MAGIC.decode()}")
     if len(frames) < 2:

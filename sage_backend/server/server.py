@@ -24,7 +24,8 @@ from sage_backend.server.curve import allow_list, read_secret_key
 from sage_backend.server.fleet import Fleet, FleetConfig, LocalWorkers
 from sage_backend.server.peers import Backlog, Peers
 from sage_backend.server.pool import WorkerPool
-from sage_backend.server.protocol import PROTOCOL_VERSION, Limits, ProtocolError, decode_request, encode, error_reply, parse_work
+from sage_backend.server.protocol import (PROTOCOL_VERSION, Limits, ProtocolError, decode_request, encode, error_reply, loggable,
+                                          parse_work)
 from sage_backend.server.scheduler import Job
 from sage_backend.server.worker import Worker
 
@@ -143,7 +144,8 @@ class SageServer:
 
     def _log(self, op: str, rid: str, seconds: float, status: str, worker: str = "-") -> None:
         """One stderr line per request: time, op, id, the worker(s) that ran it, milliseconds, status (last)."""
-        print(f"{time.strftime('%H:%M:%S')} {op} id={rid} worker={worker} {seconds * 1000:.0f} ms {status}",
+        print(f"{time.strftime('%H:%M:%S')} {loggable(op)} id={loggable(rid)} worker={loggable(worker)} "
+              f"{seconds * 1000:.0f} ms {loggable(status)}",
               file=sys.stderr, flush=True)
 
     def hello(self) -> dict:
@@ -180,7 +182,8 @@ class SageServer:
             status = "ok"
         except ProtocolError as exc:
             rid = exc.request_id or rid
-            self._send(identity, error_reply(rid, exc.code, exc.message))
+            envelope = [b""] if frames and frames[0] == b"" else []  # REQ drops a reply without its empty delimiter
+            self._send(identity, [*envelope, *error_reply(rid, exc.code, exc.message)])
             status = exc.code
         except Exception as exc:  # a bug must cost one request, never the loop
             traceback.print_exc(file=sys.stderr)
