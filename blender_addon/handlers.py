@@ -10,7 +10,7 @@ from bpy.app.handlers import persistent
 
 from . import jobs, portrait, props, session, status
 from .client import BackendUnavailable
-from .images import keep_for_save
+from .images import reread_packed
 
 
 @persistent
@@ -46,18 +46,19 @@ def on_load(_file) -> None:
 
 
 @persistent
-def on_save(_file) -> None:
-    keep_for_save()  # a default save (no Pack) keeps the drawings
+def on_undo_or_redo(_scene, _name=None) -> None:
+    reread_packed()  # Generate, Bake and Import Mesh are undo steps: their drawings come back with them
 
 
 def register() -> None:
     bpy.app.handlers.frame_change_post.append(on_frame_change)
     bpy.app.handlers.load_post.append(on_load)
-    bpy.app.handlers.save_pre.append(on_save)
+    bpy.app.handlers.undo_post.append(on_undo_or_redo)
+    bpy.app.handlers.redo_post.append(on_undo_or_redo)
 
 
 def unregister() -> None:
     for handlers, function in ((bpy.app.handlers.frame_change_post, on_frame_change), (bpy.app.handlers.load_post, on_load),
-                               (bpy.app.handlers.save_pre, on_save)):
+                               (bpy.app.handlers.undo_post, on_undo_or_redo), (bpy.app.handlers.redo_post, on_undo_or_redo)):
         while function in handlers:
             handlers.remove(function)

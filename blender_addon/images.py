@@ -57,6 +57,7 @@ def store_image(kind: str, name: str, rgba: np.ndarray, existing: Any | None = N
     The colour space is set first and only when it changes: setting it reloads a packed or file image and
     regenerates a generated one, at its old size and with its old pixels. A generated image also keeps its
     generated size in step, which is what Blender regenerates it at. ValueError when the size still differs.
+    The pixels are then packed (_keep).
     """
     import bpy  # only this function needs Blender
 
@@ -75,18 +76,26 @@ def store_image(kind: str, name: str, rgba: np.ndarray, existing: Any | None = N
         raise ValueError(f"image '{image.name}' stays {image.size[0]}x{image.size[1]}, cannot hold {width}x{height}: delete it")
     image.pixels.foreach_set(np.ascontiguousarray(rgba, dtype=np.float32).ravel())
     image.update()
+    _keep(image)
     return image
 
 
-def keep_for_save() -> None:
-    """Before a save: every image the add-on wrote with unsaved pixels goes into the .blend (packed), so the
-    saved file shows the same drawing without a Pack step; one the user unpacked to a file is written there."""
+def _keep(image: Any) -> None:
+    """Keep the new pixels with the .blend: packed into it (so a default save, reopened, shows them, and an undo
+    step holds them: memfile undo restores packed data, never an image buffer), or written to the file the
+    artist unpacked the image to."""
+    if image.packed_file is None and image.source == "FILE" and image.filepath:
+        image.save()
+    else:
+        image.pack()
+
+
+
+def reread_packed() -> None:
+    """After an undo or redo: the add-on's images show the pixels packed in the restored step (Blender keeps an
+    image's buffer across undo, so it would still show the newest drawing)."""
     import bpy
 
     for image in bpy.data.images:
-        if image.get(TAG) is None or not (image.is_dirty or image.source == "GENERATED"):
-            continue
-        if image.packed_file is None and image.source == "FILE" and image.filepath:
-            image.save()
-        else:
-            image.pack()
+        if image.get(TAG) is not None and image.packed_file is not None:
+            image.buffers_free()

@@ -179,6 +179,7 @@ class SAGE_OT_generate(JobOperator, bpy.types.Operator):
     bl_idname = "sage.generate"
     bl_label = "Generate"
     bl_description = "Draw the portrait as seen by the active camera"
+    bl_options = {"UNDO"}
 
     @classmethod
     def poll(cls, context):
@@ -209,6 +210,7 @@ class SAGE_OT_generate(JobOperator, bpy.types.Operator):
 class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
     bl_idname = "sage.bake_turntable"
     bl_label = "Bake Turntable"
+    bl_options = {"UNDO"}
     bl_description = "Draw every frame of the camera animation (keying a turntable around the pivot if there is none)"
 
     @classmethod
@@ -301,6 +303,7 @@ class SAGE_OT_export_mesh(MeshJob, bpy.types.Operator):
 class SAGE_OT_import_mesh(MeshJob, bpy.types.Operator):
     bl_idname = "sage.import_mesh"
     bl_label = "Import Mesh"
+    bl_options = {"UNDO"}
     bl_description = "Extract the portrait's 3D surface and add it at the pivot, with its colours and class labels"
 
     def start(self, context) -> jobs.Job:

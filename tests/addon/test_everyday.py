@@ -117,3 +117,52 @@ def test_launch_reports_a_taken_port_takes_port_0_and_a_dead_address_fails_fast(
         print("OK")
     """)
     assert "OK" in out
+
+
+@pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
+def test_generate_bake_and_import_mesh_are_undo_steps_that_bring_the_drawing_back(run_bpy, address):
+    run_bpy(f"""
+        import bpy, numpy as np, scene_setup
+        bpy.ops.wm.read_homefile(use_empty=True)  # the undo stack needs the home file's window, headless too
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        settings = scene.sage_portrait
+        settings.address = {address!r}
+        assert bpy.ops.sage.connect() == {{"FINISHED"}}
+        window = bpy.context.window_manager.windows[0]
+        view = next(area for area in window.screen.areas if area.type == "VIEW_3D")
+
+        def pixels():
+            return np.array(bpy.context.scene.sage_portrait.drawing_image.pixels[:])
+
+        def names():
+            return sorted(o.name for o in bpy.data.objects)
+
+        with bpy.context.temp_override(window=window, screen=window.screen, area=view):
+            bpy.ops.ed.undo_push(message="scene ready")
+            op = bpy.ops.sage
+            assert op.generate("EXEC_DEFAULT", True) == {{"FINISHED"}}  # True: push an undo step, as a button does
+            first, planes = pixels(), names()
+            bpy.context.scene.sage_portrait.seed = 7
+            assert op.generate("EXEC_DEFAULT", True) == {{"FINISHED"}}
+            second = pixels()
+            assert not np.array_equal(first, second)
+            bpy.ops.ed.undo()
+            assert bpy.context.scene.sage_portrait.seed == 0 and np.array_equal(pixels(), first)
+            bpy.ops.ed.redo()
+            assert bpy.context.scene.sage_portrait.seed == 7 and np.array_equal(pixels(), second)
+            bpy.context.scene.sage_portrait.turntable_frames = 2
+            assert op.bake_turntable("EXEC_DEFAULT", True) == {{"FINISHED"}}
+            assert bpy.data.objects["Camera"].animation_data.action is not None
+            bpy.ops.ed.undo()
+            animation = bpy.data.objects["Camera"].animation_data
+            assert (animation is None or animation.action is None) and np.array_equal(pixels(), second)
+            bpy.context.scene.sage_portrait.mesh_grid = 32
+            assert op.import_mesh("EXEC_DEFAULT", True) == {{"FINISHED"}}
+            assert len(names()) == len(planes) + 1
+            bpy.ops.ed.undo()
+            assert names() == planes
+            bpy.ops.ed.undo()  # the second Generate
+            bpy.ops.ed.undo()  # the first: no planes, no images
+            assert names() == ["Camera", "Head"] and bpy.context.scene.sage_portrait.drawing_image is None
+        print("OK")
+    """)
