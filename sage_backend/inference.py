@@ -28,7 +28,7 @@ from sage_backend.decoding import (CompiledDecoder, compile_notice, compiled_fie
                                    resolve_precision)
 from sage_backend.frames import OUTPUTS, Frame, frame_from_pixels, frames_from_outputs
 from sage_backend.framing import HeadCamera, composite, head_camera
-from sage_backend.limits import DEFAULT_PSI
+from sage_backend.limits import DEFAULT_PSI, NON_FINITE, check_latent
 from sage_backend.model.field import FoldedField, folded_sample
 from sage_backend.model.generator import GeneratorOutput, SageGenerator
 from sage_backend.model.mapping import LatentCode
@@ -36,6 +36,13 @@ from sage_backend.model.mapping import LatentCode
 
 class Interrupted(Exception):
     """Raised between chunks of work when the caller's `should_stop` says so (cancel, deadline, shutdown)."""
+
+
+def require_finite(*tensors: torch.Tensor) -> None:
+    """Raise ValueError (limits.NON_FINITE) when any value is NaN or infinite: such a render would read as a
+    blank drawing and an all-NaN depth map, not as a failure."""
+    if not all(bool(torch.isfinite(t).all()) for t in tensors):
+        raise ValueError(NON_FINITE)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -118,15 +125,15 @@ class PortraitRenderer:
         return self.generator.cfg
 
     def latent(self, seed: int | None = None, latent: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
-        """Exactly one of seed / latent -> a (z_dim,) float32 latent."""
+        """Exactly one of seed / latent -> a (z_dim,) float32 latent. Raises ValueError for a latent that is not
+        z_dim finite values within +-limits.LATENT_BOUND."""
         if (seed is None) == (latent is None):
             raise ValueError("give exactly one of seed or latent")
         if latent is None:
             return seed_latent(seed, self.generator.z_dim)
-        z = torch.as_tensor(np.asarray(latent, dtype=np.float32)).reshape(-1)
-        if z.numel() != self.generator.z_dim or not torch.isfinite(z).all():
-            raise ValueError(f"latent must be {self.generator.z_dim} finite float32 values")
-        return z
+        if isinstance(latent, torch.Tensor):
+            latent = latent.detach().cpu().numpy()
+        return torch.from_numpy(check_latent(latent, self.generator.z_dim).copy())
 
     def code(self, z: torch.Tensor, psi: float) -> tuple[LatentCode, FoldedField]:
         """The mapping network's output for one latent, truncated by psi, and the field folded with it; cached (LRU)."""
@@ -136,6 +143,7 @@ class PortraitRenderer:
             return self._codes[key]
         with torch.no_grad():
             code = self.generator.code(z[None].to(self.device), psi)
+            require_finite(code.frequencies, code.phases, code.w)
             entry = (code, self.generator.field.fold(code, self.field_sample))
         self._codes[key] = entry
         if len(self._codes) > self._code_cache:
@@ -179,6 +187,7 @@ class PortraitRenderer:
             with torch.inference_mode():
                 out = self.generator.synthesize(code, c2w, fov, field=folded, scale=self.scale, decoder_dtype=dtype,
                                                 decode_fn=self.decoder)
+                require_finite(out.drawing, out.semantic_logits, out.view.depth)
                 with record_function("sage.to_frames"):
                     direct = frames_from_outputs(out, size, wanted) if any(h.direct for h in heads) else []
                     frames = [direct[i] if head.direct else self._framed(out, i, camera, head, size, wanted)

@@ -6,11 +6,18 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 SEED_RANGE = (0, 2**63 - 1)  # the largest seed torch.Generator.manual_seed takes as a signed 64-bit int
 PSI_RANGE = (0.0, 1.0)
 DEFAULT_PSI = 0.5  # a checkpoint's truncation when it records none (StyleInfo.psi)
 THRESHOLD_RANGE = (0.0, 1e6)  # density iso-level
 DEADLINE_MS_RANGE = (1, 86_400_000)
+# |value| of a latent: a standard normal's stay within about 6; far past it the mapping network's output grows
+# with |z| until it overflows (all-NaN depth from 1e38 in the tiny preset, earlier in deeper ones).
+LATENT_BOUND = 1000.0
+NON_FINITE = ("the model produced NaN or infinite values for this request (its latent, psi and camera are within "
+              "range, so the checkpoint itself may hold NaN or huge weights)")
 
 
 @dataclass(frozen=True)
@@ -57,3 +64,17 @@ def check_value(name: str, value: Any, limits: Limits, kind: str | None = None) 
     if not ok:
         raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} in {lo}..{hi}")
     return int(value) if integer else float(value)
+
+
+def check_latent(values: np.ndarray, z_dim: int) -> np.ndarray:
+    """`values` as a (z_dim,) float32 latent; raises ValueError "latent must be ..." when there are not z_dim of
+    them, or one is NaN, infinite or outside +-LATENT_BOUND. The server's requests and the Python API share it."""
+    z = np.asarray(values, dtype=np.float32).reshape(-1)
+    if z.size != z_dim:
+        raise ValueError(f"latent must be {z_dim} float32 values, got {z.size}")
+    if not np.isfinite(z).all():
+        raise ValueError("latent holds NaN or infinite values")
+    if np.abs(z).max(initial=0.0) > LATENT_BOUND:
+        raise ValueError(f"latent values must lie in -{LATENT_BOUND:g}..{LATENT_BOUND:g} (a standard normal latent's stay "
+                         f"within about 6), got {float(np.abs(z).max()):.3g}")
+    return z

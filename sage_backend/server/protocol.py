@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sage_backend.cameras import Camera
-from sage_backend.limits import DEFAULT_PSI, Limits, check_value
+from sage_backend.limits import DEFAULT_PSI, Limits, check_latent, check_value
 
 MAGIC = b"SAGE/1"
 PROTOCOL_VERSION = 1
@@ -113,10 +113,10 @@ def latent_from(request: Request, z_dim: int, limits: Limits = Limits()) -> tupl
         return _number(request.fields, "seed", 0, limits, rid), None
     if len(request.blobs) != 1 or len(request.blobs[0]) != 4 * z_dim:
         raise ProtocolError("bad_request", f"latent must be one blob of {z_dim} float32 values ({4 * z_dim} bytes)", rid)
-    latent = np.frombuffer(request.blobs[0], dtype=np.float32)
-    if not np.isfinite(latent).all():
-        raise ProtocolError("bad_request", "latent holds NaN or infinite values", rid)
-    return None, latent.copy()
+    try:
+        return None, check_latent(np.frombuffer(request.blobs[0], dtype=np.float32), z_dim).copy()
+    except ValueError as exc:
+        raise ProtocolError("bad_request", str(exc), rid) from None
 
 
 @dataclass

@@ -305,3 +305,20 @@ def test_compile_is_a_choice_of_serve_render_and_mesh(command: str, capsys) -> N
     with pytest.raises(SystemExit):
         build_parser().parse_args([command, *needs, "--compile", "max"])
     assert "--compile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["render", "mesh"])
+def test_a_checkpoint_with_nan_weights_fails_in_one_line_and_writes_nothing(tmp_path, capsys, tiny_checkpoint_dir, command) -> None:
+    """Its frames would be blank and its depth NaN: `render` and `mesh` end with one error line, exit 2, no file."""
+    from sage_backend.checkpoint import load_generator, save_generator
+
+    loaded = load_generator(tiny_checkpoint_dir / "line.safetensors")
+    with torch.no_grad():
+        next(loaded.generator.mapping.parameters()).view(-1)[0] = float("nan")
+    save_generator(tmp_path / "styles" / "line.safetensors", loaded.generator, loaded.info)
+    out = tmp_path / ("out" if command == "render" else "head.ply")
+    argv = [command, "--style", "line", "--styles", str(tmp_path / "styles"), "--device", "cpu", "--out", str(out)]
+    assert main(argv + (["--resolution", "64"] if command == "render" else ["--grid", "32"])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "NaN or infinite" in err, err
+    assert not out.exists() or not any(out.iterdir())

@@ -3,6 +3,7 @@ switch, the folded fast path against the plain forward, and clear errors."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -156,9 +157,9 @@ def test_bad_requests_are_rejected(tiny: SageGenerator) -> None:
         r.latent()
     with pytest.raises(ValueError, match="exactly one of seed or latent"):
         r.latent(seed=1, latent=np.zeros(16))
-    with pytest.raises(ValueError, match="16 finite float32 values"):
+    with pytest.raises(ValueError, match="latent must be 16 float32 values, got 15"):
         r.latent(latent=np.zeros(15))
-    with pytest.raises(ValueError, match="16 finite float32 values"):
+    with pytest.raises(ValueError, match="NaN or infinite"):
         r.latent(latent=np.full(16, np.nan))
     with pytest.raises(ValueError, match="outputs must be a non-empty subset"):
         list(r.render(r.latent(seed=1), TURN, outputs=("normals",)))
@@ -189,3 +190,33 @@ def test_class_ids_are_torch_argmax_with_its_first_maximum_on_ties() -> None:
     logits = torch.randint(-2, 3, (2, 19, 8, 9), generator=torch.Generator().manual_seed(0)).float()  # many ties
     assert torch.equal(class_ids(logits).long(), logits.argmax(-3))
     assert class_ids(logits[0]).dtype == torch.uint8 and torch.equal(class_ids(logits[0]).long(), logits[0].argmax(0))
+
+
+@pytest.mark.parametrize("value", [1001.0, 1e30, 3e38, -1e38])
+def test_a_huge_finite_latent_is_refused_before_rendering(tiny: SageGenerator, value: float) -> None:
+    """1e38 used to render an all-NaN depth map and a blank drawing without complaint (the mapping overflows)."""
+    r = PortraitRenderer(tiny)
+    with pytest.raises(ValueError, match=r"latent values must lie in -1000\.\.1000"):
+        r.latent(latent=np.full(16, value, np.float32))
+    with pytest.raises(ValueError, match="NaN or infinite"):  # a tensor handed to render directly is checked too
+        next(r.render(torch.full((16,), 3e38), TURN[:1], 0.5, 64, ("depth",)))
+    assert torch.equal(r.latent(latent=torch.full((16,), -1000.0)), torch.full((16,), -1000.0))  # the bound itself renders
+
+
+@pytest.mark.parametrize("module", ["mapping", "decoder"])
+def test_non_finite_weights_fail_render_and_mesh_instead_of_blank_frames(module: str) -> None:
+    """A diverged checkpoint (NaN weights in the mapping network or only in a 2D decoder): every render and every
+    mesh with colours is a ValueError naming the cause, never a frame of zeros."""
+    from sage_backend.limits import NON_FINITE
+    from sage_backend.mesh import extract_mesh
+
+    generator = make_tiny_generator()
+    weights = next((generator.mapping if module == "mapping" else generator.drawing_decoder).parameters())
+    with torch.no_grad():
+        weights.view(-1)[0] = float("nan")
+    r = PortraitRenderer(generator)
+    for outputs in (("drawing",), ("semantic",), ("depth",)) if module == "mapping" else (("drawing",),):
+        with pytest.raises(ValueError, match=re.escape(NON_FINITE)):
+            next(r.render(r.latent(seed=1), TURN[:1], 0.5, 64, outputs))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        extract_mesh(r, r.latent(seed=1), 0.5, 32, colors="drawing")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import zmq
 
@@ -66,3 +67,12 @@ def test_every_client_chosen_text_reaches_the_log_escaped(backend, client: Clien
     log = backend.log.read_text()
     assert not any(line.startswith("00:00:00") for line in log.splitlines())
     assert not any(c in log for c in "\r\u2028\x1b") and "id=admin worker=- 1 ms ok" not in log
+
+
+@pytest.mark.parametrize("value", [1001.0, 1e30, 3.4e38])
+def test_a_huge_latent_is_refused_in_every_op(client: Client, value: float) -> None:
+    """A finite latent of 1e38 was answered `ok` with an all-NaN depth map and a blank drawing."""
+    latent = np.full(16, value, np.float32).tobytes()
+    for op, fields in (("generate", {"camera": FRONT}), ("turntable", {"cameras": [FRONT] * 3}), ("mesh", {"grid": 32})):
+        header, _ = client.call(op, [latent], style="line", **fields)
+        assert header["error"]["code"] == "bad_request" and "latent values must lie in" in header["error"]["message"]
