@@ -25,7 +25,8 @@ class Limits:
     """What the server accepts and how much it holds per client; reported in `hello` (docs/protocol.md)."""
 
     header_bytes: int = 512 * 1024  # max_cameras cameras at full float precision need ~300 KiB
-    message_bytes: int = 1024 * 1024  # per frame, enforced by ZeroMQ (MAXMSGSIZE); above header_bytes
+    message_bytes: int = 1024 * 1024  # per frame (above header_bytes): a larger one is refused with too_large
+    disconnect_bytes: int = 64 * 1024 * 1024  # per frame: ZeroMQ closes the connection of a client that sends more
     max_frames: int = 8  # per request: magic, header and at most 6 blobs
     min_resolution: int = 64
     max_resolution: int = 1024

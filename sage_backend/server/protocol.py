@@ -59,16 +59,26 @@ def error_reply(request_id: str | None, code: str, message: str) -> list[bytes]:
     return encode({"id": request_id, "ok": False, "error": {"code": code, "message": message}})
 
 
-def decode_request(frames: list[bytes], limits: Limits) -> Request:
-    """Parse and check a request's envelope: magic, header JSON, id, op. Raises ProtocolError."""
-    if frames and frames[0] == b"":
+def req_envelope(frames: list[bytes], oversized: list[tuple[int, int]] = ()) -> list[bytes]:
+    """[b""] when a message starts with an empty frame, as a REQ socket's do (REQ drops any reply that does not
+    start with it too), else []. An oversized first frame (held empty, see decode_request) is no delimiter."""
+    return [b""] if frames and frames[0] == b"" and not any(index == 0 for index, _ in oversized) else []
+
+
+def decode_request(frames: list[bytes], limits: Limits, count: int | None = None,
+                   oversized: list[tuple[int, int]] = ()) -> Request:
+    """Parse and check a request's envelope: magic, header JSON, id, op, frame count and sizes. Raises ProtocolError.
+    `count`: the message's frames when `frames` holds only its first ones (server.inbox); `oversized`: (index,
+    bytes) of frames over limits.message_bytes, which `frames` holds empty."""
+    count = len(frames) if count is None else count
+    if req_envelope(frames, oversized):
         raise ProtocolError("unsupported_protocol", f"first frame must be {MAGIC.decode()}, not the empty delimiter a "
                                                     "REQ socket sends: connect a DEALER (docs/protocol.md)")
-    if not frames or frames[0] != MAGIC:
+    if not frames or frames[0] != MAGIC:  # an oversized first frame is held empty: not the magic either
         raise ProtocolError("unsupported_protocol", f"first frame must be {MAGIC.decode()}")
     if len(frames) < 2:
         raise ProtocolError("bad_request", "missing header frame")
-    if len(frames[1]) > limits.header_bytes:
+    if len(frames[1]) > limits.header_bytes or any(index == 1 for index, _ in oversized):
         raise ProtocolError("too_large", f"header is over {limits.header_bytes} bytes")
     try:
         header = json.loads(frames[1])
@@ -82,8 +92,11 @@ def decode_request(frames: list[bytes], limits: Limits) -> Request:
     op = header.get("op")
     if op not in OPS:
         raise ProtocolError("unknown_op", f"unknown op {str(op)[:40]!r}; ops are {', '.join(OPS)}", rid)
-    if len(frames) > limits.max_frames:  # ZeroMQ bounds each frame's bytes (MAXMSGSIZE), not their count
-        raise ProtocolError("too_large", f"a request has at most {limits.max_frames} frames, got {len(frames)}", rid)
+    if count > limits.max_frames:
+        raise ProtocolError("too_large", f"a request has at most {limits.max_frames} frames, got {count}", rid)
+    if oversized:
+        index, size = oversized[0]
+        raise ProtocolError("too_large", f"frame {index} is {size} bytes; a frame holds at most {limits.message_bytes}", rid)
     fields = {k: v for k, v in header.items() if k not in ("id", "op")}
     return Request(rid, op, fields, list(frames[2:]))
 

@@ -24,8 +24,9 @@ from sage_backend.server.curve import allow_list, read_secret_key
 from sage_backend.server.fleet import Fleet, FleetConfig, LocalWorkers
 from sage_backend.server.peers import Backlog, Peers
 from sage_backend.server.pool import WorkerPool
+from sage_backend.server.inbox import Inbox, Incoming
 from sage_backend.server.protocol import (PROTOCOL_VERSION, Limits, ProtocolError, decode_request, encode, error_reply, loggable,
-                                          parse_work)
+                                          parse_work, req_envelope)
 from sage_backend.server.scheduler import Job
 from sage_backend.server.worker import Worker
 
@@ -97,7 +98,7 @@ class SageServer:
         self.authenticator = allow_list(self.ctx, config.curve_clients) if config.curve_clients is not None else None
         self.socket = self.ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, self.limits.message_bytes)  # per frame: larger ones never reach Python
+        self.socket.setsockopt(zmq.MAXMSGSIZE, self.limits.disconnect_bytes)  # per frame; inbox.py refuses the smaller ones
         self.socket.setsockopt(zmq.SNDHWM, 0)  # replies are bounded in bytes per client (peers.Backlog), not in messages
         self.socket.setsockopt(zmq.RCVHWM, 1000)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished client raises: its work is cancelled
@@ -108,6 +109,7 @@ class SageServer:
             self.socket.curve_publickey, self.socket.curve_secretkey = keys
             self.socket.curve_server = True
         self.endpoint = self._bind(config.bind)
+        self.inbox = Inbox(self.socket, self.limits)
         self.replies = self.ctx.socket(zmq.PULL)
         self.replies.bind("inproc://sage-replies")
         self._push = self.ctx.socket(zmq.PUSH)  # shared by the lanes, one at a time (a socket is not thread-safe)
@@ -158,12 +160,12 @@ class SageServer:
             **self.worker.report(),
         }
 
-    def handle(self, identity: bytes, frames: list[bytes]) -> None:
+    def handle(self, identity: bytes, message: Incoming) -> None:
         start = time.monotonic()
         rid: str | None = None
         op = "?"
         try:
-            request = decode_request(frames, self.limits)
+            request = decode_request(message.frames, self.limits, message.count, message.oversized)
             rid, op = request.id, request.op
             if op in ("hello", "ping"):
                 body = self.hello() if op == "hello" else {}
@@ -182,8 +184,7 @@ class SageServer:
             status = "ok"
         except ProtocolError as exc:
             rid = exc.request_id or rid
-            envelope = [b""] if frames and frames[0] == b"" else []  # REQ drops a reply without its empty delimiter
-            self._send(identity, [*envelope, *error_reply(rid, exc.code, exc.message)])
+            self._send(identity, [*req_envelope(message.frames, message.oversized), *error_reply(rid, exc.code, exc.message)])
             status = exc.code
         except Exception as exc:  # a bug must cost one request, never the loop
             traceback.print_exc(file=sys.stderr)
@@ -259,9 +260,10 @@ class SageServer:
             self.close()
 
     def _receive(self) -> None:
-        identity, *frames = self.socket.recv_multipart(copy=False)
-        self.peers.get(identity.bytes).connected_via(identity.get(zmq.SRCFD))
-        self.handle(identity.bytes, [f.bytes for f in frames])
+        message = self.inbox.read()
+        if message is not None:
+            self.peers.get(message.identity.bytes).connected_via(message.identity.get(zmq.SRCFD))
+            self.handle(message.identity.bytes, message)
 
     def _forward(self) -> None:
         while True:

@@ -275,7 +275,7 @@ def test_fuzz_thousand_hostile_messages_then_hello(backend, tiny_checkpoint_dir)
                 frames = [b""]
             c.socket.send_multipart(frames)
             sent += 1
-        c.socket.send_multipart([b"SAGE/1", b"{}", b"\0" * (100 * 1024 * 1024)])  # over MAXMSGSIZE: dropped by ZeroMQ
+        c.socket.send_multipart([b"SAGE/1", b"{}", b"\0" * (100 * 1024 * 1024)])  # over disconnect_bytes: ZeroMQ closes this connection
         time.sleep(1.0)
         while c.socket.poll(200):
             c.socket.recv_multipart()

@@ -3,13 +3,13 @@ its one answer (docs/protocol.md, "Errors"), costs bounded memory, and never cos
 from __future__ import annotations
 
 import json
-import math
+import threading
 
 import numpy as np
 import pytest
 import zmq
 
-from tests.backend.test_server import FRONT, Client, _logged_status
+from tests.backend.test_server import FRONT, Client, _logged_status, _rss_kb
 
 pytestmark = pytest.mark.usefixtures("serve_mode")
 
@@ -76,3 +76,106 @@ def test_a_huge_latent_is_refused_in_every_op(client: Client, value: float) -> N
     for op, fields in (("generate", {"camera": FRONT}), ("turntable", {"cameras": [FRONT] * 3}), ("mesh", {"grid": 32})):
         header, _ = client.call(op, [latent], style="line", **fields)
         assert header["error"]["code"] == "bad_request" and "latent values must lie in" in header["error"]["message"]
+
+
+def _read_turntable(client: Client, rid: str, others: set[str | None]) -> tuple[list[int], dict]:
+    """Read until turntable `rid` is done (ok all along) and each of `others` is answered with an error: (frame
+    numbers, id -> error)."""
+    frames, answers, done = [], {}, False
+    while not (done and others <= set(answers)):
+        header, _ = client.recv()
+        if header["id"] != rid:
+            answers[header["id"]] = header["error"]
+        elif header.get("done"):
+            assert header["ok"], header
+            done = True
+        else:
+            assert header["ok"], header
+            frames.append(header["frame"])
+    return frames, answers
+
+
+def _oversized_messages(rid_prefix: str) -> dict[str, list[bytes]]:
+    """Messages each refused with too_large alone: a blob just over a frame's limit, one of 32 MiB, a header of
+    2 MiB, and 300,000 empty frames (libzmq holds them, 64 bytes each, until they are read and dropped)."""
+    mib = 1024 * 1024
+    head = lambda rid: json.dumps({"id": rid, "op": "ping"}).encode()  # noqa: E731
+    return {
+        f"{rid_prefix}-blob": [b"SAGE/1", head(f"{rid_prefix}-blob"), b"\0" * (mib + 1)],
+        f"{rid_prefix}-32mib": [b"SAGE/1", head(f"{rid_prefix}-32mib"), b"\0" * (32 * mib)],
+        f"{rid_prefix}-frames": [b"SAGE/1", head(f"{rid_prefix}-frames"), *[b""] * 300_000],
+    }
+
+
+def test_an_oversized_message_is_refused_alone_while_the_clients_turntable_goes_on(backend, client: Client) -> None:
+    """It used to close the connection (ZeroMQ's MAXMSGSIZE): no more frames, no done, no answer."""
+    rid = client.send("turntable", style="pencil", seed=1, cameras=[FRONT] * 12, resolution=256)
+    client.recv()  # the first frame is out: the turntable is in flight
+    oversized = _oversized_messages("over")
+    for frames in oversized.values():
+        client.socket.send_multipart(frames)
+    client.socket.send_multipart([b"SAGE/1", b"x" * (600 * 1024)])  # a header over 512 KiB: too_large, id null
+    frames, answers = _read_turntable(client, rid, set(oversized) | {None})
+    assert frames == list(range(1, 12))
+    assert {rid: e["code"] for rid, e in answers.items()} == {**dict.fromkeys(oversized, "too_large"), None: "too_large"}
+    assert "frame 2 is 1048577 bytes" in answers["over-blob"]["message"]
+    assert "at most 8 frames, got 300002" in answers["over-frames"]["message"]
+    assert client.call("ping")[0]["ok"]
+
+
+class PeakRss:
+    """The largest VmRSS of a process, sampled every 5 ms on a thread while in the `with` block (MiB over the start)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.start, self.peak, self._stop = pid, _rss_kb(pid), 0, threading.Event()
+
+    def __enter__(self) -> PeakRss:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_kb(self.pid))
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth_mib(self) -> float:
+        return (self.peak - self.start) / 1024
+
+
+def test_a_hostile_client_costs_another_clients_turntable_nothing(backend) -> None:
+    """Oversized, over-many-frame, REQ-framed and newline-laden messages, and last a frame past disconnect_bytes,
+    from one client while another's turntable is in flight: each gets its answer (the last closes that client's
+    connection), the turntable completes, and the server's RSS stays within docs/protocol.md's bound."""
+    victim, hostile = Client(backend.address), Client(backend.address)
+    try:
+        victim.call("hello")
+        with PeakRss(backend.process.pid) as rss:
+            rid = victim.send("turntable", style="pencil", seed=2, cameras=[FRONT] * 12, resolution=256)
+            victim.recv()  # in flight
+            oversized = _oversized_messages("h")
+            for frames in oversized.values():
+                hostile.socket.send_multipart(frames)
+            hostile.socket.send_multipart([b"", b"SAGE/1", b'{"id":"req","op":"ping"}'])
+            forged = hostile.send("ping", id="n\n00:00:00 mesh id=admin worker=- 1 ms ok")
+            answers = {}
+            while len(answers) < len(oversized) + 2:
+                assert hostile.socket.poll(30_000)
+                reply = hostile.socket.recv_multipart()
+                header = json.loads(reply[-1])
+                answers[header["id"] if reply[0] == b"SAGE/1" else ("envelope", reply[0])] = header
+            hostile.socket.send_multipart([b"SAGE/1", b"{}", b"\0" * (100 * 1024 * 1024)])  # past disconnect_bytes
+            frames, _ = _read_turntable(victim, rid, set())
+        assert frames == list(range(1, 12))
+        assert {k: a["error"]["code"] for k, a in answers.items() if k in oversized} == dict.fromkeys(oversized, "too_large")
+        assert answers[("envelope", b"")]["error"]["code"] == "unsupported_protocol" and answers[forged]["ok"]
+        assert rss.growth_mib < 128, rss.growth_mib  # docs/protocol.md: a frame of disconnect_bytes and the render
+        assert victim.call("ping")[0]["ok"] and backend.process.poll() is None
+        print(f"server RSS peak +{rss.growth_mib:.0f} MiB")
+    finally:
+        victim.close()
+        hostile.close()
