@@ -64,12 +64,14 @@ def default_bound(renderer: PortraitRenderer) -> float:
 
 
 def density_volume(renderer: PortraitRenderer, z: torch.Tensor, psi: float = DEFAULT_PSI, grid: int = 256, bound: float | None = None,
-                   slab: int | None = None, should_stop: Callable[[], bool] | None = None, progress: bool = False) -> torch.Tensor:
+                   slab: int | None = None, should_stop: Callable[[], bool] | None = None, progress: bool = False,
+                   on_progress: Callable[[float], None] | None = None) -> torch.Tensor:
     """Density on a grid^3 lattice over [-bound, bound]^3, indexed [x, y, z] (float32), on the renderer's device.
 
     Points are made on the device `slab` x-planes at a time (default: about POINTS_PER_CALL points), so memory
     holds one slab of points besides the grid itself (512 MB at 512^3). `should_stop` is checked between
-    slabs and inside each density call (raises inference.Interrupted); grid < 2 or slab < 1 raise ValueError."""
+    slabs and inside each density call (raises inference.Interrupted), `on_progress(fraction done)` before each
+    slab; grid < 2 or slab < 1 raise ValueError."""
     if grid < 2:
         raise ValueError("grid must be at least 2")
     bound = default_bound(renderer) if bound is None else float(bound)
@@ -83,6 +85,8 @@ def density_volume(renderer: PortraitRenderer, z: torch.Tensor, psi: float = DEF
     for start in tqdm(range(0, grid, slab), desc="density grid", unit="slab", disable=not progress):
         if should_stop is not None and should_stop():
             raise Interrupted()
+        if on_progress is not None:
+            on_progress(start / grid)
         xs = axis[start:start + slab]
         shape = (len(xs), grid, grid)
         points = torch.stack([xs[:, None, None].expand(shape), yy.expand(shape), zz.expand(shape)], dim=-1)
@@ -246,10 +250,11 @@ def vertex_labels_and_colors(renderer: PortraitRenderer, z: torch.Tensor, psi: f
 
 def extract_mesh(renderer: PortraitRenderer, z: torch.Tensor, psi: float = DEFAULT_PSI, grid: int = 256, threshold: float | None = None,
                  colors: str = "semantic", keep_largest: bool = True, should_stop: Callable[[], bool] | None = None,
-                 progress: bool = False, bound: float | None = None) -> trimesh.Trimesh:
+                 progress: bool = False, bound: float | None = None, on_progress: Callable[[float], None] | None = None) -> trimesh.Trimesh:
     """The head's surface for one latent, in SAGE world units, coloured by `colors` ("semantic" | "drawing" |
-    "none"; labels are attached as vertex attribute "semantic" unless "none"). Raises ValueError when the
-    field has no surface, inference.Interrupted when `should_stop` says so."""
+    "none"; labels are attached as vertex attribute "semantic" unless "none"). `on_progress(fraction)` is called
+    while the density grid (most of the time) fills. Raises ValueError when the field has no surface,
+    inference.Interrupted when `should_stop` says so."""
     if colors not in COLOR_MODES:
         raise ValueError(f"colors must be one of {', '.join(COLOR_MODES)}")
     bound = default_bound(renderer) if bound is None else float(bound)
@@ -262,7 +267,7 @@ def extract_mesh(renderer: PortraitRenderer, z: torch.Tensor, psi: float = DEFAU
         timings[name] = round(now - clock, 4)
         clock = now
 
-    values = density_volume(renderer, z, psi, grid, bound, should_stop=should_stop, progress=progress)
+    values = density_volume(renderer, z, psi, grid, bound, should_stop=should_stop, progress=progress, on_progress=on_progress)
     lap("grid_s")
     mesh = mesh_from_grid(values, bound, threshold)
     del values

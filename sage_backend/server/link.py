@@ -1,7 +1,8 @@
 """The broker <-> worker link: the messages a worker process and the server exchange over the worker socket
 (the server's ROUTER, each worker's DEALER). Pure encoding, no sockets. Clients never see these messages.
 
-Worker -> server: READY {info}, HEARTBEAT, REPLY task [client frames...], DONE task {status, message}.
+Worker -> server: READY {info}, HEARTBEAT, REPLY task [client frames...], PROGRESS task [client frames...]
+(passed on to the client, outside flow control), DONE task {status, message}.
 Server -> worker: TASK task {task} [blobs...], CANCEL task, CREDIT task, HEARTBEAT.
 
 Heartbeats follow ZeroMQ's Paranoid Pirate pattern (zguide ch. 4): both sides send one every HEARTBEAT_S
@@ -16,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-READY, HEARTBEAT, REPLY, DONE = b"READY", b"HEARTBEAT", b"REPLY", b"DONE"
+READY, HEARTBEAT, REPLY, PROGRESS, DONE = b"READY", b"HEARTBEAT", b"REPLY", b"PROGRESS", b"DONE"
 TASK, CANCEL, CREDIT = b"TASK", b"CANCEL", b"CREDIT"
 HEARTBEAT_S = 1.0  # seconds between heartbeats
 # Heartbeats missed before the other side counts as gone (10 s). More than the zguide's 3: a worker's I/O thread

@@ -207,6 +207,9 @@ class WorkerPool:
                 member.seen = time.monotonic()
                 if command.bytes == link.REPLY:
                     self._reply(member, body[0].bytes.decode(), body[1:])
+                elif command.bytes == link.PROGRESS and member.piece is not None and member.piece.task == body[0].bytes.decode():
+                    if not member.piece.flight.ended:  # not a reply: it neither counts nor ends the request
+                        self.send(member.piece.flight.job.identity, body[1:])
                 elif command.bytes == link.DONE:
                     self._done(member, body[0].bytes.decode(), link.read_done(body[1].bytes))
         self.dispatch()

@@ -18,6 +18,7 @@ from sage_backend.server.scheduler import FairScheduler, Job
 
 Send = Callable[[bytes, list[bytes]], None]  # (client identity, frames): hands a reply to the socket thread
 Log = Callable[[str, str, float, str, str], None]  # (op, request id, seconds, status, worker name): one line per request
+PROGRESS_INTERVAL_S = 1.0  # a mesh that asks for progress hears about it this often
 
 
 class Worker:
@@ -92,7 +93,8 @@ class Worker:
             self._reply(job, encode({"id": job.request.id, "ok": True, "done": True, "frames": len(job.spec.cameras)}))
 
     def _mesh(self, job: Job) -> None:
-        self._reply(job, mesh_reply(self.renderers[job.spec.style], job.spec, job.request.id, self._stopper(job)))
+        progress = progress_sender(job.request.id, job.request.fields, lambda frames: self.send(job.identity, frames))
+        self._reply(job, mesh_reply(self.renderers[job.spec.style], job.spec, job.request.id, self._stopper(job), progress))
 
 
 def failure(exc: Exception, cancelled: bool, default_deadline_ms: int) -> tuple[str, str]:
@@ -126,12 +128,31 @@ def frame_replies(renderer: PortraitRenderer, spec: RenderSpec, request: Request
         yield encode({"id": request.id, "ok": True, "frame": index, **header}, blobs)
 
 
-def mesh_reply(renderer: PortraitRenderer, spec: RenderSpec, rid: str, should_stop: Callable[[], bool]) -> list[bytes]:
-    """The one client message of a mesh request: the file as a blob, with vertex and face counts."""
+def progress_sender(rid: str, fields: dict, send: Callable[[list[bytes]], None]) -> Callable[[float], None] | None:
+    """For a mesh request that asks for `progress`: a callback that sends `{id, ok, progress: fraction}` to the
+    client at most every PROGRESS_INTERVAL_S (the first after that long), so its client can tell long work from
+    a stuck backend. None for a request that does not ask (it gets its one reply, as before)."""
+    if fields.get("progress") is not True:
+        return None
+    last = time.monotonic()
+
+    def report(fraction: float) -> None:
+        nonlocal last
+        if time.monotonic() - last >= PROGRESS_INTERVAL_S:
+            last = time.monotonic()
+            send(encode({"id": rid, "ok": True, "progress": round(fraction, 3)}))
+    return report
+
+
+def mesh_reply(renderer: PortraitRenderer, spec: RenderSpec, rid: str, should_stop: Callable[[], bool],
+               on_progress: Callable[[float], None] | None = None) -> list[bytes]:
+    """The last client message of a mesh request: the file as a blob, with vertex and face counts
+    (progress_sender's messages come before it)."""
     from sage_backend.mesh import extract_mesh, mesh_to_bytes
 
     latent = renderer.latent(seed=spec.seed, latent=spec.latent)
-    mesh = extract_mesh(renderer, latent, spec.psi, spec.grid, spec.threshold, spec.colors, should_stop=should_stop)
+    mesh = extract_mesh(renderer, latent, spec.psi, spec.grid, spec.threshold, spec.colors, should_stop=should_stop,
+                        on_progress=on_progress)
     data = mesh_to_bytes(mesh, spec.format)
     header = {"id": rid, "ok": True, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
               "threshold": mesh.metadata.get("threshold"),

@@ -24,7 +24,7 @@ from sage_backend.inference import Interrupted, PortraitRenderer
 from sage_backend.server import link
 from sage_backend.server.curve import HANDSHAKE_EVENTS, handshake_failure
 from sage_backend.server.protocol import Limits, Request, parse_work
-from sage_backend.server.worker import failure, frame_replies, mesh_reply
+from sage_backend.server.worker import failure, frame_replies, mesh_reply, progress_sender
 
 
 @dataclass
@@ -66,7 +66,9 @@ class TaskRunner:
             spec = parse_work(Request(task.rid, task.op, task.fields, blobs), self.limits, self.z_dims)
             renderer = self.renderers[spec.style]
             if task.op == "mesh":
-                self._send(running, mesh_reply(renderer, spec, task.rid, running.check))
+                progress = progress_sender(task.rid, task.fields, lambda frames: self.outbox.send_multipart(
+                    [link.PROGRESS, task.task.encode(), *frames]))  # no credit: one small message a second
+                self._send(running, mesh_reply(renderer, spec, task.rid, running.check, progress))
             else:
                 request = Request(task.rid, task.op, task.fields)
                 for reply in frame_replies(renderer, spec, request, running.check, task.first):
