@@ -288,8 +288,16 @@ def handshake_error(event: int, value: int, address: str, keys: CurveKeys | None
 
 
 def is_last(op: str, reply: Reply) -> bool:
-    """Whether a reply ends its request (errors and single-reply ops always do; streams end with done)."""
-    return not reply.ok or op not in STREAM_OPS or bool(reply.header.get("done"))
+    """Whether a reply ends its request (errors and single-reply ops always do, progress replies never; streams
+    end with done)."""
+    if not reply.ok:
+        return True
+    return not is_progress(reply) and (op not in STREAM_OPS or bool(reply.header.get("done")))
+
+
+def is_progress(reply: Reply) -> bool:
+    """A `{progress: F}` reply of a mesh that asked for them (docs/protocol.md): work goes on, nothing to show yet."""
+    return reply.ok and "progress" in reply.header
 
 
 def _checked(reply: Reply) -> Reply:

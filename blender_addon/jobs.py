@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .client import BackendError, BackendUnavailable, Client, is_last
+from .client import BackendError, BackendUnavailable, Client, is_last, is_progress
 from .protocol import Reply
 
 TICK_S = 0.05  # timer period while there is work: polls never block, so the UI stays responsive
@@ -126,25 +126,31 @@ class JobQueue:
         now = time.monotonic()
         for reply in replies:
             job = self.jobs.get(reply.id)
-            if job is None:
-                continue
-            job.deadline = now + job.timeout_s
-            if is_last(job.op, reply):
-                self._finish(reply.id)
-            try:
-                if reply.ok:
-                    job.on_reply(reply)
-                else:
-                    job.on_error(BackendError(reply.error_code, reply.error_message))
-            except Exception as exc:  # a failing callback fails its job (cancelled there too), never the timer
-                self.cancel(job)
-                job.on_error(exc)
+            if job is not None:
+                job.deadline = now + job.timeout_s  # the timeout bounds silence: progress keeps long work alive
+                self._dispatch(job, reply)
         gone = self._backend_gone() if self.jobs else None
         if gone:  # the launched backend died (or never started): no need to wait for the timeout
             self.fail_all(BackendUnavailable(gone))
         expired = [job for job in self.jobs.values() if now > job.deadline]
         if expired:
             self._expire(client, expired)
+
+    def _dispatch(self, job: Job, reply: Reply) -> None:
+        """One reply to its job: a progress reply to the status line, others to the callbacks. A failing callback
+        fails its job (cancelled there too), never the timer."""
+        if is_last(job.op, reply):
+            self._finish(reply.id)
+        try:
+            if is_progress(reply):
+                job.progress = f"{float(reply.header['progress']):.0%}"
+            elif reply.ok:
+                job.on_reply(reply)
+            else:
+                job.on_error(BackendError(reply.error_code, reply.error_message))
+        except Exception as exc:
+            self.cancel(job)
+            job.on_error(exc)
 
     def _expire(self, client: Client, expired: list[Job]) -> None:
         """Jobs past their deadline: a backend that still answers a ping is busy, so cancel them there and say

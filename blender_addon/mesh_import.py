@@ -22,7 +22,9 @@ def mesh_fields(scene: bpy.types.Scene, fmt: str) -> dict[str, Any]:
     session.get().check_limit("grid", settings.mesh_grid)
     fields = portrait.base_fields(scene)
     del fields["resolution"], fields["outputs"]
-    return dict(fields, grid=settings.mesh_grid, format=fmt, colors=settings.mesh_colors)
+    # progress: the backend says how far a long mesh is (a grid-512 mesh takes minutes on a CPU), which keeps
+    # the job from timing out while the backend works.
+    return dict(fields, grid=settings.mesh_grid, format=fmt, colors=settings.mesh_colors, progress=True)
 
 
 def export_path(path: str, fallback_format: str) -> tuple[str, str]:
