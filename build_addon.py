@@ -1,16 +1,18 @@
-"""Build the SAGE Portrait Blender add-on into dist/.
+"""Build the SAGE Portrait Blender add-on into dist/: one extension zip per Blender line (the Blender releases
+that embed one Python), each with pyzmq wheels for that Python.
 
     python build_addon.py                       # the common thing: pyzmq wheels from build/wheels (pip downloads
-                                                # them the first time), then build
+                                                # them the first time), then build every line's zip
     python build_addon.py --download            # download the wheels again, then build
-    python build_addon.py --wheels DIR          # use pre-downloaded wheels
+    python build_addon.py --wheels DIR          # use pre-downloaded wheels (every line's)
     python build_addon.py --no-wheels           # no bundled pyzmq (Blender's Python must have it)
 
-Writes dist/sage_portrait-VERSION.zip (with --no-wheels dist/sage_portrait-VERSION-no-wheels.zip), a Blender 4.2+ extension (blender_manifest.toml at the root, pyzmq
-wheels for Blender's Python listed in its `wheels`), and with --legacy also dist/sage_portrait-VERSION-legacy.zip,
-an add-on zip for Preferences > Add-ons > Install from Disk (bl_info; pyzmq not bundled). numpy is never
-shipped: Blender has it. With wheels the manifest's `blender_version_max` stops at the first Blender whose
-Python the cp311 wheels cannot serve (5.1, Python 3.13).
+Writes dist/sage_portrait-VERSION-blender-4.2-5.0.zip (Python 3.11, cp311 wheels) and
+dist/sage_portrait-VERSION-blender-5.1-5.3.zip (Python 3.13, abi3 wheels): Blender refuses one zip holding both
+kinds, so each line's manifest carries that line's `blender_version_min`/`blender_version_max` and wheels for Linux
+(x64, arm64), Windows (x64, arm64) and macOS (arm64, x64). With --no-wheels: dist/sage_portrait-VERSION-no-wheels.zip
+for any Blender 4.2+; with --legacy also dist/sage_portrait-VERSION-legacy.zip, an add-on zip for
+Preferences > Add-ons > Install from Disk (bl_info; pyzmq not bundled). numpy is never shipped: Blender has it.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import tempfile
 import time
 import tomllib
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from blender_addon.files import default_mode
@@ -32,14 +35,52 @@ ROOT = Path(__file__).resolve().parent
 SOURCE = ROOT / "blender_addon"
 MANIFEST = "blender_manifest.toml"
 PYZMQ_VERSION = "27.3.0"
-PYTHON_TAG = "cp311"  # Blender 4.2-5.0's Python 3.11
-BLENDER_VERSION_MAX = "5.1.0"  # exclusive: Blender 5.1+ runs Python 3.13, which cp311 wheels cannot serve
-# pip --platform per download; the macOS query answers with a universal2 wheel that serves both Mac platforms.
-PIP_PLATFORMS = ("manylinux_2_28_x86_64", "win_amd64", "macosx_11_0_arm64")
-# Blender platform -> a test on the wheel's platform tag.
+
+
+@dataclass(frozen=True)
+class BlenderLine:
+    """Blender releases that embed one Python version, so one set of pyzmq wheels serves them all.
+
+    first: the oldest release (`blender_version_min`); last: the newest release the tests run (its major.minor,
+    for the zip's name); end: `blender_version_max`, exclusive, the first release the tests do not cover;
+    python: the embedded CPython (major, minor)."""
+
+    first: str
+    last: str
+    end: str
+    python: tuple[int, int]
+
+    @property
+    def name(self) -> str:
+        """What a user matches against their Blender: "blender-4.2-5.0"."""
+        return f"blender-{self.first.rsplit('.', 1)[0]}-{self.last}"
+
+    def serves(self, wheel: Path) -> bool:
+        """Whether the wheel loads in this line's Python: its own CPython tag, or the stable ABI (abi3) of a
+        CPython no newer than it."""
+        python, abi, _ = wheel_tags(wheel)
+        versions = [tuple(int(part) for part in (tag[2], tag[3:])) for tag in python.split(".")
+                    if tag.startswith("cp") and tag[2:].isdigit()]
+        if abi == "abi3":
+            return any(v <= self.python for v in versions)
+        return self.python in versions
+
+
+# Each line's zip is tested in pip `bpy` of its `last` release (tests/addon/blender_lines.py); `end` stops where
+# the tests stop, since a later Blender may embed another Python.
+BLENDER_LINES = (
+    BlenderLine(first="4.2.0", last="5.0", end="5.1.0", python=(3, 11)),
+    BlenderLine(first="5.1.0", last="5.3", end="5.4.0", python=(3, 13)),
+)
+# pip --platform per download (the macOS queries answer with one universal2 wheel that serves both Mac platforms).
+PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_28_aarch64", "win_amd64", "win_arm64",
+                 "macosx_11_0_arm64", "macosx_10_15_x86_64")
+# Blender platform -> a test on the wheel's platform tag (Blender's own names, as its `platforms` field takes them).
 BLENDER_PLATFORMS = {
-    "linux-x64": lambda tag: "manylinux" in tag and tag.endswith("x86_64"),
+    "linux-x64": lambda tag: "linux" in tag and tag.endswith("x86_64"),
+    "linux-arm64": lambda tag: "linux" in tag and tag.endswith("aarch64"),
     "windows-x64": lambda tag: tag == "win_amd64",
+    "windows-arm64": lambda tag: tag == "win_arm64",
     "macos-arm64": lambda tag: tag.startswith("macosx") and (tag.endswith("arm64") or tag.endswith("universal2")),
     "macos-x64": lambda tag: tag.startswith("macosx") and (tag.endswith("x86_64") or tag.endswith("universal2")),
 }
@@ -62,49 +103,58 @@ def wheel_tags(path: Path) -> tuple[str, str, str]:
     return parts[-3], parts[-2], parts[-1]
 
 
-def select_wheels(directory: Path) -> dict[Path, list[str]]:
-    """pyzmq wheels usable by Blender's Python -> the Blender platforms each serves; every platform covered."""
+def select_wheels(directory: Path, line: BlenderLine) -> dict[Path, list[str]]:
+    """pyzmq wheels in `directory` that load in the line's Python -> the Blender platforms each serves.
+    Raises BuildError naming the platforms no wheel serves."""
     chosen: dict[Path, list[str]] = {}
     for wheel in sorted(directory.glob("pyzmq-*.whl")):
-        python, abi, platform_tags = wheel_tags(wheel)
-        if PYTHON_TAG not in python.split(".") and abi != "abi3":
+        if not line.serves(wheel):
             continue
-        served = [name for name, test in BLENDER_PLATFORMS.items() if any(test(t) for t in platform_tags.split("."))]
+        platform_tags = wheel_tags(wheel)[2].split(".")
+        served = [name for name, test in BLENDER_PLATFORMS.items() if any(test(t) for t in platform_tags)]
         if served:
             chosen[wheel] = served
     missing = sorted(set(BLENDER_PLATFORMS) - {p for served in chosen.values() for p in served})
     if missing:
-        raise BuildError(f"no {PYTHON_TAG} pyzmq wheel in {directory} for: {', '.join(missing)} (try --download)")
+        raise BuildError(f"no pyzmq wheel for Python {'.'.join(map(str, line.python))} ({line.name}) in {directory} "
+                         f"for: {', '.join(missing)} (try --download)")
     return chosen
 
 
 def has_all_wheels(directory: Path) -> bool:
     try:
-        select_wheels(directory)
+        for line in BLENDER_LINES:
+            select_wheels(directory, line)
     except BuildError:
         return False
     return True
 
 
 def download_wheels(directory: Path, version: str = PYZMQ_VERSION) -> None:
+    """Every line's pyzmq wheels for every platform into `directory` (pip skips files already there)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for platform in PIP_PLATFORMS:
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                   "--platform", platform, "--python-version", "3.11", f"pyzmq=={version}", "--dest", str(directory)]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BuildError(f"pip could not download pyzmq for {platform}: {result.stderr.strip().splitlines()[-1:]}")
+    for line in BLENDER_LINES:
+        for platform in PIP_PLATFORMS:
+            command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                       "--platform", platform, "--python-version", ".".join(map(str, line.python)),
+                       f"pyzmq=={version}", "--dest", str(directory)]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise BuildError(f"pip could not download pyzmq for {platform} ({line.name}): "
+                                 f"{result.stderr.strip().splitlines()[-1:]}")
 
 
-def manifest_text(wheels: dict[Path, list[str]]) -> str:
-    """The source manifest with `platforms` and `wheels` added as top-level keys (before the first table)."""
+def manifest_text(line: BlenderLine | None, wheels: dict[Path, list[str]]) -> str:
+    """The source manifest with the line's range, `platforms` and `wheels` added as top-level keys (before the
+    first table); without a line (no wheels) the source's own: any Blender from its `blender_version_min`."""
     text = (SOURCE / MANIFEST).read_text(encoding="utf-8")
-    extra = ""
-    if wheels:
-        platforms = sorted({p for served in wheels.values() for p in served})
-        extra = (f'blender_version_max = "{BLENDER_VERSION_MAX}"\n'
-                 f"platforms = [{', '.join(repr(p).replace(chr(39), chr(34)) for p in platforms)}]\n"
-                 f"wheels = [\n" + "".join(f'  "./wheels/{w.name}",\n' for w in wheels) + "]\n\n")
+    if line is None:
+        return text
+    platforms = sorted({p for served in wheels.values() for p in served})
+    extra = (f'blender_version_max = "{line.end}"\n'
+             f"platforms = [{', '.join(f'{chr(34)}{p}{chr(34)}' for p in platforms)}]\n"
+             f"wheels = [\n" + "".join(f'  "./wheels/{w.name}",\n' for w in wheels) + "]\n\n")
+    text = re.sub(r'^blender_version_min = .*$', f'blender_version_min = "{line.first}"', text, count=1, flags=re.MULTILINE)
     first_table = re.search(r"^\[", text, flags=re.MULTILINE)
     cut = first_table.start() if first_table else len(text)
     return text[:cut] + extra + text[cut:]
@@ -144,22 +194,31 @@ def write_zip(path: Path, members: list[tuple[str, bytes | Path]]) -> None:
             os.unlink(temp)
 
 
-def build(out: Path, wheel_dir: Path | None, legacy: bool = False) -> list[Path]:
-    wheels = select_wheels(wheel_dir) if wheel_dir is not None else {}
-    text = manifest_text(wheels)
-    manifest = check_manifest(text)
-    version = manifest["version"]
-    # A build without pyzmq serves only a Blender whose Python has it: its own name, never over the full package.
-    extension = out / f"sage_portrait-{version}{'' if wheels else '-no-wheels'}.zip"
+def extension_members(text: str, wheels: dict[Path, list[str]]) -> list[tuple[str, bytes | Path]]:
     members: list[tuple[str, bytes | Path]] = [(MANIFEST, text.encode("utf-8"))]
     members += [(p.name, p) for p in source_files()]
-    members += [(f"wheels/{w.name}", w) for w in wheels]
-    write_zip(extension, members)
-    built = [extension]
+    return members + [(f"wheels/{w.name}", w) for w in wheels]
+
+
+def build(out: Path, wheel_dir: Path | None, legacy: bool = False) -> list[Path]:
+    """Write the extension zips into `out` and return their paths: one per Blender line with `wheel_dir`'s pyzmq
+    wheels, or one without wheels when `wheel_dir` is None; with `legacy` also the legacy add-on zip.
+    Raises BuildError (nothing written) when a line lacks a platform's wheel or the manifest is broken."""
+    if wheel_dir is None:
+        packages = [("no-wheels", manifest_text(None, {}), {})]
+    else:  # every line's wheels are checked before any zip is written
+        packages = []
+        for line in BLENDER_LINES:
+            wheels = select_wheels(wheel_dir, line)
+            packages.append((line.name, manifest_text(line, wheels), wheels))
+    version = [check_manifest(text)["version"] for _, text, _ in packages][0]  # every manifest checked first
+    built = []
+    for suffix, text, wheels in packages:
+        built.append(out / f"sage_portrait-{version}-{suffix}.zip")
+        write_zip(built[-1], extension_members(text, wheels))
     if legacy:
-        legacy_zip = out / f"sage_portrait-{version}-legacy.zip"
-        write_zip(legacy_zip, [(f"sage_portrait/{p.name}", p) for p in source_files()])
-        built.append(legacy_zip)
+        built.append(out / f"sage_portrait-{version}-legacy.zip")
+        write_zip(built[-1], [(f"sage_portrait/{p.name}", p) for p in source_files()])
     return built
 
 

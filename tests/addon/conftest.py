@@ -1,5 +1,6 @@
 """Add-on test helpers: bpy scripts run in their own interpreter (bpy and torch stay apart, and every
-script starts from factory settings), against the real backend (tests/conftest.py's `backend`)."""
+script starts from factory settings), against the real backend (tests/conftest.py's `backend`), in each Blender
+line's Python (tests/addon/blender_lines.py)."""
 import os
 import socket
 import subprocess
@@ -14,6 +15,9 @@ from tests.conftest import BPY_INSTALLED, NEEDS_BPY
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))  # build_addon.py and blender_addon live at the repository root
+
+from build_addon import BLENDER_LINES, BlenderLine  # noqa: E402 (needs REPO on sys.path)
+from tests.addon.blender_lines import NEEDS_NEWEST, NEWEST, interpreter  # noqa: E402 (needs REPO on sys.path)
 
 # A script that hangs prints every thread's stack and exits before the test's timeout, so a rare hang in CI
 # says where it was (subprocess's own timeout would kill it silently).
@@ -33,17 +37,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def run_bpy(tmp_path):
-    """run_bpy(script, **env) -> stdout; the script fails the test by raising (its traceback is shown).
-    Skips the test in an install without bpy (tests/conftest.py requires_bpy)."""
-    if not BPY_INSTALLED:
-        pytest.skip(NEEDS_BPY)
+def site_without_zmq(python: Path, folder: Path) -> Path:
+    """`python`'s site-packages as links in `folder`, pyzmq and .pth files left out: first on the path of `python -S`,
+    it is that Python without pyzmq, as Blender ships it."""
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    folder.mkdir(exist_ok=True)
+    for entry in Path(purelib).iterdir():
+        if not entry.name.startswith(("zmq", "pyzmq")) and entry.suffix != ".pth" and not (folder / entry.name).exists():
+            (folder / entry.name).symlink_to(entry)
+    return folder
 
-    def run(script: str, timeout: float = 240, **extra_env: str) -> str:
+
+@pytest.fixture(params=BLENDER_LINES, ids=lambda line: line.name)
+def blender_line(request) -> BlenderLine:
+    """Each Blender line (build_addon.BLENDER_LINES): every test that runs bpy runs once per line."""
+    return request.param
+
+
+@pytest.fixture
+def bpy_python(blender_line) -> Path:
+    """The Python of the line's pip bpy. Skips the test where that line is not installed, with one line saying
+    how to get it."""
+    python = interpreter(blender_line)
+    if blender_line is NEWEST and python is None:
+        pytest.skip(NEEDS_NEWEST)
+    if blender_line is not NEWEST and not BPY_INSTALLED:
+        pytest.skip(NEEDS_BPY)
+    return python
+
+
+@pytest.fixture
+def run_bpy(tmp_path, bpy_python):
+    """run_bpy(script, **env) -> stdout, in each Blender line's Python (bpy_python); the script fails the test by
+    raising (its traceback is shown). Skips the test where that line's bpy is not installed."""
+
+    def run(script: str, timeout: float = 240, *, without_zmq: bool = False, **extra_env: str) -> str:
+        """without_zmq: in the line's Python as Blender ships it, no pyzmq (an extension's bundled wheel imports)."""
         env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"), TMP=str(tmp_path), **extra_env)
         code = PREAMBLE.format(repo=str(REPO), here=str(HERE), stack_after_s=max(1.0, timeout - 20)) + textwrap.dedent(script)
-        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+        command = [str(bpy_python), "-c", code]
+        if without_zmq:
+            site = site_without_zmq(bpy_python, tmp_path / "site-without-zmq")
+            command = [str(bpy_python), "-S", "-c", f"import sys; sys.path.insert(0, {str(site)!r})" + code]
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
             pytest.fail(f"bpy script failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
         return result.stdout
