@@ -2,7 +2,6 @@
 script starts from factory settings), against the real backend (tests/conftest.py's `backend`), in each Blender
 line's Python (tests/addon/blender_lines.py)."""
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ sys.path.insert(0, str(REPO))  # build_addon.py and blender_addon live at the re
 
 from build_addon import BLENDER_LINES, BlenderLine  # noqa: E402 (needs REPO on sys.path)
 from tests.addon.blender_lines import NEEDS_NEWEST, NEWEST, interpreter  # noqa: E402 (needs REPO on sys.path)
+from tests.addon.real_backend import free_port, start_real_backend  # noqa: E402,F401 (the tests' helpers, one home)
 
 # A script that hangs prints every thread's stack and exits before the test's timeout, so a rare hang in CI
 # says where it was (subprocess's own timeout would kill it silently).
@@ -29,12 +29,6 @@ sys.path.insert(0, {here!r})
 import bpy
 bpy.ops.wm.read_factory_settings(use_empty=True)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def site_without_zmq(python: Path, folder: Path) -> Path:
@@ -74,7 +68,8 @@ def run_bpy(tmp_path, bpy_python):
 
     def run(script: str, timeout: float = 240, *, without_zmq: bool = False, **extra_env: str) -> str:
         """without_zmq: in the line's Python as Blender ships it, no pyzmq (an extension's bundled wheel imports)."""
-        env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"), TMP=str(tmp_path), **extra_env)
+        env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"), TMP=str(tmp_path),
+                   SAGE_TEST_PROJECT_PYTHON=sys.executable, **extra_env)
         code = PREAMBLE.format(repo=str(REPO), here=str(HERE), stack_after_s=max(1.0, timeout - 20)) + textwrap.dedent(script)
         command = [str(bpy_python), "-c", code]
         if without_zmq:
@@ -86,13 +81,6 @@ def run_bpy(tmp_path, bpy_python):
         return result.stdout
 
     return run
-
-
-def start_real_backend(address: str, styles: str) -> subprocess.Popen:
-    """`sage-backend serve` on a fixed address (for kill-and-restart tests); returns once it listens."""
-    from sage_backend.demo import start_backend
-
-    return start_backend([styles], "cpu", bind=address)[0]
 
 
 @pytest.fixture

@@ -185,7 +185,7 @@ def test_dead_backend_gives_a_clear_error_and_the_addon_reconnects(run_bpy, tmp_
     backend = start_real_backend(address, str(tiny_checkpoint_dir))
     script = f"""
         import bpy, os, scene_setup, time
-        from conftest import start_real_backend
+        from real_backend import start_real_backend  # the project's Python, whichever line runs this
         from blender_addon import session
         scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
         settings = scene.sage_portrait

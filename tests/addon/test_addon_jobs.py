@@ -3,14 +3,12 @@ jobs resolved on the main thread by the tick (timers never fire headless), progr
 the wire limits from hello, the batch enabling an installed extension itself, and no pyzmq."""
 import os
 import subprocess
-import sys
-import sysconfig
 import textwrap
 import zipfile
 from pathlib import Path
 
 import build_addon
-from conftest import REPO
+from conftest import REPO, site_without_zmq
 from sage_backend.server.protocol import Limits
 
 EXTENSION = "bl_ext.user_default.sage_portrait"
@@ -145,7 +143,7 @@ def _install_extension(run_bpy, tmp_path) -> Path:
     return tmp_path / "blender_user" / "extensions" / "user_default" / "sage_portrait"
 
 
-def test_batch_enables_the_installed_extension_and_builds_the_demo_scene(run_bpy, address, tmp_path):
+def test_batch_enables_the_installed_extension_and_builds_the_demo_scene(run_bpy, bpy_python, address, tmp_path):
     installed = _install_extension(run_bpy, tmp_path)
     run_bpy(f"""
         import bpy, os
@@ -157,7 +155,7 @@ def test_batch_enables_the_installed_extension_and_builds_the_demo_scene(run_bpy
         print("OK")
     """)
     (installed / "props.py").unlink()  # a broken install: the batch says what to do in one line
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+    result = subprocess.run([str(bpy_python), "-c", textwrap.dedent(f"""
         import bpy
         from {EXTENSION} import batch
         batch.main(["--out", "never", "--address", {address!r}])
@@ -169,15 +167,9 @@ def test_batch_enables_the_installed_extension_and_builds_the_demo_scene(run_bpy
     assert not (tmp_path / "never").exists()
 
 
-def test_without_pyzmq_the_extension_enables_and_says_how_to_install_it(run_bpy, address, tmp_path):
+def test_without_pyzmq_the_extension_enables_and_says_how_to_install_it(run_bpy, bpy_python, address, tmp_path):
     _install_extension(run_bpy, tmp_path)
-    # Blender's Python without pyzmq: the venv's packages, all but zmq, on a path of their own.
-    site = Path(sysconfig.get_paths()["purelib"])
-    no_zmq = tmp_path / "site-without-zmq"
-    no_zmq.mkdir()
-    for entry in site.iterdir():
-        if not entry.name.startswith(("zmq", "pyzmq")) and entry.suffix != ".pth":
-            (no_zmq / entry.name).symlink_to(entry)
+    no_zmq = site_without_zmq(bpy_python, tmp_path / "site-without-zmq")  # Blender's Python without pyzmq
     script = textwrap.dedent(f"""
         import sys
         sys.path[:0] = [{str(no_zmq)!r}, {str(REPO / "tests" / "addon")!r}, {str(REPO)!r}]  # scene_setup imports the source
@@ -197,9 +189,9 @@ def test_without_pyzmq_the_extension_enables_and_says_how_to_install_it(run_bpy,
         from {EXTENSION} import batch
         batch.main(["--out", "never", "--address", {address!r}])
     """)
-    result = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    result = subprocess.run([str(bpy_python), "-S", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=240,
                             env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user")))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
     failed = [line for line in result.stderr.splitlines() if line.startswith("SAGE batch failed")]
     assert failed == [f"SAGE batch failed: pyzmq is not installed in Blender's Python: install the extension zip that bundles "
-                      f"it (python build_addon.py), or run: {sys.executable} -m pip install pyzmq"], result.stderr
+                      f"it (python build_addon.py), or run: {bpy_python} -m pip install pyzmq"], result.stderr

@@ -90,12 +90,12 @@ def test_size_changes_and_a_default_save_keep_every_drawing_exact_under_any_view
 @pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)  # one stranger on the port is enough
 def test_launch_reports_a_taken_port_takes_port_0_and_a_dead_address_fails_fast(run_bpy, address, tiny_checkpoint_dir):
     out = run_bpy(f"""
-        import bpy, sys, scene_setup
+        import bpy, sys, real_backend, scene_setup
         from blender_addon import session
         bpy.ops.preferences.addon_enable(module="blender_addon")
         scene, camera, pivot = scene_setup.portrait_scene(resolution=64, register=False)
         prefs = bpy.context.preferences.addons["blender_addon"].preferences
-        prefs.python_executable = sys.executable
+        prefs.python_executable = real_backend.PROJECT_PYTHON  # this line's Python need not have the project
         prefs.backend_arguments = "--styles {tiny_checkpoint_dir} --device cpu"
         settings, state = scene.sage_portrait, session.get()
         # Another backend holds the address: the launched one's failure is the answer, not the stranger's hello.
@@ -111,7 +111,7 @@ def test_launch_reports_a_taken_port_takes_port_0_and_a_dead_address_fails_fast(
         assert not settings.address.endswith(":0") and state.backend.running
         assert bpy.ops.sage.disconnect() == {{"FINISHED"}} and not state.backend.running
         # Nothing listens: known from the connection, not after the 30 s timeout ("did not answer within 30 s").
-        from conftest import free_port
+        from real_backend import free_port
         settings.address = f"tcp://127.0.0.1:{{free_port()}}"
         scene_setup.assert_refused(bpy.ops.sage.connect, "nothing accepted a connection within 2 s")
         print("OK")
