@@ -5,10 +5,14 @@ config's fov, the head filling the feature map. A wide or distant camera rendere
 head a few feature pixels wide (blurry) and the untrained field around it (floaters). So every camera is
 rendered through its *head camera*: at the same position, aimed at the head's centre with world up (no roll,
 as at training), with the fov that gives the head the size it has at training (tan(fov/2) shrinks as
-1/distance). The head camera's decoded drawing, semantic logits and depth are then resampled into the real
-frame: both cameras share their centre, so a pixel's ray is the same ray in both and the warp is the
-rotation homography of that ray; ray depth needs no conversion. Pixels outside the head camera's view are
-paper (the drawing's own background colour), background class and far depth.
+1/distance), widened just enough to cover the camera's frame, up to WINDOW_MAX times: the training view
+is a crop that cuts the crown and the shoulders, so a frame that shows more of the head gets a window that
+holds its whole silhouette. The head camera's decoded drawing, semantic logits and depth are then resampled
+into the real frame: both cameras share their centre, so a pixel's ray is the same ray in both and the warp
+is the rotation homography of that ray; ray depth needs no conversion. Towards the window's edge (from
+FADE_START of it, a rounded square) the head fades into paper: the median drawing colour of the
+background there (a painterly style's textured background has no square seam), background class and far
+depth; outside the window all is paper. A frame that does not reach FADE_START never shows the fade.
 
 A camera that is its own head camera (the training framing: radius 1, the config's fov, aimed at the
 head, square, unshifted) is rendered directly, so its output is bit for bit what it always was.
@@ -27,6 +31,9 @@ from sage_backend.cameras import DEFAULT_RADIUS, FOV_RANGE_DEG, Camera, image_co
 from sage_backend.frames import class_ids
 
 DIRECT_TOLERANCE = 1e-6  # rotation entries and fov (degrees): within this a camera is its own head camera
+WINDOW_MAX = 1.5  # the largest head window, in training windows: beyond it the field holds floaters, not head
+FADE_START = 0.8  # where the fade into paper starts, in window half-sizes (WINDOW_NORM's rounded square)
+WINDOW_NORM = 2.0  # the p of the p-norm that measures the window: a circle, whose arc ends the shoulders
 
 
 @dataclass(frozen=True)
@@ -41,11 +48,30 @@ def head_camera(camera: Camera, training_fov_deg: float, training_radius: float 
     position = torch.as_tensor(camera.cam2world[:3, 3], dtype=torch.float64)
     c2w = look_at(position).numpy()
     distance = float(np.linalg.norm(camera.cam2world[:3, 3]))
-    half = math.atan(math.tan(math.radians(training_fov_deg) / 2) * training_radius / distance)
-    fov = min(math.degrees(2 * half), FOV_RANGE_DEG[1])
+    training_tan = math.tan(math.radians(training_fov_deg) / 2) * training_radius / distance
+    fov = min(math.degrees(2 * math.atan(training_tan)), FOV_RANGE_DEG[1])
     direct = (camera.is_centred_square and abs(camera.fov_deg - fov) <= DIRECT_TOLERANCE
               and np.abs(camera.cam2world[:3, :3] - c2w[:3, :3]).max() <= DIRECT_TOLERANCE)
+    if not direct:  # widen the window until the frame ends where the fade starts, at most WINDOW_MAX times
+        window = min(max(frame_extent(camera, c2w, training_tan) / FADE_START, 1.0), WINDOW_MAX)
+        fov = min(math.degrees(2 * math.atan(training_tan * window)), FOV_RANGE_DEG[1])
     return HeadCamera(c2w, fov, direct)
+
+
+def frame_extent(camera: Camera, head_c2w: np.ndarray, half_tan: float) -> float:
+    """How far the camera's frame reaches in a head camera's image whose half-size is `half_tan` (tangent
+    units): the largest WINDOW_NORM norm of its corners there, inf when a corner looks away from the head.
+    The frame is a convex quadrilateral there (a homography of a rectangle), so a corner holds the largest norm."""
+    half_x, half_y = (1.0, 1.0 / camera.aspect) if camera.aspect >= 1.0 else (camera.aspect, 1.0)
+    tan = math.tan(math.radians(camera.fov_deg) / 2)
+    corners = np.array([[(sx * half_x + 2 * camera.shift[0]) * tan, (sy * half_y + 2 * camera.shift[1]) * tan, -1.0]
+                        for sx in (-1, 1) for sy in (-1, 1)])
+    dirs = corners @ (head_c2w[:3, :3].T @ camera.cam2world[:3, :3]).T  # into the head camera's frame
+    forward = -dirs[:, 2]
+    if (forward <= 1e-9).any():
+        return math.inf
+    xy = dirs[:, :2] / forward[:, None] / half_tan
+    return float((np.abs(xy) ** WINDOW_NORM).sum(1).max() ** (1 / WINDOW_NORM))
 
 
 def frame_directions(camera: Camera, width: int, height: int) -> torch.Tensor:
@@ -62,14 +88,17 @@ def frame_directions(camera: Camera, width: int, height: int) -> torch.Tensor:
 
 def into_frame(camera: Camera, head: HeadCamera, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Where each pixel of the camera's frame lands in the head camera's image: grid_sample coordinates
-    (1, height, width, 2) and a mask (height, width) of pixels inside the head camera's view."""
+    (1, height, width, 2) and the weight (height, width) of the head there: 1 inside FADE_START of the window,
+    falling smoothly to 0 at its edge, 0 outside it or behind the camera."""
     rotation = torch.as_tensor(head.cam2world[:3, :3].T @ camera.cam2world[:3, :3], dtype=torch.float64)
     dirs = frame_directions(camera, width, height) @ rotation.T  # in the head camera's frame
     forward = -dirs[..., 2]
     focal = 1.0 / math.tan(math.radians(head.fov_deg) / 2)
     xy = dirs[..., :2] * focal / forward.clamp_min(1e-9)[..., None]
-    inside = (forward > 0) & (xy.abs() <= 1).all(-1)
-    return image_coords_to_grid(xy)[None].float(), inside
+    radius = (xy.abs() ** WINDOW_NORM).sum(-1) ** (1 / WINDOW_NORM)
+    fade = ((1 - radius) / (1 - FADE_START)).clamp(0, 1)
+    weight = torch.where(forward > 0, fade * fade * (3 - 2 * fade), torch.zeros_like(fade))  # smoothstep: no crease
+    return image_coords_to_grid(xy.clamp(-2, 2))[None].float(), weight.float()
 
 
 def footprint(camera: Camera, head: HeadCamera, width: int, height: int) -> float:
@@ -78,16 +107,28 @@ def footprint(camera: Camera, head: HeadCamera, width: int, height: int) -> floa
     return ratio * max(width, height)
 
 
+def paper_colour(drawing: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The colour the head fades into: the median drawing colour (3,) of the background in the fade band of the
+    head camera's image (drawing (3, S, S), labels (S, S)), else of all its background, else white."""
+    size = drawing.shape[-1]
+    coords = (torch.arange(size, device=drawing.device, dtype=torch.float32) + 0.5) * 2 / size - 1
+    radius = ((coords.abs()[:, None] ** WINDOW_NORM + coords.abs()[None, :] ** WINDOW_NORM) ** (1 / WINDOW_NORM))
+    background = labels == 0
+    for region in (background & (radius >= FADE_START), background):
+        if region.any():
+            return drawing[:, region].median(dim=1).values
+    return torch.ones(3, device=drawing.device)
+
+
 def composite(drawing: torch.Tensor, logits: torch.Tensor, depth: torch.Tensor, camera: Camera, head: HeadCamera,
               width: int, height: int, far: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The head camera's drawing (3, S, S) in [-1, 1], semantic logits (C, S, S) and depth (s, s) -> the
-    camera's frame: drawing (3, H, W), labels (H, W) uint8, depth (H, W); outside the head camera's view
-    paper (the median drawing colour of its background pixels, white without any), class 0 and `far`."""
-    grid, inside = into_frame(camera, head, width, height)
-    grid, inside = grid.to(drawing.device), inside.to(drawing.device)
-    labels_head = class_ids(logits)
-    background = labels_head == 0
-    paper = drawing[:, background].median(dim=1).values if background.any() else torch.ones(3, device=drawing.device)
+    camera's frame: drawing (3, H, W), labels (H, W) uint8, depth (H, W). The drawing fades into paper
+    (paper_colour) towards the window's edge; labels and depth are the head's where its weight is at least
+    a half, else class 0 and `far`."""
+    grid, weight = into_frame(camera, head, width, height)
+    grid, weight = grid.to(drawing.device), weight.to(drawing.device)
+    paper = paper_colour(drawing, class_ids(logits))
     span = footprint(camera, head, width, height)
 
     def sample(image: torch.Tensor) -> torch.Tensor:
@@ -97,7 +138,8 @@ def composite(drawing: torch.Tensor, logits: torch.Tensor, depth: torch.Tensor, 
             image = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
 
-    out_drawing = torch.where(inside, sample(drawing), paper[:, None, None].float())
+    inside = weight >= 0.5
+    out_drawing = weight * sample(drawing) + (1 - weight) * paper[:, None, None].float()
     out_labels = torch.where(inside, class_ids(sample(logits)), torch.zeros_like(inside, dtype=torch.uint8))
-    out_depth = torch.where(inside, sample(depth[None])[0], torch.full_like(inside, far, dtype=torch.float32))
+    out_depth = torch.where(inside, sample(depth[None])[0], torch.full_like(weight, far))
     return out_drawing, out_labels, out_depth

@@ -8,12 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 import torch.nn.functional as F
 
 from sage_backend.cameras import Camera, camera_rays, orbit_cam2world
 from sage_backend.checkpoint import bundled_checkpoint_dir, load_generator
 from sage_backend.config import preset
-from sage_backend.framing import head_camera
+from sage_backend.framing import head_camera, into_frame
 from sage_backend.inference import PortraitRenderer
 from sage_backend.model.renderer import VolumeRenderer, ray_sphere, slab_range, trained_bounds_radius
 
@@ -101,13 +102,14 @@ def gradient_energy(drawing: np.ndarray, labels: np.ndarray) -> float:
 
 
 def test_a_rolled_camera_sees_the_head_rolled(line: PortraitRenderer) -> None:
-    """The composite is the rotation homography: a camera rolled 90 degrees about its axis gets the image rotated."""
+    """The composite is the rotation homography: a camera rolled 90 degrees about its axis gets the image rotated.
+    (6 degrees: a frame inside the window's fade start, so both share the training-sized window.)"""
     z = line.latent(seed=5)
-    upright = Camera.orbit(math.pi / 2 + 0.2, math.pi / 2, 1.0, 12.0)
+    upright = Camera.orbit(math.pi / 2 + 0.2, math.pi / 2, 1.0, 6.0)
     roll = np.eye(4)
     roll[:3, :3] = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]  # +90 degrees about the view axis
-    rolled = Camera(upright.cam2world @ roll, 12.0)
-    assert not head_camera(rolled, 12.0).direct
+    rolled = Camera(upright.cam2world @ roll, 6.0)
+    assert not head_camera(rolled, 12.0).direct and head_camera(rolled, 12.0).fov_deg == pytest.approx(12.0) == head_camera(upright, 12.0).fov_deg
     a, b = line.render(z, [upright, rolled], resolution=128, outputs=("drawing", "semantic", "depth"))
     assert np.array_equal(np.rot90(a.semantic, k=-1), b.semantic)
     assert np.abs(np.rot90(a.drawing, k=-1).astype(int) - b.drawing).max() <= 1
@@ -130,3 +132,46 @@ def test_aspect_and_shift_set_the_frame(line: PortraitRenderer) -> None:
     assert np.array_equal(w.semantic, plain.semantic[28:100])
 
 
+
+
+# Blender's default camera (50 mm, 16:9) with the pivot scaled 10: about 1.12 pivot units from the head.
+DEFAULT_CAMERA_DISTANCE, DEFAULT_CAMERA_FOV = 1.12, 39.6
+
+
+def head_component(labels: np.ndarray) -> np.ndarray:
+    """The head's silhouette: the largest connected region of foreground classes."""
+    regions, count = ndimage.label(labels != 0)
+    return regions == 1 + int(np.argmax(ndimage.sum(np.ones_like(regions), regions, range(1, count + 1))))
+
+
+@pytest.mark.parametrize("pitch", [math.pi / 2 - 0.45, math.pi / 2, math.pi / 2 + 0.3])
+def test_a_wide_frame_holds_the_whole_head_and_ends_the_shoulders_on_an_arc(line: PortraitRenderer, pitch: float) -> None:
+    """Blender's default camera at pivot scale 10 cut the crown and the shoulders with straight lines at the
+    edge of the training-sized head window. The head's silhouette must end where the window is still whole
+    (weight 1: nothing of it faded or cut), and the shoulders fade out along an arc, not a straight row."""
+    camera = Camera(Camera.orbit(math.pi / 2 + 0.4, pitch, DEFAULT_CAMERA_DISTANCE).cam2world, DEFAULT_CAMERA_FOV, aspect=16 / 9)
+    head = head_camera(camera, line.cfg.render.fov_deg)
+    _, weight = into_frame(camera, head, 512, 288)
+    whole = ndimage.binary_erosion(weight.numpy() >= 1.0, iterations=2)  # off the window's (or its fade's) edge
+    for seed in (3, 5):
+        silhouette = head_component(next(line.render(line.latent(seed=seed), [camera], resolution=512)).semantic)
+        rows, cols = np.nonzero(silhouette)
+        top = rows < rows.min() + 0.6 * (rows.max() - rows.min())  # crown, temples, cheeks: all of it inside
+        assert whole[rows[top], cols[top]].all(), (seed, pitch, int((~whole[rows[top], cols[top]]).sum()))
+        middle = np.arange(cols.min(), cols.max() + 1)[round(0.1 * np.ptp(cols)):-round(0.1 * np.ptp(cols)) or None]
+        lowest = np.array([np.nonzero(silhouette[:, c])[0].max() for c in middle if silhouette[:, c].any()])
+        assert np.ptp(lowest) > 8, (seed, pitch, np.ptp(lowest))  # a straight cut: every column ends on one row
+
+
+def test_painterly_background_fades_into_paper_without_a_seam() -> None:
+    """Painterly's textured background met flat paper in a square seam (80/255 between neighbours); the head
+    now fades into the median colour of its surroundings: neighbouring background pixels differ by little."""
+    painterly = PortraitRenderer(load_generator(bundled_checkpoint_dir() / "painterly.safetensors").generator)
+    for pitch in (math.pi / 2 - 0.45, math.pi / 2):
+        camera = Camera(Camera.orbit(math.pi / 2 + 0.4, pitch, DEFAULT_CAMERA_DISTANCE).cam2world, DEFAULT_CAMERA_FOV, aspect=16 / 9)
+        frame = next(painterly.render(painterly.latent(seed=3), [camera], resolution=512))
+        background = ~ndimage.binary_dilation(frame.semantic != 0, iterations=6)
+        drawing = frame.drawing.astype(np.int32)
+        across_rows = np.abs(np.diff(drawing, axis=0)).max(-1)[background[1:] & background[:-1]]
+        across_cols = np.abs(np.diff(drawing, axis=1)).max(-1)[background[:, 1:] & background[:, :-1]]
+        assert max(across_rows.max(), across_cols.max()) <= 12, (pitch, across_rows.max(), across_cols.max())
