@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 RECIPES = Path(__file__).parent / "recipes"
 EXAMPLES = {
@@ -103,9 +104,16 @@ def _recipe(args: argparse.Namespace, stage: int) -> tuple["TrainConfig", Path]:
     return TrainConfig.load(source), source
 
 
+def _progress_lines() -> Callable[[str], None]:
+    """Prints a progress line on stdout (rank 0 only), at once: the minutes before a first step are never silent."""
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    return lambda line: print(line, flush=True) if rank0 else None
+
+
 def run_training(args: argparse.Namespace, stage: int) -> int:
     from sage_backend.labels import LABEL_NAMES
-    from training.trainer import Trainer
+    from training.memory import check_step_fits
+    from training.trainer import Trainer, resolve_device
 
     cfg, recipe = _recipe(args, stage)
     changes = {k: v for k, v in (("data", args.data), ("seed", args.seed), ("style", getattr(args, "style", None))) if v is not None}
@@ -120,7 +128,13 @@ def run_training(args: argparse.Namespace, stage: int) -> int:
     if stage == 2 and init_from is None and not args.resume:
         raise ValueError("stage2 needs --from STAGE1_CHECKPOINT (or --resume)")
     _init_distributed()
+    say = _progress_lines()
+    check_step_fits(cfg, resolve_device(args.device), int(os.environ.get("WORLD_SIZE", "1")), say)  # before anything is written
+    say(f"building the {cfg.model} model and its optimisers ...")
     trainer = Trainer(cfg, args.out, init_from=None if args.resume else init_from, device=args.device)
+    resolution = trainer.cfg.phase(trainer.step).resolution
+    say(f"data: {len(trainer.batches.dataset(resolution))} images in {cfg.data} at {resolution} px; "
+        f"model: {sum(p.numel() for p in trainer.G.parameters()) / 1e6:.1f}M parameters on {trainer.device}")
     if args.resume:
         trainer.resume()
         print(f"resumed at step {trainer.step}", file=sys.stderr)
@@ -135,6 +149,7 @@ def run_training(args: argparse.Namespace, stage: int) -> int:
             raise ValueError(f"{recipe}: initial_step {start} is not before steps {trainer.cfg.steps}")
         print(f"the run is already at step {start}, the recipe's end: nothing to train (--steps N trains N more)")
         return 0
+    say("first step ... (each step's progress follows)")
     trainer.train(minutes=args.minutes)
     if trainer.rank == 0:
         print(f"trained steps {start}..{trainer.step}: {args.out / 'generator.safetensors'} (servable), "
@@ -161,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.evaluate import run_eval
 
         return run_eval(args)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, MemoryError) as exc:
         print(f"sage-train: error: {exc}", file=sys.stderr)
         return 2
 

@@ -56,7 +56,7 @@ class Trainer:
         self.logs = RunLogs(self.run_dir)
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+        self.device = resolve_device(device)
         self.model_cfg = cfg.model_config()
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.G = SageGenerator(self.model_cfg)
@@ -291,6 +291,11 @@ class Trainer:
         with atomic_path(path) as tmp:
             Image.fromarray(stack_sheets(sheets)).save(tmp, format="PNG")
         return path
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device a run trains on: "auto" is CUDA when available, else the CPU."""
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
 
 
 def device_label(device: torch.device, world: int = 1) -> str:
