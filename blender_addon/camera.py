@@ -129,6 +129,52 @@ def pose_hint(cam2world: Matrix, style: str, poses: dict[str, Any] | None) -> st
     return ""
 
 
+# The protocol's default camera (radius 1, fov 12 degrees: the training framing) sees the head's crop, a square
+# this many pivot units either side of the pivot; the backend shows the whole head in up to 1.5 such crops.
+HEAD_HALF_SIZE = math.tan(math.radians(6.0))
+FRAMED_HEAD = 0.6  # Frame Head: the crop spans this share of the frame's smaller side, so the whole head fits
+SMALL_HEAD = 1.0 / 3.0  # below this share of the frame's smaller side the panel says how small the head is
+
+
+def smaller_side_half_tan(fov_deg: float, aspect: float) -> float:
+    """Tangent of the half angle across the frame's smaller side (fov_deg: across its larger side)."""
+    return math.tan(math.radians(fov_deg) / 2) * min(aspect, 1.0 / aspect)
+
+
+def framing_distance(fov_deg: float, aspect: float) -> float:
+    """Distance from the pivot, in pivot units, at which the head fills FRAMED_HEAD of the frame's smaller side."""
+    return HEAD_HALF_SIZE / (FRAMED_HEAD * smaller_side_half_tan(fov_deg, aspect))
+
+
+def head_coverage(camera: dict[str, Any]) -> float:
+    """The share of the frame's smaller side the head's crop spans for a protocol camera (SAGE frame, pivot
+    units); 0 when the head's centre is behind the camera or outside its frame."""
+    c2w = camera["cam2world"]
+    position = [float(c2w[i][3]) for i in range(3)]
+    # the pivot (SAGE origin) in camera space: R^T (0 - position); the camera looks along -z
+    local = [-sum(float(c2w[i][j]) * position[i] for i in range(3)) for j in range(3)]
+    if local[2] >= -1e-9:
+        return 0.0
+    aspect, half_tan = float(camera.get("aspect", 1.0)), math.tan(math.radians(camera["fov_deg"]) / 2)
+    shift = camera.get("shift", (0.0, 0.0))
+    x = -local[0] / local[2] / half_tan - 2 * float(shift[0])  # in units of the larger side's half
+    y = -local[1] / local[2] / half_tan - 2 * float(shift[1])
+    if abs(x) > min(aspect, 1.0) or abs(y) > min(1.0 / aspect, 1.0):
+        return 0.0
+    distance = math.sqrt(sum(v * v for v in position))
+    return HEAD_HALF_SIZE / distance / smaller_side_half_tan(camera["fov_deg"], aspect)
+
+
+def coverage_hint(camera: dict[str, Any]) -> str:
+    """One line when the head is small in (or outside) the frame, else ''."""
+    coverage = head_coverage(camera)
+    if coverage >= SMALL_HEAD:
+        return ""
+    if coverage == 0.0:
+        return "the head is outside the camera's frame: Frame Head aims the camera at it"
+    return f"the head fills {coverage:.0%} of the frame: Frame Head fills the shot"
+
+
 def camera_from_blender(camera_object: Any, scene: Any, pivot_object: Any | None) -> dict[str, Any]:
     """A bpy camera object (+ scene for the render aspect, + optional pivot Empty) -> protocol camera.
 

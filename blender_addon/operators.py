@@ -252,6 +252,34 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
         return job
 
 
+class SAGE_OT_frame_head(bpy.types.Operator):
+    bl_idname = "sage.frame_head"
+    bl_label = "Frame Head"
+    bl_description = "Make the head fill the active camera's shot: aim and place the camera, or scale the pivot"
+    bl_options = {"UNDO"}
+
+    method: bpy.props.EnumProperty(name="Method", items=(
+        ("CAMERA", "Move Camera", "Aim the active camera at the pivot and move it nearer or farther"),
+        ("PIVOT", "Scale Pivot", "Scale the pivot so the head fills the shot from where the camera is"),
+    ))
+
+    @classmethod
+    def poll(cls, context):
+        scene = context.scene
+        has_camera = scene is not None and scene.camera is not None and scene.camera.type == "CAMERA"
+        return _allowed(cls, "" if has_camera else "the scene has no active camera")
+
+    def execute(self, context):
+        try:
+            message = portrait.frame_head(context.scene, self.method)
+        except ValueError as exc:
+            self.report({"ERROR"}, status.set_error(status.one_line(exc)))
+            return {"CANCELLED"}
+        status.set_status(message)
+        self.report({"INFO"}, message)
+        return {"FINISHED"}
+
+
 class SAGE_OT_cancel(bpy.types.Operator):
     bl_idname = "sage.cancel"
     bl_label = "Cancel"
@@ -324,6 +352,7 @@ CLASSES = (
     SAGE_OT_randomize_seed,
     SAGE_OT_generate,
     SAGE_OT_bake_turntable,
+    SAGE_OT_frame_head,
     SAGE_OT_cancel,
     SAGE_OT_export_mesh,
     SAGE_OT_import_mesh,

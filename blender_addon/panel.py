@@ -72,9 +72,12 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
         if error:
             box.label(text=error, icon="ERROR")
     box.prop(settings, "pivot")
-    hint = pose_hint(scene, state)
-    if hint:
-        box.label(text=hint, icon="ERROR")
+    for hint in (pose_hint(scene, state), coverage_hint(scene)):
+        if hint:
+            box.label(text=hint, icon="ERROR")
+    row = box.row(align=True)
+    row.operator("sage.frame_head", icon="VIEW_CAMERA").method = "CAMERA"
+    row.operator("sage.frame_head", text="Scale Pivot", icon="EMPTY_AXIS").method = "PIVOT"
     box.row().prop(settings, "display", expand=True)
     box.prop(settings, "follow_animation")
     box.prop(settings, "exact_colours")
@@ -115,6 +118,16 @@ def pose_hint(scene: bpy.types.Scene, state: session.Session) -> str:
     except ValueError:  # e.g. an orthographic camera: Generate says why
         return ""
     return camera_math.pose_hint(camera["cam2world"], settings.style, state.style_poses(settings.style))
+
+
+def coverage_hint(scene: bpy.types.Scene) -> str:
+    """A hint when the head is small in the active camera's frame (or outside it)."""
+    if scene.camera is None or scene.camera.type != "CAMERA":
+        return ""
+    try:
+        return camera_math.coverage_hint(portrait.protocol_camera(scene))
+    except ValueError:  # e.g. an orthographic camera: Generate says why
+        return ""
 
 
 CLASSES = (SAGE_PT_portrait,)

@@ -167,6 +167,42 @@ def place(obj: bpy.types.Object, position: Vector, rotation: Quaternion) -> None
         obj.rotation_quaternion.make_compatible(Quaternion(previous))
 
 
+def is_still(obj: bpy.types.Object) -> bool:
+    """Nothing but its own transform places the object: no keys, drivers or constraints (a parent is fine)."""
+    animation = obj.animation_data
+    return (animation is None or (animation.action is None and not animation.drivers)) and not obj.constraints
+
+
+def frame_head(scene: bpy.types.Scene, method: str) -> str:
+    """Frame Head: make the head fill the active camera's shot (camera.FRAMED_HEAD of the frame's smaller side).
+    method "CAMERA": aim the camera at the pivot, upright, and move it along the line from the pivot (the Front
+    view's when it looks straight down or up); "PIVOT": scale the pivot for the camera where it is (a pivot at
+    the origin is made when there is none). Returns the status line; ValueError (one line) when it cannot."""
+    camera = active_camera(scene)
+    settings = scene.sage_portrait
+    if method == "PIVOT" and settings.pivot is None:
+        settings.pivot = bpy.data.objects.new("SAGE Head", None)
+        scene.collection.objects.link(settings.pivot)
+    target = settings.pivot if method == "PIVOT" else camera
+    if not is_still(target):
+        raise ValueError(f"'{target.name}' is animated or constrained: the add-on will not move it; "
+                         f"{'scale the pivot' if method == 'CAMERA' else 'move the camera'} instead")
+    view = protocol_camera(scene, camera)  # also refuses an orthographic camera
+    centre, scale = camera_math.pivot_transform(settings.pivot)
+    distance = camera_math.framing_distance(view["fov_deg"], view["aspect"])
+    if method == "PIVOT":
+        if camera_math.head_coverage(view) == 0.0:
+            raise ValueError("the head is outside the camera's frame: aim the camera at the pivot, or move the camera")
+        settings.pivot.scale *= float((camera.matrix_world.translation - Vector(centre)).length) / (distance * scale)
+    else:
+        offset = (camera.matrix_world.translation - Vector(centre)).normalized()  # a zero offset: a zero vector
+        direction = offset if offset.length > 0.5 and abs(offset.z) < 0.95 else Vector((0.0, -1.0, 0.0))
+        position = Vector(centre) + direction * distance * scale
+        camera.matrix_world = Matrix.LocRotScale(position, (-direction).to_track_quat("-Z", "Y"), camera.matrix_world.to_scale())
+    scene_depsgraph(scene).update()
+    return f"SAGE: the head fills {camera_math.head_coverage(protocol_camera(scene, camera)):.0%} of the frame"
+
+
 def scene_frames(scene: bpy.types.Scene) -> range:
     """The frames Render Animation renders: frame_start..frame_end every frame_step; ValueError (one line)
     for an empty range or a step under 1."""

@@ -1,5 +1,6 @@
 """Helpers imported by the bpy test scripts (they run in their own interpreter with bpy)."""
 import math
+import types
 
 import bpy
 
@@ -54,6 +55,7 @@ class StandInLayout:
         category, name = idname.split(".")
         assert hasattr(getattr(bpy.ops, category), name), idname
         self.log.append(("operator", idname))
+        return types.SimpleNamespace()  # the button's operator properties, which draw() may set
 
 
 def assert_refused(operator, message: str) -> None:

@@ -1,6 +1,6 @@
 """Every rig and every scene, as Blender's own Render Animation renders it: cameras in any rotation mode,
 animated camera data, cameras bound to timeline markers, the batch's frames and scene."""
-from tests.addon.conftest import free_port, start_real_backend  # noqa: F401  (fixtures come from conftest)
+import pytest
 
 ROTATION_MODES = ("QUATERNION", "AXIS_ANGLE", "XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
 
@@ -56,6 +56,7 @@ MARKER_SCENE = """
 """
 
 
+@pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
 def test_render_animation_follows_animated_lens_and_marker_cameras_edge_to_edge(run_bpy, address):
     """Render Animation with Follow animation: the lens keyed 200 -> 100 mm (the plane was sized from the
     original lens, so later frames showed the drawing shrunk in a black border), then a timeline marker switches
@@ -88,6 +89,7 @@ def test_render_animation_follows_animated_lens_and_marker_cameras_edge_to_edge(
     """)
 
 
+@pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
 def test_batch_draws_the_marker_camera_of_each_frame_in_the_range_and_step(run_bpy, address):
     """The batch draws what Render Animation renders: each frame through the camera its timeline marker binds
     (it drew every frame from the first camera), the scene's or the command line's range and step, the scene

@@ -1,0 +1,97 @@
+"""Frame Head: Blender's default scene shows the head as a ~40 px speck; one undoable action makes it fill the
+shot (at least a third of the frame's height, nothing clipped), by moving the camera or scaling the pivot."""
+from tests.addon.conftest import free_port, start_real_backend
+
+DEFAULT_SCENE = """
+    import bpy, numpy as np, scene_setup, blender_addon
+    from mathutils import Vector
+    from blender_addon import camera as camera_math, panel, portrait
+    bpy.ops.wm.read_homefile()  # Blender's default scene (the Camera, the Cube, the Light) and its window
+    blender_addon.register()
+    bpy.context.view_layer.update()
+    scene = bpy.context.scene
+    camera = scene.camera
+    head = bpy.data.objects.new("Head", None)
+    scene.collection.objects.link(head)
+    scene.sage_portrait.pivot = head
+
+    def coverage():
+        return camera_math.head_coverage(portrait.protocol_camera(scene))
+
+    def hints():
+        log = []
+        panel.draw_portrait(scene_setup.StandInLayout(log), scene, blender_addon.session.get())
+        return [text for kind, text in log if kind == "label" and "Frame Head" in text]
+"""
+
+
+def test_frame_head_fills_the_shot_says_how_small_the_head_was_and_undoes(run_bpy):
+    run_bpy(DEFAULT_SCENE + """
+    window = bpy.context.window_manager.windows[0]
+    view = next(area for area in window.screen.areas if area.type == "VIEW_3D")
+    with bpy.context.temp_override(window=window, screen=window.screen, area=view):
+        for scale, method in ((1.0, "CAMERA"), (10.0, "CAMERA"), (1.0, "PIVOT"), (10.0, "PIVOT")):
+            head.scale = (scale, scale, scale)
+            bpy.ops.ed.undo_push(message="scene ready")
+            before = [tuple(row) for row in camera.matrix_world], tuple(head.scale)
+            small = coverage()  # 5% at pivot scale 1 (the speck), 46% at 10
+            if scale == 1.0:
+                assert hints() == [f"the head fills {small:.0%} of the frame: Frame Head fills the shot"], (small, hints())
+            assert bpy.ops.sage.frame_head("EXEC_DEFAULT", True, method=method) == {"FINISHED"}
+            assert abs(coverage() - camera_math.FRAMED_HEAD) < 1e-3 and hints() == [], (method, coverage())
+            forward = camera.matrix_world.to_3x3() @ Vector((0, 0, -1))
+            to_head = (head.matrix_world.translation - camera.matrix_world.translation).normalized()
+            assert forward.dot(to_head) > 0.9999 and (camera.matrix_world.to_3x3() @ Vector((0, 1, 0))).z > 0
+            bpy.ops.ed.undo()
+            scene = bpy.context.scene  # undo reloads the data: earlier references are gone
+            camera, head = scene.camera, bpy.data.objects["Head"]
+            after = [tuple(row) for row in camera.matrix_world], tuple(head.scale)
+            assert np.allclose(after[0], before[0]) and np.allclose(after[1], before[1]), method
+    # The speck's own size: 50 mm at about 11 m from a head of pivot scale 1 (the ~40 px of a 1920 x 1080 frame).
+    head.scale = (1.0, 1.0, 1.0)
+    assert 0.03 < coverage() < 0.06
+    # What cannot be framed says so in one line and changes nothing.
+    camera.constraints.new("TRACK_TO").target = head
+    scene_setup.assert_refused(lambda: bpy.ops.sage.frame_head(method="CAMERA"), "'Camera' is animated or constrained")
+    camera.constraints.clear()
+    camera.rotation_euler = (0.0, 0.0, 0.0)  # looking straight down, past the head
+    bpy.context.view_layer.update()
+    scene_setup.assert_refused(lambda: bpy.ops.sage.frame_head(method="PIVOT"), "the head is outside the camera's frame")
+    assert hints() == ["the head is outside the camera's frame: Frame Head aims the camera at it"]
+    assert bpy.ops.sage.frame_head(method="CAMERA") == {"FINISHED"} and abs(coverage() - camera_math.FRAMED_HEAD) < 1e-3
+    camera.data.type = "ORTHO"
+    scene_setup.assert_refused(lambda: bpy.ops.sage.frame_head(method="CAMERA"), "must be a perspective camera")
+    print("OK")
+    """)
+
+
+def test_the_framed_default_scene_draws_a_whole_head_a_third_of_the_frame_high(run_bpy):
+    """Against the shipped 'line' model: after Frame Head the head's drawn silhouette is at least a third of
+    the frame's height and touches no edge of the frame."""
+    from sage_backend.checkpoint import bundled_checkpoint_dir
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    backend = start_real_backend(address, str(bundled_checkpoint_dir()))
+    try:
+        run_bpy(DEFAULT_SCENE + f"""
+    from blender_addon import session
+    settings = scene.sage_portrait
+    settings.address, settings.resolution = {address!r}, 128
+    assert bpy.ops.sage.connect() == {{"FINISHED"}}
+    settings.style = "line"
+    bpy.context.view_layer.update()
+    start = camera.matrix_world.copy()
+    for scale, method in ((1.0, "CAMERA"), (10.0, "CAMERA"), (10.0, "PIVOT")):
+        camera.matrix_world = start
+        head.scale = (scale, scale, scale)
+        assert bpy.ops.sage.frame_head(method=method) == {{"FINISHED"}}
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}
+        labels = session.get().cache.get(list(session.get().cache.entries)[-1])["semantic"]
+        assert labels.shape == (72, 128)
+        rows, cols = np.nonzero(labels)
+        assert rows.max() - rows.min() + 1 >= 72 / 3, (scale, method, rows.min(), rows.max())
+        assert rows.min() > 0 and rows.max() < 71 and cols.min() > 0 and cols.max() < 127, (scale, method)
+    print("OK")
+    """)
+    finally:
+        backend.kill()
