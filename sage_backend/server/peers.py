@@ -3,7 +3,7 @@ its replies are still inside the server.
 
 Liveness: ZeroMQ hides connections behind a ROUTER identity, but every message carries the file
 descriptor it arrived on (`zmq.SRCFD`). The server remembers that socket (descriptor + inode) per
-identity; once libzmq closes it (the client closed, crashed, or stopped answering ZMTP heartbeats), the
+identity; once libzmq closes it (the client closed or crashed, or its host stopped answering TCP keepalive), the
 descriptor is gone or names another socket, and the client's work is cancelled.
 
 Backlog: replies are sent zero-copy and tracked (`zmq.MessageTracker`): a reply counts until libzmq has
@@ -40,6 +40,11 @@ class Backlog:
         with self.lock:
             self.sent.append((tracker, nbytes))
             self.total += nbytes
+
+    def newest(self) -> zmq.MessageTracker | None:
+        """The tracker of the reply sent last, if it has not left yet (it leaves after all earlier ones)."""
+        with self.lock:
+            return self.sent[-1][0] if self.sent and not self.sent[-1][0].done else None
 
     def bytes(self) -> int:
         with self.lock:

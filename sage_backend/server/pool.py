@@ -148,8 +148,7 @@ class WorkerPool:
         if code is not None:
             self.send(identity, error_reply(flight.job.request.id, code, message))
         self.served += 1
-        self.log(flight.job.request.op, flight.job.request.id, time.monotonic() - flight.start, code or "ok",
-                 "+".join(flight.workers) or "-")
+        self.log(flight.job, time.monotonic() - flight.start, code or "ok", "+".join(flight.workers) or "-")
 
     # -- work to workers --
 

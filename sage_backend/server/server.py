@@ -10,6 +10,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,7 +23,7 @@ from sage_backend.inference import PortraitRenderer, default_camera_batch, warm_
 from sage_backend.labels import LABEL_NAMES, PALETTE
 from sage_backend.server.curve import allow_list, read_secret_key
 from sage_backend.server.fleet import Fleet, FleetConfig, LocalWorkers
-from sage_backend.server.peers import Backlog, Peers
+from sage_backend.server.peers import Backlog, Peer, Peers
 from sage_backend.server.pool import WorkerPool
 from sage_backend.server.inbox import Inbox, Incoming
 from sage_backend.server.protocol import (PROTOCOL_VERSION, Limits, ProtocolError, decode_request, encode, error_reply, loggable,
@@ -30,11 +31,11 @@ from sage_backend.server.protocol import (PROTOCOL_VERSION, Limits, ProtocolErro
 from sage_backend.server.scheduler import Job
 from sage_backend.server.worker import Worker
 
-# ZMTP PING to every client each second; a connection that sends nothing for 5 s after one is closed (its work
-# cancelled). Any traffic counts, so a client that stops reading stays alive by sending its own heartbeats. No
-# HEARTBEAT_TTL: it would make a client whose receive queue is full (a slow reader) drop its own connection.
-HEARTBEAT_IVL_MS = 1000
-HEARTBEAT_TIMEOUT_MS = 5000
+# A client's host that goes away while its connection is idle is noticed by TCP keepalive: probes after 1 s, 1 s
+# apart, 5 unanswered close it. No ZMTP heartbeat timeout and no TCP_USER_TIMEOUT (ZeroMQ's TCP_MAXRT): both closed
+# the connection of a client that merely stopped reading (its PONG waits behind the frames it does not read; the
+# kernel aborts a window closed for longer than the timeout), and the replies held for it were lost.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES = 1, 1, 5
 SWEEP_S = 0.25  # how often clients with work are checked for a closed connection
 
 
@@ -62,6 +63,17 @@ def is_loopback(endpoint: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class HeldLine(NamedTuple):
+    """A finished job's log line, held until its last reply has left the server (SageServer._log_job)."""
+
+    job: Job
+    peer: Peer
+    last_reply: zmq.MessageTracker
+    seconds: float
+    status: str
+    worker: str
 
 
 def pose_record(poses: PoseDistribution) -> dict:
@@ -102,8 +114,9 @@ class SageServer:
         self.socket.setsockopt(zmq.SNDHWM, 0)  # replies are bounded in bytes per client (peers.Backlog), not in messages
         self.socket.setsockopt(zmq.RCVHWM, 1000)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished client raises: its work is cancelled
-        self.socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-        self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        for option, value in ((zmq.TCP_KEEPALIVE, 1), (zmq.TCP_KEEPALIVE_IDLE, KEEPALIVE_IDLE_S),
+                              (zmq.TCP_KEEPALIVE_INTVL, KEEPALIVE_INTERVAL_S), (zmq.TCP_KEEPALIVE_CNT, KEEPALIVE_PROBES)):
+            self.socket.setsockopt(option, value)
         self.socket.copy_threshold = 0  # every reply zero-copy, so every reply can be tracked
         if keys is not None:
             self.socket.curve_publickey, self.socket.curve_secretkey = keys
@@ -119,10 +132,12 @@ class SageServer:
         self._push_lock = threading.Lock()
         self.stopping = threading.Event()
         self.peers = Peers()
-        self.fleet = Fleet(self.ctx, config.pool, local, keys, self._send_to_client, self._log, self.peers, self.limits) \
+        self._held_lines: list[HeldLine] = []
+        self._held_lock = threading.Lock()
+        self.fleet = Fleet(self.ctx, config.pool, local, keys, self._send_to_client, self._log_job, self.peers, self.limits) \
             if config.pool is not None else None
         self.worker: Worker | WorkerPool = self.fleet.pool if self.fleet is not None else \
-            Worker(self.renderers, self._send_from_worker, self._log, self.peers, self.limits, str(device))
+            Worker(self.renderers, self._send_from_worker, self._log_job, self.peers, self.limits, str(device))
         self._swept = 0.0
 
     def _bind(self, bind: str) -> str:
@@ -149,6 +164,30 @@ class SageServer:
         print(f"{time.strftime('%H:%M:%S')} {loggable(op)} id={loggable(rid)} worker={loggable(worker)} "
               f"{seconds * 1000:.0f} ms {loggable(status)}",
               file=sys.stderr, flush=True)
+
+    def _log_job(self, job: Job, seconds: float, status: str, worker: str) -> None:
+        """A work request's line (from a lane or the pool): at once if its replies have left the server, else once
+        they have (_flush_job_logs), as `undelivered` instead of `ok` when the client's connection closed first."""
+        peer = self.peers.get(job.identity)
+        newest = peer.work.newest()
+        if newest is None:
+            self._log(job.request.op, job.request.id, seconds, status, worker)
+            return
+        with self._held_lock:
+            self._held_lines.append(HeldLine(job, peer, newest, seconds, status, worker))
+
+    def _flush_job_logs(self, closing: bool = False) -> None:
+        """Write the held lines whose replies have left the server (socket thread, at each sweep; all of them,
+        as they are, when `closing`)."""
+        with self._held_lock:
+            held, self._held_lines, ready = self._held_lines, [], []
+            for line in held:
+                (ready if line.last_reply.done or closing else self._held_lines).append(line)
+        for line in ready:
+            # A reply counts as left when ZeroMQ has sent it, or dropped it with a closed connection.
+            undelivered = line.status == "ok" and not closing and not line.peer.alive()
+            status = "undelivered" if undelivered else line.status
+            self._log(line.job.request.op, line.job.request.id, line.seconds, status, line.worker)
 
     def hello(self) -> dict:
         return {
@@ -226,6 +265,7 @@ class SageServer:
     def _sweep(self) -> None:
         """Cancel the work of clients whose connection has closed; forget clients with nothing pending."""
         self._swept = time.monotonic()
+        self._flush_job_logs()
         for identity, peer in self.peers.items():
             busy = self.worker.has_work(identity)
             if busy and not peer.alive():
@@ -277,6 +317,7 @@ class SageServer:
         self.worker.stop()
         self._forward()
         self.socket.close(linger=1000)  # let the final `cancelled` replies leave; linger 0 would drop them
+        self._flush_job_logs(closing=True)
         self._push.close(0)
         self.replies.close(0)
         if self.fleet is not None:

@@ -17,7 +17,7 @@ from sage_backend.server.protocol import Limits, ProtocolError, RenderSpec, Requ
 from sage_backend.server.scheduler import FairScheduler, Job
 
 Send = Callable[[bytes, list[bytes]], None]  # (client identity, frames): hands a reply to the socket thread
-Log = Callable[[str, str, float, str, str], None]  # (op, request id, seconds, status, worker name): one line per request
+Log = Callable[[Job, float, str, str], None]  # (job, seconds, status, worker name): its one line, once its replies left
 PROGRESS_INTERVAL_S = 1.0  # a mesh that asks for progress hears about it this often
 
 
@@ -55,7 +55,7 @@ class Worker:
         start = time.perf_counter()
         status = self._execute(job)
         self.served += 1
-        self.log(job.request.op, job.request.id, time.perf_counter() - start, status, "in-process")
+        self.log(job, time.perf_counter() - start, status, "in-process")
 
     def _stopper(self, job: Job) -> Callable[[], bool]:
         """The renderer's should_stop: a checkpoint where the job may hand the device over (raises Interrupted)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -179,3 +180,40 @@ def test_a_hostile_client_costs_another_clients_turntable_nothing(backend) -> No
     finally:
         victim.close()
         hostile.close()
+
+
+def _deaf_client(address: str) -> Client:
+    """A client without ZMTP heartbeats whose receive queue fills at 5 messages: once its replies fill that and
+    the TCP buffers, it sends and answers nothing, as a client blocked for a while (Blender rendering) does."""
+    c = Client(address)
+    c.socket.setsockopt(zmq.RCVHWM, 5)
+    return c
+
+
+def test_a_client_that_stops_reading_gets_everything_when_it_reads_again(backend) -> None:
+    """It used to lose its connection after ~6 s (the server's ZMTP heartbeat timeout; the PONG waits behind the
+    unread frames): 940 of 20,000 hellos, none of the turntable's replies, and the log said ok."""
+    c = _deaf_client(backend.address)
+    try:
+        hellos = [c.send("hello") for _ in range(300)]
+        rid = c.send("turntable", style="line", seed=1, cameras=[FRONT] * 60, resolution=256)
+        time.sleep(8.0)  # past the old 1 s heartbeat + 5 s timeout
+        replies = [c.recv()[0] for _ in range(len(hellos) + 61)]
+        assert [h["id"] for h in replies[:300]] == hellos and all(h["ok"] for h in replies)
+        assert [h.get("frame") for h in replies[300:-1]] == list(range(60)) and replies[-1]["done"]
+        assert _logged_status(backend, "turntable", rid) == "ok"
+    finally:
+        c.close()
+
+
+def test_a_job_whose_replies_are_lost_with_the_connection_is_logged_undelivered(backend) -> None:
+    c, other = _deaf_client(backend.address), Client(backend.address)
+    try:
+        served = other.call("hello")[0]["served"]
+        rid = c.send("turntable", style="line", seed=1, cameras=[FRONT] * 60, resolution=256)
+        while other.call("hello")[0]["served"] == served:  # rendered to the end; most replies still in the server
+            time.sleep(0.1)
+        c.close()
+        assert _logged_status(backend, "turntable", rid) == "undelivered"
+    finally:
+        other.close()

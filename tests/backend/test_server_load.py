@@ -30,7 +30,7 @@ def _cpu_s(pid: int) -> float:
 
 def _slow_reader(address: str) -> Client:
     """A client whose ZeroMQ and kernel buffers take almost nothing, so unread replies stay in the server. It sends
-    ZMTP heartbeats (so the server knows it is alive while it does not read) and never times out on its own."""
+    ZMTP heartbeats, as the project's clients do, and never times out on its own."""
     c = Client.__new__(Client)
     c.socket = zmq.Context.instance().socket(zmq.DEALER)
     c.socket.setsockopt(zmq.LINGER, 0)
