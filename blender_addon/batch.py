@@ -62,6 +62,9 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
     state = session.get()
     with state.handler_paused():
         frames = portrait.animation_cameras(scene)
+    away = portrait.frames_without_head(frames)
+    if away:  # drawn all the same (paper): the artist's animation may mean it
+        print(f"SAGE batch: the head is outside the frame at {away}")
     state.connect(address or settings.address, timeout, keys)
     if not settings.style:
         settings.style = state.style_items()[0][0]

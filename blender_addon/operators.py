@@ -233,9 +233,11 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
         keys = [portrait.cache_key(fields, cam) for _, _, cam in frames]
         done: list[int] = []
 
+        away = portrait.frames_without_head(frames)
+
         def on_reply(reply: Reply) -> None:
             if reply.header.get("done"):
-                self.succeed(f"SAGE: baked {len(done)} frames")
+                self.succeed(f"SAGE: baked {len(done)} frames" + (f"; the head is outside the frame at {away}" if away else ""))
                 return
             index = int(reply.header.get("frame", -1))
             if not 0 <= index < len(frames):

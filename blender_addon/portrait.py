@@ -229,6 +229,16 @@ def animation_cameras(scene: bpy.types.Scene, camera: bpy.types.Object | None = 
     return cameras
 
 
+def frames_without_head(frames: list[tuple[int, bpy.types.Object, dict[str, Any]]], shown: int = 5) -> str:
+    """The frames (of animation_cameras) whose camera does not see the head's centre, in words ('' for none):
+    "frames 3, 4", or the first `shown` of them and how many more."""
+    away = [frame for frame, _, cam in frames if camera_math.head_coverage(cam) == 0.0]
+    if not away:
+        return ""
+    listed = ", ".join(str(frame) for frame in away[:shown]) + (f" and {len(away) - shown} more" if len(away) > shown else "")
+    return f"frame{'s' if len(away) > 1 else ''} {listed}"
+
+
 def moves(frames: list[tuple[int, bpy.types.Object, dict[str, Any]]]) -> bool:
     """Whether the view changes over the frames (however the camera is driven, or another camera takes over)."""
     return len({cache_key({"style": "", "seed": 0, "psi": 0, "resolution": 0}, cam) for _, _, cam in frames}) > 1

@@ -100,7 +100,7 @@ def test_batch_draws_the_marker_camera_of_each_frame_in_the_range_and_step(run_b
     other = scene.copy()
     other.name = "Other"
     other.frame_start, other.frame_end = 7, 9
-    bpy.context.window.scene = other if bpy.context.window else None
+    bpy.context.window.scene = other  # the active scene is not the one the batch is told to draw
     def drawings(folder):
         names = sorted(n for n in os.listdir(folder) if n.endswith("_drawing.png"))
         return {int(n.split("_")[-2]): open(os.path.join(folder, n), "rb").read() for n in names}
@@ -129,6 +129,17 @@ def test_batch_draws_the_marker_camera_of_each_frame_in_the_range_and_step(run_b
                 raise AssertionError(f"{{argv}} ran")
         assert line in err.getvalue() and "Traceback" not in err.getvalue(), err.getvalue()
         assert not os.path.exists("bad")
+    # A camera that looks away from the head is drawn (paper), and both the batch and Bake say where.
+    side.rotation_euler.z += math.pi
+    bpy.context.view_layer.update()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        batch.main(["--out", "away", "--address", {address!r}, "--scene", "Scene", "--frame-start", "1", "--frame-end", "4"])
+    assert "the head is outside the frame at frames 3, 4" in out.getvalue(), out.getvalue()
+    bpy.context.window.scene = scene
+    assert bpy.ops.sage.connect() == {"FINISHED"}  # the batch disconnects when it ends
+    assert bpy.ops.sage.bake_turntable() == {"FINISHED"}
+    assert bpy.context.window_manager.sage_portrait_status.endswith("; the head is outside the frame at frames 3, 4")
     print("OK")
     """.replace("{address!r}", repr(address)))
     assert "module changed on disk" not in out and "reloading" not in out
