@@ -5,6 +5,8 @@ Every message is multipart [b"SAGE/1", header JSON, *blobs]; see docs/protocol.m
 from __future__ import annotations
 
 import json
+import sys
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -53,6 +55,15 @@ def loggable(text: object) -> str:
     control characters or non-ASCII letters; each is written as its Python escape (`\\n`, `\\x20`,
     `\\u2028`), a backslash as `\\\\`, so a client can neither start a forged line nor forge a field."""
     return str(text).encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
+
+
+def print_traceback() -> None:
+    """The exception being handled, as a traceback on stderr whose every line starts with `  | ` and has its
+    control characters escaped: its message may quote a client's text (an id, a style name), which must not pass
+    for a line of the request log."""
+    for line in traceback.format_exc().splitlines():  # also splits at \r, \x1c-\x1e, \x85, \u2028, \u2029
+        print(f"  | {line.encode('unicode_escape').decode('ascii')}", file=sys.stderr)
+    sys.stderr.flush()
 
 
 def error_reply(request_id: str | None, code: str, message: str) -> list[bytes]:

@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from typing import NamedTuple
 from pathlib import Path
@@ -27,7 +26,7 @@ from sage_backend.server.peers import Backlog, Peer, Peers
 from sage_backend.server.pool import WorkerPool
 from sage_backend.server.inbox import Inbox, Incoming
 from sage_backend.server.protocol import (PROTOCOL_VERSION, Limits, ProtocolError, decode_request, encode, error_reply, loggable,
-                                          parse_work, req_envelope)
+                                          parse_work, print_traceback, req_envelope)
 from sage_backend.server.scheduler import Job
 from sage_backend.server.worker import Worker
 
@@ -226,7 +225,7 @@ class SageServer:
             self._send(identity, [*req_envelope(message.frames, message.oversized), *error_reply(rid, exc.code, exc.message)])
             status = exc.code
         except Exception as exc:  # a bug must cost one request, never the loop
-            traceback.print_exc(file=sys.stderr)
+            print_traceback()
             self._send(identity, error_reply(rid, "internal", f"{type(exc).__name__}: {exc}"))
             status = "internal"
         self._log(op, str(rid), time.monotonic() - start, status)

@@ -4,8 +4,6 @@ cancel, deadline or shutdown. A client's replies wait in the server up to its by
 it the job pauses, and gives the device to others, until the client reads."""
 from __future__ import annotations
 
-import sys
-import traceback
 import time
 from typing import Callable, Iterator
 
@@ -13,7 +11,7 @@ import numpy as np
 
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer, precision_label
 from sage_backend.server.peers import Peers
-from sage_backend.server.protocol import Limits, ProtocolError, RenderSpec, Request, array_blob, encode, error_reply
+from sage_backend.server.protocol import Limits, ProtocolError, RenderSpec, Request, array_blob, encode, error_reply, print_traceback
 from sage_backend.server.scheduler import FairScheduler, Job
 
 Send = Callable[[bytes, list[bytes]], None]  # (client identity, frames): hands a reply to the socket thread
@@ -109,7 +107,7 @@ def failure(exc: Exception, cancelled: bool, default_deadline_ms: int) -> tuple[
         return exc.code, exc.message
     if isinstance(exc, ValueError):
         return "bad_request", str(exc)
-    traceback.print_exc(file=sys.stderr)
+    print_traceback()
     return "internal", f"{type(exc).__name__}: {exc}"
 
 

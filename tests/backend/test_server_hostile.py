@@ -217,3 +217,15 @@ def test_a_job_whose_replies_are_lost_with_the_connection_is_logged_undelivered(
         assert _logged_status(backend, "turntable", rid) == "undelivered"
     finally:
         other.close()
+
+
+def test_a_traceback_quoting_a_client_cannot_forge_a_log_line(capsys) -> None:
+    """An unexpected failure's message may quote what a client sent; its traceback lines all start with `  | `."""
+    from sage_backend.server.protocol import print_traceback
+
+    try:
+        raise KeyError(f"style{FORGED}\r\u2028\x1b[2K")
+    except KeyError:
+        print_traceback()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("  | ") and "\x1b" not in line for line in lines), lines
