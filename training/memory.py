@@ -16,6 +16,7 @@ import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
@@ -109,7 +110,11 @@ def check_step_fits(cfg: TrainConfig, device: torch.device, world: int = 1, say=
         say(f"memory: a step needs at most about {bound / GB:.1f} GB; {device.type} has {free / GB:.1f} GB available")
         return
     say(f"memory: counting what a step of the recipe needs ({cfg.model} preset, {len(cfg.curriculum)} phases) ...")
-    phases = step_memory(cfg, device, world)
+    try:
+        phases = step_memory(cfg, device, world)
+    except Exception as exc:  # an op fake tensors cannot run (a new data-dependent one) must not stop the training
+        say(f"memory: could not count the step ({type(exc).__name__}); it needs at most about {bound / GB:.1f} GB")
+        return
     worst = max(phases, key=lambda m: m.need(device))
     where = f"{free / GB:.1f} GB available on {device.type}"
     say(f"memory: the largest step needs about {worst.need(device) / GB:.1f} GB at {worst.phase.resolution} px, "
@@ -152,10 +157,11 @@ def memory_advice(cfg: TrainConfig, too_big: list[PhaseMemory], device: torch.de
         m = next(m for m in too_big if m.need(device, 1) > free)
         return (f"even one image per chunk needs {m.need(device, 1) / GB:.1f} GB at {m.phase.resolution} px: lower the "
                 f"curriculum's resolution or the model preset, or train on a device with more memory (docs/training.md)")
-    chunk = min(max(c for c in range(1, m.chunk + 1) if m.need(device, c) <= free) for m in too_big)
-    split = max(math.ceil(m.local_batch / chunk) for m in too_big)
-    return (f"set batch_split to {split} or more in the recipe (chunks of {chunk}, the same batch and results), "
-            f"or lower the batch or the resolution (docs/training.md)")
+    split = next(s for s in range(cfg.batch_split, max(m.local_batch for m in too_big) + 1)
+                 if all(m.need(device, max(1, m.local_batch // s)) <= free for m in too_big))
+    chunks = sorted({max(1, m.local_batch // split) for m in too_big})
+    return (f"set batch_split to {split} or more in the recipe (chunks of {' and '.join(map(str, chunks))} images: the same "
+            f"batch in smaller pieces, slower), or lower the batch or the resolution (docs/training.md)")
 
 
 def counted_peak(cfg: TrainConfig, phase: Phase, chunk: int, device: torch.device, fake: bool = True) -> int:
@@ -192,7 +198,10 @@ def counted_peak(cfg: TrainConfig, phase: Phase, chunk: int, device: torch.devic
 
 class _PeakTensors(TorchDispatchMode):
     """Adds up the bytes of the tensors ops create while they are alive; `peak` is the most at once.
-    A fake tensor has no value, so reading one (`.item()`, a loss logged as a float) gets a stand-in."""
+
+    A fake tensor has no values, so what depends on them is answered for the worst case: reading one
+    (`.item()`, a loss logged as a float) gets a stand-in, a boolean mask selects every element, and a
+    bincount is as long as its minlength."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -200,10 +209,8 @@ class _PeakTensors(TorchDispatchMode):
         self._seen: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default and isinstance(args[0], FakeTensor):
-            dtype = args[0].dtype
-            return True if dtype == torch.bool else (0.5 if dtype.is_floating_point else 1)
-        out = func(*args, **(kwargs or {}))
+        worst = _worst_case(func, args, kwargs or {}) if args and isinstance(args[0], FakeTensor) else None
+        out = worst() if worst is not None else func(*args, **(kwargs or {}))
         for t in tree_leaves(out):
             if isinstance(t, torch.Tensor) and t.untyped_storage() not in self._seen:
                 storage, size = t.untyped_storage(), t.untyped_storage().nbytes()
@@ -215,6 +222,24 @@ class _PeakTensors(TorchDispatchMode):
 
     def _free(self, size: int) -> None:
         self.live -= size
+
+
+def _worst_case(func, args: tuple, kwargs: dict) -> Callable[[], Any] | None:
+    """What to run in place of an op on fake tensors whose result depends on their values; None: the op itself."""
+    aten, x = torch.ops.aten, args[0]
+    if func is aten._local_scalar_dense.default:
+        return lambda: True if x.dtype == torch.bool else (0.5 if x.dtype.is_floating_point else 1)
+    if func is aten.nonzero.default:
+        return lambda: x.new_empty((x.numel(), x.dim()), dtype=torch.long)
+    if func is aten.bincount.default:
+        return lambda: x.new_zeros(max(kwargs.get("minlength", args[2] if len(args) > 2 else 0), 1), dtype=torch.long)
+    if func in (aten.index.Tensor, aten.index_put_.default, aten.index_put.default) and any(
+            i is not None and i.dtype == torch.bool for i in args[1]):
+        indices = []
+        for i in args[1]:  # a boolean mask of k dims selects every element: k long indices of its size
+            indices += [i.new_zeros(i.numel(), dtype=torch.long)] * i.dim() if i is not None and i.dtype == torch.bool else [i]
+        return lambda: func(x, indices, *args[2:], **kwargs)
+    return None
 
 
 def _meminfo_available() -> int:
