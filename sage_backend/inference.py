@@ -137,6 +137,7 @@ class PortraitRenderer:
 
     def code(self, z: torch.Tensor, psi: float) -> tuple[LatentCode, FoldedField]:
         """The mapping network's output for one latent, truncated by psi, and the field folded with it; cached (LRU)."""
+        check_latent(z.numpy(), self.generator.z_dim)  # also for a tensor handed to render/density directly
         key = (z.numpy().tobytes(), float(psi))
         if key in self._codes:
             self._codes.move_to_end(key)

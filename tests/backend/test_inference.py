@@ -195,11 +195,15 @@ def test_class_ids_are_torch_argmax_with_its_first_maximum_on_ties() -> None:
 @pytest.mark.parametrize("value", [1001.0, 1e30, 3e38, -1e38])
 def test_a_huge_finite_latent_is_refused_before_rendering(tiny: SageGenerator, value: float) -> None:
     """1e38 used to render an all-NaN depth map and a blank drawing without complaint (the mapping overflows)."""
+    from sage_backend.mesh import extract_mesh
+
     r = PortraitRenderer(tiny)
     with pytest.raises(ValueError, match=r"latent values must lie in -1000\.\.1000"):
         r.latent(latent=np.full(16, value, np.float32))
-    with pytest.raises(ValueError, match="NaN or infinite"):  # a tensor handed to render directly is checked too
-        next(r.render(torch.full((16,), 3e38), TURN[:1], 0.5, 64, ("depth",)))
+    with pytest.raises(ValueError, match="latent values must lie in"):  # a tensor handed to render or mesh directly too
+        next(r.render(torch.full((16,), value), TURN[:1], 0.5, 64, ("depth",)))
+    with pytest.raises(ValueError, match="latent values must lie in"):
+        extract_mesh(r, torch.full((16,), value), 0.5, 32)
     assert torch.equal(r.latent(latent=torch.full((16,), -1000.0)), torch.full((16,), -1000.0))  # the bound itself renders
 
 
