@@ -229,3 +229,21 @@ def test_a_traceback_quoting_a_client_cannot_forge_a_log_line(capsys) -> None:
         print_traceback()
     lines = capsys.readouterr().err.splitlines()
     assert lines and all(line.startswith("  | ") and "\x1b" not in line for line in lines), lines
+
+
+@pytest.mark.parametrize("op", ["hello", "ping", "cancel", "generate", "turntable", "mesh"])
+def test_each_op_refuses_an_oversized_frame_and_a_ninth_frame_by_its_id(client: Client, op: str) -> None:
+    """Every op alike: a blob one byte over message_bytes, nine frames (eight pass), a first frame over the limit."""
+    fields = {"hello": {}, "ping": {}, "cancel": {"target": "x"}, "generate": {"style": "line", "seed": 1, "camera": FRONT},
+              "turntable": {"style": "line", "seed": 1, "cameras": [FRONT]}, "mesh": {"style": "line", "seed": 1, "grid": 32}}[op]
+    header = lambda rid: json.dumps({"id": rid, "op": op, **fields}).encode()  # noqa: E731
+    client.socket.send_multipart([b"SAGE/1", header("big"), b"\0" * (1024 * 1024 + 1)])
+    client.socket.send_multipart([b"SAGE/1", header("nine"), *[b"\0"] * 7])
+    client.socket.send_multipart([b"S" * (2 * 1024 * 1024), header("magic")])
+    answers = {h["id"]: h for h in (client.recv()[0] for _ in range(3))}
+    assert answers["big"]["error"] == {"code": "too_large", "message": "frame 2 is 1048577 bytes; a frame holds at most 1048576"}
+    assert answers["nine"]["error"] == {"code": "too_large", "message": "a request has at most 8 frames, got 9"}
+    assert answers[None]["error"] == {"code": "unsupported_protocol", "message": "first frame must be SAGE/1"}
+    if op in ("hello", "ping", "cancel"):  # eight frames are within the limit: the extra blobs are ignored
+        client.socket.send_multipart([b"SAGE/1", header("eight"), *[b"\0"] * 6])
+        assert client.recv()[0]["ok"]
