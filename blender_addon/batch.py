@@ -55,7 +55,7 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
     each through the camera Blender renders then (timeline markers bound to cameras switch it). Returns the paths.
 
     timeout bounds the silence between two frames from the backend; `keys`: CURVE keys (None: plain).
-    Raises ValueError (one line) for a range without frames or a frame without a perspective camera.
+    Raises ValueError (one line) for a range without frames or a frame without a perspective or orthographic camera.
     """
     ensure_enabled()
     settings = scene.sage_portrait

@@ -175,22 +175,54 @@ def coverage_hint(camera: dict[str, Any]) -> str:
     return f"the head fills {coverage:.0%} of the frame: Frame Head fills the shot"
 
 
+ORTHO_STAND_IN_FOV_DEG = 1.0  # an orthographic camera is drawn through a perspective one this narrow, far away
+ORTHO_STAND_IN_MAX_DISTANCE = 90.0  # pivot units: inside the protocol's radius limit (100)
+
+
+def orthographic_stand_in(cam2world: Matrix, extent: float) -> tuple[list[list[float]], float]:
+    """A perspective camera that sees what an orthographic one does: SAGE cam2world (pivot units) and the
+    frame's extent across its larger side (pivot units) -> (cam2world, fov_deg). On the same axis, so far
+    (ORTHO_STAND_IN_FOV_DEG, up to ORTHO_STAND_IN_MAX_DISTANCE) that its frame at the pivot's depth is the
+    orthographic frame and the head's depth changes its size by well under 1%."""
+    rotation = [[float(cam2world[i][j]) for j in range(3)] for i in range(3)]
+    position = [float(cam2world[i][3]) for i in range(3)]
+    forward = [-rotation[i][2] for i in range(3)]
+    depth = -sum(position[i] * forward[i] for i in range(3))  # the pivot (SAGE origin) along the view axis
+    distance = max(1.0, min(extent / 2 / math.tan(math.radians(ORTHO_STAND_IN_FOV_DEG) / 2), ORTHO_STAND_IN_MAX_DISTANCE))
+    moved = [position[i] + forward[i] * (depth - distance) for i in range(3)]
+    fov = math.degrees(2 * math.atan(extent / 2 / distance))
+    return [rotation[i] + [moved[i]] for i in range(3)] + [[0.0, 0.0, 0.0, 1.0]], fov
+
+
+def larger_side_extent(ortho_scale: float, sensor_fit: str, res_x: float, res_y: float) -> float:
+    """An orthographic camera's view across the frame's larger side (Blender units): ortho_scale spans the
+    sensor-fit side (the larger for AUTO)."""
+    side = {"AUTO": max(res_x, res_y), "HORIZONTAL": res_x, "VERTICAL": res_y}.get(sensor_fit)
+    if side is None:
+        raise ValueError(f"unknown sensor fit {sensor_fit!r}")
+    return float(ortho_scale) * max(res_x, res_y) / side
+
+
 def camera_from_blender(camera_object: Any, scene: Any, pivot_object: Any | None) -> dict[str, Any]:
     """A bpy camera object (+ scene for the render aspect, + optional pivot Empty) -> protocol camera.
-
-    Duck-typed on bpy objects so this module stays importable without bpy.
+    A perspective camera is sent as it is; an orthographic one as its orthographic_stand_in; ValueError for
+    a panoramic one. Duck-typed on bpy objects so this module stays importable without bpy.
     """
     data = camera_object.data
-    if getattr(data, "type", "PERSP") != "PERSP":
-        raise ValueError(f"camera '{camera_object.name}' must be a perspective camera")
+    kind = getattr(data, "type", "PERSP")
+    if kind not in ("PERSP", "ORTHO"):
+        raise ValueError(f"camera '{camera_object.name}' must be a perspective or orthographic camera")
     render = scene.render
     res_x = render.resolution_x * render.pixel_aspect_x
     res_y = render.resolution_y * render.pixel_aspect_y
-    fov = square_fov_deg(data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, res_x, res_y)
     shift = larger_side_shift(data.shift_x, data.shift_y, data.sensor_fit, res_x, res_y)
     pivot, scale = pivot_transform(pivot_object)
-    matrix = [list(row) for row in camera_object.matrix_world]
-    return protocol_camera(blender_to_sage_matrix(matrix, pivot, scale), fov, shift, res_x / res_y)
+    cam2world = blender_to_sage_matrix([list(row) for row in camera_object.matrix_world], pivot, scale)
+    if kind == "ORTHO":
+        cam2world, fov = orthographic_stand_in(cam2world, larger_side_extent(data.ortho_scale, data.sensor_fit, res_x, res_y) / scale)
+    else:
+        fov = square_fov_deg(data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, res_x, res_y)
+    return protocol_camera(cam2world, fov, shift, res_x / res_y)
 
 
 def pivot_transform(pivot_object: Any | None) -> tuple[tuple[float, float, float], float]:

@@ -65,7 +65,8 @@ def fit_plane(scene: bpy.types.Scene, camera: bpy.types.Object, plane: bpy.types
     camera = camera.evaluated_get(depsgraph) if depsgraph is not None else camera
     data = camera.data
     distance = min(data.clip_start * 2.0, (data.clip_start + data.clip_end) / 2.0)
-    corners = [corner * (distance / -corner.z) for corner in data.view_frame(scene=scene)]
+    # A perspective frame grows with the distance; an orthographic one is as wide at any depth.
+    corners = [corner * (distance / -corner.z if data.type == "PERSP" else 1.0) for corner in data.view_frame(scene=scene)]
     xs, ys = [c.x for c in corners], [c.y for c in corners]
     parent_scale = camera.matrix_world.to_scale()
     plane.matrix_parent_inverse.identity()

@@ -176,8 +176,9 @@ def is_still(obj: bpy.types.Object) -> bool:
 def frame_head(scene: bpy.types.Scene, method: str) -> str:
     """Frame Head: make the head fill the active camera's shot (camera.FRAMED_HEAD of the frame's smaller side).
     method "CAMERA": aim the camera at the pivot, upright, and move it along the line from the pivot (the Front
-    view's when it looks straight down or up); "PIVOT": scale the pivot for the camera where it is (a pivot at
-    the origin is made when there is none). Returns the status line; ValueError (one line) when it cannot."""
+    view's when it looks straight down or up), or for an orthographic camera set its scale; "PIVOT": scale the
+    pivot for the camera where it is (a pivot at the origin is made when there is none). Returns the status
+    line; ValueError (one line) when it cannot."""
     camera = active_camera(scene)
     settings = scene.sage_portrait
     if method == "PIVOT" and settings.pivot is None:
@@ -187,20 +188,32 @@ def frame_head(scene: bpy.types.Scene, method: str) -> str:
     if not is_still(target):
         raise ValueError(f"'{target.name}' is animated or constrained: the add-on will not move it; "
                          f"{'scale the pivot' if method == 'CAMERA' else 'move the camera'} instead")
-    view = protocol_camera(scene, camera)  # also refuses an orthographic camera
-    centre, scale = camera_math.pivot_transform(settings.pivot)
-    distance = camera_math.framing_distance(view["fov_deg"], view["aspect"])
+    view = protocol_camera(scene, camera)  # also refuses a panoramic camera
     if method == "PIVOT":
-        if camera_math.head_coverage(view) == 0.0:
+        coverage = camera_math.head_coverage(view)
+        if coverage == 0.0:
             raise ValueError("the head is outside the camera's frame: aim the camera at the pivot, or move the camera")
-        settings.pivot.scale *= float((camera.matrix_world.translation - Vector(centre)).length) / (distance * scale)
+        settings.pivot.scale *= camera_math.FRAMED_HEAD / coverage  # the head's size in the frame grows with it
     else:
-        offset = (camera.matrix_world.translation - Vector(centre)).normalized()  # a zero offset: a zero vector
-        direction = offset if offset.length > 0.5 and abs(offset.z) < 0.95 else Vector((0.0, -1.0, 0.0))
-        position = Vector(centre) + direction * distance * scale
-        camera.matrix_world = Matrix.LocRotScale(position, (-direction).to_track_quat("-Z", "Y"), camera.matrix_world.to_scale())
+        aim_camera(scene, camera, camera_math.framing_distance(view["fov_deg"], view["aspect"]))
+        if camera.data.type == "ORTHO":  # its distance does not size the head: its scale does
+            camera.data.ortho_scale *= camera_math.head_coverage(protocol_camera(scene, camera)) / camera_math.FRAMED_HEAD
     scene_depsgraph(scene).update()
     return f"SAGE: the head fills {camera_math.head_coverage(protocol_camera(scene, camera)):.0%} of the frame"
+
+
+def aim_camera(scene: bpy.types.Scene, camera: bpy.types.Object, distance: float) -> None:
+    """Aim the camera at the pivot, upright, from `distance` pivot units (an orthographic camera keeps its own
+    distance) along its line from the pivot, or from the front when it looks straight down or up."""
+    centre, scale = camera_math.pivot_transform(scene.sage_portrait.pivot)
+    offset = camera.matrix_world.translation - Vector(centre)
+    if camera.data.type == "ORTHO":
+        distance = max(offset.length / scale, 1.0)
+    offset.normalize()  # a zero offset stays a zero vector
+    direction = offset if offset.length > 0.5 and abs(offset.z) < 0.95 else Vector((0.0, -1.0, 0.0))
+    position = Vector(centre) + direction * distance * scale
+    camera.matrix_world = Matrix.LocRotScale(position, (-direction).to_track_quat("-Z", "Y"), camera.matrix_world.to_scale())
+    scene_depsgraph(scene).update()
 
 
 def scene_frames(scene: bpy.types.Scene) -> range:

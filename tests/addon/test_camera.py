@@ -113,3 +113,20 @@ def test_pose_hint_says_which_side_of_the_head(side_deg, words):
     hint = addon_camera.pose_hint(c2w, "line", cameras.PoseDistribution().pose_range())
     assert hint.startswith(f"camera {words}; 'line' trained from 52 deg to the head's left to 52 deg to the head's right"), hint
     assert addon_camera.pose_hint(c2w, "line", dict(cameras.PoseDistribution(full_circle=0.5).pose_range(), full_circle=True)) == ""
+
+
+def test_an_orthographic_camera_is_drawn_through_a_far_narrow_stand_in():
+    """The stand-in sees the orthographic frame at the pivot's depth, and the head's depth (+-0.12) changes a
+    point's place by well under 1%; an orthographic camera was refused before."""
+    c2w = np.array(addon_camera.blender_to_sage_matrix(blender_matrix((0.3, -3.0, 0.1), (90.0, 0.0, 0.0)), (0, 0, 0), 1.0))
+    stand_in, fov = addon_camera.orthographic_stand_in(c2w.tolist(), 0.8)
+    stand_in = np.array(stand_in)
+    assert np.allclose(stand_in[:3, :3], c2w[:3, :3]) and fov == pytest.approx(1.0)
+    half = math.tan(math.radians(fov) / 2)
+    for depth in (0.0, -0.12, 0.12):
+        point = np.array([0.25, 0.1, depth])  # SAGE: right of and above the pivot, nearer or farther
+        local = stand_in[:3, :3].T @ (point - stand_in[:3, 3])
+        projected = local[:2] / -local[2] / half  # in units of the frame's half larger side
+        ortho = (c2w[:3, :3].T @ (point - c2w[:3, 3]))[:2] / 0.4
+        assert np.allclose(projected, ortho, rtol=0.01 if depth else 1e-9), (depth, projected, ortho)
+    assert addon_camera.larger_side_extent(2.0, "VERTICAL", 1920, 1080) == pytest.approx(2.0 * 1920 / 1080)

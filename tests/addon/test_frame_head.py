@@ -59,8 +59,13 @@ def test_frame_head_fills_the_shot_says_how_small_the_head_was_and_undoes(run_bp
     scene_setup.assert_refused(lambda: bpy.ops.sage.frame_head(method="PIVOT"), "the head is outside the camera's frame")
     assert hints() == ["the head is outside the camera's frame: Frame Head aims the camera at it"]
     assert bpy.ops.sage.frame_head(method="CAMERA") == {"FINISHED"} and abs(coverage() - camera_math.FRAMED_HEAD) < 1e-3
-    camera.data.type = "ORTHO"
-    scene_setup.assert_refused(lambda: bpy.ops.sage.frame_head(method="CAMERA"), "must be a perspective camera")
+    camera.data.type = "ORTHO"  # sized by its scale, not its distance
+    for method in ("CAMERA", "PIVOT"):
+        camera.data.ortho_scale = 20.0
+        assert coverage() < 1 / 3 and bpy.ops.sage.frame_head(method=method) == {"FINISHED"}
+        assert abs(coverage() - camera_math.FRAMED_HEAD) < 1e-3, (method, coverage())
+    camera.data.type = "PANO"
+    scene_setup.assert_refused(lambda: bpy.ops.sage.frame_head(method="CAMERA"), "must be a perspective or orthographic camera")
     print("OK")
     """)
 

@@ -57,11 +57,15 @@ MARKER_SCENE = """
 
 
 @pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
-def test_render_animation_follows_animated_lens_and_marker_cameras_edge_to_edge(run_bpy, address):
+def test_render_animation_follows_animated_lens_type_and_marker_cameras_edge_to_edge(run_bpy, address):
     """Render Animation with Follow animation: the lens keyed 200 -> 100 mm (the plane was sized from the
     original lens, so later frames showed the drawing shrunk in a black border), then a timeline marker switches
-    to another camera (it rendered the bare scene). A green world shows wherever the drawing does not reach."""
+    to another camera (it rendered the bare scene), whose type is keyed perspective -> orthographic (refused).
+    A green world shows wherever the drawing does not reach."""
     run_bpy(MARKER_SCENE.format(address=address) + """
+    side_data.keyframe_insert("type", frame=3)
+    side_data.type, side_data.ortho_scale = "ORTHO", 0.9
+    side_data.keyframe_insert("type", frame=4)
     camera.data.lens = 200.0
     camera.data.keyframe_insert("lens", frame=1)
     camera.data.lens = 100.0
@@ -85,6 +89,7 @@ def test_render_animation_follows_animated_lens_and_marker_cameras_edge_to_edge(
         assert not green.any(), (frame, int(green.sum()))
         drawings.append(pixels)
     assert any(plane.parent == side for plane in bpy.data.objects if plane.get("sage_plane"))  # frames 3-4 drew its view
+    assert np.abs(drawings[3] - drawings[2]).max() > 0.01  # the orthographic frame is its own view
     print("OK")
     """)
 
