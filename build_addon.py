@@ -26,6 +26,7 @@ import tempfile
 import time
 import tomllib
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,14 +132,19 @@ def has_all_wheels(directory: Path) -> bool:
 
 
 def download_wheels(directory: Path, version: str = PYZMQ_VERSION) -> None:
-    """Every line's pyzmq wheels for every platform into `directory` (pip skips files already there)."""
+    """Every line's pyzmq wheels for every platform into `directory` (pip skips files already there). The pip runs
+    overlap: each mostly waits on the index."""
     directory.mkdir(parents=True, exist_ok=True)
-    for line in BLENDER_LINES:
-        for platform in PIP_PLATFORMS:
-            command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                       "--platform", platform, "--python-version", ".".join(map(str, line.python)),
-                       f"pyzmq=={version}", "--dest", str(directory)]
-            result = subprocess.run(command, capture_output=True, text=True)
+    jobs = [(line, platform) for line in BLENDER_LINES for platform in PIP_PLATFORMS]
+
+    def download(job: tuple[BlenderLine, str]) -> subprocess.CompletedProcess:
+        line, platform = job
+        return subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                               "--platform", platform, "--python-version", ".".join(map(str, line.python)),
+                               f"pyzmq=={version}", "--dest", str(directory)], capture_output=True, text=True)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for (line, platform), result in zip(jobs, pool.map(download, jobs)):
             if result.returncode != 0:
                 raise BuildError(f"pip could not download pyzmq for {platform} ({line.name}): "
                                  f"{result.stderr.strip().splitlines()[-1:]}")
