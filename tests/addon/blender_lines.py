@@ -21,9 +21,9 @@ from build_addon import BLENDER_LINES, PYZMQ_VERSION, BlenderLine
 NEWEST = BLENDER_LINES[-1]
 NEWEST_BPY = "5.3.0"  # pip bpy for Blender 5.1-5.3 (Python 3.13); 5.0.1 comes from pyproject's [blender] extra
 NEWEST_VENV = Path(sys.prefix) / "bpy-5.3"
-NEWEST_PYTHON_NAME = f"python{NEWEST.python[0]}.{NEWEST.python[1]}"
-NEEDS_NEWEST = (f"needs {NEWEST_PYTHON_NAME} for Blender {NEWEST.name[len('blender-'):]}'s bpy: install Python 3.13 "
-                f"(pyenv install 3.13), then run: python -m tests.addon.blender_lines")
+NEWEST_RANGE = NEWEST.name[len("blender-"):]  # "5.1-5.3"
+NEEDS_NEWEST = (f"install Python {NEWEST.python[0]}.{NEWEST.python[1]} (pyenv install 3.13, or python.org), "
+                f"then run: python -m tests.addon.blender_lines")
 
 
 def interpreter(line: BlenderLine) -> Path | None:
@@ -62,13 +62,14 @@ def make_newest_venv() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=f"Make {NEWEST_VENV}: pip bpy {NEWEST_BPY} in Python 3.13, where the "
-                                                 f"add-on's tests run for Blender {NEWEST.name[len('blender-'):]}.")
+                                                 f"add-on's tests run for Blender {NEWEST_RANGE}.")
     parser.add_argument("--require", action="store_true", help="fail without a Python 3.13 (CI)")
     args = parser.parse_args(argv)
     try:
         print(f"blender_lines: {make_newest_venv()} has bpy {NEWEST_BPY}")
     except FileNotFoundError as exc:
-        print(f"blender_lines: {'' if args.require else 'skipped: '}{exc}", file=sys.stderr)
+        print(f"blender_lines: no Python 3.13 here, so the tests in Blender {NEWEST_RANGE}'s bpy "
+              f"{'cannot' if args.require else 'will not'} run: {exc}", file=sys.stderr)
         return 1 if args.require else 0
     except subprocess.CalledProcessError as exc:
         print(f"blender_lines: {' '.join(exc.cmd)} failed ({exc.returncode})", file=sys.stderr)

@@ -16,8 +16,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))  # build_addon.py and blender_addon live at the repository root
 
 from build_addon import BLENDER_LINES, BlenderLine  # noqa: E402 (needs REPO on sys.path)
-from tests.addon.blender_lines import NEEDS_NEWEST, NEWEST, interpreter  # noqa: E402 (needs REPO on sys.path)
+from tests.addon.blender_lines import NEEDS_NEWEST, NEWEST, NEWEST_RANGE, interpreter  # noqa: E402 (needs REPO on sys.path)
 from tests.addon.real_backend import free_port, start_real_backend  # noqa: E402,F401 (the tests' helpers, one home)
+
+NEWEST_NOT_RUN = pytest.StashKey[int]()  # how many of the newest line's tests a run without its Python left out
 
 # A script that hangs prints every thread's stack and exits before the test's timeout, so a rare hang in CI
 # says where it was (subprocess's own timeout would kill it silently).
@@ -43,6 +45,30 @@ def site_without_zmq(python: Path, folder: Path) -> Path:
     return folder
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Leaves out the newest line's tests where its Python is not made here (pytest_terminal_summary says so in one
+    line), and those that would meet a second way of serving: the Blender line and the backend's serve_mode
+    (tests/conftest.py) do not meet, so the full product runs in the first line and the newest runs against the
+    in-process backend only (a fifth of its time saved)."""
+    def newest(item, in_process: bool) -> bool:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        return params.get("blender_line") is NEWEST and (params.get("serve_mode", "in-process") == "in-process") == in_process
+
+    not_made = [item for item in items if newest(item, True)] if interpreter(NEWEST) is None else []
+    deselected = not_made + [item for item in items if newest(item, False)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        left_out = set(deselected)
+        items[:] = [item for item in items if item not in left_out]
+    config.stash[NEWEST_NOT_RUN] = len(not_made)
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    if config.stash.get(NEWEST_NOT_RUN, 0):
+        terminalreporter.write_line(f"{config.stash[NEWEST_NOT_RUN]} tests in Blender {NEWEST_RANGE}'s bpy not run "
+                                    f"(no Python 3.13 here): {NEEDS_NEWEST}")
+
+
 @pytest.fixture(params=BLENDER_LINES, ids=lambda line: line.name)
 def blender_line(request) -> BlenderLine:
     """Each Blender line (build_addon.BLENDER_LINES): every test that runs bpy runs once per line."""
@@ -51,14 +77,11 @@ def blender_line(request) -> BlenderLine:
 
 @pytest.fixture
 def bpy_python(blender_line) -> Path:
-    """The Python of the line's pip bpy. Skips the test where that line is not installed, with one line saying
-    how to get it."""
-    python = interpreter(blender_line)
-    if blender_line is NEWEST and python is None:
-        pytest.skip(NEEDS_NEWEST)
+    """The Python of the line's pip bpy. Skips the first line's tests in an install without bpy (the newest line's
+    are left out where its Python is not made: pytest_collection_modifyitems)."""
     if blender_line is not NEWEST and not BPY_INSTALLED:
         pytest.skip(NEEDS_BPY)
-    return python
+    return interpreter(blender_line)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def test_without_python_3_13_the_install_step_says_so_in_one_line_and_the_tests_
     assert blender_lines.main([]) == 0  # the README's install command goes on to the demo
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "python -m tests.addon.blender_lines" in err and "3.13" in err, err
-    assert blender_lines.interpreter(blender_lines.NEWEST) is None  # what makes bpy_python skip, with that line
+    assert blender_lines.interpreter(blender_lines.NEWEST) is None  # what leaves those tests out, in one line (conftest)
     assert not blender_lines.NEWEST_VENV.exists()
     assert blender_lines.main(["--require"]) == 1  # CI
     assert capsys.readouterr().err.count("\n") == 1
