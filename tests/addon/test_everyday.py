@@ -23,11 +23,7 @@ def render(scene, engine, path):
 """
 
 
-def test_size_changes_and_a_default_save_keep_every_drawing_exact_under_any_view_transform(run_bpy, address, blender_line,
-                                                                                         request):
-    if blender_line.python == (3, 13):  # known, to be fixed by the colour path's owner; strict: passing fails it
-        request.applymarker(pytest.mark.xfail(strict=True, reason="bpy 5.3.0: Cycles renders one drawing pixel 3/255 "
-                                              "off (green 143 for 140 at row 39, column 49 of 80x80)"))
+def test_size_changes_and_a_default_save_keep_every_drawing_exact_under_any_view_transform(run_bpy, address):
     run_bpy(RENDER_HELPERS + textwrap.dedent(f"""
         import bpy, scene_setup, blender_addon
         from blender_addon import colour, portrait, session
