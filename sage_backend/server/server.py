@@ -9,8 +9,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import zmq
@@ -22,9 +22,9 @@ from sage_backend.inference import PortraitRenderer, default_camera_batch, warm_
 from sage_backend.labels import LABEL_NAMES, PALETTE
 from sage_backend.server.curve import allow_list, read_secret_key
 from sage_backend.server.fleet import Fleet, FleetConfig, LocalWorkers
+from sage_backend.server.inbox import Inbox, Incoming
 from sage_backend.server.peers import Backlog, Peer, Peers
 from sage_backend.server.pool import WorkerPool
-from sage_backend.server.inbox import Inbox, Incoming
 from sage_backend.server.protocol import (PROTOCOL_VERSION, Limits, ProtocolError, decode_request, encode, error_reply, loggable,
                                           parse_work, print_traceback, req_envelope)
 from sage_backend.server.scheduler import Job
