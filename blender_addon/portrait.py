@@ -181,18 +181,18 @@ def frame_head(scene: bpy.types.Scene, method: str) -> str:
     line; ValueError (one line) when it cannot."""
     camera = active_camera(scene)
     settings = scene.sage_portrait
-    if method == "PIVOT" and settings.pivot is None:
-        settings.pivot = bpy.data.objects.new("SAGE Head", None)
-        scene.collection.objects.link(settings.pivot)
+    view = protocol_camera(scene, camera)  # no pivot: the head at the origin, as a new pivot there will be
     target = settings.pivot if method == "PIVOT" else camera
-    if not is_still(target):
+    if target is not None and not is_still(target):
         raise ValueError(f"'{target.name}' is animated or constrained: the add-on will not move it; "
                          f"{'scale the pivot' if method == 'CAMERA' else 'move the camera'} instead")
-    view = protocol_camera(scene, camera)  # also refuses a panoramic camera
     if method == "PIVOT":
         coverage = camera_math.head_coverage(view)
         if coverage == 0.0:
             raise ValueError("the head is outside the camera's frame: aim the camera at the pivot, or move the camera")
+        if settings.pivot is None:
+            settings.pivot = bpy.data.objects.new("SAGE Head", None)
+            scene.collection.objects.link(settings.pivot)
         settings.pivot.scale *= camera_math.FRAMED_HEAD / coverage  # the head's size in the frame grows with it
     else:
         aim_camera(scene, camera, camera_math.framing_distance(view["fov_deg"], view["aspect"]))

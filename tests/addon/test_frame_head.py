@@ -59,6 +59,18 @@ def test_frame_head_fills_the_shot_says_how_small_the_head_was_and_undoes(run_bp
     scene_setup.assert_refused(lambda: bpy.ops.sage.frame_head(method="PIVOT"), "the head is outside the camera's frame")
     assert hints() == ["the head is outside the camera's frame: Frame Head aims the camera at it"]
     assert bpy.ops.sage.frame_head(method="CAMERA") == {"FINISHED"} and abs(coverage() - camera_math.FRAMED_HEAD) < 1e-3
+    # Without a pivot the head is at the origin: Scale Pivot makes one there, unless it cannot frame the head.
+    scene.sage_portrait.pivot = None
+    bpy.data.objects.remove(head)
+    camera.rotation_euler = (0.0, 0.0, 0.0)
+    bpy.context.view_layer.update()
+    scene_setup.assert_refused(lambda: bpy.ops.sage.frame_head(method="PIVOT"), "the head is outside the camera's frame")
+    assert "SAGE Head" not in bpy.data.objects
+    assert bpy.ops.sage.frame_head(method="CAMERA") == {"FINISHED"}
+    camera.location *= 3.0
+    bpy.context.view_layer.update()
+    assert bpy.ops.sage.frame_head(method="PIVOT") == {"FINISHED"} and scene.sage_portrait.pivot.name == "SAGE Head"
+    assert abs(coverage() - camera_math.FRAMED_HEAD) < 1e-3 and abs(scene.sage_portrait.pivot.scale.x - 3.0) < 1e-3
     camera.data.type = "ORTHO"  # sized by its scale, not its distance
     for method in ("CAMERA", "PIVOT"):
         camera.data.ortho_scale = 20.0
