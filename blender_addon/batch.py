@@ -184,6 +184,8 @@ def batch_scene(args: argparse.Namespace) -> bpy.types.Scene:
     end = scene.frame_end if args.frame_end is None else args.frame_end
     if end < start:  # Blender would move the other end silently
         raise ValueError(f"the frame range {start}..{end} is empty")
+    if start < 0:  # Blender would start at 0 silently
+        raise ValueError(f"the frame range {start}..{end} starts before frame 0")
     scene.frame_start, scene.frame_end = start, end  # a start past the old end moves it, then end is set
     if args.frame_step is not None:
         scene.frame_step = args.frame_step

@@ -121,6 +121,7 @@ def test_batch_draws_the_marker_camera_of_each_frame_in_the_range_and_step(run_b
     assert drawings("range") == {2: frames[2], 3: frames[3]}
     for argv, line in ((["--scene", "Nope"], "no scene named 'Nope' in this file (its scenes: 'Other', 'Scene')"),
                        (["--scene", "Scene", "--frame-start", "5", "--frame-end", "2"], "the frame range 5..2 is empty"),
+                       (["--scene", "Scene", "--frame-start", "-2", "--frame-end", "1"], "the frame range -2..1 starts before frame 0"),
                        (["--frame-step", "0"], "argument --frame-step: must be at least 1, not 0"),
                        (["--demo-scene", "2", "--resolution", "0"], "argument --resolution: must be at least 1, not 0"),
                        (["--demo-scene", "2", "--resolution", "9999"], "resolution 9999 is outside what the backend takes")):
