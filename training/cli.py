@@ -130,14 +130,14 @@ def run_training(args: argparse.Namespace, stage: int) -> int:
     _init_distributed()
     say = _progress_lines()
     check_step_fits(cfg, resolve_device(args.device), int(os.environ.get("WORLD_SIZE", "1")), say)  # before anything is written
-    say(f"building the {cfg.model} model and its optimisers ...")
+    say(f"building the {cfg.model} model and indexing the data in {cfg.data} ...")
     trainer = Trainer(cfg, args.out, init_from=None if args.resume else init_from, device=args.device)
+    if args.resume:
+        trainer.resume()
+        say(f"resumed at step {trainer.step}")
     resolution = trainer.cfg.phase(trainer.step).resolution
     say(f"data: {len(trainer.batches.dataset(resolution))} images in {cfg.data} at {resolution} px; "
         f"model: {sum(p.numel() for p in trainer.G.parameters()) / 1e6:.1f}M parameters on {trainer.device}")
-    if args.resume:
-        trainer.resume()
-        print(f"resumed at step {trainer.step}", file=sys.stderr)
     if trainer.objective.support is not None and trainer.rank == 0:
         print("view support (the classes the data never shows from each angle to the face):\n  "
               + "\n  ".join(trainer.objective.support.describe(LABEL_NAMES)), file=sys.stderr)

@@ -110,13 +110,14 @@ def test_a_failed_write_during_training_is_one_line_and_the_last_state_stays_loa
     assert all(line.endswith("}") for line in (run / "metrics.jsonl").read_text().splitlines())  # whole lines only
 
 
-@pytest.mark.parametrize("command", ["make-synthetic", "eval"])
+@pytest.mark.parametrize("command", ["make-synthetic", "eval", "release"])
 def test_every_training_command_reports_a_failed_write_in_one_line(heads: Path, tmp_path: Path, command: str) -> None:
     out = tmp_path / "out"
     argv = {"make-synthetic": ["make-synthetic", "--out", str(out), "--heads", "1", "--views", "1", "--resolution", "64",
                                "--styles", "pencil", "--workers", "1"],
             "eval": ["eval", str(heads / "s2" / "generator.safetensors"), "--seeds", "1", "--metrics", "seed_diversity",
-                     "--device", "cpu", "--out", str(out / "report.json")]}[command]
+                     "--device", "cpu", "--out", str(out / "report.json")],
+            "release": ["release", "--runs", str(heads / "s2"), "--out", str(out), "--images", str(out / "sheets"), "--seeds", "1"]}[command]
     result = _train(*argv, fsize=100)
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
