@@ -18,7 +18,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.z85 import Z85CHARS
 
-from sage_backend.files import atomic_write_bytes
+from sage_backend.files import atomic_write_bytes, write_error
 
 
 HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -46,9 +46,12 @@ def handshake_failure(event: int, value: int, where: str, curve: bool, key_optio
 
 def write_keypair(folder: Path, name: str) -> tuple[Path, Path]:
     """Create NAME.key (public, 0644) and NAME.key_secret (0600) in `folder`; returns their paths."""
+    public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
     with tempfile.TemporaryDirectory() as private:  # 0700: the secret is never readable by others, even briefly
-        public_tmp, secret_tmp = zmq.auth.create_certificates(private, name)
-        public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
+        try:
+            public_tmp, secret_tmp = zmq.auth.create_certificates(private, name)
+        except OSError as exc:  # the pair is made in a private folder first: name the files it was for
+            raise write_error(secret, exc) from None
         atomic_write_bytes(secret, Path(secret_tmp).read_bytes(), mode=0o600)
         atomic_write_bytes(public, Path(public_tmp).read_bytes(), mode=0o644)
     return public, secret

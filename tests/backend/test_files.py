@@ -37,6 +37,15 @@ def test_a_failed_write_of_sage_backend_names_the_file(tmp_path: Path, tiny_chec
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+def test_a_failed_key_write_names_the_file(tmp_path: Path) -> None:
+    """Sibling: `sage-backend keys` makes the pair in a private folder first; its failure named no file."""
+    result = subprocess.run([sys.executable, "-m", "sage_backend.cli", "keys", "--out", str(tmp_path / "keys")],
+                            capture_output=True, text=True, preexec_fn=_small_files(40), timeout=60)
+    assert result.returncode == 2 and result.stderr == (f"sage-backend: error: {tmp_path / 'keys' / 'server.key_secret'}: could "
+                                                        "not be written (File too large); what was there before is unchanged\n")
+    assert not list((tmp_path / "keys").glob("*"))  # neither half of the pair
+
+
 def test_an_append_is_whole_or_not_at_all(tmp_path: Path) -> None:
     """A log line that does not fit (full disk) is cut back off: the log ends in the last whole line."""
     log = tmp_path / "metrics.jsonl"
