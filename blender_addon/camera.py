@@ -176,7 +176,7 @@ def coverage_hint(camera: dict[str, Any]) -> str:
 
 
 ORTHO_STAND_IN_FOV_DEG = 1.0  # an orthographic camera is drawn through a perspective one this narrow, far away
-ORTHO_STAND_IN_MAX_DISTANCE = 90.0  # pivot units: inside the protocol's radius limit (100)
+ORTHO_STAND_IN_MAX_DISTANCE = 90.0  # pivot units from the pivot: inside the protocol's radius limit (100)
 
 
 def orthographic_stand_in(cam2world: Matrix, extent: float) -> tuple[list[list[float]], float]:
@@ -188,7 +188,9 @@ def orthographic_stand_in(cam2world: Matrix, extent: float) -> tuple[list[list[f
     position = [float(cam2world[i][3]) for i in range(3)]
     forward = [-rotation[i][2] for i in range(3)]
     depth = -sum(position[i] * forward[i] for i in range(3))  # the pivot (SAGE origin) along the view axis
-    distance = max(1.0, min(extent / 2 / math.tan(math.radians(ORTHO_STAND_IN_FOV_DEG) / 2), ORTHO_STAND_IN_MAX_DISTANCE))
+    off_axis = max(sum(p * p for p in position) - depth * depth, 0.0)  # squared distance of the pivot from the axis
+    farthest = math.sqrt(max(ORTHO_STAND_IN_MAX_DISTANCE ** 2 - off_axis, 1.0))  # the whole offset inside the limit
+    distance = max(1.0, min(extent / 2 / math.tan(math.radians(ORTHO_STAND_IN_FOV_DEG) / 2), farthest))
     moved = [position[i] + forward[i] * (depth - distance) for i in range(3)]
     fov = math.degrees(2 * math.atan(extent / 2 / distance))
     return [rotation[i] + [moved[i]] for i in range(3)] + [[0.0, 0.0, 0.0, 1.0]], fov

@@ -130,3 +130,7 @@ def test_an_orthographic_camera_is_drawn_through_a_far_narrow_stand_in():
         ortho = (c2w[:3, :3].T @ (point - c2w[:3, 3]))[:2] / 0.4
         assert np.allclose(projected, ortho, rtol=0.01 if depth else 1e-9), (depth, projected, ortho)
     assert addon_camera.larger_side_extent(2.0, "VERTICAL", 1920, 1080) == pytest.approx(2.0 * 1920 / 1080)
+    # A wide view of a head far off its axis: the stand-in stays within the protocol's radius (100).
+    off = np.array(addon_camera.blender_to_sage_matrix(blender_matrix((60.0, -3.0, 0.0), (90.0, 0.0, 0.0)), (0, 0, 0), 1.0))
+    wide, _ = addon_camera.orthographic_stand_in(off.tolist(), 150.0)
+    assert np.linalg.norm(np.array(wide)[:3, 3]) <= addon_camera.ORTHO_STAND_IN_MAX_DISTANCE + 1e-9
