@@ -74,9 +74,13 @@ def ready_message(info: WorkerInfo) -> list[bytes]:
 def read_ready(frames: list[bytes]) -> WorkerInfo:
     """The READY body -> WorkerInfo; raises ValueError if malformed."""
     try:
-        return WorkerInfo(**json.loads(frames[0]))
+        info = WorkerInfo(**json.loads(frames[0]))
     except (IndexError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed READY: {exc}") from None
+    if not (isinstance(info.name, str) and isinstance(info.device, str) and isinstance(info.styles, list)
+            and all(isinstance(style, str) for style in info.styles)):
+        raise ValueError("malformed READY: name and device must be strings, styles a list of strings")
+    return info
 
 
 def done_message(task: str, status: str, message: str = "") -> list[bytes]:

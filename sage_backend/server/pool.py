@@ -62,12 +62,13 @@ def member_from_ready(socket: zmq.Socket, identity: zmq.Frame, body: list[bytes]
     try:
         info = link.read_ready(body)
     except ValueError as exc:
-        print(f"{time.strftime('%H:%M:%S')} worker refused: {exc}", file=sys.stderr, flush=True)
+        print(f"{time.strftime('%H:%M:%S')} worker refused: {loggable(exc)}", file=sys.stderr, flush=True)
         return None
     member = Member(socket, identity.bytes, info)
     member.connection.connected_via(identity.get(zmq.SRCFD))
-    print(f"{time.strftime('%H:%M:%S')} worker {info.name} joined: {info.device}, styles {', '.join(info.styles)}",
-          file=sys.stderr, flush=True)
+    # A worker names itself, its device and styles: escaped like a client's text (any process may say READY).
+    print(f"{time.strftime('%H:%M:%S')} worker {loggable(info.name)} joined: {loggable(info.device)}, styles "
+          f"{', '.join(loggable(style) for style in info.styles)}", file=sys.stderr, flush=True)
     return member
 
 
@@ -269,7 +270,7 @@ class WorkerPool:
         """A worker died, disconnected or went silent: forget it and resume its piece elsewhere."""
         if self.members.pop(member.identity, None) is None:
             return
-        print(f"{time.strftime('%H:%M:%S')} worker {member.info.name} gone ({why})", file=sys.stderr, flush=True)
+        print(f"{time.strftime('%H:%M:%S')} worker {loggable(member.info.name)} gone ({why})", file=sys.stderr, flush=True)
         piece, member.piece = member.piece, None
         if piece is not None:
             self.owing.discard(piece)
@@ -285,7 +286,7 @@ class WorkerPool:
         elif piece.received < piece.count:
             self.waiting.add([flight.resume(piece)], front=True)
             print(f"{time.strftime('%H:%M:%S')} {flight.job.request.op} id={loggable(flight.job.request.id)} resumed at reply "
-                  f"{piece.first + piece.received} after worker {member.info.name} {why}", file=sys.stderr, flush=True)
+                  f"{piece.first + piece.received} after worker {loggable(member.info.name)} {why}", file=sys.stderr, flush=True)
 
     def tick(self) -> None:
         """Called by the socket thread every loop: heartbeats, silent or closed workers, deadlines, credits."""

@@ -247,3 +247,13 @@ def test_each_op_refuses_an_oversized_frame_and_a_ninth_frame_by_its_id(client: 
     if op in ("hello", "ping", "cancel"):  # eight frames are within the limit: the extra blobs are ignored
         client.socket.send_multipart([b"SAGE/1", header("eight"), *[b"\0"] * 6])
         assert client.recv()[0]["ok"]
+
+
+@pytest.mark.parametrize("ready", [{"name": "w", "device": "cpu", "styles": 5}, {"name": "w", "device": "cpu", "styles": [1]},
+                                   {"name": ["w"], "device": "cpu"}, {"name": "w", "device": None}])
+def test_a_worker_ready_of_the_wrong_types_is_refused(ready: dict) -> None:
+    """A READY on the worker socket is another way in: its names reach the log (escaped) and must be text."""
+    from sage_backend.server import link
+
+    with pytest.raises(ValueError, match="malformed READY"):
+        link.read_ready([json.dumps(ready).encode()])

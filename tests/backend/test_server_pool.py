@@ -87,6 +87,7 @@ def test_two_workers_serve_four_concurrent_clients_in_order(pool: Pool) -> None:
     for k, (rid, indices, drawings, end, single) in results.items():
         assert indices == list(range(20)) and end == {"id": rid, "ok": True, "done": True, "frames": 20}
         assert drawings[13] == single  # frame 13 (the second piece, maybe another worker) is camera 13's view
+        _logged_status(pool.backend, "turntable", rid)  # written once its replies have left the server
         line = next(line for line in pool.backend.log.read_text().splitlines() if f" turntable id={rid} " in line)
         names |= set(line.split("worker=")[1].split()[0].split("+"))
     assert len(names) >= 2  # the work was spread over both workers
