@@ -243,13 +243,20 @@ def _worst_case(func, args: tuple, kwargs: dict) -> Callable[[], Any] | None:
 
 
 def _meminfo_available() -> int:
+    """The host's available memory: Linux's MemAvailable, else the free pages where the OS reports them
+    (macOS does not: there the physical memory, an upper bound)."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+        try:
+            return os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # a name this OS does not know; Windows has no sysconf
+            continue
+    return 2**62  # nothing to read: the check cannot refuse
 
 
 def _status_bytes(field: str) -> int:
