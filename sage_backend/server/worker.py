@@ -4,6 +4,8 @@ cancel, deadline or shutdown. A client's replies wait in the server up to its by
 it the job pauses, and gives the device to others, until the client reads."""
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from typing import Callable, Iterator
 
@@ -91,7 +93,7 @@ class Worker:
             self._reply(job, encode({"id": job.request.id, "ok": True, "done": True, "frames": len(job.spec.cameras)}))
 
     def _mesh(self, job: Job) -> None:
-        progress = progress_sender(job.request.id, job.request.fields, lambda frames: self.send(job.identity, frames))
+        progress = mesh_progress(job.request.id, job.request.fields, lambda frames: self.send(job.identity, frames))
         self._reply(job, mesh_reply(self.renderers[job.spec.style], job.spec, job.request.id, self._stopper(job), progress))
 
 
@@ -126,32 +128,49 @@ def frame_replies(renderer: PortraitRenderer, spec: RenderSpec, request: Request
         yield encode({"id": request.id, "ok": True, "frame": index, **header}, blobs)
 
 
-def progress_sender(rid: str, fields: dict, send: Callable[[list[bytes]], None]) -> Callable[[float], None] | None:
-    """For a mesh request that asks for `progress`: a callback that sends `{id, ok, progress: fraction}` to the
-    client at most every PROGRESS_INTERVAL_S (the first after that long), so its client can tell long work from
-    a stuck backend. None for a request that does not ask (it gets its one reply, as before)."""
-    if fields.get("progress") is not True:
-        return None
-    last = time.monotonic()
+class MeshProgress:
+    """For a mesh request that asks for `progress`: while the mesh is made, a thread of its own sends the client
+    `{id, ok, progress: fraction of the density grid}` every PROGRESS_INTERVAL_S, so the stages without a
+    fraction (marching cubes, components, colours, the file: tens of seconds at grid 512 on a CPU) count as work
+    going on too, and its client can tell long work from a stuck backend. `send` must be thread-safe."""
 
-    def report(fraction: float) -> None:
-        nonlocal last
-        if time.monotonic() - last >= PROGRESS_INTERVAL_S:
-            last = time.monotonic()
-            send(encode({"id": rid, "ok": True, "progress": round(fraction, 3)}))
-    return report
+    def __init__(self, rid: str, send: Callable[[list[bytes]], None]) -> None:
+        self.rid, self.send, self.done = rid, send, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sage-mesh-progress", daemon=True)
+
+    def update(self, fraction: float) -> None:
+        self.done = fraction
+
+    def _run(self) -> None:
+        while not self._stop.wait(PROGRESS_INTERVAL_S):
+            self.send(encode({"id": self.rid, "ok": True, "progress": round(self.done, 3)}))
+
+    def __enter__(self) -> "MeshProgress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def mesh_progress(rid: str, fields: dict, send: Callable[[list[bytes]], None]) -> MeshProgress | None:
+    """A MeshProgress for a request with `progress: true`; None for one without (it gets its one reply)."""
+    return MeshProgress(rid, send) if fields.get("progress") is True else None
 
 
 def mesh_reply(renderer: PortraitRenderer, spec: RenderSpec, rid: str, should_stop: Callable[[], bool],
-               on_progress: Callable[[float], None] | None = None) -> list[bytes]:
-    """The last client message of a mesh request: the file as a blob, with vertex and face counts
-    (progress_sender's messages come before it)."""
+               progress: MeshProgress | None = None) -> list[bytes]:
+    """The last client message of a mesh request: the file as a blob, with vertex and face counts (`progress`'s
+    messages come before it)."""
     from sage_backend.mesh import extract_mesh, mesh_to_bytes
 
     latent = renderer.latent(seed=spec.seed, latent=spec.latent)
-    mesh = extract_mesh(renderer, latent, spec.psi, spec.grid, spec.threshold, spec.colors, should_stop=should_stop,
-                        on_progress=on_progress)
-    data = mesh_to_bytes(mesh, spec.format)
+    with progress or contextlib.nullcontext():
+        mesh = extract_mesh(renderer, latent, spec.psi, spec.grid, spec.threshold, spec.colors, should_stop=should_stop,
+                            on_progress=progress.update if progress is not None else None)
+        data = mesh_to_bytes(mesh, spec.format)
     header = {"id": rid, "ok": True, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
               "threshold": mesh.metadata.get("threshold"),
               "blobs": [{"name": "mesh", "dtype": "uint8", "shape": [len(data)], "format": spec.format}]}

@@ -24,7 +24,7 @@ from sage_backend.inference import Interrupted, PortraitRenderer
 from sage_backend.server import link
 from sage_backend.server.curve import HANDSHAKE_EVENTS, handshake_failure
 from sage_backend.server.protocol import Limits, Request, parse_work
-from sage_backend.server.worker import failure, frame_replies, mesh_reply, progress_sender
+from sage_backend.server.worker import failure, frame_replies, mesh_progress, mesh_reply
 
 
 @dataclass
@@ -57,6 +57,7 @@ class TaskRunner:
 
     def __init__(self, renderers: dict[str, PortraitRenderer], limits: Limits, outbox: zmq.Socket) -> None:
         self.renderers, self.limits, self.outbox = renderers, limits, outbox
+        self._outbox_lock = threading.Lock()
         self.z_dims = {name: r.generator.z_dim for name, r in renderers.items()}
 
     def run(self, running: Running, blobs: list[bytes]) -> None:
@@ -66,9 +67,8 @@ class TaskRunner:
             spec = parse_work(Request(task.rid, task.op, task.fields, blobs), self.limits, self.z_dims)
             renderer = self.renderers[spec.style]
             if task.op == "mesh":
-                progress = progress_sender(task.rid, task.fields, lambda frames: self.outbox.send_multipart(
-                    [link.PROGRESS, task.task.encode(), *frames]))  # no credit: one small message a second
-                self._send(running, mesh_reply(renderer, spec, task.rid, running.check, progress))
+                progress = mesh_progress(task.rid, task.fields, lambda frames: self._out([link.PROGRESS, task.task.encode(), *frames]))
+                self._send(running, mesh_reply(renderer, spec, task.rid, running.check, progress))  # progress: no credit
             else:
                 request = Request(task.rid, task.op, task.fields)
                 for reply in frame_replies(renderer, spec, request, running.check, task.first):
@@ -76,12 +76,17 @@ class TaskRunner:
             status, message = "ok", ""
         except Exception as exc:  # a worker survives anything the model throws: the task fails, the worker serves on
             status, message = failure(exc, running.cancelled.is_set(), self.limits.default_deadline_ms)
-        self.outbox.send_multipart(link.done_message(task.task, status, message))
+        self._out(link.done_message(task.task, status, message))
 
     def _send(self, running: Running, frames: list[bytes]) -> None:
         while not running.credits.acquire(timeout=0.05):  # the client has not read enough yet: wait, stoppable
             running.check()
-        self.outbox.send_multipart([link.REPLY, running.task.task.encode(), *frames], copy=False)
+        self._out([link.REPLY, running.task.task.encode(), *frames])
+
+    def _out(self, frames: list) -> None:
+        """To the I/O thread; locked because a mesh's progress thread sends too (a socket serves one thread)."""
+        with self._outbox_lock:
+            self.outbox.send_multipart(frames, copy=False)
 
 
 class WorkerProcess:
