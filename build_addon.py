@@ -67,8 +67,8 @@ class BlenderLine:
         return self.python in versions
 
 
-# Each line's zip is tested in pip `bpy` of its `last` release (tests/addon/blender_lines.py); `end` stops where
-# the tests stop, since a later Blender may embed another Python.
+# Each line's zip is tested in pip `bpy` of its `first` and `last` releases (tests/addon/blender_lines.py); `end`
+# stops where the tests stop, since a later Blender may embed another Python.
 BLENDER_LINES = (
     BlenderLine(first="4.2.0", last="5.0", end="5.1.0", python=(3, 11)),
     BlenderLine(first="5.1.0", last="5.3", end="5.4.0", python=(3, 13)),

@@ -1,6 +1,6 @@
 """Add-on test helpers: bpy scripts run in their own interpreter (bpy and torch stay apart, and every
-script starts from factory settings), against the real backend (tests/conftest.py's `backend`), in each Blender
-line's Python (tests/addon/blender_lines.py)."""
+script starts from factory settings), against the real backend (tests/conftest.py's `backend`), in each pip bpy
+the tests cover (tests/addon/blender_lines.py)."""
 import os
 import subprocess
 import sys
@@ -15,11 +15,11 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))  # build_addon.py and blender_addon live at the repository root
 
-from build_addon import BLENDER_LINES, BlenderLine  # noqa: E402 (needs REPO on sys.path)
-from tests.addon.blender_lines import NEEDS_NEWEST, NEWEST, NEWEST_RANGE, interpreter  # noqa: E402 (needs REPO on sys.path)
+from build_addon import BlenderLine  # noqa: E402 (needs REPO on sys.path)
+from tests.addon.blender_lines import HOW_TO_MAKE, NEWEST_311, TEST_BLENDERS, TestBlender  # noqa: E402 (needs REPO on sys.path)
 from tests.addon.real_backend import free_port, start_real_backend  # noqa: E402,F401 (the tests' helpers, one home)
 
-NEWEST_NOT_RUN = pytest.StashKey[int]()  # how many of the newest line's tests a run without its Python left out
+NOT_MADE = pytest.StashKey[dict]()  # TestBlender -> how many of its tests a run without its environment left out
 
 # A script that hangs prints every thread's stack and exits before the test's timeout, so a rare hang in CI
 # says where it was (subprocess's own timeout would kill it silently).
@@ -45,48 +45,71 @@ def site_without_zmq(python: Path, folder: Path) -> Path:
     return folder
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """Leaves out the newest line's tests where its Python is not made here (pytest_terminal_summary says so in one
-    line), and those that would meet a second way of serving: the Blender line and the backend's serve_mode
-    (tests/conftest.py) do not meet, so the full product runs in the first line and the newest runs against the
-    in-process backend only (a fifth of its time saved)."""
-    def newest(item, in_process: bool) -> bool:
-        params = item.callspec.params if hasattr(item, "callspec") else {}
-        return params.get("blender_line") is NEWEST and (params.get("serve_mode", "in-process") == "in-process") == in_process
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "every_blender: run in every pip bpy the tests cover (each Blender line's oldest "
+                                       "release too), not only in each line's newest")
 
-    not_made = [item for item in items if newest(item, True)] if interpreter(NEWEST) is None else []
-    deselected = not_made + [item for item in items if newest(item, False)]
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        left_out = set(deselected)
-        items[:] = [item for item in items if item not in left_out]
-    config.stash[NEWEST_NOT_RUN] = len(not_made)
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Which bpy runs which test: each Blender line's newest runs every bpy test, its oldest only those marked
+    every_blender; a bpy whose environment is not made here runs none (pytest_terminal_summary says so in one
+    line). Only this environment's bpy meets the backend's second way of serving (serve_mode, tests/conftest.py):
+    the Blender release and the way of serving do not meet (a fifth of bpy 5.3.0's time saved)."""
+    not_made: dict[TestBlender, int] = {}
+
+    def left_out(item) -> bool:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        blender = params.get("blender")
+        if blender is None:
+            return False
+        if not blender.every_test and item.get_closest_marker("every_blender") is None:
+            return True
+        if blender is not NEWEST_311 and params.get("serve_mode", "in-process") != "in-process":
+            return True
+        if blender.interpreter() is None:
+            not_made[blender] = not_made.get(blender, 0) + 1
+            return True
+        return False
+
+    kept = [item for item in items if not left_out(item)]
+    if len(kept) < len(items):
+        chosen = set(kept)
+        config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
+        items[:] = kept
+    config.stash[NOT_MADE] = not_made
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
-    if config.stash.get(NEWEST_NOT_RUN, 0):
-        terminalreporter.write_line(f"{config.stash[NEWEST_NOT_RUN]} tests in Blender {NEWEST_RANGE}'s bpy not run "
-                                    f"(no Python 3.13 here): {NEEDS_NEWEST}")
+    not_made = config.stash.get(NOT_MADE, {})
+    if not_made:
+        terminalreporter.write_line(f"{sum(not_made.values())} tests in bpy {', '.join(b.bpy for b in TEST_BLENDERS if b in not_made)} not run "
+                                    f"(their environments are not made here): {HOW_TO_MAKE}")
 
 
-@pytest.fixture(params=BLENDER_LINES, ids=lambda line: line.name)
-def blender_line(request) -> BlenderLine:
-    """Each Blender line (build_addon.BLENDER_LINES): every test that runs bpy runs once per line."""
+@pytest.fixture(params=TEST_BLENDERS, ids=lambda blender: blender.name)
+def blender(request) -> TestBlender:
+    """Each pip bpy the tests cover (tests/addon/blender_lines.py); pytest_collection_modifyitems picks which runs
+    which test."""
     return request.param
 
 
 @pytest.fixture
-def bpy_python(blender_line) -> Path:
-    """The Python of the line's pip bpy. Skips the first line's tests in an install without bpy (the newest line's
-    are left out where its Python is not made: pytest_collection_modifyitems)."""
-    if blender_line is not NEWEST and not BPY_INSTALLED:
+def blender_line(blender) -> BlenderLine:
+    """The Blender line (build_addon.BLENDER_LINES) of the bpy running the test."""
+    return blender.line
+
+
+@pytest.fixture
+def bpy_python(blender) -> Path:
+    """The Python of that bpy. Skips the test where this environment's own bpy is not installed."""
+    if blender.venv is None and not BPY_INSTALLED:
         pytest.skip(NEEDS_BPY)
-    return interpreter(blender_line)
+    return blender.interpreter()
 
 
 @pytest.fixture
 def run_bpy(tmp_path, bpy_python):
-    """run_bpy(script, **env) -> stdout, in each Blender line's Python (bpy_python); the script fails the test by
+    """run_bpy(script, **env) -> stdout, in the Python of each bpy (bpy_python); the script fails the test by
     raising (its traceback is shown). Skips the test where that line's bpy is not installed."""
 
     def run(script: str, timeout: float = 240, *, without_zmq: bool = False, **extra_env: str) -> str:

@@ -155,9 +155,10 @@ def test_zips_and_their_entries_get_normal_modes_and_builds_distinct_names(tmp_p
             assert entry.external_attr >> 16 == 0o100644, (name, entry.filename, oct(entry.external_attr >> 16))
 
 
+@pytest.mark.every_blender  # each line's oldest and newest bpy: the manifests' ranges are what this covers
 @pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)  # the backend's modes are not this test's subject
 def test_each_lines_zip_installs_in_its_blender_and_its_own_pyzmq_drives_the_operators(
-        run_bpy, blender_line, address, tmp_path):
+        run_bpy, blender, blender_line, address, tmp_path):
     """The zip installed the way Blender does, in the line's Python without pyzmq (as Blender ships it): the
     bundled wheel is what imports, and Generate, Bake Turntable and Import Mesh work against the real backend.
     The other line's zip is refused, naming the version that rules it out (Main: no zip installed on 5.1-5.3)."""
@@ -169,6 +170,7 @@ def test_each_lines_zip_installs_in_its_blender_and_its_own_pyzmq_drives_the_ope
         import importlib.util, os
         import bpy, scene_setup
         assert importlib.util.find_spec("zmq") is None
+        assert ".".join(map(str, bpy.app.version)) == {blender.bpy!r}, bpy.app.version_string
         bpy.ops.extensions.package_install_files(filepath={zips[other]!r}, repo="user_default", enable_on_install=True)
         assert {EXTENSION!r} not in bpy.context.preferences.addons  # refused (the operator still says FINISHED)
         result = bpy.ops.extensions.package_install_files(filepath={zips[blender_line]!r}, repo="user_default",
