@@ -82,7 +82,8 @@ def pytest_collection_modifyitems(config, items) -> None:
 def pytest_terminal_summary(terminalreporter, config) -> None:
     not_made = config.stash.get(NOT_MADE, {})
     if not_made:
-        terminalreporter.write_line(f"{sum(not_made.values())} tests in bpy {', '.join(b.bpy for b in TEST_BLENDERS if b in not_made)} not run "
+        releases = ", ".join(blender.bpy for blender in TEST_BLENDERS if blender in not_made)
+        terminalreporter.write_line(f"{sum(not_made.values())} tests in bpy {releases} not run "
                                     f"(their environments are not made here): {HOW_TO_MAKE}")
 
 
