@@ -10,6 +10,7 @@ sender's connection before it is read (MAXMSGSIZE), so the server never holds mo
 """
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass, field
 
 import zmq
@@ -17,6 +18,18 @@ import zmq
 from sage_backend.limits import Limits
 
 STEP_FRAMES = 20_000  # frames read per step of a long message: ~40 ms of the socket thread, then other work
+TRIM_AFTER_FRAMES = 100_000  # a message this long leaves 6 MiB of libzmq's freed frame records in the C heap
+
+
+def return_freed_memory() -> None:
+    """Hand the C heap's freed memory back to the OS (glibc's malloc_trim; nothing where there is none). libzmq
+    holds a long message as one 64-byte record per frame; glibc keeps those blocks once freed, so 3,000,000 empty
+    frames left the server 184 MiB larger for good, and 1 MiB after a trim (measured)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):  # no glibc (macOS, musl) or no process handle (Windows)
+        return
+    trim(0)
 
 
 @dataclass
@@ -50,6 +63,8 @@ class Inbox:
         for _ in range(self.step):
             if not self.socket.get(zmq.RCVMORE):
                 self._partial = None
+                if message.count > TRIM_AFTER_FRAMES:
+                    return_freed_memory()
                 return message
             self._read_frame(message)
         return None

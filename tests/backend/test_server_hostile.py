@@ -257,3 +257,13 @@ def test_a_worker_ready_of_the_wrong_types_is_refused(ready: dict) -> None:
 
     with pytest.raises(ValueError, match="malformed READY"):
         link.read_ready([json.dumps(ready).encode()])
+
+
+def test_a_million_frames_cost_memory_only_while_they_are_read(backend, client: Client) -> None:
+    """libzmq holds a message as 64 bytes per frame until it is read; after it the server returns that memory."""
+    client.call("ping")
+    before = _rss_kb(backend.process.pid)
+    client.socket.send_multipart([b"SAGE/1", b'{"id":"million","op":"ping"}', *[b""] * 1_000_000])
+    header, _ = client.recv(timeout=120)
+    assert header["error"] == {"code": "too_large", "message": "a request has at most 8 frames, got 1000002"}
+    assert (_rss_kb(backend.process.pid) - before) / 1024 < 16  # it held 64 MiB for good before the trim
