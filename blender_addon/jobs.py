@@ -143,7 +143,7 @@ class JobQueue:
             self._finish(reply.id)
         try:
             if is_progress(reply):
-                job.progress = f"{float(reply.header['progress']):.0%}"
+                job.progress = f"density grid {float(reply.header['progress']):.0%}"  # what the fraction measures
             elif reply.ok:
                 job.on_reply(reply)
             else:

@@ -30,7 +30,6 @@ def _material(kind: str, image: bpy.types.Image) -> bpy.types.Material:
     nodes.clear()
     texture = nodes.new("ShaderNodeTexImage")
     texture.image = image
-    texture.interpolation = "Closest" if kind == SEMANTIC else "Linear"  # class colours must never blend
     texture.extension = "EXTEND"
     emission = nodes.new("ShaderNodeEmission")
     output = nodes.new("ShaderNodeOutputMaterial")
@@ -54,8 +53,17 @@ def ensure_plane(scene: bpy.types.Scene, camera: bpy.types.Object, kind: str, im
         scene.collection.objects.link(plane)
     texture = next(n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
     texture.image = image
+    texture.interpolation = _interpolation(scene, kind, image)
     fit_plane(scene, camera, plane, depsgraph)
     return plane
+
+
+def _interpolation(scene: bpy.types.Scene, kind: str, image: bpy.types.Image) -> str:
+    """Closest for class colours (they must never blend) and for a drawing with a texel per rendered pixel (every
+    engine then renders it exactly: EEVEE's Linear blended neighbours, up to 8/255); Linear when it is scaled."""
+    percent = scene.render.resolution_percentage / 100
+    pixel_for_pixel = tuple(image.size) == (round(scene.render.resolution_x * percent), round(scene.render.resolution_y * percent))
+    return "Closest" if kind == SEMANTIC or pixel_for_pixel else "Linear"
 
 
 def fit_plane(scene: bpy.types.Scene, camera: bpy.types.Object, plane: bpy.types.Object, depsgraph: bpy.types.Depsgraph | None = None) -> None:

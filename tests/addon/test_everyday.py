@@ -14,6 +14,7 @@ def render(scene, engine, path):
     scene.render.image_settings.file_format = "PNG"
     scene.display.render_aa = "OFF"
     scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.filter_width = 2, False, 0.01
+    scene.eevee.taa_render_samples = 1
     scene.render.filepath = path
     bpy.ops.render.render(write_still=True)
     image = bpy.data.images.load(bpy.path.abspath(path))
@@ -23,6 +24,7 @@ def render(scene, engine, path):
 """
 
 
+@pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
 def test_size_changes_and_a_default_save_keep_every_drawing_exact_under_any_view_transform(run_bpy, address):
     run_bpy(RENDER_HELPERS + textwrap.dedent(f"""
         import bpy, scene_setup, blender_addon
@@ -59,7 +61,8 @@ def test_size_changes_and_a_default_save_keep_every_drawing_exact_under_any_view
         palette = np.array(session.get().palette)
         arrays = session.get().cache.get(portrait.cache_key(portrait.base_fields(scene), portrait.protocol_camera(scene)))
         expected = {{"DRAWING": arrays["drawing"].astype(int), "SEMANTIC": palette[arrays["semantic"]]}}
-        # Saved the default way (no Pack), reopened: the same drawing, rendered exactly by Workbench and Cycles.
+        # Saved the default way (no Pack), reopened: the same drawing, rendered exactly by Workbench (Solid shading),
+        # EEVEE (Material Preview) and Cycles.
         bpy.ops.wm.save_as_mainfile(filepath="plain.blend")
         blender_addon.unregister()
         assert scene.view_settings.view_transform == "AgX" and all(s.color_type == "MATERIAL" for s in shadings)
@@ -69,7 +72,9 @@ def test_size_changes_and_a_default_save_keep_every_drawing_exact_under_any_view
         settings = scene.sage_portrait
         assert settings.drawing_image.packed_file is not None and settings.semantic_image.packed_file is not None
         settings.exact_colours = True  # disabling restored AgX; the artist asks for exact colours again
-        for engine in ("BLENDER_WORKBENCH", "CYCLES"):
+        engines = [item.identifier for item in scene.render.bl_rna.properties["engine"].enum_items]
+        eevee = "BLENDER_EEVEE_NEXT" if "BLENDER_EEVEE_NEXT" in engines else "BLENDER_EEVEE"  # its id in 4.2-4.5, 5.x
+        for engine in ("BLENDER_WORKBENCH", eevee, "CYCLES"):
             for display in ("DRAWING", "SEMANTIC"):
                 settings.display = display
                 got = render(scene, engine, f"//{{engine}}_{{display}}.png")
