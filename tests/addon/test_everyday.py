@@ -80,12 +80,15 @@ def test_size_changes_and_a_default_save_keep_every_drawing_exact_under_any_view
                 got = render(scene, engine, f"//{{engine}}_{{display}}.png")
                 error = np.abs(got - expected[display]).max()
                 assert error <= 2, (engine, display, error)
-        # The reopened (now packed) images still take a new size.
+        # The reopened (now packed) images still take a new size; one the artist unpacked to a file gets it there.
         settings.address = {address!r}
         assert bpy.ops.sage.connect() == {{"FINISHED"}}
+        settings.drawing_image.unpack(method="WRITE_LOCAL")
         settings.resolution = scene.render.resolution_x = scene.render.resolution_y = 72
         assert bpy.ops.sage.generate() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
-        assert tuple(settings.drawing_image.size) == (72, 72)
+        assert tuple(settings.drawing_image.size) == (72, 72) and settings.drawing_image.packed_file is None
+        on_disk = bpy.data.images.load(bpy.path.abspath(settings.drawing_image.filepath))
+        assert tuple(on_disk.size) == (72, 72) and tuple(settings.semantic_image.size) == (72, 72)
         settings.exact_colours = False  # the artist asks for the scene's own settings back
         assert scene.view_settings.view_transform == "AgX" and colour.summary(scene) == ""
         print("OK")
