@@ -112,9 +112,13 @@ def test_launch_reports_a_taken_port_takes_port_0_and_a_dead_address_fails_fast(
         status = bpy.context.window_manager.sage_portrait_status
         assert status.startswith("SAGE error: the local backend exited with code") and "\\n" not in status, status
         assert not state.connected and state.client is None
-        # Port 0: the backend takes a free port, and the add-on connects to that one.
+        # Port 0: the backend takes a free port, and the add-on connects to that one; the wait shows its seconds.
+        from blender_addon import status
+        lines, shown = [], status.set_status
+        status.set_status = lambda text: (lines.append(text), shown(text))
         settings.address = "tcp://127.0.0.1:0"
         assert bpy.ops.sage.launch_backend() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+        assert any(line.startswith("SAGE: starting the local backend: ") for line in lines), lines
         assert state.connected and settings.address == state.client.address == state.backend.endpoint()
         assert not settings.address.endswith(":0") and state.backend.running
         assert bpy.ops.sage.disconnect() == {{"FINISHED"}} and not state.backend.running
