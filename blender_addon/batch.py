@@ -60,12 +60,13 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
     ensure_enabled()
     settings = scene.sage_portrait
     state = session.get()
+    # The backend first: without pyzmq or a backend nothing can be drawn, whatever the scene holds.
+    state.connect(address or settings.address, timeout, keys)
     with state.handler_paused():
         frames = portrait.animation_cameras(scene)
     away = portrait.frames_without_head(frames)
     if away:  # drawn all the same (paper): the artist's animation may mean it
         print(f"SAGE batch: the head is outside the frame at {away}")
-    state.connect(address or settings.address, timeout, keys)
     if not settings.style:
         settings.style = state.style_items()[0][0]
     fields = portrait.base_fields(scene)
