@@ -42,7 +42,7 @@ PYZMQ_VERSION = "27.3.0"
 class BlenderLine:
     """Blender releases that embed one Python version, so one set of pyzmq wheels serves them all.
 
-    first: the oldest release (`blender_version_min`); last: the newest release the tests run (its major.minor,
+    first: the oldest release, tested (`blender_version_min`); last: the newest tested release (its major.minor,
     for the zip's name); end: `blender_version_max`, exclusive, the first release the tests do not cover;
     python: the embedded CPython (major, minor)."""
 
@@ -61,7 +61,7 @@ class BlenderLine:
         CPython no newer than it."""
         python, abi, _ = wheel_tags(wheel)
         versions = [tuple(int(part) for part in (tag[2], tag[3:])) for tag in python.split(".")
-                    if tag.startswith("cp") and tag[2:].isdigit()]
+                    if tag.startswith("cp") and tag[2:].isdigit() and len(tag) > 3]
         if abi == "abi3":
             return any(v <= self.python for v in versions)
         return self.python in versions

@@ -91,6 +91,7 @@ def test_one_build_makes_a_zip_per_blender_line_with_its_wheels_for_every_platfo
     ("pyzmq-27.3.0-cp314-abi3-win_amd64.whl", False, False),
     ("pyzmq-27.3.0-cp38-abi3-win_amd64.whl", True, True),
     ("pyzmq-27.3.0-pp311-pypy311_pp73-win_amd64.whl", False, False),
+    ("pyzmq-27.3.0-cp3-none-win_amd64.whl", False, False),
 ])
 def test_each_line_takes_only_wheels_its_python_loads(wheel, python_3_11, python_3_13):
     old, new = build_addon.BLENDER_LINES
