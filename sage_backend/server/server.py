@@ -104,7 +104,6 @@ class SageServer:
             batch = config.camera_batch or default_camera_batch(device)  # a turntable's cameras grouped into the compiled batch
             self.renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision,
                                                      compile=config.compile) for name, s in styles.items()}
-        warm_up_all(self.renderers.values(), device)  # the first request pays no compilation
         self.ctx = zmq.Context()
         self.authenticator = allow_list(self.ctx, config.curve_clients) if config.curve_clients is not None else None
         self.socket = self.ctx.socket(zmq.ROUTER)
@@ -121,6 +120,9 @@ class SageServer:
             self.socket.curve_publickey, self.socket.curve_secretkey = keys
             self.socket.curve_server = True
         self.endpoint = self._bind(config.bind)
+        # Bound before the warm-up (seconds on a CPU): a taken address fails at once, and clients that connect
+        # meanwhile are queued, not refused.
+        warm_up_all(self.renderers.values(), device)  # the first request pays no compilation
         self.inbox = Inbox(self.socket, self.limits)
         self.replies = self.ctx.socket(zmq.PULL)
         self.replies.bind("inproc://sage-replies")
