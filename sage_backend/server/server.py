@@ -81,6 +81,17 @@ def pose_record(poses: PoseDistribution) -> dict:
     return {**poses.pose_range(), "full_circle": poses.full_circle > 0}
 
 
+def build_renderers(styles: dict[str, LoadedStyle], device, config: ServerConfig) -> dict[str, PortraitRenderer]:
+    """One warmed-up renderer per style; none with a pool (the worker processes render)."""
+    if config.pool is not None:
+        return {}
+    batch = config.camera_batch or default_camera_batch(device)  # a turntable's cameras grouped into the compiled batch
+    renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision,
+                                        compile=config.compile) for name, s in styles.items()}
+    warm_up_all(renderers.values(), device)  # the first request pays no compilation
+    return renderers
+
+
 class SageServer:
     def __init__(self, styles: dict[str, LoadedStyle], device, config: ServerConfig, local: LocalWorkers | None = None) -> None:
         """`local`: the worker processes started for `config.pool` (fleet.LocalWorkers), adopted by this server."""
@@ -99,11 +110,6 @@ class SageServer:
         self.styles = styles
         self.z_dims = {name: s.generator.z_dim for name, s in styles.items()}
         self.style_psi = {name: s.info.psi for name, s in styles.items()}
-        self.renderers: dict[str, PortraitRenderer] = {}  # with a pool, the worker processes render (`device` names them)
-        if config.pool is None:
-            batch = config.camera_batch or default_camera_batch(device)  # a turntable's cameras grouped into the compiled batch
-            self.renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision,
-                                                     compile=config.compile) for name, s in styles.items()}
         self.ctx = zmq.Context()
         self.authenticator = allow_list(self.ctx, config.curve_clients) if config.curve_clients is not None else None
         self.socket = self.ctx.socket(zmq.ROUTER)
@@ -120,9 +126,16 @@ class SageServer:
             self.socket.curve_publickey, self.socket.curve_secretkey = keys
             self.socket.curve_server = True
         self.endpoint = self._bind(config.bind)
-        # Bound before the warm-up (seconds on a CPU): a taken address fails at once, and clients that connect
-        # meanwhile are queued, not refused.
-        warm_up_all(self.renderers.values(), device)  # the first request pays no compilation
+        # Bound before the renderers are built and warmed up (seconds on a CPU): a taken address fails at once,
+        # and clients that connect meanwhile are queued, not refused.
+        try:
+            self.renderers = build_renderers(styles, device, config)
+        except BaseException:
+            self.socket.close()
+            if self.authenticator is not None:
+                self.authenticator.stop()
+            self.ctx.term()
+            raise
         self.inbox = Inbox(self.socket, self.limits)
         self.replies = self.ctx.socket(zmq.PULL)
         self.replies.bind("inproc://sage-replies")
