@@ -10,7 +10,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import zmq
@@ -36,6 +35,7 @@ from sage_backend.server.worker import Worker
 # kernel aborts a window closed for longer than the timeout), and the replies held for it were lost.
 KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES = 1, 1, 5
 SWEEP_S = 0.25  # how often clients with work are checked for a closed connection
+STALL_S = 1.0  # replies unsent this long after their job ended: the client is not reading
 
 
 @dataclass
@@ -64,7 +64,8 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
-class HeldLine(NamedTuple):
+@dataclass
+class HeldLine:
     """A finished job's log line, held until its last reply has left the server (SageServer._log_job)."""
 
     job: Job
@@ -73,6 +74,11 @@ class HeldLine(NamedTuple):
     seconds: float
     status: str
     worker: str
+    held_since: float  # time.monotonic() when the job ended
+    # Its replies sat unsent for over STALL_S with the client connected (it was not reading), or the client had
+    # gone before the job ended. Only then does a closed connection mean they were dropped: a reading client gets
+    # its replies within milliseconds and may close before the next sweep sees them gone.
+    stalled: bool = False
 
 
 def pose_record(poses: PoseDistribution) -> dict:
@@ -188,18 +194,23 @@ class SageServer:
             self._log(job.request.op, job.request.id, seconds, status, worker)
             return
         with self._held_lock:
-            self._held_lines.append(HeldLine(job, peer, newest, seconds, status, worker))
+            self._held_lines.append(HeldLine(job, peer, newest, seconds, status, worker, time.monotonic(), not peer.alive()))
 
     def _flush_job_logs(self, closing: bool = False) -> None:
         """Write the held lines whose replies have left the server (socket thread, at each sweep; all of them,
         as they are, when `closing`)."""
+        now = time.monotonic()
         with self._held_lock:
             held, self._held_lines, ready = self._held_lines, [], []
             for line in held:
-                (ready if line.last_reply.done or closing else self._held_lines).append(line)
+                if line.last_reply.done or closing:
+                    ready.append(line)
+                else:  # still unsent: judged here, never after the fact (a starved sweep must not call it stalled)
+                    line.stalled = line.stalled or now - line.held_since > STALL_S
+                    self._held_lines.append(line)
         for line in ready:
             # A reply counts as left when ZeroMQ has sent it, or dropped it with a closed connection.
-            undelivered = line.status == "ok" and not closing and not line.peer.alive()
+            undelivered = line.status == "ok" and not closing and line.stalled and not line.peer.alive()
             status = "undelivered" if undelivered else line.status
             self._log(line.job.request.op, line.job.request.id, line.seconds, status, line.worker)
 

@@ -213,10 +213,25 @@ def test_a_job_whose_replies_are_lost_with_the_connection_is_logged_undelivered(
         rid = c.send("turntable", style="line", seed=1, cameras=[FRONT] * 60, resolution=256)
         while other.call("hello")[0]["served"] == served:  # rendered to the end; most replies still in the server
             time.sleep(0.1)
+        time.sleep(1.5)  # held unread past STALL_S: this client is not reading
         c.close()
         assert _logged_status(backend, "turntable", rid) == "undelivered"
     finally:
         other.close()
+
+
+def test_a_client_that_reads_everything_and_closes_at_once_is_logged_ok(backend) -> None:
+    """The sibling of the case above: replies read, the connection closed before the server's next sweep. The
+    log said `undelivered` for such jobs (a Blender batch, the CLI's demo, a late worker's turntable)."""
+    rids = []
+    for seed in range(4):
+        c = Client(backend.address)
+        rid = c.send("turntable", style="line", seed=seed, cameras=[FRONT] * 4, resolution=64)
+        indices, _ = _read_turntable(c, rid, set())
+        assert indices == list(range(4))
+        c.close()
+        rids.append(rid)
+    assert [_logged_status(backend, "turntable", rid) for rid in rids] == ["ok"] * 4
 
 
 def test_a_traceback_quoting_a_client_cannot_forge_a_log_line(capsys) -> None:
