@@ -10,6 +10,7 @@ fails the requests in flight at once with one line that says which key to fix.
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import time
@@ -85,6 +86,9 @@ class Client:
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        # A peer that accepts but never greets in ZMTP (another program on that port) is given up after this, not
+        # libzmq's 30 s; a SAGE backend greets within milliseconds, CURVE included.
+        socket.setsockopt(zmq.HANDSHAKE_IVL, int(CONNECT_TIMEOUT_S * 1000))
         if self.keys is not None:
             socket.curve_publickey, socket.curve_secretkey = self._pair
             socket.curve_serverkey = self.keys.server
@@ -95,7 +99,8 @@ class Client:
         except zmq.ZMQError as exc:
             monitor.close(0)
             socket.close(0)
-            raise BackendUnavailable(f"cannot connect to {self.address!r}: {exc}") from None
+            hint = "" if "://" in self.address else " (an address reads tcp://HOST:PORT)"
+            raise BackendUnavailable(f"cannot connect to {self.address!r}: {exc}{hint}") from None
         self._socket, self._monitor, self._lost, self._handshake_error = socket, monitor, False, ""
         self._connected, self._unconnected_since = False, time.monotonic()
 
@@ -277,6 +282,9 @@ def handshake_error(event: int, value: int, address: str, keys: CurveKeys | None
     if event not in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
         return ""
     mismatch = event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and value == errno.EAGAIN:  # HANDSHAKE_IVL ran out
+        return (f"{address} accepted the connection but did not answer in ZeroMQ within {CONNECT_TIMEOUT_S:g} s: another "
+                "program listens on that port, not a SAGE backend (check the address)")
     if keys is None:
         cause = "uses CURVE encryption" if mismatch else "broke off the handshake: it likely uses CURVE encryption"
         return f"the backend at {address} {cause}: set its public key (server.key) as the Server Key in the add-on preferences (batch: --server-key)"

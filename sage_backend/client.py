@@ -15,7 +15,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from sage_backend.server.curve import HANDSHAKE_EVENTS, handshake_failure, read_secret_key
+from sage_backend.server.curve import HANDSHAKE_EVENTS, HANDSHAKE_IVL_MS, handshake_failure, read_secret_key
 from sage_backend.server.protocol import DTYPES, MAGIC, encode
 
 # ZMTP PING every second (the backend then knows this client is alive even while it is not reading); the
@@ -48,6 +48,7 @@ class SageClient:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        self.socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)  # not libzmq's 30 s: a wrong port is known at once
         if server_key is not None:  # CURVE: this client's key pair, the server's public key
             public, secret = read_secret_key(client_key) if client_key is not None else zmq.curve_keypair()
             self.socket.curve_publickey, self.socket.curve_secretkey, self.socket.curve_serverkey = public, secret, server_key

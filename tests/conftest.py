@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import importlib.metadata
+import socket
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +95,26 @@ def backend(serve_mode: str, tiny_checkpoint_dir: Path, tmp_path_factory):
     server = start_backend(tiny_checkpoint_dir, tmp_path_factory.mktemp("backend") / "stderr.log")
     yield server
     stop_backend(server)
+
+
+@pytest.fixture
+def foreign_listener():
+    """tcp://127.0.0.1:PORT where another program listens: it accepts connections and, like an HTTP server
+    waiting for a request line, never answers ZeroMQ's greeting."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:  # closed at teardown
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+    for connection in accepted:
+        connection.close()

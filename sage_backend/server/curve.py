@@ -7,6 +7,8 @@ every other client during the handshake: it gets no service at all.
 """
 from __future__ import annotations
 
+import errno
+
 import logging
 import os
 import stat
@@ -25,6 +27,13 @@ HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_A
                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
+# A peer that accepts the connection but never greets in ZMTP (an HTTP server, say) is given up after
+# HANDSHAKE_IVL_MS; a ZeroMQ peer greets within milliseconds, CURVE included.
+HANDSHAKE_IVL_MS = 2000
+NOT_ZEROMQ = (f"{{where}} accepted the connection but did not answer in ZeroMQ within {HANDSHAKE_IVL_MS / 1000:g} s: "
+              "another program listens on that port, not a SAGE backend (check the address)")
+
+
 def handshake_failure(event: int, value: int, where: str, curve: bool, key_option: str, refused: str) -> str:
     """One line naming the setting to fix after a handshake with `where` failed (a socket monitor's `event`
     and `value`; "" for any other event). `curve`: whether this side gave a server key (via `key_option`);
@@ -38,6 +47,8 @@ def handshake_failure(event: int, value: int, where: str, curve: bool, key_optio
     if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
         return (f"{where} does not use CURVE encryption: drop {key_option}" if curve else
                 f"{where} uses CURVE encryption: give its public key (server.key) with {key_option}")
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and value == errno.EAGAIN:  # HANDSHAKE_IVL ran out
+        return NOT_ZEROMQ.format(where=where)
     if not curve:
         return f"{where} broke off the handshake: it likely uses CURVE encryption; give its server.key with {key_option}"
     return (f"{where} broke off the CURVE handshake: {key_option} is likely not its server.key, or it "

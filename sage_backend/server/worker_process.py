@@ -22,7 +22,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from sage_backend.inference import Interrupted, PortraitRenderer
 from sage_backend.server import link
-from sage_backend.server.curve import HANDSHAKE_EVENTS, handshake_failure
+from sage_backend.server.curve import HANDSHAKE_EVENTS, HANDSHAKE_IVL_MS, handshake_failure
 from sage_backend.server.protocol import Limits, Request, parse_work
 from sage_backend.server.worker import failure, frame_replies, mesh_progress, mesh_reply
 
@@ -123,6 +123,7 @@ class WorkerProcess:
         """A DEALER to the server that has said READY (queued until connected), and its handshake monitor."""
         socket = self.ctx.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)  # a wrong port is said in seconds, then retried
         if self.keys is not None:
             socket.curve_publickey, socket.curve_secretkey, socket.curve_serverkey = self.keys
         monitor = socket.get_monitor_socket(HANDSHAKE_EVENTS)

@@ -139,6 +139,19 @@ def test_nobody_listening_is_a_clear_timeout():
 def test_bad_address_is_a_clear_error():
     with pytest.raises(BackendUnavailable, match="cannot connect"):
         Client("not-an-address")
+    with pytest.raises(BackendUnavailable, match=r"reads tcp://HOST:PORT"):
+        Client("localhost:5555")
+
+
+def test_another_program_on_the_port_is_named_at_the_handshake_not_blamed_on_curve(foreign_listener):
+    """An HTTP server (or anything that never greets in ZMTP) on the port: libzmq gave up its handshake after
+    30 s and the add-on blamed CURVE keys. The timeout here is 60 s: the error must come from the handshake."""
+    client = Client(foreign_listener, timeout_s=60)
+    try:
+        with pytest.raises(BackendUnavailable, match="another program listens on that port, not a SAGE backend"):
+            client.hello()
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize(

@@ -262,6 +262,14 @@ def test_curve_allow_list_serves_listed_keys_only(tmp_path, tiny_checkpoint_dir)
         stop_backend(server)
 
 
+def test_another_program_on_the_port_is_named_at_the_handshake(foreign_listener) -> None:
+    """Nothing ZeroMQ listens there: the client says so when the handshake runs out (seconds), not at its own
+    timeout (60 s here) and not as a CURVE problem."""
+    with SageClient(foreign_listener, timeout_s=60) as client:
+        with pytest.raises(BackendGone, match="another program listens on that port, not a SAGE backend"):
+            client.request("hello")
+
+
 def test_a_server_key_for_a_backend_without_curve_names_the_setting_to_fix(backend) -> None:
     with SageClient(backend.address, timeout_s=30, server_key=zmq.curve_keypair()[0]) as client:
         with pytest.raises(BackendGone, match="does not use CURVE encryption.*drop --server-key"):
