@@ -61,7 +61,7 @@ OLDEST_311, NEWEST_311, OLDEST_313, NEWEST_313 = TEST_BLENDERS = (
     # bpy 5.1 pins numpy<2, which has no Python 3.13 wheel (pip would compile it for minutes); Blender 5.1 ships its
     # own numpy, and the add-on runs on numpy 2 (bpy 5.3's), so bpy goes in without its pins.
     TestBlender(BLENDER_LINES[1], "5.1.0", "bpy-5.1", every_test=False, without_deps=("bpy==5.1.0",),
-                requirements=("numpy>=2.1", "requests", "zstandard", "cython")),
+                requirements=("numpy>=2.1", "requests", "charset-normalizer", "idna", "urllib3", "certifi", "zstandard", "cython")),
     TestBlender(BLENDER_LINES[1], "5.3.0", "bpy-5.3", every_test=True, requirements=("bpy==5.3.0",)),
 )
 HOW_TO_MAKE = ("run: python -m tests.addon.blender_lines (bpy " + ", ".join(b.bpy for b in TEST_BLENDERS if b.line.python >= (3, 13))
@@ -90,8 +90,9 @@ def make_venv(blender: TestBlender) -> Path:
     folder = ENVIRONMENT / blender.venv
     subprocess.run([python, "-m", "venv", str(folder)], check=True)
     pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    if blender.without_deps:
+    if blender.without_deps:  # then the rest without pins too (all listed): pip would report the skipped pin as an ERROR
         subprocess.run([*pip, "--no-deps", *blender.without_deps], check=True)
+        pip.append("--no-deps")
     subprocess.run([*pip, *blender.requirements, f"pyzmq=={PYZMQ_VERSION}"], check=True)
     return folder / "bin" / "python"
 
