@@ -75,10 +75,18 @@ class HeldLine:
     status: str
     worker: str
     held_since: float  # time.monotonic() when the job ended
-    # Its replies sat unsent for over STALL_S with the client connected (it was not reading), or the client had
-    # gone before the job ended. Only then does a closed connection mean they were dropped: a reading client gets
-    # its replies within milliseconds and may close before the next sweep sees them gone.
+    # Its replies sat unsent for over STALL_S (the client was not reading). Only then does a closed connection mean
+    # they were dropped: a reading client gets its replies within milliseconds and may close before the next sweep
+    # (or, with worker processes, before the job's line is written) sees them gone.
     stalled: bool = False
+
+    def left(self, now: float, closing: bool) -> bool:
+        """Whether its last reply has left the server; while it has not, judges `stalled` (here, never after the
+        fact: a sweep that comes late must not call a reply that left at once stalled)."""
+        if self.last_reply.done or closing:
+            return True
+        self.stalled = self.stalled or now - self.held_since > STALL_S
+        return False
 
 
 def pose_record(poses: PoseDistribution) -> dict:
@@ -194,7 +202,7 @@ class SageServer:
             self._log(job.request.op, job.request.id, seconds, status, worker)
             return
         with self._held_lock:
-            self._held_lines.append(HeldLine(job, peer, newest, seconds, status, worker, time.monotonic(), not peer.alive()))
+            self._held_lines.append(HeldLine(job, peer, newest, seconds, status, worker, time.monotonic()))
 
     def _flush_job_logs(self, closing: bool = False) -> None:
         """Write the held lines whose replies have left the server (socket thread, at each sweep; all of them,
@@ -203,11 +211,7 @@ class SageServer:
         with self._held_lock:
             held, self._held_lines, ready = self._held_lines, [], []
             for line in held:
-                if line.last_reply.done or closing:
-                    ready.append(line)
-                else:  # still unsent: judged here, never after the fact (a starved sweep must not call it stalled)
-                    line.stalled = line.stalled or now - line.held_since > STALL_S
-                    self._held_lines.append(line)
+                (ready if line.left(now, closing) else self._held_lines).append(line)
         for line in ready:
             # A reply counts as left when ZeroMQ has sent it, or dropped it with a closed connection.
             undelivered = line.status == "ok" and not closing and line.stalled and not line.peer.alive()
