@@ -90,7 +90,6 @@ def _keep(image: Any) -> None:
         image.pack()
 
 
-
 def reread_packed() -> None:
     """After an undo or redo: the add-on's images show the pixels packed in the restored step (Blender keeps an
     image's buffer across undo, so it would still show the newest drawing)."""

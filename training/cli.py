@@ -112,8 +112,9 @@ def _progress_lines() -> Callable[[str], None]:
 
 def run_training(args: argparse.Namespace, stage: int) -> int:
     from sage_backend.labels import LABEL_NAMES
+    from sage_backend.inference import pick_device
     from training.memory import check_step_fits
-    from training.trainer import Trainer, resolve_device
+    from training.trainer import Trainer
 
     cfg, recipe = _recipe(args, stage)
     changes = {k: v for k, v in (("data", args.data), ("seed", args.seed), ("style", getattr(args, "style", None))) if v is not None}
@@ -129,7 +130,7 @@ def run_training(args: argparse.Namespace, stage: int) -> int:
         raise ValueError("stage2 needs --from STAGE1_CHECKPOINT (or --resume)")
     _init_distributed()
     say = _progress_lines()
-    check_step_fits(cfg, resolve_device(args.device), int(os.environ.get("WORLD_SIZE", "1")), say)  # before anything is written
+    check_step_fits(cfg, pick_device(args.device), int(os.environ.get("WORLD_SIZE", "1")), say)  # before anything is written
     say(f"building the {cfg.model} model and indexing the data in {cfg.data} ...")
     trainer = Trainer(cfg, args.out, init_from=None if args.resume else init_from, device=args.device)
     if args.resume:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from sage_backend.cameras import Camera
 from sage_backend.checkpoint import CheckpointError, StyleInfo, load_generator, save_generator
 from sage_backend.files import atomic_path
-from sage_backend.inference import PortraitRenderer, seed_latent
+from sage_backend.inference import PortraitRenderer, pick_device, seed_latent
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.generator import SageGenerator
 from sage_backend.frames import contact_sheet, stack_sheets
@@ -56,7 +56,7 @@ class Trainer:
         self.logs = RunLogs(self.run_dir)
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
-        self.device = resolve_device(device)
+        self.device = pick_device(device)
         self.model_cfg = cfg.model_config()
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.G = SageGenerator(self.model_cfg)
@@ -291,11 +291,6 @@ class Trainer:
         with atomic_path(path) as tmp:
             Image.fromarray(stack_sheets(sheets)).save(tmp, format="PNG")
         return path
-
-
-def resolve_device(name: str) -> torch.device:
-    """The device a run trains on: "auto" is CUDA when available, else the CPU."""
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
 
 
 def device_label(device: torch.device, world: int = 1) -> str:
