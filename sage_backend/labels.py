@@ -57,3 +57,24 @@ def colorize(labels: np.ndarray) -> np.ndarray:
         raise ValueError(f"label ids must lie in 0..{NUM_CLASSES - 1}")
     return palette[labels.astype(np.intp)]
 
+
+# The face parts a drawing's strokes are sorted by (Grease Pencil layers in the add-on): each part and the classes
+# it takes, in the order the parts are listed everywhere. Background is a part too, for ink far from the head.
+PART_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("hair", ("hair", "hat")),
+    ("face", ("skin",)),
+    ("eyes", ("l_eye", "r_eye", "eye_g")),
+    ("brows", ("l_brow", "r_brow")),
+    ("nose", ("nose",)),
+    ("mouth", ("mouth", "u_lip", "l_lip")),
+    ("ears", ("l_ear", "r_ear", "ear_r")),
+    ("neck", ("neck", "neck_l")),
+    ("clothes", ("cloth",)),
+    ("background", ("background",)),
+)
+PART_NAMES: tuple[str, ...] = tuple(name for name, _ in PART_CLASSES)
+BACKGROUND_PART = PART_NAMES.index("background")
+# class id -> part index (19 entries)
+PART_OF_CLASS: tuple[int, ...] = tuple(
+    next(p for p, (_, classes) in enumerate(PART_CLASSES) if name in classes) for name in LABEL_NAMES
+)

@@ -31,6 +31,8 @@ class Limits:
     min_resolution: int = 64
     max_resolution: int = 1024
     max_cameras: int = 720
+    max_stroke_points: int = 20_000  # per frame of the strokes output: past it simplified, then shortest strokes dropped
+    max_strokes: int = 2_000  # per frame of the strokes output: past it the shortest strokes are dropped
     min_grid: int = 32
     max_grid: int = 512
     client_backlog_bytes: int = 64 * 1024 * 1024  # unsent replies per client before its work pauses

@@ -14,11 +14,12 @@ import numpy as np
 
 from sage_backend.cameras import Camera
 from sage_backend.limits import DEFAULT_PSI, Limits, check_latent, check_value
+from sage_backend.strokes import SOURCES
 
 MAGIC = b"SAGE/1"
 PROTOCOL_VERSION = 1
 OPS = ("hello", "ping", "generate", "turntable", "mesh", "cancel")
-OUTPUTS = ("drawing", "semantic", "depth")
+OUTPUTS = ("drawing", "semantic", "depth", "strokes")  # strokes: traced from the drawing (sage_backend/strokes.py)
 MESH_FORMATS = ("ply", "glb", "obj")
 MESH_COLORS = ("semantic", "drawing", "none")
 DTYPES = {"uint8": np.uint8, "float32": np.float32}
@@ -159,6 +160,8 @@ class RenderSpec:
     colors: str = "semantic"
     threshold: float | None = None
     deadline_ms: float | None = None
+    trace: str = "auto"  # what the strokes output traces: ink, parts (boundaries) or auto (strokes.SOURCES)
+    stroke_limits: tuple[int, int] = (Limits.max_stroke_points, Limits.max_strokes)  # (points, strokes) per frame
 
 
 def parse_work(request: Request, limits: Limits, styles: dict[str, int], style_psi: Mapping[str, float] | None = None) -> RenderSpec:
@@ -184,6 +187,8 @@ def parse_work(request: Request, limits: Limits, styles: dict[str, int], style_p
     if not isinstance(outputs, list) or not outputs or any(o not in OUTPUTS for o in outputs) or len(set(outputs)) != len(outputs):
         raise ProtocolError("bad_request", f"outputs must be a non-empty list drawn from {', '.join(OUTPUTS)}", rid)
     spec.outputs = tuple(outputs)
+    spec.trace = _choice(f, "trace", "auto", SOURCES, rid)
+    spec.stroke_limits = (limits.max_stroke_points, limits.max_strokes)
     if request.op == "generate":
         if f.get("camera") is None:
             raise ProtocolError("bad_request", "camera is required", rid)

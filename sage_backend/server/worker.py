@@ -12,9 +12,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer, precision_label
+from sage_backend.labels import PART_NAMES
 from sage_backend.server.peers import Peers
 from sage_backend.server.protocol import Limits, ProtocolError, RenderSpec, Request, array_blob, encode, error_reply, print_traceback
 from sage_backend.server.scheduler import FairScheduler, Job
+from sage_backend.strokes import trace_strokes
 
 Send = Callable[[bytes, list[bytes]], None]  # (client identity, frames): hands a reply to the socket thread
 Log = Callable[[Job, float, str, str], None]  # (job, seconds, status, worker name): its one line, once its replies left
@@ -118,13 +120,13 @@ def frame_replies(renderer: PortraitRenderer, spec: RenderSpec, request: Request
     """The client messages of a generate (one, with `style`) or of a turntable's frames (one per camera, `frame`
     counted from `first`; the closing `done` is the caller's). Raises inference.Interrupted when `should_stop`."""
     latent = renderer.latent(seed=spec.seed, latent=spec.latent)
-    frames = renderer.render(latent, spec.cameras, spec.psi, spec.resolution, spec.outputs, should_stop)
+    frames = renderer.render(latent, spec.cameras, spec.psi, spec.resolution, rendered_outputs(spec.outputs), should_stop)
     if request.op == "generate":
-        header, blobs = frame_message(next(frames), spec.outputs)
+        header, blobs = frame_message(next(frames), spec)
         yield encode({"id": request.id, "ok": True, "style": spec.style, **header}, blobs)
         return
     for index, frame in enumerate(frames, start=first):
-        header, blobs = frame_message(frame, spec.outputs)
+        header, blobs = frame_message(frame, spec)
         yield encode({"id": request.id, "ok": True, "frame": index, **header}, blobs)
 
 
@@ -177,10 +179,27 @@ def mesh_reply(renderer: PortraitRenderer, spec: RenderSpec, rid: str, should_st
     return encode(header, [data])
 
 
-def frame_message(frame: Frame, outputs: tuple[str, ...]) -> tuple[dict, list[bytes]]:
+def rendered_outputs(outputs: tuple[str, ...]) -> tuple[str, ...]:
+    """What the renderer makes for a request's outputs: strokes are traced from the drawing and its semantic map."""
+    made = [name for name in outputs if name != "strokes"]
+    return tuple(made + [name for name in ("drawing", "semantic") if "strokes" in outputs and name not in made])
+
+
+def frame_message(frame: Frame, spec: RenderSpec) -> tuple[dict, list[bytes]]:
+    """A frame's reply header fields and blobs: one blob per output the request named. `strokes` is the blob
+    (P, 3) float32 of points (x, y, width in pixels) with `strokes` in the header: each stroke's point count
+    (`lengths`) and part (`parts`, indices into `part_names`), what was traced, the tolerance and `dropped`."""
+    header: dict = {}
     descriptors, blobs = [], []
-    for name in outputs:
-        desc, data = array_blob(name, np.asarray(getattr(frame, name)))
+    for name in spec.outputs:
+        if name == "strokes":
+            strokes = trace_strokes(frame.drawing, frame.semantic, spec.trace, *spec.stroke_limits)
+            header["strokes"] = {"lengths": strokes.lengths.tolist(), "parts": strokes.parts.tolist(),
+                                 "part_names": list(PART_NAMES), "source": strokes.source,
+                                 "tolerance": strokes.tolerance, "dropped": strokes.dropped}
+            desc, data = array_blob(name, strokes.points)
+        else:
+            desc, data = array_blob(name, np.asarray(getattr(frame, name)))
         descriptors.append(desc)
         blobs.append(data)
-    return {"blobs": descriptors}, blobs
+    return {"blobs": descriptors, **header}, blobs

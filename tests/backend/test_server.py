@@ -96,6 +96,29 @@ def test_generate_returns_drawing_semantic_and_depth(client: Client) -> None:
     assert blobs2[0] == blobs[0]  # same seed, same drawing
 
 
+def test_strokes_output_traces_the_frame_it_would_draw(client: Client) -> None:
+    from sage_backend.labels import PART_NAMES
+    from sage_backend.strokes import trace_strokes
+
+    header, blobs = client.call("generate", style="line", seed=2, camera=FRONT, resolution=64, outputs=["drawing", "semantic", "strokes"])
+    assert header["ok"], header
+    drawing = np.frombuffer(blobs[0], np.uint8).reshape(64, 64, 3)
+    semantic = np.frombuffer(blobs[1], np.uint8).reshape(64, 64)
+    desc, info = header["blobs"][2], header["strokes"]
+    points = np.frombuffer(blobs[2], np.float32).reshape(desc["shape"])
+    expected = trace_strokes(drawing, semantic)  # the server traces the very frame it sends
+    assert desc["name"] == "strokes" and points.shape == expected.points.shape and np.array_equal(points, expected.points)
+    assert info["lengths"] == expected.lengths.tolist() and info["parts"] == expected.parts.tolist() and sum(info["lengths"]) == len(points)
+    assert info["part_names"] == list(PART_NAMES) and info["source"] == expected.source and info["dropped"] == 0
+    assert np.all((points[:, :2] >= 0) & (points[:, :2] <= 64)) and np.all(points[:, 2] >= 1)
+    only, blobs = client.call("generate", style="line", seed=2, camera=FRONT, resolution=64, outputs=["strokes"], trace="parts")
+    assert [b["name"] for b in only["blobs"]] == ["strokes"] and only["strokes"]["source"] == "parts"
+    bad, _ = client.call("generate", style="line", seed=2, camera=FRONT, outputs=["strokes"], trace="oil")
+    assert bad["error"] == {"code": "bad_request", "message": "trace must be one of auto, ink, parts"}
+    hello, _ = client.call("hello", client="pytest")
+    assert hello["limits"]["max_stroke_points"] == 20_000 and hello["limits"]["max_strokes"] == 2_000
+
+
 def test_latent_blob_and_cam2world_camera(client: Client) -> None:
     latent = np.random.default_rng(0).standard_normal(16).astype(np.float32)
     c2w = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1.0], [0, 0, 0, 1]]
