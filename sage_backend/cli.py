@@ -43,7 +43,8 @@ EXAMPLES = {
                "sage-backend render --style line --seed 3 --turntable 12 --resolution 256 --out frames/",
                "sage-backend render --style pencil --yaw 1.2 --pitch 1.4 --fov 14 --out view/"],
     "mesh": ["sage-backend mesh --style pencil --seed 7 --grid 128 --out head.ply",
-             "sage-backend mesh --style line --seed 7 --grid 256 --colors drawing --format glb --out head.glb"],
+             "sage-backend mesh --style line --seed 7 --grid 256 --colors drawing --format glb --out head.glb",
+             "sage-backend mesh --style pencil --seed 7 --grid 128 --out head.obj    # also writes head.mtl"],
     "keys": ["sage-backend keys --out keys/", "sage-backend keys --out . --name alice"],
     "demo": ["sage-backend demo --out demo_out", "sage-backend demo --no-blender --out demo_out", "sage-backend demo --frames 12 --grid 128 --precision bf16 --out demo_out"],
 }
@@ -141,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     _styles_arg(p)
     _compile_arg(p)
-    p = _subcommand(sub, "mesh", "export the density field as a coloured, labelled mesh")
+    p = _subcommand(sub, "mesh", "export the density field as a coloured, labelled mesh with a part per class (GLB "
+                                 "primitives, OBJ groups with NAME.mtl beside it, PLY per-vertex and per-face labels)")
     _style_arg(p)
     _latent_args(p)
     p.add_argument("--grid", type=int, default=256, help="grid cells per axis (CPU: 128 takes seconds, 256 minutes on the full preset)")
@@ -255,8 +257,9 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     check_writable(args.out.parent)
     renderer, psi = _renderer(args)
     mesh = extract_mesh(renderer, renderer.latent(seed=args.seed), psi, args.grid, args.threshold, args.colors, progress=True)
-    write_mesh(args.out, mesh, fmt)
-    print(f"seed {args.seed} at psi {psi:g}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces (iso-level {mesh.metadata['threshold']:.3g}) -> {args.out}")
+    written = write_mesh(args.out, mesh, fmt)
+    print(f"seed {args.seed} at psi {psi:g}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces (iso-level {mesh.metadata['threshold']:.3g}) -> "
+          + " + ".join(map(str, written)))
     return 0
 
 

@@ -68,12 +68,20 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = None,
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
-    def whole(tmp: Path) -> None:
-        if tmp.stat().st_size != len(data):
-            raise OSError(f"{tmp.stat().st_size} of {len(data)} bytes on disk")
+    atomic_write_files({path: data}, mode)
 
-    with atomic_path(path, mode, whole) as tmp:
-        tmp.write_bytes(data)
+
+def atomic_write_files(files: dict[str | os.PathLike[str], bytes], mode: int | None = None) -> None:
+    """Several files that belong together (an OBJ and its .mtl): every one is written and checked beside its
+    target first, and only then are they renamed over their targets, the first one last; a failure before the
+    renames leaves every target as it was and no temporary file behind."""
+    with contextlib.ExitStack() as stack:
+        for path, data in files.items():  # exits run in reverse: the first file (the one naming the others) last
+            def whole(tmp: Path, size: int = len(data)) -> None:
+                if tmp.stat().st_size != size:
+                    raise OSError(f"{tmp.stat().st_size} of {size} bytes on disk")
+
+            stack.enter_context(atomic_path(path, mode, whole)).write_bytes(data)
 
 
 def append_text(path: str | os.PathLike[str], text: str) -> None:

@@ -14,8 +14,12 @@ Orientation, so that every format shows the head upright (+Z) facing -Y after Bl
 
 Per-vertex semantic labels (class ids of labels.py): PLY vertex property "semantic" (uint8); GLB custom
 attribute "_SEMANTIC" (SCALAR float32: Blender's glTF importer keeps float and uint8 scalars as point
-attributes, and uint8 scalars would break glTF's 4-byte vertex alignment). OBJ carries colours only
-("v x y z r g b"): use PLY or GLB for labels.
+attributes, and uint8 scalars would break glTF's 4-byte vertex alignment). OBJ carries no per-vertex labels.
+
+Parts: a labelled mesh has a part per class present, each face in the class two or three of its corners share,
+else its first corner's (face_labels). PLY: face property "semantic"; GLB: one primitive per class with a
+material named after the class in its palette colour (Blender's importer makes them material slots); OBJ:
+one `g`/`usemtl` group per class and a material library, NAME.mtl beside NAME.obj (mesh_files, write_mesh).
 
 Colours: PLY and OBJ carry the sRGB bytes. glTF defines COLOR_0 as linear, so a GLB gets the colours
 converted to linear float32 (8-bit linear would round dark palette entries: sRGB 51 would read back 49);
@@ -41,9 +45,9 @@ from skimage.measure import marching_cubes
 from tqdm import tqdm
 
 from sage_backend.cameras import SAGE_TO_BLENDER, Camera, project_points, stack_cameras
-from sage_backend.files import atomic_write_bytes
+from sage_backend.files import atomic_write_files
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer
-from sage_backend.labels import PALETTE
+from sage_backend.labels import LABEL_NAMES, PALETTE
 from sage_backend.limits import DEFAULT_PSI
 
 DEFAULT_THRESHOLD = 10.0
@@ -287,41 +291,50 @@ def extract_mesh(renderer: PortraitRenderer, z: torch.Tensor, psi: float = DEFAU
     return mesh
 
 
-def _with(mesh: trimesh.Trimesh, vertices: np.ndarray, attributes: dict[str, np.ndarray]) -> trimesh.Trimesh:
-    """A shallow export copy: new vertices and attributes, same faces and vertex colours."""
-    out = trimesh.Trimesh(vertices, mesh.faces, vertex_attributes=attributes, process=False)
-    if mesh.visual.kind == "vertex":
-        out.visual = trimesh.visual.ColorVisuals(out, vertex_colors=mesh.visual.vertex_colors)
-    return out
+def face_labels(faces: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each face's class from its corners' (labels (V,) class ids, faces (F, 3)): the class two or three corners
+    share, else its first corner's. (F,) uint8. The one rule every format's parts follow (module docstring)."""
+    labels = np.asarray(labels, np.uint8)
+    first, second, third = (labels[np.asarray(faces)[:, i]] for i in range(3))
+    return np.where(second == third, second, first)
 
 
-def mesh_to_bytes(mesh: trimesh.Trimesh, fmt: str) -> bytes:
-    """Serialise in the orientation documented above (PLY in Blender axes, GLB/OBJ in SAGE axes)."""
+def mesh_to_bytes(mesh: trimesh.Trimesh, fmt: str, name: str = "mesh") -> bytes:
+    """The mesh file in the orientation documented above (PLY in Blender axes, GLB/OBJ in SAGE axes), with its
+    parts when it has labels; an OBJ names its material library `name`.mtl (mesh_files has both files)."""
     if fmt not in FORMATS:
         raise ValueError(f"mesh format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     labels = mesh.vertex_attributes.get(SEMANTIC)
+    faces = np.asarray(mesh.faces)
+    parts = None if labels is None else face_labels(faces, labels)
+    colors = mesh.visual.vertex_colors if mesh.visual.kind == "vertex" else None
     if fmt == "ply":
-        colors = mesh.visual.vertex_colors if mesh.visual.kind == "vertex" else None
-        data = ply_bytes(np.asarray(mesh.vertices) @ SAGE_TO_BLENDER.T, np.asarray(mesh.faces), colors, labels)
-    elif fmt == "glb":
-        attributes = {} if labels is None else {GLB_SEMANTIC: np.asarray(labels, np.float32)}
-        plain = _with(mesh, mesh.vertices, attributes)
-        plain.visual = trimesh.visual.ColorVisuals(plain)  # colours go in below, linear
-        data = plain.export(file_type="glb")
-        if mesh.visual.kind == "vertex":
-            rgba = mesh.visual.vertex_colors.astype(np.float32) / 255
+        return ply_bytes(np.asarray(mesh.vertices) @ SAGE_TO_BLENDER.T, faces, colors, labels, parts)
+    if fmt == "glb":
+        rgba = None
+        if colors is not None:
+            rgba = colors.astype(np.float32) / 255
             rgba[:, :3] = srgb_to_linear(rgba[:, :3])
-            data = glb_with_vertex_colors(data, rgba)
-    else:
-        data = _with(mesh, mesh.vertices, {}).export(file_type="obj", include_color=True, include_normals=False)
-    return data if isinstance(data, bytes) else data.encode()
+        return glb_bytes(np.asarray(mesh.vertices), faces, rgba, labels, parts)
+    return obj_bytes(np.asarray(mesh.vertices), faces, colors, parts, f"{name}.mtl")
 
 
-def ply_bytes(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None, labels: np.ndarray | None = None) -> bytes:
+def mesh_files(mesh: trimesh.Trimesh, fmt: str, name: str = "mesh") -> dict[str, bytes]:
+    """Every file of the mesh in `fmt`, by suffix: {fmt: the mesh} and, for a labelled OBJ, {"mtl": its material
+    library}, which the OBJ names `name`.mtl (write both into one folder as NAME.obj and NAME.mtl)."""
+    files = {fmt: mesh_to_bytes(mesh, fmt, name)}
+    labels = mesh.vertex_attributes.get(SEMANTIC)
+    if fmt == "obj" and labels is not None:
+        files["mtl"] = mtl_bytes(np.unique(face_labels(mesh.faces, labels)))
+    return files
+
+
+def ply_bytes(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None, labels: np.ndarray | None = None,
+              parts: np.ndarray | None = None) -> bytes:
     """Binary little-endian PLY, the layout trimesh writes (float x y z, uchar red green blue alpha, uchar
-    `semantic`; faces as a uchar-counted int list), built as two numpy record arrays: ~10x faster than
-    trimesh's export, which hashes its caches first. vertices (V, 3), faces (F, 3), colors (V, 4) uint8,
-    labels (V,) class ids."""
+    `semantic`; faces as a uchar-counted int list, then uchar `semantic` when `parts` are given), built as two
+    numpy record arrays: ~10x faster than trimesh's export, which hashes its caches first. vertices (V, 3),
+    faces (F, 3), colors (V, 4) uint8, labels (V,) and parts (F,) class ids (face_labels)."""
     fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
     fields += [(c, "u1") for c in ("red", "green", "blue", "alpha")] if colors is not None else []
     fields += [(SEMANTIC, "u1")] if labels is not None else []
@@ -333,11 +346,15 @@ def ply_bytes(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None
             records[channel] = colors[:, i]
     if labels is not None:
         records[SEMANTIC] = labels
-    triangles = np.empty(len(faces), dtype=[("n", "u1"), ("v", "<i4", (3,))])
+    triangles = np.empty(len(faces), dtype=[("n", "u1"), ("v", "<i4", (3,))] + ([(SEMANTIC, "u1")] if parts is not None else []))
     triangles["n"], triangles["v"] = 3, faces
+    if parts is not None:
+        triangles[SEMANTIC] = parts
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(vertices)}"]
     header += [f"property {'float' if kind == '<f4' else 'uchar'} {name}" for name, kind in fields]
-    header += [f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header", ""]
+    header += [f"element face {len(faces)}", "property list uchar int vertex_indices"]
+    header += [f"property uchar {SEMANTIC}"] if parts is not None else []
+    header += ["end_header", ""]
     return "\n".join(header).encode() + records.tobytes() + triangles.tobytes()
 
 
@@ -347,29 +364,86 @@ def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
     return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
-def glb_with_vertex_colors(glb: bytes, rgba: np.ndarray) -> bytes:
-    """A one-mesh GLB with float32 VEC4 COLOR_0 (linear, as glTF 2.0 defines it) added to its primitive."""
-    magic, version, _ = struct.unpack_from("<4sII", glb, 0)
-    json_length, json_type = struct.unpack_from("<I4s", glb, 12)
-    if magic != b"glTF" or version != 2 or json_type != b"JSON":
-        raise ValueError("not a glTF 2.0 binary")
-    tree = json.loads(glb[20:20 + json_length])
-    binary = bytearray(glb[28 + json_length:]) if len(glb) > 20 + json_length else bytearray()
-    binary += b"\0" * (-len(binary) % 4)
-    colours = np.ascontiguousarray(rgba, dtype="<f4")
-    tree.setdefault("bufferViews", []).append({"buffer": 0, "byteOffset": len(binary), "byteLength": colours.nbytes, "target": 34962})
-    tree.setdefault("accessors", []).append({"bufferView": len(tree["bufferViews"]) - 1, "componentType": 5126, "count": len(colours), "type": "VEC4"})
-    binary += colours.tobytes()
-    tree["buffers"] = [{"byteLength": len(binary)}]
-    for primitive in tree["meshes"][0]["primitives"]:
-        primitive["attributes"]["COLOR_0"] = len(tree["accessors"]) - 1
+def glb_bytes(vertices: np.ndarray, faces: np.ndarray, rgba: np.ndarray | None = None, labels: np.ndarray | None = None,
+              parts: np.ndarray | None = None) -> bytes:
+    """A glTF 2.0 binary of one mesh: POSITION (V, 3), float32 VEC4 COLOR_0 (`rgba`, linear 0..1, as glTF 2.0
+    defines it), the float SCALAR `_SEMANTIC` (`labels`), and with `parts` (F,) one primitive per class present,
+    each with its own indices and a material named after the class in its palette colour; without, one
+    primitive. The primitives share the vertex attributes."""
+    binary, views, accessors = bytearray(), [], []
+
+    def accessor(array: np.ndarray, component: int, kind: str, target: int, **extra: object) -> int:
+        data = np.ascontiguousarray(array).tobytes()  # float32 / uint32: every view stays 4-byte aligned
+        views.append({"buffer": 0, "byteOffset": len(binary), "byteLength": len(data), "target": target})
+        binary.extend(data)
+        accessors.append({"bufferView": len(views) - 1, "componentType": component, "count": len(array), "type": kind, **extra})
+        return len(accessors) - 1
+
+    positions = np.asarray(vertices, "<f4")
+    attributes = {"POSITION": accessor(positions, 5126, "VEC3", 34962, min=positions.min(0).tolist(), max=positions.max(0).tolist())}
+    if rgba is not None:
+        attributes["COLOR_0"] = accessor(np.asarray(rgba, "<f4"), 5126, "VEC4", 34962)
+    if labels is not None:
+        attributes[GLB_SEMANTIC] = accessor(np.asarray(labels, "<f4"), 5126, "SCALAR", 34962)
+    faces = np.asarray(faces, "<u4")
+    classes = [None] if parts is None else [int(c) for c in np.unique(parts)]
+    primitives, materials = [], []
+    for cls in classes:
+        indices = faces if cls is None else faces[parts == cls]
+        primitive = {"attributes": attributes, "indices": accessor(indices.reshape(-1), 5125, "SCALAR", 34963), "mode": 4}
+        if cls is not None:
+            primitive["material"] = len(materials)
+            colour = srgb_to_linear(np.asarray(PALETTE[cls]) / 255).tolist()
+            materials.append({"name": LABEL_NAMES[cls], "pbrMetallicRoughness": {"baseColorFactor": [*colour, 1.0],
+                                                                                  "metallicFactor": 0.0, "roughnessFactor": 1.0}})
+        primitives.append(primitive)
+    tree = {"asset": {"version": "2.0", "generator": "SAGE Portrait"}, "scene": 0, "scenes": [{"nodes": [0]}],
+            "nodes": [{"mesh": 0, "name": "SAGE Portrait Mesh"}], "meshes": [{"name": "SAGE Portrait Mesh", "primitives": primitives}],
+            "accessors": accessors, "bufferViews": views, "buffers": [{"byteLength": len(binary)}]}
+    if materials:
+        tree["materials"] = materials
     text = json.dumps(tree, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 4)
     body = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(binary), b"BIN\0") + bytes(binary)
     return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
 
 
-def write_mesh(path: str | Path, mesh: trimesh.Trimesh, fmt: str | None = None) -> None:
-    """Write atomically; the format comes from the suffix unless given."""
+def obj_bytes(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None, parts: np.ndarray | None = None,
+              mtl_name: str = "mesh.mtl") -> bytes:
+    """Wavefront OBJ: `v x y z [r g b]` (colours (V, 3+) uint8 written as 0..1), then the faces; with `parts` (F,)
+    class ids, `mtllib mtl_name` and one `g`/`usemtl` group per class present, named after the class
+    (mtl_bytes writes the library)."""
+    vertices = np.asarray(vertices, np.float64)
+    columns = vertices if colors is None else np.concatenate([vertices, np.asarray(colors)[:, :3] / 255.0], 1)
+    row = "v" + " %.8f" * columns.shape[1] + "\n"  # 8 digits, as trimesh: with 6 a round trip met vertices closer than that
+    out = ["# SAGE Portrait mesh\n"]
+    if parts is not None:
+        out.append(f"mtllib {mtl_name}\n")
+    out.append((row * len(columns)) % tuple(columns.ravel()))
+    faces = np.asarray(faces) + 1
+    groups = [(None, faces)] if parts is None else [(int(c), faces[parts == c]) for c in np.unique(parts)]
+    for cls, group in groups:
+        if cls is not None:
+            out.append(f"g {LABEL_NAMES[cls]}\nusemtl {LABEL_NAMES[cls]}\n")
+        out.append(("f %d %d %d\n" * len(group)) % tuple(group.ravel()))
+    return "".join(out).encode()
+
+
+def mtl_bytes(classes: np.ndarray) -> bytes:
+    """The OBJ's material library: one material per class id in `classes`, named after it, diffuse colour its
+    palette colour (0..1)."""
+    lines = ["# SAGE Portrait parts: one material per class (sage_backend/labels.py)"]
+    for cls in classes:
+        r, g, b = (v / 255 for v in PALETTE[int(cls)])
+        lines += [f"newmtl {LABEL_NAMES[int(cls)]}", f"Kd {r:.6f} {g:.6f} {b:.6f}", "d 1.0", "illum 1"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_mesh(path: str | Path, mesh: trimesh.Trimesh, fmt: str | None = None) -> list[Path]:
+    """Write the mesh (and an OBJ's .mtl beside it, same stem) atomically, all files or none; the format comes
+    from the suffix unless given. Returns the paths written."""
     path = Path(path)
-    atomic_write_bytes(path, mesh_to_bytes(mesh, (fmt or path.suffix.lstrip(".")).lower()))
+    files = mesh_files(mesh, (fmt or path.suffix.lstrip(".")).lower(), path.stem)
+    paths = {suffix: path if i == 0 else path.with_suffix(f".{suffix}") for i, suffix in enumerate(files)}
+    atomic_write_files({paths[suffix]: data for suffix, data in files.items()})
+    return list(paths.values())

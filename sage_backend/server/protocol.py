@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sage_backend.cameras import Camera
+from sage_backend.files import check_file_name
 from sage_backend.limits import DEFAULT_PSI, Limits, check_latent, check_value
 from sage_backend.strokes import SOURCES
 
@@ -159,6 +160,7 @@ class RenderSpec:
     format: str = "ply"
     colors: str = "semantic"
     threshold: float | None = None
+    name: str = "mesh"  # an OBJ's material library is NAME.mtl
     deadline_ms: float | None = None
     trace: str = "auto"  # what the strokes output traces: ink, parts (boundaries) or auto (strokes.SOURCES)
     stroke_limits: tuple[int, int] = (Limits.max_stroke_points, Limits.max_strokes)  # (points, strokes) per frame
@@ -181,6 +183,10 @@ def parse_work(request: Request, limits: Limits, styles: dict[str, int], style_p
         spec.colors = _choice(f, "colors", "semantic", MESH_COLORS, rid)
         if f.get("threshold") is not None:
             spec.threshold = _number(f, "threshold", None, limits, rid)
+        try:
+            spec.name = check_file_name(f.get("name", "mesh"), "name")
+        except ValueError as exc:
+            raise ProtocolError("bad_request", str(exc), rid) from None
         return spec
     spec.resolution = _number(f, "resolution", 256, limits, rid)
     outputs = f.get("outputs", ["drawing", "semantic"])

@@ -164,19 +164,21 @@ def mesh_progress(rid: str, fields: dict, send: Callable[[list[bytes]], None]) -
 
 def mesh_reply(renderer: PortraitRenderer, spec: RenderSpec, rid: str, should_stop: Callable[[], bool],
                progress: MeshProgress | None = None) -> list[bytes]:
-    """The last client message of a mesh request: the file as a blob, with vertex and face counts (`progress`'s
+    """The last client message of a mesh request: the file as blob `mesh` (a labelled OBJ also its material
+    library as blob `mtl`, which the OBJ names spec.name + ".mtl"), with vertex and face counts (`progress`'s
     messages come before it)."""
-    from sage_backend.mesh import extract_mesh, mesh_to_bytes
+    from sage_backend.mesh import extract_mesh, mesh_files
 
     latent = renderer.latent(seed=spec.seed, latent=spec.latent)
     with progress or contextlib.nullcontext():
         mesh = extract_mesh(renderer, latent, spec.psi, spec.grid, spec.threshold, spec.colors, should_stop=should_stop,
                             on_progress=progress.update if progress is not None else None)
-        data = mesh_to_bytes(mesh, spec.format)
+        files = mesh_files(mesh, spec.format, spec.name)
+    blobs = [{"name": "mesh" if suffix == spec.format else suffix, "dtype": "uint8", "shape": [len(data)], "format": suffix}
+             for suffix, data in files.items()]
     header = {"id": rid, "ok": True, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
-              "threshold": mesh.metadata.get("threshold"),
-              "blobs": [{"name": "mesh", "dtype": "uint8", "shape": [len(data)], "format": spec.format}]}
-    return encode(header, [data])
+              "threshold": mesh.metadata.get("threshold"), "blobs": blobs}
+    return encode(header, list(files.values()))
 
 
 def rendered_outputs(outputs: tuple[str, ...]) -> tuple[str, ...]:

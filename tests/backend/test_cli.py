@@ -71,6 +71,10 @@ def test_mesh_writes_the_format_of_the_suffix(tmp_path, capsys, tiny_checkpoint_
                        "--device", "cpu", "--out", str(tmp_path / "head.glb"))
     assert code == 0 and "faces" in out
     assert len(trimesh.load(tmp_path / "head.glb", force="mesh").faces) > 0
+    code, out, _ = run(capsys, "mesh", "--style", "pencil", "--grid", "32", "--styles", str(tiny_checkpoint_dir),
+                       "--device", "cpu", "--out", str(tmp_path / "head.obj"))
+    assert code == 0 and out.rstrip().endswith(f"-> {tmp_path / 'head.obj'} + {tmp_path / 'head.mtl'}")
+    assert b"mtllib head.mtl" in (tmp_path / "head.obj").read_bytes()
 
 
 def test_keys_secret_is_private_public_is_not(tmp_path, capsys) -> None:

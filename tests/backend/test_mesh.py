@@ -4,6 +4,7 @@ Blender imports."""
 from __future__ import annotations
 
 import io
+from collections import Counter
 import json
 import math
 import subprocess
@@ -15,14 +16,16 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from scipy.spatial import cKDTree
 
 from sage_backend.cameras import SAGE_TO_BLENDER, Camera, camera_rays, stack_cameras
 from sage_backend.checkpoint import load_generator
 from sage_backend.config import preset
 from sage_backend.frames import Frame
 from sage_backend.inference import Interrupted, PortraitRenderer
-from sage_backend.labels import PALETTE
-from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, SEMANTIC, density_grid, extract_mesh, keep_largest_component,
+from sage_backend.files import WriteError
+from sage_backend.labels import LABEL_NAMES, PALETTE
+from sage_backend.mesh import (COLOR_VIEWS, DEFAULT_THRESHOLD, SEMANTIC, density_grid, extract_mesh, face_labels, keep_largest_component,
                                marching_cubes_on_device, mesh_from_grid, mesh_to_bytes, sample_views, srgb_to_linear, write_mesh)
 from sage_backend.model.generator import SageGenerator
 from tests.conftest import requires_bpy
@@ -135,6 +138,15 @@ def test_vertices_take_the_label_of_the_most_frontal_view_that_sees_them() -> No
     assert not sample_views(sphere.vertices, sphere.vertex_normals, cameras, hidden, 0.01)[2].any()
 
 
+def part_faces(mesh: trimesh.Trimesh, read: trimesh.Trimesh) -> Counter:
+    """`read`'s faces as sorted triples of `mesh`'s vertex ids, found by position (marching cubes can leave two
+    vertices at one point: both sides map them to the same id)."""
+    _, point = np.unique(np.asarray(mesh.vertices), axis=0, return_inverse=True)  # one id per position
+    distance, index = cKDTree(mesh.vertices).query(read.vertices)
+    assert distance.max() < 1e-5
+    return Counter(tuple(sorted(face)) for face in point.ravel()[index][read.faces])
+
+
 def test_extracted_mesh_carries_labels_and_colours_through_ply_glb_and_obj(labelled_mesh: trimesh.Trimesh, tmp_path: Path) -> None:
     mesh = labelled_mesh
     labels = mesh.vertex_attributes["semantic"]
@@ -142,20 +154,50 @@ def test_extracted_mesh_carries_labels_and_colours_through_ply_glb_and_obj(label
     np.testing.assert_array_equal(mesh.visual.vertex_colors[:, :3], np.asarray(PALETTE, np.uint8)[labels])
     assert mesh.is_watertight and mesh.metadata["grid"] == 32 and mesh.metadata["bound"] == BOUND
     assert {"grid_s", "marching_cubes_s", "colors_s", "total_s"} <= set(mesh.metadata["timings"])
+    parts = face_labels(mesh.faces, labels)
     write_mesh(tmp_path / "head.ply", mesh)
     ply = trimesh.load(tmp_path / "head.ply", process=False)
     np.testing.assert_array_equal(ply.metadata["_ply_raw"]["vertex"]["data"]["semantic"], labels)
+    np.testing.assert_array_equal(ply.metadata["_ply_raw"]["face"]["data"]["semantic"], parts)
     np.testing.assert_array_equal(ply.visual.vertex_colors[:, :3], mesh.visual.vertex_colors[:, :3])
-    glb = trimesh.load(io.BytesIO(mesh_to_bytes(mesh, "glb")), file_type="glb", force="mesh", process=False)
-    np.testing.assert_array_equal(glb.vertex_attributes["_SEMANTIC"].ravel(), labels)
-    # COLOR_0 is linear (glTF): converted back to sRGB it is the palette exactly.
+    glb = trimesh.load(io.BytesIO(mesh_to_bytes(mesh, "glb")), file_type="glb", process=False)
+    # One primitive per class present, sharing the vertices: each carries all labels and (linear) colours.
     linear = srgb_to_linear(mesh.visual.vertex_colors[:, :3] / 255)
-    np.testing.assert_allclose(glb.visual.vertex_colors[:, :3] / 255, linear, atol=0.51 / 255)  # trimesh reads bytes back
-    vertex_lines = [line.split() for line in mesh_to_bytes(mesh, "obj").decode().splitlines() if line.startswith("v ")]
+    for part in glb.geometry.values():
+        np.testing.assert_array_equal(part.vertex_attributes["_SEMANTIC"].ravel(), labels)
+        np.testing.assert_allclose(part.visual.vertex_attributes["color"][:, :3], linear, atol=1e-6)
+    write_mesh(tmp_path / "head.obj", mesh)
+    obj = trimesh.load(tmp_path / "head.obj", process=False, group_material=True)
+    vertex_lines = [line.split() for line in (tmp_path / "head.obj").read_text().splitlines() if line.startswith("v ")]
     assert len(vertex_lines) == len(mesh.vertices) and all(len(v) == 7 for v in vertex_lines)  # v x y z r g b
+    for read in (glb, obj):  # the same faces in each class's part, named after it, in its palette colour
+        by_material = {g.visual.material.name: g for g in read.geometry.values()}
+        assert sorted(by_material) == sorted(LABEL_NAMES[c] for c in np.unique(parts))
+        for name, part in by_material.items():
+            cls = LABEL_NAMES.index(name)
+            assert part_faces(mesh, part) == part_faces(mesh, trimesh.Trimesh(mesh.vertices, mesh.faces[parts == cls], process=False)), name
+            # trimesh reads the colour as bytes: Kd as it is (sRGB), glTF's baseColorFactor linear
+            expected = PALETTE[cls] if read is obj else srgb_to_linear(np.divide(PALETTE[cls], 255)) * 255
+            np.testing.assert_allclose(part.visual.material.main_color[:3], expected, atol=1)
     with pytest.raises(ValueError, match="mesh format"):
         write_mesh(tmp_path / "head.stl", mesh)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["head.ply"]  # nothing half-written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["head.mtl", "head.obj", "head.ply"]  # nothing half-written
+
+
+def test_an_obj_and_its_mtl_are_written_both_or_neither(labelled_mesh: trimesh.Trimesh, tmp_path: Path) -> None:
+    (tmp_path / "head.mtl").mkdir()  # the library cannot replace a folder: the OBJ must not be written either
+    with pytest.raises(WriteError, match="head.mtl: could not be written"):
+        write_mesh(tmp_path / "head.obj", labelled_mesh)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["head.mtl"] and not any((tmp_path / "head.mtl").iterdir())
+    plain = trimesh.Trimesh(labelled_mesh.vertices, labelled_mesh.faces, process=False)  # no labels: one file, no parts
+    assert [p.name for p in write_mesh(tmp_path / "plain.obj", plain)] == ["plain.obj"]
+    assert b"usemtl" not in (tmp_path / "plain.obj").read_bytes()
+
+
+def test_a_face_takes_the_class_its_corners_share_else_its_first_corners() -> None:
+    labels = np.array([1, 1, 2, 3, 2])
+    faces = np.array([[0, 1, 2], [2, 0, 1], [2, 4, 0], [3, 2, 1], [0, 2, 4]])
+    np.testing.assert_array_equal(face_labels(faces, labels), [1, 1, 2, 3, 2])
 
 
 def test_drawing_and_plain_colours(renderer: PortraitRenderer) -> None:
@@ -196,7 +238,7 @@ def test_should_stop_interrupts_between_slabs(renderer: PortraitRenderer) -> Non
 
 
 @requires_bpy
-def test_every_format_imports_upright_facing_minus_y_with_colours_and_labels_in_blender(tmp_path: Path) -> None:
+def test_every_format_imports_upright_facing_minus_y_with_colours_labels_and_parts_in_blender(tmp_path: Path) -> None:
     mesh = mesh_from_grid(head_grid(), BOUND)
     labels = (np.arange(len(mesh.vertices)) % len(PALETTE)).astype(np.uint8)
     mesh.vertex_attributes["semantic"] = labels
@@ -221,8 +263,13 @@ def test_every_format_imports_upright_facing_minus_y_with_colours_and_labels_in_
                     labels[name] = sorted(set(int(v) for v in values if v == int(v)))
             colours = obj.data.color_attributes[0] if obj.data.color_attributes else None
             srgb = sorted({{tuple(round(255 * c) for c in d.color_srgb[:3]) for d in colours.data}}) if colours is not None else []
+            parts = {{}}
+            for polygon in obj.data.polygons:
+                name = obj.material_slots[polygon.material_index].name if obj.material_slots else ""
+                parts[name] = parts.get(name, 0) + 1
             out[fmt] = {{"min": [min(p[i] for p in pts) for i in range(3)], "max": [max(p[i] for p in pts) for i in range(3)],
-                        "nose": list(nose), "colours": len(obj.data.color_attributes), "labels": labels, "srgb": srgb}}
+                        "nose": list(nose), "colours": len(obj.data.color_attributes), "labels": labels, "srgb": srgb,
+                        "parts": parts}}
         print("RESULT" + json.dumps(out))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
@@ -240,6 +287,11 @@ def test_every_format_imports_upright_facing_minus_y_with_colours_and_labels_in_
     assert result["ply"]["labels"] == {"semantic": every_label}
     assert result["glb"]["labels"] == {"_SEMANTIC": every_label}
     assert result["obj"]["labels"] == {}
+    # GLB primitives and OBJ usemtl groups become material slots named after the classes, each on its class's faces.
+    parts = np.bincount(face_labels(mesh.faces, labels), minlength=len(PALETTE))
+    expected = {LABEL_NAMES[c]: int(n) for c, n in enumerate(parts) if n}
+    assert result["glb"]["parts"] == expected and result["obj"]["parts"] == expected
+    assert result["ply"]["parts"] == {"": len(mesh.faces)}  # Blender's PLY importer makes no slots (Import Mesh does)
 
 
 def relu_ball(n: int = 40, radius: float = 0.5) -> np.ndarray:
@@ -297,10 +349,11 @@ def test_warp_marching_cubes_gives_scikit_images_surface() -> None:
 
 def test_the_ply_writer_writes_what_trimesh_writes(labelled_mesh: trimesh.Trimesh) -> None:
     """The fast PLY encoder is byte for byte trimesh's binary PLY (less its comment line), with and without
-    colours and labels; Blender reads it (test_every_format_imports_upright...)."""
+    colours and labels (per vertex and per face); Blender reads it (test_every_format_imports_upright...)."""
     vertices = labelled_mesh.vertices @ SAGE_TO_BLENDER.T
     labels = np.asarray(labelled_mesh.vertex_attributes[SEMANTIC], np.uint8)
-    full = trimesh.Trimesh(vertices, labelled_mesh.faces, vertex_attributes={SEMANTIC: labels}, process=False)
+    full = trimesh.Trimesh(vertices, labelled_mesh.faces, vertex_attributes={SEMANTIC: labels},
+                           face_attributes={SEMANTIC: face_labels(labelled_mesh.faces, labels)}, process=False)
     full.visual = trimesh.visual.ColorVisuals(full, vertex_colors=labelled_mesh.visual.vertex_colors)
     bare = trimesh.Trimesh(vertices, labelled_mesh.faces, process=False)
     for reference, mesh in ((full, labelled_mesh), (bare, trimesh.Trimesh(labelled_mesh.vertices, labelled_mesh.faces, process=False))):

@@ -146,8 +146,15 @@ def test_mesh_op_returns_a_file(client: Client) -> None:
     assert header["ok"] and header["vertices"] > 0 and header["blobs"][0]["format"] == "ply" and blobs[0].startswith(b"ply")
     header, blobs = client.call("mesh", style="pencil", seed=1, grid=32, format="glb", colors="drawing")
     assert header["ok"] and blobs[0][:4] == b"glTF"
+    # An OBJ comes with its material library, named as the request's `name` asks (the file the client writes).
+    header, blobs = client.call("mesh", style="pencil", seed=1, grid=32, format="obj", name="alice head")
+    assert [(b["name"], b["format"]) for b in header["blobs"]] == [("mesh", "obj"), ("mtl", "mtl")]
+    assert b"\nmtllib alice head.mtl\n" in blobs[0] and blobs[1].startswith(b"# SAGE Portrait parts") and b"newmtl skin" in blobs[1]
     bad, _ = client.call("mesh", style="pencil", seed=1, grid=8)
     assert bad["error"]["code"] == "bad_request" and "grid" in bad["error"]["message"]
+    for name in ("../x", "", 5, ".hidden"):
+        bad, _ = client.call("mesh", style="pencil", seed=1, grid=32, format="obj", name=name)
+        assert bad["error"]["code"] == "bad_request" and bad["error"]["message"].startswith("name "), name
 
 
 @pytest.mark.parametrize("fields, code", [
