@@ -25,31 +25,6 @@ FLIP_PERMUTATION: tuple[int, ...] = tuple(
     {4: 5, 5: 4, 6: 7, 7: 6, 8: 9, 9: 8}.get(i, i) for i in range(NUM_CLASSES)
 )
 
-# The face parts an artist names: every class belongs to exactly one. Accessories go with the part they sit on
-# (glasses with the eyes, earrings with the ears, a necklace with the neck, a hat with the hair). "skin" is the
-# face and its outline. Wire requests and the command line name parts by these keys (docs/protocol.md).
-PARTS: dict[str, tuple[str, ...]] = {
-    "background": ("background",),
-    "skin": ("skin",),
-    "eyes": ("l_eye", "r_eye", "eye_g"),
-    "brows": ("l_brow", "r_brow"),
-    "nose": ("nose",),
-    "mouth": ("mouth", "u_lip", "l_lip"),
-    "ears": ("l_ear", "r_ear", "ear_r"),
-    "hair": ("hair", "hat"),
-    "neck": ("neck", "neck_l"),
-    "clothes": ("cloth",),
-}
-PART_NAMES: tuple[str, ...] = tuple(PARTS)
-# Class id -> index into PART_NAMES.
-CLASS_PART: tuple[int, ...] = tuple(next(i for i, classes in enumerate(PARTS.values()) if name in classes) for name in LABEL_NAMES)
-
-
-def part_map(labels: np.ndarray) -> np.ndarray:
-    """Class ids (any shape) -> part indices into PART_NAMES, same shape, uint8."""
-    return np.asarray(CLASS_PART, dtype=np.uint8)[np.asarray(labels).astype(np.intp)]
-
-
 def colorize(labels: np.ndarray) -> np.ndarray:
     """Class ids (H, W) -> RGB uint8 (H, W, 3) with the palette."""
     palette = np.asarray(PALETTE, dtype=np.uint8)
@@ -58,8 +33,9 @@ def colorize(labels: np.ndarray) -> np.ndarray:
     return palette[labels.astype(np.intp)]
 
 
-# The face parts a drawing's strokes are sorted by (Grease Pencil layers in the add-on): each part and the classes
-# it takes, in the order the parts are listed everywhere. Background is a part too, for ink far from the head.
+# The face parts: each part and the classes it takes, in the order the parts are listed everywhere. Every class
+# is in exactly one. A drawing's strokes are sorted by them (Grease Pencil layers in the add-on) and per-part
+# styles name them (`part_styles`). Background is a part too, for ink far from the head.
 PART_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hair", ("hair", "hat")),
     ("face", ("skin",)),
