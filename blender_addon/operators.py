@@ -11,7 +11,7 @@ from typing import Any
 
 import bpy
 
-from . import files, jobs, live, mesh_import, portrait, props, session, status
+from . import files, grease, jobs, live, mesh_import, portrait, props, session, status
 from .client import BackendError, BackendUnavailable
 from .protocol import Reply
 
@@ -245,6 +245,8 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
             arrays = portrait.arrays_from_reply(reply)
             state.cache.put(keys[index], arrays)
             done.append(index)
+            if portrait.STROKES in arrays:  # the Strokes setting: each frame its own Grease Pencil keyframe
+                grease.draw(scene, frames[index][1], arrays[portrait.STROKES], frames[index][0])
             job.progress = f"frame {len(done)}/{len(frames)}"
             if frames[index][0] == scene.frame_current:
                 portrait.show(scene, frames[index][1], arrays)
@@ -252,6 +254,56 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
         request = dict(fields, cameras=[cam for _, _, cam in frames])
         job = state.submit("turntable", request, on_reply, self.fail, props.timeout_s(context), f"baking {len(frames)} frames")
         return job
+
+
+class SAGE_OT_draw_grease_pencil(JobOperator, bpy.types.Operator):
+    bl_idname = "sage.draw_grease_pencil"
+    bl_label = "Draw as Grease Pencil"
+    bl_description = ("Trace the drawing of the active camera's view into Grease Pencil strokes in front of it: a layer per "
+                      "face part, black, as wide as the ink, keyed at the current frame")
+    bl_options = {"UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        reason = cannot_draw(context) or grease.unsupported()
+        if not reason and not portrait.shows_drawings(context.scene):
+            reason = "generate a drawing first"
+        return _allowed(cls, reason)
+
+    def start(self, context) -> jobs.Job | None:
+        scene = context.scene
+        camera = portrait.active_camera(scene)
+        fields = portrait.base_fields(scene)
+        fields["outputs"] = [*portrait.OUTPUTS, portrait.STROKES]
+        camera_dict = portrait.protocol_camera(scene, camera)
+        key = portrait.cache_key(fields, camera_dict)
+        state = session.get()
+        frame = scene.frame_current
+
+        def draw(arrays: dict[str, Any]) -> None:
+            portrait.show(scene, camera, arrays)
+            obj = grease.draw(scene, camera, arrays[portrait.STROKES], frame)
+            layers = [layer.name for layer in obj.data.layers if _keyed(layer, frame)]
+            self.succeed(f"SAGE: {len(arrays[portrait.STROKES].lengths)} strokes on {len(layers)} layers ({', '.join(layers)}) at frame {frame}")
+
+        cached = state.cache.get(key)
+        if cached is not None:
+            draw(cached)
+            return None
+
+        def on_reply(reply: Reply) -> None:
+            arrays = portrait.arrays_from_reply(reply)
+            if portrait.STROKES not in arrays:
+                raise ValueError("the backend sent no strokes: it predates the strokes output (docs/protocol.md)")
+            state.cache.put(key, arrays)
+            draw(arrays)
+
+        return state.submit("generate", dict(fields, camera=camera_dict), on_reply, self.fail, props.timeout_s(context), "tracing strokes")
+
+
+def _keyed(layer, frame: int) -> bool:
+    """Whether the layer holds strokes at `frame` (a part absent there has an empty keyframe)."""
+    return any(key.frame_number == frame and len(key.drawing.strokes) for key in layer.frames)
 
 
 class SAGE_OT_frame_head(bpy.types.Operator):
@@ -354,6 +406,7 @@ CLASSES = (
     SAGE_OT_randomize_seed,
     SAGE_OT_generate,
     SAGE_OT_bake_turntable,
+    SAGE_OT_draw_grease_pencil,
     SAGE_OT_frame_head,
     SAGE_OT_cancel,
     SAGE_OT_export_mesh,

@@ -6,7 +6,7 @@ import os
 import bpy
 
 from . import camera as camera_math
-from . import colour, portrait, props, session, status
+from . import colour, grease, portrait, props, session, status
 
 
 class SAGE_PT_portrait(bpy.types.Panel):
@@ -79,7 +79,9 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
     row.operator("sage.frame_head", icon="VIEW_CAMERA").method = "CAMERA"
     row.operator("sage.frame_head", text="Scale Pivot", icon="EMPTY_AXIS").method = "PIVOT"
     box.row().prop(settings, "display", expand=True)
-    box.prop(settings, "follow_animation")
+    row = box.row(align=True)
+    row.prop(settings, "follow_animation")
+    row.prop(settings, "strokes")
     box.prop(settings, "exact_colours")
     changed = colour.summary(scene)
     if changed:
@@ -94,6 +96,9 @@ def draw_actions(col: bpy.types.UILayout, settings) -> None:
     row = col.row(align=True)
     row.operator("sage.bake_turntable", icon="RENDER_ANIMATION")
     row.prop(settings, "turntable_frames")
+    col.operator("sage.draw_grease_pencil", icon="OUTLINER_OB_GREASEPENCIL")
+    if grease.unsupported():  # Blender 4.2: legacy Grease Pencil only
+        col.label(text=grease.unsupported(), icon="INFO")
     col.operator("sage.cancel", icon="CANCEL")  # greyed out by its poll() when nothing runs
 
 

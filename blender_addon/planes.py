@@ -70,17 +70,26 @@ def fit_plane(scene: bpy.types.Scene, camera: bpy.types.Object, plane: bpy.types
     """Place the plane just past the near clip so it fills the camera's frame exactly (its aspect and shift:
     the backend's image is that frame). With a depsgraph the camera is read as evaluated there, so animated
     lens, sensor, shift and clipping count (during Render Animation the original data keeps the first frame's)."""
+    (centre_x, centre_y, width, height, distance), parent_scale = frame_rect(scene, camera, depsgraph)
+    plane.matrix_parent_inverse.identity()
+    plane.location = (centre_x / parent_scale.x, centre_y / parent_scale.y, -distance / parent_scale.z)
+    plane.rotation_euler = (0.0, 0.0, 0.0)
+    plane.scale = (width / parent_scale.x, height / parent_scale.y, 1.0)
+
+
+def frame_rect(scene: bpy.types.Scene, camera: bpy.types.Object, depsgraph: bpy.types.Depsgraph | None = None,
+               nearer: float = 1.0) -> tuple[tuple[float, float, float, float, float], object]:
+    """The camera's frame where the planes sit (`nearer` < 1: that share of their distance, in front of them), in
+    the camera's axes and world units: (centre x, centre y, width, height, distance along -Z), and the camera's
+    world scale (a child of the camera divides by it)."""
     camera = camera.evaluated_get(depsgraph) if depsgraph is not None else camera
     data = camera.data
-    distance = min(data.clip_start * 2.0, (data.clip_start + data.clip_end) / 2.0)
+    distance = min(data.clip_start * 2.0, (data.clip_start + data.clip_end) / 2.0) * nearer
     # A perspective frame grows with the distance; an orthographic one is as wide at any depth.
     corners = [corner * (distance / -corner.z if data.type == "PERSP" else 1.0) for corner in data.view_frame(scene=scene)]
     xs, ys = [c.x for c in corners], [c.y for c in corners]
-    parent_scale = camera.matrix_world.to_scale()
-    plane.matrix_parent_inverse.identity()
-    plane.location = ((min(xs) + max(xs)) / 2 / parent_scale.x, (min(ys) + max(ys)) / 2 / parent_scale.y, -distance / parent_scale.z)
-    plane.rotation_euler = (0.0, 0.0, 0.0)
-    plane.scale = ((max(xs) - min(xs)) / parent_scale.x, (max(ys) - min(ys)) / parent_scale.y, 1.0)
+    rect = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys), distance)
+    return rect, camera.matrix_world.to_scale()
 
 
 def apply_display(scene: bpy.types.Scene) -> None:

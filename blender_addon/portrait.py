@@ -11,11 +11,12 @@ import numpy as np
 from mathutils import Euler, Matrix, Quaternion, Vector
 
 from . import camera as camera_math
-from . import images, jobs, planes, session
+from . import grease, images, jobs, planes, session
 from .client import BackendUnavailable
 from .protocol import Reply
 
 OUTPUTS = (images.DRAWING, images.SEMANTIC)
+STROKES = "strokes"  # the optional output traced into Grease Pencil strokes (grease.py)
 IMAGE_NAMES = {images.DRAWING: "SAGE Drawing", images.SEMANTIC: "SAGE Semantic"}
 
 
@@ -53,7 +54,8 @@ def base_fields(scene: bpy.types.Scene) -> dict[str, Any]:
     if not settings.style:
         raise ValueError("no style chosen: connect to a backend first")
     session.get().check_limit("resolution", settings.resolution)
-    fields = {"style": settings.style, "seed": settings.seed, "resolution": settings.resolution, "outputs": list(OUTPUTS)}
+    outputs = [*OUTPUTS, STROKES] if settings.strokes else list(OUTPUTS)  # Bake and Follow key Grease Pencil too
+    fields = {"style": settings.style, "seed": settings.seed, "resolution": settings.resolution, "outputs": outputs}
     if not settings.use_style_psi:  # else the backend renders at the style's own psi (hello: styles[].psi)
         fields["psi"] = round(settings.psi, 6)
     return fields
@@ -65,19 +67,25 @@ def cache_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
     psi = fields["psi"] if "psi" in fields else session.get().style_psi(fields["style"])
     pose = tuple(round(v, 5) for row in camera["cam2world"] for v in row)
     lens = (round(camera["fov_deg"], 4), *(round(v, 5) for v in camera.get("shift", (0.0, 0.0))), round(camera.get("aspect", 1.0), 5))
-    return (fields["style"], fields["seed"], psi, fields["resolution"], pose, lens)
+    return (fields["style"], fields["seed"], psi, fields["resolution"], pose, lens, STROKES in fields.get("outputs", ()))
 
 
-def arrays_from_reply(reply: Reply) -> dict[str, np.ndarray]:
+def arrays_from_reply(reply: Reply) -> dict[str, Any]:
+    """The drawing and semantic map (numpy arrays), and under STROKES the strokes (grease.StrokeSet) when sent."""
     missing = [name for name in OUTPUTS if name not in reply.blobs]
     if missing:
         raise ValueError(f"the backend's reply lacks {', '.join(missing)}")
-    return {name: images.blob_array(reply.blobs[name]).copy() for name in OUTPUTS}
+    arrays: dict[str, Any] = {name: images.blob_array(reply.blobs[name]).copy() for name in OUTPUTS}
+    strokes = grease.strokes_from_reply(reply)
+    if strokes is not None:
+        arrays[STROKES] = strokes
+    return arrays
 
 
-def show(scene: bpy.types.Scene, camera: bpy.types.Object, arrays: dict[str, np.ndarray], depsgraph: Any | None = None) -> None:
+def show(scene: bpy.types.Scene, camera: bpy.types.Object, arrays: dict[str, Any], depsgraph: Any | None = None) -> None:
     """Put the images on the camera's planes (created the first time), sized to the camera as evaluated in
-    `depsgraph` (default: the scene's now), then show the chosen one."""
+    `depsgraph` (default: the scene's now), then show the chosen one; with the Strokes setting on, key the
+    strokes (when the arrays hold them) at the current frame."""
     settings = scene.sage_portrait
     depsgraph = depsgraph or scene_depsgraph(scene)
     palette = session.get().palette
@@ -89,6 +97,8 @@ def show(scene: bpy.types.Scene, camera: bpy.types.Object, arrays: dict[str, np.
     if first_time:
         settings.exact_colours = True  # the scene's colour settings under which they render unaltered (colour.py)
     planes.apply_display(scene)
+    if settings.strokes and STROKES in arrays:
+        grease.draw(scene, camera, arrays[STROKES], scene.frame_current, depsgraph)
 
 
 def shows_drawings(scene: bpy.types.Scene) -> bool:

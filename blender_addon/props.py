@@ -103,6 +103,10 @@ class SagePortraitSettings(bpy.types.PropertyGroup):
     follow_animation: bpy.props.BoolProperty(
         name="Follow animation", description="Fetch the drawing for each frame on frame change (so Render Animation draws)", default=True
     )
+    strokes: bpy.props.BoolProperty(
+        name="Strokes", default=False,
+        description="Bake Turntable and Follow animation also key each frame's drawing as Grease Pencil strokes (one keyframe per frame)",
+    )
     turntable_frames: bpy.props.IntProperty(name="Frames", description="Frames in a baked turntable (the backend's limit applies)", default=36, min=2)
     mesh_format: bpy.props.EnumProperty(
         name="Format", items=[("ply", "PLY", ""), ("glb", "glTF binary", ""), ("obj", "OBJ", "")], default="ply"

@@ -197,7 +197,8 @@ def frame_message(frame: Frame, spec: RenderSpec) -> tuple[dict, list[bytes]]:
         if name == "strokes":
             strokes = trace_strokes(frame.drawing, frame.semantic, spec.trace, *spec.stroke_limits)
             header["strokes"] = {"lengths": strokes.lengths.tolist(), "parts": strokes.parts.tolist(),
-                                 "part_names": list(PART_NAMES), "source": strokes.source,
+                                 "part_names": list(PART_NAMES), "size": [frame.drawing.shape[1], frame.drawing.shape[0]],
+                                 "source": strokes.source,
                                  "tolerance": strokes.tolerance, "dropped": strokes.dropped}
             desc, data = array_blob(name, strokes.points)
         else:

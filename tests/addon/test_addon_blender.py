@@ -16,7 +16,8 @@ def test_register_panel_and_unregister_leave_nothing_behind(run_bpy):
         panel = type("P", (), {"layout": scene_setup.StandInLayout(log)})()
         SAGE_PT_portrait.draw(panel, bpy.context)
         ops = [name for kind, name in log if kind == "operator"]
-        for op in ("sage.connect", "sage.launch_backend", "sage.generate", "sage.bake_turntable", "sage.cancel", "sage.export_mesh", "sage.import_mesh"):
+        for op in ("sage.connect", "sage.launch_backend", "sage.generate", "sage.bake_turntable", "sage.draw_grease_pencil", "sage.cancel",
+                   "sage.export_mesh", "sage.import_mesh"):
             assert op in ops, op
         assert ("label", "Not connected") in log
         assert bpy.context.scene.sage_portrait.address == "tcp://127.0.0.1:5555"

@@ -109,7 +109,7 @@ def test_strokes_output_traces_the_frame_it_would_draw(client: Client) -> None:
     expected = trace_strokes(drawing, semantic)  # the server traces the very frame it sends
     assert desc["name"] == "strokes" and points.shape == expected.points.shape and np.array_equal(points, expected.points)
     assert info["lengths"] == expected.lengths.tolist() and info["parts"] == expected.parts.tolist() and sum(info["lengths"]) == len(points)
-    assert info["part_names"] == list(PART_NAMES) and info["source"] == expected.source and info["dropped"] == 0
+    assert info["part_names"] == list(PART_NAMES) and info["source"] == expected.source and info["dropped"] == 0 and info["size"] == [64, 64]
     assert np.all((points[:, :2] >= 0) & (points[:, :2] <= 64)) and np.all(points[:, 2] >= 1)
     only, blobs = client.call("generate", style="line", seed=2, camera=FRONT, resolution=64, outputs=["strokes"], trace="parts")
     assert [b["name"] for b in only["blobs"]] == ["strokes"] and only["strokes"]["source"] == "parts"
