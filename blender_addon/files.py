@@ -63,15 +63,25 @@ def png_grey8(rows: list[bytes], width: int) -> bytes:
 
 def write_bytes(path: str, data: bytes) -> None:
     """`data` to `path` through atomic_write, checked by its size on the disk."""
+    write_files({path: data})
+
+
+def write_files(contents: dict[str, bytes]) -> None:
+    """Files that belong together (an OBJ and its .mtl), each through atomic_write and checked by its size on the
+    disk. Each file is written whole before the next one starts, and renamed after the next ones are: the first
+    (the one naming the others) last, so a failure while writing any of them changes no target."""
+    if not contents:
+        return
+    (path, data), rest = next(iter(contents.items())), dict(list(contents.items())[1:])
+
     def write(temp: str) -> None:
         with open(temp, "wb") as file:
             file.write(data)
-
-    def verify(temp: str) -> None:
         if os.path.getsize(temp) != len(data):
-            raise ValueError(f"{os.path.getsize(temp)} of {len(data)} bytes on the disk")
+            raise OSError(f"{path}: not written whole ({os.path.getsize(temp)} of {len(data)} bytes on the disk); is the disk full?")
+        write_files(rest)
 
-    atomic_write(path, write, verify)
+    atomic_write(path, write, lambda temp: None)
 
 
 def check_png(path: str) -> None:

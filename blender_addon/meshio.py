@@ -17,8 +17,9 @@ PLY_TYPES = {
 LABEL_PROPERTIES = ("label", "labels", "semantic", "class")
 
 
-def read_ply(data: bytes) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """-> vertices (N, 3) float, triangles (M, 3) int, and every vertex property by name."""
+def read_ply(data: bytes) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    """-> vertices (N, 3) float, triangles (M, 3) int, every vertex property and every face property (the
+    polygon list included) by name."""
     end = data.find(b"end_header")
     if not data.startswith(b"ply") or end < 0:
         raise ValueError("not a PLY file")
@@ -46,7 +47,7 @@ def read_ply(data: bytes) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]
     faces = values.get("face", {})
     lists = next(iter(faces.values()), None) if faces else None
     triangles = _triangulate(lists) if lists is not None else np.zeros((0, 3), dtype=np.int64)
-    return vertices, triangles, vertex
+    return vertices, triangles, vertex, faces
 
 
 def _read_binary(data: bytes, offset: int, elements: list, order: str) -> dict[str, dict[str, Any]]:
@@ -58,17 +59,20 @@ def _read_binary(data: bytes, offset: int, elements: list, order: str) -> dict[s
             offset += dtype.itemsize * count
             out[name] = {p: table[p] for p, _ in props}
             continue
-        if len(props) != 1:
-            raise ValueError(f"PLY element '{name}' mixes lists with other properties")
-        prop, (count_type, item_type) = props[0]
+        prop, (count_type, item_type) = props[0] if isinstance(props[0][1], tuple) else (None, (None, None))
+        if prop is None or any(isinstance(t, tuple) for _, t in props[1:]):
+            raise ValueError(f"PLY element '{name}' has a list that is not its first property, or two lists")
         count_dtype, item_dtype = np.dtype(order + PLY_TYPES[count_type]), np.dtype(order + PLY_TYPES[item_type])
         first = int(np.frombuffer(data, count_dtype, 1, offset)[0]) if count else 0
-        row = np.dtype([("n", count_dtype), ("items", item_dtype, (first,))])
+        # The backend's faces: a triangle list, then the face's class (`semantic`): one fixed-size row each.
+        row = np.dtype([("n", count_dtype), ("items", item_dtype, (first,))] + [(p, order + PLY_TYPES[t]) for p, t in props[1:]])
         table = np.frombuffer(data, dtype=row, count=count, offset=offset) if count else None
         if table is not None and np.all(table["n"] == first):  # the usual case: all triangles, read at once
-            out[name] = {prop: table["items"]}
+            out[name] = {prop: table["items"], **{p: table[p] for p, _ in props[1:]}}
             offset += row.itemsize * count
             continue
+        if len(props) != 1:
+            raise ValueError(f"PLY element '{name}' mixes polygons of different sizes with other properties")
         rows = []
         for _ in range(count):
             n = int(np.frombuffer(data, count_dtype, 1, offset)[0])
@@ -110,6 +114,7 @@ def vertex_colors(props: dict[str, np.ndarray]) -> np.ndarray | None:
     return np.stack([*channels, alpha], axis=1)
 
 
-def vertex_labels(props: dict[str, np.ndarray]) -> np.ndarray | None:
+def labels(props: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Class ids (int32) from a vertex's or a face's label property (`semantic` in the backend's files), or None."""
     name = next((k for k in LABEL_PROPERTIES if k in props), None)
     return props[name].astype(np.int32) if name else None

@@ -6,6 +6,7 @@ the timeout (timers never fire in `blender -b`).
 """
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -373,11 +374,12 @@ class SAGE_OT_export_mesh(MeshJob, bpy.types.Operator):
 
     def start(self, context) -> jobs.Job:
         path, fmt = mesh_import.export_path(bpy.path.abspath(self.filepath), context.scene.sage_portrait.mesh_format)
-        fields = mesh_import.mesh_fields(context.scene, fmt)
+        fields = mesh_import.mesh_fields(context.scene, fmt, os.path.splitext(os.path.basename(path))[0])
 
         def on_reply(reply: Reply) -> None:
-            files.write_bytes(path, mesh_import.mesh_blob(reply, fmt))
-            self.succeed(f"SAGE: saved {reply.header.get('vertices', '?')} vertices to {path}")
+            written = mesh_import.export_files(path, reply, fmt)
+            files.write_files(written)
+            self.succeed(f"SAGE: saved {reply.header.get('vertices', '?')} vertices to {' + '.join(written)}")
 
         return session.get().submit("mesh", fields, on_reply, self.fail, props.timeout_s(context), f"mesh, grid {fields['grid']}")
 

@@ -3,7 +3,12 @@ planes, turntable render, batch, mesh import, errors and reconnect."""
 import threading
 import time
 
+import numpy as np
+
 from conftest import free_port, start_real_backend
+
+from sage_backend.labels import LABEL_NAMES
+from sage_backend.mesh import face_labels
 
 
 def test_register_panel_and_unregister_leave_nothing_behind(run_bpy):
@@ -154,31 +159,57 @@ def test_headless_batch_writes_pngs_and_fails_clearly_without_a_backend(run_bpy,
     assert "wrote 12 images" in out
 
 
-def test_import_mesh_keeps_colours_and_labels_at_the_pivot(run_bpy, address):
+def test_import_mesh_keeps_colours_labels_and_a_part_per_class_at_the_pivot(run_bpy, address, tmp_path):
     run_bpy(f"""
         import bpy, numpy as np, scene_setup, os
         scene, camera, pivot = scene_setup.portrait_scene()
         pivot.scale = (2.0, 2.0, 2.0)
         settings = scene.sage_portrait
         settings.address = {address!r}
+        settings.mesh_grid = 64  # three meshes below: seconds each, not a minute
         bpy.ops.sage.connect()
         assert bpy.ops.sage.import_mesh() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
         obj = bpy.data.objects["SAGE Portrait Mesh"]
         mesh = obj.data
         assert tuple(obj.location) == tuple(pivot.location) and tuple(obj.scale) == (2.0, 2.0, 2.0)
-        assert mesh.color_attributes.active_color.name == "Col" and mesh.materials[0].name == "SAGE Vertex Colours"
+        assert mesh.color_attributes.active_color.name == "Col"
         labels = np.zeros(len(mesh.vertices), np.int32)
         mesh.attributes["sage_label"].data.foreach_get("value", labels)
         assert labels.min() >= 0 and labels.max() < 19 and len(set(labels)) > 1
+        # A part per class present: its vertex group holds exactly the vertices labelled so, its material slot (the
+        # palette colour) exactly the faces of that class (the backend's rule: mesh.face_labels).
+        from sage_backend.labels import LABEL_NAMES, PALETTE  # numpy only, no torch: importable in every line
+        present = sorted(set(labels.tolist()))
+        assert [g.name for g in obj.vertex_groups] == [LABEL_NAMES[c] for c in present]
+        for group in obj.vertex_groups:
+            members = sorted(v.index for v in mesh.vertices if any(e.group == group.index and e.weight == 1.0 for e in v.groups))
+            assert members == np.flatnonzero(labels == LABEL_NAMES.index(group.name)).tolist(), group.name
+        corners = np.zeros(len(mesh.polygons) * 3, np.int32)
+        mesh.polygons.foreach_get("vertices", corners)
+        index = np.zeros(len(mesh.polygons), np.int32)
+        mesh.polygons.foreach_get("material_index", index)
+        np.savez("parts.npz", labels=labels, corners=corners.reshape(-1, 3), index=index,  # checked outside (torch)
+                 slots=np.array([m.name for m in mesh.materials]))
+        hair = bpy.data.materials.get("SAGE hair") or mesh.materials[0]
+        import mathutils
+        srgb = [round(255 * c) for c in mathutils.Color(hair.diffuse_color[:3]).from_scene_linear_to_srgb()]  # Blender converts back
+        assert srgb == list(PALETTE[LABEL_NAMES.index(hair.name[5:])]), srgb
         colors = np.zeros(len(mesh.vertices) * 4, np.float32)
         mesh.color_attributes["Col"].data.foreach_get("color", colors)
         assert colors.reshape(-1, 4)[:, :3].max() > 0
         assert settings.mesh_format == "ply"  # the typed extension decides, not the Format setting
         assert bpy.ops.sage.export_mesh(filepath=os.path.abspath("head.glb")) == {{"FINISHED"}}
         assert open("head.glb", "rb").read(4) == b"glTF" and not os.path.exists("head.glb.ply")
+        assert bpy.ops.sage.export_mesh(filepath=os.path.abspath("my head.obj")) == {{"FINISHED"}}  # with its library
+        assert b"mtllib my head.mtl" in open("my head.obj", "rb").read() and b"newmtl" in open("my head.mtl", "rb").read()
         assert not [n for n in os.listdir(".") if n.endswith(".part")]
         print("OK")
     """)
+    parts = np.load(tmp_path / "parts.npz")
+    expected = face_labels(parts["corners"], parts["labels"])
+    slots = parts["slots"].tolist()
+    assert slots == ["SAGE " + LABEL_NAMES[c] for c in np.unique(expected)]
+    assert [slots[i] for i in parts["index"]] == ["SAGE " + LABEL_NAMES[c] for c in expected]
 
 
 def test_dead_backend_gives_a_clear_error_and_the_addon_reconnects(run_bpy, tmp_path, tiny_checkpoint_dir):

@@ -42,16 +42,28 @@ def test_ply_reader_reads_trimesh_output_with_colours_and_labels(encoding):
     mesh.visual.vertex_colors = np.concatenate([np.array(PALETTE, np.uint8)[labels], np.full((len(labels), 1), 255, np.uint8)], 1)
     mesh.vertex_attributes["label"] = labels
     data = mesh.export(file_type="ply", encoding=encoding)
-    vertices, triangles, props = meshio.read_ply(data if isinstance(data, bytes) else data.encode())
+    vertices, triangles, props, _ = meshio.read_ply(data if isinstance(data, bytes) else data.encode())
     np.testing.assert_allclose(vertices, mesh.vertices, atol=1e-6)
     np.testing.assert_array_equal(triangles, mesh.faces)
-    np.testing.assert_array_equal(meshio.vertex_labels(props), labels)
+    np.testing.assert_array_equal(meshio.labels(props), labels)
     np.testing.assert_allclose(meshio.vertex_colors(props)[:, :3] * 255, np.array(PALETTE)[labels], atol=1e-3)
+
+
+def test_ply_reader_reads_the_backends_per_face_classes():
+    from sage_backend.mesh import face_labels, ply_bytes
+
+    mesh = trimesh.creation.icosphere(subdivisions=1)
+    labels = (np.arange(len(mesh.vertices)) % 3 + 1).astype(np.uint8)
+    parts = face_labels(mesh.faces, labels)
+    _, triangles, vertex_props, face_props = meshio.read_ply(ply_bytes(mesh.vertices, mesh.faces, None, labels, parts))
+    np.testing.assert_array_equal(triangles, mesh.faces)
+    np.testing.assert_array_equal(meshio.labels(vertex_props), labels)
+    np.testing.assert_array_equal(meshio.labels(face_props), parts)
 
 
 def test_ply_reader_fans_polygons_and_rejects_garbage():
     ply = b"ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\nelement face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 3\n"
-    _, triangles, props = meshio.read_ply(ply)
+    _, triangles, props, _ = meshio.read_ply(ply)
     assert triangles.tolist() == [[0, 1, 2], [0, 2, 3]] and meshio.vertex_colors(props) is None
     with pytest.raises(ValueError, match="not a PLY"):
         meshio.read_ply(b"solid stl")
