@@ -47,13 +47,13 @@ def stage_split(name: str, g: SageGenerator, device: torch.device, compiled: boo
     cams = [Camera.orbit(math.pi / 2 + 0.1 * i, math.pi / 2) for i in range(cameras)]
     c2w, fov = stack_cameras(cams, device)
 
-    def volume(c2w: torch.Tensor, fov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def volume(c2w: torch.Tensor, fov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         view = g.render_view(folded, c2w, fov)
-        return view.features, view.depth
+        return view.features, view.rgb, view.depth
 
     rows = []
     with torch.inference_mode():
-        features, _ = volume(c2w, fov)
+        features, rgb, _ = volume(c2w, fov)
         eager_ms, fused_ms, note = timed(lambda: volume(c2w, fov), device=device) * 1e3, "-", ""
         if compiled:
             fused = torch.compile(volume, dynamic=False)
@@ -67,8 +67,8 @@ def stage_split(name: str, g: SageGenerator, device: torch.device, compiled: boo
             if decoder is not None:
                 decoder.warm_up(g.cfg.max_scale, dtype)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                eager_ms = timed(lambda: g.decode(features, w, g.cfg.max_scale), device=device) * 1e3
-                compiled_ms = timed(lambda: decoder(features, w, g.cfg.max_scale), device=device) * 1e3 if decoder else "-"
+                eager_ms = timed(lambda: g.decode(features, rgb, w, g.cfg.max_scale), device=device) * 1e3
+                compiled_ms = timed(lambda: decoder(features, rgb, w, g.cfg.max_scale), device=device) * 1e3 if decoder else "-"
             rows.append([name, f"decoders ({precision})", eager_ms, compiled_ms, ""])
     return rows
 

@@ -1,7 +1,9 @@
-"""Typed configurations of the served model (the generator) and the named presets (full, small, tiny).
+"""Typed configurations of the served model (the generator) and the named presets (full, small, small256, tiny,
+tiny-field).
 
-`full` reproduces the paper's sizes (docs/model.md). `small` is the CPU preset the demo
-checkpoints use; `tiny` exists for tests. Configs are frozen dataclasses that round-trip
+`full` reproduces the paper's sizes (docs/model.md). `small256` is the CPU preset the demo v3
+checkpoints use (`small`, demo v2's, drew 128 px through the drawing decoder); `tiny` and `tiny-field`
+exist for tests. Configs are frozen dataclasses that round-trip
 through plain dicts (the JSON stored beside every checkpoint) by `sage_backend.config_io`.
 The discriminators only train, so their config lives in `training.config`.
 """
@@ -71,6 +73,22 @@ class TranslatorConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256, 512)
     spade_hidden: int = 117  # sized so the translator has the reference's 20.8M parameters
     spade_stages: int = 2  # decoder stages (from the bottom) that use SPADE residual blocks
+    # What the translator redraws. "decoder" (SAGE): the drawing decoder's RGB, decoded from the field's features.
+    # "field" (demo v3): the field's own low-res colours, upsampled, beside the full-resolution label map; no
+    # drawing decoder. Its inputs are then what the data gives every drawing (its photo and label map), so
+    # Stage II can train on exact pairs at 2D speed (training.stages.StagePairs) and draw strokes where the
+    # label map has its edges, instead of the mean of misaligned renders (docs/model.md).
+    source: str = "decoder"
+    # Channels of a learned full-resolution canvas the translator reads beside its inputs ("field" only):
+    # StyleGAN's learned constant input at the output size, where a style's screen-space texture (a
+    # pencil's hatching direction and spacing, paper grain) lives. 0: none.
+    canvas_channels: int = 0
+
+    def __post_init__(self) -> None:
+        if self.source not in ("decoder", "field"):
+            raise ValueError(f"translator.source must be 'decoder' or 'field', got {self.source!r}")
+        if self.canvas_channels and self.source != "field":
+            raise ValueError("translator.canvas_channels needs translator.source 'field'")
 
 
 @dataclass(frozen=True)
@@ -86,7 +104,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self._power_of_two_above_features(self.output_resolution):
             raise ValueError("output_resolution must be the feature resolution times a power of two")
-        if len(self.decoder.channels) < self.max_scale + 1:
+        if self.translator.source == "decoder" and len(self.decoder.channels) < self.max_scale + 1:
             raise ValueError("decoder.channels needs one entry per scale up to output_resolution")
         if self.output_resolution % (2 ** (len(self.translator.channels) - 1)):
             raise ValueError("output_resolution must be divisible by the translator's total downsampling")
@@ -135,6 +153,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "render.chunk_rays": (1, 1 << 24), "render.half_depth": (1e-3, 10.0),
     "decoder.channels": (1, 4096),
     "translator.channels": (1, 4096), "translator.spade_hidden": (1, 4096), "translator.spade_stages": (0, 8),
+    "translator.canvas_channels": (0, 64),
 }
 LENGTHS: dict[str, tuple[int, int]] = {"decoder.channels": (1, 8), "translator.channels": (2, 8)}
 LIMITS = ValueLimits(BOUNDS, LENGTHS, max_text=64)  # strings: the preset name, the density activation
@@ -154,6 +173,17 @@ PRESETS: dict[str, ModelConfig] = {
         decoder=DecoderConfig(channels=(64, 48, 32)),
         translator=TranslatorConfig(channels=(16, 24, 32, 48, 64), spade_hidden=32),
     ),
+    # Demo v3's CPU preset: small's mapping, field and semantic decoder (so it starts from small's Stage I),
+    # with a translator that draws 256 x 256 from the field's colours and the label map (source "field").
+    "small256": ModelConfig(
+        name="small256",
+        output_resolution=256,
+        mapping=MappingConfig(z_dim=64, hidden=128, layers=3),
+        field=FieldConfig(width=64, layers=4, density_activation="softplus", density_scale=10.0),
+        render=RenderConfig(feature_resolution=32, samples_per_ray=12, infinite_last_interval=False),
+        decoder=DecoderConfig(channels=(64, 48, 32)),
+        translator=TranslatorConfig(channels=(16, 24, 32, 48, 64), spade_hidden=32, source="field", canvas_channels=4),
+    ),
     # The test preset: seconds for a training step on one core.
     "tiny": ModelConfig(
         name="tiny",
@@ -163,6 +193,16 @@ PRESETS: dict[str, ModelConfig] = {
         render=RenderConfig(feature_resolution=16, samples_per_ray=8),
         decoder=DecoderConfig(channels=(16, 16)),
         translator=TranslatorConfig(channels=(8, 8, 16), spade_hidden=8, spade_stages=1),
+    ),
+    # small256's design at test size: 64 px drawings from tiny's field and a 32 px semantic decoder.
+    "tiny-field": ModelConfig(
+        name="tiny-field",
+        output_resolution=64,
+        mapping=MappingConfig(z_dim=16, hidden=32, layers=2),
+        field=FieldConfig(width=32, layers=2),
+        render=RenderConfig(feature_resolution=16, samples_per_ray=8),
+        decoder=DecoderConfig(channels=(16, 16)),
+        translator=TranslatorConfig(channels=(8, 8, 16), spade_hidden=8, spade_stages=1, source="field", canvas_channels=2),
     ),
 }
 

@@ -72,6 +72,8 @@ class RealBatches:
         if with_targets:
             targets = {"image": images.to(self.device), "labels": labels.to(self.device),
                        "pose": torch.stack([it["pose"] for it in items]), "head": torch.tensor([it["head"] for it in items])}
+            if "photo" in items[0]:  # paired drawings (training.data.drawings.PairedDrawings)
+                targets["photo"] = torch.stack([it["photo"] for it in items]).to(self.device)
         # Horizontal flips, with the left/right classes swapped (the reference forgot the swap).
         flip = torch.rand(len(items), generator=generator) < 0.5
         images, labels = images.clone(), labels.clone()

@@ -29,6 +29,9 @@ DISCRIMINATORS: dict[str, DiscriminatorConfig] = {
     "full": DiscriminatorConfig(),
     "small": DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 96, 96), latent_head=0),
     "tiny": DiscriminatorConfig(channels=(8, 16, 16, 16, 16), latent_head=0),
+    # Built beside the "field" presets so every recipe has one; their Stage II on pairs trains no adversary.
+    "small256": DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 96, 96, 96), latent_head=0),
+    "tiny-field": DiscriminatorConfig(channels=(8, 16, 16, 16, 16, 16), latent_head=0),
 }
 
 
@@ -106,6 +109,11 @@ class TrainConfig:
     # Stage II only. False keeps Stage I's semantic decoder: the style learns the drawing path alone, so its
     # label maps are Stage I's (the paper fine-tunes GNet_parsing too; measured in docs/training.md).
     train_semantics: bool = True
+    # Stage II only. True: the translator learns the style from the data's exact pairs, each drawing beside its
+    # photo and label map (training.stages.StagePairs), at 2D speed with nothing rendered; needs a model whose
+    # translator.source is "field". False: SAGE's Stage II, each drawing against its head rendered by the field.
+    drawing_pairs: bool = False
+    pairs_crop: int = 0  # drawing_pairs: train on random square windows of this many pixels (0: whole drawings)
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     seed: int = 0
     log_every: int = 10
@@ -164,6 +172,14 @@ class TrainConfig:
             raise ValueError("the discriminator needs one block per halving from output_resolution down to 2")
         if self.stage not in (1, 2):
             raise ValueError("stage must be 1 or 2")
+        if self.drawing_pairs and (self.stage != 2 or model.translator.source != "field"):
+            raise ValueError("drawing_pairs is a Stage II setting for a model whose translator.source is 'field' "
+                             f"(preset {self.model!r}'s is {model.translator.source!r}): small256 or tiny-field")
+        if self.drawing_pairs and (self.losses.reconstruction_weight <= 0 or self.losses.adversarial_start <= self.steps):
+            raise ValueError("drawing_pairs trains by reconstruction of the pairs alone: reconstruction_weight > 0, "
+                             "adversarial_start past steps")
+        if self.pairs_crop and (not self.drawing_pairs or not 16 <= self.pairs_crop <= min(p.resolution for p in self.curriculum)):
+            raise ValueError("pairs_crop needs drawing_pairs and a size from 16 up to the curriculum's resolutions")
         if self.stage == 1 and not self.train_semantics:
             raise ValueError("train_semantics: false is a Stage II setting (Stage I is where the semantics are learnt)")
         if self.losses.adversarial_start > self.initial_step and self.losses.reconstruction_weight <= 0:

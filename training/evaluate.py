@@ -12,7 +12,7 @@ from sage_backend.limits import Limits, check_value
 
 MAX_SEEDS = 100_000
 DEFAULT_METRICS = ("semantic_consistency", "full_circle_consistency", "reprojection", "face_part_recall", "seed_diversity",
-                   "back_face_parts", "face_part_contrast")
+                   "face_diversity", "back_face_parts", "face_part_contrast")
 
 
 # What each report key measures: eval's --help, and the model card quotes it (training.release.CARD_COLUMNS).
@@ -24,6 +24,8 @@ METRIC_HELP = {
     "face_part_recall": "the share of seeds whose frontal label map shows eyes, brows, nose, mouth, hair (4+ px at 128 px)",
     "seed_diversity": "mean pairwise label disagreement inside the head across the seeds' frontal maps (0 = one head; compare "
                       "at equal --seeds; --data prints the training data's beside it)",
+    "face_diversity": "the same inside the face alone: over pixels both maps label skin, brow, eye, nose, mouth or lip, the "
+                      "share whose labels differ (where the face parts sit, not the hair)",
     "back_face_parts": "the share of back-half frames of a 16-view turntable at pitch pi/2 showing an eye, brow, nose or lip "
                        "(0 = the back of the head is hair and skin)",
     "face_part_contrast": "per face part, |its mean grey - the skin's| (0..1) in the frontal drawings, and 'edges', the mean "

@@ -8,7 +8,7 @@
 - face_part_recall: at the frontal view, the fraction of seeds whose semantic map shows each face part
   (eyes, brows, nose, mouth, hair); beside the same fraction over the training data's near-frontal views.
 - seed_diversity: mean pairwise label disagreement inside the foreground across seeds (0 = every seed
-  the same head), beside the data's.
+  the same head), beside the data's; face_diversity the same inside the face alone (training.face_diversity).
 - back_face_parts: over a 360-degree turntable, the fraction of back-half frames (|yaw - pi/2| > 2.2)
   that show any eye, brow, nose or lip (a model trained only on frontal poses paints a face there).
 - face_part_contrast: at the frontal view, how far each face part's mean grey stands from the skin's, and
@@ -40,6 +40,7 @@ from sage_backend.limits import DEFAULT_PSI
 from sage_backend.model.generator import SageGenerator
 from training.data.drawings import DrawingStyle
 from training.data.images import list_images, read_image, read_labels
+from training.face_diversity import face_diversity_of
 
 YAW_OFFSETS = (-0.4, -0.2, 0.2, 0.4)
 FRONTAL = Camera.orbit(math.pi / 2, math.pi / 2)
@@ -442,6 +443,8 @@ METRICS: dict[str, Callable[[PortraitRenderer, argparse.Namespace], float | dict
                                                 part_recall_of(_data_maps(a.data, a.seeds)) if a.data else None),
     "seed_diversity": lambda r, a: _with_data(diversity_of(_frontal_maps(r, a)),
                                               diversity_of(_data_maps(a.data, a.seeds)) if a.data else None),
+    "face_diversity": lambda r, a: _with_data(face_diversity_of(_frontal_maps(r, a)),
+                                              face_diversity_of(_data_maps(a.data, a.seeds)) if a.data else None),
     "back_face_parts": lambda r, a: _with_data(back_face_parts(r, range(a.seeds), psi=a.psi),
                                                data_back_face_parts(a.data) if a.data else None),
     "face_part_contrast": _face_part_contrast,

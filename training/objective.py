@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from sage_backend.cameras import FRONTAL_YAW, orbit_cam2world, wrap_yaw
+from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.generator import SageGenerator
 from training import losses as L
 from training.batches import RealBatch
@@ -61,6 +62,11 @@ class SageObjective:
         self.device = device
         self.fov_deg = G.cfg.render.fov_deg
         self.output_resolution = G.cfg.output_resolution
+
+    @property
+    def reconstructs(self) -> bool:
+        """Whether G's pass reconstructs real batches: rendered heads (per-head latents) or the data's pairs."""
+        return self.latents is not None or (not self.stage.renders_heads and self.lc.reconstruction_weight > 0)
 
     @property
     def parsing(self) -> bool:
@@ -160,6 +166,8 @@ class SageObjective:
         on the semantics, and (stage permitting) the field itself: its low-res RGB (background black) and its
         opacity against the foreground silhouette, plus a prior on the latents."""
         lc = self.lc
+        if not self.stage.renders_heads:
+            return self.pairs_reconstruction(targets, plan.generator)
         z = self.latents[targets["head"].to(self.device)]
         pose = targets["pose"]
         with self._autocast():
@@ -181,6 +189,29 @@ class SageObjective:
                 coverage = F.interpolate(foreground, size=size, mode="area").squeeze(1)
                 loss = loss + lc.silhouette_weight * F.l1_loss(out.view.opacity.float(), coverage)
         return loss
+
+    def pairs_reconstruction(self, targets: dict[str, torch.Tensor], gen: torch.Generator) -> torch.Tensor:
+        """Stage II on pairs: each drawing redrawn from its own photo and label map by `draw_from_field`, in the
+        form serving gives it (the photo on black where the labels show the head, area-downsampled to the
+        feature resolution like the field's colours; the label map one-hot), against the drawing by the
+        class-balanced multiscale L1; on one random `pairs_crop` window per chunk when the recipe sets one."""
+        lc, labels, image = self.lc, targets["labels"], targets["image"]
+        size = self.G.cfg.render.feature_resolution
+        foreground = (labels != 0).unsqueeze(1).float()
+        rgb = F.interpolate((targets["photo"] + 1) / 2 * foreground, size=(size, size), mode="area")
+        one_hot = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+        front = self._front_facing(targets["pose"][:, 0].to(self.device))
+        balance = L.class_balance_map(labels, lc.drawing_balance, NUM_CLASSES, front) if lc.drawing_balance else None
+        window = None
+        if self.cfg.pairs_crop:
+            crop = self.cfg.pairs_crop
+            top, left = (int(v) for v in torch.randint(0, labels.shape[-1] - crop + 1, (2,), generator=gen))
+            window = (top, left, crop)
+            image = image[..., top:top + crop, left:left + crop]
+            balance = balance[..., top:top + crop, left:left + crop] if balance is not None else None
+        with self._autocast():
+            drawing = self.G.draw_from_field(rgb, one_hot, window)
+        return L.multiscale_l1(drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight, balance)
 
     @staticmethod
     def _front_facing(yaw: torch.Tensor) -> torch.Tensor:

@@ -97,14 +97,17 @@ class Trainer:
                 raise exc from None
             if not state:
                 raise
+        new_parts = self.stage.new_parts
+        if new_parts:
+            state = {k: v for k, v in state.items() if not k.startswith(new_parts)}
         missing = self.G.load_state_dict(state, strict=False)
-        if missing.missing_keys or missing.unexpected_keys:
+        if [k for k in missing.missing_keys if not (new_parts and k.startswith(new_parts))] or missing.unexpected_keys:
             raise CheckpointError(f"{path}: generator does not match preset {self.cfg.model!r}")
         return latents
 
     def _init_latents(self, resolution: int, loaded: torch.Tensor | None, init_from: str | Path | None) -> nn.Parameter | None:
         """The per-head latents (heads, z_dim) when reconstruction applies, as the stage starts them."""
-        if self.cfg.losses.reconstruction_weight <= 0:
+        if self.cfg.losses.reconstruction_weight <= 0 or not self.stage.renders_heads:
             return None
         heads = getattr(self.batches.dataset(resolution), "heads", 0)
         if heads == 0:
@@ -138,7 +141,7 @@ class Trainer:
         for opt, lr in ((self.opt_G, phase.g_lr), (self.opt_D, phase.d_lr)):
             for group in opt.param_groups:
                 group["lr"] = lr
-        real = self.batches.next(phase.batch, phase.resolution, plan.generator, with_targets=self.latents is not None)
+        real = self.batches.next(phase.batch, phase.resolution, plan.generator, with_targets=self.objective.reconstructs)
         stats: dict[str, float] = {}
         if self.objective.adversarial(self.step):
             self.opt_D.zero_grad(set_to_none=True)

@@ -46,8 +46,13 @@ class SageGenerator(nn.Module):
         self.renderer = VolumeRenderer(cfg.render, cfg.field)
         width, w_dim = cfg.field.width, cfg.mapping.hidden
         self.semantic_decoder = UpsamplingDecoder(width, cfg.decoder.channels, w_dim, NUM_CLASSES)
-        self.drawing_decoder = UpsamplingDecoder(width, cfg.decoder.channels, w_dim, 3)
-        self.translator = DomainTranslator(cfg.translator, NUM_CLASSES)
+        self.draws_from_field = cfg.translator.source == "field"
+        if self.draws_from_field:  # the translator reads the field's colours + the label map: no drawing decoder
+            self.translator = DomainTranslator(cfg.translator, NUM_CLASSES, in_channels=3 + NUM_CLASSES + 1,
+                                               canvas_size=cfg.output_resolution, clamped_output=True)
+        else:
+            self.drawing_decoder = UpsamplingDecoder(width, cfg.decoder.channels, w_dim, 3)
+            self.translator = DomainTranslator(cfg.translator, NUM_CLASSES)
         film = (1, cfg.field.layers + 1, cfg.field.width)
         # The truncation centre (w_avg), refreshed by `update_average_code` and saved with the weights.
         self.register_buffer("avg_frequencies", torch.zeros(film))
@@ -95,14 +100,45 @@ class SageGenerator(nn.Module):
         or (B,); kwargs go to `VolumeRenderer.render` (jitter, density_noise, generator)."""
         return self.renderer.render(field, cam2world, fov_deg, self.cfg.render.feature_resolution, **kwargs)
 
-    def decode(self, features: torch.Tensor, w: torch.Tensor, scale: int, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, C, h, w) and w (B, hidden) -> (drawing, semantic logits). The semantics are decoded first and condition the
-        translator detached, so the drawing loss cannot bend the semantic map."""
+    def decode(self, features: torch.Tensor, rgb: torch.Tensor, w: torch.Tensor, scale: int,
+               alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, C, h, w), the field's colours rgb (B, 3, h, w) in [0, 1] and w (B, hidden) -> (drawing
+        (B, 3, H, W), semantic logits (B, 19, H, W)), H = W = the resolution of `scale`. The semantics are decoded
+        first and condition the translator detached, so the drawing loss cannot bend the semantic map.
+
+        With translator.source "field" the semantic decoder runs up to its own last scale and its logits are
+        upsampled (bilinear) to H; the translator draws from rgb and the one-hot label map (`draw_from_field`)."""
+        if self.draws_from_field:
+            top = self.semantic_decoder.scales - 1
+            semantic_logits = self.semantic_decoder(features, w, min(scale, top), alpha if scale <= top else 1.0)
+            size = self.cfg.resolution_of_scale(scale)
+            if semantic_logits.shape[-1] != size:
+                semantic_logits = F.interpolate(semantic_logits, size=(size, size), mode="bilinear", align_corners=False)
+            one_hot = F.one_hot(semantic_logits.argmax(1), NUM_CLASSES).permute(0, 3, 1, 2).to(rgb.dtype)
+            return self.draw_from_field(rgb, one_hot), semantic_logits
         semantic_logits = self.semantic_decoder(features, w, scale, alpha)
         drawing = self.drawing_decoder(features, w, scale, alpha)
         if self.use_translator:
             drawing = self.translator(drawing, torch.softmax(semantic_logits.detach().float(), dim=1).to(drawing.dtype))
         return drawing, semantic_logits
+
+    def draw_from_field(self, rgb: torch.Tensor, labels: torch.Tensor, window: tuple[int, int, int] | None = None) -> torch.Tensor:
+        """Demo v3's drawing path (translator.source "field"): low-res colours rgb (B, 3, h, w) in [0, 1] and a
+        one-hot label map (B, 19, H, W) -> drawing (B, 3, H, W) in [-1, 1]. The translator reads the colours
+        upsampled, the label map and its edges (`label_edges`: where outlines and part lines go, which a
+        network otherwise takes hundreds of steps to find pixel-exactly). Serving passes the field's colours and
+        its own label map; Stage II on pairs passes the data's photo (on black, area-downsampled to h) and its
+        true label map, so both meet the translator in the same form.
+
+        window (top, left, size) in pixels: draw only that square of the H x W drawing (training on windows
+        costs their share of the pixels); the inputs and the canvas are cut at the same place."""
+        tone = F.interpolate(rgb * 2 - 1, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        image = torch.cat([tone, labels, label_edges(labels)], 1)
+        if window is None:
+            return self.translator(image, labels)
+        top, left, size = window
+        image, labels = image[..., top:top + size, left:left + size], labels[..., top:top + size, left:left + size]
+        return self.translator(image, labels, canvas_at=(top, left))
 
     def synthesize(
         self,
@@ -118,7 +154,7 @@ class SageGenerator(nn.Module):
         aux_mix: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         decoder_dtype: torch.dtype | None = None,
-        decode_fn: Callable[[torch.Tensor, torch.Tensor, int, float], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        decode_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, float], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> GeneratorOutput:
         """The one composition of render -> (stereo) -> decode, used by training (`forward`) and serving
         (`PortraitRenderer`), after EG3D's `synthesis`.
@@ -147,12 +183,21 @@ class SageGenerator(nn.Module):
                 stereo = StereoView(warped[:, -3:], valid)
         precision = torch.autocast(features.device.type, dtype=decoder_dtype) if decoder_dtype is not None else nullcontext()
         with precision, record_function("sage.decoders"):
-            drawing, semantic_logits = (decode_fn or self.decode)(features, code.w.expand(features.shape[0], -1), scale, alpha)
+            drawing, semantic_logits = (decode_fn or self.decode)(features, view.rgb, code.w.expand(features.shape[0], -1), scale, alpha)
         return GeneratorOutput(drawing, semantic_logits, view, stereo)
 
     def forward(self, code: LatentCode, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> GeneratorOutput:
         """Training's call: `synthesize` with the differentiable FiLM field (see there for the arguments)."""
         return self.synthesize(code, cam2world, fov_deg, **kwargs)
+
+
+def label_edges(labels: torch.Tensor) -> torch.Tensor:
+    """A one-hot label map (B, C, H, W) -> (B, 1, H, W): 1 where a pixel's class differs from its right or lower
+    neighbour's, else 0 (the last row and column compare with nothing)."""
+    across = (labels[..., :, 1:] != labels[..., :, :-1]).any(1, keepdim=True)
+    down = (labels[..., 1:, :] != labels[..., :-1, :]).any(1, keepdim=True)
+    edges = F.pad(across, (0, 1)) | F.pad(down, (0, 0, 0, 1))
+    return edges.to(labels.dtype)
 
 
 def _store_translator_switch(module: SageGenerator, prefix: str, keep_vars: bool) -> None:

@@ -1,6 +1,8 @@
 """Semantic-aware domain translator: a SPADE U-Net from GNet's RGB to the drawing, conditioned on semantics.
 
-Encoder: conv stages with the configured channels, halving the resolution after the first.
+Encoder: conv stages with the configured channels, halving the resolution after the first. Its input is
+the image to redraw (SAGE: the drawing decoder's RGB; demo v3: the field's colours and the label map,
+`SageGenerator.draw_from_field`), and, with `canvas_channels`, a learned full-resolution canvas.
 Decoder: from the bottom, `spade_stages` SPADE residual blocks (semantics modulate every
 normalisation), then plain conv stages, each fed the encoder's skip at its resolution.
 """
@@ -11,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sage_backend.config import TranslatorConfig
+
+CANVAS_GAIN = 10.0  # the canvas's run-time multiplier (see DomainTranslator.__init__)
 
 
 class SPADE(nn.Module):
@@ -53,11 +57,23 @@ def _conv_stage(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
 
 
 class DomainTranslator(nn.Module):
-    def __init__(self, cfg: TranslatorConfig, label_channels: int, image_channels: int = 3) -> None:
+    def __init__(self, cfg: TranslatorConfig, label_channels: int, in_channels: int = 3, out_channels: int = 3,
+                 canvas_size: int | None = None, clamped_output: bool = False) -> None:
+        """clamped_output: the last conv's output clamped to [-1, 1], its gradient passed straight through, instead
+        of SAGE's tanh. A pixel at its target (paper and ink are exactly +-1) stops the L1's push, and a wrong one
+        always gets a full gradient. With the tanh, Adam drove a style of 95% white paper into saturation within
+        10 steps, where its ink got no gradient at all (measured: every pixel white for the next 50 steps)."""
         super().__init__()
+        self.clamped_output = clamped_output
         ch = cfg.channels
+        # The canvas: a screen-space texture learned with the style (translator.canvas_channels), at canvas_size,
+        # stored divided by CANVAS_GAIN (an equalized learning rate: Adam moves a weight by about lr a step, and
+        # the canvas must reach O(1) values, one free value per pixel, within a few hundred steps).
+        self.canvas = (nn.Parameter(torch.zeros(1, cfg.canvas_channels, canvas_size, canvas_size))
+                       if cfg.canvas_channels and canvas_size else None)
+        first = in_channels + (cfg.canvas_channels if self.canvas is not None else 0)
         self.encoder = nn.ModuleList(
-            _conv_stage(image_channels if i == 0 else ch[i - 1], ch[i], 1 if i == 0 else 2) for i in range(len(ch))
+            _conv_stage(first if i == 0 else ch[i - 1], ch[i], 1 if i == 0 else 2) for i in range(len(ch))
         )
         self.bottleneck = SPADEResBlock(ch[-1], ch[-1], label_channels, cfg.spade_hidden)
         self.decoder = nn.ModuleList()
@@ -67,12 +83,16 @@ class DomainTranslator(nn.Module):
             self.decoder.append(
                 SPADEResBlock(in_ch, out_ch, label_channels, cfg.spade_hidden) if uses_spade else _conv_stage(in_ch, out_ch, 1)
             )
-        self.to_image = nn.Conv2d(ch[0], image_channels, 3, padding=1)
+        self.to_image = nn.Conv2d(ch[0], out_channels, 3, padding=1)
 
-    def forward(self, image: torch.Tensor, semantics: torch.Tensor) -> torch.Tensor:
-        """image (B, 3, H, W) in [-1, 1], semantics (B, 19, H, W) class probabilities -> drawing (B, 3, H, W)."""
+    def forward(self, image: torch.Tensor, semantics: torch.Tensor, canvas_at: tuple[int, int] | None = None) -> torch.Tensor:
+        """image (B, in_channels, H, W), nominally [-1, 1], semantics (B, 19, H, W) class probabilities -> drawing
+        (B, out_channels, H, W) in [-1, 1]. The canvas is resampled (antialiased bilinear) to H, W when they differ,
+        or, with canvas_at (top, left), cut there at its own size (the image is a window of a full drawing)."""
         skips = []
         x = image
+        if self.canvas is not None:
+            x = torch.cat([x, self._canvas(image.shape[-2:], canvas_at).to(x.dtype).expand(x.shape[0], -1, -1, -1)], 1)
         for stage in self.encoder:
             x = stage(x)
             skips.append(x)
@@ -81,4 +101,15 @@ class DomainTranslator(nn.Module):
             skip = skips.pop()
             x = torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="nearest"), skip], dim=1)
             x = block(x, semantics) if isinstance(block, SPADEResBlock) else block(x)
-        return torch.tanh(self.to_image(x))
+        out = self.to_image(x)
+        if not self.clamped_output:
+            return torch.tanh(out)
+        return out + (out.clamp(-1.0, 1.0) - out).detach()
+
+    def _canvas(self, size: torch.Size, at: tuple[int, int] | None) -> torch.Tensor:
+        canvas = self.canvas * CANVAS_GAIN
+        if at is not None:
+            return canvas[..., at[0]:at[0] + size[0], at[1]:at[1] + size[1]]
+        if canvas.shape[-2:] == size:
+            return canvas
+        return F.interpolate(canvas, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)

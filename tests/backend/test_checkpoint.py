@@ -255,7 +255,7 @@ def test_shipped_checkpoints_keep_their_translator_switch(name: str) -> None:
                            generator=torch.Generator().manual_seed(0))
     w = g.code(seed_latent(3, g.z_dim)[None], 0.5).w
     with torch.no_grad():
-        drawing, semantic = g.decode(features, w, g.cfg.max_scale)
+        drawing, semantic = g.decode(features, torch.zeros(1, 3, *features.shape[-2:]), w, g.cfg.max_scale)
         plain = g.drawing_decoder(features, w, g.cfg.max_scale)
         assert torch.equal(drawing, g.translator(plain, torch.softmax(semantic, dim=1)))
     g.set_translator(False)

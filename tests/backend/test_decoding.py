@@ -54,7 +54,7 @@ def test_compiled_decoders_agree_with_eager_and_pad_a_short_batch() -> None:
     with pytest.raises(ValueError, match="exceed the largest compiled batch"):
         compiled.decoder.padded_size(4)
     with pytest.raises(ValueError, match="not a compiled batch"):  # the renderer pads; a stray size never compiles
-        compiled.decoder(torch.zeros(2, g.cfg.field.width, 4, 4), torch.zeros(2, g.cfg.mapping.hidden), 1)
+        compiled.decoder(torch.zeros(2, g.cfg.field.width, 4, 4), torch.zeros(2, 3, 4, 4), torch.zeros(2, g.cfg.mapping.hidden), 1)
 
 
 def test_compile_modes_follow_the_device_and_reject_unknown_names() -> None:

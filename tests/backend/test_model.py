@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sage_backend.cameras import orbit_cam2world
-from sage_backend.config import FieldConfig, preset
+from sage_backend.config import FieldConfig, TranslatorConfig, preset
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.decoders import EqualConv2d, UpsamplingDecoder
 from sage_backend.model.field import activate_density
@@ -193,3 +193,38 @@ def test_the_subpixel_conv_is_upsample_then_conv() -> None:
     plain.square().sum().backward()
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fused_grad, decoder.blocks[0][0].conv.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_a_field_model_draws_full_size_from_the_field_colours_and_its_own_label_map() -> None:
+    """translator.source "field" (demo v3): no drawing decoder; the semantic decoder runs to its own last scale
+    and its logits are upsampled; the drawing is `draw_from_field` of the field's colours and that label map."""
+    torch.manual_seed(0)
+    g = SageGenerator(preset("tiny-field"))
+    g.set_translator(True)
+    assert not hasattr(g, "drawing_decoder") and g.semantic_decoder.scales == 2
+    code = g.code(torch.randn(1, g.z_dim, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        out = g(code, frontal(), 12.0)
+        top = g.semantic_decoder(out.view.features, code.w, 1)
+        one_hot = F.one_hot(out.semantic_logits.argmax(1), 19).permute(0, 3, 1, 2).float()
+        expected = g.draw_from_field(out.view.rgb, one_hot)
+    assert out.drawing.shape == (1, 3, 64, 64) and out.semantic_logits.shape == (1, 19, 64, 64)
+    torch.testing.assert_close(out.semantic_logits, F.interpolate(top, size=(64, 64), mode="bilinear", align_corners=False))
+    torch.testing.assert_close(out.drawing, expected)
+
+
+def test_a_window_of_the_drawing_reads_the_canvas_at_its_own_place() -> None:
+    """Stage II on pairs trains on windows: the canvas must be cut where the window lies, not resampled."""
+    g = SageGenerator(preset("tiny-field"))
+    with torch.no_grad():
+        g.translator.canvas.copy_(torch.randn_like(g.translator.canvas))
+    full = g.translator._canvas(torch.Size((64, 64)), None)
+    torch.testing.assert_close(g.translator._canvas(torch.Size((16, 16)), (8, 40)), full[..., 8:24, 40:56])
+    assert g.translator._canvas(torch.Size((32, 32)), None).shape[-2:] == (32, 32)  # a smaller frame: resampled
+
+
+def test_only_a_field_translator_has_a_canvas() -> None:
+    with pytest.raises(ValueError, match="canvas_channels needs"):
+        TranslatorConfig(canvas_channels=2)
+    with pytest.raises(ValueError, match="'decoder' or 'field'"):
+        TranslatorConfig(source="photo")

@@ -129,12 +129,13 @@ def test_registry_runs_every_metric_on_a_tiny_checkpoint(tmp_path: Path, tiny_ch
     args = argparse.Namespace(inception=scripted_extractor(tmp_path / "extractor.pt"), real=real, psi=0.5, seeds=2, data=None,
                               drawings=None, style="line")
     assert set(METRICS) == {"semantic_consistency", "full_circle_consistency", "reprojection", "face_part_recall",
-                            "seed_diversity", "back_face_parts", "face_part_contrast", "fid", "kid"}
+                            "seed_diversity", "face_diversity", "back_face_parts", "face_part_contrast", "fid", "kid"}
     assert set(METRIC_HELP) == set(METRICS)  # eval --help explains every key its report can hold
     assert 0.0 <= METRICS["full_circle_consistency"](renderer, args) <= 1.0
     assert 0.0 <= METRICS["back_face_parts"](renderer, args)["model"] <= 1.0
     assert set(METRICS["face_part_recall"](renderer, args)["model"]) == {"eyes", "brows", "nose", "mouth", "hair"}
     assert 0.0 <= METRICS["seed_diversity"](renderer, args)["model"] <= 1.0
+    assert 0.0 <= METRICS["face_diversity"](renderer, args)["model"] <= 1.0
     assert all(0.0 <= v <= 1.0 for v in METRICS["face_part_contrast"](renderer, args)["model"].values())
     assert np.isfinite(METRICS["fid"](renderer, args)) and np.isfinite(METRICS["kid"](renderer, args))
     assert 0.0 <= METRICS["semantic_consistency"](renderer, args) <= 1.0
@@ -249,3 +250,19 @@ def test_a_styles_drawings_are_found_in_a_styles_root_or_a_make_synthetic_output
         style_drawings_folder(tmp_path / "synthetic", "line")
     with pytest.raises(ValueError, match="nowhere: no drawings for style 'pencil'"):  # a wrong path is said, not ignored
         style_drawings_folder(tmp_path / "nowhere", "pencil")
+
+
+def test_face_diversity_counts_only_what_both_maps_call_face() -> None:
+    """Hair and background never count; inside the shared face, a moved eye does (by its share of the face)."""
+    from training.face_diversity import face_diversity_of
+
+    a = np.zeros((8, 8), np.uint8)
+    a[2:8, 2:6] = LABEL_IDS["skin"]
+    a[3, 3] = LABEL_IDS["l_eye"]
+    b = a.copy()
+    b[0:2] = LABEL_IDS["hair"]  # other hair, same face
+    assert face_diversity_of([a, b]) == 0.0
+    c = a.copy()
+    c[3, 3], c[3, 4] = LABEL_IDS["skin"], LABEL_IDS["l_eye"]  # the eye one pixel over: 2 of 24 face pixels differ
+    assert face_diversity_of([a, c]) == pytest.approx(2 / 24)
+    assert face_diversity_of([a]) == 0.0 and face_diversity_of([a, np.zeros_like(a)]) == 0.0

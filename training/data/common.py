@@ -24,10 +24,14 @@ def center_crop(img: Image.Image, fraction: float) -> Image.Image:
 
 def preprocess(image: Image.Image, labels: np.ndarray, resolution: int, crop_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Crop, resize (bilinear for the image, nearest for labels) and scale the image to [-1, 1]."""
-    image = center_crop(image, crop_fraction).resize((resolution, resolution), Image.BILINEAR)
     label_img = center_crop(Image.fromarray(labels), crop_fraction).resize((resolution, resolution), Image.NEAREST)
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0
-    return pixels, torch.from_numpy(np.asarray(label_img, dtype=np.int64))
+    return image_pixels(image, resolution, crop_fraction), torch.from_numpy(np.asarray(label_img, dtype=np.int64))
+
+
+def image_pixels(image: Image.Image, resolution: int, crop_fraction: float) -> torch.Tensor:
+    """An RGB image cropped, resized (bilinear) -> (3, resolution, resolution) float in [-1, 1]."""
+    image = center_crop(image, crop_fraction).resize((resolution, resolution), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0
 
 
 def flip_pair(image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,9 @@
 Items are those of CelebAMaskHQ: dict(image (3, R, R) in [-1, 1], semantic (R, R) int64, index). Drawings
 are used whole (no center crop): they are expected framed like the generator's view. `sage-train
 make-synthetic` writes OUT/styles/ in this layout.
+
+`PairedDrawings` adds each drawing's photo, from the Stage I data the drawings were made from
+(ROOT/../CelebA-HQ-img/<id>, make-synthetic's layout), for Stage II on pairs (training.stages.StagePairs).
 """
 from __future__ import annotations
 
@@ -15,8 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.data.common import PairDataset
+from training.data.celebamask import CelebAMaskHQ
+from training.data.common import PairDataset, image_pixels
 from training.data.images import is_user_file, list_images, read_image, read_labels
+
+PHOTO_STYLE = "photo"  # the photos themselves as a style: the photo model, Stage I's look at full resolution
 
 
 class DrawingStyle(PairDataset):
@@ -37,3 +43,27 @@ class DrawingStyle(PairDataset):
             raise ValueError(f"{self.folder / 'masks' / image_id}.png: missing label map for {self.images[image_id].name}")
         image = read_image(self.images[image_id])
         return image, read_labels(self.masks[image_id], image.size)
+
+
+class PairedDrawings(PairDataset):
+    """A style's drawings, each beside the photo it was drawn from: items as DrawingStyle's plus `photo` (3, R, R)
+    in [-1, 1]. ROOT is the styles folder; the photos, label maps and cameras of ROOT/.. (the Stage I data) must
+    hold every drawing's id. Style "photo" (`PHOTO_STYLE`) pairs each photo with itself. Raises ValueError for
+    a missing folder or photo."""
+
+    def __init__(self, root: str | Path, style: str, resolution: int) -> None:
+        super().__init__(resolution)
+        self.photos = CelebAMaskHQ(Path(root).parent, resolution, crop_fraction=1.0)
+        self.drawings = self.photos if style == PHOTO_STYLE else DrawingStyle(root, style, resolution)
+        missing = [i for i in self.drawings.ids if i not in self.photos.images]
+        if missing:
+            raise ValueError(f"{self.photos.root}: no photo for the drawings {missing[:5]} (Stage II on pairs reads each "
+                             "drawing's photo from the Stage I data beside the styles folder)")
+        self.ids, self.cameras = self.drawings.ids, self.drawings.cameras
+
+    def load(self, image_id: str) -> tuple[Image.Image, np.ndarray]:
+        return self.drawings.load(image_id)
+
+    def extras(self, index: int) -> dict:
+        photo = image_pixels(read_image(self.photos.images[self.ids[index]]), self.resolution, 1.0)
+        return {**super().extras(index), "photo": photo}
