@@ -30,7 +30,9 @@ def reference_generator(g: SageGenerator) -> SageGenerator:
     """A copy of `g` that decodes with the reference code's op sequence (nearest upsample, then a 3x3 conv)
     instead of the sub-pixel conv: the reference path's model. Same weights, same function."""
     ref = copy.deepcopy(g)
-    ref.semantic_decoder.subpixel = ref.drawing_decoder.subpixel = False
+    ref.semantic_decoder.subpixel = False
+    if not ref.draws_from_field:
+        ref.drawing_decoder.subpixel = False
     return ref
 
 

@@ -32,7 +32,7 @@ FULL_CIRCLE_ARC = (math.pi / 2 - math.pi, math.pi / 2 + math.pi, 9)
 # The first table's columns and the eval metrics they report (whose --help text the card quotes).
 CARD_COLUMNS = (("mIoU across views", "semantic_consistency"), ("mIoU around the circle", "full_circle_consistency"),
                 ("drawing reprojection L1", "reprojection"), ("face-part recall", "face_part_recall"),
-                ("seed diversity", "seed_diversity"), ("back-half frames", "back_face_parts"))
+                ("seed diversity", "seed_diversity"), ("face diversity", "face_diversity"), ("back-half frames", "back_face_parts"))
 
 
 def add_release_args(p: argparse.ArgumentParser) -> None:
@@ -111,6 +111,7 @@ def _drawings_of(args: argparse.Namespace, style: str) -> Path | None:
 def model_metrics(renderer: PortraitRenderer, seeds: list[int], psi: float, drawings: Path | None = None) -> dict:
     """The card's measurements of one model at truncation `psi` (training/metrics.py), rounded for the card;
     `drawings`: the style's training drawings (a folder with cameras.json), for the face-part contrast's yardstick."""
+    from training.face_diversity import face_diversity_of
     from training.metrics import (back_face_parts, contrast_of, data_frontal_drawings, diversity_of, frontal_drawings,
                                   full_circle_consistency, part_recall_of, reprojection_error, semantic_consistency)
 
@@ -125,6 +126,7 @@ def model_metrics(renderer: PortraitRenderer, seeds: list[int], psi: float, draw
         "drawing_reprojection_l1": round(reprojection_error(renderer, seeds, psi=psi), 4),
         "face_part_recall": {k: round(v, 3) for k, v in part_recall_of(frontal).items()},
         "seed_diversity": round(diversity_of(frontal), 4),
+        "face_diversity": round(face_diversity_of(frontal), 4),
         "back_face_parts": round(back_face_parts(renderer, seeds, psi=psi), 4),
         "face_part_contrast": contrast,
     }
@@ -137,12 +139,14 @@ def _rounded(values: dict[str, float]) -> dict[str, float]:
 def data_metrics(root: Path, count: int) -> dict:
     """The yardsticks from the training data: face-part recall and seed diversity of its near-frontal
     views, and the share of its back-half views that show a face part (None for frontal-only data)."""
+    from training.face_diversity import face_diversity_of
     from training.metrics import data_back_face_parts, data_frontal_label_maps, diversity_of, part_recall_of
 
     maps = data_frontal_label_maps(root, count)
     back = data_back_face_parts(root)
     return {"face_part_recall": {k: round(v, 3) for k, v in part_recall_of(maps).items()},
-            "seed_diversity": round(diversity_of(maps), 4), "back_face_parts": None if back is None else round(back, 4)}
+            "seed_diversity": round(diversity_of(maps), 4), "face_diversity": round(face_diversity_of(maps), 4),
+            "back_face_parts": None if back is None else round(back, 4)}
 
 
 def _blank_if_none(value: object) -> str:
@@ -197,7 +201,8 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, seeds: int, 
                   f"--yaw-range {first:.4f} {last:.4f} --out frames/`):", "",
                   f"![{info.name}]({_relative(image, out)})", ""]
     hours = sum(info.training.get("wall_time_s", 0.0) for info in trained) / 3600
-    lines += ["", f"Limitations: 128 x 128 output, {hours:.1f} h of training (Stage I plus each style's Stage II),",
+    size = recipe.get("curriculum", [{}])[-1].get("resolution", "?")
+    lines += ["", f"Limitations: {size} x {size} output, {hours:.1f} h of training (Stage I plus each style's Stage II),",
               "synthetic faces only; expect soft, cartoon-like heads. Train on CelebAMask-HQ with the full preset",
               "for paper-like results."]
     return "\n".join(lines) + "\n"
@@ -207,16 +212,16 @@ def _metrics_table(rows: list[tuple[StyleInfo, dict, Path]], data: dict | None) 
     """The card's first table (one row per style, the training data's below) and what its columns mean."""
     lines = ["| style | steps | Stage II wall time (s) | mIoU across views, frontal +-0.4 | mIoU around the circle | "
              "drawing reprojection L1 | face-part recall, frontal: eyes / brows / nose / mouth / hair | seed diversity | "
-             "back-half frames with face parts |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "face diversity | back-half frames with face parts |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for info, m, _ in rows:
         lines.append(f"| {info.name} | {info.step} | {info.training.get('wall_time_s')} | {_number(m['semantic_consistency_miou'])} | "
                      f"{_number(m.get('full_circle_consistency_miou'))} | {_number(m['drawing_reprojection_l1'])} | "
                      f"{_recall_cell(m['face_part_recall']) if 'face_part_recall' in m else ''} | "
-                     f"{_number(m.get('seed_diversity'))} | {_number(m.get('back_face_parts'))} |")
+                     f"{_number(m.get('seed_diversity'))} | {_number(m.get('face_diversity'))} | {_number(m.get('back_face_parts'))} |")
     if data is not None:
         lines.append(f"| *training data* | | | | | | {_recall_cell(data['face_part_recall'])} | {_number(data['seed_diversity'])} | "
-                     f"{_number(data.get('back_face_parts'))} |")
+                     f"{_number(data.get('face_diversity'))} | {_number(data.get('back_face_parts'))} |")
     semantics_frozen = any(info.training.get("recipe", {}).get("train_semantics") is False for info, _, _ in rows)
     return lines + ["", "The columns, as `sage-train eval --help` explains its metrics: "
                     + " ".join(f"*{column}*: {METRIC_HELP[metric]}." for column, metric in CARD_COLUMNS)

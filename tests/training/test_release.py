@@ -48,12 +48,13 @@ def test_release_ships_measured_checkpoints_with_card_and_sheets(tmp_path: Path,
     metrics = shipped.training["metrics"]
     assert shipped.psi == 0.6  # served when a request names no psi
     assert set(metrics) == {"semantic_consistency_miou", "full_circle_consistency_miou", "drawing_reprojection_l1",
-                            "face_part_recall", "seed_diversity", "back_face_parts", "face_part_contrast"}
+                            "face_part_recall", "seed_diversity", "face_diversity", "back_face_parts", "face_part_contrast"}
     assert set(metrics["face_part_contrast"]) == {"model", "data"}
     sheet = np.array(Image.open(tmp_path / "images" / "demo_line_turntable.png"))
     assert sheet.ndim == 3 and sheet.shape[1] > sheet.shape[0] / 9  # 7 views wide, 3 seeds x 3 rows high
     card = (tmp_path / "ship" / "MODEL_CARD.md").read_text()
-    assert METRIC_HELP["seed_diversity"] in card and METRIC_HELP["face_part_contrast"] in card  # one text for eval and card
+    assert METRIC_HELP["seed_diversity"] in card and METRIC_HELP["face_diversity"] in card
+    assert METRIC_HELP["face_part_contrast"] in card  # one text for eval and card
     assert "over seeds 0-1" in card and "at each checkpoint's psi (0.6)" in card
     assert "| line |" in card and "| *training data* |" in card and "--yaw-range 0.7708 2.3708" in card
     assert "| 0.00 / 0.00 / 0.00 / 0.00 / 1.00 | 0.0" in card  # the data: hair only, three nearly equal heads
