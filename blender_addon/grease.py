@@ -93,6 +93,12 @@ def draw(scene: bpy.types.Scene, camera: bpy.types.Object, strokes: StrokeSet, f
     return obj
 
 
+def layers_at(obj: bpy.types.Object, frame: int) -> list[str]:
+    """The names of the object's layers that hold strokes at `frame` (a part absent there has an empty keyframe)."""
+    return [layer.name for layer in obj.data.layers
+            if any(key.frame_number == frame and len(key.drawing.strokes) for key in layer.frames)]
+
+
 def _new_object(scene: bpy.types.Scene, camera: bpy.types.Object) -> bpy.types.Object:
     collection = bpy.data.grease_pencils_v3 if hasattr(bpy.data, "grease_pencils_v3") else bpy.data.grease_pencils
     obj = bpy.data.objects.new(NAME, collection.new(NAME))

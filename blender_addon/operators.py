@@ -284,7 +284,7 @@ class SAGE_OT_draw_grease_pencil(JobOperator, bpy.types.Operator):
         def draw(arrays: dict[str, Any]) -> None:
             portrait.show(scene, camera, arrays)
             obj = grease.draw(scene, camera, arrays[portrait.STROKES], frame)
-            layers = [layer.name for layer in obj.data.layers if _keyed(layer, frame)]
+            layers = grease.layers_at(obj, frame)
             self.succeed(f"SAGE: {len(arrays[portrait.STROKES].lengths)} strokes on {len(layers)} layers ({', '.join(layers)}) at frame {frame}")
 
         cached = state.cache.get(key)
@@ -300,11 +300,6 @@ class SAGE_OT_draw_grease_pencil(JobOperator, bpy.types.Operator):
             draw(arrays)
 
         return state.submit("generate", dict(fields, camera=camera_dict), on_reply, self.fail, props.timeout_s(context), "tracing strokes")
-
-
-def _keyed(layer, frame: int) -> bool:
-    """Whether the layer holds strokes at `frame` (a part absent there has an empty keyframe)."""
-    return any(key.frame_number == frame and len(key.drawing.strokes) for key in layer.frames)
 
 
 class SAGE_OT_frame_head(bpy.types.Operator):
