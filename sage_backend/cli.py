@@ -41,7 +41,8 @@ EXAMPLES = {
     "styles": ["sage-backend styles", "sage-backend styles --styles runs/pencil/generator.safetensors"],
     "render": ["sage-backend render --style pencil --seed 7 --out frames/",
                "sage-backend render --style line --seed 3 --turntable 12 --resolution 256 --out frames/",
-               "sage-backend render --style pencil --yaw 1.2 --pitch 1.4 --fov 14 --out view/"],
+               "sage-backend render --style pencil --yaw 1.2 --pitch 1.4 --fov 14 --out view/",
+               "sage-backend render --style painterly --part-style hair=pencil,skin=line --turntable 12 --out mixed/"],
     "mesh": ["sage-backend mesh --style pencil --seed 7 --grid 128 --out head.ply",
              "sage-backend mesh --style line --seed 7 --grid 256 --colors drawing --format glb --out head.glb",
              "sage-backend mesh --style pencil --seed 7 --grid 128 --out head.obj    # also writes head.mtl"],
@@ -139,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "whole circle from frontal); e.g. 0.77 2.37 is frontal +-0.8, and -1.5708 4.7124 the whole circle "
                         "from the back, the arc of the README's sheets")
     p.add_argument("--resolution", type=int, help="output size (default: the model's)")
+    p.add_argument("--part-style", metavar="PART=STYLE,...",
+                   help="a style per face part, the rest in --style: parts hair, face, eyes, brows, nose, mouth, ears, "
+                        "neck, clothes, background, or single classes (e.g. skin, l_eye); the styles must share Stage I, "
+                        "as the shipped ones do")
     p.add_argument("--out", type=Path, required=True)
     _styles_arg(p)
     _compile_arg(p)
@@ -207,20 +212,30 @@ def render_cameras(args: argparse.Namespace):
 
 def _renderer(args: argparse.Namespace):
     """The style's renderer, and the psi to render at: --psi, else the style's own (StyleInfo.psi)."""
+    renderers, psi, _ = _renderers(args)
+    return renderers[args.style], psi
+
+
+def _renderers(args: argparse.Namespace):
+    """(renderers by style: --style's and those --part-style names, the psi to render at: --psi, else --style's
+    own (StyleInfo.psi), the checked part styles or None)."""
     from sage_backend.decoding import bf16_native, compile_notice
     from sage_backend.inference import PortraitRenderer, default_camera_batch
+    from sage_backend.part_styles import parse_part_style_text, parse_part_styles
 
     styles, device = load_styles(args.styles, args.device)
     if args.style not in styles:
         raise ValueError(f"unknown style {args.style!r}; available: {', '.join(sorted(styles))}")
+    text = getattr(args, "part_style", None)
+    part_styles = parse_part_styles(parse_part_style_text(text), styles) if text is not None else None
     if args.precision == "auto" and bf16_native(device):  # a few seconds on a CPU: say what the wait is (stdout,
         # with the other progress lines: stderr holds the one error line)
         print("timing the decoders in fp32 and bf16 to pick the faster (--precision fp32 or bf16 skips this)", flush=True)
-    renderer = PortraitRenderer(styles[args.style].generator, device, default_camera_batch(device), precision=args.precision,
-                                compile=args.compile)
-    if renderer.compiled:  # compiled on the first frames: say so before the wait
+    renderers = {name: PortraitRenderer(styles[name].generator, device, default_camera_batch(device), precision=args.precision,
+                                        compile=args.compile) for name in {args.style, *(part_styles or {}).values()}}
+    if renderers[args.style].compiled:  # compiled on the first frames: say so before the wait
         print(compile_notice(device), file=sys.stderr, flush=True)
-    return renderer, styles[args.style].info.psi if args.psi is None else args.psi
+    return renderers, styles[args.style].info.psi if args.psi is None else args.psi, part_styles
 
 
 def cmd_styles(args: argparse.Namespace) -> int:
@@ -234,14 +249,21 @@ def cmd_styles(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from sage_backend.frames import FIRST_FRAME, save_frame
+    from sage_backend.part_styles import render_mixed
 
     check_arguments(args)
     cams = render_cameras(args)
     check_writable(args.out)
-    renderer, psi = _renderer(args)
-    for i, frame in enumerate(renderer.render(renderer.latent(seed=args.seed), cams, psi, args.resolution)):
+    renderers, psi, part_styles = _renderers(args)
+    z = renderers[args.style].latent(seed=args.seed)
+    if part_styles:
+        frames = render_mixed(renderers, args.style, part_styles, z, cams, psi, args.resolution)
+    else:
+        frames = renderers[args.style].render(z, cams, psi, args.resolution)
+    for i, frame in enumerate(frames):
         save_frame(args.out, args.style, args.seed, FIRST_FRAME + i, frame.drawing, frame.semantic)
-    print(f"{len(cams)} view(s) of seed {args.seed} at psi {psi:g} -> {args.out}")
+    mixed = f" with {', '.join(f'{k}={v}' for k, v in part_styles.items())}" if part_styles else ""
+    print(f"{len(cams)} view(s) of seed {args.seed} at psi {psi:g}{mixed} -> {args.out}")
     return 0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from sage_backend.cameras import Camera
 from sage_backend.files import check_file_name
+from sage_backend.part_styles import parse_part_styles
 from sage_backend.limits import DEFAULT_PSI, Limits, check_latent, check_value
 from sage_backend.strokes import SOURCES
 
@@ -161,6 +162,7 @@ class RenderSpec:
     colors: str = "semantic"
     threshold: float | None = None
     name: str = "mesh"  # an OBJ's material library is NAME.mtl
+    part_styles: dict[str, str] | None = None  # {part or class: style}: a style per part (part_styles.py)
     deadline_ms: float | None = None
     trace: str = "auto"  # what the strokes output traces: ink, parts (boundaries) or auto (strokes.SOURCES)
     stroke_limits: tuple[int, int] = (Limits.max_stroke_points, Limits.max_strokes)  # (points, strokes) per frame
@@ -194,6 +196,11 @@ def parse_work(request: Request, limits: Limits, styles: dict[str, int], style_p
         raise ProtocolError("bad_request", f"outputs must be a non-empty list drawn from {', '.join(OUTPUTS)}", rid)
     spec.outputs = tuple(outputs)
     spec.trace = _choice(f, "trace", "auto", SOURCES, rid)
+    if f.get("part_styles") is not None:
+        try:
+            spec.part_styles = parse_part_styles(f["part_styles"], styles)
+        except ValueError as exc:
+            raise ProtocolError("bad_request", str(exc), rid) from None
     spec.stroke_limits = (limits.max_stroke_points, limits.max_strokes)
     if request.op == "generate":
         if f.get("camera") is None:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer, precision_label
+from sage_backend.part_styles import render_mixed
 from sage_backend.labels import PART_NAMES
 from sage_backend.server.peers import Peers
 from sage_backend.server.protocol import Limits, ProtocolError, RenderSpec, Request, array_blob, encode, error_reply, print_traceback
@@ -88,8 +89,7 @@ class Worker:
             return code
 
     def _frames(self, job: Job) -> None:
-        renderer = self.renderers[job.spec.style]
-        for reply in frame_replies(renderer, job.spec, job.request, self._stopper(job)):
+        for reply in frame_replies(self.renderers, job.spec, job.request, self._stopper(job)):
             self._reply(job, reply)
         if job.request.op == "turntable":
             self._reply(job, encode({"id": job.request.id, "ok": True, "done": True, "frames": len(job.spec.cameras)}))
@@ -115,12 +115,18 @@ def failure(exc: Exception, cancelled: bool, default_deadline_ms: int) -> tuple[
     return "internal", f"{type(exc).__name__}: {exc}"
 
 
-def frame_replies(renderer: PortraitRenderer, spec: RenderSpec, request: Request, should_stop: Callable[[], bool],
+def frame_replies(renderers: Mapping[str, PortraitRenderer], spec: RenderSpec, request: Request, should_stop: Callable[[], bool],
                   first: int = 0) -> Iterator[list[bytes]]:
     """The client messages of a generate (one, with `style`) or of a turntable's frames (one per camera, `frame`
-    counted from `first`; the closing `done` is the caller's). Raises inference.Interrupted when `should_stop`."""
+    counted from `first`; the closing `done` is the caller's), in spec.style or, with spec.part_styles, a style
+    per part. Raises inference.Interrupted when `should_stop`."""
+    renderer = renderers[spec.style]
     latent = renderer.latent(seed=spec.seed, latent=spec.latent)
-    frames = renderer.render(latent, spec.cameras, spec.psi, spec.resolution, rendered_outputs(spec.outputs), should_stop)
+    outputs = rendered_outputs(spec.outputs)
+    if spec.part_styles:
+        frames = render_mixed(renderers, spec.style, spec.part_styles, latent, spec.cameras, spec.psi, spec.resolution, outputs, should_stop)
+    else:
+        frames = renderer.render(latent, spec.cameras, spec.psi, spec.resolution, outputs, should_stop)
     if request.op == "generate":
         header, blobs = frame_message(next(frames), spec)
         yield encode({"id": request.id, "ok": True, "style": spec.style, **header}, blobs)

@@ -71,7 +71,7 @@ class TaskRunner:
                 self._send(running, mesh_reply(renderer, spec, task.rid, running.check, progress))  # progress: no credit
             else:
                 request = Request(task.rid, task.op, task.fields)
-                for reply in frame_replies(renderer, spec, request, running.check, task.first):
+                for reply in frame_replies(self.renderers, spec, request, running.check, task.first):
                     self._send(running, reply)
             status, message = "ok", ""
         except Exception as exc:  # a worker survives anything the model throws: the task fails, the worker serves on

@@ -10,7 +10,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from sage_backend.cli import build_parser, main
+from sage_backend.cli import build_parser, main, render_cameras
 from sage_backend.labels import colorize
 from tests.conftest import BPY_INSTALLED
 
@@ -326,3 +326,21 @@ def test_a_checkpoint_with_nan_weights_fails_in_one_line_and_writes_nothing(tmp_
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "NaN or infinite" in err, err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_render_part_style_composes_styles_and_names_a_bad_part_in_one_line(tmp_path, capsys, tiny_checkpoint_dir) -> None:
+    from sage_backend.checkpoint import load_generator
+    from sage_backend.inference import PortraitRenderer
+    from sage_backend.part_styles import render_mixed
+
+    common = ["--style", "line", "--seed", "2", "--psi", "0.5", "--styles", str(tiny_checkpoint_dir), "--device", "cpu", "--precision", "fp32"]
+    code, out, err = run(capsys, "render", *common, "--part-style", "hair=pencil,skin=pencil", "--out", str(tmp_path))
+    assert code == 0 and "with hair=pencil, skin=pencil ->" in out, err
+    renderers = {s: PortraitRenderer(load_generator(tiny_checkpoint_dir / f"{s}.safetensors").generator) for s in ("line", "pencil")}
+    frame = next(render_mixed(renderers, "line", {"hair": "pencil", "skin": "pencil"}, renderers["line"].latent(seed=2),
+                              render_cameras(build_parser().parse_args(["render", *common, "--out", "x"])), 0.5))
+    np.testing.assert_array_equal(np.array(Image.open(tmp_path / "line_2_0001_drawing.png")), frame.drawing)
+    for bad, line in (("beard=pencil", "part_styles: unknown part 'beard'"), ("hair=oil", "part_styles: unknown style 'oil'"),
+                      ("hair", "--part-style takes PART=STYLE pairs")):
+        code, _, err = run(capsys, "render", *common, "--part-style", bad, "--out", str(tmp_path / "bad"))
+        assert code == 2 and err.startswith(f"sage-backend: error: {line}") and err.count("\n") == 1, err

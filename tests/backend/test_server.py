@@ -141,6 +141,17 @@ def test_turntable_streams_frames_then_done(client: Client) -> None:
     assert [f for f, _ in frames] == list(range(5)) and len({b for _, b in frames}) == 5
 
 
+def test_part_styles_compose_a_drawing_and_bad_ones_are_one_line(client: Client) -> None:
+    fields = dict(style="line", seed=1, camera=FRONT, resolution=64)
+    plain, _ = client.call("generate", **fields)
+    mixed, blobs = client.call("generate", **fields, part_styles={"hair": "pencil", "skin": "pencil"})
+    assert plain["ok"] and mixed["ok"] and [b["name"] for b in mixed["blobs"]] == ["drawing", "semantic"] and len(blobs[0]) == 64 * 64 * 3
+    for value, message in (({"beard": "line"}, "part_styles: unknown part 'beard'"), ({"hair": "oil"}, "part_styles: unknown style 'oil'"),
+                           ("hair=pencil", "part_styles must be a non-empty object")):
+        bad, _ = client.call("generate", **fields, part_styles=value)
+        assert bad["error"]["code"] == "bad_request" and bad["error"]["message"].startswith(message), bad
+
+
 def test_mesh_op_returns_a_file(client: Client) -> None:
     header, blobs = client.call("mesh", style="pencil", seed=1, grid=32, format="ply", colors="semantic")
     assert header["ok"] and header["vertices"] > 0 and header["blobs"][0]["format"] == "ply" and blobs[0].startswith(b"ply")
