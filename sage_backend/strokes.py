@@ -22,7 +22,7 @@ from sage_backend.labels import BACKGROUND_PART, PART_OF_CLASS
 SOURCES = ("auto", "ink", "parts")
 TOLERANCE_PX = 0.75  # Douglas-Peucker tolerance: a skeleton's pixel steps, not the line's shape, are dropped
 MAX_TOLERANCE_PX = 8.0  # simplification stops here; past it the shortest strokes are dropped
-PAPER_SHARE = 0.4  # `auto` traces ink when at least this share of the drawing is paper (line: 0.6, pencil: 0.5)
+PAPER_SHARE = 0.4  # `auto` traces ink when at least this share is paper (shipped, seed 3: line 0.75, pencil 0.51, painterly 0)
 MIN_CONTRAST = 40  # grey levels between the darkest ink and the paper, below which a drawing holds no ink
 NEAR_PART = 0.03  # ink within this share of the image's larger side of a part takes that part, not background
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
