@@ -115,6 +115,11 @@ def test_strokes_output_traces_the_frame_it_would_draw(client: Client) -> None:
     assert [b["name"] for b in only["blobs"]] == ["strokes"] and only["strokes"]["source"] == "parts"
     bad, _ = client.call("generate", style="line", seed=2, camera=FRONT, outputs=["strokes"], trace="oil")
     assert bad["error"] == {"code": "bad_request", "message": "trace must be one of auto, ink, parts"}
+    rid = client.send("turntable", style="line", seed=2, cameras=[FRONT, dict(FRONT, yaw=2.0)], resolution=64, outputs=["strokes"])
+    replies = [client.recv() for _ in range(3)]
+    assert [h["id"] for h, _ in replies] == [rid] * 3 and replies[2][0]["done"]
+    for header, blobs in replies[:2]:  # every frame its own strokes
+        assert sum(header["strokes"]["lengths"]) * 12 == len(blobs[0])
     hello, _ = client.call("hello", client="pytest")
     assert hello["limits"]["max_stroke_points"] == 20_000 and hello["limits"]["max_strokes"] == 2_000
 
