@@ -57,6 +57,7 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
     settings = scene.sage_portrait
     box.label(text="Portrait", icon="OUTLINER_OB_ARMATURE")
     box.prop(settings, "style")
+    box.prop(settings, "part_styles", text="Parts", icon="MOD_MASK")
     row = box.row(align=True)
     row.prop(settings, "seed")
     row.operator("sage.randomize_seed", text="", icon="FILE_REFRESH")

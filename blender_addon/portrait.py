@@ -58,7 +58,18 @@ def base_fields(scene: bpy.types.Scene) -> dict[str, Any]:
     fields = {"style": settings.style, "seed": settings.seed, "resolution": settings.resolution, "outputs": outputs}
     if not settings.use_style_psi:  # else the backend renders at the style's own psi (hello: styles[].psi)
         fields["psi"] = round(settings.psi, 6)
+    if settings.part_styles.strip():  # the backend checks the names against its parts and styles
+        fields["part_styles"] = part_styles(settings.part_styles)
     return fields
+
+
+def part_styles(text: str) -> dict[str, str]:
+    """The Part Styles setting, "hair=pencil, skin=line", as the request's mapping; ValueError (one line) when
+    it is not PART=STYLE pairs joined by commas."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    if any(len(pair) != 2 or not pair[0].strip() or not pair[1].strip() for pair in pairs):
+        raise ValueError(f"Part Styles takes PART=STYLE pairs joined by commas, e.g. hair=pencil, skin=line; got {text!r}")
+    return {part.strip(): style.strip() for part, style in pairs}
 
 
 def cache_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
@@ -67,7 +78,8 @@ def cache_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
     psi = fields["psi"] if "psi" in fields else session.get().style_psi(fields["style"])
     pose = tuple(round(v, 5) for row in camera["cam2world"] for v in row)
     lens = (round(camera["fov_deg"], 4), *(round(v, 5) for v in camera.get("shift", (0.0, 0.0))), round(camera.get("aspect", 1.0), 5))
-    return (fields["style"], fields["seed"], psi, fields["resolution"], pose, lens, STROKES in fields.get("outputs", ()))
+    parts = tuple(sorted(fields.get("part_styles", {}).items()))
+    return (fields["style"], fields["seed"], psi, fields["resolution"], pose, lens, STROKES in fields.get("outputs", ()), parts)
 
 
 def arrays_from_reply(reply: Reply) -> dict[str, Any]:

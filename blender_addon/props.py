@@ -83,6 +83,10 @@ class SagePreferences(bpy.types.AddonPreferences):
 class SagePortraitSettings(bpy.types.PropertyGroup):
     address: bpy.props.StringProperty(name="Address", description="ZeroMQ address of the SAGE backend", default=ADDRESS_DEFAULT)
     style: bpy.props.EnumProperty(name="Style", description="Drawing style (from the backend)", items=_style_items)
+    part_styles: bpy.props.StringProperty(
+        name="Part Styles", description="A style per face part over Style, as PART=STYLE pairs: e.g. hair=pencil, skin=line "
+        "(parts: hair, face, eyes, brows, nose, mouth, ears, neck, clothes, background, or a class such as skin). Empty: "
+        "the whole drawing in Style", default="")
     seed: bpy.props.IntProperty(name="Seed", description="Identity of the portrait", default=0, min=0)
     use_style_psi: bpy.props.BoolProperty(
         name="Style's Psi", description="Render at the truncation the style was released at (the backend reports it); "

@@ -212,6 +212,29 @@ def test_import_mesh_keeps_colours_labels_and_a_part_per_class_at_the_pivot(run_
     assert [slots[i] for i in parts["index"]] == ["SAGE " + LABEL_NAMES[c] for c in expected]
 
 
+def test_part_styles_render_a_mixed_drawing_and_bad_ones_are_one_line(run_bpy, address):
+    run_bpy(f"""
+        import bpy, numpy as np, scene_setup
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        settings = scene.sage_portrait
+        settings.address = {address!r}
+        assert bpy.ops.sage.connect() == {{"FINISHED"}}
+        drawing = lambda: np.array(bpy.data.images["SAGE Drawing"].pixels[:])
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}
+        plain = drawing()
+        settings.part_styles = "hair=pencil, skin = pencil"
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+        assert not np.array_equal(drawing(), plain)  # not the cached plain frame: part styles are in its key
+        for text, line in (("hair", "Part Styles takes PART=STYLE pairs"), ("beard=pencil", "part_styles: unknown part 'beard'"),
+                           ("hair=oil", "part_styles: unknown style 'oil'")):
+            settings.part_styles = text
+            scene_setup.assert_refused(bpy.ops.sage.generate, line)
+        settings.part_styles = ""
+        assert bpy.ops.sage.generate() == {{"FINISHED"}} and np.array_equal(drawing(), plain)
+        print("OK")
+    """)
+
+
 def test_dead_backend_gives_a_clear_error_and_the_addon_reconnects(run_bpy, tmp_path, tiny_checkpoint_dir):
     address = f"tcp://127.0.0.1:{free_port()}"
     backend = start_real_backend(address, str(tiny_checkpoint_dir))
