@@ -243,23 +243,22 @@ def test_every_numeric_config_field_has_a_bound() -> None:
     assert not missing, f"config fields without BOUNDS: {missing}"
 
 
-@pytest.mark.parametrize("name", ["pencil", "line", "painterly"])
-def test_shipped_checkpoints_keep_their_translator_switch(name: str) -> None:
-    """The switch is Python state read from the checkpoint's buffer on load, so the checkpoints written
-    before it (the shipped ones) render exactly as before: translator on, same ops."""
+@pytest.mark.parametrize("name", ["pencil", "line", "painterly", "photo"])
+def test_shipped_checkpoints_draw_from_the_field_colours_and_their_label_map(name: str) -> None:
+    """Demo v3's checkpoints (small256): the translator switch stored on, no drawing decoder, and the drawing is
+    `draw_from_field` of the field's colours and the label map decoded with them, at 256 px."""
     path = ckpt.bundled_checkpoint_dir() / f"{name}.safetensors"
-    stored = bool(load_tensors(path)[0]["translator_active"])
+    assert bool(load_tensors(path)[0]["translator_active"])
     g = load_generator(path).generator
-    assert stored and g.use_translator
-    features = torch.randn(1, g.cfg.field.width, g.cfg.render.feature_resolution, g.cfg.render.feature_resolution,
-                           generator=torch.Generator().manual_seed(0))
+    assert g.use_translator and g.draws_from_field and g.cfg.output_resolution == 256
+    size, seeded = g.cfg.render.feature_resolution, torch.Generator().manual_seed(0)
+    features = torch.randn(1, g.cfg.field.width, size, size, generator=seeded)
+    rgb = torch.rand(1, 3, size, size, generator=seeded)
     w = g.code(seed_latent(3, g.z_dim)[None], 0.5).w
     with torch.no_grad():
-        drawing, semantic = g.decode(features, torch.zeros(1, 3, *features.shape[-2:]), w, g.cfg.max_scale)
-        plain = g.drawing_decoder(features, w, g.cfg.max_scale)
-        assert torch.equal(drawing, g.translator(plain, torch.softmax(semantic, dim=1)))
-    g.set_translator(False)
-    assert not bool(g.state_dict()["translator_active"])  # saved as switched
+        drawing, semantic = g.decode(features, rgb, w, g.cfg.max_scale)
+        one_hot = torch.nn.functional.one_hot(semantic.argmax(1), semantic.shape[1]).permute(0, 3, 1, 2).float()
+        assert drawing.shape == (1, 3, 256, 256) and torch.equal(drawing, g.draw_from_field(rgb, one_hot))
 
 
 def test_the_switch_is_written_on_save_and_read_on_load(tmp_path: Path, tiny: SageGenerator) -> None:
