@@ -9,6 +9,8 @@ Examples:
   sage-backend styles                                  # the styles --style can name
   sage-backend render --style pencil --seed 7 --turntable 12 --out frames/
   sage-backend mesh --style pencil --seed 7 --grid 128 --format glb --out head.glb
+  sage-backend invert --photo face.png --out me.sage     # a photo -> a head every style draws (docs/inversion.md)
+  sage-backend render --style pencil --inversion me.sage --turntable 8 --out frames/
   sage-backend keys --out keys/                        # CURVE pair for a non-loopback --bind (keys/server.key_secret)
   sage-backend keys --out keys/ --name alice           # a client's pair: keys/alice.key goes in --curve-clients
   sage-backend demo --out demo_out                     # live backend + turntable + mesh, end to end
@@ -25,7 +27,7 @@ import unicodedata
 from pathlib import Path
 
 from sage_backend.cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS
-from sage_backend.files import check_writable, exit_on_sigterm
+from sage_backend.files import check_file_name, check_writable, exit_on_sigterm
 from sage_backend.limits import Limits, check_value
 
 EXAMPLES = {
@@ -42,8 +44,12 @@ EXAMPLES = {
     "render": ["sage-backend render --style pencil --seed 7 --out frames/",
                "sage-backend render --style line --seed 3 --turntable 12 --resolution 256 --out frames/",
                "sage-backend render --style pencil --yaw 1.2 --pitch 1.4 --fov 14 --out view/",
-               "sage-backend render --style painterly --part-style hair=pencil,skin=line --turntable 12 --out mixed/"],
+               "sage-backend render --style painterly --part-style hair=pencil,skin=line --turntable 12 --out mixed/",
+               "sage-backend render --style pencil --inversion me.sage --turntable 8 --out frames/   # frames/pencil_me_0001_drawing.png ..."],
+    "invert": ["sage-backend invert --photo face.png --out me.sage",
+               "sage-backend invert --photo group_shot.jpg --steps 400 --space w+ --out me.sage"],
     "mesh": ["sage-backend mesh --style pencil --seed 7 --grid 128 --out head.ply",
+             "sage-backend mesh --style pencil --inversion me.sage --grid 128 --out me.ply",
              "sage-backend mesh --style line --seed 7 --grid 256 --colors drawing --format glb --out head.glb",
              "sage-backend mesh --style pencil --seed 7 --grid 128 --out head.obj    # also writes head.mtl"],
     "keys": ["sage-backend keys --out keys/", "sage-backend keys --out . --name alice"],
@@ -79,7 +85,10 @@ def _style_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _latent_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="which head: an integer in 0..2^63-1")
+    head = p.add_mutually_exclusive_group()
+    head.add_argument("--seed", type=int, default=0, help="which head: an integer in 0..2^63-1")
+    head.add_argument("--inversion", type=Path, metavar="FILE.sage",
+                      help="the head of a photo (`sage-backend invert`) instead of a seed; files are named by its stem")
     p.add_argument("--psi", type=float, help="truncation in 0..1 (0: the average head; default: the style's own, "
                    "which `sage-backend styles` lists)")
 
@@ -121,6 +130,21 @@ def _serving_parsers(sub) -> None:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
 
 
+def _invert_parser(sub) -> None:
+    from sage_backend.inversion import DEFAULT_SPACE, DEFAULT_STEPS, SPACES
+
+    p = _subcommand(sub, "invert", "fit a head to a portrait photo and write it as a .sage file that render, mesh and the "
+                                   "server take in place of a seed (framing and file: docs/inversion.md)")
+    p.add_argument("--photo", type=Path, required=True, help="the photo: the head from the front on a plain background "
+                   "(cropped to the model's framing when there is room around the head)")
+    p.add_argument("--out", type=Path, required=True, help="the .sage file to write")
+    p.add_argument("--style", help="the style whose model fits the photo (default: the first; all styles of one model share "
+                   "the head, and a 'photo' checkpoint among --styles adds its full-resolution photo to the fit)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimisation steps (default {DEFAULT_STEPS})")
+    p.add_argument("--space", default=DEFAULT_SPACE, choices=SPACES, help=f"the code fitted (default {DEFAULT_SPACE})")
+    _styles_arg(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sage-backend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     _styles_arg(p)
     _compile_arg(p)
+    _invert_parser(sub)
     p = _subcommand(sub, "keys", "create a CURVE key pair: NAME.key (public) and NAME.key_secret (private, 0600)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default="server", help="file name stem (default: server; a client's name for its own pair)")
@@ -238,6 +263,57 @@ def _renderers(args: argparse.Namespace):
     return renderers, styles[args.style].info.psi if args.psi is None else args.psi, part_styles
 
 
+def _head(args: argparse.Namespace, renderer, style: str | None = None):
+    """What render and mesh draw: --inversion's fitted code (checked against the style's model) or --seed's
+    latent, and the name its frame files carry (the .sage file's stem, or the seed)."""
+    if args.inversion is None:
+        return renderer.latent(seed=args.seed), args.seed
+    from sage_backend.inverted import check_fits, read_inverted
+
+    head = read_inverted(args.inversion)
+    check_fits(head, renderer.generator, style or args.style)
+    return head.code, check_file_name(args.inversion.stem, "--inversion's file name")
+
+
+def _head_label(args: argparse.Namespace, psi: float) -> str:
+    return f"{args.inversion}" if args.inversion is not None else f"seed {args.seed} at psi {psi:g}"
+
+
+def cmd_invert(args: argparse.Namespace) -> int:
+    import time
+
+    from sage_backend.inversion import PHOTO_STYLE, InversionSettings, invert_photo
+    from sage_backend.inverted import save_inverted, shared_fingerprint
+    from sage_backend.photos import load_photo
+
+    settings = InversionSettings(steps=args.steps, space=args.space)
+    photo = load_photo(args.photo)
+    if args.out.is_dir():
+        raise ValueError(f"--out {args.out}: is a folder; give the .sage file's name")
+    check_writable(args.out.parent)
+    styles, _ = load_styles(args.styles, args.device)
+    drawing_styles = sorted(name for name in styles if name != PHOTO_STYLE)
+    style = args.style or (drawing_styles[0] if drawing_styles else "")
+    if style not in styles:
+        raise ValueError(f"unknown style {style!r}; available: {', '.join(sorted(styles))}")
+    generator = styles[style].generator
+    photo_model = styles[PHOTO_STYLE].generator if PHOTO_STYLE in styles and style != PHOTO_STYLE else None
+    if photo_model is not None and shared_fingerprint(photo_model) != shared_fingerprint(generator):
+        photo_model = None  # a photo model from another Stage I would pull the code towards another head
+    start, every = time.perf_counter(), max(1, settings.steps // 10)
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        if step % every == 0 or step == steps:
+            print(f"invert: step {step}/{steps}, loss {loss:.4f}, {time.perf_counter() - start:.0f} s", flush=True)
+
+    head = invert_photo(generator, photo, settings, photo_model, args.photo.name, progress=progress)
+    save_inverted(args.out, head)
+    print(f"{args.photo} -> {args.out}: fitted in {head.info['seconds']:.0f} s, photo PSNR {head.info['fit_psnr']:.1f} dB "
+          f"(style {style}{', with the photo model' if photo_model is not None else ''}); draw it: "
+          f"sage-backend render --style {style} --inversion {args.out} --turntable 8 --out frames/")
+    return 0
+
+
 def cmd_styles(args: argparse.Namespace) -> int:
     from sage_backend.checkpoint import discover_checkpoints, read_style_info
 
@@ -255,15 +331,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     cams = render_cameras(args)
     check_writable(args.out)
     renderers, psi, part_styles = _renderers(args)
-    z = renderers[args.style].latent(seed=args.seed)
+    z, name = _head(args, renderers[args.style])
+    for style in set((part_styles or {}).values()):  # every part's style must draw the same head
+        _head(args, renderers[style], style)
     if part_styles:
         frames = render_mixed(renderers, args.style, part_styles, z, cams, psi, args.resolution)
     else:
         frames = renderers[args.style].render(z, cams, psi, args.resolution)
     for i, frame in enumerate(frames):
-        save_frame(args.out, args.style, args.seed, FIRST_FRAME + i, frame.drawing, frame.semantic)
+        save_frame(args.out, args.style, name, FIRST_FRAME + i, frame.drawing, frame.semantic)
     mixed = f" with {', '.join(f'{k}={v}' for k, v in part_styles.items())}" if part_styles else ""
-    print(f"{len(cams)} view(s) of seed {args.seed} at psi {psi:g}{mixed} -> {args.out}")
+    print(f"{len(cams)} view(s) of {_head_label(args, psi)}{mixed} -> {args.out}")
     return 0
 
 
@@ -278,9 +356,10 @@ def cmd_mesh(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: is a folder; give the mesh file's name")
     check_writable(args.out.parent)
     renderer, psi = _renderer(args)
-    mesh = extract_mesh(renderer, renderer.latent(seed=args.seed), psi, args.grid, args.threshold, args.colors, progress=True)
+    head, _ = _head(args, renderer)
+    mesh = extract_mesh(renderer, head, psi, args.grid, args.threshold, args.colors, progress=True)
     written = write_mesh(args.out, mesh, fmt)
-    print(f"seed {args.seed} at psi {psi:g}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces (iso-level {mesh.metadata['threshold']:.3g}) -> "
+    print(f"{_head_label(args, psi)}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces (iso-level {mesh.metadata['threshold']:.3g}) -> "
           + " + ".join(map(str, written)))
     return 0
 
@@ -418,7 +497,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"serve": cmd_serve, "worker": cmd_worker, "status": cmd_status, "styles": cmd_styles, "render": cmd_render, "mesh": cmd_mesh, "keys": cmd_keys, "demo": cmd_demo}
+    commands = {"serve": cmd_serve, "worker": cmd_worker, "status": cmd_status, "styles": cmd_styles, "render": cmd_render, "mesh": cmd_mesh, "invert": cmd_invert, "keys": cmd_keys, "demo": cmd_demo}
     exit_on_sigterm()  # a killed command still removes its temporary files
     try:
         return commands[args.command](args)

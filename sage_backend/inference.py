@@ -135,15 +135,23 @@ class PortraitRenderer:
             latent = latent.detach().cpu().numpy()
         return torch.from_numpy(check_latent(latent, self.generator.z_dim).copy())
 
-    def code(self, z: torch.Tensor, psi: float) -> tuple[LatentCode, FoldedField]:
-        """The mapping network's output for one latent, truncated by psi, and the field folded with it; cached (LRU)."""
-        check_latent(z.numpy(), self.generator.z_dim)  # also for a tensor handed to render/density directly
-        key = (z.numpy().tobytes(), float(psi))
+    def code(self, z: torch.Tensor | LatentCode, psi: float) -> tuple[LatentCode, FoldedField]:
+        """The mapping network's output for one latent, truncated by psi, and the field folded with it; cached (LRU).
+        z may instead be a LatentCode of batch 1 (an inverted photo, sage_backend.inverted), rendered as it is:
+        psi does not apply to a code fitted to a photo."""
+        if isinstance(z, LatentCode):
+            key = (b"code:" + b"".join(t.detach().cpu().numpy().tobytes() for t in (z.frequencies, z.phases, z.w)), 1.0)
+        else:
+            check_latent(z.numpy(), self.generator.z_dim)  # also for a tensor handed to render/density directly
+            key = (z.numpy().tobytes(), float(psi))
         if key in self._codes:
             self._codes.move_to_end(key)
             return self._codes[key]
         with torch.no_grad():
-            code = self.generator.code(z[None].to(self.device), psi)
+            if isinstance(z, LatentCode):
+                code = LatentCode(*(t.to(self.device, torch.float32) for t in (z.frequencies, z.phases, z.w)))
+            else:
+                code = self.generator.code(z[None].to(self.device), psi)
             require_finite(code.frequencies, code.phases, code.w)
             entry = (code, self.generator.field.fold(code, self.field_sample))
         self._codes[key] = entry
@@ -153,7 +161,7 @@ class PortraitRenderer:
 
     def render(
         self,
-        z: torch.Tensor,
+        z: torch.Tensor | LatentCode,
         cameras: Sequence[Camera],
         psi: float = DEFAULT_PSI,
         resolution: int | None = None,
@@ -203,7 +211,7 @@ class PortraitRenderer:
                                          camera, head, width, height, far)
         return frame_from_pixels(image, labels, depth, wanted)
 
-    def density(self, points: torch.Tensor, z: torch.Tensor, psi: float = DEFAULT_PSI, chunk: int = 262144,
+    def density(self, points: torch.Tensor, z: torch.Tensor | LatentCode, psi: float = DEFAULT_PSI, chunk: int = 262144,
                 should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
         """Density (N,) at world points (N, 3), evaluated in chunks so memory stays bounded; the result lies on
         the points' device (points already on the renderer's device never leave it)."""

@@ -9,6 +9,7 @@ from sage_backend.checkpoint import load_generator
 from sage_backend.files import atomic_write_bytes
 from sage_backend.inference import PortraitRenderer, pick_device
 from sage_backend.limits import Limits, check_value
+from training.inversion_eval import add_inversion_args
 
 MAX_SEEDS = 100_000
 DEFAULT_METRICS = ("semantic_consistency", "full_circle_consistency", "reprojection", "face_part_recall", "seed_diversity",
@@ -33,6 +34,8 @@ METRIC_HELP = {
                           "style's own drawings' beside them)",
     "fid": "Frechet distance of drawings at near-frontal poses (yaw ~ N(pi/2, 0.3)) to --real in --inception's features",
     "kid": "kernel (MMD) distance, the same features",
+    "inversion": "with --heldout DIR: photo inversion on heads the model never saw: novel-view label mIoU, frontal photo "
+                 "PSNR and face-part recall from each head's frontal photo, beside a random seed's (training/inversion_eval.py)",
 }
 
 
@@ -53,14 +56,17 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--real", type=Path, help="folder of real images for FID/KID")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", type=Path, help="also write the report JSON here")
+    add_inversion_args(p)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from training.metrics import METRICS
+    from training.inversion_eval import inversion_report
+    from training.metrics import METRICS as VIEW_METRICS
 
-    unknown = set(args.metrics) - set(METRICS)
+    metrics = {**VIEW_METRICS, "inversion": inversion_report}
+    unknown = set(args.metrics) - set(metrics)
     if unknown:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {sorted(METRICS)}")
+        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {sorted(metrics)}")
     if args.psi is not None:
         check_value("psi", args.psi, Limits())
     if not 1 <= args.seeds <= MAX_SEEDS:
@@ -71,7 +77,7 @@ def run_eval(args: argparse.Namespace) -> int:
     report = {"checkpoint": str(args.checkpoint), "style": loaded.info.name, "step": loaded.info.step, "seeds": args.seeds,
               "psi": args.psi}
     for name in args.metrics:
-        report[name] = METRICS[name](renderer, args)
+        report[name] = metrics[name](renderer, args)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -46,6 +46,8 @@ class Flight:
     def key(self) -> tuple:
         """What a worker caches for this request (PortraitRenderer.code): style, seed or latent, psi."""
         spec = self.job.spec
+        if spec.inverted is not None:
+            return spec.style, spec.inverted.key(), 1.0
         return spec.style, spec.seed if spec.latent is None else spec.latent.tobytes(), spec.psi
 
     def pieces(self, piece_frames: int) -> list[Piece]:

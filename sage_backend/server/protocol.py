@@ -14,6 +14,7 @@ import numpy as np
 
 from sage_backend.cameras import Camera
 from sage_backend.files import check_file_name
+from sage_backend.inverted import InvertedHead, inverted_from_bytes
 from sage_backend.part_styles import parse_part_styles
 from sage_backend.limits import DEFAULT_PSI, Limits, check_latent, check_value
 from sage_backend.strokes import SOURCES
@@ -130,18 +131,26 @@ def _choice(fields: dict, name: str, default: str, choices: tuple[str, ...], rid
     return value
 
 
-def latent_from(request: Request, z_dim: int, limits: Limits = Limits()) -> tuple[int | None, np.ndarray | None]:
-    """Exactly one of `seed` (int) or a `latent` blob of z_dim float32 values."""
-    rid, has_seed = request.id, "seed" in request.fields
-    has_latent = request.fields.get("latent") is not None or bool(request.blobs)
-    if has_seed == has_latent:
-        raise ProtocolError("bad_request", "give exactly one of seed or latent", rid)
+def latent_from(request: Request, z_dim: int, limits: Limits = Limits()) -> tuple[int | None, np.ndarray | None, InvertedHead | None]:
+    """Exactly one of `seed` (int), a `latent` blob of z_dim float32 values, or `inversion: true` with one blob
+    holding a `.sage` file's bytes (sage_backend.inverted; whether it fits the style is the worker's check)."""
+    rid, has_seed, has_inversion = request.id, "seed" in request.fields, request.fields.get("inversion") is not None
+    has_latent = not has_inversion and (request.fields.get("latent") is not None or bool(request.blobs))
+    if has_seed + has_latent + has_inversion != 1:
+        raise ProtocolError("bad_request", "give exactly one of seed, latent or inversion", rid)
     if has_seed:
-        return _number(request.fields, "seed", 0, limits, rid), None
+        return _number(request.fields, "seed", 0, limits, rid), None, None
+    if has_inversion:
+        if request.fields["inversion"] is not True or len(request.blobs) != 1:
+            raise ProtocolError("bad_request", "inversion must be true, with the .sage file's bytes as the one blob", rid)
+        try:
+            return None, None, inverted_from_bytes(request.blobs[0])
+        except ValueError as exc:
+            raise ProtocolError("bad_request", str(exc), rid) from None
     if len(request.blobs) != 1 or len(request.blobs[0]) != 4 * z_dim:
         raise ProtocolError("bad_request", f"latent must be one blob of {z_dim} float32 values ({4 * z_dim} bytes)", rid)
     try:
-        return None, check_latent(np.frombuffer(request.blobs[0], dtype=np.float32), z_dim).copy()
+        return None, check_latent(np.frombuffer(request.blobs[0], dtype=np.float32), z_dim).copy(), None
     except ValueError as exc:
         raise ProtocolError("bad_request", str(exc), rid) from None
 
@@ -154,6 +163,7 @@ class RenderSpec:
     seed: int | None
     latent: np.ndarray | None
     psi: float
+    inverted: InvertedHead | None = None  # an uploaded .sage file's head, in place of seed and latent
     cameras: list[Camera] = field(default_factory=list)
     resolution: int = 256
     outputs: tuple[str, ...] = ("drawing", "semantic")
@@ -175,8 +185,8 @@ def parse_work(request: Request, limits: Limits, styles: dict[str, int], style_p
     style = f.get("style")
     if not isinstance(style, str) or style not in styles:
         raise ProtocolError("unknown_style", f"unknown style {str(style)[:40]!r}; styles are {', '.join(sorted(styles))}", rid)
-    seed, latent = latent_from(request, styles[style], limits)
-    spec = RenderSpec(style, seed, latent, _number(f, "psi", (style_psi or {}).get(style, DEFAULT_PSI), limits, rid))
+    seed, latent, inverted = latent_from(request, styles[style], limits)
+    spec = RenderSpec(style, seed, latent, _number(f, "psi", (style_psi or {}).get(style, DEFAULT_PSI), limits, rid), inverted)
     if "deadline_ms" in f:
         spec.deadline_ms = _number(f, "deadline_ms", None, limits, rid)
     if request.op == "mesh":

@@ -10,8 +10,11 @@ import time
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
+import torch
 
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer, precision_label
+from sage_backend.inverted import check_fits
+from sage_backend.model.mapping import LatentCode
 from sage_backend.part_styles import render_mixed
 from sage_backend.labels import PART_NAMES
 from sage_backend.server.peers import Peers
@@ -115,13 +118,24 @@ def failure(exc: Exception, cancelled: bool, default_deadline_ms: int) -> tuple[
     return "internal", f"{type(exc).__name__}: {exc}"
 
 
+def head_of(renderer: PortraitRenderer, spec: RenderSpec) -> torch.Tensor | LatentCode:
+    """What a request draws: its uploaded inversion's code (ValueError, one line, when fitted to another model
+    than the style's) or its seed's or latent's z."""
+    if spec.inverted is not None:
+        check_fits(spec.inverted, renderer.generator, spec.style)
+        return spec.inverted.code
+    return renderer.latent(seed=spec.seed, latent=spec.latent)
+
+
 def frame_replies(renderers: Mapping[str, PortraitRenderer], spec: RenderSpec, request: Request, should_stop: Callable[[], bool],
                   first: int = 0) -> Iterator[list[bytes]]:
     """The client messages of a generate (one, with `style`) or of a turntable's frames (one per camera, `frame`
     counted from `first`; the closing `done` is the caller's), in spec.style or, with spec.part_styles, a style
     per part. Raises inference.Interrupted when `should_stop`."""
     renderer = renderers[spec.style]
-    latent = renderer.latent(seed=spec.seed, latent=spec.latent)
+    latent = head_of(renderer, spec)
+    for style in set((spec.part_styles or {}).values()):  # every part's style must draw the same head
+        head_of(renderers[style], spec)
     outputs = rendered_outputs(spec.outputs)
     if spec.part_styles:
         frames = render_mixed(renderers, spec.style, spec.part_styles, latent, spec.cameras, spec.psi, spec.resolution, outputs, should_stop)
@@ -175,9 +189,9 @@ def mesh_reply(renderer: PortraitRenderer, spec: RenderSpec, rid: str, should_st
     messages come before it)."""
     from sage_backend.mesh import extract_mesh, mesh_files
 
-    latent = renderer.latent(seed=spec.seed, latent=spec.latent)
+    head = head_of(renderer, spec)
     with progress or contextlib.nullcontext():
-        mesh = extract_mesh(renderer, latent, spec.psi, spec.grid, spec.threshold, spec.colors, should_stop=should_stop,
+        mesh = extract_mesh(renderer, head, spec.psi, spec.grid, spec.threshold, spec.colors, should_stop=should_stop,
                             on_progress=progress.update if progress is not None else None)
         files = mesh_files(mesh, spec.format, spec.name)
     blobs = [{"name": "mesh" if suffix == spec.format else suffix, "dtype": "uint8", "shape": [len(data)], "format": suffix}

@@ -2,8 +2,8 @@
 
 - `list_images`: the image files of a folder by id (file stem), leaving out what copying between systems
   leaves behind (hidden files, macOS `._x.png` / `.DS_Store`, Windows `Thumbs.db` / `desktop.ini`).
-- `read_image`: a picture as an image viewer shows it: EXIF orientation applied, any mode and bit depth,
-  transparency composited on white paper (drawing apps export transparent paper), ICC colours to sRGB.
+- `read_image` (sage_backend.images, where the backend's photo inversion reads photos too): a picture as
+  an image viewer shows it.
 - `read_labels`: a label map as class ids: never colour-composited or converted, oriented by the same
   EXIF rule, and checked against its photo's upright shape.
 
@@ -11,21 +11,17 @@ Every file either reads or is refused with one ValueError line naming it.
 """
 from __future__ import annotations
 
-import io
 import unicodedata
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps
 
+from sage_backend.images import open_upright, read_image
 from sage_backend.labels import NUM_CLASSES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")  # never for label maps: compression blurs class ids into each other
 SYSTEM_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
-WHITE = (255, 255, 255, 255)
-_SRGB = ImageCms.createProfile("sRGB")
 
 
 def is_user_file(path: Path) -> bool:
@@ -56,60 +52,6 @@ def list_images(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _open(path: Path, what: str) -> Image.Image:
-    """Decode the whole file (a truncated file fails here, not later) with its EXIF orientation applied."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                upright = ImageOps.exif_transpose(img)
-                upright.load()
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError... for bad files
-        raise ValueError(f"{path}: unreadable {what} ({type(exc).__name__}: {exc})") from None
-    if upright.width < 1 or upright.height < 1:
-        raise ValueError(f"{path}: empty {what} ({upright.width}x{upright.height})")
-    return upright
-
-
-def read_image(path: Path) -> Image.Image:
-    """Any image file -> 8-bit RGB, upright, as a viewer shows it.
-
-    16-bit grey (I;16) and 32-bit integer (I) pixels are scaled from 0..65535, float (F) pixels from 0..1;
-    an embedded ICC profile (and CIELAB) is converted to sRGB; transparent pixels (alpha, a palette's or a
-    grey/RGB image's transparent colour) become white paper. Raises ValueError naming the file otherwise.
-    """
-    img = _open(path, "image")
-    try:
-        return _to_rgb(img)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    except (ImageCms.PyCMSError, OSError) as exc:
-        raise ValueError(f"{path}: cannot convert its {img.mode} pixels to RGB ({exc})") from None
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        values = np.asarray(img, dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise ValueError("image holds NaN or infinite pixel values")
-        peak = 1.0 if img.mode == "F" else 65535.0
-        img = Image.fromarray(np.round(np.clip(values / peak, 0, 1) * 255).astype(np.uint8), "L")
-    elif img.mode == "LAB":
-        img = ImageCms.profileToProfile(img, ImageCms.createProfile("LAB"), _SRGB, outputMode="RGB")
-    elif img.info.get("icc_profile") and img.mode in ("RGB", "RGBA", "CMYK"):
-        alpha = img.getchannel("A") if img.mode == "RGBA" else None
-        source = ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"]))
-        rgb = ImageCms.profileToProfile(img.convert("RGB") if alpha else img, source, _SRGB, outputMode="RGB")
-        if alpha is not None:
-            rgb.putalpha(alpha)
-        img = rgb
-    if img.mode in ("LA", "PA", "RGBA") or img.has_transparency_data:
-        rgba = img.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba).convert("RGB")
-    return img.convert("RGB")
-
-
 def read_labels(path: Path, photo_size: tuple[int, int] | None = None) -> np.ndarray:
     """A label map (pixel = class id) -> uint8 (H, W), upright by its own EXIF tag like its photo.
 
@@ -119,7 +61,7 @@ def read_labels(path: Path, photo_size: tuple[int, int] | None = None) -> np.nda
     """
     if path.suffix.lower() in LOSSY_SUFFIXES:
         raise ValueError(f"{path}: a label map must be lossless (PNG, BMP, TIFF); JPEG blurs class ids into each other")
-    img = _open(path, "label map")
+    img = open_upright(path, "label map")
     if img.mode in ("P", "PA", "1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
         values = np.asarray(img.getchannel(0) if img.mode in ("PA", "LA") else img)
     elif img.mode in ("RGB", "RGBA"):
@@ -141,7 +83,7 @@ def read_labels(path: Path, photo_size: tuple[int, int] | None = None) -> np.nda
 
 def read_mask(path: Path, photo_size: tuple[int, int] | None = None) -> np.ndarray:
     """A binary part mask (white = the part; transparent = not) -> bool (H, W), upright by its EXIF tag."""
-    img = _open(path, "part mask")
+    img = open_upright(path, "part mask")
     grey = np.asarray(img.convert("L"))
     if img.mode in ("LA", "PA", "RGBA") or img.has_transparency_data:
         grey = np.where(np.asarray(img.convert("RGBA"))[..., 3] > 127, grey, 0)
