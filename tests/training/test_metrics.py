@@ -130,7 +130,7 @@ def test_registry_runs_every_metric_on_a_tiny_checkpoint(tmp_path: Path, tiny_ch
                               drawings=None, style="line")
     assert set(METRICS) == {"semantic_consistency", "full_circle_consistency", "reprojection", "face_part_recall",
                             "seed_diversity", "face_diversity", "back_face_parts", "face_part_contrast", "fid", "kid"}
-    assert set(METRIC_HELP) == set(METRICS)  # eval --help explains every key its report can hold
+    assert set(METRIC_HELP) == set(METRICS) | {"inversion"}  # eval --help explains every key its report can hold
     assert 0.0 <= METRICS["full_circle_consistency"](renderer, args) <= 1.0
     assert 0.0 <= METRICS["back_face_parts"](renderer, args)["model"] <= 1.0
     assert set(METRICS["face_part_recall"](renderer, args)["model"]) == {"eyes", "brows", "nose", "mouth", "hair"}
