@@ -104,6 +104,10 @@ class DomainTranslator(nn.Module):
         out = self.to_image(x)
         if not self.clamped_output:
             return torch.tanh(out)
+        if not torch.is_grad_enabled():
+            return out.clamp(-1.0, 1.0)
+        # x + (clamp(x) - x) equals clamp(x) only in enough precision: in bf16, with |x| >> 1, it drew a grey page.
+        out = out.float()
         return out + (out.clamp(-1.0, 1.0) - out).detach()
 
     def _canvas(self, size: torch.Size, at: tuple[int, int] | None) -> torch.Tensor:

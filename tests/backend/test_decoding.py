@@ -86,3 +86,17 @@ def test_precision_auto_is_measured_once_per_shape(tiny: SageGenerator) -> None:
     MEASURED_PRECISIONS[key] = "bf16" if chosen == "fp32" else "fp32"  # a cached answer is not measured again
     assert resolve_precision("auto", cpu, tiny, 1, 2) != chosen
     del MEASURED_PRECISIONS[key]
+
+
+@pytest.mark.skipif(not bf16_native(torch.device("cpu")), reason="this CPU emulates bf16 (minutes a frame)")
+def test_the_shipped_line_style_draws_the_same_page_in_bf16() -> None:
+    """A trained style pushes paper far past +1 before the translator's clamp; in bf16 the straight-through form
+    x + (clamp(x) - x) rounded to about 0 there: v3's line style served a grey page whenever auto picked bf16."""
+    from sage_backend.checkpoint import bundled_checkpoint_dir, load_generator
+
+    drawings = []
+    for precision in ("fp32", "bf16"):
+        renderer = PortraitRenderer(load_generator(bundled_checkpoint_dir() / "line.safetensors").generator, precision=precision)
+        drawings.append(next(renderer.render(renderer.latent(seed=0), [Camera.orbit(math.pi / 2, math.pi / 2)])).drawing)
+    difference = np.abs(drawings[0].astype(int) - drawings[1].astype(int))
+    assert np.median(drawings[1]) == 255 and difference.mean() < 2.0, difference.mean()

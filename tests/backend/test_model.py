@@ -228,3 +228,4 @@ def test_only_a_field_translator_has_a_canvas() -> None:
         TranslatorConfig(canvas_channels=2)
     with pytest.raises(ValueError, match="'decoder' or 'field'"):
         TranslatorConfig(source="photo")
+
