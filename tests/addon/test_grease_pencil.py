@@ -34,7 +34,7 @@ def line_address():
 
 
 def test_grease_pencil_strokes_render_over_the_drawings_ink(run_bpy, line_address, tmp_path, blender):
-    run_bpy(SCENE.format(resolution=128, address=line_address) + f"""
+    run_bpy(SCENE.format(resolution=256, address=line_address) + f"""
     assert bpy.ops.sage.generate() == {{"FINISHED"}}
     assert bpy.ops.sage.draw_grease_pencil() == {{"FINISHED"}}
     arrays = session.get().cache.get(list(session.get().cache.entries)[-1])
@@ -49,7 +49,7 @@ def test_grease_pencil_strokes_render_over_the_drawings_ink(run_bpy, line_addres
     scene.render.filepath = {str(tmp_path / "strokes.png")!r}
     bpy.ops.render.render(write_still=True)
     image = bpy.data.images.load(scene.render.filepath)
-    pixels = np.array(image.pixels[:], dtype=np.float32).reshape(128, 128, 4)[::-1]  # Blender's rows run bottom-up
+    pixels = np.array(image.pixels[:], dtype=np.float32).reshape(256, 256, 4)[::-1]  # Blender's rows run bottom-up
     np.save({str(tmp_path / "covered.npy")!r}, pixels[..., 3] > 0.5)
     np.save({str(tmp_path / "drawing.npy")!r}, arrays["drawing"])
     print("OK")
