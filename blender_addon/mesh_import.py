@@ -22,9 +22,8 @@ def mesh_fields(scene: bpy.types.Scene, fmt: str, name: str = "mesh") -> dict[st
     when the grid is outside the backend's limits."""
     settings = scene.sage_portrait
     session.get().check_limit("grid", settings.mesh_grid)
-    fields = portrait.base_fields(scene)
+    fields = portrait.base_fields(scene, drawing=False)
     del fields["resolution"], fields["outputs"]
-    fields.pop("part_styles", None)  # a mesh has no drawing
     # progress: the backend says how far a long mesh is (a grid-512 mesh takes minutes on a CPU), which keeps
     # the job from timing out while the backend works.
     return dict(fields, grid=settings.mesh_grid, format=fmt, colors=settings.mesh_colors, progress=True, name=name)

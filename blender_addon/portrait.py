@@ -47,9 +47,10 @@ def protocol_camera(scene: bpy.types.Scene, camera: bpy.types.Object | None = No
                                            pivot.evaluated_get(depsgraph) if pivot is not None else None)
 
 
-def base_fields(scene: bpy.types.Scene) -> dict[str, Any]:
+def base_fields(scene: bpy.types.Scene, drawing: bool = True) -> dict[str, Any]:
     """The request fields every op shares, from the scene's settings; ValueError (one line) when no style is
-    chosen or the resolution is outside the limits the backend's hello reported."""
+    chosen or the resolution is outside the limits the backend's hello reported. drawing=False (a mesh): no
+    part styles, which then cannot refuse the request."""
     settings = scene.sage_portrait
     if not settings.style:
         raise ValueError("no style chosen: connect to a backend first")
@@ -58,7 +59,7 @@ def base_fields(scene: bpy.types.Scene) -> dict[str, Any]:
     fields = {"style": settings.style, "seed": settings.seed, "resolution": settings.resolution, "outputs": outputs}
     if not settings.use_style_psi:  # else the backend renders at the style's own psi (hello: styles[].psi)
         fields["psi"] = round(settings.psi, 6)
-    if settings.part_styles.strip():  # the backend checks the names against its parts and styles
+    if drawing and settings.part_styles.strip():  # the backend checks the names against its parts and styles
         fields["part_styles"] = part_styles(settings.part_styles)
     return fields
 

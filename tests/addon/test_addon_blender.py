@@ -229,6 +229,9 @@ def test_part_styles_render_a_mixed_drawing_and_bad_ones_are_one_line(run_bpy, a
                            ("hair=oil", "part_styles: unknown style 'oil'")):
             settings.part_styles = text
             scene_setup.assert_refused(bpy.ops.sage.generate, line)
+        from blender_addon import mesh_import
+        settings.part_styles = "hair:pencil"  # malformed, yet a mesh has no drawing: Import Mesh still asks
+        assert "part_styles" not in mesh_import.mesh_fields(scene, "ply")
         settings.part_styles = ""
         assert bpy.ops.sage.generate() == {{"FINISHED"}} and np.array_equal(drawing(), plain)
         print("OK")
