@@ -290,12 +290,12 @@ def cmd_invert(args: argparse.Namespace) -> int:
     photo = load_photo(args.photo)
     if args.out.is_dir():
         raise ValueError(f"--out {args.out}: is a folder; give the .sage file's name")
-    check_writable(args.out.parent)
     styles, _ = load_styles(args.styles, args.device)
     drawing_styles = sorted(name for name in styles if name != PHOTO_STYLE)
     style = args.style or (drawing_styles[0] if drawing_styles else "")
     if style not in styles:
         raise ValueError(f"unknown style {style!r}; available: {', '.join(sorted(styles))}")
+    check_writable(args.out.parent)  # after every input check: a refused command leaves no folder behind
     generator = styles[style].generator
     photo_model = styles[PHOTO_STYLE].generator if PHOTO_STYLE in styles and style != PHOTO_STYLE else None
     if photo_model is not None and shared_fingerprint(photo_model) != shared_fingerprint(generator):
@@ -329,11 +329,11 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     check_arguments(args)
     cams = render_cameras(args)
-    check_writable(args.out)
     renderers, psi, part_styles = _renderers(args)
     z, name = _head(args, renderers[args.style])
     for style in set((part_styles or {}).values()):  # every part's style must draw the same head
         _head(args, renderers[style], style)
+    check_writable(args.out)  # after every input check: a refused command leaves no folder behind
     if part_styles:
         frames = render_mixed(renderers, args.style, part_styles, z, cams, psi, args.resolution)
     else:
@@ -354,9 +354,9 @@ def cmd_mesh(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out.name}: mesh format must be one of {', '.join(FORMATS)} (by suffix or --format)")
     if args.out.is_dir():
         raise ValueError(f"--out {args.out}: is a folder; give the mesh file's name")
-    check_writable(args.out.parent)
     renderer, psi = _renderer(args)
     head, _ = _head(args, renderer)
+    check_writable(args.out.parent)  # after every input check: a refused command leaves no folder behind
     mesh = extract_mesh(renderer, head, psi, args.grid, args.threshold, args.colors, progress=True)
     written = write_mesh(args.out, mesh, fmt)
     print(f"{_head_label(args, psi)}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces (iso-level {mesh.metadata['threshold']:.3g}) -> "

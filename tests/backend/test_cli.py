@@ -344,3 +344,7 @@ def test_render_part_style_composes_styles_and_names_a_bad_part_in_one_line(tmp_
                       ("hair", "--part-style takes PART=STYLE pairs")):
         code, _, err = run(capsys, "render", *common, "--part-style", bad, "--out", str(tmp_path / "bad"))
         assert code == 2 and err.startswith(f"sage-backend: error: {line}") and err.count("\n") == 1, err
+        assert not (tmp_path / "bad").exists()  # refused before its --out folder is made
+    for command, out in (("render", tmp_path / "nostyle"), ("mesh", tmp_path / "nostyle_mesh" / "head.ply")):
+        code, _, err = run(capsys, command, "--styles", str(tiny_checkpoint_dir), "--style", "oil", "--seed", "1", "--out", str(out))
+        assert code == 2 and "oil" in err and not (tmp_path / out.relative_to(tmp_path).parts[0]).exists(), err
