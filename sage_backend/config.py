@@ -9,7 +9,7 @@ The discriminators only train, so their config lives in `training.config`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as _field
 from typing import Any
 
@@ -159,51 +159,42 @@ LENGTHS: dict[str, tuple[int, int]] = {"decoder.channels": (1, 8), "translator.c
 LIMITS = ValueLimits(BOUNDS, LENGTHS, max_text=64)  # strings: the preset name, the density activation
 
 
+def with_field_translator(base: ModelConfig, name: str, output_resolution: int, canvas_channels: int) -> ModelConfig:
+    """`base` with demo v3's drawing path: its mapping, field, renderer and semantic decoder unchanged (so it starts
+    from `base`'s Stage I), its translator drawing `output_resolution` pixels from the field's colours and the label
+    map (translator.source "field") with a learned canvas of `canvas_channels`."""
+    translator = replace(base.translator, source="field", canvas_channels=canvas_channels)
+    return replace(base, name=name, output_resolution=output_resolution, translator=translator)
+
+
+# The CPU preset: 128 x 128 output from a 32 x 32 feature render; demo v2's checkpoints use it.
+# Its field carves a real head out of empty space in a few hundred CPU steps (softplus density,
+# transparent background); with pi-GAN's relu + wall it learned a flat wall (docs/training.md).
+_SMALL = ModelConfig(
+    name="small",
+    output_resolution=128,
+    mapping=MappingConfig(z_dim=64, hidden=128, layers=3),
+    field=FieldConfig(width=64, layers=4, density_activation="softplus", density_scale=10.0),
+    render=RenderConfig(feature_resolution=32, samples_per_ray=12, infinite_last_interval=False),
+    decoder=DecoderConfig(channels=(64, 48, 32)),
+    translator=TranslatorConfig(channels=(16, 24, 32, 48, 64), spade_hidden=32),
+)
+# The test preset: seconds for a training step on one core.
+_TINY = ModelConfig(
+    name="tiny",
+    output_resolution=32,
+    mapping=MappingConfig(z_dim=16, hidden=32, layers=2),
+    field=FieldConfig(width=32, layers=2),
+    render=RenderConfig(feature_resolution=16, samples_per_ray=8),
+    decoder=DecoderConfig(channels=(16, 16)),
+    translator=TranslatorConfig(channels=(8, 8, 16), spade_hidden=8, spade_stages=1),
+)
 PRESETS: dict[str, ModelConfig] = {
     "full": ModelConfig(),
-    # The CPU preset: 128 x 128 output from a 32 x 32 feature render; the demo checkpoints use it.
-    # Its field carves a real head out of empty space in a few hundred CPU steps (softplus density,
-    # transparent background); with pi-GAN's relu + wall it learned a flat wall (docs/training.md).
-    "small": ModelConfig(
-        name="small",
-        output_resolution=128,
-        mapping=MappingConfig(z_dim=64, hidden=128, layers=3),
-        field=FieldConfig(width=64, layers=4, density_activation="softplus", density_scale=10.0),
-        render=RenderConfig(feature_resolution=32, samples_per_ray=12, infinite_last_interval=False),
-        decoder=DecoderConfig(channels=(64, 48, 32)),
-        translator=TranslatorConfig(channels=(16, 24, 32, 48, 64), spade_hidden=32),
-    ),
-    # Demo v3's CPU preset: small's mapping, field and semantic decoder (so it starts from small's Stage I),
-    # with a translator that draws 256 x 256 from the field's colours and the label map (source "field").
-    "small256": ModelConfig(
-        name="small256",
-        output_resolution=256,
-        mapping=MappingConfig(z_dim=64, hidden=128, layers=3),
-        field=FieldConfig(width=64, layers=4, density_activation="softplus", density_scale=10.0),
-        render=RenderConfig(feature_resolution=32, samples_per_ray=12, infinite_last_interval=False),
-        decoder=DecoderConfig(channels=(64, 48, 32)),
-        translator=TranslatorConfig(channels=(16, 24, 32, 48, 64), spade_hidden=32, source="field", canvas_channels=4),
-    ),
-    # The test preset: seconds for a training step on one core.
-    "tiny": ModelConfig(
-        name="tiny",
-        output_resolution=32,
-        mapping=MappingConfig(z_dim=16, hidden=32, layers=2),
-        field=FieldConfig(width=32, layers=2),
-        render=RenderConfig(feature_resolution=16, samples_per_ray=8),
-        decoder=DecoderConfig(channels=(16, 16)),
-        translator=TranslatorConfig(channels=(8, 8, 16), spade_hidden=8, spade_stages=1),
-    ),
-    # small256's design at test size: 64 px drawings from tiny's field and a 32 px semantic decoder.
-    "tiny-field": ModelConfig(
-        name="tiny-field",
-        output_resolution=64,
-        mapping=MappingConfig(z_dim=16, hidden=32, layers=2),
-        field=FieldConfig(width=32, layers=2),
-        render=RenderConfig(feature_resolution=16, samples_per_ray=8),
-        decoder=DecoderConfig(channels=(16, 16)),
-        translator=TranslatorConfig(channels=(8, 8, 16), spade_hidden=8, spade_stages=1, source="field", canvas_channels=2),
-    ),
+    "small": _SMALL,
+    "small256": with_field_translator(_SMALL, "small256", 256, canvas_channels=4),  # demo v3's checkpoints
+    "tiny": _TINY,
+    "tiny-field": with_field_translator(_TINY, "tiny-field", 64, canvas_channels=2),  # small256's design at test size
 }
 
 
