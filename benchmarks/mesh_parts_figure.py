@@ -10,53 +10,23 @@ group, inverted), as an artist would. The backend runs as `sage-backend serve`; 
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from benchmarks.blender_figure import render_panels, save_sheet
 
-from sage_backend.checkpoint import bundled_checkpoint_dir
-from sage_backend.demo import REPOSITORY, start_backend
-from sage_backend.files import atomic_path
-
-SIZE = 256
-BLENDER_SCRIPT = """
-import math, sys
-sys.path.insert(0, {repo!r})
-import bpy
-bpy.ops.wm.read_factory_settings(use_empty=True)
-import blender_addon
-blender_addon.register()
-scene = bpy.context.scene
-camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-scene.collection.objects.link(camera)
-camera.location, camera.rotation_euler = (0.0, -3.0, 0.0), (math.radians(90), 0.0, 0.0)
-scene.camera = camera
-settings = scene.sage_portrait
-settings.address, settings.seed, settings.mesh_grid = {address!r}, {seed}, {grid}
-scene.render.resolution_x = scene.render.resolution_y = {size}
-scene.render.engine = "BLENDER_WORKBENCH"
+SCRIPT = """
+settings.mesh_grid = {grid}
 scene.display.shading.color_type = "MATERIAL"
 scene.display.shading.light = "STUDIO"
-assert bpy.ops.sage.connect() == {{"FINISHED"}}
 assert bpy.ops.sage.frame_head(method="PIVOT") == {{"FINISHED"}}
 assert bpy.ops.sage.import_mesh() == {{"FINISHED"}}
 mesh = bpy.data.objects["SAGE Portrait Mesh"]
-
-def render(name):
-    scene.render.filepath = {out!r} + "/" + name + ".png"
-    bpy.ops.render.render(write_still=True)
-
 render("front")
 mesh.rotation_euler[2] = 0.8
 render("turned")
 mask = mesh.modifiers.new("No hair", "MASK")
 mask.vertex_group, mask.invert_vertex_group = "hair", True
 render("no_hair")
-blender_addon.unregister()
 """
 
 
@@ -66,19 +36,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--grid", type=int, default=128)
     args = parser.parse_args()
-    backend, address = start_backend([str(bundled_checkpoint_dir() / "pencil.safetensors")], device="cpu")
-    try:
-        with tempfile.TemporaryDirectory(prefix="sage-mesh-figure-") as scratch:
-            script = BLENDER_SCRIPT.format(repo=str(REPOSITORY), address=address, size=SIZE, seed=args.seed, grid=args.grid, out=scratch)
-            subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=600)
-            panels = [np.asarray(Image.open(Path(scratch) / f"{name}.png").convert("RGB")) for name in ("front", "turned", "no_hair")]
-    finally:
-        backend.kill()
-        backend.wait()
-    gap = np.full((SIZE, 4, 3), 255, np.uint8)
-    sheet = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
-    with atomic_path(args.out) as tmp:
-        Image.fromarray(sheet).save(tmp, format="PNG", optimize=True)
+    panels = render_panels("pencil", SCRIPT, ("front", "turned", "no_hair"), args.seed, grid=args.grid)
+    save_sheet([rgba[..., :3] for rgba in panels], args.out)
     print(args.out)
 
 
