@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import bpy
 
-from . import files, images, portrait, session
+from . import files, heads, images, portrait, session
 from .client import BackendError, BackendUnavailable
 from .curve import CurveKeys
 from .protocol import ProtocolError
@@ -51,7 +51,7 @@ def ensure_enabled() -> None:
 def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None = None, timeout: float = 60.0,
                      keys: CurveKeys | None = None) -> list[str]:
     """Write `<style>_<seed>_<frame:04d>_{drawing,semantic,labels}.png` (files.frame_file_name; frame: the
-    scene's frame number) for the frames Render Animation renders: frame_start..frame_end every frame_step,
+    scene's frame number; a photo head's photo name, e.g. `face`, in place of the seed) for the frames Render Animation renders: frame_start..frame_end every frame_step,
     each through the camera Blender renders then (timeline markers bound to cameras switch it). Returns the paths.
 
     timeout bounds the silence between two frames from the backend; `keys`: CURVE keys (None: plain).
@@ -70,6 +70,7 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
     if not settings.style:
         settings.style = state.style_items()[0][0]
     fields = portrait.base_fields(scene)
+    head = fields["seed"] if "seed" in fields else heads.read_head(fields["inversion"].data).stem  # a photo head: its name
     os.makedirs(out_dir, exist_ok=True)
     written: list[str] = []
     first = 0
@@ -78,7 +79,7 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
             index = int(reply.header.get("frame", -1))
             if not 0 <= index < len(cameras):
                 raise ProtocolError(f"the backend sent frame {index} of {len(cameras)}")
-            name = functools.partial(files.frame_file_name, fields["style"], fields["seed"], frames[first + index][0])
+            name = functools.partial(files.frame_file_name, fields["style"], head, frames[first + index][0])
             written += save_frame(portrait.arrays_from_reply(reply), out_dir, name, state.palette)
         first += len(cameras)
     if len(written) != 3 * len(frames):
@@ -161,7 +162,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--frame-step", type=positive_int, help="render every Nth frame (default: the scene's, Blender's -j)")
     parser.add_argument("--demo-scene", type=positive_int, metavar="FRAMES", help="build a fresh portrait scene with a FRAMES-frame turntable first")
     parser.add_argument("--resolution", type=positive_int, default=128, help="image size for --demo-scene")
-    parser.add_argument("--seed", type=int, help="which head (default: the scene's setting)")
+    parser.add_argument("--seed", type=int, help="draw this seed's head (default: the scene's head, a seed or a photo head)")
     parser.add_argument("--server-key", metavar="FILE", help="the backend's public CURVE key, server.key (default: the add-on "
                                                              "preferences'; '' for a plain connection)")
     parser.add_argument("--client-key", metavar="FILE", help="your NAME.key_secret for a backend with --curve-clients (default: "
@@ -191,7 +192,7 @@ def batch_scene(args: argparse.Namespace) -> bpy.types.Scene:
     if args.frame_step is not None:
         scene.frame_step = args.frame_step
     if args.seed is not None:
-        scene.sage_portrait.seed = args.seed
+        scene.sage_portrait.seed, scene.sage_portrait.head = args.seed, "SEED"
     return scene
 
 

@@ -304,7 +304,8 @@ def is_last(op: str, reply: Reply) -> bool:
 
 
 def is_progress(reply: Reply) -> bool:
-    """A `{progress: F}` reply of a mesh that asked for them (docs/protocol.md): work goes on, nothing to show yet."""
+    """A `{progress: F}` reply of a mesh or an invert that asked for them (docs/protocol.md): work goes on, nothing
+    to show yet."""
     return reply.ok and "progress" in reply.header
 
 

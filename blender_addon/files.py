@@ -42,9 +42,9 @@ def atomic_write(path: str, write: Callable[[str], None], verify: Callable[[str]
 FRAME_KINDS = ("drawing", "semantic", "labels")
 
 
-def frame_file_name(style: str, seed: int, frame: int, kind: str) -> str:
+def frame_file_name(style: str, seed: int | str, frame: int, kind: str) -> str:
     """`<style>_<seed>_<frame:04d>_<kind>.png`, the backend's name for the same frame's file
-    (sage_backend/cli.py frame_file_name; docs/files.md). frame: the scene's frame number."""
+    (sage_backend/cli.py frame_file_name; docs/files.md). seed: or a photo head's name; frame: the scene's frame number."""
     if kind not in FRAME_KINDS or frame < 0:
         raise ValueError(f"frame file: kind must be one of {', '.join(FRAME_KINDS)} and frame >= 0, got {kind!r}, {frame}")
     return f"{style}_{seed}_{frame:04d}_{kind}.png"

@@ -19,6 +19,7 @@ from .protocol import Reply
 TICK_S = 0.05  # timer period while there is work: polls never block, so the UI stays responsive
 PROBE_TIMEOUT_S = 0.5  # is a backend that missed a deadline busy or gone?
 NOT_CONNECTED = "not connected: press Connect (or Launch Local Backend) first"
+PROGRESS_OF = {"mesh": "density grid", "invert": "fit"}  # what an op's progress fraction measures (docs/protocol.md)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Job:
     timeout_s: float  # the longest silence allowed between two replies
     label: str = ""  # what the status line says while it runs ("" keeps it quiet, e.g. live updates)
     progress: str = ""  # set by a stream's on_reply, e.g. "frame 3/36"
+    fraction: float | None = None  # the backend's last progress reply (0..1), for a progress bar
     started: float = field(default_factory=time.monotonic)
     deadline: float = 0.0
     done: bool = False
@@ -143,7 +145,8 @@ class JobQueue:
             self._finish(reply.id)
         try:
             if is_progress(reply):
-                job.progress = f"density grid {float(reply.header['progress']):.0%}"  # what the fraction measures
+                job.fraction = min(max(float(reply.header["progress"]), 0.0), 1.0)
+                job.progress = f"{PROGRESS_OF.get(job.op, 'done')} {job.fraction:.0%}"
             elif reply.ok:
                 job.on_reply(reply)
             else:
@@ -164,6 +167,10 @@ class JobQueue:
         for job in expired:
             self.cancel(job)
             job.on_error(BackendUnavailable(f"still working, cancelled after {job.timeout_s:g} s; raise the timeout or lower the grid"))
+
+    def find(self, op: str) -> Job | None:
+        """The oldest job in flight of `op` (None when none)."""
+        return next((job for job in self.jobs.values() if job.op == op), None)
 
     def progress_line(self) -> str:
         """The status line for the oldest labelled job in flight ("" when none)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import bpy
 
-from . import files, grease, jobs, live, mesh_import, portrait, props, session, status
+from . import files, grease, heads, jobs, live, mesh_import, portrait, props, session, status
 from .client import BackendError, BackendUnavailable
 from .protocol import Reply
 
@@ -176,6 +176,72 @@ class SAGE_OT_randomize_seed(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def cannot_fit(context) -> str:
+    """Why From Photo / Open Inversion cannot run now ("" when they can)."""
+    if context.scene is None:
+        return "no scene"
+    if session.get().queue.find("invert") is not None:
+        return "a photo is being fitted: wait, or Cancel it"
+    return not_connected() or ("" if context.scene.sage_portrait.style else "no style chosen")
+
+
+class HeadFileOperator(JobOperator):
+    """Mixin: a file browser for the head's file (filter_glob: which files it lists)."""
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
+    filter_folder: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+
+    @classmethod
+    def poll(cls, context):
+        return _allowed(cls, cannot_fit(context))
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+
+class SAGE_OT_from_photo(HeadFileOperator, bpy.types.Operator):
+    bl_idname = "sage.from_photo"
+    bl_label = "From Photo..."
+    bl_description = ("Fit a head to a portrait photo on the backend and draw that head from every side (the head from the "
+                      "front on a plain background; docs/inversion.md). The head is kept in this .blend")
+    bl_options = {"UNDO"}
+
+    filter_glob: bpy.props.StringProperty(default=";".join(f"*{suffix}" for suffix in heads.PHOTO_SUFFIXES), options={"HIDDEN"})
+    filter_image: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    steps: bpy.props.IntProperty(name="Steps", description="Optimisation steps: more fit the photo closer and take longer "
+                                 "(0: the backend's default)", default=0, min=0, max=1000)
+
+    def start(self, context) -> jobs.Job:
+        path = bpy.path.abspath(self.filepath)
+
+        def on_done(head: heads.PhotoHead, header: dict[str, Any]) -> None:
+            seconds = header.get("seconds")
+            took = f" in {seconds:.0f} s" if isinstance(seconds, (int, float)) else ""
+            self.succeed(f"SAGE: fitted a head to {head.label}{took}; Head is Photo")
+
+        return portrait.start_invert(context.scene, path, self.steps, on_done, self.fail, props.timeout_s(context))
+
+
+class SAGE_OT_open_inversion(HeadFileOperator, bpy.types.Operator):
+    bl_idname = "sage.open_inversion"
+    bl_label = "Open Inversion..."
+    bl_description = ("Draw the head of a .sage file (from sage-backend invert, or saved by another .blend); it must be "
+                      "fitted to the model of the chosen style. The head is kept in this .blend")
+    bl_options = {"UNDO"}
+
+    filter_glob: bpy.props.StringProperty(default=f"*{heads.SUFFIX}", options={"HIDDEN"})
+
+    def start(self, context) -> jobs.Job:
+        path = bpy.path.abspath(self.filepath)
+        head = heads.read_file(path)
+
+        def on_done() -> None:
+            self.succeed(f"SAGE: the head of {head.label} from {os.path.basename(path)}; Head is Photo")
+
+        return portrait.start_head_check(context.scene, head, on_done, self.fail, props.timeout_s(context))
+
+
 class SAGE_OT_generate(JobOperator, bpy.types.Operator):
     bl_idname = "sage.generate"
     bl_label = "Generate"
@@ -203,7 +269,7 @@ class SAGE_OT_generate(JobOperator, bpy.types.Operator):
             arrays = portrait.arrays_from_reply(reply)
             state.cache.put(key, arrays)
             portrait.show(scene, camera, arrays)
-            self.succeed(f"SAGE: drew seed {fields['seed']} in style {fields['style']}")
+            self.succeed(f"SAGE: drew {portrait.head_name(fields)} in style {fields['style']}")
 
         return state.submit("generate", dict(fields, camera=camera_dict), on_reply, self.fail, props.timeout_s(context), "drawing")
 
@@ -401,6 +467,8 @@ CLASSES = (
     SAGE_OT_launch_backend,
     SAGE_OT_disconnect,
     SAGE_OT_randomize_seed,
+    SAGE_OT_from_photo,
+    SAGE_OT_open_inversion,
     SAGE_OT_generate,
     SAGE_OT_bake_turntable,
     SAGE_OT_draw_grease_pencil,

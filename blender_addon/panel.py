@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import bpy
 
@@ -58,10 +59,9 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
     box.label(text="Portrait", icon="OUTLINER_OB_ARMATURE")
     box.prop(settings, "style")
     box.prop(settings, "part_styles", text="Parts", icon="MOD_MASK")
+    draw_head(box, settings, state)
     row = box.row(align=True)
-    row.prop(settings, "seed")
-    row.operator("sage.randomize_seed", text="", icon="FILE_REFRESH")
-    row = box.row(align=True)
+    row.active = settings.head == "SEED"  # psi does not apply to a photo head
     style_psi = state.style_psi(settings.style)
     row.prop(settings, "use_style_psi", text="Style's Psi" + (f" ({style_psi:g})" if style_psi is not None and settings.use_style_psi else ""))
     sub = row.row(align=True)
@@ -87,6 +87,28 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
     changed = colour.summary(scene)
     if changed:
         box.label(text=f"Scene set to {changed}", icon="COLOR")
+
+
+def draw_head(box: bpy.types.UILayout, settings, state: session.Session) -> None:
+    """Head: Seed (the seed) or Photo (the photo head's name and fit); From Photo... and Open Inversion...; while
+    a photo is fitted, its progress and Cancel."""
+    box.row().prop(settings, "head", expand=True)
+    if settings.head == "SEED":
+        row = box.row(align=True)
+        row.prop(settings, "seed")
+        row.operator("sage.randomize_seed", text="", icon="FILE_REFRESH")
+    else:
+        head = portrait.photo_head(settings)
+        box.label(text=f"Head: {head.label}" if head else "No photo head yet: From Photo... or Open Inversion...",
+                  icon="IMAGE_DATA" if head else "ERROR")
+    row = box.row(align=True)
+    row.operator("sage.from_photo", icon="IMAGE_DATA")
+    row.operator("sage.open_inversion", icon="FILE_FOLDER")
+    job = state.queue.find("invert")
+    if job is not None:
+        row = box.row(align=True)
+        row.progress(factor=job.fraction or 0.0, type="BAR", text=job.progress_line(time.monotonic()))
+        row.operator("sage.cancel", text="", icon="CANCEL")
 
 
 def draw_actions(col: bpy.types.UILayout, settings) -> None:

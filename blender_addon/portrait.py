@@ -4,16 +4,17 @@ camera animation."""
 from __future__ import annotations
 
 import math
-from typing import Any
+import os
+from typing import Any, Callable
 
 import bpy
 import numpy as np
 from mathutils import Euler, Matrix, Quaternion, Vector
 
 from . import camera as camera_math
-from . import grease, images, jobs, planes, session
+from . import grease, heads, images, jobs, planes, session
 from .client import BackendUnavailable
-from .protocol import Reply
+from .protocol import Reply, Upload
 
 OUTPUTS = (images.DRAWING, images.SEMANTIC)
 STROKES = "strokes"  # the optional output traced into Grease Pencil strokes (grease.py)
@@ -56,12 +57,102 @@ def base_fields(scene: bpy.types.Scene, drawing: bool = True) -> dict[str, Any]:
         raise ValueError("no style chosen: connect to a backend first")
     session.get().check_limit("resolution", settings.resolution)
     outputs = [*OUTPUTS, STROKES] if settings.strokes else list(OUTPUTS)  # Bake and Follow key Grease Pencil too
-    fields = {"style": settings.style, "seed": settings.seed, "resolution": settings.resolution, "outputs": outputs}
-    if not settings.use_style_psi:  # else the backend renders at the style's own psi (hello: styles[].psi)
+    fields = {"style": settings.style, **head_fields(settings), "resolution": settings.resolution, "outputs": outputs}
+    if not settings.use_style_psi and "seed" in fields:  # else the style's own psi (hello: styles[].psi); none for a photo head
         fields["psi"] = round(settings.psi, 6)
     if drawing and settings.part_styles.strip():  # the backend checks the names against its parts and styles
         fields["part_styles"] = part_styles(settings.part_styles)
     return fields
+
+
+def head_fields(settings) -> dict[str, Any]:
+    """The request fields naming the head: `seed`, or for a photo head `inversion` with its .sage file's bytes
+    (an Upload: `inversion: true` and the bytes as the blob). ValueError (one line) when Head is Photo but the
+    scene holds none."""
+    if settings.head == "SEED":
+        return {"seed": settings.seed}
+    if not settings.photo_head:
+        raise ValueError("no photo head yet: use From Photo... or Open Inversion..., or set Head to Seed")
+    return {"inversion": Upload(heads.from_text(settings.photo_head).data)}
+
+
+def photo_head(settings) -> heads.PhotoHead | None:
+    """The photo head the scene keeps (None when it keeps none, or the stored text is damaged)."""
+    try:
+        return heads.from_text(settings.photo_head) if settings.photo_head else None
+    except ValueError:
+        return None
+
+
+def head_name(fields: dict[str, Any]) -> str:
+    """The head of a request in a few words, for status lines: "seed 3" or "the photo head face.png"."""
+    if "inversion" in fields:
+        return f"the photo head {heads.read_head(fields['inversion'].data).photo or ''}".rstrip()
+    return f"seed {fields['seed']}"
+
+
+def keep_photo_head(settings, head: heads.PhotoHead) -> None:
+    """Keep `head` in the scene (saved with the .blend) and draw it from now on."""
+    settings.photo_head = heads.to_text(head)
+    settings.head = "PHOTO"
+
+
+def photo_bytes(path: str, limits: dict[str, Any]) -> bytes:
+    """A photo file's bytes, as the backend's `invert` takes them (Blender decodes nothing: the backend reads the
+    image and says what is wrong with it); ValueError (one line) for a file larger than the backend takes."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{name or path}: no such file")
+    size, most = os.path.getsize(path), limits.get("message_bytes")
+    if isinstance(most, int) and size > most:
+        raise ValueError(f"{name}: {size / 2**20:.1f} MiB is more than the backend takes ({most / 2**20:g} MiB): scale the photo down first")
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def start_invert(scene: bpy.types.Scene, path: str, steps: int, on_done: Callable[[heads.PhotoHead, dict[str, Any]], None],
+                 on_error: Callable[[Exception], None], timeout_s: float) -> jobs.Job:
+    """Send the photo at `path` to the backend's `invert` (for the scene's style; `steps` 0: the backend's
+    default) with progress replies. When its head arrives it becomes the scene's photo head (keep_photo_head) and
+    on_done(head, the reply's header) runs; on failure or cancel the scene's head is untouched. ValueError (one
+    line) before anything is sent for no style or a photo the backend would refuse for its size."""
+    settings = scene.sage_portrait
+    if not settings.style:
+        raise ValueError("no style chosen: connect to a backend first")
+    state = session.get()
+    fields: dict[str, Any] = {"style": settings.style, "name": heads.photo_name(path), "progress": True,
+                              "photo": Upload(photo_bytes(path, state.info.get("limits", {})))}
+    if steps:
+        fields["steps"] = steps
+
+    def on_reply(reply: Reply) -> None:
+        blob = reply.blobs.get("inversion")
+        if blob is None:
+            raise ValueError("the backend's invert reply holds no inversion")
+        head = heads.read_head(blob.data)
+        keep_photo_head(settings, head)
+        on_done(head, reply.header)
+
+    return state.submit("invert", fields, on_reply, on_error, timeout_s, f"fitting a head to {os.path.basename(path)}")
+
+
+def start_head_check(scene: bpy.types.Scene, head: heads.PhotoHead, on_done: Callable[[], None],
+                     on_error: Callable[[Exception], None], timeout_s: float) -> jobs.Job:
+    """Have the backend draw `head` (an opened .sage file) in the scene's style, small: once it does, the head
+    becomes the scene's photo head and on_done() runs; a head fitted to another model than the style's is refused
+    in the backend's one line (on_error) and the scene's head is untouched."""
+    settings = scene.sage_portrait
+    if not settings.style:
+        raise ValueError("no style chosen: connect to a backend first")
+    state = session.get()
+    smallest = state.info.get("limits", {}).get("min_resolution", 64)
+    fields = {"style": settings.style, "inversion": Upload(head.data), "resolution": smallest, "outputs": [images.SEMANTIC], "camera": {}}
+
+    def on_reply(reply: Reply) -> None:
+        keep_photo_head(settings, head)
+        on_done()
+
+    return state.submit("generate", fields, on_reply, on_error, timeout_s, f"checking the head of {head.label}")
 
 
 def part_styles(text: str) -> dict[str, str]:
@@ -80,7 +171,8 @@ def cache_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
     pose = tuple(round(v, 5) for row in camera["cam2world"] for v in row)
     lens = (round(camera["fov_deg"], 4), *(round(v, 5) for v in camera.get("shift", (0.0, 0.0))), round(camera.get("aspect", 1.0), 5))
     parts = tuple(sorted(fields.get("part_styles", {}).items()))
-    return (fields["style"], fields["seed"], psi, fields["resolution"], pose, lens, STROKES in fields.get("outputs", ()), parts)
+    head = fields.get("inversion", fields.get("seed"))  # a photo head's Upload: its bytes are its identity
+    return (fields["style"], head, psi, fields["resolution"], pose, lens, STROKES in fields.get("outputs", ()), parts)
 
 
 def arrays_from_reply(reply: Reply) -> dict[str, Any]:

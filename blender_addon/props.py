@@ -88,6 +88,13 @@ class SagePortraitSettings(bpy.types.PropertyGroup):
         "(parts: hair, face, eyes, brows, nose, mouth, ears, neck, clothes, background, or a class such as skin). Empty: "
         "the whole drawing in Style", default="")
     seed: bpy.props.IntProperty(name="Seed", description="Identity of the portrait", default=0, min=0)
+    head: bpy.props.EnumProperty(
+        name="Head", description="Which head the drawings show", default="SEED",
+        items=[("SEED", "Seed", "The head of the seed below"),
+               ("PHOTO", "Photo", "The head fitted to a photo (From Photo... or Open Inversion...), kept in this .blend")])
+    # The photo head's .sage file (base64): saved in the .blend, so a reopened file draws it without the photo or
+    # the file; it stays while Head is Seed, to switch back.
+    photo_head: bpy.props.StringProperty(options={"HIDDEN"})
     use_style_psi: bpy.props.BoolProperty(
         name="Style's Psi", description="Render at the truncation the style was released at (the backend reports it); "
         "off: the Psi value below", default=True)

@@ -29,6 +29,15 @@ class Blob:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file a request carries as a request field: the header says `true` under the field's name and the bytes
+    travel as the request's blob (docs/protocol.md: `inversion: true` with a .sage file's bytes). Frozen, so a
+    frame cache can key on it."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Reply:
     id: str | None  # None only on an error the backend could not attribute to a request
     ok: bool
@@ -45,11 +54,14 @@ class Reply:
 
 
 def encode_request(request_id: str, op: str, fields: dict[str, Any], blobs: Iterable[tuple[dict[str, Any], bytes]] = ()) -> list[bytes]:
-    """Frames for one request; each blob is (description without "data", bytes)."""
+    """Frames for one request; each blob is (description without "data", bytes), after those of the fields whose
+    value is an Upload (their header value is `true`)."""
     if not request_id or len(request_id) > MAX_ID_LENGTH:
         raise ValueError(f"request id must be 1..{MAX_ID_LENGTH} characters")
-    blob_list = list(blobs)
-    header = dict(fields, id=request_id, op=op)
+    uploads = [({"name": key, "dtype": "uint8", "shape": [len(value.data)], "format": RAW}, value.data)
+               for key, value in fields.items() if isinstance(value, Upload)]
+    blob_list = [*uploads, *blobs]
+    header = dict(fields, id=request_id, op=op, **{desc["name"]: True for desc, _ in uploads})
     if blob_list:
         header["blobs"] = [desc for desc, _ in blob_list]
     return [MAGIC, json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8"), *(data for _, data in blob_list)]

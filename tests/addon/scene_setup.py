@@ -47,6 +47,10 @@ class StandInLayout:
     def label(self, text="", **kwargs):
         self.log.append(("label", text))
 
+    def progress(self, factor=0.0, type="BAR", text=""):
+        assert 0.0 <= factor <= 1.0, factor
+        self.log.append(("progress", text))
+
     def prop(self, data, name, **kwargs):
         assert hasattr(data, name), name
         self.log.append(("prop", name))
