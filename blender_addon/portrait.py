@@ -103,7 +103,7 @@ def photo_bytes(path: str, limits: dict[str, Any]) -> bytes:
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise ValueError(f"{name or path}: no such file")
-    size, most = os.path.getsize(path), limits.get("message_bytes")
+    size, most = os.path.getsize(path), limits.get("photo_bytes", limits.get("message_bytes"))  # a backend before photo_bytes
     if isinstance(most, int) and size > most:
         raise ValueError(f"{name}: {size / 2**20:.1f} MiB is more than the backend takes ({most / 2**20:g} MiB): scale the photo down first")
     with open(path, "rb") as file:
