@@ -218,7 +218,7 @@ class SAGE_OT_from_photo(HeadFileOperator, bpy.types.Operator):
         def on_done(head: heads.PhotoHead, header: dict[str, Any]) -> None:
             seconds = header.get("seconds")
             took = f" in {seconds:.0f} s" if isinstance(seconds, (int, float)) else ""
-            self.succeed(f"SAGE: fitted a head to {head.label}{took}; Head is Photo")
+            self.succeed(f"SAGE: fitted a head to {head.label}{took}; Generate or Bake draws it")
 
         return portrait.start_invert(context.scene, path, self.steps, on_done, self.fail, props.timeout_s(context))
 
@@ -237,7 +237,7 @@ class SAGE_OT_open_inversion(HeadFileOperator, bpy.types.Operator):
         head = heads.read_file(path)
 
         def on_done() -> None:
-            self.succeed(f"SAGE: the head of {head.label} from {os.path.basename(path)}; Head is Photo")
+            self.succeed(f"SAGE: the head of {head.label} from {os.path.basename(path)}; Generate or Bake draws it")
 
         return portrait.start_head_check(context.scene, head, on_done, self.fail, props.timeout_s(context))
 
