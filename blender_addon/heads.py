@@ -20,12 +20,12 @@ NOT_SAGE = "not a .sage inversion (make one with From Photo... or sage-backend i
 
 @dataclass(frozen=True)
 class PhotoHead:
-    """A `.sage` file: its bytes (what requests carry) and what its metadata says of the fit."""
+    """A `.sage` file: its bytes (what requests carry) and what its metadata says of the fit. Only styles of the
+    model it was fitted to draw it: the backend checks (its fingerprint, sage_backend/inverted.py)."""
 
     data: bytes
     photo: str  # the photo's file name, as the inversion recorded it ("" when it did not)
     fit_psnr: float | None  # how well the head fits the photo, dB
-    model: str  # the fingerprint of the weights it was fitted to (only styles of that model draw it)
 
     @property
     def label(self) -> str:
@@ -48,13 +48,13 @@ def read_head(data: bytes) -> PhotoHead:
         (length,) = struct.unpack("<Q", data[:8])
         metadata = json.loads(data[8:8 + length].decode("utf-8")).get("__metadata__") or {}
         info = json.loads(metadata["inversion"])
-    except (struct.error, UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError):
+    except (struct.error, UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError, RecursionError):
         raise ValueError(NOT_SAGE) from None
     if not isinstance(info, dict):
         raise ValueError(NOT_SAGE)
     fit = info.get("fit_psnr")
     fit = float(fit) if isinstance(fit, (int, float)) and not isinstance(fit, bool) else None
-    return PhotoHead(data, os.path.basename(str(info.get("photo") or "")), fit, str(info.get("model", "")))
+    return PhotoHead(data, os.path.basename(str(info.get("photo") or "")), fit)
 
 
 def read_file(path: str) -> PhotoHead:
