@@ -91,9 +91,10 @@ def from_text(text: str) -> PhotoHead:
 
 
 def photo_name(path: str) -> str:
-    """The name an invert request gives the photo (kept in the .sage file): its file name, at most 64 characters
-    (the wire's bound), its suffix kept."""
-    name = os.path.basename(path)
-    stem, suffix = os.path.splitext(name)
-    return name if len(name) <= 64 else stem[:64 - len(suffix)] + suffix
+    """The name an invert request gives the photo (kept in the .sage file): its file name as one the backend takes
+    on every system (sage_backend/files.py check_file_name): reserved characters as "_", no leading dot or trailing
+    dot or space, at most 64 characters with its suffix kept."""
+    name = "".join("_" if c in '<>:"/\\|?*' or not c.isprintable() else c for c in os.path.basename(path))
+    stem, suffix = os.path.splitext(name.lstrip(".").rstrip(". "))
+    return (stem[:64 - len(suffix)] + suffix if len(stem + suffix) > 64 else stem + suffix) or "photo"
 

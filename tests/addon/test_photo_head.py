@@ -36,7 +36,11 @@ def test_a_sage_file_is_read_without_torch(pencil_head) -> None:
             heads.read_head(data)
     with pytest.raises(ValueError, match="damaged"):
         heads.from_text("not base64!")
-    assert heads.photo_name("/a/" + "x" * 80 + ".png") == "x" * 60 + ".png"
+    from sage_backend.files import check_file_name
+
+    for path, name in (("/a/" + "x" * 80 + ".png", "x" * 60 + ".png"), ("/a/face:1?.jpg", "face_1_.jpg"), ("/a/.hidden.png", "hidden.png"),
+                       ("/a/face.png", "face.png"), ("/a/...", "photo")):
+        assert heads.photo_name(path) == check_file_name(name, "name"), path
 
 
 @pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
