@@ -199,6 +199,14 @@ class HeadFileOperator(JobOperator):
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
+    def show_new_head(self, message: str) -> None:
+        """The head changed: say so and, where the camera shows drawings, draw the new head there (this job hands
+        over to a Generate), so the planes do not go on showing the previous head."""
+        self.succeed(message)
+        context = bpy.context  # from the timer: not the operator's context
+        if not cannot_draw(context) and portrait.shows_drawings(context.scene):
+            self._job = SAGE_OT_generate.start(self, context) or self._job  # None: drawn from the cache at once
+
 
 class SAGE_OT_from_photo(HeadFileOperator, bpy.types.Operator):
     bl_idname = "sage.from_photo"
@@ -218,7 +226,7 @@ class SAGE_OT_from_photo(HeadFileOperator, bpy.types.Operator):
         def on_done(head: heads.PhotoHead, header: dict[str, Any]) -> None:
             seconds = header.get("seconds")
             took = f" in {seconds:.0f} s" if isinstance(seconds, (int, float)) else ""
-            self.succeed(f"SAGE: fitted a head to {head.label}{took}; Generate or Bake draws it")
+            self.show_new_head(f"SAGE: fitted a head to {head.label}{took}")
 
         return portrait.start_invert(context.scene, path, self.steps, on_done, self.fail, props.timeout_s(context))
 
@@ -237,7 +245,7 @@ class SAGE_OT_open_inversion(HeadFileOperator, bpy.types.Operator):
         head = heads.read_file(path)
 
         def on_done() -> None:
-            self.succeed(f"SAGE: the head of {head.label} from {os.path.basename(path)}; Generate or Bake draws it")
+            self.show_new_head(f"SAGE: the head of {head.label} from {os.path.basename(path)}")
 
         return portrait.start_head_check(context.scene, head, on_done, self.fail, props.timeout_s(context))
 

@@ -67,17 +67,18 @@ def test_an_opened_inversion_is_drawn_by_every_request_and_kept_in_the_blend(run
         with bpy.context.temp_override(window=window, screen=window.screen, area=view):
             bpy.ops.ed.undo_push(message="seed drawn")
             assert bpy.ops.sage.open_inversion("EXEC_DEFAULT", True, filepath={str(sage)!r}) == {{"FINISHED"}}
-            assert settings.head == "PHOTO" and "face.png (" in status.status(), status.status()
+            # The camera showed a drawing: the new head is drawn there at once
+            assert settings.head == "PHOTO" and status.status() == "SAGE: drew the photo head face.png in style pencil", status.status()
+            photo_drawing = pixels()
+            assert not np.array_equal(photo_drawing, seed_drawing)
             bpy.ops.ed.undo()
             settings = bpy.context.scene.sage_portrait
-            assert settings.head == "SEED" and settings.photo_head == ""
+            assert settings.head == "SEED" and settings.photo_head == "" and np.array_equal(pixels(), seed_drawing)
             bpy.ops.ed.redo()
             settings = bpy.context.scene.sage_portrait
             assert settings.head == "PHOTO" and portrait.photo_head(settings).photo == "face.png"
+            assert np.array_equal(pixels(), photo_drawing)
         scene = bpy.context.scene
-        assert bpy.ops.sage.generate() == {{"FINISHED"}} and "photo head face.png" in status.status()
-        photo_drawing = pixels()
-        assert not np.array_equal(photo_drawing, seed_drawing)
         log = []
         bpy.types.SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
         assert any(text.startswith("Head: face.png (") for kind, text in log if kind == "label"), log
