@@ -67,11 +67,12 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
     away = portrait.frames_without_head(frames)
     if away:  # drawn all the same (paper): the artist's animation may mean it
         print(f"SAGE batch: the head is outside the frame at {away}")
-    if not settings.style:
-        settings.style = state.style_items()[0][0]
+    if not settings.style and state.styles():
+        settings.style = state.styles()[0][0]
     fields = portrait.base_fields(scene)
     head = fields["seed"] if "seed" in fields else heads.read_head(fields["inversion"].data).stem  # a photo head: its name
     os.makedirs(out_dir, exist_ok=True)
+    files.check_writable(os.path.join(out_dir, files.frame_file_name(fields["style"], head, frames[0][0], "drawing")))
     written: list[str] = []
     first = 0
     for cameras in state.camera_batches([cam for _, _, cam in frames]):  # a long animation: several requests

@@ -17,26 +17,55 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> samples per pixel
 
 
+class WriteError(OSError):
+    """A file that could not be written; str() is one line naming the file the artist chose (never the hidden
+    temporary one), the cause, and that what was there before is unchanged."""
+
+
+def write_error(path: str, cause: BaseException | str) -> WriteError:
+    """The WriteError for `path` failing with `cause` (an OSError's strerror, e.g. "Permission denied"); the
+    backend's sage_backend/files.py says the same."""
+    reason = cause if isinstance(cause, str) else (getattr(cause, "strerror", None) or str(cause))
+    return WriteError(f"{path}: could not be written ({reason}); what was there before is unchanged")
+
+
 def atomic_write(path: str, write: Callable[[str], None], verify: Callable[[str], None]) -> None:
     """write(temp) fills a temporary file beside `path`; verify(temp) raises ValueError unless it is whole.
-    Raises OSError "PATH: ..." when it is not; `path` is then untouched and no temporary file stays."""
+    Any OSError (a read-only or missing folder, a full disk, `path` a folder) becomes a WriteError naming
+    `path`; `path` is then untouched and no temporary file stays."""
     folder = os.path.dirname(path) or "."
-    handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial")
-    os.close(handle)
+    temp = ""
     try:
+        handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial")
+        os.close(handle)
         write(temp)
         try:
             verify(temp)
         except (ValueError, OSError) as exc:
-            raise OSError(f"{path}: not written whole ({exc}); is the disk full?") from None
+            raise write_error(path, f"not written whole: {exc}; is the disk full?") from None
         with open(temp, "rb+") as written:
             os.fsync(written.fileno())
         os.chmod(temp, default_mode())
         os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
+    except BaseException as exc:
+        if temp and os.path.exists(temp):
             os.unlink(temp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise write_error(path, exc) from None
         raise
+
+
+def check_writable(path: str) -> None:
+    """Before long work (a mesh takes minutes): prove a file can be made beside `path` and `path` is not a folder.
+    Raises WriteError naming `path` (a read-only or missing folder, a file where the folder should be)."""
+    if os.path.isdir(path):
+        raise write_error(path, "it is a folder")
+    try:
+        handle, probe = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".write-probe.", suffix=".partial")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise write_error(path, exc) from None
 
 
 FRAME_KINDS = ("drawing", "semantic", "labels")
@@ -78,7 +107,7 @@ def write_files(contents: dict[str, bytes]) -> None:
         with open(temp, "wb") as file:
             file.write(data)
         if os.path.getsize(temp) != len(data):
-            raise OSError(f"{path}: not written whole ({os.path.getsize(temp)} of {len(data)} bytes on the disk); is the disk full?")
+            raise write_error(path, f"not written whole: {os.path.getsize(temp)} of {len(data)} bytes on the disk; is the disk full?")
         write_files(rest)
 
     atomic_write(path, write, lambda temp: None)

@@ -24,19 +24,25 @@ def on_frame_change(scene: bpy.types.Scene, depsgraph=None) -> None:
         return
     try:
         camera_dict = portrait.protocol_camera(scene, camera, depsgraph)
-        if state.handler_error and state.cache.get(portrait.cache_key(portrait.base_fields(scene), camera_dict)) is None:
-            if state.client is None:
-                return
-            state.client.request("ping", timeout_s=jobs.PROBE_TIMEOUT_S)  # after a failure each frame only probes briefly
-            state.handler_error = ""
-        arrays = portrait.fetch_sync(scene, camera_dict, props.timeout_s(bpy.context))
-        portrait.show(scene, camera, arrays, depsgraph)
+        portrait.show_frame(scene, camera, camera_dict, props.timeout_s(bpy.context), depsgraph, lambda: may_ask(state))
     except (BackendUnavailable, ValueError, RuntimeError) as exc:
         message = f"{status.ERROR_PREFIX}frame {scene.frame_current}: {status.one_line(exc)}"
         if message != state.handler_error:
             print(message)
         state.handler_error = message
         status.set_status(message)
+
+
+def may_ask(state: session.Session) -> bool:
+    """Whether to ask the backend for a frame: after a failure each frame only probes it briefly (a dead backend
+    costs no timeout per frame), and without a client says nothing more."""
+    if not state.handler_error:
+        return True
+    if state.client is None:
+        return False
+    state.client.request("ping", timeout_s=jobs.PROBE_TIMEOUT_S)
+    state.handler_error = ""
+    return True
 
 
 @persistent

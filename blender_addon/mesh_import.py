@@ -10,7 +10,7 @@ import mathutils
 import numpy as np
 
 from . import camera as camera_math
-from . import meshio, portrait, session
+from . import files, meshio, portrait, session
 from .protocol import Reply
 
 MESH_FORMATS = ("ply", "glb", "obj")
@@ -30,12 +30,16 @@ def mesh_fields(scene: bpy.types.Scene, fmt: str, name: str = "mesh") -> dict[st
 
 
 def export_path(path: str, fallback_format: str) -> tuple[str, str]:
-    """(path, format): a typed .ply/.glb/.obj extension picks the format, else `fallback_format` is appended."""
+    """(path, format): a typed .ply/.glb/.obj extension picks the format, else `fallback_format` is appended.
+    Checked before the mesh's minutes of work: ValueError for a missing folder, files.WriteError (naming the file)
+    for one that cannot be written there (a read-only folder, a folder of that name), an OBJ's .mtl included."""
     typed = os.path.splitext(path)[1].lstrip(".").lower()
     fmt = typed if typed in MESH_FORMATS else fallback_format
     path = bpy.path.ensure_ext(path, f".{fmt}")
     if not os.path.isdir(os.path.dirname(path) or "."):
         raise ValueError(f"folder does not exist: {os.path.dirname(path)}")
+    for target in (path, os.path.splitext(path)[0] + ".mtl") if fmt == "obj" else (path,):
+        files.check_writable(target)
     return path, fmt
 
 

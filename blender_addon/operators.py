@@ -115,8 +115,8 @@ class ConnectJob(JobOperator):
 
         def on_reply(reply: Reply) -> None:
             state.set_info(reply.header)
-            if not settings.style and state.style_items()[0][0]:
-                settings.style = state.style_items()[0][0]
+            if not settings.style and state.styles():  # a style saved in the .blend is kept
+                settings.style = state.styles()[0][0]
             self.succeed(f"Connected: {state.status_line()}")
 
         return state.submit("hello", {"client": "sage-portrait-blender"}, on_reply, self.fail, props.timeout_s(context), "connecting")
@@ -267,9 +267,11 @@ class SAGE_OT_generate(JobOperator, bpy.types.Operator):
         camera_dict = portrait.protocol_camera(scene, camera)
         key = portrait.cache_key(fields, camera_dict)
         state = session.get()
+        frame = scene.frame_current
         cached = state.cache.get(key)
         if cached is not None:
             portrait.show(scene, camera, cached)
+            portrait.remember(scene, frame, fields, camera_dict, cached)
             self.succeed("SAGE: drawing shown (cached)")
             return None
 
@@ -277,6 +279,7 @@ class SAGE_OT_generate(JobOperator, bpy.types.Operator):
             arrays = portrait.arrays_from_reply(reply)
             state.cache.put(key, arrays)
             portrait.show(scene, camera, arrays)
+            portrait.remember(scene, frame, fields, camera_dict, arrays)  # a reopened file shows it at this frame
             self.succeed(f"SAGE: drew {portrait.head_name(fields)} in style {fields['style']}")
 
         return state.submit("generate", dict(fields, camera=camera_dict), on_reply, self.fail, props.timeout_s(context), "drawing")
@@ -319,6 +322,7 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
                 raise ValueError(f"the backend sent frame {index} of {len(frames)}")
             arrays = portrait.arrays_from_reply(reply)
             state.cache.put(keys[index], arrays)
+            portrait.remember(scene, frames[index][0], fields, frames[index][2], arrays)  # each frame's own, in the .blend
             done.append(index)
             if portrait.STROKES in arrays:  # the Strokes setting: each frame its own Grease Pencil keyframe
                 grease.draw(scene, frames[index][1], arrays[portrait.STROKES], frames[index][0])

@@ -58,6 +58,8 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
     settings = scene.sage_portrait
     box.label(text="Portrait", icon="OUTLINER_OB_ARMATURE")
     box.prop(settings, "style")
+    if state.style_hint(settings.style):
+        box.label(text=state.style_hint(settings.style), icon="ERROR")
     box.prop(settings, "part_styles", text="Parts", icon="MOD_MASK")
     draw_head(box, settings, state)
     row = box.row(align=True)

@@ -4,6 +4,7 @@ camera animation."""
 from __future__ import annotations
 
 import math
+import hashlib
 import os
 from typing import Any, Callable
 
@@ -12,7 +13,7 @@ import numpy as np
 from mathutils import Euler, Matrix, Quaternion, Vector
 
 from . import camera as camera_math
-from . import grease, heads, images, jobs, planes, session
+from . import frames, grease, heads, images, jobs, planes, session
 from .client import BackendUnavailable
 from .protocol import Reply, Upload
 
@@ -55,6 +56,8 @@ def base_fields(scene: bpy.types.Scene, drawing: bool = True) -> dict[str, Any]:
     settings = scene.sage_portrait
     if not settings.style:
         raise ValueError("no style chosen: connect to a backend first")
+    if session.get().style_hint(settings.style):
+        raise ValueError(session.get().style_hint(settings.style))
     session.get().check_limit("resolution", settings.resolution)
     outputs = [*OUTPUTS, STROKES] if settings.strokes else list(OUTPUTS)  # Bake and Follow key Grease Pencil too
     fields = {"style": settings.style, **head_fields(settings), "resolution": settings.resolution, "outputs": outputs}
@@ -164,15 +167,52 @@ def part_styles(text: str) -> dict[str, str]:
     return {part.strip(): style.strip() for part, style in pairs}
 
 
-def cache_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
-    """What a frame depends on. A request that names no psi renders at the style's own (hello), so the key
-    holds that: a backend whose style of the same name has another psi must not hit this frame."""
-    psi = fields["psi"] if "psi" in fields else session.get().style_psi(fields["style"])
+def image_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
+    """What a frame's images depend on in the .blend: style, head (seed or photo), the psi asked for (None: the style's own,
+    which only the backend knows), resolution, pose, lens and part styles."""
     pose = tuple(round(v, 5) for row in camera["cam2world"] for v in row)
     lens = (round(camera["fov_deg"], 4), *(round(v, 5) for v in camera.get("shift", (0.0, 0.0))), round(camera.get("aspect", 1.0), 5))
     parts = tuple(sorted(fields.get("part_styles", {}).items()))
     head = fields.get("inversion", fields.get("seed"))  # a photo head's Upload: its bytes are its identity
-    return (fields["style"], head, psi, fields["resolution"], pose, lens, STROKES in fields.get("outputs", ()), parts)
+    return (fields["style"], head, fields.get("psi"), fields["resolution"], pose, lens, parts)
+
+
+def cache_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
+    """What a frame depends on. A request that names no psi renders at the style's own (hello), so the key
+    holds that: a backend whose style of the same name has another psi must not hit this frame."""
+    psi = fields["psi"] if "psi" in fields else style_psi(fields)
+    return (*image_key(dict(fields, psi=psi), camera), STROKES in fields.get("outputs", ()))
+
+
+def style_psi(fields: dict[str, Any]) -> float | None:
+    """The psi the style renders at when the request names none (hello); None when it names one or the backend
+    does not say (not connected)."""
+    return None if "psi" in fields else session.get().style_psi(fields["style"])
+
+
+def kept_key(fields: dict[str, Any], camera: dict[str, Any]) -> str:
+    """image_key as the text frames.py keeps with a frame (a photo head by its bytes' digest, not its bytes)."""
+    key = image_key(fields, camera)
+    head = hashlib.sha256(key[1].data).hexdigest() if isinstance(key[1], Upload) else key[1]
+    return repr((key[0], head, *key[2:]))
+
+
+def remember(scene: bpy.types.Scene, frame: int, fields: dict[str, Any], camera: dict[str, Any], arrays: dict[str, Any]) -> None:
+    """Keep `arrays` as frame `frame`'s drawing in the .blend (frames.py): a reopened file shows it without a backend."""
+    frames.keep(scene.sage_portrait, frame, kept_key(fields, camera), style_psi(fields), rgba_images(arrays))
+
+
+def kept(scene: bpy.types.Scene, fields: dict[str, Any], camera: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The images kept in the .blend for this request (remember), as rgba_images gives them; None when there are none.
+    A request for strokes is not answered here (the .blend keeps no strokes to key) while a backend can draw them."""
+    if STROKES in fields["outputs"] and session.get().connected:
+        return None
+    return frames.find(scene.sage_portrait, kept_key(fields, camera), style_psi(fields))
+
+
+def rgba_images(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The drawing and semantic map as the images' pixels (images.to_rgba, the palette from hello)."""
+    return {kind: images.to_rgba(kind, arrays[kind], session.get().palette) for kind in OUTPUTS}
 
 
 def arrays_from_reply(reply: Reply) -> dict[str, Any]:
@@ -188,22 +228,26 @@ def arrays_from_reply(reply: Reply) -> dict[str, Any]:
 
 
 def show(scene: bpy.types.Scene, camera: bpy.types.Object, arrays: dict[str, Any], depsgraph: Any | None = None) -> None:
-    """Put the images on the camera's planes (created the first time), sized to the camera as evaluated in
-    `depsgraph` (default: the scene's now), then show the chosen one; with the Strokes setting on, key the
-    strokes (when the arrays hold them) at the current frame."""
+    """Put the images on the camera's planes (show_images); with the Strokes setting on, key the strokes (when the
+    arrays hold them) at the current frame."""
+    show_images(scene, camera, rgba_images(arrays), depsgraph)
+    if scene.sage_portrait.strokes and STROKES in arrays:
+        grease.draw(scene, camera, arrays[STROKES], scene.frame_current, depsgraph or scene_depsgraph(scene))
+
+
+def show_images(scene: bpy.types.Scene, camera: bpy.types.Object, rgba: dict[str, np.ndarray], depsgraph: Any | None = None) -> None:
+    """Put the images (rgba_images) on the camera's planes (created the first time), sized to the camera as
+    evaluated in `depsgraph` (default: the scene's now), then show the chosen one."""
     settings = scene.sage_portrait
     depsgraph = depsgraph or scene_depsgraph(scene)
-    palette = session.get().palette
     first_time = planes.find_plane(camera, images.DRAWING) is None
     for kind, attribute in ((images.DRAWING, "drawing_image"), (images.SEMANTIC, "semantic_image")):
-        image = images.store_image(kind, IMAGE_NAMES[kind], images.to_rgba(kind, arrays[kind], palette), getattr(settings, attribute))
+        image = images.store_image(kind, IMAGE_NAMES[kind], rgba[kind], getattr(settings, attribute))
         setattr(settings, attribute, image)
         planes.ensure_plane(scene, camera, kind, image, depsgraph)
     if first_time:
         settings.exact_colours = True  # the scene's colour settings under which they render unaltered (colour.py)
     planes.apply_display(scene)
-    if settings.strokes and STROKES in arrays:
-        grease.draw(scene, camera, arrays[STROKES], scene.frame_current, depsgraph)
 
 
 def shows_drawings(scene: bpy.types.Scene) -> bool:
@@ -212,20 +256,28 @@ def shows_drawings(scene: bpy.types.Scene) -> bool:
     return any(camera is not None and planes.find_plane(camera, images.DRAWING) is not None for camera in cameras)
 
 
-def fetch_sync(scene: bpy.types.Scene, camera_dict: dict[str, Any], timeout_s: float) -> dict[str, np.ndarray]:
-    """The images for one camera: from the cache, else one bounded synchronous request."""
+def show_frame(scene: bpy.types.Scene, camera: bpy.types.Object, camera_dict: dict[str, Any], timeout_s: float,
+               depsgraph: Any | None = None, may_ask: Callable[[], bool] = lambda: True) -> None:
+    """Show the images for one camera at the current frame: from the cache, else those kept in the .blend
+    (remember), else from one bounded synchronous request, which is then cached and kept. may_ask() is called
+    before that request: False leaves the planes as they are."""
     state = session.get()
     fields = base_fields(scene)
     key = cache_key(fields, camera_dict)
-    cached = state.cache.get(key)
-    if cached is not None:
-        return cached
-    if state.client is None:
-        raise BackendUnavailable(jobs.NOT_CONNECTED)
-    reply = state.client.request("generate", dict(fields, camera=camera_dict), timeout_s=timeout_s)
-    arrays = arrays_from_reply(reply)
-    state.cache.put(key, arrays)
-    return arrays
+    arrays = state.cache.get(key)
+    if arrays is None:
+        rgba = kept(scene, fields, camera_dict)
+        if rgba is not None:
+            show_images(scene, camera, rgba, depsgraph)
+            return
+        if not may_ask():
+            return
+        if state.client is None:
+            raise BackendUnavailable(f"this frame was not drawn before: {jobs.NOT_CONNECTED}")
+        arrays = arrays_from_reply(state.client.request("generate", dict(fields, camera=camera_dict), timeout_s=timeout_s))
+        state.cache.put(key, arrays)
+        remember(scene, scene.frame_current, fields, camera_dict, arrays)
+    show(scene, camera, arrays, depsgraph)
 
 
 TURNTABLE_TAG = "sage_turntable"  # set on an action the add-on keyed itself: only those may be re-keyed
@@ -314,7 +366,23 @@ def frame_head(scene: bpy.types.Scene, method: str) -> str:
         if camera.data.type == "ORTHO":  # its distance does not size the head: its scale does
             camera.data.ortho_scale *= camera_math.head_coverage(protocol_camera(scene, camera)) / camera_math.FRAMED_HEAD
     scene_depsgraph(scene).update()
-    return f"SAGE: the head fills {camera_math.head_coverage(protocol_camera(scene, camera)):.0%} of the frame"
+    inside = ", ".join(f"'{name}'" for name in meshes_around(scene, camera))
+    # Blender's default Cube sits where the head is: the render shows the drawing, the viewport a camera gone.
+    return (f"SAGE: the head fills {camera_math.head_coverage(protocol_camera(scene, camera)):.0%} of the frame"
+            + (f"; the camera is inside {inside}, which hides it in the viewport: hide {inside} (H)" if inside else ""))
+
+
+def meshes_around(scene: bpy.types.Scene, camera: bpy.types.Object) -> list[str]:
+    """The names of the visible meshes whose bounding box holds the camera (not its own planes)."""
+    names = []
+    for obj in scene.objects:
+        if obj.type != "MESH" or obj.parent == camera or not obj.visible_get():
+            continue
+        local = obj.matrix_world.inverted_safe() @ camera.matrix_world.translation
+        corners = [Vector(corner) for corner in obj.bound_box]
+        if all(min(c[axis] for c in corners) <= local[axis] <= max(c[axis] for c in corners) for axis in range(3)):
+            names.append(obj.name)
+    return names
 
 
 def aim_camera(scene: bpy.types.Scene, camera: bpy.types.Object, distance: float) -> None:

@@ -10,15 +10,15 @@ from typing import Callable
 
 import bpy
 
-from . import colour, curve, session
+from . import colour, curve, frames, session
 
 ADDRESS_DEFAULT = "tcp://127.0.0.1:5555"
 DEFAULT_TIMEOUT_S = 30.0
 
 
-def _style_items(self, context):
-    # Blender needs the item strings kept alive: session keeps the list.
-    return session.get().style_items()
+def _style_search(self, context, edit_text: str) -> list[tuple[str, str]]:
+    """The Style field's drop-down: the connected backend's styles and their descriptions (none before Connect)."""
+    return session.get().styles()
 
 
 def _is_empty(self, obj) -> bool:
@@ -82,7 +82,11 @@ class SagePreferences(bpy.types.AddonPreferences):
 
 class SagePortraitSettings(bpy.types.PropertyGroup):
     address: bpy.props.StringProperty(name="Address", description="ZeroMQ address of the SAGE backend", default=ADDRESS_DEFAULT)
-    style: bpy.props.EnumProperty(name="Style", description="Drawing style (from the backend)", items=_style_items)
+    # A name, not a dynamic enum: an enum saves the index into the backend's list, which is gone (or another
+    # style) when the file is reopened without that backend.
+    style: bpy.props.StringProperty(
+        name="Style", description="Drawing style: the connected backend lists its styles; the name is saved with the file",
+        default="", search=_style_search)
     part_styles: bpy.props.StringProperty(
         name="Part Styles", description="A style per face part over Style, as PART=STYLE pairs: e.g. hair=pencil, skin=line "
         "(parts: hair, face, eyes, brows, nose, mouth, ears, neck, clothes, background, or a class such as skin). Empty: "
@@ -135,9 +139,10 @@ class SagePortraitSettings(bpy.types.PropertyGroup):
     colour_backup: bpy.props.StringProperty(options={"HIDDEN"})  # JSON: the settings Exact Colours replaced
     drawing_image: bpy.props.PointerProperty(type=bpy.types.Image)
     semantic_image: bpy.props.PointerProperty(type=bpy.types.Image)
+    frames: bpy.props.CollectionProperty(type=frames.SageFrame)  # each drawn frame's images, kept in the .blend
 
 
-CLASSES = (SagePreferences, SagePortraitSettings)
+CLASSES = (SagePreferences, frames.SageFrame, SagePortraitSettings)
 
 
 def register() -> None:

@@ -69,7 +69,7 @@ class Session:
         self.cache = FrameCache()
         self.handler_enabled = True  # off while the add-on itself steps through frames
         self.handler_error = ""  # the frame handler's last failure; it then only probes the backend
-        self._style_items: list[tuple[str, str, str]] = []
+        self._styles: list[tuple[str, str]] = []  # (name, description) from hello
 
     # -- connection -------------------------------------------------------------------------------------------
     def ensure_client(self, address: str, timeout_s: float, keys: CurveKeys | None = None) -> Client:
@@ -91,9 +91,7 @@ class Session:
         if header.get("protocol") != 1:
             raise BackendError("unsupported_protocol", f"backend speaks protocol {header.get('protocol')!r}, the add-on speaks 1")
         self.info = header
-        self._style_items = [
-            (s["name"], s["name"], s.get("description", "")) for s in header.get("styles", []) if isinstance(s, dict) and "name" in s
-        ]
+        self._styles = [(s["name"], s.get("description", "")) for s in header.get("styles", []) if isinstance(s, dict) and "name" in s]
 
     @property
     def connected(self) -> bool:
@@ -105,7 +103,7 @@ class Session:
             self.client.close()
         self.client = None
         self.info = {}
-        self._style_items = []
+        self._styles = []
 
     # -- what hello said --------------------------------------------------------------------------------------
     @property
@@ -124,8 +122,17 @@ class Session:
     def _style_field(self, name: str, key: str) -> Any:
         return next((s.get(key) for s in self.info.get("styles", []) if isinstance(s, dict) and s.get("name") == name), None)
 
-    def style_items(self) -> list[tuple[str, str, str]]:
-        return self._style_items or [("", "(connect first)", "Connect to a backend to list its styles")]
+    def styles(self) -> list[tuple[str, str]]:
+        """The backend's styles as (name, description), from hello; empty before Connect."""
+        return list(self._styles)
+
+    def style_hint(self, style: str) -> str:
+        """Why `style` cannot be drawn by the connected backend ("" when it can, or when not connected: a style
+        saved in the .blend is kept as it is until a backend says otherwise)."""
+        if not self.info or style in (name for name, _ in self._styles):
+            return ""
+        names = ", ".join(name for name, _ in self._styles) or "none"
+        return f"style '{style}' is not on this backend (it has {names})" if style else f"choose a style ({names})"
 
     def limit_error(self, what: str, value: int) -> str:
         """Why `value` is outside the backend's limits for `what` (a LIMITS key), "" when inside or unknown."""
@@ -164,7 +171,7 @@ class Session:
     def status_line(self) -> str:
         if not self.info:
             return "Not connected"
-        styles = ", ".join(name for name, _, _ in self._style_items) or "none"
+        styles = ", ".join(name for name, _ in self._styles) or "none"
         return f"{self.info.get('server', '?')} on {self.info.get('device', '?')} | styles: {styles}"
 
     # -- jobs -------------------------------------------------------------------------------------------------

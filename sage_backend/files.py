@@ -44,10 +44,13 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = None,
     leave every output private); a secret passes 0o600 and is never readable by others, even briefly.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=PARTIAL, dir=target.parent)
-    os.close(fd)
+    try:  # a read-only or missing folder fails here: named by the target, not the temporary file it would have been
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=PARTIAL, dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise write_error(target, exc) from None
     try:
         yield Path(tmp)
         if verify is not None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import socket
 import subprocess
 import threading
@@ -95,6 +96,22 @@ def backend(serve_mode: str, tiny_checkpoint_dir: Path, tmp_path_factory):
     server = start_backend(tiny_checkpoint_dir, tmp_path_factory.mktemp("backend") / "stderr.log")
     yield server
     stop_backend(server)
+
+
+@pytest.fixture(params=["read-only folder", "a file as its folder", "a folder of its name"])
+def unwritable_target(request, tmp_path) -> Path:
+    """A file path nothing can be written to, each way a chosen destination refuses: a read-only folder (sysfs for
+    root, who writes into any folder), a plain file where its folder should be, an existing folder of its name."""
+    if request.param == "read-only folder":
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o555)
+        request.addfinalizer(lambda: folder.chmod(0o755))  # so pytest can clean it up
+        return (folder if not os.access(folder, os.W_OK) else Path("/sys")) / "head.obj"
+    if request.param == "a file as its folder":
+        (tmp_path / "plain").write_text("")
+        return tmp_path / "plain" / "head.obj"
+    (tmp_path / "head.obj").mkdir()
+    return tmp_path / "head.obj"
 
 
 @pytest.fixture

@@ -92,7 +92,8 @@ def test_generate_makes_flipped_images_with_colour_spaces_on_planes_that_fill_th
         # A second Generate for the same pose comes from the cache; a new seed reuses the same images.
         settings.seed = 7
         assert bpy.ops.sage.generate() == {{"FINISHED"}}
-        assert settings.drawing_image == drawing and len(bpy.data.images) == 2
+        # The shown pair and frame 1's pair kept in the .blend (docs/addon.md, "Saving and undo"): both replaced in place.
+        assert settings.drawing_image == drawing and len(bpy.data.images) == 4, list(bpy.data.images)
         assert not np.allclose(np.array(drawing.pixels[:]).reshape(64, 64, 4), pixels)  # seed 7 drew another head
         pixels = np.array(drawing.pixels[:]).reshape(64, 64, 4)
         print("OK")
@@ -154,6 +155,20 @@ def test_headless_batch_writes_pngs_and_fails_clearly_without_a_backend(run_bpy,
         else:
             raise AssertionError("batch succeeded without a backend")
         assert not os.path.exists("batch_out2") or not os.listdir("batch_out2")
+        # An out folder that refuses files: one line naming the first file, before any frame is drawn.
+        read_only = "/sys" if os.geteuid() == 0 else "read-only"  # root writes into any folder
+        os.makedirs("read-only", 0o555, exist_ok=True)
+        import contextlib, io
+        with contextlib.redirect_stderr(io.StringIO()) as said:
+            try:
+                batch.main(["--out", read_only, "--address", {address!r}, "--timeout", "20"])
+            except SystemExit as exc:
+                assert exc.code == 1
+            else:
+                raise AssertionError("batch wrote into a read-only folder")
+        expected = f"SAGE batch failed: {{os.path.join(read_only, 'line_0_0001_drawing.png')}}: could not be written (Permission denied)"
+        assert said.getvalue().startswith(expected) and ".partial" not in said.getvalue(), said.getvalue()
+        os.chmod("read-only", 0o755)
         print("OK")
     """)
     assert "wrote 12 images" in out
@@ -203,6 +218,15 @@ def test_import_mesh_keeps_colours_labels_and_a_part_per_class_at_the_pivot(run_
         assert bpy.ops.sage.export_mesh(filepath=os.path.abspath("my head.obj")) == {{"FINISHED"}}  # with its library
         assert b"mtllib my head.mtl" in open("my head.obj", "rb").read() and b"newmtl" in open("my head.mtl", "rb").read()
         assert not [n for n in os.listdir(".") if n.endswith(".part")]
+        # A destination that refuses is named as chosen (not the hidden .partial), before the mesh's minutes of work.
+        os.mkdir("taken.obj")
+        read_only = "/sys/head.ply" if os.geteuid() == 0 else "read-only/head.ply"  # root writes into any folder
+        os.mkdir("read-only", 0o555)
+        for target in ("taken.obj", read_only):
+            scene_setup.assert_refused(lambda: bpy.ops.sage.export_mesh(filepath=os.path.abspath(target)),
+                                       f"{{os.path.abspath(target)}}: could not be written (")
+        assert ".partial" not in bpy.context.window_manager.sage_portrait_status
+        os.chmod("read-only", 0o755)
         print("OK")
     """)
     parts = np.load(tmp_path / "parts.npz")

@@ -49,6 +49,19 @@ def test_a_whole_png_passes_and_bytes_get_normal_permissions(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.ply", "x.png"]
 
 
+def test_a_destination_that_refuses_is_named_as_chosen_never_by_its_temporary_file(unwritable_target) -> None:
+    """Fresh-user check: exporting into a read-only folder named the hidden `.head.obj.x.partial`. The export's
+    check before the mesh's minutes of work (check_writable) and the write itself (an OBJ and its .mtl) both
+    name the file the artist chose."""
+    target = str(unwritable_target)
+    for attempt in (lambda: files.check_writable(target), lambda: files.write_files({target: b"obj", target[:-4] + ".mtl": b"mtl"})):
+        with pytest.raises(files.WriteError) as error:
+            attempt()
+        assert str(error.value).startswith(f"{target}: could not be written (") and ".partial" not in str(error.value)
+    folder = os.path.dirname(target)
+    assert not (os.path.isdir(folder) and [name for name in os.listdir(folder) if name.endswith(".partial")])
+
+
 def _small_files() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write (EFBIG), as on a full disk (ENOSPC)
     resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))

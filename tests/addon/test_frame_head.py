@@ -50,6 +50,14 @@ def test_frame_head_fills_the_shot_says_how_small_the_head_was_and_undoes(run_bp
     # The speck's own size: 50 mm at about 11 m from a head of pivot scale 1 (the ~40 px of a 1920 x 1080 frame).
     head.scale = (1.0, 1.0, 1.0)
     assert 0.03 < coverage() < 0.06
+    # Framed, the camera is inside the default Cube, where the head is: the render shows the drawing, the viewport
+    # hides the camera. Said, not changed (the Cube is the artist's).
+    assert bpy.ops.sage.frame_head(method="CAMERA") == {"FINISHED"}
+    said = bpy.context.window_manager.sage_portrait_status
+    assert said.endswith("; the camera is inside 'Cube', which hides it in the viewport: hide 'Cube' (H)"), said
+    bpy.data.objects["Cube"].hide_set(True)
+    assert bpy.ops.sage.frame_head(method="PIVOT") == {"FINISHED"}
+    assert "inside" not in bpy.context.window_manager.sage_portrait_status
     # What cannot be framed says so in one line and changes nothing.
     camera.constraints.new("TRACK_TO").target = head
     scene_setup.assert_refused(lambda: bpy.ops.sage.frame_head(method="CAMERA"), "'Camera' is animated or constrained")

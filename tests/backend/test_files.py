@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_backend.files import WriteError, append_text
+from sage_backend.files import WriteError, append_text, atomic_write_files
 
 
 def _small_files(limit: int):
@@ -58,3 +58,12 @@ def test_an_append_is_whole_or_not_at_all(tmp_path: Path) -> None:
     assert 0 < len(lines) < 1000 and all(line.endswith("}\n") for line in lines)
     with pytest.raises(WriteError, match="could not be written"):
         append_text(tmp_path / "no such folder" / "log", "x\n")
+
+
+def test_a_destination_that_refuses_is_named_as_chosen_never_by_its_temporary_file(unwritable_target: Path) -> None:
+    """Fresh-user check: a read-only folder's error named the hidden `.head.obj.PID.x.partial`."""
+    with pytest.raises(WriteError) as error:
+        atomic_write_files({unwritable_target: b"obj", unwritable_target.with_suffix(".mtl"): b"mtl"})
+    assert str(error.value).startswith(f"{unwritable_target}: could not be written (") and ".partial" not in str(error.value)
+    folder = unwritable_target.parent
+    assert not (folder.is_dir() and [p for p in folder.iterdir() if p.name.endswith(".partial")])

@@ -1,0 +1,109 @@
+"""A .blend saved and reopened in a new Blender without a backend, as an artist meets it: Blender's default scene,
+a changed resolution, a baked turntable with Grease Pencil keys, a frame Follow animation drew, a style per part.
+Every frame renders its own drawing after the reopen, and the saved settings are kept and used again."""
+import json
+
+import pytest
+
+BAKE = """
+    import bpy, json, scene_setup
+    bpy.ops.wm.read_factory_settings(use_empty=False)  # Blender's default scene: Cube, Light, Camera
+    import blender_addon
+    blender_addon.register()
+    from blender_addon import grease
+    scene, camera = bpy.context.scene, bpy.context.scene.camera
+    settings = scene.sage_portrait
+    settings.address = {address!r}
+    scene.render.resolution_x, scene.render.resolution_y, settings.resolution = 64, 48, 64
+    assert bpy.ops.sage.connect() == {{"FINISHED"}}
+    assert bpy.ops.sage.frame_head(method="CAMERA") == {{"FINISHED"}}  # as the panel's hint says: the head is small
+    settings.style, settings.part_styles, settings.strokes = "pencil", "hair=line", True  # not the backend's first style
+    settings.turntable_frames = 3
+    assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+    # A frame the bake did not draw, keyed by hand: Follow animation draws it when the artist goes there.
+    scene.frame_end = 4
+    camera.location.z += 0.5
+    camera.keyframe_insert("location", frame=4)
+    scene.frame_set(4)
+    assert "error" not in bpy.context.window_manager.sage_portrait_status, bpy.context.window_manager.sage_portrait_status
+    scene.frame_set(2)
+    render_frames(scene, "before")
+    strokes = grease.find_object(camera)
+    with open("strokes.json", "w") as file:
+        json.dump(stroke_counts(strokes), file)
+    bpy.ops.wm.save_as_mainfile(filepath=bpy.path.abspath("{blend}"))
+"""
+
+HELPERS = """
+    import numpy as np
+
+    def render_frames(scene, name):
+        '''Render Animation, frames 1-4, drawing and semantic map, to name_DISPLAY_####.png (exact pixels).'''
+        scene.render.engine, scene.display.render_aa = "BLENDER_WORKBENCH", "OFF"
+        scene.render.image_settings.file_format = "PNG"
+        for display in ("DRAWING", "SEMANTIC"):
+            scene.sage_portrait.display = display
+            scene.render.filepath = f"{tmp}/{{name}}_{{display}}_"
+            bpy.ops.render.render(animation=True)
+
+    def stroke_counts(obj):
+        '''Strokes per frame on the Grease Pencil object, over its layers.'''
+        counts = {{}}
+        for layer in obj.data.layers:
+            for key in layer.frames:
+                counts[str(key.frame_number)] = counts.get(str(key.frame_number), 0) + len(key.drawing.strokes)
+        return counts
+"""
+
+REOPEN = """
+    import bpy, json, scene_setup, blender_addon
+    from blender_addon import grease
+    from blender_addon.panel import SAGE_PT_portrait
+    blender_addon.register()
+    bpy.ops.wm.open_mainfile(filepath="{blend}")  # a new Blender, no backend
+    scene = bpy.context.scene
+    settings = scene.sage_portrait
+    assert (settings.style, settings.part_styles) == ("pencil", "hair=line"), (settings.style, settings.part_styles)
+    # Every enum-like setting holds a value it lists, with no backend to list styles.
+    for prop in settings.bl_rna.properties:
+        if prop.type == "ENUM":
+            assert getattr(settings, prop.identifier) in [item.identifier for item in prop.enum_items], prop.identifier
+    log = []
+    SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+    assert ("prop", "style") in log and not [text for kind, text in log if kind == "label" and "style" in text], log
+    render_frames(scene, "after")
+    assert "error" not in bpy.context.window_manager.sage_portrait_status, bpy.context.window_manager.sage_portrait_status
+    with open("strokes.json") as file:
+        assert stroke_counts(grease.find_object(scene.camera)) == json.load(file)
+    # The backend back: the saved style is kept and drawn in.
+    settings.address = {address!r}
+    assert bpy.ops.sage.connect() == {{"FINISHED"}} and settings.style == "pencil"
+    assert bpy.ops.sage.generate() == {{"FINISHED"}}
+    assert "in style pencil" in bpy.context.window_manager.sage_portrait_status
+    settings.style = "charcoal"  # typed, or saved with another backend: said in the panel and by Generate
+    log = []
+    SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+    assert ("label", "style 'charcoal' is not on this backend (it has line, pencil)") in log, log
+    scene_setup.assert_refused(bpy.ops.sage.generate, "style 'charcoal' is not on this backend")
+    print("OK")
+"""
+
+
+@pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
+def test_a_reopened_bake_renders_every_frame_its_own_drawing_and_keeps_the_style_without_a_backend(run_bpy, address, tmp_path):
+    blend = str(tmp_path / "baked.blend")
+    helpers = HELPERS.format(tmp=tmp_path)
+    run_bpy(helpers + BAKE.format(address=address, blend=blend))
+    run_bpy(helpers + REOPEN.format(address=address, blend=blend))
+    import numpy as np
+    from PIL import Image
+
+    def frame(name: str, display: str, number: int) -> np.ndarray:
+        return np.asarray(Image.open(tmp_path / f"{name}_{display}_{number:04d}.png"))
+
+    for display in ("DRAWING", "SEMANTIC"):
+        before = {number: frame("before", display, number) for number in range(1, 5)}
+        for number in range(1, 5):
+            assert np.array_equal(frame("after", display, number), before[number]), (display, number)
+        assert not np.array_equal(before[1], before[3]) and not np.array_equal(before[3], before[4]), display
+    assert len(json.loads((tmp_path / "strokes.json").read_text())) == 4  # a Grease Pencil key on every frame
