@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save, save_file
 
 from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
 from sage_backend.config import ModelConfig
@@ -87,9 +87,7 @@ class LoadedStyle:
 
 def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
     """Atomically write tensors + JSON-able metadata (each value stored as a JSON string)."""
-    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
-    header.update({key: json.dumps(value) for key, value in metadata.items()})
-    contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    contiguous, header = _container(tensors, metadata)
     def whole(tmp: Path) -> None:  # safetensors checks the header's offsets against the file's size
         with safe_open(str(tmp), framework="pt") as f:
             if set(f.keys()) != set(contiguous) or (f.metadata() or {}) != header:
@@ -100,6 +98,18 @@ def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
             save_file(contiguous, str(tmp), metadata=header)
         except SafetensorError as exc:  # its I/O errors are not OSErrors: give atomic_path the OS's cause
             raise _os_error(exc) from None
+
+
+def tensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> bytes:
+    """The bytes `save_tensors` writes for these tensors and metadata (a file sent over the wire)."""
+    return save(*_container(tensors, metadata))
+
+
+def _container(tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(contiguous CPU tensors, the safetensors header: the format's keys and each metadata value as JSON)."""
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
+    header.update({key: json.dumps(value) for key, value in metadata.items()})
+    return {name: t.detach().contiguous().cpu() for name, t in tensors.items()}, header
 
 
 def _os_error(exc: Exception) -> OSError:

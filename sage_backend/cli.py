@@ -34,6 +34,7 @@ EXAMPLES = {
     "serve": ["sage-backend serve", "sage-backend serve --styles runs/ --device cuda --precision bf16",
               "sage-backend serve --bind tcp://0.0.0.0:5555 --curve-secret keys/server.key_secret",
               "sage-backend serve --workers 2                  # two CPU worker processes, one thread each",
+              "sage-backend serve --inversions heads/          # heads/me.sage drawn by name: inversion \"me\"",
               "sage-backend serve --devices cuda:0 cuda:1 --worker-bind tcp://0.0.0.0:5556 "
               "--curve-secret keys/server.key_secret --curve-clients keys/allowed/"],
     "worker": ["sage-backend worker --connect tcp://127.0.0.1:5556 --device cuda:1",
@@ -103,6 +104,8 @@ def _serving_parsers(sub) -> None:
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
     p.add_argument("--client-backlog-mb", type=float, metavar="MB",
                    help="MiB of unsent replies held per client before its work pauses (default 64)")
+    p.add_argument("--inversions", type=Path, metavar="DIR",
+                   help="serve the .sage files in DIR by name (their stems), listed in hello; read again at every hello")
     workers = p.add_mutually_exclusive_group()
     workers.add_argument("--workers", type=int, metavar="N", help="render in N worker processes on --device (default: in this process)")
     workers.add_argument("--devices", nargs="+", metavar="DEV", help="one worker process per device, e.g. cuda:0 cuda:1")
@@ -282,8 +285,8 @@ def _head_label(args: argparse.Namespace, psi: float) -> str:
 def cmd_invert(args: argparse.Namespace) -> int:
     import time
 
-    from sage_backend.inversion import PHOTO_STYLE, InversionSettings, invert_photo
-    from sage_backend.inverted import save_inverted, shared_fingerprint
+    from sage_backend.inversion import PHOTO_STYLE, InversionSettings, invert_photo, photo_model_for
+    from sage_backend.inverted import save_inverted
     from sage_backend.photos import load_photo
 
     settings = InversionSettings(steps=args.steps, space=args.space)
@@ -297,9 +300,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown style {style!r}; available: {', '.join(sorted(styles))}")
     check_writable(args.out.parent)  # after every input check: a refused command leaves no folder behind
     generator = styles[style].generator
-    photo_model = styles[PHOTO_STYLE].generator if PHOTO_STYLE in styles and style != PHOTO_STYLE else None
-    if photo_model is not None and shared_fingerprint(photo_model) != shared_fingerprint(generator):
-        photo_model = None  # a photo model from another Stage I would pull the code towards another head
+    photo_model = photo_model_for({name: loaded.generator for name, loaded in styles.items()}, style)
     start, every = time.perf_counter(), max(1, settings.steps // 10)
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -407,6 +408,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from sage_backend.server.fleet import LocalWorkers
 
+    if args.inversions is not None and not args.inversions.is_dir():
+        raise ValueError(f"--inversions {args.inversions}: not a folder (give the folder that holds the .sage files)")
     fleet = _fleet(args)
     local = LocalWorkers(fleet) if fleet is not None and fleet.devices else None  # they load while this process does
     try:
@@ -415,7 +418,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if fleet is not None:
             device = ",".join(dict.fromkeys(fleet.devices)) or "remote workers"
         server = SageServer(styles, device, ServerConfig(args.bind, args.curve_secret, args.insecure, _limits(args),
-                                                         args.precision, curve_clients=args.curve_clients, compile=args.compile, pool=fleet), local)
+                                                         args.precision, curve_clients=args.curve_clients, compile=args.compile, pool=fleet,
+                                                         inversions=args.inversions), local)
         if server.fleet is not None:
             server.fleet.wait_ready()
     except BaseException:

@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import zmq
@@ -147,6 +147,27 @@ class SageClient:
 
     def request(self, op: str, blobs: list[bytes] | None = None, **fields: Any) -> tuple[dict[str, Any], dict[str, np.ndarray | bytes]]:
         return self.receive(self.send(op, blobs, **fields))
+
+    def invert(self, photo: bytes | Path, style: str, on_progress: Callable[[float], None] | None = None,
+               **fields: Any) -> bytes:
+        """Fit a head to a portrait photo on the backend (the `invert` op): `photo` is a picture file's bytes or
+        its path (whose file name is then kept in the result unless `name=` says otherwise), `fields` the op's
+        optional steps, space, name and deadline_ms. Returns the `.sage` file's bytes: write them to a file, or
+        send them back with `inversion=True` as the one blob of a generate, turntable or mesh.
+        `on_progress(fraction)` hears the fraction of steps done about once a second (progress replies also
+        keep `timeout_s` from running out during a long fit). Raises BackendError (`bad_request` with one line
+        for a photo that is no picture, too large or small, or shows no face-like content; `cancelled`), and what
+        `receive` raises."""
+        if isinstance(photo, Path):
+            fields.setdefault("name", photo.name)
+            photo = photo.read_bytes()
+        rid = self.send("invert", [photo], style=style, progress=True, **fields)
+        while True:
+            header, blobs = self.receive(rid)
+            if "progress" not in header:
+                return blobs["inversion"]
+            if on_progress is not None:
+                on_progress(header["progress"])
 
     def turntable(self, **fields: Any) -> Iterator[tuple[dict[str, Any], dict[str, np.ndarray | bytes]]]:
         """Yield (header, blobs) per frame until the server's `done`."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
@@ -18,8 +19,16 @@ WHITE = (255, 255, 255, 255)
 _SRGB = ImageCms.createProfile("sRGB")
 
 
-def open_upright(path: Path, what: str) -> Image.Image:
-    """Decode the whole file (a truncated file fails here, not later) with its EXIF orientation applied."""
+def named(label: str, text: str) -> str:
+    """`text` after "LABEL: " (the file an error is about), or alone for a picture that has no name (an upload)."""
+    return f"{label}: {text}" if label else text
+
+
+def open_upright(path: Path | BinaryIO, what: str, label: str | None = None) -> Image.Image:
+    """Decode the whole file (a truncated file fails here, not later) with its EXIF orientation applied.
+    `path` may be an open binary file (bytes uploaded to the server); errors start with `label` (default: the
+    path; "" for none)."""
+    label = str(path) if label is None else label
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -28,26 +37,28 @@ def open_upright(path: Path, what: str) -> Image.Image:
                 upright = ImageOps.exif_transpose(img)
                 upright.load()
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError... for bad files
-        raise ValueError(f"{path}: unreadable {what} ({type(exc).__name__}: {exc})") from None
+        raise ValueError(named(label, f"unreadable {what} ({type(exc).__name__}: {exc})")) from None
     if upright.width < 1 or upright.height < 1:
-        raise ValueError(f"{path}: empty {what} ({upright.width}x{upright.height})")
+        raise ValueError(named(label, f"empty {what} ({upright.width}x{upright.height})"))
     return upright
 
 
-def read_image(path: Path) -> Image.Image:
+def read_image(path: Path | BinaryIO, label: str | None = None) -> Image.Image:
     """Any image file -> 8-bit RGB, upright, as a viewer shows it.
 
     16-bit grey (I;16) and 32-bit integer (I) pixels are scaled from 0..65535, float (F) pixels from 0..1;
     an embedded ICC profile (and CIELAB) is converted to sRGB; transparent pixels (alpha, a palette's or a
-    grey/RGB image's transparent colour) become white paper. Raises ValueError naming the file otherwise.
+    grey/RGB image's transparent colour) become white paper. Raises ValueError naming the file (`label`, as in
+    `open_upright`) otherwise.
     """
-    img = open_upright(path, "image")
+    label = str(path) if label is None else label
+    img = open_upright(path, "image", label)
     try:
         return _to_rgb(img)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise ValueError(named(label, str(exc))) from None
     except (ImageCms.PyCMSError, OSError) as exc:
-        raise ValueError(f"{path}: cannot convert its {img.mode} pixels to RGB ({exc})") from None
+        raise ValueError(named(label, f"cannot convert its {img.mode} pixels to RGB ({exc})")) from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

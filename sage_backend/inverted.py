@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 
 from sage_backend.cameras import Camera
-from sage_backend.checkpoint import CheckpointError, load_tensors, save_tensors
+from sage_backend.checkpoint import CheckpointError, load_tensors, save_tensors, tensors_bytes
 from sage_backend.model.generator import SageGenerator
 from sage_backend.model.mapping import LatentCode
 
@@ -66,8 +66,17 @@ def shared_fingerprint(generator: SageGenerator) -> str:
 
 def save_inverted(path: str | os.PathLike[str], head: InvertedHead) -> None:
     """Write `head` to `path` atomically (nothing is left half-written; an OSError names the file)."""
+    save_tensors(path, *_contents(head))
+
+
+def inverted_bytes(head: InvertedHead) -> bytes:
+    """The bytes `save_inverted` writes for `head` (the server's `invert` reply)."""
+    return tensors_bytes(*_contents(head))
+
+
+def _contents(head: InvertedHead) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors = {"frequencies": head.code.frequencies.float(), "phases": head.code.phases.float(), "w": head.code.w.float()}
-    save_tensors(path, tensors, {"inversion": {**head.info, "version": VERSION, "camera": head.camera.to_protocol()}})
+    return tensors, {"inversion": {**head.info, "version": VERSION, "camera": head.camera.to_protocol()}}
 
 
 def read_inverted(path: str | os.PathLike[str]) -> InvertedHead:

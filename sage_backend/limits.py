@@ -28,6 +28,8 @@ class Limits:
     message_bytes: int = 1024 * 1024  # per frame (above header_bytes): a larger one is refused with too_large
     disconnect_bytes: int = 64 * 1024 * 1024  # per frame: ZeroMQ closes the connection of a client that sends more
     max_frames: int = 8  # per request: magic, header and at most 6 blobs
+    photo_bytes: int = 32 * 1024 * 1024  # an `invert`'s photo (its one blob, frame 2): a phone camera's JPEG is 2-15 MB
+    max_invert_steps: int = 1000  # an `invert`'s steps (default inversion.DEFAULT_STEPS)
     min_resolution: int = 64
     max_resolution: int = 1024
     max_cameras: int = 720
@@ -53,6 +55,7 @@ class Limits:
             "grid": (self.min_grid, self.max_grid, True),
             "threshold": (*THRESHOLD_RANGE, False),
             "deadline_ms": (*DEADLINE_MS_RANGE, False),
+            "steps": (1, self.max_invert_steps, True),
         }
 
 

@@ -13,13 +13,15 @@ head for the framing).
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image
 
-from sage_backend.images import read_image
+from sage_backend.images import named, read_image
 
 MAX_PHOTO_PIXELS = 40_000_000  # a 40 MP picture is past any phone's; anything larger is refused before decoding
 MIN_PHOTO_SIDE = 32
@@ -34,18 +36,36 @@ MIN_FOREGROUND_SHARE = 0.03  # the least share of a picture a head covers (a fra
 def load_photo(path: Path) -> np.ndarray:
     """A photo file -> (H, W, 3) uint8 RGB, upright. Raises ValueError naming the file: unreadable, not an
     image, over MAX_PHOTO_PIXELS (checked from the header, before decoding), or under MIN_PHOTO_SIDE px."""
-    path = Path(path)
+    return _read_photo(Path(path), str(path))
+
+
+def photo_from_bytes(data: bytes) -> np.ndarray:
+    """A photo file's bytes (an upload to the server's `invert`) -> (H, W, 3) uint8 RGB, upright; raises what
+    `load_photo` raises, with no file name."""
+    return _read_photo(io.BytesIO(data), "")
+
+
+def check_photo_header(source: Path | BinaryIO, label: str) -> None:
+    """Raise ValueError (one line, starting with `label` when there is one) unless `source`'s header is a
+    picture's of MIN_PHOTO_SIDE..MAX_PHOTO_PIXELS: read in microseconds, before any decoding."""
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             width, height = img.size
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... for what is not an image
-        raise ValueError(f"{path}: not an image ({type(exc).__name__}: {exc})") from None
+        detail = f"{type(exc).__name__}: {exc}" if label else type(exc).__name__  # an upload's repr says nothing
+        raise ValueError(named(label, f"not an image ({detail})")) from None
     if width * height > MAX_PHOTO_PIXELS:
-        raise ValueError(f"{path}: {width}x{height} is too large ({width * height / 1e6:.0f} MP, at most "
-                         f"{MAX_PHOTO_PIXELS / 1e6:.0f} MP); scale it down first")
+        raise ValueError(named(label, f"{width}x{height} is too large ({width * height / 1e6:.0f} MP, at most "
+                                      f"{MAX_PHOTO_PIXELS / 1e6:.0f} MP); scale it down first"))
     if min(width, height) < MIN_PHOTO_SIDE:
-        raise ValueError(f"{path}: {width}x{height} is too small; the head needs at least {MIN_PHOTO_SIDE} px across")
-    return np.asarray(read_image(path))
+        raise ValueError(named(label, f"{width}x{height} is too small; the head needs at least {MIN_PHOTO_SIDE} px across"))
+
+
+def _read_photo(source: Path | BinaryIO, label: str) -> np.ndarray:
+    check_photo_header(source, label)
+    if not isinstance(source, Path):
+        source.seek(0)
+    return np.asarray(read_image(source, label))
 
 
 def background_of(photo: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 frames put back in order, its pieces retried once when a worker dies, and the waiting pieces of all clients
 served round-robin.
 
-A generate or mesh is one piece. A turntable is cut into pieces of `piece_frames` cameras, so idle workers
+A generate, mesh or invert is one piece. A turntable is cut into pieces of `piece_frames` cameras, so idle workers
 render parts of it side by side and another client's request waits for at most one piece, not the whole
 turntable. Frames come back to the client in order: a frame from a later piece waits in the flight (`held`)
 until the frames before it have gone out. When a worker dies, its piece resumes from the first frame it had
@@ -15,12 +15,13 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from sage_backend.server.protocol import InvertSpec
 from sage_backend.server.scheduler import Job
 
 
 @dataclass(eq=False)
 class Piece:
-    """Frames first..first+count-1 of a flight (count 1 for generate and mesh)."""
+    """Frames first..first+count-1 of a flight (count 1 for generate, mesh and invert)."""
 
     flight: "Flight"
     first: int
@@ -44,8 +45,11 @@ class Flight:
 
     @property
     def key(self) -> tuple:
-        """What a worker caches for this request (PortraitRenderer.code): style, seed or latent, psi."""
+        """What a worker caches for this request (PortraitRenderer.code): style, seed or latent, psi (an invert
+        caches nothing: its own id)."""
         spec = self.job.spec
+        if isinstance(spec, InvertSpec):
+            return spec.style, "invert", self.job.request.id
         if spec.inverted is not None:
             return spec.style, spec.inverted.key(), 1.0
         return spec.style, spec.seed if spec.latent is None else spec.latent.tobytes(), spec.psi

@@ -3,8 +3,8 @@ and a bounded time per step, whatever its shape (docs/protocol.md, "Transport").
 
 `recv_multipart` would turn a message of 3,000,000 empty frames (6 MB on the wire) into 3,000,000 Python
 objects (780 MB, 16 s). Here only the first `limits.max_frames` frames are kept, and only those within
-`limits.message_bytes`; the rest are counted and dropped as they are read, STEP_FRAMES per step, and between
-steps the socket thread goes on forwarding other clients' replies. A frame over `limits.message_bytes` is
+`limits.message_bytes` (`limits.photo_bytes` for the first blob, an `invert`'s photo); the rest are counted
+and dropped as they are read, STEP_FRAMES per step, and between steps the socket thread goes on forwarding other clients' replies. A frame over `limits.message_bytes` is
 refused (`too_large`) with its message alone; only one over `limits.disconnect_bytes` makes ZeroMQ close the
 sender's connection before it is read (MAXMSGSIZE), so the server never holds more of one frame than that.
 """
@@ -18,6 +18,7 @@ import zmq
 from sage_backend.limits import Limits
 
 STEP_FRAMES = 20_000  # frames read per step of a long message: ~40 ms of the socket thread, then other work
+PHOTO_FRAME = 2  # the index of a request's first blob (after the magic and the header)
 TRIM_AFTER_FRAMES = 100_000  # a message this long leaves 6 MiB of libzmq's freed frame records in the C heap
 
 
@@ -34,8 +35,9 @@ def return_freed_memory() -> None:
 
 @dataclass
 class Incoming:
-    """One client message as read: its first `max_frames` frames (a frame over `message_bytes` kept as b"" and
-    listed in `oversized` as (index, bytes)) and how many frames the whole message had."""
+    """One client message as read: its first `max_frames` frames (a frame over `message_bytes`, the first blob
+    over `photo_bytes`, kept as b"" and listed in `oversized` as (index, bytes)) and how many frames the whole
+    message had."""
 
     identity: zmq.Frame  # the ROUTER's identity frame (carries zmq.SRCFD, the connection it came on)
     frames: list[bytes] = field(default_factory=list)
@@ -74,7 +76,10 @@ class Inbox:
             self.socket.recv_into(self._scratch)
         else:
             frame = self.socket.recv(copy=False)
-            if len(frame) > self.limits.message_bytes:
+            # The first blob may be an `invert`'s photo, up to photo_bytes: kept, and refused by decode_request
+            # (too_large) unless the request is an invert.
+            limit = self.limits.photo_bytes if message.count == PHOTO_FRAME else self.limits.message_bytes
+            if len(frame) > limit:
                 message.oversized.append((message.count, len(frame)))
                 message.frames.append(b"")
             else:

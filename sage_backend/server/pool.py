@@ -176,7 +176,9 @@ class WorkerPool:
 
     def _assign(self, member: Member, piece: Piece) -> None:
         flight, request = piece.flight, piece.flight.job.request
-        fields = dict(request.fields, psi=flight.job.spec.psi)  # the server's default when the client named none
+        fields = dict(request.fields)
+        if request.op != "invert":
+            fields["psi"] = flight.job.spec.psi  # the server's default when the client named none
         if request.op == "turntable":
             fields["cameras"] = fields["cameras"][piece.first:piece.first + piece.count]
         piece.task = f"{next(self.ids)}"

@@ -4,6 +4,7 @@ Every message is multipart [b"SAGE/1", header JSON, *blobs]; see docs/protocol.m
 """
 from __future__ import annotations
 
+import io
 import json
 import sys
 import traceback
@@ -14,14 +15,17 @@ import numpy as np
 
 from sage_backend.cameras import Camera
 from sage_backend.files import check_file_name
+from sage_backend.inversion import DEFAULT_SPACE, DEFAULT_STEPS, SPACES
 from sage_backend.inverted import InvertedHead, inverted_from_bytes
 from sage_backend.part_styles import parse_part_styles
 from sage_backend.limits import DEFAULT_PSI, Limits, check_latent, check_value
+from sage_backend.photos import check_photo_header
 from sage_backend.strokes import SOURCES
 
 MAGIC = b"SAGE/1"
 PROTOCOL_VERSION = 1
-OPS = ("hello", "ping", "generate", "turntable", "mesh", "cancel")
+OPS = ("hello", "ping", "generate", "turntable", "mesh", "invert", "cancel")
+WORK_OPS = ("generate", "turntable", "mesh", "invert")  # queued and run by the worker(s); the rest answered at once
 OUTPUTS = ("drawing", "semantic", "depth", "strokes")  # strokes: traced from the drawing (sage_backend/strokes.py)
 MESH_FORMATS = ("ply", "glb", "obj")
 MESH_COLORS = ("semantic", "drawing", "none")
@@ -111,7 +115,10 @@ def decode_request(frames: list[bytes], limits: Limits, count: int | None = None
         raise ProtocolError("too_large", f"a request has at most {limits.max_frames} frames, got {count}", rid)
     if oversized:
         index, size = oversized[0]
-        raise ProtocolError("too_large", f"frame {index} is {size} bytes; a frame holds at most {limits.message_bytes}", rid)
+        raise ProtocolError("too_large", f"frame {index} is {size} bytes; a frame holds at most {limits.message_bytes}"
+                                         + (f" ({limits.photo_bytes} for an invert's photo)" if index == 2 else ""), rid)
+    if op != "invert" and len(frames) > 2 and len(frames[2]) > limits.message_bytes:  # the inbox keeps a photo-sized one
+        raise ProtocolError("too_large", f"frame 2 is {len(frames[2])} bytes; a frame holds at most {limits.message_bytes}", rid)
     fields = {k: v for k, v in header.items() if k not in ("id", "op")}
     return Request(rid, op, fields, list(frames[2:]))
 
@@ -178,13 +185,55 @@ class RenderSpec:
     stroke_limits: tuple[int, int] = (Limits.max_stroke_points, Limits.max_strokes)  # (points, strokes) per frame
 
 
-def parse_work(request: Request, limits: Limits, styles: dict[str, int], style_psi: Mapping[str, float] | None = None) -> RenderSpec:
-    """Validate a generate / turntable / mesh request; `styles` maps style names to their z_dim, `style_psi`
-    to the psi a request that names none is rendered at (StyleInfo.psi; DEFAULT_PSI for styles not in it)."""
-    f, rid = request.fields, request.id
-    style = f.get("style")
+@dataclass
+class InvertSpec:
+    """A validated invert request: fit a head to `photo` (a picture file's bytes, its header checked) with the
+    model of `style` (sage_backend.inversion.invert_photo); `name` is kept in the .sage file as the photo's."""
+
+    style: str
+    photo: bytes
+    steps: int = DEFAULT_STEPS
+    space: str = DEFAULT_SPACE
+    name: str = "photo"
+    deadline_ms: float | None = None
+
+
+def _style(fields: dict, styles: Mapping[str, int], rid: str) -> str:
+    style = fields.get("style")
     if not isinstance(style, str) or style not in styles:
         raise ProtocolError("unknown_style", f"unknown style {str(style)[:40]!r}; styles are {', '.join(sorted(styles))}", rid)
+    return style
+
+
+def parse_invert(request: Request, limits: Limits, styles: Mapping[str, int]) -> InvertSpec:
+    """Validate an invert request: a served style, exactly one blob (the photo, whose header must be a picture's
+    of photos.MIN_PHOTO_SIDE px..MAX_PHOTO_PIXELS: read here, in microseconds; decoding is the job's), steps,
+    space, name and deadline_ms. Raises ProtocolError."""
+    f, rid = request.fields, request.id
+    spec = InvertSpec(_style(f, styles, rid), b"", _number(f, "steps", DEFAULT_STEPS, limits, rid),
+                      _choice(f, "space", DEFAULT_SPACE, SPACES, rid))
+    if len(request.blobs) != 1:
+        raise ProtocolError("bad_request", f"invert takes exactly one blob, the photo file's bytes; got {len(request.blobs)}", rid)
+    try:
+        spec.name = check_file_name(f.get("name", "photo"), "name")
+        check_photo_header(io.BytesIO(request.blobs[0]), "")
+    except ValueError as exc:
+        raise ProtocolError("bad_request", str(exc), rid) from None
+    spec.photo = request.blobs[0]
+    if "deadline_ms" in f:
+        spec.deadline_ms = _number(f, "deadline_ms", None, limits, rid)
+    return spec
+
+
+def parse_work(request: Request, limits: Limits, styles: dict[str, int],
+               style_psi: Mapping[str, float] | None = None) -> RenderSpec | InvertSpec:
+    """Validate a work request (WORK_OPS): an invert through parse_invert, else a generate / turntable / mesh;
+    `styles` maps style names to their z_dim, `style_psi` to the psi a request that names none is rendered at
+    (StyleInfo.psi; DEFAULT_PSI for styles not in it)."""
+    if request.op == "invert":
+        return parse_invert(request, limits, styles)
+    f, rid = request.fields, request.id
+    style = _style(f, styles, rid)
     seed, latent, inverted = latent_from(request, styles[style], limits)
     spec = RenderSpec(style, seed, latent, _number(f, "psi", (style_psi or {}).get(style, DEFAULT_PSI), limits, rid), inverted)
     if "deadline_ms" in f:

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from sage_backend.inference import Interrupted
-from sage_backend.server.protocol import ProtocolError, RenderSpec, Request
+from sage_backend.server.protocol import InvertSpec, ProtocolError, RenderSpec, Request
 
 
 @dataclass
 class Job:
     identity: bytes  # the client's ROUTER identity
     request: Request
-    spec: RenderSpec
+    spec: RenderSpec | InvertSpec
     deadline: float  # time.monotonic() by which the work must end (`timeout` after it)
     cancelled: threading.Event = field(default_factory=threading.Event)
 

@@ -18,10 +18,12 @@ from sage_backend import __version__
 from sage_backend.cameras import PoseDistribution
 from sage_backend.checkpoint import LoadedStyle
 from sage_backend.inference import PortraitRenderer, default_camera_batch, warm_up_all
+from sage_backend.inverted import shared_fingerprint
 from sage_backend.labels import LABEL_NAMES, PALETTE
 from sage_backend.server.curve import allow_list, read_secret_key
 from sage_backend.server.fleet import Fleet, FleetConfig, LocalWorkers
 from sage_backend.server.inbox import Inbox, Incoming
+from sage_backend.server.inversions import NamedInversions
 from sage_backend.server.peers import Backlog, Peer, Peers
 from sage_backend.server.pool import WorkerPool
 from sage_backend.server.protocol import (PROTOCOL_VERSION, Limits, ProtocolError, decode_request, encode, error_reply, loggable,
@@ -49,6 +51,7 @@ class ServerConfig:
     camera_batch: int | None = None  # cameras per render call (a job yields between calls); None: default_camera_batch
     compile: str = "auto"  # compiled decoders, see sage_backend.decoding.resolve_compile; warmed up before serving
     pool: FleetConfig | None = None  # worker processes (fleet.py) instead of rendering in this process
+    inversions: Path | None = None  # a folder of .sage files served by name (server/inversions.py); None: none
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -95,6 +98,14 @@ def pose_record(poses: PoseDistribution) -> dict:
     return {**poses.pose_range(), "full_circle": poses.full_circle > 0}
 
 
+def style_record(name: str, loaded: LoadedStyle) -> dict:
+    """A style as `hello` lists it: name, description, resolution, poses, psi and model (the fingerprint of its
+    shared Stage I weights, inverted.shared_fingerprint: the inversions it can draw carry the same)."""
+    return {"name": name, "description": loaded.info.description, "resolution": loaded.generator.cfg.output_resolution,
+            "poses": pose_record(loaded.info.pose_distribution), "psi": loaded.info.psi,
+            "model": shared_fingerprint(loaded.generator)}
+
+
 def build_renderers(styles: dict[str, LoadedStyle], device, config: ServerConfig) -> dict[str, PortraitRenderer]:
     """One warmed-up renderer per style; none with a pool (the worker processes render)."""
     if config.pool is not None:
@@ -120,10 +131,10 @@ class SageServer:
             raise ValueError(f"--worker-bind {remote} is not loopback: workers receive clients' requests, so give "
                              "--curve-secret and --curve-clients DIR holding the workers' public keys (or --insecure)")
         keys = read_secret_key(config.curve_secret) if config.curve_secret is not None else None
-        self.config, self.limits, self.device = config, config.limits, device
-        self.styles = styles
+        self.config, self.limits, self.device, self.inversions = config, config.limits, device, NamedInversions(config.inversions)
         self.z_dims = {name: s.generator.z_dim for name, s in styles.items()}
         self.style_psi = {name: s.info.psi for name, s in styles.items()}
+        self.style_records = [style_record(name, loaded) for name, loaded in styles.items()]  # hello's, made once
         self.ctx = zmq.Context()
         self.authenticator = allow_list(self.ctx, config.curve_clients) if config.curve_clients is not None else None
         self.socket = self.ctx.socket(zmq.ROUTER)
@@ -219,13 +230,12 @@ class SageServer:
             self._log(line.job.request.op, line.job.request.id, line.seconds, status, line.worker)
 
     def hello(self) -> dict:
+        self.inversions.scan()  # files added to or removed from --inversions DIR since
         return {
             "protocol": PROTOCOL_VERSION, "server": f"sage-backend {__version__}", "device": str(self.device),
-            "styles": [{"name": n, "description": s.info.description, "resolution": s.generator.cfg.output_resolution,
-                        "poses": pose_record(s.info.pose_distribution), "psi": s.info.psi}
-                       for n, s in self.styles.items()],
+            "styles": self.style_records,
             "labels": list(LABEL_NAMES), "palette": [list(c) for c in PALETTE], "limits": self.limits.to_dict(),
-            **self.worker.report(),
+            "inversions": self.inversions.listing(), **self.worker.report(),
         }
 
     def handle(self, identity: bytes, message: Incoming) -> None:
@@ -245,6 +255,7 @@ class SageServer:
                 found = self.worker.cancel(identity, target)
                 self._send(identity, encode({"id": rid, "ok": True, "found": found}))
             else:
+                self.inversions.resolve(request)  # a named inversion becomes its upload
                 spec = parse_work(request, self.limits, self.z_dims, self.style_psi)
                 deadline_ms = self.limits.default_deadline_ms if spec.deadline_ms is None else spec.deadline_ms
                 self.worker.submit(Job(identity, request, spec, start + deadline_ms / 1000))

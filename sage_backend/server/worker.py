@@ -1,4 +1,4 @@
-"""Runs generate / turntable / mesh jobs on the renderers, taking turns on the device with other clients
+"""Runs generate / turntable / mesh / invert jobs on the renderers, taking turns on the device with other clients
 (scheduler.FairScheduler), streaming replies back to the socket thread, and stopping between chunks on
 cancel, deadline or shutdown. A client's replies wait in the server up to its byte bound (peers.Peer); past
 it the job pauses, and gives the device to others, until the client reads."""
@@ -13,18 +13,20 @@ import numpy as np
 import torch
 
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer, precision_label
-from sage_backend.inverted import check_fits
+from sage_backend.inversion import InversionSettings, invert_photo, photo_model_for
+from sage_backend.inverted import check_fits, inverted_bytes
 from sage_backend.model.mapping import LatentCode
 from sage_backend.part_styles import render_mixed
+from sage_backend.photos import photo_from_bytes
 from sage_backend.labels import PART_NAMES
 from sage_backend.server.peers import Peers
-from sage_backend.server.protocol import Limits, ProtocolError, RenderSpec, Request, array_blob, encode, error_reply, print_traceback
+from sage_backend.server.protocol import InvertSpec, Limits, ProtocolError, RenderSpec, Request, array_blob, encode, error_reply, print_traceback
 from sage_backend.server.scheduler import FairScheduler, Job
 from sage_backend.strokes import trace_strokes
 
 Send = Callable[[bytes, list[bytes]], None]  # (client identity, frames): hands a reply to the socket thread
 Log = Callable[[Job, float, str, str], None]  # (job, seconds, status, worker name): its one line, once its replies left
-PROGRESS_INTERVAL_S = 1.0  # a mesh that asks for progress hears about it this often
+PROGRESS_INTERVAL_S = 1.0  # a mesh or invert that asks for progress hears about it this often
 
 
 class Worker:
@@ -83,6 +85,8 @@ class Worker:
             self.scheduler.acquire(job)
             if job.request.op == "mesh":
                 self._mesh(job)
+            elif job.request.op == "invert":
+                self._invert(job)
             else:
                 self._frames(job)
             return "ok"
@@ -98,8 +102,12 @@ class Worker:
             self._reply(job, encode({"id": job.request.id, "ok": True, "done": True, "frames": len(job.spec.cameras)}))
 
     def _mesh(self, job: Job) -> None:
-        progress = mesh_progress(job.request.id, job.request.fields, lambda frames: self.send(job.identity, frames))
+        progress = progress_replies(job.request.id, job.request.fields, lambda frames: self.send(job.identity, frames))
         self._reply(job, mesh_reply(self.renderers[job.spec.style], job.spec, job.request.id, self._stopper(job), progress))
+
+    def _invert(self, job: Job) -> None:
+        progress = progress_replies(job.request.id, job.request.fields, lambda frames: self.send(job.identity, frames))
+        self._reply(job, invert_reply(self.renderers, job.spec, job.request.id, self._stopper(job), progress))
 
 
 def failure(exc: Exception, cancelled: bool, default_deadline_ms: int) -> tuple[str, str]:
@@ -150,16 +158,17 @@ def frame_replies(renderers: Mapping[str, PortraitRenderer], spec: RenderSpec, r
         yield encode({"id": request.id, "ok": True, "frame": index, **header}, blobs)
 
 
-class MeshProgress:
-    """For a mesh request that asks for `progress`: while the mesh is made, a thread of its own sends the client
-    `{id, ok, progress: fraction of the density grid}` every PROGRESS_INTERVAL_S, so the stages without a
-    fraction (marching cubes, components, colours, the file: tens of seconds at grid 512 on a CPU) count as work
-    going on too, and its client can tell long work from a stuck backend. `send` must be thread-safe."""
+class ProgressReplies:
+    """For a mesh or invert request that asks for `progress`: while it works, a thread of its own sends the
+    client `{id, ok, progress: fraction done}` (a mesh's density grid, an invert's steps) every
+    PROGRESS_INTERVAL_S, so the stages without a fraction (a mesh's marching cubes, components, colours and
+    file: tens of seconds at grid 512 on a CPU) count as work going on too, and its client can tell long work
+    from a stuck backend. `send` must be thread-safe."""
 
     def __init__(self, rid: str, send: Callable[[list[bytes]], None]) -> None:
         self.rid, self.send, self.done = rid, send, 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sage-mesh-progress", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="sage-progress", daemon=True)
 
     def update(self, fraction: float) -> None:
         self.done = fraction
@@ -168,7 +177,7 @@ class MeshProgress:
         while not self._stop.wait(PROGRESS_INTERVAL_S):
             self.send(encode({"id": self.rid, "ok": True, "progress": round(self.done, 3)}))
 
-    def __enter__(self) -> "MeshProgress":
+    def __enter__(self) -> "ProgressReplies":
         self._thread.start()
         return self
 
@@ -177,13 +186,13 @@ class MeshProgress:
         self._thread.join()
 
 
-def mesh_progress(rid: str, fields: dict, send: Callable[[list[bytes]], None]) -> MeshProgress | None:
-    """A MeshProgress for a request with `progress: true`; None for one without (it gets its one reply)."""
-    return MeshProgress(rid, send) if fields.get("progress") is True else None
+def progress_replies(rid: str, fields: dict, send: Callable[[list[bytes]], None]) -> ProgressReplies | None:
+    """A ProgressReplies for a request with `progress: true`; None for one without (it gets its one reply)."""
+    return ProgressReplies(rid, send) if fields.get("progress") is True else None
 
 
 def mesh_reply(renderer: PortraitRenderer, spec: RenderSpec, rid: str, should_stop: Callable[[], bool],
-               progress: MeshProgress | None = None) -> list[bytes]:
+               progress: ProgressReplies | None = None) -> list[bytes]:
     """The last client message of a mesh request: the file as blob `mesh` (a labelled OBJ also its material
     library as blob `mtl`, which the OBJ names spec.name + ".mtl"), with vertex and face counts (`progress`'s
     messages come before it)."""
@@ -199,6 +208,25 @@ def mesh_reply(renderer: PortraitRenderer, spec: RenderSpec, rid: str, should_st
     header = {"id": rid, "ok": True, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
               "threshold": mesh.metadata.get("threshold"), "blobs": blobs}
     return encode(header, list(files.values()))
+
+
+def invert_reply(renderers: Mapping[str, PortraitRenderer], spec: InvertSpec, rid: str, should_stop: Callable[[], bool],
+                 progress: ProgressReplies | None = None) -> list[bytes]:
+    """The last client message of an invert request: the photo decoded and framed (photos.py), the head fitted
+    to it with spec.style's model and a served photo model that shares its Stage I (inversion.photo_model_for,
+    as the CLI), one step per `should_stop` checkpoint; the .sage file's bytes as blob `inversion`, with the
+    fit's steps, space, fit_psnr (dB) and seconds. Raises ValueError (one line) for a photo that cannot be read
+    or framed or holds no face-like content (`progress`'s messages come before it)."""
+    generators = {name: renderer.generator for name, renderer in renderers.items()}
+    settings = InversionSettings(steps=spec.steps, space=spec.space)
+    with progress or contextlib.nullcontext():
+        on_step = (lambda step, steps, loss: progress.update(step / steps)) if progress is not None else None
+        head = invert_photo(generators[spec.style], photo_from_bytes(spec.photo), settings,
+                            photo_model_for(generators, spec.style), spec.name, on_step, should_stop)
+    data = inverted_bytes(head)
+    header = {"id": rid, "ok": True, "style": spec.style, **{key: head.info[key] for key in ("steps", "space", "fit_psnr", "seconds")},
+              "blobs": [{"name": "inversion", "dtype": "uint8", "shape": [len(data)], "format": "sage"}]}
+    return encode(header, [data])
 
 
 def rendered_outputs(outputs: tuple[str, ...]) -> tuple[str, ...]:

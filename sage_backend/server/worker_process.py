@@ -24,7 +24,7 @@ from sage_backend.inference import Interrupted, PortraitRenderer
 from sage_backend.server import link
 from sage_backend.server.curve import HANDSHAKE_EVENTS, HANDSHAKE_IVL_MS, handshake_failure
 from sage_backend.server.protocol import Limits, Request, parse_work
-from sage_backend.server.worker import failure, frame_replies, mesh_progress, mesh_reply
+from sage_backend.server.worker import failure, frame_replies, invert_reply, mesh_reply, progress_replies
 
 
 @dataclass
@@ -66,9 +66,11 @@ class TaskRunner:
         try:
             spec = parse_work(Request(task.rid, task.op, task.fields, blobs), self.limits, self.z_dims)
             renderer = self.renderers[spec.style]
-            if task.op == "mesh":
-                progress = mesh_progress(task.rid, task.fields, lambda frames: self._out([link.PROGRESS, task.task.encode(), *frames]))
-                self._send(running, mesh_reply(renderer, spec, task.rid, running.check, progress))  # progress: no credit
+            if task.op in ("mesh", "invert"):
+                progress = progress_replies(task.rid, task.fields, lambda frames: self._out([link.PROGRESS, task.task.encode(), *frames]))
+                reply = mesh_reply(renderer, spec, task.rid, running.check, progress) if task.op == "mesh" else \
+                    invert_reply(self.renderers, spec, task.rid, running.check, progress)
+                self._send(running, reply)  # progress: no credit
             else:
                 request = Request(task.rid, task.op, task.fields)
                 for reply in frame_replies(self.renderers, spec, request, running.check, task.first):
