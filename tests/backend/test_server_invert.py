@@ -148,6 +148,8 @@ def test_named_inversions_are_listed_drawn_and_refused_in_one_line(tiny_checkpoi
             heard = []
             (shelf / "new.sage").write_bytes(sage.invert(FACE, "line", heard.append, steps=3))
             assert [i["name"] for i in sage.request("hello")[0]["inversions"]] == ["lined", "me", "new"]
+            (shelf / "lined.sage").unlink()
+            assert [i["name"] for i in sage.request("hello")[0]["inversions"]] == ["me", "new"]
             assert sage.request("generate", style="line", inversion="new", camera=FRONT, resolution=64)[0]["ok"]
             with pytest.raises(BackendError, match="bad_request: not an image"):
                 sage.invert(b"notes", "pencil")
