@@ -285,8 +285,8 @@ def _head_label(args: argparse.Namespace, psi: float) -> str:
 def cmd_invert(args: argparse.Namespace) -> int:
     import time
 
-    from sage_backend.inversion import PHOTO_STYLE, InversionSettings, invert_photo, photo_model_for
-    from sage_backend.inverted import save_inverted
+    from sage_backend.inversion import PHOTO_STYLE, InversionSettings, invert_photo
+    from sage_backend.inverted import photo_model_for, save_inverted
     from sage_backend.photos import load_photo
 
     settings = InversionSettings(steps=args.steps, space=args.space)
@@ -300,7 +300,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown style {style!r}; available: {', '.join(sorted(styles))}")
     check_writable(args.out.parent)  # after every input check: a refused command leaves no folder behind
     generator = styles[style].generator
-    photo_model = photo_model_for({name: loaded.generator for name, loaded in styles.items()}, style)
+    photo_model = photo_model_for({name: loaded.generator for name, loaded in styles.items()}, style, PHOTO_STYLE)
     start, every = time.perf_counter(), max(1, settings.steps // 10)
 
     def progress(step: int, steps: int, loss: float) -> None:

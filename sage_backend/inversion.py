@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 import torch
@@ -173,17 +173,6 @@ FACE_CHECK = ("eyes", "nose", "mouth")  # parts (labels.PART_CLASSES) a fitted h
 # dB at the fitted resolution: held-out synthetic heads fit at 26-28 dB after 150 steps and 17 after 20 (from the
 # truncation centre); a picture of no head stays far below
 MIN_FIT_PSNR = 12.0
-
-
-def photo_model_for(generators: Mapping[str, SageGenerator], style: str) -> SageGenerator | None:
-    """The generator of a PHOTO_STYLE among `generators` (style name -> generator) whose full-resolution photo
-    joins the fit of `style`'s head: only when it shares `style`'s Stage I weights (a photo model of another
-    Stage I would pull the code towards another head), and never for the photo style itself. The CLI and the
-    server's `invert` both take it from here."""
-    photo_model = generators.get(PHOTO_STYLE)
-    if photo_model is None or style == PHOTO_STYLE or shared_fingerprint(photo_model) != shared_fingerprint(generators[style]):
-        return None
-    return photo_model
 
 
 def invert_photo(generator: SageGenerator, photo: np.ndarray, settings: InversionSettings = InversionSettings(),
