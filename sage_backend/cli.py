@@ -287,6 +287,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
 
     from sage_backend.inversion import PHOTO_STYLE, InversionSettings, invert_photo
     from sage_backend.inverted import photo_model_for, save_inverted
+    from sage_backend.model.parser import parser_beside
     from sage_backend.photos import load_photo
 
     settings = InversionSettings(steps=args.steps, space=args.space)
@@ -301,16 +302,18 @@ def cmd_invert(args: argparse.Namespace) -> int:
     check_writable(args.out.parent)  # after every input check: a refused command leaves no folder behind
     generator = styles[style].generator
     photo_model = photo_model_for({name: loaded.generator for name, loaded in styles.items()}, style, PHOTO_STYLE)
+    parser = parser_beside([loaded.path for loaded in styles.values()], generator.avg_codes.device)
     start, every = time.perf_counter(), max(1, settings.steps // 10)
 
     def progress(step: int, steps: int, loss: float) -> None:
         if step % every == 0 or step == steps:
             print(f"invert: step {step}/{steps}, loss {loss:.4f}, {time.perf_counter() - start:.0f} s", flush=True)
 
-    head = invert_photo(generator, photo, settings, photo_model, args.photo.name, progress=progress)
+    head = invert_photo(generator, photo, settings, photo_model, args.photo.name, progress=progress, parser=parser)
     save_inverted(args.out, head)
     print(f"{args.photo} -> {args.out}: fitted in {head.info['seconds']:.0f} s, photo PSNR {head.info['fit_psnr']:.1f} dB "
-          f"(style {style}{', with the photo model' if photo_model is not None else ''}); draw it: "
+          f"(style {style}{', with the photo model' if photo_model is not None else ''}"
+          f"{', with the face parser' if parser is not None else ''}); draw it: "
           f"sage-backend render --style {style} --inversion {args.out} --turntable 8 --out frames/")
     return 0
 
@@ -453,6 +456,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from sage_backend.server.fleet import piece_cameras
     from sage_backend.server.link import WorkerInfo
     from sage_backend.server.server import is_loopback
+    from sage_backend.model.parser import parser_beside
     from sage_backend.server.worker_process import WorkerProcess
 
     if not is_loopback(args.connect) and args.curve_server_key is None and not args.insecure:
@@ -473,7 +477,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     warm_up_all(renderers.values(), device)  # before it says READY: its first piece pays no compilation
     info = WorkerInfo(f"{socket.gethostname()}:{os.getpid()}", str(device), list(styles), torch.get_num_threads(),
                       precision_label(renderers.values()))
-    worker = WorkerProcess(renderers, info, args.connect, keys, parent=args.parent)
+    worker = WorkerProcess(renderers, info, args.connect, keys, parent=args.parent,
+                           parser=parser_beside([s.path for s in styles.values()], device))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     print(f"worker {info.name}: {device}, {info.threads} thread(s), {info.precision}, styles {', '.join(styles)} -> {args.connect}",

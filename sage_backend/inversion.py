@@ -18,6 +18,7 @@ semantic decoder (docs/inversion.md has the measured comparison on held-out head
 from __future__ import annotations
 
 import time
+from functools import partial
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,6 +32,7 @@ from sage_backend.inverted import InvertedHead, shared_fingerprint
 from sage_backend.labels import LABEL_IDS, PART_CLASSES
 from sage_backend.model.generator import SageGenerator
 from sage_backend.model.mapping import LatentCode
+from sage_backend.model.parser import FaceParser
 from sage_backend.photos import as_tensor, background_of, frame_photo
 
 PHOTO_STYLE = "photo"  # the name of a photo checkpoint (a model whose drawing path is the Stage I photo)
@@ -62,6 +64,7 @@ class InversionSettings:
     lr: float = 0.02
     resolution: int = 32
     prior: float = 0.01
+    label_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -88,13 +91,15 @@ def code_from_ws(generator: SageGenerator, ws: torch.Tensor) -> LatentCode:
 
 
 def invert(generator: SageGenerator, photo: torch.Tensor, settings: InversionSettings = InversionSettings(),
-           camera: Camera | None = None, photo_model: SageGenerator | None = None,
+           camera: Camera | None = None, photo_model: SageGenerator | None = None, parse: torch.Tensor | None = None,
            progress: Callable[[int, int, float], None] | None = None,
            should_stop: Callable[[], bool] | None = None) -> Inversion:
     """Fit a code to `photo` (3, H, W) in [0, 1], framed as the training photos (`sage_backend.photos`).
 
     camera: where the photo was taken from (default `frontal_camera`); photo_model: a photo checkpoint's
-    generator (its drawing path is a photo) whose full-resolution photo joins the loss. progress(step, steps,
+    generator (its drawing path is a photo) whose full-resolution photo joins the loss; parse: the photo's class
+    probabilities (19, h, w), a face parser's (`sage_backend.model.parser`), which the head's label map from the
+    camera is fitted to (cross-entropy, weight settings.label_weight). progress(step, steps,
     loss) is called after every step; should_stop() before each, raising `Interrupted` when it says so.
     Nothing in `generator` changes. Returns the Inversion.
     """
@@ -112,8 +117,13 @@ def invert(generator: SageGenerator, photo: torch.Tensor, settings: InversionSet
         if should_stop is not None and should_stop():
             raise Interrupted()
         code = code_from_ws(generator, ws)
-        rendered = _field_photo(generator, code, c2w, camera.fov_deg, settings.resolution, low_background)
+        view = generator.renderer.render(generator.field.bind(code), c2w, camera.fov_deg, settings.resolution)
+        rendered = view.rgb + (1 - view.opacity[:, None]) * low_background
         loss = F.l1_loss(rendered, low) + settings.prior * (ws - centre[:, None]).pow(2).mean()
+        if parse is not None:
+            logits = generator.semantic_decoder(view.features, code.w, generator.semantic_decoder.scales - 1)
+            target = F.interpolate(parse[None].to(device, torch.float32), size=logits.shape[-2:], mode="bilinear", align_corners=False)
+            loss = loss + settings.label_weight * F.cross_entropy(logits, target)
         if photo_model is not None:
             loss = loss + _photo_path_loss(photo_model, code, c2w, camera.fov_deg, photo)
         optimiser.zero_grad(set_to_none=True)
@@ -158,7 +168,7 @@ def _field_photo(generator: SageGenerator, code: LatentCode, c2w: torch.Tensor, 
 def _photo_path_loss(photo_model: SageGenerator, code: LatentCode, c2w: torch.Tensor, fov_deg: float,
                      photo: torch.Tensor) -> torch.Tensor:
     """L1 between a photo checkpoint's full-resolution photo ([-1, 1]) and the photo at that size."""
-    out = photo_model.synthesize(code, c2w, fov_deg)
+    out = photo_model.synthesize(code, c2w, fov_deg, decode_fn=partial(photo_model.decode, label_gradient=True))
     target = _at(photo, out.drawing.shape[-1]) * 2 - 1
     return F.l1_loss(out.drawing, target)
 
@@ -178,13 +188,15 @@ MIN_FIT_PSNR = 12.0
 def invert_photo(generator: SageGenerator, photo: np.ndarray, settings: InversionSettings = InversionSettings(),
                  photo_model: SageGenerator | None = None, name: str = "",
                  progress: Callable[[int, int, float], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> InvertedHead:
+                 should_stop: Callable[[], bool] | None = None, *, parser: FaceParser | None = None) -> InvertedHead:
     """A photo (H, W, 3) uint8 in any framing `sage_backend.photos.frame_photo` can crop -> the InvertedHead a
-    `.sage` file holds (`name`: the photo's file name, kept in it). Raises ValueError with one line when the
+    `.sage` file holds (`name`: the photo's file name, kept in it). parser: the face parser served with the styles
+    (`parser_beside`), whose parse of the photo the frontal label map is fitted to. Raises ValueError with one line when the
     photo cannot be framed, or fits no head (fit under MIN_FIT_PSNR, or the head shows no eyes, nose or mouth
     from the front: no face-like content)."""
-    framed = frame_photo(photo, generator.cfg.output_resolution)
-    result = invert(generator, as_tensor(framed), settings, photo_model=photo_model, progress=progress, should_stop=should_stop)
+    framed = as_tensor(frame_photo(photo, generator.cfg.output_resolution))
+    parse = parser.parse(framed) if parser is not None else None
+    result = invert(generator, framed, settings, photo_model=photo_model, parse=parse, progress=progress, should_stop=should_stop)
     if result.fit_psnr < MIN_FIT_PSNR:
         raise ValueError(f"no face-like content: the nearest head the model draws fits the photo at {result.fit_psnr:.1f} dB "
                          f"(a head fits at {MIN_FIT_PSNR:g}+)")
@@ -197,5 +209,6 @@ def invert_photo(generator: SageGenerator, photo: np.ndarray, settings: Inversio
     if missing:
         raise ValueError(f"no face-like content: the fitted head shows no {', '.join(missing)} from the front")
     info = {"space": result.space, "steps": result.steps, "fit_psnr": round(result.fit_psnr, 2),
-            "seconds": round(result.seconds, 1), "model": shared_fingerprint(generator), "photo": name}
+            "seconds": round(result.seconds, 1), "model": shared_fingerprint(generator), "photo": name,
+            "parsed": parse is not None}
     return InvertedHead(result.code, result.camera, info)

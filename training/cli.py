@@ -8,6 +8,7 @@ Examples:
   torchrun --nproc_per_node 2 -m training.cli stage1 ...       (data parallel over GPUs or CPU processes)
   sage-train eval runs/pencil/generator.safetensors --seeds 8
   sage-train release --runs runs/pencil runs/line --stage1 runs/demo_stage1 --out checkpoints/ --images docs/images
+  sage-train parser --data data/synthetic --out checkpoints/parser/face_parser.safetensors
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ EXAMPLES = {
                "sage-train stage2 ... --steps 2                                  (a 2-step smoke test)"],
     "eval": ["sage-train eval runs/pencil/generator.safetensors",
              "sage-train eval runs/pencil/generator.safetensors --metrics fid kid --inception inception.pt --real data/real"],
+    "parser": ["sage-train parser --data data/synthetic --out checkpoints/parser/face_parser.safetensors",
+               "sage-train parser --data data/tiny --out /tmp/parser.safetensors --steps 20      (a smoke test)"],
     "release": ["sage-train release --runs runs/pencil runs/line --stage1 runs/demo_stage1 --out checkpoints/ --images docs/images"],
 }
 
@@ -79,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     from training.release import add_release_args
 
     add_release_args(_subcommand(sub, "release", "ship Stage II runs as checkpoints with a model card"))
+    from training.parser import add_parser_args
+
+    add_parser_args(_subcommand(sub, "parser", "train the face parser photo inversion fits label maps to"))
     return parser
 
 
@@ -170,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_make_synthetic(args) or 0
         if args.command in ("stage1", "stage2"):
             return run_training(args, 1 if args.command == "stage1" else 2)
+        if args.command == "parser":
+            from training.parser import run_parser
+
+            return run_parser(args)
         if args.command == "release":
             from training.release import run_release
 

@@ -20,6 +20,7 @@ from sage_backend.checkpoint import LoadedStyle
 from sage_backend.inference import PortraitRenderer, default_camera_batch, warm_up_all
 from sage_backend.inverted import shared_fingerprint
 from sage_backend.labels import LABEL_NAMES, PALETTE
+from sage_backend.model.parser import parser_beside
 from sage_backend.server.curve import allow_list, read_secret_key
 from sage_backend.server.fleet import Fleet, FleetConfig, LocalWorkers
 from sage_backend.server.inbox import Inbox, Incoming
@@ -117,19 +118,24 @@ def build_renderers(styles: dict[str, LoadedStyle], device, config: ServerConfig
     return renderers
 
 
+def check_security(config: ServerConfig) -> None:
+    """Raise ValueError (one line) for a configuration that would expose the server or its workers unencrypted."""
+    if not is_loopback(config.bind) and config.curve_secret is None and not config.insecure:
+        raise ValueError(f"{config.bind} is not loopback: give --curve-secret (see `sage-backend keys`) or --insecure")
+    if config.curve_clients is not None and config.curve_secret is None:
+        raise ValueError("--curve-clients needs --curve-secret (the allow-list is checked in the CURVE handshake)")
+    remote = config.pool.remote_bind if config.pool is not None else None
+    if remote is not None and not is_loopback(remote) and not config.insecure and config.curve_clients is None:
+        raise ValueError(f"--worker-bind {remote} is not loopback: workers receive clients' requests, so give "
+                         "--curve-secret and --curve-clients DIR holding the workers' public keys (or --insecure)")
+
+
 class SageServer:
     def __init__(self, styles: dict[str, LoadedStyle], device, config: ServerConfig, local: LocalWorkers | None = None) -> None:
         """`local`: the worker processes started for `config.pool` (fleet.LocalWorkers), adopted by this server."""
         if not styles:
             raise ValueError("no styles to serve")
-        if not is_loopback(config.bind) and config.curve_secret is None and not config.insecure:
-            raise ValueError(f"{config.bind} is not loopback: give --curve-secret (see `sage-backend keys`) or --insecure")
-        if config.curve_clients is not None and config.curve_secret is None:
-            raise ValueError("--curve-clients needs --curve-secret (the allow-list is checked in the CURVE handshake)")
-        remote = config.pool.remote_bind if config.pool is not None else None
-        if remote is not None and not is_loopback(remote) and not config.insecure and config.curve_clients is None:
-            raise ValueError(f"--worker-bind {remote} is not loopback: workers receive clients' requests, so give "
-                             "--curve-secret and --curve-clients DIR holding the workers' public keys (or --insecure)")
+        check_security(config)
         keys = read_secret_key(config.curve_secret) if config.curve_secret is not None else None
         self.config, self.limits, self.device, self.inversions = config, config.limits, device, NamedInversions(config.inversions)
         self.z_dims = {name: s.generator.z_dim for name, s in styles.items()}
@@ -176,7 +182,8 @@ class SageServer:
         self.fleet = Fleet(self.ctx, config.pool, local, keys, self._send_to_client, self._log_job, self.peers, self.limits) \
             if config.pool is not None else None
         self.worker: Worker | WorkerPool = self.fleet.pool if self.fleet is not None else \
-            Worker(self.renderers, self._send_from_worker, self._log_job, self.peers, self.limits, str(device))
+            Worker(self.renderers, self._send_from_worker, self._log_job, self.peers, self.limits, str(device),
+                   parser_beside([s.path for s in styles.values()], device))  # the invert op's face parser
         self._swept = 0.0
 
     def _bind(self, bind: str) -> str:

@@ -15,6 +15,7 @@ import torch
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer, precision_label
 from sage_backend.inversion import PHOTO_STYLE, InversionSettings, invert_photo
 from sage_backend.inverted import check_fits, inverted_bytes, photo_model_for
+from sage_backend.model.parser import FaceParser
 from sage_backend.model.mapping import LatentCode
 from sage_backend.part_styles import render_mixed
 from sage_backend.photos import photo_from_bytes
@@ -31,8 +32,9 @@ PROGRESS_INTERVAL_S = 1.0  # a mesh or invert that asks for progress hears about
 
 class Worker:
     def __init__(self, renderers: dict[str, PortraitRenderer], send: Send, log: Log, peers: Peers, limits: Limits,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", parser: FaceParser | None = None) -> None:
         self.renderers, self.send, self.log, self.peers, self.limits = renderers, send, log, peers, limits
+        self.parser = parser  # served with the styles (model.parser.parser_beside): the invert op's parse
         self.device, self.served = device, 0
         self.scheduler = FairScheduler(self._run, limits.max_client_jobs, limits.max_jobs)
 
@@ -107,7 +109,7 @@ class Worker:
 
     def _invert(self, job: Job) -> None:
         progress = progress_replies(job.request.id, job.request.fields, lambda frames: self.send(job.identity, frames))
-        self._reply(job, invert_reply(self.renderers, job.spec, job.request.id, self._stopper(job), progress))
+        self._reply(job, invert_reply(self.renderers, job.spec, job.request.id, self._stopper(job), progress, self.parser))
 
 
 def failure(exc: Exception, cancelled: bool, default_deadline_ms: int) -> tuple[str, str]:
@@ -211,7 +213,7 @@ def mesh_reply(renderer: PortraitRenderer, spec: RenderSpec, rid: str, should_st
 
 
 def invert_reply(renderers: Mapping[str, PortraitRenderer], spec: InvertSpec, rid: str, should_stop: Callable[[], bool],
-                 progress: ProgressReplies | None = None) -> list[bytes]:
+                 progress: ProgressReplies | None = None, parser: FaceParser | None = None) -> list[bytes]:
     """The last client message of an invert request: the photo decoded and framed (photos.py), the head fitted
     to it with spec.style's model and a served photo model that shares its Stage I (inverted.photo_model_for,
     as the CLI), one step per `should_stop` checkpoint; the .sage file's bytes as blob `inversion`, with the
@@ -222,7 +224,7 @@ def invert_reply(renderers: Mapping[str, PortraitRenderer], spec: InvertSpec, ri
     with progress or contextlib.nullcontext():
         on_step = (lambda step, steps, loss: progress.update(step / steps)) if progress is not None else None
         head = invert_photo(generators[spec.style], photo_from_bytes(spec.photo), settings,
-                            photo_model_for(generators, spec.style, PHOTO_STYLE), spec.name, on_step, should_stop)
+                            photo_model_for(generators, spec.style, PHOTO_STYLE), spec.name, on_step, should_stop, parser=parser)
     data = inverted_bytes(head)
     header = {"id": rid, "ok": True, "style": spec.style, **{key: head.info[key] for key in ("steps", "space", "fit_psnr", "seconds")},
               "blobs": [{"name": "inversion", "dtype": "uint8", "shape": [len(data)], "format": "sage"}]}

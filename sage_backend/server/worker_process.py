@@ -21,6 +21,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from sage_backend.inference import Interrupted, PortraitRenderer
+from sage_backend.model.parser import FaceParser
 from sage_backend.server import link
 from sage_backend.server.curve import HANDSHAKE_EVENTS, HANDSHAKE_IVL_MS, handshake_failure
 from sage_backend.server.protocol import Limits, Request, parse_work
@@ -55,8 +56,9 @@ def send(socket: zmq.Socket, frames: list) -> None:
 class TaskRunner:
     """The compute thread's work: a Task -> client messages, pushed to the I/O thread with their credits."""
 
-    def __init__(self, renderers: dict[str, PortraitRenderer], limits: Limits, outbox: zmq.Socket) -> None:
-        self.renderers, self.limits, self.outbox = renderers, limits, outbox
+    def __init__(self, renderers: dict[str, PortraitRenderer], limits: Limits, outbox: zmq.Socket,
+                 parser: FaceParser | None = None) -> None:
+        self.renderers, self.limits, self.outbox, self.parser = renderers, limits, outbox, parser
         self._outbox_lock = threading.Lock()
         self.z_dims = {name: r.generator.z_dim for name, r in renderers.items()}
 
@@ -69,7 +71,7 @@ class TaskRunner:
             if task.op in ("mesh", "invert"):
                 progress = progress_replies(task.rid, task.fields, lambda frames: self._out([link.PROGRESS, task.task.encode(), *frames]))
                 reply = mesh_reply(renderer, spec, task.rid, running.check, progress) if task.op == "mesh" else \
-                    invert_reply(self.renderers, spec, task.rid, running.check, progress)
+                    invert_reply(self.renderers, spec, task.rid, running.check, progress, self.parser)
                 self._send(running, reply)  # progress: no credit
             else:
                 request = Request(task.rid, task.op, task.fields)
@@ -96,14 +98,15 @@ class WorkerProcess:
     until that process is gone. `keys` = (public, secret, server public) for CURVE, or None."""
 
     def __init__(self, renderers: dict[str, PortraitRenderer], info: link.WorkerInfo, endpoint: str,
-                 keys: tuple[bytes, bytes, bytes] | None = None, limits: Limits = Limits(), parent: int | None = None) -> None:
+                 keys: tuple[bytes, bytes, bytes] | None = None, limits: Limits = Limits(), parent: int | None = None,
+                 parser: FaceParser | None = None) -> None:
         self.info, self.endpoint, self.keys, self.parent = info, endpoint, keys, parent
         self.ctx = zmq.Context()
         self.inbox = self.ctx.socket(zmq.PULL)
         self.inbox.bind("inproc://sage-worker-out")
         outbox = self.ctx.socket(zmq.PUSH)
         outbox.connect("inproc://sage-worker-out")
-        self.runner = TaskRunner(renderers, limits, outbox)
+        self.runner = TaskRunner(renderers, limits, outbox, parser)
         self.tasks: queue.Queue[tuple[link.Task, list[bytes]] | None] = queue.Queue()
         self.running: Running | None = None
         self.dropped: deque[str] = deque(maxlen=64)  # tasks cancelled before they started
