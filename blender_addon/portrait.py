@@ -14,7 +14,7 @@ from mathutils import Euler, Matrix, Quaternion, Vector
 
 from . import camera as camera_math
 from . import frames, grease, heads, images, jobs, planes, session
-from .client import BackendUnavailable
+from .client import BackendError, BackendUnavailable
 from .protocol import Reply, Upload
 
 OUTPUTS = (images.DRAWING, images.SEMANTIC)
@@ -136,7 +136,12 @@ def start_invert(scene: bpy.types.Scene, path: str, steps: int, on_done: Callabl
         keep_photo_head(settings, head)
         on_done(head, reply.header)
 
-    return state.submit("invert", fields, on_reply, on_error, timeout_s, f"fitting a head to {os.path.basename(path)}")
+    def on_failure(error: Exception) -> None:  # the backend's line on a photo does not name the file: say which
+        if isinstance(error, BackendError) and error.code == "bad_request":
+            error = ValueError(f"{os.path.basename(path)}: {error.message}")
+        on_error(error)
+
+    return state.submit("invert", fields, on_reply, on_failure, timeout_s, f"fitting a head to {os.path.basename(path)}")
 
 
 def start_head_check(scene: bpy.types.Scene, head: heads.PhotoHead, on_done: Callable[[], None],

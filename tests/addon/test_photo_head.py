@@ -1,13 +1,14 @@
 """A photo head in Blender, against the real backend (tiny styles): Open Inversion... of a `.sage` file, From Photo...
 (the backend's `invert`), every request sending that head, its keeping in the .blend, and bad input in one line
 with the previous head and drawing untouched."""
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from blender_addon import heads
+from blender_addon import heads, protocol
 
 HELD_OUT_FACE = Path(__file__).parents[1] / "backend" / "data" / "heldout_face.png"  # a head the models never saw
 
@@ -36,6 +37,9 @@ def test_a_sage_file_is_read_without_torch(pencil_head) -> None:
             heads.read_head(data)
     with pytest.raises(ValueError, match="damaged"):
         heads.from_text("not base64!")
+    frames = protocol.encode_request("r1", "generate", {"style": "line", "inversion": protocol.Upload(head.data)})
+    header = json.loads(frames[1])  # what the backend reads: inversion true, the file's bytes the one blob
+    assert header["inversion"] is True and header["blobs"][0]["name"] == "inversion" and frames[2:] == [head.data]
     from sage_backend.files import check_file_name
 
     for path, name in (("/a/" + "x" * 80 + ".png", "x" * 60 + ".png"), ("/a/face:1?.jpg", "face_1_.jpg"), ("/a/.hidden.png", "hidden.png"),
@@ -113,5 +117,110 @@ def test_an_opened_inversion_is_drawn_by_every_request_and_kept_in_the_blend(run
         settings.style = "pencil"
         assert bpy.ops.sage.generate() == {{"FINISHED"}}
         assert np.array_equal(np.array(settings.drawing_image.pixels[:]), np.load("photo_drawing.npy"))
+        print("OK")
+    """)
+
+
+@pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
+def test_from_photo_shows_progress_then_a_bake_and_a_reopened_blend_draw_the_head(run_bpy, address, tmp_path):
+    """A synthetic photo in (the backend's invert on the tiny 'line' style, 50 steps), its progress in the status
+    line and the panel, a Bake of 3 frames of the head, and a saved and reopened .blend that still draws it."""
+    photo, blend = tmp_path / "face.png", tmp_path / "from_photo.blend"
+    photo.write_bytes(HELD_OUT_FACE.read_bytes())
+    run_bpy(f"""
+        import bpy, numpy as np, scene_setup
+        from blender_addon import portrait, status
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        settings = scene.sage_portrait
+        settings.address = {address!r}
+        assert bpy.ops.sage.connect() == {{"FINISHED"}}
+        settings.style = "line"
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}
+        seed_drawing = np.array(settings.drawing_image.pixels[:])
+        lines, panels = [], []
+        shown = status.set_status
+
+        def watch(text):  # every status line, and the panel drawn at each
+            lines.append(text)
+            log = []
+            bpy.types.SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+            panels.extend(entry for entry in log if entry[0] == "progress")
+            shown(text)
+
+        status.set_status = watch
+        assert bpy.ops.sage.from_photo(filepath={str(photo)!r}, steps=50) == {{"FINISHED"}}, lines[-1]
+        status.set_status = shown
+        # The status line and the panel's progress bar while it fits (the fraction once the backend sends one, after
+        # a second: the cancel test below waits for it; this short fit may end before)
+        assert any(line.startswith("SAGE: fitting a head to face.png: ") for line in lines), lines
+        assert any(text.startswith("SAGE: fitting a head to face.png: ") for _, text in panels), panels
+        head = portrait.photo_head(settings)
+        assert settings.head == "PHOTO" and head.photo == "face.png" and head.fit_psnr > 0, lines[-1]
+        assert lines[-1] == "SAGE: drew the photo head face.png in style line", lines[-3:]  # drawn at once, as shown before
+        assert not np.array_equal(np.array(settings.drawing_image.pixels[:]), seed_drawing)
+        settings.turntable_frames = 3
+        assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}} and status.status().startswith("SAGE: baked 3 frames")
+        drawing = np.array(settings.drawing_image.pixels[:])
+        bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})
+        bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
+        settings = bpy.context.scene.sage_portrait
+        assert settings.head == "PHOTO" and portrait.photo_head(settings) == head
+        settings.style = "line"
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}
+        assert np.array_equal(np.array(settings.drawing_image.pixels[:]), drawing)
+        print("OK")
+    """)
+
+
+@pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
+def test_a_cancelled_fit_and_bad_files_are_one_line_and_keep_the_previous_head(run_bpy, address, pencil_head, tmp_path):
+    """Open Inversion... of a file fitted to another model, of a text file and of no file; Cancel mid-way through a
+    fit (after progress); a text file as the photo and a photo without a head: each one line, the head and drawing
+    from before untouched, and the backend goes on serving."""
+    photo, text, blank, notes = tmp_path / "face.png", tmp_path / "notes.png", tmp_path / "blank.png", tmp_path / "notes.sage"
+    photo.write_bytes(HELD_OUT_FACE.read_bytes())
+    text.write_text("not a photo\n")
+    notes.write_text("not a head\n")
+    Image.new("RGB", (128, 128), (200, 200, 200)).save(blank)
+    run_bpy(f"""
+        import time
+        import bpy, numpy as np, scene_setup
+        from blender_addon import portrait, session, status
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        settings = scene.sage_portrait
+        settings.address = {address!r}
+        assert bpy.ops.sage.connect() == {{"FINISHED"}}
+        settings.style, settings.seed = "line", 5
+        for path, message in (({str(pencil_head)!r}, "fitted to another model"), ({str(notes)!r}, "notes.sage: not a .sage inversion"),
+                              ("/nonexistent/me.sage", "No such file")):
+            scene_setup.assert_refused(lambda: bpy.ops.sage.open_inversion(filepath=path), message)
+            assert len(status.status().splitlines()) == 1 and message in status.status(), status.status()
+            assert settings.head == "SEED" and settings.photo_head == "" and settings.seed == 5
+        settings.style = "pencil"
+        assert bpy.ops.sage.open_inversion(filepath={str(pencil_head)!r}) == {{"FINISHED"}}
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}
+        kept, drawing = settings.photo_head, np.array(settings.drawing_image.pixels[:])
+
+        errors = []
+        job = portrait.start_invert(scene, {str(photo)!r}, 1000, lambda head, header: errors.append("done"), errors.append, 30.0)
+        state, deadline = session.get(), time.monotonic() + 120
+        while job.fraction is None and not job.done and time.monotonic() < deadline:
+            state.poll(0.05)
+        assert job.fraction is not None and not job.done, (job, errors)
+        state.poll(0.0)  # the status line says how far
+        assert status.status().startswith("SAGE: fitting a head to face.png: fit "), status.status()
+        log = []
+        bpy.types.SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+        assert ("operator", "sage.cancel") in log and any(kind == "progress" and " fit " in text for kind, text in log), log
+        assert bpy.ops.sage.cancel() == {{"FINISHED"}} and job.done and not errors and state.queue.find("invert") is None
+        assert settings.photo_head == kept and status.status() == "SAGE: cancelled"
+
+        for path, message in (({str(text)!r}, "notes.png: not an image"), ({str(blank)!r}, "blank.png: no face-like content")):
+            scene_setup.assert_refused(lambda: bpy.ops.sage.from_photo(filepath=path, steps=2), message)
+            assert len(status.status().splitlines()) == 1 and message in status.status(), status.status()
+            assert settings.head == "PHOTO" and settings.photo_head == kept
+        session.get().cache.clear()
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}  # the backend serves on; the same head, the same drawing
+        assert np.array_equal(np.array(settings.drawing_image.pixels[:]), drawing)
         print("OK")
     """)
