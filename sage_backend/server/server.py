@@ -262,7 +262,8 @@ class SageServer:
                 found = self.worker.cancel(identity, target)
                 self._send(identity, encode({"id": rid, "ok": True, "found": found}))
             else:
-                self.inversions.resolve(request)  # a named inversion becomes its upload
+                if op != "invert":
+                    self.inversions.resolve(request)  # a named inversion becomes its upload
                 spec = parse_work(request, self.limits, self.z_dims, self.style_psi)
                 deadline_ms = self.limits.default_deadline_ms if spec.deadline_ms is None else spec.deadline_ms
                 self.worker.submit(Job(identity, request, spec, start + deadline_ms / 1000))

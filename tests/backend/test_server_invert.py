@@ -136,6 +136,10 @@ def test_named_inversions_are_listed_drawn_and_refused_in_one_line(tiny_checkpoi
         assert header["ok"] and len(blobs) == 2, header
         header, blobs = client.call("mesh", style="pencil", inversion="me", grid=32)
         assert header["ok"] and blobs[0].startswith(b"ply"), header
+        client.send("turntable", style="pencil", inversion="me", cameras=[FRONT, dict(FRONT, yaw=0.5)], resolution=64)
+        assert [client.recv()[0].get("frame") for _ in range(3)] == [0, 1, None]  # two frames, then done
+        header, _ = client.call("invert", [FACE.read_bytes()], style="pencil", inversion="me", steps=1)
+        assert header["ok"] or "no face-like content" in header["error"]["message"], header  # a stray field: ignored
         for fields, message in (({"inversion": "lined"}, "fitted to another model"),
                                 ({"inversion": "nope"}, "unknown inversion 'nope'; inversions are lined, me"),
                                 ({"inversion": "broken"}, "unknown inversion 'broken'")):
