@@ -138,7 +138,19 @@ def check_fits(head: InvertedHead, generator: SageGenerator, style: str) -> None
     expected = generator.average_code()
     shapes_fit = all(a.shape[1:] == b.shape[1:] for a, b in zip((head.code.frequencies, head.code.phases, head.code.w),
                                                                  (expected.frequencies, expected.phases, expected.w)))
-    if not shapes_fit or head.fingerprint != shared_fingerprint(generator):
-        raise ValueError(f"the inversion was fitted to another model (fingerprint {head.fingerprint}), not style {style!r}'s "
-                         f"({shared_fingerprint(generator)}): invert the photo again with this style")
+    if not shapes_fit:
+        raise ValueError(other_model(head, style, shared_fingerprint(generator)))
+    check_fingerprint(head, style, shared_fingerprint(generator))
+
+
+def check_fingerprint(head: InvertedHead, style: str, fingerprint: str) -> None:
+    """Raise ValueError (one line) unless `head` was fitted to the weights whose shared_fingerprint is `fingerprint`
+    (`style`'s): check_fits without the weights at hand (the server's check on arrival)."""
+    if head.fingerprint != fingerprint:
+        raise ValueError(other_model(head, style, fingerprint))
+
+
+def other_model(head: InvertedHead, style: str, fingerprint: str) -> str:
+    return (f"the inversion was fitted to another model (fingerprint {head.fingerprint}), not style {style!r}'s "
+            f"({fingerprint}): invert the photo again with this style")
 

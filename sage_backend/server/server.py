@@ -18,7 +18,7 @@ from sage_backend import __version__
 from sage_backend.cameras import PoseDistribution
 from sage_backend.checkpoint import LoadedStyle
 from sage_backend.inference import PortraitRenderer, default_camera_batch, warm_up_all
-from sage_backend.inverted import shared_fingerprint
+from sage_backend.inverted import check_fingerprint, shared_fingerprint
 from sage_backend.labels import LABEL_NAMES, PALETTE
 from sage_backend.model.parser import parser_beside
 from sage_backend.server.curve import allow_list, read_secret_key
@@ -27,8 +27,8 @@ from sage_backend.server.inbox import Inbox, Incoming
 from sage_backend.server.inversions import NamedInversions
 from sage_backend.server.peers import Backlog, Peer, Peers
 from sage_backend.server.pool import WorkerPool
-from sage_backend.server.protocol import (PROTOCOL_VERSION, Limits, ProtocolError, decode_request, encode, error_reply, loggable,
-                                          parse_work, print_traceback, req_envelope)
+from sage_backend.server.protocol import (PROTOCOL_VERSION, InvertSpec, Limits, ProtocolError, RenderSpec, decode_request, encode,
+                                          error_reply, loggable, parse_work, print_traceback, req_envelope)
 from sage_backend.server.scheduler import Job
 from sage_backend.server.worker import Worker
 
@@ -105,6 +105,18 @@ def style_record(name: str, loaded: LoadedStyle) -> dict:
     return {"name": name, "description": loaded.info.description, "resolution": loaded.generator.cfg.output_resolution,
             "poses": pose_record(loaded.info.pose_distribution), "psi": loaded.info.psi,
             "model": shared_fingerprint(loaded.generator)}
+
+
+def check_models(spec: RenderSpec | InvertSpec, style_records: list[dict], rid: str) -> None:
+    """Refuse on arrival (bad_request, one line) an inversion fitted to another model than its style's, or than a
+    part style's, by the fingerprints `hello` lists (the worker checks the weights themselves again)."""
+    if isinstance(spec, RenderSpec) and spec.inverted is not None:
+        models = {record["name"]: record["model"] for record in style_records}
+        for style in sorted({spec.style, *(spec.part_styles or {}).values()}):
+            try:
+                check_fingerprint(spec.inverted, style, models[style])
+            except ValueError as exc:
+                raise ProtocolError("bad_request", str(exc), rid) from None
 
 
 def build_renderers(styles: dict[str, LoadedStyle], device, config: ServerConfig) -> dict[str, PortraitRenderer]:
@@ -265,6 +277,7 @@ class SageServer:
                 if op != "invert":
                     self.inversions.resolve(request)  # a named inversion becomes its upload
                 spec = parse_work(request, self.limits, self.z_dims, self.style_psi)
+                check_models(spec, self.style_records, rid)
                 deadline_ms = self.limits.default_deadline_ms if spec.deadline_ms is None else spec.deadline_ms
                 self.worker.submit(Job(identity, request, spec, start + deadline_ms / 1000))
                 return  # logged by the worker when it finishes

@@ -141,6 +141,7 @@ def test_named_inversions_are_listed_drawn_and_refused_in_one_line(tiny_checkpoi
         header, _ = client.call("invert", [FACE.read_bytes()], style="pencil", inversion="me", steps=1)
         assert header["ok"] or "no face-like content" in header["error"]["message"], header  # a stray field: ignored
         for fields, message in (({"inversion": "lined"}, "fitted to another model"),
+                                ({"inversion": "me", "part_styles": {"hair": "line"}}, "not style 'line'"),
                                 ({"inversion": "nope"}, "unknown inversion 'nope'; inversions are lined, me"),
                                 ({"inversion": "broken"}, "unknown inversion 'broken'")):
             header, _ = client.call("generate", style="pencil", camera=FRONT, **fields)
