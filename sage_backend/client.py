@@ -161,7 +161,7 @@ class SageClient:
         if isinstance(photo, Path):
             fields.setdefault("name", photo.name)
             photo = photo.read_bytes()
-        rid = self.send("invert", [photo], style=style, progress=True, **fields)
+        rid = self.send("invert", [photo], **{"style": style, "progress": True, **fields})
         while True:
             header, blobs = self.receive(rid)
             if "progress" not in header:
