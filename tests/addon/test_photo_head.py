@@ -219,6 +219,10 @@ def test_a_cancelled_fit_and_bad_files_are_one_line_and_keep_the_previous_head(r
             scene_setup.assert_refused(lambda: bpy.ops.sage.from_photo(filepath=path, steps=2), message)
             assert len(status.status().splitlines()) == 1 and message in status.status(), status.status()
             assert settings.head == "PHOTO" and settings.photo_head == kept
+        limits = session.get().info["limits"]
+        limits["photo_bytes"] = 1000  # a photo larger than the backend takes is refused before it is sent
+        scene_setup.assert_refused(lambda: bpy.ops.sage.from_photo(filepath={str(photo)!r}), "face.png: 0.0 MiB is more than")
+        assert session.get().queue.find("invert") is None and settings.photo_head == kept
         session.get().cache.clear()
         assert bpy.ops.sage.generate() == {{"FINISHED"}}  # the backend serves on; the same head, the same drawing
         assert np.array_equal(np.array(settings.drawing_image.pixels[:]), drawing)
