@@ -25,7 +25,6 @@ from sage_backend.strokes import SOURCES
 MAGIC = b"SAGE/1"
 PROTOCOL_VERSION = 1
 OPS = ("hello", "ping", "generate", "turntable", "mesh", "invert", "cancel")
-WORK_OPS = ("generate", "turntable", "mesh", "invert")  # queued and run by the worker(s); the rest answered at once
 OUTPUTS = ("drawing", "semantic", "depth", "strokes")  # strokes: traced from the drawing (sage_backend/strokes.py)
 MESH_FORMATS = ("ply", "glb", "obj")
 MESH_COLORS = ("semantic", "drawing", "none")
@@ -227,7 +226,7 @@ def parse_invert(request: Request, limits: Limits, styles: Mapping[str, int]) ->
 
 def parse_work(request: Request, limits: Limits, styles: dict[str, int],
                style_psi: Mapping[str, float] | None = None) -> RenderSpec | InvertSpec:
-    """Validate a work request (WORK_OPS): an invert through parse_invert, else a generate / turntable / mesh;
+    """Validate a work request: an invert through parse_invert, else a generate / turntable / mesh;
     `styles` maps style names to their z_dim, `style_psi` to the psi a request that names none is rendered at
     (StyleInfo.psi; DEFAULT_PSI for styles not in it)."""
     if request.op == "invert":

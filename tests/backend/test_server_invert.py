@@ -118,7 +118,9 @@ def fitted(checkpoint: Path, path: Path) -> None:
     save_inverted(path, InvertedHead(result.code, result.camera, info))
 
 
-def test_named_inversions_are_listed_drawn_and_refused_in_one_line(serve_mode, tiny_checkpoint_dir, tmp_path) -> None:
+def test_named_inversions_are_listed_drawn_and_refused_in_one_line(tiny_checkpoint_dir, tmp_path) -> None:
+    """In process only: a named inversion becomes its upload on arrival, so worker processes see what the upload
+    tests above already give them (and a server with workers of its own costs the suite seconds)."""
     shelf = tmp_path / "heads"
     shelf.mkdir()
     fitted(tiny_checkpoint_dir / "pencil.safetensors", shelf / "me.sage")
