@@ -8,7 +8,7 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import jobs, portrait, props, session, status
+from . import jobs, live, portrait, props, session, status
 from .client import BackendUnavailable
 from .images import reread_packed
 
@@ -49,6 +49,12 @@ def may_ask(state: session.Session) -> bool:
 def on_load(_file) -> None:
     # A new .blend: poses and settings differ, so cached drawings cannot be trusted.
     session.get().cache.clear()
+    # Live belongs to this Blender session, not to a file: a file saved with it on opens with it off, and one
+    # opened while it ran stops it (it went on drawing into the new file with its toggle off).
+    for scene in bpy.data.scenes:
+        if scene.sage_portrait.live:
+            scene.sage_portrait.live = False
+    live.set_enabled(False)
 
 
 @persistent

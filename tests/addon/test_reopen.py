@@ -1,6 +1,7 @@
 """A .blend saved and reopened in a new Blender without a backend, as an artist meets it: Blender's default scene,
 a changed resolution, a baked turntable with Grease Pencil keys, a frame Follow animation drew, a style per part.
-Every frame renders its own drawing after the reopen, and the saved settings are kept and used again."""
+Every frame renders its own drawing after the reopen, the saved settings are kept and used again, and Live, which
+belongs to the Blender session, is off in a file opened (it was saved on, or ran while another file opened)."""
 import json
 
 import pytest
@@ -31,7 +32,11 @@ BAKE = """
     strokes = grease.find_object(camera)
     with open("strokes.json", "w") as file:
         json.dump(stroke_counts(strokes), file)
+    settings.live = True  # saved on; Live belongs to the Blender session, not to the file
     bpy.ops.wm.save_as_mainfile(filepath=bpy.path.abspath("{blend}"))
+    from blender_addon import live
+    bpy.ops.wm.open_mainfile(filepath="{blend}")  # opened again while Live runs: it stops, its toggle off
+    assert not bpy.context.scene.sage_portrait.live and not live.mode.enabled
 """
 
 HELPERS = """
@@ -64,6 +69,7 @@ REOPEN = """
     scene = bpy.context.scene
     settings = scene.sage_portrait
     assert (settings.style, settings.part_styles) == ("pencil", "hair=line"), (settings.style, settings.part_styles)
+    assert not settings.live  # saved on: a reopened file does not claim a Live that is not running
     # Every enum-like setting holds a value it lists, with no backend to list styles.
     for prop in settings.bl_rna.properties:
         if prop.type == "ENUM":
