@@ -90,7 +90,10 @@ def test_an_opened_inversion_is_drawn_by_every_request_and_kept_in_the_blend(run
         settings.style = "line"  # another model: the backend's one line, the head and the drawing kept
         scene_setup.assert_refused(bpy.ops.sage.generate, "fitted to another model")
         assert settings.head == "PHOTO" and np.array_equal(pixels(), photo_drawing)
-        settings.style = "pencil"
+        settings.style, settings.part_styles = "pencil", "hair=line"  # a part in that style: the same line
+        scene_setup.assert_refused(bpy.ops.sage.generate, "fitted to another model")
+        settings.part_styles = ""
+        assert bpy.ops.sage.draw_grease_pencil() == {{"FINISHED"}} and np.array_equal(pixels(), photo_drawing)
 
         settings.turntable_frames = 3
         assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}} and status.status().startswith("SAGE: baked 3 frames")
