@@ -109,7 +109,8 @@ def draw_head(box: bpy.types.UILayout, settings, state: session.Session) -> None
     job = state.queue.find("invert")
     if job is not None:
         row = box.row(align=True)
-        row.progress(factor=job.fraction or 0.0, type="BAR", text=job.progress_line(time.monotonic()))
+        # the bar says how far (the status line below says what): the sidebar is narrow
+        row.progress(factor=job.fraction or 0.0, type="BAR", text=f"{job.progress or 'fitting'}, {time.monotonic() - job.started:.0f} s")
         row.operator("sage.cancel", text="", icon="CANCEL")
 
 
