@@ -469,7 +469,8 @@ class SAGE_OT_import_mesh(MeshJob, bpy.types.Operator):
 
         def on_reply(reply: Reply) -> None:
             obj = mesh_import.import_ply(scene, mesh_import.mesh_blob(reply, "ply"))
-            self.succeed(f"SAGE: imported {obj.name} ({len(obj.data.vertices)} vertices)")
+            inside = portrait.hidden_inside(scene, obj.location, {obj})  # unparented; the default Cube is at the pivot
+            self.succeed(f"SAGE: imported {obj.name} ({len(obj.data.vertices)} vertices)" + (f"; it is {inside}" if inside else ""))
 
         return session.get().submit("mesh", fields, on_reply, self.fail, props.timeout_s(context), f"mesh, grid {fields['grid']}")
 

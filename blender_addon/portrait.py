@@ -371,23 +371,25 @@ def frame_head(scene: bpy.types.Scene, method: str) -> str:
         if camera.data.type == "ORTHO":  # its distance does not size the head: its scale does
             camera.data.ortho_scale *= camera_math.head_coverage(protocol_camera(scene, camera)) / camera_math.FRAMED_HEAD
     scene_depsgraph(scene).update()
-    inside = ", ".join(f"'{name}'" for name in meshes_around(scene, camera))
     # Blender's default Cube sits where the head is: the render shows the drawing, the viewport a camera gone.
+    inside = hidden_inside(scene, camera.matrix_world.translation, set(camera.children))
     return (f"SAGE: the head fills {camera_math.head_coverage(protocol_camera(scene, camera)):.0%} of the frame"
-            + (f"; the camera is inside {inside}, which hides it in the viewport: hide {inside} (H)" if inside else ""))
+            + (f"; the camera is {inside}" if inside else ""))
 
 
-def meshes_around(scene: bpy.types.Scene, camera: bpy.types.Object) -> list[str]:
-    """The names of the visible meshes whose bounding box holds the camera (not its own planes)."""
+def hidden_inside(scene: bpy.types.Scene, point: Vector, skip: set) -> str:
+    """What hides `point` in the viewport, in words ("" for nothing): "inside 'Cube', which hides it in the
+    viewport: hide 'Cube' (H)" for the visible meshes (but those in `skip`) whose bounding box holds it. Blender's
+    default Cube is where the head is: a framed camera or an imported head mesh vanishes into it."""
     names = []
     for obj in scene.objects:
-        if obj.type != "MESH" or obj.parent == camera or not obj.visible_get():
+        if obj.type != "MESH" or obj in skip or not obj.visible_get():
             continue
-        local = obj.matrix_world.inverted_safe() @ camera.matrix_world.translation
+        local = obj.matrix_world.inverted_safe() @ point
         corners = [Vector(corner) for corner in obj.bound_box]
         if all(min(c[axis] for c in corners) <= local[axis] <= max(c[axis] for c in corners) for axis in range(3)):
-            names.append(obj.name)
-    return names
+            names.append(f"'{obj.name}'")
+    return f"inside {', '.join(names)}, which hides it in the viewport: hide {', '.join(names)} (H)" if names else ""
 
 
 def aim_camera(scene: bpy.types.Scene, camera: bpy.types.Object, distance: float) -> None:

@@ -37,6 +37,11 @@ BAKE = """
     from blender_addon import live
     bpy.ops.wm.open_mainfile(filepath="{blend}")  # opened again while Live runs: it stops, its toggle off
     assert not bpy.context.scene.sage_portrait.live and not live.mode.enabled
+    # Import Mesh puts the head at the pivot, which in the default scene is inside the Cube: said, not changed.
+    bpy.context.scene.sage_portrait.mesh_grid = 64
+    assert bpy.ops.sage.import_mesh() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+    said = bpy.context.window_manager.sage_portrait_status
+    assert said.endswith("; it is inside 'Cube', which hides it in the viewport: hide 'Cube' (H)"), said
 """
 
 HELPERS = """
