@@ -172,7 +172,9 @@ class Session:
         if not self.info:
             return "Not connected"
         styles = ", ".join(name for name, _ in self._styles) or "none"
-        return f"{self.info.get('server', '?')} on {self.info.get('device', '?')} | styles: {styles}"
+        # The address it talks to: an opened .blend's Address field may name another backend until Connect.
+        address = f" at {self.client.address}" if self.client is not None else ""
+        return f"{self.info.get('server', '?')}{address} on {self.info.get('device', '?')} | styles: {styles}"
 
     # -- jobs -------------------------------------------------------------------------------------------------
     def submit(self, op: str, fields: dict[str, Any], on_reply: Callable[[Reply], None], on_error: Callable[[Exception], None],

@@ -89,6 +89,13 @@ REOPEN = """
     # The backend back: the saved style is kept and drawn in.
     settings.address = {address!r}
     assert bpy.ops.sage.connect() == {{"FINISHED"}} and settings.style == "pencil"
+    opened_with = settings.address
+    settings.address = "tcp://127.0.0.1:9"  # as another .blend opened now would: the panel names the backend it talks to
+    log = []
+    SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+    assert [text for kind, text in log if kind == "label" and text.startswith("sage-backend ")][0].endswith(
+        f" at {{opened_with}} on cpu | styles: line, pencil"), log
+    settings.address = opened_with
     assert bpy.ops.sage.generate() == {{"FINISHED"}}
     assert "in style pencil" in bpy.context.window_manager.sage_portrait_status
     settings.style = "charcoal"  # typed, or saved with another backend: said in the panel and by Generate
