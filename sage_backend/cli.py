@@ -286,7 +286,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
     import time
 
     from sage_backend.inversion import PHOTO_STYLE, InversionSettings, invert_photo
-    from sage_backend.inverted import photo_model_for, save_inverted
+    from sage_backend.inverted import save_inverted
     from sage_backend.model.parser import parser_beside
     from sage_backend.photos import load_photo
 
@@ -301,7 +301,6 @@ def cmd_invert(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown style {style!r}; available: {', '.join(sorted(styles))}")
     check_writable(args.out.parent)  # after every input check: a refused command leaves no folder behind
     generator = styles[style].generator
-    photo_model = photo_model_for({name: loaded.generator for name, loaded in styles.items()}, style, PHOTO_STYLE)
     parser = parser_beside([loaded.path for loaded in styles.values()], generator.avg_codes.device)
     start, every = time.perf_counter(), max(1, settings.steps // 10)
 
@@ -309,11 +308,10 @@ def cmd_invert(args: argparse.Namespace) -> int:
         if step % every == 0 or step == steps:
             print(f"invert: step {step}/{steps}, loss {loss:.4f}, {time.perf_counter() - start:.0f} s", flush=True)
 
-    head = invert_photo(generator, photo, settings, photo_model, args.photo.name, progress=progress, parser=parser)
+    head = invert_photo(generator, photo, settings, args.photo.name, progress=progress, parser=parser)
     save_inverted(args.out, head)
     print(f"{args.photo} -> {args.out}: fitted in {head.info['seconds']:.0f} s, photo PSNR {head.info['fit_psnr']:.1f} dB "
-          f"(style {style}{', with the photo model' if photo_model is not None else ''}"
-          f"{', with the face parser' if parser is not None else ''}); draw it: "
+          f"(style {style}{', with the face parser' if parser is not None else ''}); draw it: "
           f"sage-backend render --style {style} --inversion {args.out} --turntable 8 --out frames/")
     return 0
 

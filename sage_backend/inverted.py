@@ -20,7 +20,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors.torch import load as load_safetensors
@@ -120,17 +120,6 @@ def _inverted(tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Inv
         raise ValueError(f"the inversion's camera is invalid ({exc})") from None
     code = LatentCode(tensors["frequencies"].float(), tensors["phases"].float(), tensors["w"].float())
     return InvertedHead(code, camera, info)
-
-
-def photo_model_for(generators: Mapping[str, SageGenerator], style: str, photo_style: str) -> SageGenerator | None:
-    """The generator of `photo_style` (a photo checkpoint, inversion.PHOTO_STYLE) among `generators` (style name ->
-    generator), whose full-resolution photo joins the fit of `style`'s head: only when it shares `style`'s Stage I
-    weights (a photo model of another Stage I would pull the code towards another head), and never for the photo
-    style itself. The CLI's and the server's inversions both take it from here."""
-    photo_model = generators.get(photo_style)
-    if photo_model is None or style == photo_style or shared_fingerprint(photo_model) != shared_fingerprint(generators[style]):
-        return None
-    return photo_model
 
 
 def check_fits(head: InvertedHead, generator: SageGenerator, style: str) -> None:

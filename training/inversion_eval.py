@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -25,9 +26,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sage_backend.cameras import FRONTAL_PITCH, FRONTAL_YAW, Camera, orbit_cam2world
+from sage_backend.cameras import FRONTAL_PITCH, FRONTAL_YAW, Camera, orbit_cam2world, turntable_yaws
 from sage_backend.inference import PortraitRenderer, seed_latent
 from sage_backend.inversion import InversionSettings, frontal_camera, invert, photo_fit
+from sage_backend.model.parser import parser_beside
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.mapping import LatentCode
 from sage_backend.photos import as_tensor
@@ -75,21 +77,24 @@ def _scores(renderer: PortraitRenderer, head: torch.Tensor | LatentCode, psi: fl
     return float(np.mean(scores)), parts_shown(frames[-1].semantic)
 
 
-def head_sheet(renderer: PortraitRenderer, code: LatentCode, views: Sequence[tuple[str, dict]], root: Path, path: Path) -> None:
-    """A picture of one inverted head at its views' cameras, in the views' order: rows true photo, drawing,
-    semantic map, true label map (docs/inversion.md's figure)."""
+def head_sheet(renderer: PortraitRenderer, code: LatentCode, head_seed: int, path: Path, size: int = 128) -> None:
+    """A picture of one held-out head from every side (8 yaws 45 degrees apart at the frontal pitch, the frontal
+    photo the inversion saw in the fourth column), `size` px a view: rows the true photo, the inverted head's
+    drawing, its semantic map, the true label map (docs/inversion.md's figure). The truth is rendered by the
+    synthetic heads' own renderer at the same cameras."""
     from sage_backend.frames import save_png
     from sage_backend.labels import colorize
 
-    cameras = [Camera.orbit(entry["yaw"], entry["pitch"], entry["radius"], entry["fov_deg"]) for _, entry in views]
-    frames = list(renderer.render(code, cameras, 1.0, outputs=("drawing", "semantic")))
-    size = frames[0].drawing.shape[0]
+    yaws = turntable_yaws(8, (FRONTAL_YAW - 3 * math.pi / 4, FRONTAL_YAW + math.pi))
+    cameras = [Camera.orbit(yaw, FRONTAL_PITCH, fov_deg=renderer.cfg.render.fov_deg) for yaw in yaws]
+    truth = render_head(random_head(np.random.default_rng(head_seed)), torch.stack([torch.as_tensor(c.cam2world).float() for c in cameras]),
+                        size, styles=(), fov_deg=renderer.cfg.render.fov_deg)
+    frames = list(renderer.render(code, cameras, 1.0, outputs=("drawing", "semantic")))  # native size, then averaged down
 
-    def truth(folder: str, image_id: str) -> np.ndarray:
-        image = Image.open(root / folder / f"{image_id}.png")
-        return np.asarray(image.resize((size, size), Image.NEAREST))
-    rows = [[truth("CelebA-HQ-img", i) for i, _ in views], [f.drawing for f in frames],
-            [colorize(f.semantic) for f in frames], [colorize(truth("CelebAMask-HQ-mask", i)) for i, _ in views]]
+    def shrink(image: np.ndarray, resample: int) -> np.ndarray:
+        return np.asarray(Image.fromarray(image).resize((size, size), resample))
+    rows = [list(truth.photos), [shrink(f.drawing, Image.BOX) for f in frames], [colorize(shrink(f.semantic, Image.NEAREST)) for f in frames],
+            [colorize(t) for t in truth.labels]]
     save_png(path, np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0))
 
 
@@ -100,13 +105,15 @@ def inversion_report(renderer: PortraitRenderer, args: argparse.Namespace) -> di
         raise ValueError("--metrics inversion needs --heldout DIR (a make-synthetic output with an unseen --seed)")
     heads = heldout_heads(args.heldout)
     settings = InversionSettings(steps=args.steps, space=args.space)
+    parser = parser_beside([args.checkpoint], renderer.device) if args.guides == "parser" else None
     rows = {"inverted": [], "floor": []}
     for head in sorted(heads)[:args.seeds]:
         views = heads[head]
         photo = as_tensor(frontal_photo(int(views[0][1]["head_seed"]), renderer.cfg.output_resolution))
-        result = invert(renderer.generator, photo, settings)
+        parse = parser.parse(photo) if parser is not None else None
+        result = invert(renderer.generator, photo, settings, parse=parse)
         if args.sheet is not None and head == min(heads):
-            head_sheet(renderer, result.code, sorted(views, key=lambda v: v[1]["yaw"]), args.heldout, args.sheet)
+            head_sheet(renderer, result.code, int(views[0][1]["head_seed"]), args.sheet)
         floor_code = renderer.generator.code(seed_latent(head, renderer.generator.z_dim)[None].to(renderer.device), args.psi)
         for name, code, psi, psnr, seconds in (("inverted", result.code, 1.0, result.fit_psnr, result.seconds),
                                                 ("floor", floor_code, 1.0, photo_fit(renderer.generator, floor_code, photo, settings), 0.0)):
@@ -115,7 +122,8 @@ def inversion_report(renderer: PortraitRenderer, args: argparse.Namespace) -> di
         print(f"head {head}: mIoU {rows['inverted'][-1]['miou']:.3f} (floor {rows['floor'][-1]['miou']:.3f}), "
               f"PSNR {result.fit_psnr:.1f} dB, {result.seconds:.0f} s", flush=True)
     return {name: _summary(values) for name, values in rows.items()} | {"heads": len(rows["inverted"]), "steps": settings.steps,
-                                                                     "space": settings.space}
+                                                                     "space": settings.space,
+                                                                     "parser": parser is not None}
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -132,5 +140,7 @@ def add_inversion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"inversion: optimisation steps (default {DEFAULT_STEPS})")
     p.add_argument("--sheet", type=Path, help="inversion: also write the first head's picture here (true photos, drawings, "
                    "semantic maps, true label maps at its views)")
+    p.add_argument("--guides", default="parser", choices=("parser", "colours"), help="inversion: what the fit uses besides "
+                   "the photo's colours: parser (the face parser beside the checkpoint, as `sage-backend invert` finds it), colours (none)")
     p.add_argument("--space", default=DEFAULT_SPACE, choices=SPACES, help=f"inversion: the code fitted (default {DEFAULT_SPACE})")
 

@@ -101,15 +101,13 @@ class SageGenerator(nn.Module):
         return self.renderer.render(field, cam2world, fov_deg, self.cfg.render.feature_resolution, **kwargs)
 
     def decode(self, features: torch.Tensor, rgb: torch.Tensor, w: torch.Tensor, scale: int,
-               alpha: float = 1.0, label_gradient: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (B, C, h, w), the field's colours rgb (B, 3, h, w) in [0, 1] and w (B, hidden) -> (drawing
         (B, 3, H, W), semantic logits (B, 19, H, W)), H = W = the resolution of `scale`. The semantics are decoded
         first and condition the translator detached, so the drawing loss cannot bend the semantic map.
 
         With translator.source "field" the semantic decoder runs up to its own last scale and its logits are
-        upsampled (bilinear) to H; the translator draws from rgb and the one-hot label map (`draw_from_field`).
-        label_gradient: that one-hot map passes the gradient of the logits' softmax (straight-through), so a loss
-        on the drawing can move the semantic map: photo inversion fits the label map to a photo this way."""
+        upsampled (bilinear) to H; the translator draws from rgb and the one-hot label map (`draw_from_field`)."""
         if self.draws_from_field:
             top = self.semantic_decoder.scales - 1
             semantic_logits = self.semantic_decoder(features, w, min(scale, top), alpha if scale <= top else 1.0)
@@ -117,9 +115,6 @@ class SageGenerator(nn.Module):
             if semantic_logits.shape[-1] != size:
                 semantic_logits = F.interpolate(semantic_logits, size=(size, size), mode="bilinear", align_corners=False)
             one_hot = F.one_hot(semantic_logits.argmax(1), NUM_CLASSES).permute(0, 3, 1, 2).to(rgb.dtype)
-            if label_gradient:
-                soft = torch.softmax(semantic_logits, dim=1).to(rgb.dtype)
-                one_hot = one_hot + (soft - soft.detach())  # exactly the one-hot forward: x - x is 0
             return self.draw_from_field(rgb, one_hot), semantic_logits
         semantic_logits = self.semantic_decoder(features, w, scale, alpha)
         drawing = self.drawing_decoder(features, w, scale, alpha)

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from sage_backend.inference import Frame, Interrupted, PortraitRenderer, precision_label
-from sage_backend.inversion import PHOTO_STYLE, InversionSettings, invert_photo
-from sage_backend.inverted import check_fits, inverted_bytes, photo_model_for
+from sage_backend.inversion import InversionSettings, invert_photo
+from sage_backend.inverted import check_fits, inverted_bytes
 from sage_backend.model.parser import FaceParser
 from sage_backend.model.mapping import LatentCode
 from sage_backend.part_styles import render_mixed
@@ -215,16 +215,15 @@ def mesh_reply(renderer: PortraitRenderer, spec: RenderSpec, rid: str, should_st
 def invert_reply(renderers: Mapping[str, PortraitRenderer], spec: InvertSpec, rid: str, should_stop: Callable[[], bool],
                  progress: ProgressReplies | None = None, parser: FaceParser | None = None) -> list[bytes]:
     """The last client message of an invert request: the photo decoded and framed (photos.py), the head fitted
-    to it with spec.style's model and a served photo model that shares its Stage I (inverted.photo_model_for,
-    as the CLI), one step per `should_stop` checkpoint; the .sage file's bytes as blob `inversion`, with the
+    to it with spec.style's model and the face parser served with the styles (`parser`, as the CLI), one step per
+    `should_stop` checkpoint; the .sage file's bytes as blob `inversion`, with the
     fit's steps, space, fit_psnr (dB) and seconds. Raises ValueError (one line) for a photo that cannot be read
     or framed or holds no face-like content (`progress`'s messages come before it)."""
-    generators = {name: renderer.generator for name, renderer in renderers.items()}
     settings = InversionSettings(steps=spec.steps, space=spec.space)
     with progress or contextlib.nullcontext():
         on_step = (lambda step, steps, loss: progress.update(step / steps)) if progress is not None else None
-        head = invert_photo(generators[spec.style], photo_from_bytes(spec.photo), settings,
-                            photo_model_for(generators, spec.style, PHOTO_STYLE), spec.name, on_step, should_stop, parser=parser)
+        head = invert_photo(renderers[spec.style].generator, photo_from_bytes(spec.photo), settings, spec.name, on_step,
+                            should_stop, parser=parser)
     data = inverted_bytes(head)
     header = {"id": rid, "ok": True, "style": spec.style, **{key: head.info[key] for key in ("steps", "space", "fit_psnr", "seconds")},
               "blobs": [{"name": "inversion", "dtype": "uint8", "shape": [len(data)], "format": "sage"}]}

@@ -52,7 +52,7 @@ def test_invert_then_render_and_mesh_the_head(tmp_path, capsys, framed_photo) ->
     Image.fromarray(with_room(framed_photo, 40, 40, 20)).save(photo)
     assert main(["invert", "--photo", str(photo), "--out", str(sage), "--style", "pencil", "--steps", "4"]) == 0
     out = capsys.readouterr().out
-    assert "invert: step 4/4" in out and "photo PSNR" in out
+    assert "invert: step 4/4" in out and "photo PSNR" in out and "with the face parser" in out
     assert sage.stat().st_size < 10_000
     head = read_inverted(sage)
     assert head.info["photo"] == "face.png" and head.info["steps"] == 4

@@ -2,13 +2,17 @@
 errors), where it is found beside the styles, and that a parse pulls an inversion's label map towards it."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 import torch.nn.functional as F
 
 from sage_backend.checkpoint import CheckpointError, bundled_checkpoint_dir, load_generator, save_tensors
 from sage_backend.inversion import InversionSettings, frontal_camera, invert
-from sage_backend.labels import NUM_CLASSES
+from sage_backend.labels import LABEL_IDS, NUM_CLASSES
+from sage_backend.photos import as_tensor
+from tests.backend.test_inversion import HELD_OUT_FACE
 from sage_backend.model.parser import PARSER_FILE, FaceParser, ParserConfig, load_parser, parser_beside, save_parser
 
 SMALL = ParserConfig(resolution=32, width=4, levels=3)
@@ -47,6 +51,16 @@ def test_the_parser_is_found_in_the_parser_folder_beside_the_styles(tmp_path) ->
     (tmp_path / "parser").mkdir()
     save_parser(tmp_path / "parser" / PARSER_FILE, FaceParser(SMALL), {})
     assert parser_beside(styles).cfg == SMALL
+
+
+def test_the_shipped_parser_reads_a_face_it_never_saw() -> None:
+    """The bundled styles ship a parser (parser/face_parser.safetensors); on the held-out head's frontal photo
+    (make-synthetic --seed 12345, a seed its data did not use) it finds every face part."""
+    parser = parser_beside(sorted(bundled_checkpoint_dir().glob("*.safetensors")))
+    assert parser is not None and parser.cfg.resolution == 128
+    labels = parser.parse(as_tensor(np.asarray(Image.open(HELD_OUT_FACE).convert("RGB")))).argmax(0)
+    for name in ("background", "skin", "hair", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "u_lip", "l_lip"):
+        assert int((labels == LABEL_IDS[name]).sum()) > 4, name
 
 
 def test_a_parse_pulls_the_inverted_label_map_towards_it(tiny_checkpoint_dir) -> None:

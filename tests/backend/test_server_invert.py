@@ -13,7 +13,7 @@ from PIL import Image
 
 from sage_backend.checkpoint import load_generator
 from sage_backend.client import BackendError, SageClient
-from sage_backend.inversion import InversionSettings, invert
+from sage_backend.inversion import DEFAULT_SPACE, InversionSettings, invert
 from sage_backend.inverted import InvertedHead, inverted_from_bytes, save_inverted, shared_fingerprint
 from sage_backend.limits import Limits
 from sage_backend.photos import as_tensor
@@ -43,7 +43,7 @@ def test_invert_streams_progress_then_a_sage_file_that_generate_draws(backend) -
         assert header["ok"], header
         # Each a fraction of the steps done (a fit shorter than a second has none; the next test waits for one)
         assert fractions == sorted(fractions) and all(0 <= f <= 1 for f in fractions), fractions
-        assert header["style"] == "line" and header["steps"] == 50 and header["space"] == "w"
+        assert header["style"] == "line" and header["steps"] == 50 and header["space"] == DEFAULT_SPACE
         assert header["fit_psnr"] > 0 and header["seconds"] >= 0
         assert header["blobs"] == [{"name": "inversion", "dtype": "uint8", "shape": [len(blobs[0])], "format": "sage"}]
         head = inverted_from_bytes(blobs[0])
