@@ -112,6 +112,7 @@ def train_parser(root: Path, out: Path, recipe: ParserRecipe, cfg: ParserConfig 
             say(f"parser: step {step}/{recipe.steps}, loss {float(loss):.3f}, {time.perf_counter() - start:.0f} s")
     parser.eval()
     scores = validate(parser, photos[val], labels[val])
+    out.parent.mkdir(parents=True, exist_ok=True)  # after the training: a failed run leaves no folder behind
     save_parser(out, parser, {"data": str(root), "steps": recipe.steps, "held_out": scores})
     say(f"parser: held-out heads pixel accuracy {scores['pixel_accuracy']:.3f}, mIoU {scores['miou']:.3f} -> {out}")
     return scores

@@ -16,10 +16,11 @@ import numpy as np
 from PIL import Image
 
 from sage_backend.cameras import turntable
-from sage_backend.checkpoint import StyleInfo, load_generator, save_generator
+from sage_backend.checkpoint import StyleInfo, load_generator, read_metadata, save_generator
 from sage_backend.files import atomic_path, atomic_write_bytes, check_writable, readable_image
 from sage_backend.inference import PortraitRenderer, seed_latent
 from sage_backend.limits import DEFAULT_PSI, Limits, check_value
+from sage_backend.model.parser import PARSER_FILE
 from sage_backend.frames import contact_sheet, stack_sheets
 from training.evaluate import MAX_SEEDS, METRIC_HELP
 
@@ -194,6 +195,7 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, seeds: int, 
     ]
     lines += _metrics_table(rows, data)
     lines += _contrast_table(rows)
+    lines += parser_lines(out)
     for info, _, image in rows:
         first, last, views = sheet_arc(info)
         lines += [f"{info.name}: rows drawing, semantic map, depth (near = bright), seeds 1-3; {views} views from yaw "
@@ -206,6 +208,18 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, seeds: int, 
               "synthetic faces only; expect soft, cartoon-like heads. Train on CelebAMask-HQ with the full preset",
               "for paper-like results."]
     return "\n".join(lines) + "\n"
+
+
+def parser_lines(out: Path) -> list[str]:
+    """The card's line on the face parser shipped beside the styles (photo inversion's), when there is one."""
+    path = out / "parser" / PARSER_FILE
+    if not path.is_file():
+        return []
+    info = read_metadata(path)["parser"]
+    scores = info.get("held_out", {})
+    return [f"Face parser (`parser/{PARSER_FILE}`, photo inversion's guide: docs/inversion.md): `sage-train parser`, "
+            f"{info.get('steps')} steps; on its held-out heads pixel accuracy {scores.get('pixel_accuracy')}, "
+            f"mIoU {scores.get('miou')}.", ""]
 
 
 def _metrics_table(rows: list[tuple[StyleInfo, dict, Path]], data: dict | None) -> list[str]:

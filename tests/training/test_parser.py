@@ -5,20 +5,22 @@ from __future__ import annotations
 import torch
 
 from sage_backend.checkpoint import read_metadata
-from sage_backend.model.parser import load_parser
+from sage_backend.model.parser import PARSER_FILE, load_parser
 from training.cli import main
 from training.data.synthetic import make_synthetic
 from training.parser import augment
+from training.release import parser_lines
 
 
 def test_sage_train_parser_writes_a_parser_with_its_held_out_scores(tmp_path, capsys) -> None:
     make_synthetic(tmp_path / "data", heads=3, views_per_head=2, resolution=32, seed=5, styles=("line",), progress=False)
-    out = tmp_path / "parser.safetensors"
+    out = tmp_path / "styles" / "parser" / PARSER_FILE  # where the styles' folder keeps it; made by the command
     assert main(["parser", "--data", str(tmp_path / "data"), "--out", str(out), "--steps", "3", "--batch", "2"]) == 0
     assert "parser: step 3/3" in capsys.readouterr().out
     assert load_parser(out).cfg.resolution == 128
     scores = read_metadata(out)["parser"]["held_out"]
     assert 0 <= scores["miou"] <= 1 and 0 <= scores["pixel_accuracy"] <= 1
+    assert f"pixel accuracy {scores['pixel_accuracy']}" in parser_lines(tmp_path / "styles")[0]  # the model card's line
     assert main(["parser", "--data", str(tmp_path / "data"), "--out", str(tmp_path), "--steps", "3"]) == 2
     assert main(["parser", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "p2.safetensors"), "--steps", "0"]) == 2
     assert "--steps must be" in capsys.readouterr().err and not (tmp_path / "p2.safetensors").exists()
