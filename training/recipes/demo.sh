@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the shipped demo checkpoints (sage_backend/checkpoints/) from nothing, on CPU:
-# offline synthetic heads -> Stage I (photos + semantics, 128 px) -> Stage II on pairs per style (256 px) -> release.
+# offline synthetic heads -> Stage I (photos + semantics, 128 px) -> Stage II on pairs per style (256 px) -> the face
+# parser -> release.
 # Usage: bash training/recipes/demo.sh [WORK_DIR]   (default: runs/demo). Resumable: re-run after a stop.
 set -euo pipefail
 work=${1:-runs/demo}
@@ -31,5 +32,11 @@ for style in pencil line painterly photo; do
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done  # set -e stops here if either style failed (see its log)
+# The face parser photo inversion fits label maps to (docs/inversion.md): its own heads, same seed, frontal poses.
+[ -f "$work/parserdata/cameras.json" ] || sage-train make-synthetic --out "$work/parserdata" --heads 96 --views 4 \
+  --resolution 128 --seed 0 --styles pencil
+[ -f "$work/parser/face_parser.safetensors" ] || sage-train parser --data "$work/parserdata" \
+  --out "$work/parser/face_parser.safetensors" --steps 1500 --batch 8
+mkdir -p sage_backend/checkpoints/parser && cp "$work/parser/face_parser.safetensors" sage_backend/checkpoints/parser/
 sage-train release --runs "$work/pencil" "$work/line" "$work/painterly" "$work/photo" --stage1 "$work/stage1_support" \
   --data "$work/data256" --out sage_backend/checkpoints --images docs/images --psi 0.65
