@@ -59,13 +59,13 @@ def step() -> bool:
     mode.key = key
     cached = state.cache.get(key)
     if cached is not None:
-        portrait.show(scene, camera, cached)
+        portrait.present(scene, camera, fields, camera_dict, cached)
         return True
 
     def on_reply(reply: Reply) -> None:
         arrays = portrait.arrays_from_reply(reply)
         state.cache.put(key, arrays)
-        portrait.show(scene, camera, arrays)
+        portrait.present(scene, camera, fields, camera_dict, arrays)  # the newest pose is the frame's, reopened too
 
     mode.sent = time.monotonic()
     try:

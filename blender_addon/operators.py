@@ -267,19 +267,16 @@ class SAGE_OT_generate(JobOperator, bpy.types.Operator):
         camera_dict = portrait.protocol_camera(scene, camera)
         key = portrait.cache_key(fields, camera_dict)
         state = session.get()
-        frame = scene.frame_current
         cached = state.cache.get(key)
         if cached is not None:
-            portrait.show(scene, camera, cached)
-            portrait.remember(scene, frame, fields, camera_dict, cached)
+            portrait.present(scene, camera, fields, camera_dict, cached)
             self.succeed("SAGE: drawing shown (cached)")
             return None
 
         def on_reply(reply: Reply) -> None:
             arrays = portrait.arrays_from_reply(reply)
             state.cache.put(key, arrays)
-            portrait.show(scene, camera, arrays)
-            portrait.remember(scene, frame, fields, camera_dict, arrays)  # a reopened file shows it at this frame
+            portrait.present(scene, camera, fields, camera_dict, arrays)  # a reopened file shows it at this frame
             self.succeed(f"SAGE: drew {portrait.head_name(fields)} in style {fields['style']}")
 
         return state.submit("generate", dict(fields, camera=camera_dict), on_reply, self.fail, props.timeout_s(context), "drawing")
@@ -322,7 +319,7 @@ class SAGE_OT_bake_turntable(JobOperator, bpy.types.Operator):
                 raise ValueError(f"the backend sent frame {index} of {len(frames)}")
             arrays = portrait.arrays_from_reply(reply)
             state.cache.put(keys[index], arrays)
-            portrait.remember(scene, frames[index][0], fields, frames[index][2], arrays)  # each frame's own, in the .blend
+            portrait.remember(scene, frames[index][0], fields, frames[index][2], arrays, animation=True)  # in the .blend
             done.append(index)
             if portrait.STROKES in arrays:  # the Strokes setting: each frame its own Grease Pencil keyframe
                 grease.draw(scene, frames[index][1], arrays[portrait.STROKES], frames[index][0])
@@ -360,7 +357,7 @@ class SAGE_OT_draw_grease_pencil(JobOperator, bpy.types.Operator):
         frame = scene.frame_current
 
         def draw(arrays: dict[str, Any]) -> None:
-            portrait.show(scene, camera, arrays)
+            portrait.present(scene, camera, fields, camera_dict, arrays)
             obj = grease.draw(scene, camera, arrays[portrait.STROKES], frame)
             layers = grease.layers_at(obj, frame)
             self.succeed(f"SAGE: {len(arrays[portrait.STROKES].lengths)} strokes on {len(layers)} layers ({', '.join(layers)}) at frame {frame}")

@@ -202,9 +202,12 @@ def kept_key(fields: dict[str, Any], camera: dict[str, Any]) -> str:
     return repr((key[0], head, *key[2:]))
 
 
-def remember(scene: bpy.types.Scene, frame: int, fields: dict[str, Any], camera: dict[str, Any], arrays: dict[str, Any]) -> None:
-    """Keep `arrays` as frame `frame`'s drawing in the .blend (frames.py): a reopened file shows it without a backend."""
-    frames.keep(scene.sage_portrait, frame, kept_key(fields, camera), style_psi(fields), rgba_images(arrays))
+def remember(scene: bpy.types.Scene, frame: int, fields: dict[str, Any], camera: dict[str, Any], arrays: dict[str, Any],
+             animation: bool) -> None:
+    """Keep `arrays` as frame `frame`'s drawing in the .blend (frames.py; nothing when it keeps them already): a
+    reopened file shows it without a backend. animation: drawn for the animation's pose at the frame (Bake,
+    Follow animation), not for the camera as it is now (Generate, Live), which may be off its keys."""
+    frames.keep(scene.sage_portrait, frame, kept_key(fields, camera), style_psi(fields), lambda: rgba_images(arrays), animation)
 
 
 def kept(scene: bpy.types.Scene, fields: dict[str, Any], camera: dict[str, Any]) -> dict[str, np.ndarray] | None:
@@ -238,6 +241,14 @@ def show(scene: bpy.types.Scene, camera: bpy.types.Object, arrays: dict[str, Any
     show_images(scene, camera, rgba_images(arrays), depsgraph)
     if scene.sage_portrait.strokes and STROKES in arrays:
         grease.draw(scene, camera, arrays[STROKES], scene.frame_current, depsgraph or scene_depsgraph(scene))
+
+
+def present(scene: bpy.types.Scene, camera: bpy.types.Object, fields: dict[str, Any], camera_dict: dict[str, Any],
+            arrays: dict[str, Any], depsgraph: Any | None = None, animation: bool = False) -> None:
+    """show() the images of the request (fields, camera_dict) and keep them as the current frame's in the .blend
+    (remember; animation: see there): what a frame showed, the file reopened without a backend shows there."""
+    show(scene, camera, arrays, depsgraph)
+    remember(scene, scene.frame_current, fields, camera_dict, arrays, animation)
 
 
 def show_images(scene: bpy.types.Scene, camera: bpy.types.Object, rgba: dict[str, np.ndarray], depsgraph: Any | None = None) -> None:
@@ -281,8 +292,7 @@ def show_frame(scene: bpy.types.Scene, camera: bpy.types.Object, camera_dict: di
             raise BackendUnavailable(f"this frame was not drawn before: {jobs.NOT_CONNECTED}")
         arrays = arrays_from_reply(state.client.request("generate", dict(fields, camera=camera_dict), timeout_s=timeout_s))
         state.cache.put(key, arrays)
-        remember(scene, scene.frame_current, fields, camera_dict, arrays)
-    show(scene, camera, arrays, depsgraph)
+    present(scene, camera, fields, camera_dict, arrays, depsgraph, animation=True)
 
 
 TURNTABLE_TAG = "sage_turntable"  # set on an action the add-on keyed itself: only those may be re-keyed

@@ -27,8 +27,12 @@ BAKE = """
     camera.keyframe_insert("location", frame=4)
     scene.frame_set(4)
     assert "error" not in bpy.context.window_manager.sage_portrait_status, bpy.context.window_manager.sage_portrait_status
-    scene.frame_set(2)
     render_frames(scene, "before")
+    scene.frame_set(2)
+    camera.location.x += 0.3  # off its keys, which the file keeps: Generate draws the camera as it is now, and the
+    settings.strokes = False  # file still keeps frame 2's drawing for the animation's pose (and, Strokes off, its
+    assert bpy.ops.sage.generate() == {{"FINISHED"}}  # Grease Pencil key)
+    settings.strokes = True
     strokes = grease.find_object(camera)
     with open("strokes.json", "w") as file:
         json.dump(stroke_counts(strokes), file)
