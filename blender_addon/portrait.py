@@ -3,8 +3,8 @@ settings, results onto images and planes, the synchronous fetch used by the fram
 camera animation."""
 from __future__ import annotations
 
-import math
 import hashlib
+import math
 import os
 from typing import Any, Callable
 
@@ -173,8 +173,8 @@ def part_styles(text: str) -> dict[str, str]:
 
 
 def image_key(fields: dict[str, Any], camera: dict[str, Any]) -> tuple:
-    """What a frame's images depend on in the .blend: style, head (seed or photo), the psi asked for (None: the style's own,
-    which only the backend knows), resolution, pose, lens and part styles."""
+    """What a frame's images depend on in the .blend: style, head (seed or photo), the psi asked for (None: the
+    style's own, which only the backend knows), resolution, pose, lens and part styles."""
     pose = tuple(round(v, 5) for row in camera["cam2world"] for v in row)
     lens = (round(camera["fov_deg"], 4), *(round(v, 5) for v in camera.get("shift", (0.0, 0.0))), round(camera.get("aspect", 1.0), 5))
     parts = tuple(sorted(fields.get("part_styles", {}).items()))
