@@ -48,7 +48,7 @@ EXAMPLES = {
                "sage-backend render --style painterly --part-style hair=pencil,skin=line --turntable 12 --out mixed/",
                "sage-backend render --style pencil --inversion me.sage --turntable 8 --out frames/   # frames/pencil_me_0001_drawing.png ..."],
     "invert": ["sage-backend invert --photo face.png --out me.sage",
-               "sage-backend invert --photo group_shot.jpg --steps 400 --space w+ --out me.sage"],
+               "sage-backend invert --photo portrait.jpg --steps 100 --space w --out me.sage      (faster, a little less close)"],
     "mesh": ["sage-backend mesh --style pencil --seed 7 --grid 128 --out head.ply",
              "sage-backend mesh --style pencil --inversion me.sage --grid 128 --out me.ply",
              "sage-backend mesh --style line --seed 7 --grid 256 --colors drawing --format glb --out head.glb",
@@ -141,8 +141,8 @@ def _invert_parser(sub) -> None:
     p.add_argument("--photo", type=Path, required=True, help="the photo: the head from the front on a plain background "
                    "(cropped to the model's framing when there is room around the head)")
     p.add_argument("--out", type=Path, required=True, help="the .sage file to write")
-    p.add_argument("--style", help="the style whose model fits the photo (default: the first; all styles of one model share "
-                   "the head, and a 'photo' checkpoint among --styles adds its full-resolution photo to the fit)")
+    p.add_argument("--style", help="the style whose model fits the photo (default: the first drawing style; all styles of one "
+                   "model share the head, and the face parser in the styles' parser/ folder guides the fit)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimisation steps (default {DEFAULT_STEPS})")
     p.add_argument("--space", default=DEFAULT_SPACE, choices=SPACES, help=f"the code fitted (default {DEFAULT_SPACE})")
     _styles_arg(p)
@@ -310,7 +310,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
 
     head = invert_photo(generator, photo, settings, args.photo.name, progress=progress, parser=parser)
     save_inverted(args.out, head)
-    print(f"{args.photo} -> {args.out}: fitted in {head.info['seconds']:.0f} s, photo PSNR {head.info['fit_psnr']:.1f} dB "
+    print(f"{args.photo} -> {args.out}: fitted in {time.perf_counter() - start:.0f} s, photo PSNR {head.info['fit_psnr']:.1f} dB "
           f"(style {style}{', with the face parser' if parser is not None else ''}); draw it: "
           f"sage-backend render --style {style} --inversion {args.out} --turntable 8 --out frames/")
     return 0

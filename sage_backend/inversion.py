@@ -37,7 +37,7 @@ from sage_backend.labels import LABEL_IDS, PART_CLASSES
 from sage_backend.model.generator import SageGenerator
 from sage_backend.model.mapping import LatentCode
 from sage_backend.model.parser import FaceParser
-from sage_backend.photos import as_tensor, background_of, frame_photo
+from sage_backend.photos import HEAD_WIDTH, as_tensor, background_of, frame_photo, head_extent
 
 PHOTO_STYLE = "photo"  # the name of a photo checkpoint (a model whose drawing path is the Stage I photo)
 SPACES = ("w", "w+")
@@ -131,7 +131,7 @@ def invert(generator: SageGenerator, photo: torch.Tensor, settings: InversionSet
         loss.backward()
         optimiser.step()
         if progress is not None:
-            progress(step + 1, settings.steps, float(loss))
+            progress(step + 1, settings.steps, float(loss.detach()))
     with torch.no_grad():
         code = code_from_ws(generator, ws)
         code = LatentCode(code.frequencies.detach(), code.phases.detach(), code.w.detach())
@@ -178,6 +178,24 @@ FACE_CHECK = ("eyes", "nose", "mouth")  # parts (labels.PART_CLASSES) a fitted h
 MIN_FIT_PSNR = 12.0
 
 
+FRAMING_TOLERANCE = 0.15  # how far (in photo widths) the parsed head's width may be from photos.HEAD_WIDTH
+
+
+def check_parsed_framing(labels: np.ndarray) -> None:
+    """Raise ValueError (one line) unless the face parser's label map (H, W) of a framed photo shows a head as wide
+    as the training framing's (photos.head_extent of everything but background, within FRAMING_TOLERANCE): the
+    colour-based crop takes whatever stands apart from the border colours for the head, so a photo pasted onto a
+    plain canvas is framed by its own edges, and the head inside comes out too small for the model."""
+    mask = labels != LABEL_IDS["background"]
+    if not mask.any():
+        raise ValueError("no face-like content: the face parser finds no head in the framed photo")
+    width, _ = head_extent(mask, int(np.where(mask.any(axis=1))[0].min()), float(mask.shape[1]))
+    share = width / mask.shape[1]
+    if abs(share - HEAD_WIDTH) > FRAMING_TOLERANCE:
+        raise ValueError(f"the head fills {share:.2f} of the framed photo's width where the model draws {HEAD_WIDTH:.2f}: "
+                         "crop the photo to the head (docs/inversion.md, the framing), or give it a plain background")
+
+
 def invert_photo(generator: SageGenerator, photo: np.ndarray, settings: InversionSettings = InversionSettings(),
                  name: str = "",
                  progress: Callable[[int, int, float], None] | None = None,
@@ -189,6 +207,8 @@ def invert_photo(generator: SageGenerator, photo: np.ndarray, settings: Inversio
     from the front: no face-like content)."""
     framed = as_tensor(frame_photo(photo, generator.cfg.output_resolution))
     parse = parser.parse(framed) if parser is not None else None
+    if parse is not None:
+        check_parsed_framing(parse.argmax(0).cpu().numpy())
     result = invert(generator, framed, settings, parse=parse, progress=progress, should_stop=should_stop)
     if result.fit_psnr < MIN_FIT_PSNR:
         raise ValueError(f"no face-like content: the nearest head the model draws fits the photo at {result.fit_psnr:.1f} dB "

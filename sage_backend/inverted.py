@@ -82,8 +82,10 @@ def _contents(head: InvertedHead) -> tuple[dict[str, torch.Tensor], dict[str, An
 def read_inverted(path: str | os.PathLike[str]) -> InvertedHead:
     """A `.sage` file -> InvertedHead; raises ValueError with one line naming the file otherwise."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such .sage file (make one with sage-backend invert)")
     try:
-        if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+        if path.stat().st_size > MAX_FILE_BYTES:
             raise ValueError(f"larger than {MAX_FILE_BYTES} bytes: not a .sage inversion")
         tensors, metadata = load_tensors(path)
         return _inverted(tensors, metadata)
