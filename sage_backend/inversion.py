@@ -34,6 +34,7 @@ from sage_backend.cameras import FRONTAL_PITCH, FRONTAL_YAW, Camera
 from sage_backend.inference import Interrupted
 from sage_backend.inverted import InvertedHead, shared_fingerprint
 from sage_backend.labels import LABEL_IDS, PART_CLASSES
+from sage_backend.limits import Limits
 from sage_backend.model.generator import SageGenerator
 from sage_backend.model.mapping import LatentCode
 from sage_backend.model.parser import FaceParser
@@ -73,8 +74,9 @@ class InversionSettings:
     def __post_init__(self) -> None:
         if self.space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
-        if not 1 <= self.steps <= 5000:
-            raise ValueError(f"steps must be in 1..5000, got {self.steps}")
+        most = Limits().max_invert_steps  # the CLI's range is the wire's
+        if not 1 <= self.steps <= most:
+            raise ValueError(f"steps must be in 1..{most}, got {self.steps}")
 
 
 def frontal_camera(fov_deg: float) -> Camera:

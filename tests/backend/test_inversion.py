@@ -198,3 +198,13 @@ def test_a_missing_inversion_file_is_named_as_one(tmp_path, capsys) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("gone.sage: no such .sage file (make one with sage-backend invert)") and not (tmp_path / "f").exists()
+
+
+def test_the_command_line_takes_the_wires_step_range(tmp_path, capsys) -> None:
+    from sage_backend.limits import Limits
+
+    most = Limits().max_invert_steps
+    photo = tmp_path / "face.png"
+    Image.open(HELD_OUT_FACE).save(photo)
+    assert main(["invert", "--photo", str(photo), "--out", str(tmp_path / "me.sage"), "--steps", str(most + 1)]) == 2
+    assert f"steps must be in 1..{most}" in capsys.readouterr().err and not (tmp_path / "me.sage").exists()
