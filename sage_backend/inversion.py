@@ -118,6 +118,7 @@ def invert(generator: SageGenerator, photo: torch.Tensor, settings: InversionSet
     centre = generator.avg_codes.detach()
     ws = centre[:, None].repeat(1, rows, 1).clone().requires_grad_(True)
     optimiser = torch.optim.Adam([ws], lr=settings.lr, betas=(0.9, 0.999))
+    target = None  # the parse at the semantic logits' size, the cross-entropy's target
     for step in range(settings.steps):
         if should_stop is not None and should_stop():
             raise Interrupted()
@@ -127,7 +128,9 @@ def invert(generator: SageGenerator, photo: torch.Tensor, settings: InversionSet
         loss = F.l1_loss(rendered, low) + settings.prior * (ws - centre[:, None]).pow(2).mean()
         if parse is not None:
             logits = generator.semantic_decoder(view.features, code.w, generator.semantic_decoder.scales - 1)
-            target = F.interpolate(parse[None].to(device, torch.float32), size=logits.shape[-2:], mode="bilinear", align_corners=False)
+            if target is None:  # resized once: the logits' size is the same every step
+                target = F.interpolate(parse[None].to(device, torch.float32), size=logits.shape[-2:], mode="bilinear",
+                                       align_corners=False)
             loss = loss + settings.label_weight * F.cross_entropy(logits, target)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
