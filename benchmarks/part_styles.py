@@ -21,7 +21,7 @@ from sage_backend.checkpoint import bundled_checkpoint_dir, discover_checkpoints
 from sage_backend.files import atomic_path
 from sage_backend.inference import PortraitRenderer
 from sage_backend.part_styles import render_mixed
-from training.metrics import FRONTAL, YAW_OFFSETS, warped_drawing_error
+from training.view_warp import FRONTAL, YAW_OFFSETS, warped_drawing_error
 
 MIXES = (("line", {"hair": "pencil"}), ("painterly", {"hair": "pencil", "skin": "line"}))
 OUTPUTS = ("drawing", "depth")

@@ -21,7 +21,8 @@ METRIC_HELP = {
     "semantic_consistency": "mIoU of the label maps warped between the frontal view and views +-0.2/0.4 rad round (1 = the "
                             "regions stay put as the camera turns)",
     "full_circle_consistency": "the same from each of 8 views spaced round the whole head to the view 0.3 rad further on",
-    "reprojection": "mean L1 (0..1) of the drawing warped between the same views (lower = the strokes stay on the surface)",
+    "reprojection": "mean L1 (0..1) of the drawing warped between the same views (lower = the strokes stay on the surface; "
+                    "--drawings of make-synthetic data prints its own drawings' beside it, re-rendered at the same views)",
     "face_part_recall": "the share of seeds whose frontal label map shows eyes, brows, nose, mouth, hair (4+ px at 128 px)",
     "seed_diversity": "mean pairwise label disagreement inside the head across the seeds' frontal maps (0 = one head; compare "
                       "at equal --seeds; --data prints the training data's beside it)",

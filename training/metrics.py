@@ -32,74 +32,18 @@ import torch
 from PIL import Image
 from scipy import linalg
 
-from sage_backend.cameras import FRONTAL_PITCH, FRONTAL_YAW, Camera, camera_rays, project_points, wrap_yaw
+from sage_backend.cameras import FRONTAL_PITCH, FRONTAL_YAW, Camera, wrap_yaw
 from sage_backend.frames import Frame
 from sage_backend.inference import PortraitRenderer, seed_latent
-from sage_backend.labels import LABEL_IDS, NUM_CLASSES
+from sage_backend.labels import LABEL_IDS
 from sage_backend.limits import DEFAULT_PSI
 from sage_backend.model.generator import SageGenerator
 from training.data.drawings import DrawingStyle
 from training.data.images import list_images, read_image, read_labels
 from training.face_diversity import face_diversity_of
+from training.view_warp import FRONTAL, YAW_OFFSETS, warped_drawing_error, warped_miou
 
-YAW_OFFSETS = (-0.4, -0.2, 0.2, 0.4)
-FRONTAL = Camera.orbit(math.pi / 2, math.pi / 2)
 Model = PortraitRenderer | SageGenerator  # the view metrics take a servable renderer or a generator in training
-
-
-def correspondences(depth_a: np.ndarray, cam_a: Camera, depth_b: np.ndarray, cam_b: Camera, tolerance: float = 0.01) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each pixel of view A: its (row, col) in view B and whether it is visible in both.
-
-    A pixel's surface point is its ray at the rendered depth; it is co-visible when it lands inside B
-    and B's own depth there agrees with its distance to B's camera (no occluder in between).
-    """
-    size = depth_a.shape[0]
-    c2w_a = torch.as_tensor(cam_a.cam2world, dtype=torch.float32)[None]
-    c2w_b = torch.as_tensor(cam_b.cam2world, dtype=torch.float32)[None]
-    origins, dirs = camera_rays(c2w_a, cam_a.fov_deg, size, size)
-    points = origins + dirs * torch.as_tensor(depth_a, dtype=torch.float32).reshape(1, -1, 1)
-    xy, _ = project_points(points, c2w_b, cam_b.fov_deg)
-    xy = xy[0].numpy()
-    col = np.clip(np.floor((xy[:, 0] + 1) / 2 * size), 0, size - 1).astype(int)
-    row = np.clip(np.floor((1 - xy[:, 1]) / 2 * size), 0, size - 1).astype(int)
-    distance = (points[0] - c2w_b[0, :3, 3]).norm(dim=-1).numpy()
-    visible = (np.abs(xy) <= 1).all(-1) & (np.abs(depth_b[row, col] - distance) < tolerance)
-    return row, col, visible
-
-
-def label_borders(labels: np.ndarray) -> np.ndarray:
-    """Pixels with a 4-neighbour of another class: nearest-pixel warping cannot place these exactly."""
-    border = np.zeros(labels.shape, bool)
-    border[:-1] |= labels[:-1] != labels[1:]
-    border[1:] |= labels[1:] != labels[:-1]
-    border[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    border[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    return border
-
-
-def warped_miou(labels_a: np.ndarray, depth_a: np.ndarray, cam_a: Camera, labels_b: np.ndarray, depth_b: np.ndarray, cam_b: Camera) -> float:
-    """mIoU between view A's labels carried into view B and B's own labels, over co-visible pixels
-    away from B's label borders."""
-    row, col, visible = correspondences(depth_a, cam_a, depth_b, cam_b)
-    visible &= ~label_borders(labels_b)[row, col]
-    carried, own = labels_a.reshape(-1)[visible], labels_b[row, col][visible]
-    ious = []
-    for c in range(NUM_CLASSES):
-        union = np.sum((carried == c) | (own == c))
-        if union:
-            ious.append(np.sum((carried == c) & (own == c)) / union)
-    return float(np.mean(ious)) if ious else float("nan")
-
-
-def warped_drawing_error(drawing_a: np.ndarray, depth_a: np.ndarray, cam_a: Camera, drawing_b: np.ndarray, depth_b: np.ndarray, cam_b: Camera) -> float:
-    """Mean absolute difference (0..1) between view A's drawing carried into view B and B's own drawing,
-    over co-visible pixels (nan when none are)."""
-    row, col, visible = correspondences(depth_a, cam_a, depth_b, cam_b)
-    if not visible.any():
-        return float("nan")
-    carried = drawing_a.reshape(-1, drawing_a.shape[-1])[visible].astype(np.float32)
-    own = drawing_b[row, col][visible].astype(np.float32)
-    return float(np.abs(carried - own).mean() / 255)
 
 
 def as_renderer(model: Model) -> PortraitRenderer:
@@ -431,6 +375,17 @@ def _face_part_contrast(renderer: PortraitRenderer, args: argparse.Namespace) ->
     return _with_data(contrast_of(pairs), data)
 
 
+def _reprojection(renderer: PortraitRenderer, args: argparse.Namespace) -> float | dict:
+    """reprojection_error, beside the style's own drawings' (`style_reprojection`) when --drawings names
+    make-synthetic drawings it can re-render."""
+    from training.style_reprojection import drawings_reprojection
+
+    folder = style_drawings_folder(args.drawings, args.style) if args.drawings else None  # checked before rendering
+    model = reprojection_error(renderer, range(args.seeds), psi=args.psi)
+    data = drawings_reprojection(folder, args.seeds, renderer.cfg.output_resolution) if folder is not None else None
+    return model if data is None else _with_data(model, data)
+
+
 def _with_data(value: float | dict[str, float], data: float | dict[str, float] | None) -> dict:
     return {"model": value} if data is None else {"model": value, "data": data}
 
@@ -438,7 +393,7 @@ def _with_data(value: float | dict[str, float], data: float | dict[str, float] |
 METRICS: dict[str, Callable[[PortraitRenderer, argparse.Namespace], float | dict]] = {
     "semantic_consistency": lambda r, a: semantic_consistency(r, range(a.seeds), psi=a.psi),
     "full_circle_consistency": lambda r, a: full_circle_consistency(r, range(a.seeds), psi=a.psi),
-    "reprojection": lambda r, a: reprojection_error(r, range(a.seeds), psi=a.psi),
+    "reprojection": _reprojection,
     "face_part_recall": lambda r, a: _with_data(part_recall_of(_frontal_maps(r, a)),
                                                 part_recall_of(_data_maps(a.data, a.seeds)) if a.data else None),
     "seed_diversity": lambda r, a: _with_data(diversity_of(_frontal_maps(r, a)),

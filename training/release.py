@@ -118,13 +118,19 @@ def model_metrics(renderer: PortraitRenderer, seeds: list[int], psi: float, draw
 
     pairs = frontal_drawings(renderer, seeds, psi)
     frontal = [labels for _, labels in pairs]
+    from training.style_reprojection import drawings_reprojection
+
     contrast = {"model": _rounded(contrast_of(pairs))}
+    own_reprojection = None
     if drawings is not None:
         contrast["data"] = _rounded(contrast_of(data_frontal_drawings(drawings, len(seeds), pairs[0][0].shape[0])))
+        own_reprojection = drawings_reprojection(drawings, len(seeds), pairs[0][0].shape[0])
     return {
         "semantic_consistency_miou": round(semantic_consistency(renderer, seeds, psi=psi), 4),
         "full_circle_consistency_miou": round(full_circle_consistency(renderer, seeds, psi=psi), 4),
         "drawing_reprojection_l1": round(reprojection_error(renderer, seeds, psi=psi), 4),
+        # the style's own drawings', re-rendered at the same views (None without make-synthetic drawings)
+        "data_drawing_reprojection_l1": None if own_reprojection is None else round(own_reprojection, 4),
         "face_part_recall": {k: round(v, 3) for k, v in part_recall_of(frontal).items()},
         "seed_diversity": round(diversity_of(frontal), 4),
         "face_diversity": round(face_diversity_of(frontal), 4),
@@ -156,6 +162,12 @@ def _blank_if_none(value: object) -> str:
 
 def _recall_cell(recall: dict) -> str:
     return " / ".join(f"{recall[k]:.2f}" for k in ("eyes", "brows", "nose", "mouth", "hair"))
+
+
+def _reprojection_cell(m: dict) -> str:
+    """The model's reprojection L1, its style's own drawings' in brackets where measured."""
+    own = m.get("data_drawing_reprojection_l1")
+    return _number(m["drawing_reprojection_l1"]) + (f" ({_number(own)})" if own is not None else "")
 
 
 def _number(value: object) -> str:
@@ -230,7 +242,7 @@ def _metrics_table(rows: list[tuple[StyleInfo, dict, Path]], data: dict | None) 
              "|---|---|---|---|---|---|---|---|---|---|"]
     for info, m, _ in rows:
         lines.append(f"| {info.name} | {info.step} | {info.training.get('wall_time_s')} | {_number(m['semantic_consistency_miou'])} | "
-                     f"{_number(m.get('full_circle_consistency_miou'))} | {_number(m['drawing_reprojection_l1'])} | "
+                     f"{_number(m.get('full_circle_consistency_miou'))} | {_reprojection_cell(m)} | "
                      f"{_recall_cell(m['face_part_recall']) if 'face_part_recall' in m else ''} | "
                      f"{_number(m.get('seed_diversity'))} | {_number(m.get('face_diversity'))} | {_number(m.get('back_face_parts'))} |")
     if data is not None:

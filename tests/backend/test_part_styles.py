@@ -15,7 +15,7 @@ from sage_backend.checkpoint import load_generator
 from sage_backend.inference import PortraitRenderer
 from sage_backend.labels import LABEL_IDS, LABEL_NAMES
 from sage_backend.part_styles import class_styles, compose, parse_part_style_text, parse_part_styles, render_mixed
-from training.metrics import warped_drawing_error
+from training.view_warp import warped_drawing_error
 
 STYLES = ("line", "pencil")
 

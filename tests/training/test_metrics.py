@@ -18,8 +18,9 @@ from sage_backend.inference import PortraitRenderer
 from training.evaluate import METRIC_HELP
 from training.metrics import (
     METRICS, contrast_of, data_frontal_drawings, style_drawings_folder, data_frontal_label_maps, diversity_of, drawing_contrast, features, frechet_distance, kernel_distance, load_feature_extractor,
-    part_recall_of, parts_shown, reprojection_error, semantic_consistency, warped_drawing_error, warped_miou,
+    part_recall_of, parts_shown, reprojection_error, semantic_consistency,
 )
+from training.view_warp import warped_drawing_error, warped_miou
 from sage_backend.labels import LABEL_IDS
 
 SIZE = 64

@@ -48,7 +48,9 @@ def test_release_ships_measured_checkpoints_with_card_and_sheets(tmp_path: Path,
     metrics = shipped.training["metrics"]
     assert shipped.psi == 0.6  # served when a request names no psi
     assert set(metrics) == {"semantic_consistency_miou", "full_circle_consistency_miou", "drawing_reprojection_l1",
-                            "face_part_recall", "seed_diversity", "face_diversity", "back_face_parts", "face_part_contrast"}
+                            "data_drawing_reprojection_l1", "face_part_recall", "seed_diversity", "face_diversity",
+                            "back_face_parts", "face_part_contrast"}
+    assert metrics["data_drawing_reprojection_l1"] is None  # no head seeds: these drawings cannot be re-rendered
     assert set(metrics["face_part_contrast"]) == {"model", "data"}
     sheet = np.array(Image.open(tmp_path / "images" / "demo_line_turntable.png"))
     assert sheet.ndim == 3 and sheet.shape[1] > sheet.shape[0] / 9  # 7 views wide, 3 seeds x 3 rows high
