@@ -83,10 +83,16 @@ class TranslatorConfig:
     # StyleGAN's learned constant input at the output size, where a style's screen-space texture (a
     # pencil's hatching direction and spacing, paper grain) lives. 0: none.
     canvas_channels: int = 0
+    # Where the canvas lies. "screen": on the image (demo v3). "surface": on the head, a periodic tile looked up
+    # at each pixel's surface coordinates (sage_backend.model.surface), so its strokes stay on the head as the
+    # camera turns (demo v3.1's pencil).
+    canvas_space: str = "screen"
 
     def __post_init__(self) -> None:
         if self.source not in ("decoder", "field"):
             raise ValueError(f"translator.source must be 'decoder' or 'field', got {self.source!r}")
+        if self.canvas_space not in ("screen", "surface"):
+            raise ValueError(f"translator.canvas_space must be 'screen' or 'surface', got {self.canvas_space!r}")
         if self.canvas_channels and self.source != "field":
             raise ValueError("translator.canvas_channels needs translator.source 'field'")
 
@@ -159,11 +165,12 @@ LENGTHS: dict[str, tuple[int, int]] = {"decoder.channels": (1, 8), "translator.c
 LIMITS = ValueLimits(BOUNDS, LENGTHS, max_text=64)  # strings: the preset name, the density activation
 
 
-def with_field_translator(base: ModelConfig, name: str, output_resolution: int, canvas_channels: int) -> ModelConfig:
+def with_field_translator(base: ModelConfig, name: str, output_resolution: int, canvas_channels: int,
+                          canvas_space: str = "screen") -> ModelConfig:
     """`base` with demo v3's drawing path: its mapping, field, renderer and semantic decoder unchanged (so it starts
     from `base`'s Stage I), its translator drawing `output_resolution` pixels from the field's colours and the label
-    map (translator.source "field") with a learned canvas of `canvas_channels`."""
-    translator = replace(base.translator, source="field", canvas_channels=canvas_channels)
+    map (translator.source "field") with a learned canvas of `canvas_channels` in `canvas_space`."""
+    translator = replace(base.translator, source="field", canvas_channels=canvas_channels, canvas_space=canvas_space)
     return replace(base, name=name, output_resolution=output_resolution, translator=translator)
 
 
@@ -193,8 +200,11 @@ PRESETS: dict[str, ModelConfig] = {
     "full": ModelConfig(),
     "small": _SMALL,
     "small256": with_field_translator(_SMALL, "small256", 256, canvas_channels=4),  # demo v3's checkpoints
+    # demo v3.1's pencil: small256 with its canvas on the head's surface
+    "small256-surface": with_field_translator(_SMALL, "small256-surface", 256, canvas_channels=4, canvas_space="surface"),
     "tiny": _TINY,
     "tiny-field": with_field_translator(_TINY, "tiny-field", 64, canvas_channels=2),  # small256's design at test size
+    "tiny-field-surface": with_field_translator(_TINY, "tiny-field-surface", 64, canvas_channels=2, canvas_space="surface"),
 }
 
 

@@ -34,7 +34,7 @@ from sage_backend.model.generator import SageGenerator
 
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "off", "on")
-Decode = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, float], tuple[torch.Tensor, torch.Tensor]]
+Decode = Callable[..., tuple[torch.Tensor, torch.Tensor]]  # SageGenerator.decode's arguments
 MEASURED_PRECISIONS: dict[tuple, str] = {}  # (device, config, scale, batch) -> the faster one; clear it to measure again
 # bf16 must beat fp32 by this much: a 2-core CPU under load timed a 1.7x slower bf16 as the faster one once,
 # and two workers that pick differently render the same frame up to 4/255 apart.
@@ -145,7 +145,7 @@ def _raise_recompile_limit() -> None:
 
 
 class CompiledDecoder:
-    """`SageGenerator.decode`, compiled: a drop-in `Decode` (features (B, C, h, w), rgb (B, 3, h, w), w (B, hidden), scale, alpha ->
+    """`SageGenerator.decode`, compiled: a drop-in `Decode` (features (B, C, h, w), rgb (B, 3, h, w), w (B, hidden), scale, alpha, surface ->
     drawing (B, 3, H, W), semantic logits (B, 19, H, W)) for `SageGenerator.synthesize(decode_fn=...)`.
 
     `batch_sizes`: the camera batches compiled (one graph each per scale); a call takes exactly one of them (the
@@ -172,12 +172,12 @@ class CompiledDecoder:
         raise ValueError(f"{n} cameras exceed the largest compiled batch ({self.batch_sizes[-1]})")
 
     def __call__(self, features: torch.Tensor, rgb: torch.Tensor, w: torch.Tensor, scale: int,
-                 alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 alpha: float = 1.0, surface: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if features.shape[0] not in self.batch_sizes:
             raise ValueError(f"{features.shape[0]} cameras is not a compiled batch {self.batch_sizes}: pad to padded_size()")
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # each call is one inference step: replay, not re-record
-        drawing, semantic_logits = self._decode(features, rgb, w, scale, alpha)
+        drawing, semantic_logits = self._decode(features, rgb, w, scale, alpha, surface)
         if self.cuda_graphs:
             return drawing.clone(), semantic_logits.clone()
         return drawing, semantic_logits
@@ -194,7 +194,8 @@ class CompiledDecoder:
                 features = torch.zeros(batch, cfg.field.width, size, size, device=self.device)
                 rgb = torch.zeros(batch, 3, size, size, device=self.device)
                 w = torch.zeros(batch, cfg.mapping.hidden, device=self.device)
+                surface = torch.zeros(batch, 2, size, size, device=self.device) if self.generator.draws_on_surface else None
                 for _ in range(3 if self.cuda_graphs else 1):
-                    self(features, rgb, w, scale)
+                    self(features, rgb, w, scale, surface=surface)
         _sync(self.device)
         return time.perf_counter() - start

@@ -74,6 +74,8 @@ class RealBatches:
                        "pose": torch.stack([it["pose"] for it in items]), "head": torch.tensor([it["head"] for it in items])}
             if "photo" in items[0]:  # paired drawings (training.data.drawings.PairedDrawings)
                 targets["photo"] = torch.stack([it["photo"] for it in items]).to(self.device)
+            if "surface" in items[0]:  # their surface coordinates (make-synthetic data)
+                targets["surface"] = torch.stack([it["surface"] for it in items]).to(self.device)
         # Horizontal flips, with the left/right classes swapped (the reference forgot the swap).
         flip = torch.rand(len(items), generator=generator) < 0.5
         images, labels = images.clone(), labels.clone()

@@ -31,7 +31,9 @@ DISCRIMINATORS: dict[str, DiscriminatorConfig] = {
     "tiny": DiscriminatorConfig(channels=(8, 16, 16, 16, 16), latent_head=0),
     # Built beside the "field" presets so every recipe has one; their Stage II on pairs trains no adversary.
     "small256": DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 96, 96, 96), latent_head=0),
+    "small256-surface": DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 96, 96, 96), latent_head=0),
     "tiny-field": DiscriminatorConfig(channels=(8, 16, 16, 16, 16, 16), latent_head=0),
+    "tiny-field-surface": DiscriminatorConfig(channels=(8, 16, 16, 16, 16, 16), latent_head=0),
 }
 
 
@@ -69,6 +71,10 @@ class LossConfig:
     # Sparse 1-px line drawings are best "reconstructed" by blank paper under plain L1; pooling alone did not
     # change that (measured), the ink weight below did (docs/training.md).
     reconstruction_scales: int = 1
+    # > 0 (Stage II on pairs): `texture_energy_l1` at this weight beside the drawing's L1, over texture_window tiles.
+    texture_weight: float = 0.0
+    texture_window: int = 8
+    texture_scale: int = 2
     reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
     semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up on front-facing views (objective._front_facing)
     # > 0: the drawing's L1 weighs each pixel by its class's share ** -this on front-facing views, so an eye's
@@ -114,6 +120,7 @@ class TrainConfig:
     # translator.source is "field". False: SAGE's Stage II, each drawing against its head rendered by the field.
     drawing_pairs: bool = False
     pairs_crop: int = 0  # drawing_pairs: train on random square windows of this many pixels (0: whole drawings)
+    pairs_face_windows: float = 0.0  # pairs_crop: the share of windows centred on a face part (SageObjective.pairs_window)
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     seed: int = 0
     log_every: int = 10
@@ -174,12 +181,14 @@ class TrainConfig:
             raise ValueError("stage must be 1 or 2")
         if self.drawing_pairs and (self.stage != 2 or model.translator.source != "field"):
             raise ValueError("drawing_pairs is a Stage II setting for a model whose translator.source is 'field' "
-                             f"(preset {self.model!r}'s is {model.translator.source!r}): small256 or tiny-field")
+                             f"(preset {self.model!r}'s is {model.translator.source!r}): small256, small256-surface or tiny-field")
         if self.drawing_pairs and (self.losses.reconstruction_weight <= 0 or self.losses.adversarial_start <= self.steps):
             raise ValueError("drawing_pairs trains by reconstruction of the pairs alone: reconstruction_weight > 0, "
                              "adversarial_start past steps")
         if self.pairs_crop and (not self.drawing_pairs or not 16 <= self.pairs_crop <= min(p.resolution for p in self.curriculum)):
             raise ValueError("pairs_crop needs drawing_pairs and a size from 16 up to the curriculum's resolutions")
+        if not 0 <= self.pairs_face_windows <= 1 or (self.pairs_face_windows and not self.pairs_crop):
+            raise ValueError("pairs_face_windows is a share from 0 to 1 of the pairs_crop windows; it needs pairs_crop")
         if self.stage == 1 and not self.train_semantics:
             raise ValueError("train_semantics: false is a Stage II setting (Stage I is where the semantics are learnt)")
         if self.losses.adversarial_start > self.initial_step and self.losses.reconstruction_weight <= 0:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from sage_backend.cameras import FRONTAL_YAW, orbit_cam2world, wrap_yaw
-from sage_backend.labels import NUM_CLASSES
+from sage_backend.labels import LABEL_IDS, NUM_CLASSES, PART_CLASSES
 from sage_backend.model.generator import SageGenerator
 from training import losses as L
 from training.batches import RealBatch
@@ -22,6 +22,10 @@ from training.config import TrainConfig
 from training.discriminators import ProgressiveDiscriminator
 from training.stages import Stage
 from training.view_support import ViewSupport
+
+# The classes `pairs_face_windows` centres windows on: the eyes, brows, nose and mouth parts.
+FACE_PART_IDS = torch.tensor([LABEL_IDS[name] for part, names in PART_CLASSES if part in ("eyes", "brows", "nose", "mouth")
+                              for name in names])
 
 
 @dataclass(frozen=True)
@@ -204,14 +208,35 @@ class SageObjective:
         balance = L.class_balance_map(labels, lc.drawing_balance, NUM_CLASSES, front) if lc.drawing_balance else None
         window = None
         if self.cfg.pairs_crop:
-            crop = self.cfg.pairs_crop
-            top, left = (int(v) for v in torch.randint(0, labels.shape[-1] - crop + 1, (2,), generator=gen))
-            window = (top, left, crop)
+            top, left, crop = window = self.pairs_window(labels, front, gen)
             image = image[..., top:top + crop, left:left + crop]
             balance = balance[..., top:top + crop, left:left + crop] if balance is not None else None
+        surface = None
+        if self.G.draws_on_surface:  # at the field's resolution, upsampled again by draw_from_field, as served
+            if "surface" not in targets:
+                raise ValueError("a surface canvas trains on pairs with surface coordinates: make-synthetic data, "
+                                 "whose depth/ folder holds each view's depth")
+            surface = F.interpolate(targets["surface"], size=(size, size), mode="area")
         with self._autocast():
-            drawing = self.G.draw_from_field(rgb, one_hot, window)
-        return L.multiscale_l1(drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight, balance)
+            drawing = self.G.draw_from_field(rgb, one_hot, window, surface)
+        loss = L.multiscale_l1(drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight, balance)
+        if lc.texture_weight:
+            loss = loss + lc.texture_weight * L.texture_energy_l1(drawing.float(), image, lc.texture_window, lc.texture_scale)
+        return loss
+
+    def pairs_window(self, labels: torch.Tensor, front: torch.Tensor, gen: torch.Generator) -> tuple[int, int, int]:
+        """The chunk's (top, left, size) `pairs_crop` window: with probability `pairs_face_windows` centred (kept
+        inside the drawing) on a random eye, brow, nose or mouth pixel of a front-facing view, else uniform.
+        Those parts are about 2% of a drawing's pixels, so uniform windows rarely show them and the style
+        drew eyes as hatched skin (docs/training.md, demo model v3.1). labels (B, H, W); front (B,) bool."""
+        crop, size = self.cfg.pairs_crop, labels.shape[-1]
+        if self.cfg.pairs_face_windows > 0 and float(torch.rand((), generator=gen)) < self.cfg.pairs_face_windows:
+            face = torch.nonzero(torch.isin(labels[front.to(labels.device)], FACE_PART_IDS.to(labels.device)))
+            if len(face):
+                _, row, col = (int(v) for v in face[int(torch.randint(len(face), (), generator=gen))])
+                return min(max(row - crop // 2, 0), size - crop), min(max(col - crop // 2, 0), size - crop), crop
+        top, left = (int(v) for v in torch.randint(0, size - crop + 1, (2,), generator=gen))
+        return top, left, crop
 
     @staticmethod
     def _front_facing(yaw: torch.Tensor) -> torch.Tensor:

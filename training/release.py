@@ -177,8 +177,9 @@ def _number(value: object) -> str:
 
 def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, seeds: int, stage1: StyleInfo | None = None,
                data: dict | None = None) -> str:
-    first = rows[0][0]
-    recipe = first.training.get("recipe", {})
+    presets: dict[str, list[str]] = {}
+    for info, _, _ in rows:
+        presets.setdefault(str(info.training.get("recipe", {}).get("model")), []).append(info.name)
     trained = ([stage1] if stage1 else []) + [info for info, _, _ in rows]
     kinds = sorted({info.training["device"].split()[0].rstrip(":") for info in trained if "device" in info.training})
     on = " and ".join("a GPU" if kind == "cuda" else f"a {kind.upper()}" for kind in kinds) or "an unrecorded device"
@@ -190,7 +191,9 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, seeds: int, 
         "fresh machine; they are not the paper's models. `training/recipes/demo.sh` (CPU) and `gpu.sh` (one GPU)",
         "reproduce them; each checkpoint records its recipe (`training.recipe`).",
         "",
-        f"- Model preset: `{recipe.get('model')}` (see `sage_backend/config.py`)",
+        "- Model preset: " + (f"`{next(iter(presets))}`" if len(presets) == 1 else
+                              ", ".join(f"`{name}` ({', '.join(styles)})" for name, styles in presets.items()))
+        + " (see `sage_backend/config.py`)",
         "- Data: synthetic procedural heads (photos + exact 19-class label maps, drawings rendered from the same heads)",
         "",
     ]
@@ -215,7 +218,7 @@ def model_card(rows: list[tuple[StyleInfo, dict, Path]], out: Path, seeds: int, 
                   f"--yaw-range {first:.4f} {last:.4f} --out frames/`):", "",
                   f"![{info.name}]({_relative(image, out)})", ""]
     hours = sum(info.training.get("wall_time_s", 0.0) for info in trained) / 3600
-    size = recipe.get("curriculum", [{}])[-1].get("resolution", "?")
+    size = rows[0][0].training.get("recipe", {}).get("curriculum", [{}])[-1].get("resolution", "?")
     lines += ["", f"Limitations: {size} x {size} output, {hours:.1f} h of training (Stage I plus each style's Stage II),",
               "synthetic faces only; expect soft, cartoon-like heads. Train on CelebAMask-HQ with the full preset",
               "for paper-like results."]

@@ -18,6 +18,7 @@ from sage_backend.model.decoders import UpsamplingDecoder
 from sage_backend.model.field import FeatureField, Field
 from sage_backend.model.mapping import MappingNetwork, LatentCode
 from sage_backend.model.renderer import RenderedView, VolumeRenderer
+from sage_backend.model.surface import surface_uv_map
 from sage_backend.model.translator import DomainTranslator
 
 
@@ -100,14 +101,21 @@ class SageGenerator(nn.Module):
         or (B,); kwargs go to `VolumeRenderer.render` (jitter, density_noise, generator)."""
         return self.renderer.render(field, cam2world, fov_deg, self.cfg.render.feature_resolution, **kwargs)
 
+    @property
+    def draws_on_surface(self) -> bool:
+        """Whether the translator's canvas lies on the head (translator.canvas_space "surface"): `decode` and
+        `draw_from_field` then need each pixel's surface coordinates."""
+        return self.draws_from_field and self.translator.surface_canvas and self.translator.canvas is not None
+
     def decode(self, features: torch.Tensor, rgb: torch.Tensor, w: torch.Tensor, scale: int,
-               alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+               alpha: float = 1.0, surface: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (B, C, h, w), the field's colours rgb (B, 3, h, w) in [0, 1] and w (B, hidden) -> (drawing
         (B, 3, H, W), semantic logits (B, 19, H, W)), H = W = the resolution of `scale`. The semantics are decoded
         first and condition the translator detached, so the drawing loss cannot bend the semantic map.
 
         With translator.source "field" the semantic decoder runs up to its own last scale and its logits are
-        upsampled (bilinear) to H; the translator draws from rgb and the one-hot label map (`draw_from_field`)."""
+        upsampled (bilinear) to H; the translator draws from rgb and the one-hot label map (`draw_from_field`), and
+        a surface canvas is looked up at `surface` (B, 2, h, w), the surface coordinates at the field's resolution."""
         if self.draws_from_field:
             top = self.semantic_decoder.scales - 1
             semantic_logits = self.semantic_decoder(features, w, min(scale, top), alpha if scale <= top else 1.0)
@@ -115,14 +123,15 @@ class SageGenerator(nn.Module):
             if semantic_logits.shape[-1] != size:
                 semantic_logits = F.interpolate(semantic_logits, size=(size, size), mode="bilinear", align_corners=False)
             one_hot = F.one_hot(semantic_logits.argmax(1), NUM_CLASSES).permute(0, 3, 1, 2).to(rgb.dtype)
-            return self.draw_from_field(rgb, one_hot), semantic_logits
+            return self.draw_from_field(rgb, one_hot, surface=surface), semantic_logits
         semantic_logits = self.semantic_decoder(features, w, scale, alpha)
         drawing = self.drawing_decoder(features, w, scale, alpha)
         if self.use_translator:
             drawing = self.translator(drawing, torch.softmax(semantic_logits.detach().float(), dim=1).to(drawing.dtype))
         return drawing, semantic_logits
 
-    def draw_from_field(self, rgb: torch.Tensor, labels: torch.Tensor, window: tuple[int, int, int] | None = None) -> torch.Tensor:
+    def draw_from_field(self, rgb: torch.Tensor, labels: torch.Tensor, window: tuple[int, int, int] | None = None,
+                        surface: torch.Tensor | None = None) -> torch.Tensor:
         """Demo v3's drawing path (translator.source "field"): low-res colours rgb (B, 3, h, w) in [0, 1] and a
         one-hot label map (B, 19, H, W) -> drawing (B, 3, H, W) in [-1, 1]. The translator reads the colours
         upsampled, the label map and its edges (`label_edges`: where outlines and part lines go, which a
@@ -131,14 +140,20 @@ class SageGenerator(nn.Module):
         true label map, so both meet the translator in the same form.
 
         window (top, left, size) in pixels: draw only that square of the H x W drawing (training on windows
-        costs their share of the pixels); the inputs and the canvas are cut at the same place."""
-        tone = F.interpolate(rgb * 2 - 1, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        costs their share of the pixels); the inputs and the canvas are cut at the same place.
+        surface (B, 2, h, w): the surface coordinates at the colours' resolution (`surface.surface_uv_map`), upsampled
+        like them; needed (ValueError) when the canvas lies on the surface (`draws_on_surface`)."""
+        size = labels.shape[-2:]
+        tone = F.interpolate(rgb * 2 - 1, size=size, mode="bilinear", align_corners=False)
         image = torch.cat([tone, labels, label_edges(labels)], 1)
+        if surface is not None:
+            surface = F.interpolate(surface.float(), size=size, mode="bilinear", align_corners=False)
         if window is None:
-            return self.translator(image, labels)
+            return self.translator(image, labels, surface=surface)
         top, left, size = window
-        image, labels = image[..., top:top + size, left:left + size], labels[..., top:top + size, left:left + size]
-        return self.translator(image, labels, canvas_at=(top, left))
+        cut = (..., slice(top, top + size), slice(left, left + size))
+        surface = surface[cut] if surface is not None else None
+        return self.translator(image[cut], labels[cut], canvas_at=(top, left), surface=surface)
 
     def synthesize(
         self,
@@ -154,7 +169,7 @@ class SageGenerator(nn.Module):
         aux_mix: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         decoder_dtype: torch.dtype | None = None,
-        decode_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, float], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        decode_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> GeneratorOutput:
         """The one composition of render -> (stereo) -> decode, used by training (`forward`) and serving
         (`PortraitRenderer`), after EG3D's `synthesis`.
@@ -183,7 +198,10 @@ class SageGenerator(nn.Module):
                 stereo = StereoView(warped[:, -3:], valid)
         precision = torch.autocast(features.device.type, dtype=decoder_dtype) if decoder_dtype is not None else nullcontext()
         with precision, record_function("sage.decoders"):
-            drawing, semantic_logits = (decode_fn or self.decode)(features, view.rgb, code.w.expand(features.shape[0], -1), scale, alpha)
+            surface = (surface_uv_map(view.depth, view.opacity.clamp(0, 1), cam2world, fov_deg)
+                       if self.draws_on_surface else None)
+            drawing, semantic_logits = (decode_fn or self.decode)(features, view.rgb, code.w.expand(features.shape[0], -1),
+                                                                  scale, alpha, surface)
         return GeneratorOutput(drawing, semantic_logits, view, stereo)
 
     def forward(self, code: LatentCode, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> GeneratorOutput:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sage_backend.config import TranslatorConfig
+from sage_backend.model.surface import lookup
 
 CANVAS_GAIN = 10.0  # the canvas's run-time multiplier (see DomainTranslator.__init__)
 
@@ -69,6 +70,7 @@ class DomainTranslator(nn.Module):
         # The canvas: a screen-space texture learned with the style (translator.canvas_channels), at canvas_size,
         # stored divided by CANVAS_GAIN (an equalized learning rate: Adam moves a weight by about lr a step, and
         # the canvas must reach O(1) values, one free value per pixel, within a few hundred steps).
+        self.surface_canvas = cfg.canvas_space == "surface"
         self.canvas = (nn.Parameter(torch.zeros(1, cfg.canvas_channels, canvas_size, canvas_size))
                        if cfg.canvas_channels and canvas_size else None)
         first = in_channels + (cfg.canvas_channels if self.canvas is not None else 0)
@@ -85,14 +87,23 @@ class DomainTranslator(nn.Module):
             )
         self.to_image = nn.Conv2d(ch[0], out_channels, 3, padding=1)
 
-    def forward(self, image: torch.Tensor, semantics: torch.Tensor, canvas_at: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, semantics: torch.Tensor, canvas_at: tuple[int, int] | None = None,
+                surface: torch.Tensor | None = None) -> torch.Tensor:
         """image (B, in_channels, H, W), nominally [-1, 1], semantics (B, 19, H, W) class probabilities -> drawing
-        (B, out_channels, H, W) in [-1, 1]. The canvas is resampled (antialiased bilinear) to H, W when they differ,
-        or, with canvas_at (top, left), cut there at its own size (the image is a window of a full drawing)."""
+        (B, out_channels, H, W) in [-1, 1]. A screen canvas is resampled (antialiased bilinear) to H, W when they
+        differ, or, with canvas_at (top, left), cut there at its own size (the image is a window of a full drawing).
+        A surface canvas (canvas_space "surface") is looked up at `surface` (B, 2, H, W), each pixel's surface
+        coordinates (sage_backend.model.surface); ValueError without them."""
         skips = []
         x = image
         if self.canvas is not None:
-            x = torch.cat([x, self._canvas(image.shape[-2:], canvas_at).to(x.dtype).expand(x.shape[0], -1, -1, -1)], 1)
+            if self.surface_canvas:
+                if surface is None:
+                    raise ValueError("a surface canvas needs each pixel's surface coordinates")
+                canvas = lookup(self.canvas * CANVAS_GAIN, surface)
+            else:
+                canvas = self._canvas(image.shape[-2:], canvas_at).expand(x.shape[0], -1, -1, -1)
+            x = torch.cat([x, canvas.to(x.dtype)], 1)
         for stage in self.encoder:
             x = stage(x)
             skips.append(x)

@@ -15,7 +15,7 @@ from sage_backend.labels import LABEL_IDS
 from tests.conftest import mirror_labels
 from training.data.celebamask import CelebAMaskHQ
 from training.data.drawings import DrawingStyle
-from training.data.synthetic import head_seed, make_synthetic, render_head
+from training.data.synthetic import DEPTH_UNIT, head_seed, make_synthetic, render_head
 from training.data.synthetic.heads import BOX_HALF, HeadSDF, random_head
 from training.data.synthetic.styles import STYLES
 from training.metrics import BACK_YAW, parts_shown, shows_a_face_part
@@ -33,7 +33,8 @@ def test_same_seed_same_bytes_and_both_loaders_read_it(tmp_path: Path) -> None:
     make_synthetic(tmp_path / "b", heads=2, views_per_head=2, resolution=32, seed=3, progress=False)
     make_synthetic(tmp_path / "c", heads=2, views_per_head=2, resolution=32, seed=4, progress=False)
     a, b, c = (_digests(tmp_path / run) for run in "abc")
-    assert a == b and len(a) == 4 * 2 + 4 * len(STYLES) * 2 + 1 + len(STYLES)  # photos + masks, styles x (drawing + mask), cameras.json
+    # photos + masks + depths, styles x (drawing + mask), cameras.json
+    assert a == b and len(a) == 4 * 3 + 4 * len(STYLES) * 2 + 1 + len(STYLES)
     assert a != c
     assert summary.images == 4 and summary.heads == 2
     assert not list(tmp_path.rglob("*.partial"))
@@ -65,7 +66,10 @@ def test_cameras_json_matches_sage_cameras(tmp_path: Path) -> None:
     params = random_head(np.random.default_rng(cam["head_seed"]))
     c2w = orbit_cam2world(torch.tensor([cam["yaw"]]), torch.tensor([cam["pitch"]]))
     stored = np.asarray(Image.open(tmp_path / "CelebAMask-HQ-mask" / "000004.png"))
-    assert np.array_equal(render_head(params, c2w, 16, styles=()).labels[0], stored)
+    rendered = render_head(params, c2w, 16, styles=())
+    assert np.array_equal(rendered.labels[0], stored)
+    depth = np.asarray(Image.open(tmp_path / "depth" / "000004.png"), dtype=np.float64) * DEPTH_UNIT  # and its depth
+    assert np.abs(depth - rendered.depth[0]).max() <= DEPTH_UNIT / 2 + 1e-6
 
 
 def test_heads_have_the_facial_classes_and_frontal_views_mirror() -> None:

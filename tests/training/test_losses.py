@@ -1,14 +1,15 @@
 """The reconstruction losses. Drawing: plain L1 at one scale; pooled scales and ink weighting make a
 stroke near the true line cheaper than blank paper, the failure a sparse line style falls into. Labels:
 class-balanced cross-entropy, so thin face parts are not the cheapest pixels to lose; the drawing's L1 can be
-class-balanced the same way, so an eye's few pixels are not averaged into the skin's grey."""
+class-balanced the same way, so an eye's few pixels are not averaged into the skin's grey. Texture: the local
+energy of strokes, whatever their phase, so random brush texture is not averaged into a wash."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from training.losses import balanced_cross_entropy, class_balance_map, multiscale_l1
+from training.losses import balanced_cross_entropy, class_balance_map, multiscale_l1, texture_energy_l1
 
 
 def line_at(column: int, size: int = 32) -> torch.Tensor:
@@ -81,3 +82,12 @@ def test_a_balanced_l1_prefers_a_drawn_eye_to_blank_skin() -> None:
     assert multiscale_l1(blank, target, 1) < multiscale_l1(blurred, target, 1)
     weight = class_balance_map(labels, 0.5, 2, torch.tensor([True]))
     assert multiscale_l1(blurred, target, 1, pixel_weight=weight) < multiscale_l1(blank, target, 1, pixel_weight=weight)
+
+
+def test_texture_energy_prefers_strokes_out_of_phase_to_their_average_wash() -> None:
+    strokes = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    other_strokes = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    wash = torch.zeros(1, 3, 32, 32)  # the pixel L1's answer to strokes at random places
+    assert F.l1_loss(wash, strokes) < F.l1_loss(other_strokes, strokes)
+    assert texture_energy_l1(other_strokes, strokes, 8) < 0.2 * texture_energy_l1(wash, strokes, 8)
+    assert texture_energy_l1(strokes, strokes, 8) == 0

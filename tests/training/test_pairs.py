@@ -78,3 +78,50 @@ def test_pairs_need_a_field_model_and_their_photos(heads: Path, tmp_path: Path) 
     (lonely / "line").mkdir(parents=True)
     with pytest.raises(ValueError):
         PairedDrawings(lonely, "line", RES)  # no Stage I data beside the styles folder
+
+
+def test_a_surface_canvas_trains_on_pairs_with_their_surface_coordinates(heads: Path, stage1: Path, tmp_path: Path) -> None:
+    item = PairedDrawings(heads / "styles", "line", RES)[0]
+    assert item["surface"].shape == (2, RES, RES)
+    assert (item["surface"][:, item["semantic"] == 0] == 0).all() and item["surface"].abs().max() > 10  # texels on the head
+    cfg = pairs_config(heads / "styles", pairs_crop=32, pairs_face_windows=1.0).replace(
+        model="tiny-field-surface", losses=LossConfig(reconstruction_weight=1.0, adversarial_start=10**6, texture_weight=1.0))
+    trainer = Trainer(cfg, tmp_path / "run", init_from=stage1, device="cpu")
+    before = trainer.G.translator.canvas.detach().clone()
+    assert np.isfinite(trainer.train(progress=False)["g_recon"])
+    assert not torch.equal(before, trainer.G.translator.canvas)
+    served = load_generator(tmp_path / "run" / GENERATOR_FILE).generator
+    assert served.draws_on_surface
+    from sage_backend.cameras import Camera
+    from sage_backend.inference import PortraitRenderer, seed_latent
+
+    frame = next(PortraitRenderer(served, torch.device("cpu")).render(seed_latent(0, served.z_dim), [Camera.orbit(1.6, 1.5)], 0.7))
+    assert frame.drawing.shape == (RES, RES, 3)
+
+
+def test_face_windows_centre_on_a_face_part_of_a_front_facing_view(heads: Path, stage1: Path, tmp_path: Path) -> None:
+    cfg = pairs_config(heads / "styles", pairs_crop=16, pairs_face_windows=1.0)
+    objective = Trainer(cfg, tmp_path / "run", init_from=stage1, device="cpu").objective
+    labels = torch.zeros(2, RES, RES, dtype=torch.long)
+    labels[0, 40:44, 50:54] = 4  # an eye on the back-facing view: never a centre
+    labels[1, 5:7, 60:62] = 2  # a nose near the corner of the front-facing view
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        top, left, size = objective.pairs_window(labels, torch.tensor([False, True]), gen)
+        assert size == 16 and 0 <= top <= RES - 16 and 0 <= left <= RES - 16
+        assert labels[1, top:top + size, left:left + size].eq(2).any()  # kept inside the drawing, around the nose
+    with pytest.raises(ValueError, match="pairs_face_windows"):
+        pairs_config(heads / "styles", pairs_face_windows=0.5).validate()  # no windows to centre
+    with pytest.raises(ValueError, match="pairs_face_windows"):
+        pairs_config(heads / "styles", pairs_crop=16, pairs_face_windows=1.5).validate()
+
+
+def test_a_surface_canvas_needs_pairs_with_depth(heads: Path, stage1: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "heads"
+    shutil.copytree(heads, copy)
+    shutil.rmtree(copy / "depth")
+    cfg = pairs_config(copy / "styles", pairs_crop=32).replace(model="tiny-field-surface")
+    with pytest.raises(ValueError, match="depth"):
+        Trainer(cfg, tmp_path / "run", init_from=stage1, device="cpu").train(progress=False)

@@ -16,11 +16,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
+
+from sage_backend.cameras import DEFAULT_FOV_DEG, orbit_cam2world
+from sage_backend.model.surface import surface_uv_map
 
 from training.data.celebamask import CelebAMaskHQ
 from training.data.common import PairDataset, image_pixels
 from training.data.images import is_user_file, list_images, read_image, read_labels
+from training.data.synthetic import DEPTH_UNIT
 
 PHOTO_STYLE = "photo"  # the photos themselves as a style: the photo model, Stage I's look at full resolution
 
@@ -65,5 +71,18 @@ class PairedDrawings(PairDataset):
         return self.drawings.load(image_id)
 
     def extras(self, index: int) -> dict:
-        photo = image_pixels(read_image(self.photos.images[self.ids[index]]), self.resolution, 1.0)
-        return {**super().extras(index), "photo": photo}
+        image_id = self.ids[index]
+        photo = image_pixels(read_image(self.photos.images[image_id]), self.resolution, 1.0)
+        extras = {**super().extras(index), "photo": photo}
+        depth = Path(self.photos.root) / "depth" / f"{image_id}.png"
+        if depth.is_file():  # make-synthetic's depth: the surface coordinates a surface canvas is looked up at
+            extras["surface"] = self._surface(depth, self.load(image_id)[1] != 0, self.cameras[image_id])
+        return extras
+
+    def _surface(self, depth_png: Path, foreground: np.ndarray, camera: dict) -> torch.Tensor:
+        """(2, R, R) surface coordinates (sage_backend.model.surface.surface_uv_map) of one view, from its depth
+        PNG (make-synthetic's DEPTH_UNIT steps), label map foreground and camera, area-resized to R."""
+        depth = torch.from_numpy(np.asarray(Image.open(depth_png), dtype=np.float32) * DEPTH_UNIT)[None]
+        cam2world = orbit_cam2world(torch.tensor([camera["yaw"]]), torch.tensor([camera["pitch"]]), camera.get("radius", 1.0))
+        uv = surface_uv_map(depth, torch.from_numpy(foreground)[None].float(), cam2world, camera.get("fov_deg", DEFAULT_FOV_DEG))
+        return F.interpolate(uv, size=(self.resolution, self.resolution), mode="area")[0] if uv.shape[-1] != self.resolution else uv[0]

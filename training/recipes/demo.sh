@@ -25,7 +25,8 @@ sage-train stage1 --recipe "$recipes/demo_stage1_support.json" --data "$work/dat
 # model train side by side, one thread each: on 2 cores that beats one after the other at two threads.
 pids=()
 for style in pencil line painterly photo; do
-  recipe="$recipes/demo_stage2_$style.json"  # a style's own recipe where it needs one (line: ink weighting)
+  recipe="$recipes/demo_stage2_$style.json"  # a style's own recipe where it needs one (line: ink weighting; pencil
+  # and painterly: the surface canvas, face windows, painterly's texture term)
   [ -f "$recipe" ] || recipe="$recipes/demo_stage2.json"
   OMP_NUM_THREADS=1 sage-train stage2 --recipe "$recipe" --data "$work/data256/styles" --style "$style" \
     --from "$work/stage1_support/state.safetensors" --out "$work/$style" $(resume "$work/$style") > "$work/$style.log" 2>&1 &

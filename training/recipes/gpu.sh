@@ -56,7 +56,7 @@ if [ "$part" = all ] || [ "$part" = stage2 ]; then
   styles=(pencil line painterly photo)
   pids=()
   for style in "${styles[@]}"; do
-    recipe="$recipes/gpu_stage2_$style.json"  # a style's own recipe where it needs one (line: ink weighting)
+    recipe="$recipes/gpu_stage2_$style.json"  # a style's own recipe where it needs one (line: ink weighting; pencil, painterly: v3.1)
     [ -f "$recipe" ] || recipe="$recipes/gpu_stage2.json"
     stamp "stage2 $style: ${STAGE2_MIN:-2.5} min (its steps count on from 4000, whatever step Stage I reached)"
     OMP_NUM_THREADS=4 train stage2 --recipe "$recipe" --data "$work/data256/styles" --style "$style" \

@@ -3,6 +3,8 @@
 Layout written (the CelebAMask-HQ merged layout, so CelebAMaskHQ reads it as is):
   OUT/CelebA-HQ-img/<id>.png        shaded photo
   OUT/CelebAMask-HQ-mask/<id>.png   exact 19-class label map
+  OUT/depth/<id>.png                16-bit ray distance to the surface in DEPTH_UNIT steps (rays that miss: the far
+                                    plane): where each pixel meets the head (surface coordinates, Stage II on pairs)
   OUT/cameras.json                  {id: {yaw, pitch, radius, fov_deg, head, head_seed}}: multi-view ground truth;
                                     random_head(np.random.default_rng(head_seed)) rebuilds the head
   OUT/styles/<style>/images/<id>.png + OUT/styles/<style>/masks/<id>.png   drawings (DrawingStyle layout)
@@ -50,6 +52,9 @@ class RenderedHead(NamedTuple):
     labels: np.ndarray  # (B, H, W) uint8, CelebAMask-HQ ids
     drawings: dict[str, np.ndarray]  # style -> (B, H, W, 3) uint8
     depth: np.ndarray  # (B, H, W) float32 ray distance (far where nothing is hit)
+
+
+DEPTH_UNIT = 1e-4  # world units per step of a depth PNG (a tenth of a pixel's width; 1.3, the far plane, fits 16 bits)
 
 
 def head_seed(seed: int, head: int) -> int:
@@ -125,6 +130,7 @@ def _write_head(job: tuple[Path, int, int, int, int, tuple[str, ...], PoseDistri
         image_id = f"{head * views_per_head + v:06d}"
         _save_png(out_dir / "CelebA-HQ-img" / f"{image_id}.png", rendered.photos[v])
         _save_png(out_dir / "CelebAMask-HQ-mask" / f"{image_id}.png", rendered.labels[v])
+        _save_png(out_dir / "depth" / f"{image_id}.png", np.round(rendered.depth[v] / DEPTH_UNIT).astype(np.uint16))
         for s in styles:
             _save_png(out_dir / "styles" / s / "images" / f"{image_id}.png", rendered.drawings[s][v])
             _save_png(out_dir / "styles" / s / "masks" / f"{image_id}.png", rendered.labels[v])

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from sage_backend.labels import LABEL_IDS, NUM_CLASSES
+from sage_backend.model.surface import surface_uv
 from training.data.synthetic.heads import HeadParams, HeadSDF, Hits
 from training.data.synthetic.painterly import paint
 
@@ -100,11 +101,15 @@ def _edges(labels: torch.Tensor, depth: torch.Tensor, depth_jump: float) -> torc
     return edge
 
 
+HATCH_TILE = 256  # texels: the pencil hatching's period on the surface, the small256 canvas's size
+
+
 def draw(style: str, hits: Hits, colour: torch.Tensor, resolution: int) -> np.ndarray:
     """(B, H, W, 3) uint8 drawing, in `style`, of the traced views whose surface colour is `colour`.
 
     line: contours and part boundaries only. pencil: the same lines in graphite plus hatching whose
-    strokes thicken with the darkness of the photo (cross-hatching in the darkest parts), on white paper.
+    strokes thicken with the darkness of the photo (cross-hatching in the darkest parts), on white paper; the
+    hatching is drawn on the surface (sage_backend.model.surface), so it stays put as the camera turns.
     painterly: an oil painting (see training.data.synthetic.painterly).
     """
     b = hits.hit.shape[0]
@@ -120,11 +125,14 @@ def draw(style: str, hits: Hits, colour: torch.Tensor, resolution: int) -> np.nd
         luminance = colour @ torch.tensor([0.299, 0.587, 0.114])
         # Compressed so that dark skin gets moderate hatching and only shadows and dark hair the densest.
         tone = 0.85 * ((0.9 - luminance.reshape(b, resolution, resolution)) / 0.9).clamp(0.0, 1.0) ** 1.5
-        y, x = torch.meshgrid(torch.arange(resolution, dtype=torch.float32), torch.arange(resolution, dtype=torch.float32),
-                              indexing="ij")
-        wobble = 1.2 * torch.sin(0.21 * y + 0.13 * x)  # hand-drawn strokes are not ruled lines
-        hatch = 0.5 + 0.5 * torch.cos(2 * torch.pi * (x + y) / 4.0 + wobble)
-        cross = 0.5 + 0.5 * torch.cos(2 * torch.pi * (x - y) / 5.0 - wobble)
+        # Hatching lies on the head: x, y are the surface's coordinates (texels, about a pixel each from the
+        # training distance), so strokes turn with the head. Every term repeats every HATCH_TILE texels, so a
+        # surface canvas of that size can hold the whole pattern (sage_backend.model.surface.lookup).
+        x, y = surface_uv(hits.points).reshape(b, resolution, resolution, 2).unbind(-1)
+        cycles = 2 * torch.pi / HATCH_TILE
+        wobble = 1.2 * torch.sin(cycles * (9 * y + 5 * x))  # hand-drawn strokes are not ruled lines
+        hatch = 0.5 + 0.5 * torch.cos(cycles * HATCH_TILE / 4 * (x + y) + wobble)  # a stroke every 4 texels
+        cross = 0.5 + 0.5 * torch.cos(cycles * HATCH_TILE * 3 / 16 * (x - y) - wobble)  # every 16/3
         strokes = torch.maximum(((tone - hatch) * 2.5).clamp(0, 1), ((tone - 0.45 - 0.55 * cross) * 2.5).clamp(0, 1))
         ink = torch.maximum(0.8 * edges, (0.65 * strokes + 0.1 * tone) * hit)
     else:
