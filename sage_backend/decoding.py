@@ -59,16 +59,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def decode_inputs(generator: SageGenerator, batch: int, device: torch.device, random: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Stand-in inputs of `SageGenerator.decode` for `batch` cameras (to time or compile it): features (B, C, h, w),
+    colours rgb (B, 3, h, w), w (B, hidden), and surface coordinates (B, 2, h, w) where the canvas lies on the
+    surface (else None); zeros, or seeded random features and colours."""
+    cfg = generator.cfg
+    size = cfg.render.feature_resolution
+    shape = (batch, cfg.field.width, size, size)
+    features = (torch.randn(shape, device=device, generator=torch.Generator(device).manual_seed(0)) if random
+                else torch.zeros(shape, device=device))
+    rgb = (torch.rand(batch, 3, size, size, device=device, generator=torch.Generator(device).manual_seed(1)) if random
+           else torch.zeros(batch, 3, size, size, device=device))
+    w = torch.zeros(batch, cfg.mapping.hidden, device=device)
+    surface = torch.zeros(batch, 2, size, size, device=device) if generator.draws_on_surface else None
+    return features, rgb, w, surface
+
+
 def time_decoders(generator: SageGenerator, device: torch.device, scale: int, batch: int,
                   precisions: Sequence[str] = ("fp32", "bf16"), repeats: int = 5) -> dict[str, float]:
     """Seconds of the fastest of `repeats` eager decodes of `batch` random feature maps at `scale`, per precision,
     the precisions timed in turns after one warm-up call each (so load changes hit all alike). Fewer repeats
     when one call takes over half a second (the full preset on a CPU)."""
-    cfg = generator.cfg
-    size = cfg.render.feature_resolution
-    features = torch.randn(batch, cfg.field.width, size, size, device=device, generator=torch.Generator(device).manual_seed(0))
-    rgb = torch.rand(batch, 3, size, size, device=device, generator=torch.Generator(device).manual_seed(1))
-    w = torch.zeros(batch, cfg.mapping.hidden, device=device)
+    features, rgb, w, surface = decode_inputs(generator, batch, device, random=True)
     times: dict[str, list[float]] = {p: [] for p in precisions}
     with torch.inference_mode():
         for i in range(repeats + 1):
@@ -77,7 +90,7 @@ def time_decoders(generator: SageGenerator, device: torch.device, scale: int, ba
                 with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
                     _sync(device)
                     start = time.perf_counter()
-                    generator.decode(features, rgb, w, scale)
+                    generator.decode(features, rgb, w, scale, surface=surface)
                     _sync(device)
                 times[precision].append(time.perf_counter() - start)
             if i == 1 and max(t[-1] for t in times.values()) > 0.5:
@@ -186,15 +199,10 @@ class CompiledDecoder:
         """Compile (and record the CUDA graphs of) every batch size at `scale` under autocast `dtype`, so no
         request pays for it; returns the seconds it took. Three calls each: CUDA graph trees record on the
         second call and replay from the third."""
-        cfg = self.generator.cfg
-        size = cfg.render.feature_resolution
         start = time.perf_counter()
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext():
             for batch in self.batch_sizes:
-                features = torch.zeros(batch, cfg.field.width, size, size, device=self.device)
-                rgb = torch.zeros(batch, 3, size, size, device=self.device)
-                w = torch.zeros(batch, cfg.mapping.hidden, device=self.device)
-                surface = torch.zeros(batch, 2, size, size, device=self.device) if self.generator.draws_on_surface else None
+                features, rgb, w, surface = decode_inputs(self.generator, batch, self.device)
                 for _ in range(3 if self.cuda_graphs else 1):
                     self(features, rgb, w, scale, surface=surface)
         _sync(self.device)

@@ -100,3 +100,23 @@ def test_the_shipped_line_style_draws_the_same_page_in_bf16() -> None:
         drawings.append(next(renderer.render(renderer.latent(seed=0), [Camera.orbit(math.pi / 2, math.pi / 2)])).drawing)
     difference = np.abs(drawings[0].astype(int) - drawings[1].astype(int))
     assert np.median(drawings[1]) == 255 and difference.mean() < 2.0, difference.mean()
+
+
+def test_a_surface_canvas_is_timed_compiled_and_served_with_its_surface_coordinates() -> None:
+    """A surface canvas needs each pixel's surface coordinates in every decode: the precision timing, the compiled
+    graphs' warm-up and the renderer's calls all pass them, and the compiled drawing matches eager's."""
+    base = preset("tiny-field-surface")
+    cfg = dataclasses.replace(base, name="micro-surface", output_resolution=16,
+                              translator=dataclasses.replace(base.translator, channels=(8, 16), spade_hidden=8))
+    torch.manual_seed(0)
+    g = SageGenerator(cfg)
+    with torch.no_grad():
+        g.field.density_head.weight.mul_(3000.0)
+        g.translator.canvas.normal_()
+    assert g.draws_on_surface
+    assert list(time_decoders(g, torch.device("cpu"), 1, 1, ("fp32",), repeats=1)) == ["fp32"]
+    eager, compiled = PortraitRenderer(g, camera_batch=2), PortraitRenderer(g, camera_batch=2, compile="on")
+    compiled.warm_up()
+    z = eager.latent(seed=1)
+    for a, b in zip(eager.render(z, CAMERAS), compiled.render(z, CAMERAS), strict=True):
+        assert np.abs(a.drawing.astype(int) - b.drawing.astype(int)).max() <= 2
