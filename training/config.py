@@ -71,10 +71,12 @@ class LossConfig:
     # Sparse 1-px line drawings are best "reconstructed" by blank paper under plain L1; pooling alone did not
     # change that (measured), the ink weight below did (docs/training.md).
     reconstruction_scales: int = 1
-    # > 0 (Stage II on pairs): `texture_energy_l1` at this weight beside the drawing's L1, over texture_window tiles.
+    # > 0 (Stage II on pairs): `texture_energy_l1` at this weight beside the drawing's L1, over texture_window tiles
+    # of the images pooled by texture_scale. Painterly, weight 1 (docs/training.md, v3.1): scale 1 drew scan lines,
+    # 2 a woven grain with a few stripes, 4 brush-like mottling and no stripes.
     texture_weight: float = 0.0
     texture_window: int = 8
-    texture_scale: int = 2
+    texture_scale: int = 4
     reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
     semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up on front-facing views (objective._front_facing)
     # > 0: the drawing's L1 weighs each pixel by its class's share ** -this on front-facing views, so an eye's
@@ -189,6 +191,11 @@ class TrainConfig:
             raise ValueError("pairs_crop needs drawing_pairs and a size from 16 up to the curriculum's resolutions")
         if not 0 <= self.pairs_face_windows <= 1 or (self.pairs_face_windows and not self.pairs_crop):
             raise ValueError("pairs_face_windows is a share from 0 to 1 of the pairs_crop windows; it needs pairs_crop")
+        tile = self.losses.texture_window * self.losses.texture_scale
+        drawn = self.pairs_crop or min(p.resolution for p in self.curriculum)
+        if self.losses.texture_weight and (not self.drawing_pairs or drawn % tile):
+            raise ValueError(f"texture_weight is a Stage II on pairs term over texture_window x texture_scale = {tile} px "
+                             f"tiles: needs drawing_pairs and drawings (pairs_crop, else the resolution) a multiple of {tile}")
         if self.stage == 1 and not self.train_semantics:
             raise ValueError("train_semantics: false is a Stage II setting (Stage I is where the semantics are learnt)")
         if self.losses.adversarial_start > self.initial_step and self.losses.reconstruction_weight <= 0:

@@ -114,6 +114,10 @@ def test_face_windows_centre_on_a_face_part_of_a_front_facing_view(heads: Path, 
         pairs_config(heads / "styles", pairs_face_windows=0.5).validate()  # no windows to centre
     with pytest.raises(ValueError, match="pairs_face_windows"):
         pairs_config(heads / "styles", pairs_crop=16, pairs_face_windows=1.5).validate()
+    texture = LossConfig(reconstruction_weight=1.0, adversarial_start=10**6, texture_weight=1.0, texture_scale=4)
+    pairs_config(heads / "styles", pairs_crop=32).replace(losses=texture).validate()  # 32 px windows: one 32 px tile
+    with pytest.raises(ValueError, match="a multiple of 32"):
+        pairs_config(heads / "styles", pairs_crop=48).replace(losses=texture).validate()
 
 
 def test_a_surface_canvas_needs_pairs_with_depth(heads: Path, stage1: Path, tmp_path: Path) -> None:
