@@ -131,10 +131,8 @@ def draw(style: str, hits: Hits, colour: torch.Tensor, resolution: int) -> np.nd
         x, y = surface_uv(hits.points).reshape(b, resolution, resolution, 2).unbind(-1)
         cycles = 2 * torch.pi / HATCH_TILE
         wobble = 1.2 * torch.sin(cycles * (9 * y + 5 * x))  # hand-drawn strokes are not ruled lines
-        # Strokes every 4.5 and 5.7 texels across: finer ones fall under two pixels where the surface turns away and
-        # alias into moire (measured on the side and back views at 4 and 16/3 texels along x + y and x - y).
-        hatch = 0.5 + 0.5 * torch.cos(cycles * 40 * (x + y) + wobble)  # 40 strokes a tile along x + y
-        cross = 0.5 + 0.5 * torch.cos(cycles * 32 * (x - y) - wobble)  # 32 along x - y
+        hatch = 0.5 + 0.5 * torch.cos(cycles * HATCH_TILE / 4 * (x + y) + wobble)  # a stroke every 4 texels
+        cross = 0.5 + 0.5 * torch.cos(cycles * HATCH_TILE * 3 / 16 * (x - y) - wobble)  # every 16/3
         strokes = torch.maximum(((tone - hatch) * 2.5).clamp(0, 1), ((tone - 0.45 - 0.55 * cross) * 2.5).clamp(0, 1))
         ink = torch.maximum(0.8 * edges, (0.65 * strokes + 0.1 * tone) * hit)
     else:
