@@ -6,17 +6,13 @@ the screen (the "shower door" effect of screen-space texture in non-photorealist
 The coordinates are arc lengths about the vertical (y) axis through the origin, where the SAGE frame's head sits
 facing +z, in texels of TEXEL world units (about one 256 px pixel at the training cameras' distance):
 
-    s = min(rho, SURFACE_RADIUS) * atan2(x, z) / TEXEL    across: rho = sqrt(x^2 + z^2); 0 ahead of the face
-    t = y / TEXEL                                          up
+    s = rho * atan2(x, z) / TEXEL     across: rho = sqrt(x^2 + z^2); 0 straight ahead of the face
+    t = y / TEXEL                     up
 
-Inside SURFACE_RADIUS a texel is as wide as it is tall along the surface, and the crown (rho -> 0) does not
-pinch the texture as a cylinder map's pole would. Beyond it (most of the head's side and back, the shoulders)
-the angle alone sets s, so a texel widens with rho (1.3x at a 0.1 radius) but s no longer depends on how far
-out the surface is: the field's depth is noisy (hair most), and with s = rho * angle an error in it moved the
-strokes by the angle times that error, up to pi behind the head, where hatching turned to moire (measured:
-depth noise of 0.002 moved s by 2.9 texels behind the head, 0.55 with the cap). The seam is straight behind
-the head, under the hair. The canvas is a periodic tile (as hatching textures are, Praun et al., "Real-Time
-Hatching", 2001): `lookup` wraps the coordinates, so a tile of any size covers the whole head.
+Measured along the surface, a texel is about as wide as it is tall everywhere, the crown included (rho -> 0
+there, so the pole of a cylinder map does not pinch the texture); the seam is straight behind the head, under
+the hair. The canvas is a periodic tile (as hatching textures are, Praun et al., "Real-Time Hatching", 2001):
+`lookup` wraps the coordinates, so a tile of any size covers the whole head.
 """
 from __future__ import annotations
 
@@ -26,13 +22,12 @@ import torch.nn.functional as F
 from sage_backend.cameras import camera_rays
 
 TEXEL = 0.0008  # world units: a 256 px view from the training distance (radius 1, 12 degrees) spans 0.21
-SURFACE_RADIUS = 0.075  # world units: about the synthetic heads' skull radius (a head is ~0.2 across)
 
 
 def surface_uv(points: torch.Tensor) -> torch.Tensor:
     """World points (..., 3) -> surface coordinates (..., 2), (s, t) in texels as in the module docstring."""
     x, y, z = points.unbind(-1)
-    across = torch.sqrt(x * x + z * z).clamp_max(SURFACE_RADIUS) * torch.atan2(x, z)
+    across = torch.sqrt(x * x + z * z) * torch.atan2(x, z)
     return torch.stack([across, y], -1) / TEXEL
 
 
