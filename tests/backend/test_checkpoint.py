@@ -245,8 +245,9 @@ def test_every_numeric_config_field_has_a_bound() -> None:
 
 @pytest.mark.parametrize("name", ["pencil", "line", "painterly", "photo"])
 def test_shipped_checkpoints_draw_from_the_field_colours_and_their_label_map(name: str) -> None:
-    """Demo v3's checkpoints (small256): the translator switch stored on, no drawing decoder, and the drawing is
-    `draw_from_field` of the field's colours and the label map decoded with them, at 256 px."""
+    """Demo v3's checkpoints (small256, and small256-surface for v3.1's pencil and painterly): the translator switch
+    stored on, no drawing decoder, and the drawing is `draw_from_field` of the field's colours and the label map
+    decoded with them (and, on the surface canvas, the same surface coordinates), at 256 px."""
     path = ckpt.bundled_checkpoint_dir() / f"{name}.safetensors"
     assert bool(load_tensors(path)[0]["translator_active"])
     g = load_generator(path).generator
@@ -255,10 +256,11 @@ def test_shipped_checkpoints_draw_from_the_field_colours_and_their_label_map(nam
     features = torch.randn(1, g.cfg.field.width, size, size, generator=seeded)
     rgb = torch.rand(1, 3, size, size, generator=seeded)
     w = g.code(seed_latent(3, g.z_dim)[None], 0.5).w
+    surface = 400 * torch.rand(1, 2, size, size, generator=seeded) if g.draws_on_surface else None
     with torch.no_grad():
-        drawing, semantic = g.decode(features, rgb, w, g.cfg.max_scale)
+        drawing, semantic = g.decode(features, rgb, w, g.cfg.max_scale, surface=surface)
         one_hot = torch.nn.functional.one_hot(semantic.argmax(1), semantic.shape[1]).permute(0, 3, 1, 2).float()
-        assert drawing.shape == (1, 3, 256, 256) and torch.equal(drawing, g.draw_from_field(rgb, one_hot))
+        assert drawing.shape == (1, 3, 256, 256) and torch.equal(drawing, g.draw_from_field(rgb, one_hot, surface=surface))
 
 
 def test_the_switch_is_written_on_save_and_read_on_load(tmp_path: Path, tiny: SageGenerator) -> None:

@@ -36,10 +36,16 @@ def test_render_turntable_writes_drawing_colour_and_class_id_pngs(tmp_path, caps
 def test_render_yaw_range_spans_the_arc_inclusive(tmp_path, capsys, tiny_checkpoint_dir) -> None:
     common = ["--style", "line", "--seed", "2", "--resolution", "64", "--styles", str(tiny_checkpoint_dir), "--device", "cpu"]
     assert run(capsys, "render", *common, "--turntable", "3", "--yaw-range", "1.0", "2.0", "--out", str(tmp_path / "arc"))[0] == 0
+    arcs = []
     for i, yaw in enumerate((1.0, 1.5, 2.0)):  # both ends included: the views of single renders at those yaws
         assert run(capsys, "render", *common, "--yaw", str(yaw), "--out", str(tmp_path / f"one{i}"))[0] == 0
-        arc = np.array(Image.open(tmp_path / "arc" / f"line_2_{i + 1:04d}_drawing.png"))
-        assert np.array_equal(arc, np.array(Image.open(tmp_path / f"one{i}" / "line_2_0001_drawing.png")))
+        arcs.append(np.array(Image.open(tmp_path / "arc" / f"line_2_{i + 1:04d}_drawing.png")).astype(int))
+        single = np.array(Image.open(tmp_path / f"one{i}" / "line_2_0001_drawing.png")).astype(int)
+        # The turntable renders its cameras as one batch, the single views one at a time: on some CPUs (an Intel
+        # Xeon's oneDNN kernels) the batch size changes the float rounding, so a level may flip; another yaw
+        # moves far more than that (checked below).
+        assert np.abs(arcs[-1] - single).max() <= 1
+    assert all(np.abs(a - b).max() > 8 for a, b in zip(arcs, arcs[1:]))
 
 
 def test_render_without_psi_uses_the_styles_own_and_styles_lists_it(tmp_path, capsys, tiny_checkpoint_dir) -> None:

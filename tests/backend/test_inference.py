@@ -124,9 +124,11 @@ def test_the_folded_and_the_bound_field_keep_one_contract_and_agree(tiny: SageGe
     bound, folded = tiny.field.bind(code), tiny.field.fold(code)
     with torch.no_grad():
         a, b = bound(points, dirs), folded(points, dirs)
+        # Folding the FiLM terms into the weights reorders float32 sums: 1.8e-4 apart on an Intel Xeon; a wrong fold
+        # is off by whole units.
         for name in ("density", "features", "rgb"):
-            torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(bound.density(points)[0], folded.density(points[0]), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(bound.density(points)[0], folded.density(points[0]), atol=1e-3, rtol=1e-3)
 
 
 def test_psi_zero_renders_the_average_head(tiny: SageGenerator) -> None:
