@@ -36,7 +36,7 @@ def cannot_draw(context) -> str:
         return "no scene"
     if scene.camera is None or scene.camera.type != "CAMERA":
         return "the scene has no active camera"
-    return not_connected() or session.get().limit_error("resolution", scene.sage_portrait.resolution)
+    return not_connected() or session.get().limit_error("resolution", portrait.drawing_resolution(scene))
 
 
 class JobOperator:

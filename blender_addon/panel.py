@@ -69,8 +69,15 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
     sub = row.row(align=True)
     sub.active = not settings.use_style_psi  # greyed, not hidden: the value is kept for when the box is unticked
     sub.prop(settings, "psi")
-    box.prop(settings, "resolution")
-    for what, value in (("resolution", settings.resolution), ("cameras", settings.turntable_frames), ("grid", settings.mesh_grid)):
+    row = box.row(align=True)
+    row.prop(settings, "match_render")
+    sub = row.row(align=True)
+    if settings.match_render:  # the size it draws at, where the field would show a value it does not use
+        sub.label(text=f"{portrait.drawing_resolution(scene)} px")
+    else:
+        sub.prop(settings, "resolution")
+    for what, value in (("resolution", portrait.drawing_resolution(scene)), ("cameras", settings.turntable_frames),
+                        ("grid", settings.mesh_grid)):
         error = state.limit_error(what, value)  # the limits come from the backend's hello
         if error:
             box.label(text=error, icon="ERROR")

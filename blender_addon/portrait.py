@@ -58,14 +58,27 @@ def base_fields(scene: bpy.types.Scene, drawing: bool = True) -> dict[str, Any]:
         raise ValueError("no style chosen: connect to a backend first")
     if session.get().style_hint(settings.style):
         raise ValueError(session.get().style_hint(settings.style))
-    session.get().check_limit("resolution", settings.resolution)
+    resolution = drawing_resolution(scene)
+    session.get().check_limit("resolution", resolution)
     outputs = [*OUTPUTS, STROKES] if settings.strokes else list(OUTPUTS)  # Bake and Follow key Grease Pencil too
-    fields = {"style": settings.style, **head_fields(settings), "resolution": settings.resolution, "outputs": outputs}
+    fields = {"style": settings.style, **head_fields(settings), "resolution": resolution, "outputs": outputs}
     if not settings.use_style_psi and "seed" in fields:  # else the style's own psi (hello: styles[].psi); none for a photo head
         fields["psi"] = round(settings.psi, 6)
     if drawing and settings.part_styles.strip():  # the backend checks the names against its parts and styles
         fields["part_styles"] = part_styles(settings.part_styles)
     return fields
+
+
+def drawing_resolution(scene: bpy.types.Scene) -> int:
+    """The drawing's size in pixels on the frame's larger side. Match Render (the default): the scene's render size
+    (its larger side times the render percentage) held to the backend's limits, so the plane has about a pixel per
+    rendered pixel; a fixed size blurs a drawing the render scales up (a 256 px drawing of a 1920 x 1080 frame gave
+    the head 86 px where the model draws 256). Off: the panel's Resolution, which base_fields checks."""
+    settings, render = scene.sage_portrait, scene.render
+    if not settings.match_render:
+        return settings.resolution
+    side = max(1, round(max(render.resolution_x, render.resolution_y) * render.resolution_percentage / 100))
+    return session.get().clamped("resolution", side)
 
 
 def head_fields(settings) -> dict[str, Any]:

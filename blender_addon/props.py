@@ -103,7 +103,11 @@ class SagePortraitSettings(bpy.types.PropertyGroup):
         name="Style's Psi", description="Render at the truncation the style was released at (the backend reports it); "
         "off: the Psi value below", default=True)
     psi: bpy.props.FloatProperty(name="Psi", description="Truncation: lower is more typical, higher more varied", default=0.5, min=0.0, max=1.0)
-    resolution: bpy.props.IntProperty(name="Resolution", description="Image size in pixels on the frame's larger side (the backend's limits apply)", default=256, min=1)
+    match_render: bpy.props.BoolProperty(
+        name="Match Render", default=True,
+        description="Draw at the scene's render size (its larger side times the render percentage, up to the largest "
+        "the backend draws), so the drawing plane has about a pixel per rendered pixel; off: the Resolution beside it")
+    resolution: bpy.props.IntProperty(name="Resolution", description="Image size in pixels on the frame's larger side, when Match Render is off (the backend's limits apply)", default=256, min=1)
     pivot: bpy.props.PointerProperty(
         name="Pivot", description="Empty at the head's centre; its scale sets the head size", type=bpy.types.Object, poll=_is_empty
     )

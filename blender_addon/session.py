@@ -162,6 +162,13 @@ class Session:
             size += cost
         return batches if cameras else []
 
+    def clamped(self, what: str, value: int) -> int:
+        """`value` held inside the backend's limits for `what` (a LIMITS key; unchanged where hello gave none)."""
+        limits = self.info.get("limits", {})
+        low_key, high_key = LIMITS[what]
+        low = limits.get(low_key, value) if low_key else value
+        return max(low, min(value, limits.get(high_key, value)))
+
     def check_limit(self, what: str, value: int) -> None:
         """Raise ValueError with one line when `value` is outside the backend's limits (from hello)."""
         error = self.limit_error(what, value)

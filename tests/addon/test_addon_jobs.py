@@ -109,8 +109,24 @@ def test_limits_come_from_hello(run_bpy, address):
         bpy.ops.sage.connect()
         state = session.get()
         assert state.info["limits"] == {limits.to_dict()!r}
+        # Match Render (the default) draws at the render's size, held to hello's limits, never refused for them.
+        from blender_addon import portrait
+        assert settings.match_render
+        scene.render.resolution_x, scene.render.resolution_y = 3 * {limits.max_resolution}, {limits.max_resolution}
+        assert portrait.drawing_resolution(scene) == {limits.max_resolution} and bpy.ops.sage.generate.poll()
+        scene.render.resolution_percentage = 25
+        assert portrait.drawing_resolution(scene) == round(0.75 * {limits.max_resolution})
+        scene.render.resolution_x = scene.render.resolution_y = 8  # 2 px at 25%: the smallest the backend draws
+        assert portrait.drawing_resolution(scene) == {limits.min_resolution}
+        log = []
+        SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+        assert ("label", "{limits.min_resolution} px") in log and ("prop", "resolution") not in log, log
+        scene.render.resolution_x = scene.render.resolution_y = 64
+        scene.render.resolution_percentage = 100
+        settings.match_render = False  # the panel's Resolution: outside the limits it is refused, with why
         settings.resolution = {limits.max_resolution + 1}  # no static maximum clamps it: hello's does
         assert settings.resolution == {limits.max_resolution + 1} and not bpy.ops.sage.generate.poll()
+        assert portrait.drawing_resolution(scene) == {limits.max_resolution + 1}
         log = []
         SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
         assert ("label", "resolution {limits.max_resolution + 1} is outside what the backend takes "
