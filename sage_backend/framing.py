@@ -12,7 +12,8 @@ into the real frame: both cameras share their centre, so a pixel's ray is the sa
 is the rotation homography of that ray; ray depth needs no conversion. Towards the window's edge (from
 FADE_START of it, a rounded square) the head fades into paper: the median drawing colour of the
 background there (a painterly style's textured background has no square seam), background class and far
-depth; outside the window all is paper. A frame that does not reach FADE_START never shows the fade.
+depth; outside the window all is paper. A frame that does not reach FADE_START never shows the fade. Small
+foreground islands apart from the head (`floaters`: the untrained field a widened window sees) become paper first.
 
 A camera that is its own head camera (the training framing: radius 1, the config's fov, aimed at the
 head, square, unshifted) is rendered directly, so its output is bit for bit what it always was.
@@ -27,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scipy import ndimage
+
 from sage_backend.cameras import DEFAULT_RADIUS, FOV_RANGE_DEG, Camera, image_coords_to_grid, look_at
 from sage_backend.frames import class_ids
 
@@ -34,6 +37,7 @@ DIRECT_TOLERANCE = 1e-6  # rotation entries and fov (degrees): within this a cam
 WINDOW_MAX = 1.5  # the largest head window, in training windows: beyond it the field holds floaters, not head
 FADE_START = 0.8  # where the fade into paper starts, in window half-sizes (WINDOW_NORM's rounded square)
 WINDOW_NORM = 2.0  # the p of the p-norm that measures the window: a circle, whose arc ends the shoulders
+KEEP_SHARE = 0.25  # a foreground island is kept when it has at least this share of the largest one's pixels
 
 
 @dataclass(frozen=True)
@@ -120,15 +124,49 @@ def paper_colour(drawing: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.ones(3, device=drawing.device)
 
 
+def floaters(labels: torch.Tensor) -> torch.Tensor:
+    """The floaters of a head camera's label map (S, S) class ids: a bool mask (S, S) of the foreground islands
+    (8-connected) with under KEEP_SHARE of the largest island's pixels, grown by S/128 px so their drawn outlines go
+    with them, but never onto a kept island. A widened window shows the field beyond where training looked, where
+    it holds blobs of hair or cloth apart from the head (seen beside the head from the framed default camera in
+    every seed tried); the head, its hat and its shoulders are one island or a few large ones."""
+    islands, count = ndimage.label(labels.cpu().numpy() != 0, structure=np.ones((3, 3), dtype=bool))
+    if count < 2:
+        return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+    sizes = np.bincount(islands.ravel())[1:]
+    kept = np.flatnonzero(sizes >= KEEP_SHARE * sizes.max()) + 1
+    dropped = torch.from_numpy((islands != 0) & ~np.isin(islands, kept)).to(labels.device)
+    reach = max(1, round(labels.shape[-1] / 128))
+    grown = F.max_pool2d(dropped[None, None].float(), 2 * reach + 1, stride=1, padding=reach)[0, 0] > 0
+    return grown & ~torch.from_numpy(np.isin(islands, kept)).to(labels.device)
+
+
+def drop_floaters(drawing: torch.Tensor, logits: torch.Tensor, depth: torch.Tensor, paper: torch.Tensor,
+                  far: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The head camera's drawing (3, S, S), semantic logits (C, S, S) and depth (s, s) with its `floaters` made
+    paper (the colour `paper` (3,)), background and `far` (the depth's coarser pixels wherever a floater touches
+    them). Unchanged, and not copied, without floaters."""
+    mask = floaters(class_ids(logits))
+    if not mask.any():
+        return drawing, logits, depth
+    drawing = torch.where(mask, paper[:, None, None].to(drawing.dtype), drawing)
+    background = torch.full_like(logits, -1e4)
+    background[0] = 1e4
+    logits = torch.where(mask, background, logits)
+    coarse = F.adaptive_max_pool2d(mask[None, None].float(), depth.shape[-2:])[0, 0] > 0
+    return drawing, logits, torch.where(coarse, torch.full_like(depth, far), depth)
+
+
 def composite(drawing: torch.Tensor, logits: torch.Tensor, depth: torch.Tensor, camera: Camera, head: HeadCamera,
               width: int, height: int, far: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The head camera's drawing (3, S, S) in [-1, 1], semantic logits (C, S, S) and depth (s, s) -> the
     camera's frame: drawing (3, H, W), labels (H, W) uint8, depth (H, W). The drawing fades into paper
     (paper_colour) towards the window's edge; labels and depth are the head's where its weight is at least
-    a half, else class 0 and `far`."""
+    a half, else class 0 and `far`. Floaters (islands apart from the head, `floaters`) are dropped first."""
     grid, weight = into_frame(camera, head, width, height)
     grid, weight = grid.to(drawing.device), weight.to(drawing.device)
     paper = paper_colour(drawing, class_ids(logits))
+    drawing, logits, depth = drop_floaters(drawing, logits, depth, paper, far)
     span = footprint(camera, head, width, height)
 
     def sample(image: torch.Tensor) -> torch.Tensor:
