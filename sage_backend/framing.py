@@ -7,7 +7,9 @@ rendered through its *head camera*: at the same position, aimed at the head's ce
 as at training), with the fov that gives the head the size it has at training (tan(fov/2) shrinks as
 1/distance), widened just enough to cover the camera's frame, up to WINDOW_MAX times: the training view
 is a crop that cuts the crown and the shoulders, so a frame that shows more of the head gets a window that
-holds its whole silhouette. The head camera's decoded drawing, semantic logits and depth are then resampled
+holds its whole silhouette (PortraitRenderer renders a widened window that the frame shows large at up to
+WINDOW_MAX times the training resolution, `HeadCamera.window`, so the head keeps its training size in pixels). The
+head camera's decoded drawing, semantic logits and depth are then resampled
 into the real frame: both cameras share their centre, so a pixel's ray is the same ray in both and the warp
 is the rotation homography of that ray; ray depth needs no conversion. Towards the window's edge (from
 FADE_START of it, a rounded square) the head fades into paper: the median drawing colour of the
@@ -22,6 +24,7 @@ See docs/addon.md, "Cameras and framing".
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,10 +48,16 @@ class HeadCamera:
     cam2world: np.ndarray  # (4, 4) SAGE frame, at the camera's position, looking at the origin, world +Y up
     fov_deg: float  # full angle across its square image
     direct: bool  # the camera is its own head camera: render it as it is
+    # The picture's side in training windows (1 when direct): rendered at that many times the training resolution,
+    # the head keeps its training size in pixels, so the strokes are drawn at the scale they were learned at.
+    window: float = 1.0
 
 
-def head_camera(camera: Camera, training_fov_deg: float, training_radius: float = DEFAULT_RADIUS) -> HeadCamera:
-    """The training-like camera that renders the head for `camera` (see the module docstring)."""
+def head_camera(camera: Camera, training_fov_deg: float, training_radius: float = DEFAULT_RADIUS,
+                windows: Sequence[float] = ()) -> HeadCamera:
+    """The training-like camera that renders the head for `camera` (see the module docstring). windows: the
+    window sizes the caller renders (ascending, from 1; PortraitRenderer's picture sizes over the training's): a
+    widened window is rounded up to the first that holds it (the last otherwise); empty: any size."""
     position = torch.as_tensor(camera.cam2world[:3, 3], dtype=torch.float64)
     c2w = look_at(position).numpy()
     distance = float(np.linalg.norm(camera.cam2world[:3, 3]))
@@ -56,10 +65,16 @@ def head_camera(camera: Camera, training_fov_deg: float, training_radius: float 
     fov = min(math.degrees(2 * math.atan(training_tan)), FOV_RANGE_DEG[1])
     direct = (camera.is_centred_square and abs(camera.fov_deg - fov) <= DIRECT_TOLERANCE
               and np.abs(camera.cam2world[:3, :3] - c2w[:3, :3]).max() <= DIRECT_TOLERANCE)
+    window = 1.0
     if not direct:  # widen the window until the frame ends where the fade starts, at most WINDOW_MAX times
         window = min(max(frame_extent(camera, c2w, training_tan) / FADE_START, 1.0), WINDOW_MAX)
-        fov = min(math.degrees(2 * math.atan(training_tan * window)), FOV_RANGE_DEG[1])
-    return HeadCamera(c2w, fov, direct)
+        window = next((w for w in windows if w >= window - 1e-9), windows[-1]) if windows else window
+        fov = math.degrees(2 * math.atan(training_tan * window))
+        if fov > FOV_RANGE_DEG[1]:  # a camera nearer than the widest view allows: the largest window that fits
+            fov = FOV_RANGE_DEG[1]
+            fits = math.tan(math.radians(fov) / 2) / training_tan
+            window = max((w for w in windows if w <= fits + 1e-9), default=1.0) if windows else max(fits, 1.0)
+    return HeadCamera(c2w, fov, direct, window)
 
 
 def frame_extent(camera: Camera, head_c2w: np.ndarray, half_tan: float) -> float:

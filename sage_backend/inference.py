@@ -27,7 +27,7 @@ from sage_backend.cameras import Camera
 from sage_backend.decoding import (CompiledDecoder, compile_notice, compiled_field_sample, decoder_dtype, resolve_compile,
                                    resolve_precision)
 from sage_backend.frames import OUTPUTS, Frame, frame_from_pixels, frames_from_outputs
-from sage_backend.framing import HeadCamera, composite, head_camera
+from sage_backend.framing import WINDOW_MAX, HeadCamera, composite, footprint, head_camera
 from sage_backend.limits import DEFAULT_PSI, NON_FINITE, check_latent
 from sage_backend.model.field import FoldedField, folded_sample
 from sage_backend.model.generator import GeneratorOutput, SageGenerator
@@ -58,6 +58,17 @@ def default_camera_batch(device: torch.device | str) -> int:
     compiled graph; 8 doubled throughput over 1 on an H200), 4 on CPU (2 cores, pencil at 128 px: turntable
     1.48x the reference eager and 2.37x compiled, against 1.04x and 1.68x at 1; docs/performance.md)."""
     return 8 if torch.device(device).type == "cuda" else 4
+
+
+def picture_windows(generator: SageGenerator, scale: int) -> tuple[float, ...]:
+    """The head windows (sage_backend.framing) a renderer draws at the training's pixel scale, ascending from 1: the
+    feature resolutions from the training's up to WINDOW_MAX times it whose outputs (feature resolution x 2**scale)
+    the translator's downsampling divides, over the training's. A widened window rendered at the training size
+    shrank the head in the picture, and the translator, which never saw a head that small, drew broken lines (a
+    third of the training view's gradient energy, where this draws it as at training)."""
+    training = generator.cfg.render.feature_resolution
+    step = 2 ** (len(generator.cfg.translator.channels) - 1) if generator.use_translator else 1
+    return tuple(r / training for r in range(training, math.ceil(WINDOW_MAX * training) + 1) if (r * 2**scale) % step == 0)
 
 
 def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
@@ -100,6 +111,7 @@ class PortraitRenderer:
         compiled = resolve_compile(compile, self.device)
         self.decoder = CompiledDecoder(self.generator, self.device, (1, camera_batch)) if compiled else None
         self.field_sample = compiled_field_sample() if compiled else folded_sample
+        self.windows = picture_windows(self.generator, self.scale)
         self._codes: OrderedDict[tuple[bytes, float], tuple[LatentCode, FoldedField]] = OrderedDict()
         self._code_cache = code_cache
 
@@ -183,25 +195,50 @@ class PortraitRenderer:
             if should_stop is not None and should_stop():
                 raise Interrupted()
             batch = list(cameras[start:start + self.camera_batch])
-            n = len(batch)
-            if self.decoder is not None:  # a short batch runs padded with its last camera: no new graph mid-turntable
-                batch += batch[-1:] * (self.decoder.padded_size(n) - n)
-            heads = [head_camera(camera, self.cfg.render.fov_deg) for camera in batch]
-            # A camera that is its own head camera renders its own matrix: the training framing stays bit-exact.
-            c2w = torch.as_tensor(np.stack([c.cam2world if h.direct else h.cam2world for c, h in zip(batch, heads)]),
-                                  dtype=torch.float32, device=self.device)
-            fov = torch.tensor([c.fov_deg if h.direct else h.fov_deg for c, h in zip(batch, heads)], dtype=torch.float32, device=self.device)
+            heads = [head_camera(camera, self.cfg.render.fov_deg, windows=self.windows) for camera in batch]
+            pictures = [self.picture_resolution(camera, head, size) for camera, head in zip(batch, heads)]
+            frames: list[Frame | None] = [None] * len(batch)
             # Frames are made inside the context but yielded outside it: a suspended generator must not leave
             # the caller in inference mode.
             with torch.inference_mode():
-                out = self.generator.synthesize(code, c2w, fov, field=folded, scale=self.scale, decoder_dtype=dtype,
-                                                decode_fn=self.decoder)
-                require_finite(out.drawing, out.semantic_logits, out.view.depth)
-                with record_function("sage.to_frames"):
-                    direct = frames_from_outputs(out, size, wanted) if any(h.direct for h in heads) else []
-                    frames = [direct[i] if head.direct else self._framed(out, i, camera, head, size, wanted)
-                              for i, (camera, head) in enumerate(zip(batch[:n], heads))]
+                for resolution in sorted(set(pictures)):  # one picture size per call (a turntable: one)
+                    picked = [i for i, r in enumerate(pictures) if r == resolution]
+                    made = self._pictures(code, folded, [batch[i] for i in picked], [heads[i] for i in picked],
+                                          resolution, size, wanted, dtype)
+                    for i, frame in zip(picked, made):
+                        frames[i] = frame
             yield from frames
+
+    def picture_resolution(self, camera: Camera, head: HeadCamera, size: int) -> int:
+        """The feature resolution a head camera's picture is rendered at: the training's, times as much of the
+        window as the frame shows larger than the training's output size (a `picture_windows` step, down). A head
+        the frame shows large is drawn at its training size in pixels; a small one costs no more than before."""
+        training = self.cfg.render.feature_resolution
+        if head.direct or head.window == 1.0:
+            return training
+        shown = footprint(camera, head, *camera.image_size(size)) / self.cfg.resolution_of_scale(self.scale)
+        return round(training * max(w for w in self.windows if w <= min(head.window, max(shown, 1.0)) + 1e-9))
+
+    def _pictures(self, code: LatentCode, folded: FoldedField, cameras: list[Camera], heads: list[HeadCamera],
+                  resolution: int, size: int, wanted: set[str], dtype: torch.dtype | None) -> list[Frame]:
+        """The frames of cameras whose head cameras' pictures share one feature `resolution` (picture_resolution),
+        rendered in one call (compiled at the training's; a short batch padded with its last camera, so no new graph
+        is made mid-turntable), then each composited into its frame unless it is its own head camera."""
+        n = len(cameras)
+        compiled = self.decoder if resolution == self.cfg.render.feature_resolution else None
+        if compiled is not None:
+            cameras, heads = cameras + cameras[-1:] * (compiled.padded_size(n) - n), heads + heads[-1:] * (compiled.padded_size(n) - n)
+        # A camera that is its own head camera renders its own matrix: the training framing stays bit-exact.
+        c2w = torch.as_tensor(np.stack([c.cam2world if h.direct else h.cam2world for c, h in zip(cameras, heads)]),
+                              dtype=torch.float32, device=self.device)
+        fov = torch.tensor([c.fov_deg if h.direct else h.fov_deg for c, h in zip(cameras, heads)], dtype=torch.float32, device=self.device)
+        out = self.generator.synthesize(code, c2w, fov, field=folded, scale=self.scale, decoder_dtype=dtype,
+                                        decode_fn=compiled, feature_resolution=resolution)
+        require_finite(out.drawing, out.semantic_logits, out.view.depth)
+        with record_function("sage.to_frames"):
+            direct = frames_from_outputs(out, size, wanted) if any(h.direct for h in heads[:n]) else []
+            return [direct[i] if head.direct else self._framed(out, i, camera, head, size, wanted)
+                    for i, (camera, head) in enumerate(zip(cameras[:n], heads[:n]))]
 
     def _framed(self, out: GeneratorOutput, i: int, camera: Camera, head: HeadCamera, size: int, wanted: set[str]) -> Frame:
         """View i of `out`, rendered by its head camera, composited into the camera's frame (sage_backend.framing)."""

@@ -96,10 +96,11 @@ class SageGenerator(nn.Module):
         self.avg_phases.copy_(code.phases.mean(0, keepdim=True))
         self.avg_codes.copy_(code.w.mean(0, keepdim=True))
 
-    def render_view(self, field: Field, cam2world: torch.Tensor, fov_deg: torch.Tensor | float, **kwargs) -> RenderedView:
-        """Volume-render `field` at the feature resolution for cameras cam2world (B, 4, 4), fov_deg a scalar
-        or (B,); kwargs go to `VolumeRenderer.render` (jitter, density_noise, generator)."""
-        return self.renderer.render(field, cam2world, fov_deg, self.cfg.render.feature_resolution, **kwargs)
+    def render_view(self, field: Field, cam2world: torch.Tensor, fov_deg: torch.Tensor | float,
+                    resolution: int | None = None, **kwargs) -> RenderedView:
+        """Volume-render `field` at `resolution` (default: the feature resolution) for cameras cam2world (B, 4, 4),
+        fov_deg a scalar or (B,); kwargs go to `VolumeRenderer.render` (jitter, density_noise, generator)."""
+        return self.renderer.render(field, cam2world, fov_deg, resolution or self.cfg.render.feature_resolution, **kwargs)
 
     @property
     def draws_on_surface(self) -> bool:
@@ -119,7 +120,7 @@ class SageGenerator(nn.Module):
         if self.draws_from_field:
             top = self.semantic_decoder.scales - 1
             semantic_logits = self.semantic_decoder(features, w, min(scale, top), alpha if scale <= top else 1.0)
-            size = self.cfg.resolution_of_scale(scale)
+            size = features.shape[-1] * 2**scale  # the resolution of `scale` (a head camera's wider picture: more)
             if semantic_logits.shape[-1] != size:
                 semantic_logits = F.interpolate(semantic_logits, size=(size, size), mode="bilinear", align_corners=False)
             one_hot = F.one_hot(semantic_logits.argmax(1), NUM_CLASSES).permute(0, 3, 1, 2).to(rgb.dtype)
@@ -170,6 +171,7 @@ class SageGenerator(nn.Module):
         generator: torch.Generator | None = None,
         decoder_dtype: torch.dtype | None = None,
         decode_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+        feature_resolution: int | None = None,
     ) -> GeneratorOutput:
         """The one composition of render -> (stereo) -> decode, used by training (`forward`) and serving
         (`PortraitRenderer`), after EG3D's `synthesis`.
@@ -182,16 +184,18 @@ class SageGenerator(nn.Module):
         auxiliary cameras, whose features are mixed in by the ratio aux_mix (B,) where the warp lands.
         decoder_dtype: run the 2D decoders under autocast in this dtype (the field keeps the caller's precision).
         decode_fn: a stand-in for `decode` with its signature, e.g. its compiled form (sage_backend.decoding).
+        feature_resolution: render the field at this many pixels (default the config's) and decode from there, so the
+        outputs are that times 2**scale: a head camera's wider picture (sage_backend.framing) at the training scale.
         """
         scale = self.cfg.max_scale if scale is None else scale
         field = self.field.bind(code) if field is None else field
         render_kwargs = dict(jitter=jitter, density_noise=density_noise, generator=generator)
         # The record_function labels name the stages in a profile (benchmarks/profile_render.py); free otherwise.
         with record_function("sage.volume_render"):
-            view = self.render_view(field, cam2world, fov_deg, **render_kwargs)
+            view = self.render_view(field, cam2world, fov_deg, feature_resolution, **render_kwargs)
             features, stereo = view.features, None
             if aux_cam2world is not None:
-                aux = self.render_view(field, aux_cam2world, fov_deg, **render_kwargs)
+                aux = self.render_view(field, aux_cam2world, fov_deg, feature_resolution, **render_kwargs)
                 warped, valid = warp_into_view(aux, view.depth, cam2world, aux_cam2world, fov_deg)
                 mix = (aux_mix if aux_mix is not None else torch.zeros(cam2world.shape[0], device=features.device)).view(-1, 1, 1, 1)
                 features = (1 - mix * valid) * features + mix * valid * warped[:, :-3]
