@@ -1,8 +1,8 @@
 """A drawing -> polylines by face part: what the wire's `strokes` output carries (docs/protocol.md) and the add-on
 turns into Grease Pencil strokes.
 
-The ink (dark pixels of a line or pencil drawing) or, for a drawing without ink (painterly), the part boundaries of
-the semantic map is thinned to 1-pixel centre lines (scikit-image's `skeletonize`), the lines are walked into
+The ink (dark pixels of a line drawing) or, for a drawing that is not line art (painterly; a pencil's shading), the
+part boundaries of the semantic map is thinned to 1-pixel centre lines (scikit-image's `skeletonize`), the lines are walked into
 polylines between their ends and junctions, simplified (`approximate_polygon`, Douglas-Peucker) and each point
 gets the ink's width there (twice the distance to the paper, scipy's `distance_transform_edt`). Each stroke's
 part is the part (labels.PART_CLASSES) most of its pixels lie on; ink just outside the head takes the nearest part.
@@ -23,6 +23,9 @@ SOURCES = ("auto", "ink", "parts")
 TOLERANCE_PX = 0.75  # Douglas-Peucker tolerance: a skeleton's pixel steps, not the line's shape, are dropped
 MAX_TOLERANCE_PX = 8.0  # simplification stops here; past it the shortest strokes are dropped
 PAPER_SHARE = 0.4  # `auto` traces ink when at least this share is paper (shipped, seed 3: line 0.75, pencil 0.51, painterly 0)
+# ... and the ink covers at most this share of the head: line art (shipped line 0.05-0.09, frontal and framed) is
+# traced; v3.1 pencil's hatching (0.39-0.61) traced into 2,000 strokes and solid black blobs, so it gets the outlines
+MAX_INK_SHARE = 0.2
 MIN_CONTRAST = 40  # grey levels between the darkest ink and the paper, below which a drawing holds no ink
 NEAR_PART = 0.03  # ink within this share of the image's larger side of a part takes that part, not background
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
@@ -49,7 +52,7 @@ class Strokes:
 def trace_strokes(drawing: np.ndarray, semantic: np.ndarray, source: str = "auto",
                   max_points: int = 20_000, max_strokes: int = 2_000) -> Strokes:
     """Strokes of a drawing (H, W, 3) uint8 with its class ids (H, W). source: "ink", "parts" (the part
-    boundaries) or "auto" (ink when the drawing is mostly paper, else parts). Past `max_points` points in all the
+    boundaries) or "auto" (ink for line art, `is_line_art`, else parts). Past `max_points` points in all the
     strokes are simplified more (the tolerance doubles up to MAX_TOLERANCE_PX), then past either limit the
     shortest strokes are dropped (counted in `dropped`). Raises ValueError for mismatched shapes or an unknown
     source."""
@@ -59,12 +62,21 @@ def trace_strokes(drawing: np.ndarray, semantic: np.ndarray, source: str = "auto
         raise ValueError(f"drawing (H, W, 3) and semantic (H, W) must match, got {drawing.shape} and {semantic.shape}")
     parts = part_map(semantic)
     if source == "auto":
-        source = "ink" if paper_share(drawing) >= PAPER_SHARE else "parts"
+        source = "ink" if is_line_art(drawing, semantic) else "parts"
     mask = ink_mask(drawing) if source == "ink" else boundary_mask(parts)
     widths = 2.0 * ndimage.distance_transform_edt(mask) - 1.0  # a 1 px line: 1; a 5 px one: 5 at its centre
     paths = [path for path in skeleton_paths(skeletonize(mask)) if len(path)]
     owners = np.asarray([_majority(parts[path[:, 0], path[:, 1]]) for path in paths], dtype=np.int64)
     return _within_limits(paths, owners, widths, source, max_points, max_strokes)
+
+
+def is_line_art(drawing: np.ndarray, semantic: np.ndarray) -> bool:
+    """Whether `auto` traces a drawing's ink: it is mostly paper (PAPER_SHARE) and its ink, lines rather than shading,
+    covers at most MAX_INK_SHARE of the head (the foreground of the class ids `semantic`)."""
+    if paper_share(drawing) < PAPER_SHARE:
+        return False
+    head = semantic != 0
+    return not head.any() or float((ink_mask(drawing) & head).sum() / head.sum()) <= MAX_INK_SHARE
 
 
 def paper_share(drawing: np.ndarray) -> float:

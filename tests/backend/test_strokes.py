@@ -74,6 +74,24 @@ def test_painterly_drawings_trace_part_boundaries() -> None:
     assert trace_strokes(paper(), labels()).lengths.size == 0  # blank paper, one part: nothing to draw
 
 
+def test_auto_traces_line_art_and_outlines_a_shaded_drawing() -> None:
+    """Hatching on half a head, on white paper, is shading: auto traces the part boundaries, where it traced every
+    hatch (2,000 strokes and black blobs for v3.1's pencil); the same head drawn as an outline is line art."""
+    yy, xx = np.mgrid[:128, :128]
+    head = np.hypot(yy - 64, xx - 64) < 40
+    semantic = np.where(head, LABEL_IDS["skin"], LABEL_IDS["background"]).astype(np.uint8)
+    semantic[50:60, 45:60] = LABEL_IDS["l_eye"]
+    outline = paper(128)
+    outline[np.abs(np.hypot(yy - 64, xx - 64) - 40) < 1.0] = 0
+    assert trace_strokes(outline, semantic).source == "ink"
+    hatched = outline.copy()
+    hatched[head & ((xx + yy) % 4 < 2)] = 90
+    assert hatched.mean(-1).__ge__(200).mean() >= 0.4  # still mostly paper: the ink's share decides
+    strokes = trace_strokes(hatched, semantic)
+    assert strokes.source == "parts" and len(strokes.lengths) <= 3, (strokes.source, len(strokes.lengths))
+    assert trace_strokes(hatched, semantic, source="ink").lengths.size > 20  # asked for, the hatching is traced
+
+
 def test_pencil_grey_counts_as_ink_flat_grey_does_not() -> None:
     drawing = paper()
     drawing[10:20, 10:20] = 150  # a pencil's grey on white paper
