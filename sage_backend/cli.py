@@ -224,6 +224,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None:
             check_value(name, value, limits, kind)
+    if getattr(args, "inversion", None) is not None:  # a missing or damaged .sage is said before the styles load
+        from sage_backend.inverted import read_inverted
+
+        read_inverted(args.inversion)
 
 
 def render_cameras(args: argparse.Namespace):
