@@ -63,7 +63,9 @@ def trace_strokes(drawing: np.ndarray, semantic: np.ndarray, source: str = "auto
     parts = part_map(semantic)
     if source == "auto":
         source = "ink" if is_line_art(drawing, semantic) else "parts"
-    mask = ink_mask(drawing) if source == "ink" else boundary_mask(parts)
+    # The borders of the parts as labelled: the grown map's would lie NEAR_PART outside the head (a halo 31 px out
+    # in a 1024 px frame), with seams where the growth of two parts meets beside the face.
+    mask = ink_mask(drawing) if source == "ink" else boundary_mask(labelled_parts(semantic))
     widths = 2.0 * ndimage.distance_transform_edt(mask) - 1.0  # a 1 px line: 1; a 5 px one: 5 at its centre
     paths = [path for path in skeleton_paths(skeletonize(mask)) if len(path)]
     owners = np.asarray([_majority(parts[path[:, 0], path[:, 1]]) for path in paths], dtype=np.int64)
@@ -94,10 +96,15 @@ def ink_mask(drawing: np.ndarray) -> np.ndarray:
     return grey < (dark + paper) / 2
 
 
+def labelled_parts(semantic: np.ndarray) -> np.ndarray:
+    """(H, W) part indices (labels.PART_NAMES) of class ids (H, W)."""
+    return np.asarray(PART_OF_CLASS, dtype=np.int64)[semantic.astype(np.intp)]
+
+
 def part_map(semantic: np.ndarray) -> np.ndarray:
-    """(H, W) part indices (labels.PART_NAMES) of class ids (H, W); a background pixel within NEAR_PART of a part
-    takes the nearest part's index (an outline drawn just outside the face belongs to the face)."""
-    parts = np.asarray(PART_OF_CLASS, dtype=np.int64)[semantic.astype(np.intp)]
+    """`labelled_parts`, with each background pixel within NEAR_PART of a part given the nearest part's index: which
+    part a stroke belongs to (an outline drawn just outside the face belongs to the face)."""
+    parts = labelled_parts(semantic)
     away = parts == BACKGROUND_PART
     if away.all() or not away.any():
         return parts

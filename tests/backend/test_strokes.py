@@ -89,6 +89,10 @@ def test_auto_traces_line_art_and_outlines_a_shaded_drawing() -> None:
     assert hatched.mean(-1).__ge__(200).mean() >= 0.4  # still mostly paper: the ink's share decides
     strokes = trace_strokes(hatched, semantic)
     assert strokes.source == "parts" and len(strokes.lengths) <= 3, (strokes.source, len(strokes.lengths))
+    # On the head's own border, not NEAR_PART (3.8 px here) out where part_map grows it to own stray ink.
+    radius = np.hypot(strokes.points[:, 1] - 64, strokes.points[:, 0] - 64)
+    outline = radius > 30
+    assert outline.any() and np.abs(radius[outline] - 40).max() < 1.5, np.abs(radius[outline] - 40).max()
     assert trace_strokes(hatched, semantic, source="ink").lengths.size > 20  # asked for, the hatching is traced
 
 
