@@ -121,7 +121,8 @@ def demo_scene(frames: int, resolution: int) -> bpy.types.Scene:
     scene.camera = camera
     scene.render.resolution_x = scene.render.resolution_y = resolution
     settings = scene.sage_portrait
-    settings.pivot, settings.resolution = pivot, resolution
+    # The size asked for on the command line, checked against the backend's limits (Match Render would clamp it).
+    settings.pivot, settings.match_render, settings.resolution = pivot, False, resolution
     scene.view_layers[0].update()
     scene.frame_start, scene.frame_end = 1, frames
     portrait.create_turntable(scene, camera, frames)
