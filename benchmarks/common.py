@@ -1,6 +1,7 @@
 """Shared benchmark helpers: the model under test, timing with warm-up and a markdown table printer."""
 from __future__ import annotations
 
+import argparse
 import copy
 import statistics
 import time
@@ -11,6 +12,7 @@ import torch
 
 from sage_backend.checkpoint import load_generator
 from sage_backend.config import preset
+from sage_backend.inference import pick_device
 from sage_backend.model.generator import SageGenerator
 
 
@@ -61,6 +63,19 @@ def timed_side_by_side(fns: dict[str, Callable[[], object]], repeats: int = 3, w
             times[key].append(timed(fn, repeats=1, warmup=warmup, device=device))
         warmup = 0
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """--threads (2), --repeats (5 interleaved rounds) and --device (auto), as the side-by-side benchmarks take them."""
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the median is reported")
+    parser.add_argument("--device", default="auto")
+
+
+def timing_device(args: argparse.Namespace) -> torch.device:
+    """Set torch's CPU threads to --threads and return the device --device names (add_timing_arguments)."""
+    torch.set_num_threads(args.threads)
+    return pick_device(args.device)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -13,13 +13,11 @@ import argparse
 import math
 from dataclasses import replace
 
-import torch
-
-from benchmarks.common import print_table, timed_side_by_side
+from benchmarks.common import add_timing_arguments, print_table, timed_side_by_side, timing_device
 from sage_backend.cameras import Camera
 from sage_backend.checkpoint import load_generator
 from sage_backend.framing import HeadCamera, head_camera
-from sage_backend.inference import PortraitRenderer, pick_device, seed_latent
+from sage_backend.inference import PortraitRenderer, seed_latent
 
 FRAMED_PITCH = math.pi / 2 - 0.455  # Blender's default camera looks down 26 degrees
 FRAMED_RADIUS, FRAMED_FOV = 0.7, 39.6  # Frame Head's distance (pivot units) for a 50 mm lens
@@ -42,12 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", default="sage_backend/checkpoints/pencil.safetensors")
     p.add_argument("--sizes", nargs="+", type=int, default=[256, 1024], help="frame sizes (the larger side)")
     p.add_argument("--frames", type=int, default=8, help="orbit length (default 8)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the median is reported")
-    p.add_argument("--device", default="auto")
+    add_timing_arguments(p)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = timing_device(args)
     generator = load_generator(args.weights).generator
     cams = framed_orbit(args.frames)
     renderers = {"training-size picture": TrainingSizePictures(generator, device),

@@ -12,12 +12,10 @@ import argparse
 import math
 from pathlib import Path
 
-import torch
-
-from benchmarks.common import print_table, timed_side_by_side
+from benchmarks.common import add_timing_arguments, print_table, timed_side_by_side, timing_device
 from sage_backend.cameras import Camera
 from sage_backend.checkpoint import load_generator
-from sage_backend.inference import PortraitRenderer, pick_device, seed_latent
+from sage_backend.inference import PortraitRenderer, seed_latent
 
 
 def turntable(frames: int) -> list[Camera]:
@@ -30,12 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--frames", type=int, default=8, help="turntable length (default 8)")
     p.add_argument("--camera-batches", nargs="+", type=int, default=[1, 4])
     p.add_argument("--compile", default="off", choices=["off", "on"])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the median is reported")
-    p.add_argument("--device", default="auto")
+    add_timing_arguments(p)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = timing_device(args)
     cams = turntable(args.frames)
     runs, sizes = {}, {}
     for batch in args.camera_batches:

@@ -134,14 +134,18 @@ class Session:
         names = ", ".join(name for name, _ in self._styles) or "none"
         return f"style '{style}' is not on this backend (it has {names})" if style else f"choose a style ({names})"
 
-    def limit_error(self, what: str, value: int) -> str:
-        """Why `value` is outside the backend's limits for `what` (a LIMITS key), "" when inside or unknown."""
+    def bounds(self, what: str, value: int) -> tuple[int, int]:
+        """The backend's (low, high) limits for `what` (a LIMITS key) from hello, `value` where it gave none."""
         limits = self.info.get("limits", {})
         low_key, high_key = LIMITS[what]
-        low, high = limits.get(low_key, value) if low_key else value, limits.get(high_key, value)
+        return limits.get(low_key, value) if low_key else value, limits.get(high_key, value)
+
+    def limit_error(self, what: str, value: int) -> str:
+        """Why `value` is outside the backend's limits for `what` (a LIMITS key), "" when inside or unknown."""
+        low, high = self.bounds(what, value)
         if low <= value <= high:
             return ""
-        bounds = f"{low}..{high}" if low_key else f"at most {high}"
+        bounds = f"{low}..{high}" if LIMITS[what][0] else f"at most {high}"
         return f"{what} {value} is outside what the backend takes ({bounds})"
 
     def camera_batches(self, cameras: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -164,10 +168,8 @@ class Session:
 
     def clamped(self, what: str, value: int) -> int:
         """`value` held inside the backend's limits for `what` (a LIMITS key; unchanged where hello gave none)."""
-        limits = self.info.get("limits", {})
-        low_key, high_key = LIMITS[what]
-        low = limits.get(low_key, value) if low_key else value
-        return max(low, min(value, limits.get(high_key, value)))
+        low, high = self.bounds(what, value)
+        return max(low, min(value, high))
 
     def check_limit(self, what: str, value: int) -> None:
         """Raise ValueError with one line when `value` is outside the backend's limits (from hello)."""

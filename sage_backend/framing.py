@@ -149,19 +149,19 @@ def floaters(labels: torch.Tensor) -> torch.Tensor:
     if count < 2:
         return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
     sizes = np.bincount(islands.ravel())[1:]
-    kept = np.flatnonzero(sizes >= KEEP_SHARE * sizes.max()) + 1
-    dropped = torch.from_numpy((islands != 0) & ~np.isin(islands, kept)).to(labels.device)
+    kept = torch.from_numpy(np.isin(islands, np.flatnonzero(sizes >= KEEP_SHARE * sizes.max()) + 1)).to(labels.device)
+    dropped = torch.from_numpy(islands != 0).to(labels.device) & ~kept
     reach = max(1, round(labels.shape[-1] / 128))
     grown = F.max_pool2d(dropped[None, None].float(), 2 * reach + 1, stride=1, padding=reach)[0, 0] > 0
-    return grown & ~torch.from_numpy(np.isin(islands, kept)).to(labels.device)
+    return grown & ~kept
 
 
-def drop_floaters(drawing: torch.Tensor, logits: torch.Tensor, depth: torch.Tensor, paper: torch.Tensor,
-                  far: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The head camera's drawing (3, S, S), semantic logits (C, S, S) and depth (s, s) with its `floaters` made
-    paper (the colour `paper` (3,)), background and `far` (the depth's coarser pixels wherever a floater touches
-    them). Unchanged, and not copied, without floaters."""
-    mask = floaters(class_ids(logits))
+def drop_floaters(drawing: torch.Tensor, logits: torch.Tensor, depth: torch.Tensor, labels: torch.Tensor,
+                  paper: torch.Tensor, far: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The head camera's drawing (3, S, S), semantic logits (C, S, S) and depth (s, s) with the `floaters` of its
+    class ids `labels` (S, S) made paper (the colour `paper` (3,)), background and `far` (the depth's coarser
+    pixels wherever a floater touches them). Unchanged, and not copied, without floaters."""
+    mask = floaters(labels)
     if not mask.any():
         return drawing, logits, depth
     drawing = torch.where(mask, paper[:, None, None].to(drawing.dtype), drawing)
@@ -180,8 +180,9 @@ def composite(drawing: torch.Tensor, logits: torch.Tensor, depth: torch.Tensor, 
     a half, else class 0 and `far`. Floaters (islands apart from the head, `floaters`) are dropped first."""
     grid, weight = into_frame(camera, head, width, height)
     grid, weight = grid.to(drawing.device), weight.to(drawing.device)
-    paper = paper_colour(drawing, class_ids(logits))
-    drawing, logits, depth = drop_floaters(drawing, logits, depth, paper, far)
+    labels = class_ids(logits)
+    paper = paper_colour(drawing, labels)
+    drawing, logits, depth = drop_floaters(drawing, logits, depth, labels, paper, far)
     span = footprint(camera, head, width, height)
 
     def sample(image: torch.Tensor) -> torch.Tensor:

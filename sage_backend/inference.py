@@ -214,7 +214,7 @@ class PortraitRenderer:
         window as the frame shows larger than the training's output size (a `picture_windows` step, down). A head
         the frame shows large is drawn at its training size in pixels; a small one costs no more than before."""
         training = self.cfg.render.feature_resolution
-        if head.direct or head.window == 1.0:
+        if head.window == 1.0:  # a direct camera's too
             return training
         shown = footprint(camera, head, *camera.image_size(size)) / self.cfg.resolution_of_scale(self.scale)
         return round(training * max(w for w in self.windows if w <= min(head.window, max(shown, 1.0)) + 1e-9))
@@ -227,7 +227,8 @@ class PortraitRenderer:
         n = len(cameras)
         compiled = self.decoder if resolution == self.cfg.render.feature_resolution else None
         if compiled is not None:
-            cameras, heads = cameras + cameras[-1:] * (compiled.padded_size(n) - n), heads + heads[-1:] * (compiled.padded_size(n) - n)
+            pad = compiled.padded_size(n) - n
+            cameras, heads = cameras + cameras[-1:] * pad, heads + heads[-1:] * pad
         # A camera that is its own head camera renders its own matrix: the training framing stays bit-exact.
         c2w = torch.as_tensor(np.stack([c.cam2world if h.direct else h.cam2world for c, h in zip(cameras, heads)]),
                               dtype=torch.float32, device=self.device)
