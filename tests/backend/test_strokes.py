@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sage_backend.labels import LABEL_IDS, PART_NAMES
-from sage_backend.strokes import ink_mask, part_map, skeleton_paths, trace_strokes
+from sage_backend.strokes import PAPER_SHARE, ink_mask, paper_share, part_map, skeleton_paths, trace_strokes
 
 WHITE = 255
 
@@ -86,7 +86,7 @@ def test_auto_traces_line_art_and_outlines_a_shaded_drawing() -> None:
     assert trace_strokes(outline, semantic).source == "ink"
     hatched = outline.copy()
     hatched[head & ((xx + yy) % 4 < 2)] = 90
-    assert hatched.mean(-1).__ge__(200).mean() >= 0.4  # still mostly paper: the ink's share decides
+    assert paper_share(hatched) >= PAPER_SHARE  # still mostly paper: the ink's share decides
     strokes = trace_strokes(hatched, semantic)
     assert strokes.source == "parts" and len(strokes.lengths) <= 3, (strokes.source, len(strokes.lengths))
     # On the head's own border, not NEAR_PART (3.8 px here) out where part_map grows it to own stray ink.
