@@ -123,6 +123,11 @@ class TrainConfig:
     drawing_pairs: bool = False
     pairs_crop: int = 0  # drawing_pairs: train on random square windows of this many pixels (0: whole drawings)
     pairs_face_windows: float = 0.0  # pairs_crop: the share of windows centred on a face part (SageObjective.pairs_window)
+    # drawing_pairs: each photo's colours made as dark and as flat as the field's are when serving (SageObjective.served_tone):
+    # scaled by a gain ~ U(pairs_tone_gain, 1), their detail above the half-resolution colours by ~ U(pairs_tone_detail, 1).
+    # 1 and 1: the photo as it is.
+    pairs_tone_gain: float = 1.0
+    pairs_tone_detail: float = 1.0
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     seed: int = 0
     log_every: int = 10
@@ -191,6 +196,10 @@ class TrainConfig:
             raise ValueError("pairs_crop needs drawing_pairs and a size from 16 up to the curriculum's resolutions")
         if not 0 <= self.pairs_face_windows <= 1 or (self.pairs_face_windows and not self.pairs_crop):
             raise ValueError("pairs_face_windows is a share from 0 to 1 of the pairs_crop windows; it needs pairs_crop")
+        if not (0 < self.pairs_tone_gain <= 1 and 0 <= self.pairs_tone_detail <= 1) or (
+                (self.pairs_tone_gain, self.pairs_tone_detail) != (1, 1) and not self.drawing_pairs):
+            raise ValueError("pairs_tone_gain (0 < g <= 1) and pairs_tone_detail (0 <= d <= 1) are the lowest gain and detail "
+                             "Stage II on pairs gives the photo's colours: they need drawing_pairs")
         tile = self.losses.texture_window * self.losses.texture_scale
         drawn = self.pairs_crop or min(p.resolution for p in self.curriculum)
         if self.losses.texture_weight and (not self.drawing_pairs or drawn % tile):

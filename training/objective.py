@@ -202,7 +202,7 @@ class SageObjective:
         lc, labels, image = self.lc, targets["labels"], targets["image"]
         size = self.G.cfg.render.feature_resolution
         foreground = (labels != 0).unsqueeze(1).float()
-        rgb = F.interpolate((targets["photo"] + 1) / 2 * foreground, size=(size, size), mode="area")
+        rgb = self.served_tone(F.interpolate((targets["photo"] + 1) / 2 * foreground, size=(size, size), mode="area"), gen)
         one_hot = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
         front = self._front_facing(targets["pose"][:, 0].to(self.device))
         balance = L.class_balance_map(labels, lc.drawing_balance, NUM_CLASSES, front) if lc.drawing_balance else None
@@ -223,6 +223,25 @@ class SageObjective:
         if lc.texture_weight:
             loss = loss + lc.texture_weight * L.texture_energy_l1(drawing.float(), image, lc.texture_window, lc.texture_scale)
         return loss
+
+    def served_tone(self, rgb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The photo's colours rgb (B, 3, h, w) in [0, 1], each scaled by a gain ~ U(pairs_tone_gain, 1) and its detail
+        above the colours at h/2 (area down, bilinear up) by ~ U(pairs_tone_detail, 1), drawn from `gen`.
+
+        Why: the field's colours, as serving gives them to the translator, are darker and flatter than the photo's
+        (v3.1, 16 seeds at psi 0.65: skin 0.23 grey against the data's 0.30; eyes, brows and nose 0.45-0.69x the
+        photo's contrast at 32 px), and a translator trained on the photo's alone drew the served eyes as hatched
+        skin: fed the photo at gain 0.7 and no detail, it drew the data's own eyes at 0.51x their contrast
+        (docs/training.md, demo model v3.2). Returns rgb unchanged when both are 1."""
+        if (self.cfg.pairs_tone_gain, self.cfg.pairs_tone_detail) == (1, 1):
+            return rgb
+        b, size = rgb.shape[0], rgb.shape[-2:]
+        gain = torch.rand(b, generator=gen) * (1 - self.cfg.pairs_tone_gain) + self.cfg.pairs_tone_gain
+        detail = torch.rand(b, generator=gen) * (1 - self.cfg.pairs_tone_detail) + self.cfg.pairs_tone_detail
+        half = F.interpolate(rgb, size=(size[0] // 2, size[1] // 2), mode="area")
+        low = F.interpolate(half, size=size, mode="bilinear", align_corners=False)
+        gain, detail = gain.to(rgb).view(-1, 1, 1, 1), detail.to(rgb).view(-1, 1, 1, 1)
+        return gain * (low + detail * (rgb - low))
 
     def pairs_window(self, labels: torch.Tensor, front: torch.Tensor, gen: torch.Generator) -> tuple[int, int, int]:
         """The chunk's (top, left, size) `pairs_crop` window: with probability `pairs_face_windows` centred (kept

@@ -120,6 +120,28 @@ def test_face_windows_centre_on_a_face_part_of_a_front_facing_view(heads: Path, 
         pairs_config(heads / "styles", pairs_crop=48).replace(losses=texture).validate()
 
 
+def test_served_tone_darkens_and_flattens_the_photo_within_the_recipe_s_range(heads: Path, stage1: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    photo = torch.rand(64, 3, 8, 8)
+    detail = lambda x: (x - torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, 2), size=(8, 8), mode="bilinear",
+                                                             align_corners=False)).abs().mean((1, 2, 3))
+    plain = Trainer(pairs_config(heads / "styles"), tmp_path / "a", init_from=stage1, device="cpu").objective
+    assert torch.equal(plain.served_tone(photo, torch.Generator().manual_seed(0)), photo)
+    objective = Trainer(pairs_config(heads / "styles", pairs_tone_gain=0.6, pairs_tone_detail=0.0), tmp_path / "b",
+                        init_from=stage1, device="cpu").objective
+    tone = objective.served_tone(photo, torch.Generator().manual_seed(1))
+    assert torch.equal(tone, objective.served_tone(photo, torch.Generator().manual_seed(1)))  # the step's generator decides
+    gain = tone.mean((1, 2, 3)) / photo.mean((1, 2, 3))  # the detail is zero-mean up to the bilinear border
+    assert 0.55 < gain.min() and gain.max() < 1.02 and gain.max() - gain.min() > 0.25  # spread over [0.6, 1]
+    kept = detail(tone) / detail(photo) / gain
+    assert kept.min() < 0.2 and kept.max() > 0.9  # from (about) the half-resolution colours alone to the whole photo
+    for bad in (dict(pairs_tone_gain=0.0), dict(pairs_tone_gain=1.2), dict(pairs_tone_detail=-0.1)):
+        with pytest.raises(ValueError, match="pairs_tone"):
+            pairs_config(heads / "styles", **bad).validate()
+    with pytest.raises(ValueError, match="pairs_tone"):
+        pairs_config(heads / "styles", pairs_tone_gain=0.6).replace(drawing_pairs=False).validate()
+
+
 def test_a_surface_canvas_needs_pairs_with_depth(heads: Path, stage1: Path, tmp_path: Path) -> None:
     import shutil
 
