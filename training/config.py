@@ -8,6 +8,8 @@ from dataclasses import field as _field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
 from sage_backend.config import ModelConfig, preset
 from sage_backend.files import check_file_name
@@ -78,7 +80,7 @@ class LossConfig:
     texture_window: int = 8
     texture_scale: int = 4
     reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
-    semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up on front-facing views (objective._front_facing)
+    semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up on front-facing views (losses.front_facing)
     # > 0: the drawing's L1 weighs each pixel by its class's share ** -this on front-facing views, so an eye's
     # few pixels are not averaged into the skin's grey (losses.class_balance_map).
     drawing_balance: float = 0.0
@@ -122,8 +124,8 @@ class TrainConfig:
     # translator.source is "field". False: SAGE's Stage II, each drawing against its head rendered by the field.
     drawing_pairs: bool = False
     pairs_crop: int = 0  # drawing_pairs: train on random square windows of this many pixels (0: whole drawings)
-    pairs_face_windows: float = 0.0  # pairs_crop: the share of windows centred on a face part (SageObjective.pairs_window)
-    # drawing_pairs: each photo's colours made as dark and as flat as the field's are when serving (SageObjective.served_tone):
+    pairs_face_windows: float = 0.0  # pairs_crop: the share of windows centred on a face part (PairsObjective.window)
+    # drawing_pairs: each photo's colours made as dark and as flat as the field's are when serving (PairsObjective.served_tone):
     # scaled by a gain ~ U(pairs_tone_gain, 1), their detail above the half-resolution colours by ~ U(pairs_tone_detail, 1).
     # 1 and 1: the photo as it is.
     pairs_tone_gain: float = 1.0
@@ -172,6 +174,10 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        """The mixed precision the recipe asks for on `device`: bfloat16 autocast on CUDA when `amp`, else off."""
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp and device.type == "cuda")
 
     def validate(self) -> None:
         check_file_name(self.style, "style")  # it names the data's style folder and the checkpoint file

@@ -6,27 +6,21 @@ The objective draws every random number of a step from the step's generator, in 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
-from sage_backend.cameras import FRONTAL_YAW, orbit_cam2world, wrap_yaw
-from sage_backend.labels import LABEL_IDS, NUM_CLASSES, PART_CLASSES
+from sage_backend.cameras import orbit_cam2world, wrap_yaw
 from sage_backend.model.generator import SageGenerator
 from training import losses as L
 from training.batches import RealBatch
 from training.config import TrainConfig
 from training.discriminators import ProgressiveDiscriminator
+from training.pairs_objective import PairsObjective
 from training.stages import Stage
 from training.view_support import ViewSupport
-
-# The classes `pairs_face_windows` centres windows on: the eyes, brows, nose and mouth parts.
-FACE_PART_IDS = torch.tensor([LABEL_IDS[name] for part, names in PART_CLASSES if part in ("eyes", "brows", "nose", "mouth")
-                              for name in names])
-
 
 @dataclass(frozen=True)
 class StepPlan:
@@ -55,14 +49,16 @@ class StepPlan:
 
 class SageObjective:
     """The losses of one step for generator `G`, discriminators `D_rgb` and `D_parsing`, (when
-    reconstruction applies) the per-head `latents` (heads, z_dim), and (when `losses.support_weight` > 0)
-    the data's `support`, the classes it shows from each viewing angle."""
+    reconstruction applies) the per-head `latents` (heads, z_dim), (when `losses.support_weight` > 0)
+    the data's `support`, the classes it shows from each viewing angle. A Stage II on pairs' terms are `pairs`'s
+    (a `PairsObjective`; None for the stages that render heads)."""
 
     def __init__(self, cfg: TrainConfig, stage: Stage, G: SageGenerator, D_rgb: ProgressiveDiscriminator,
                  D_parsing: ProgressiveDiscriminator, latents: torch.Tensor | None, device: torch.device,
                  support: ViewSupport | None = None) -> None:
         self.cfg, self.lc, self.stage = cfg, cfg.losses, stage
         self.G, self.D_rgb, self.D_parsing, self.latents, self.support = G, D_rgb, D_parsing, latents, support
+        self.pairs = PairsObjective(cfg, G, device) if not stage.renders_heads else None
         self.device = device
         self.fov_deg = G.cfg.render.fov_deg
         self.output_resolution = G.cfg.output_resolution
@@ -93,16 +89,16 @@ class SageObjective:
         self.D_parsing.requires_grad_(self.parsing)
         for start, n in plan.chunks():
             z, c2w, poses = self._random_views(n, gen)
-            with torch.no_grad(), self._autocast():
+            with torch.no_grad(), self.cfg.autocast(self.device):
                 fake = self.G(self.G.code(z), c2w, self.fov_deg, **plan.render())
             real_img = real.images[start:start + n].detach().requires_grad_(True)
-            with self._autocast():
+            with self.cfg.autocast(self.device):
                 r, f = self.D_rgb(real_img, alpha), self.D_rgb(fake.drawing.float(), alpha)
                 adv, pose = L.discriminator_loss(r.logit, f.logit), self.pose_regression(f.pose, poses)
             r1 = L.r1_penalty(r.logit.float(), real_img, lc.r1_gamma)
             if self.parsing:
                 real_sem = real.semantic[start:start + n].detach().requires_grad_(True)
-                with self._autocast():
+                with self.cfg.autocast(self.device):
                     rp, fp = self.D_parsing(real_sem, alpha), self.D_parsing(torch.softmax(fake.semantic_logits.float(), 1), alpha)
                     adv = adv + lc.parsing_weight * L.discriminator_loss(rp.logit, fp.logit)
                     pose = pose + lc.parsing_weight * self.pose_regression(fp.pose, poses)
@@ -142,7 +138,7 @@ class SageObjective:
         z, c2w, poses = self._random_views(n, gen)
         stereo = self._stereo_cameras(poses, gen) if self.stage.stereo else {}
         keep, pose_w = self.keep_fraction(plan.step), self._pose_weight(plan.resolution)
-        with self._autocast():
+        with self.cfg.autocast(self.device):
             out = self.G(self.G.code(z), c2w, self.fov_deg, **plan.render(), **stereo)
             f = self.D_rgb(out.drawing.float(), alpha)
             idx = L.topk_indices(f.logit.float(), keep)
@@ -160,7 +156,7 @@ class SageObjective:
         """n random latents rendered from the recipe's cameras, their label maps held to the classes the
         data shows from each camera's angle (`ViewSupport`, `losses.complementary_label_loss`)."""
         z, c2w, poses = self._random_views(n, plan.generator)
-        with self._autocast():
+        with self.cfg.autocast(self.device):
             out = self.G(self.G.code(z), c2w, self.fov_deg, **plan.render())
         forbidden = self.support.forbidden(poses[:, 0], poses[:, 1]).to(self.device)
         return L.complementary_label_loss(out.semantic_logits.float(), forbidden)
@@ -171,13 +167,13 @@ class SageObjective:
         opacity against the foreground silhouette, plus a prior on the latents."""
         lc = self.lc
         if not self.stage.renders_heads:
-            return self.pairs_reconstruction(targets, plan.generator)
+            return self.pairs.reconstruction(targets, plan.generator)
         z = self.latents[targets["head"].to(self.device)]
         pose = targets["pose"]
-        with self._autocast():
+        with self.cfg.autocast(self.device):
             out = self.G(self.G.code(z), orbit_cam2world(pose[:, 0], pose[:, 1]).to(self.device), self.fov_deg, **plan.render())
         image, labels = targets["image"], targets["labels"]
-        front = self._front_facing(pose[:, 0].to(self.device))
+        front = L.front_facing(pose[:, 0].to(self.device))
         balance = L.class_balance_map(labels, lc.drawing_balance, out.semantic_logits.shape[1], front) if lc.drawing_balance else None
         loss = L.multiscale_l1(out.drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight, balance)
         if self.stage.semantics_learn:
@@ -193,77 +189,6 @@ class SageObjective:
                 coverage = F.interpolate(foreground, size=size, mode="area").squeeze(1)
                 loss = loss + lc.silhouette_weight * F.l1_loss(out.view.opacity.float(), coverage)
         return loss
-
-    def pairs_reconstruction(self, targets: dict[str, torch.Tensor], gen: torch.Generator) -> torch.Tensor:
-        """Stage II on pairs: each drawing redrawn from its own photo and label map by `draw_from_field`, in the
-        form serving gives it (the photo on black where the labels show the head, area-downsampled to the
-        feature resolution like the field's colours; the label map one-hot), against the drawing by the
-        class-balanced multiscale L1; on one random `pairs_crop` window per chunk when the recipe sets one."""
-        lc, labels, image = self.lc, targets["labels"], targets["image"]
-        size = self.G.cfg.render.feature_resolution
-        foreground = (labels != 0).unsqueeze(1).float()
-        rgb = self.served_tone(F.interpolate((targets["photo"] + 1) / 2 * foreground, size=(size, size), mode="area"), gen)
-        one_hot = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
-        front = self._front_facing(targets["pose"][:, 0].to(self.device))
-        balance = L.class_balance_map(labels, lc.drawing_balance, NUM_CLASSES, front) if lc.drawing_balance else None
-        window = None
-        if self.cfg.pairs_crop:
-            top, left, crop = window = self.pairs_window(labels, front, gen)
-            image = image[..., top:top + crop, left:left + crop]
-            balance = balance[..., top:top + crop, left:left + crop] if balance is not None else None
-        surface = None
-        if self.G.draws_on_surface:  # at the field's resolution, upsampled again by draw_from_field, as served
-            if "surface" not in targets:
-                raise ValueError("a surface canvas trains on pairs with surface coordinates: make-synthetic data, "
-                                 "whose depth/ folder holds each view's depth")
-            surface = F.interpolate(targets["surface"], size=(size, size), mode="area")
-        with self._autocast():
-            drawing = self.G.draw_from_field(rgb, one_hot, window, surface)
-        loss = L.multiscale_l1(drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight, balance)
-        if lc.texture_weight:
-            loss = loss + lc.texture_weight * L.texture_energy_l1(drawing.float(), image, lc.texture_window, lc.texture_scale)
-        return loss
-
-    def served_tone(self, rgb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """The photo's colours rgb (B, 3, h, w) in [0, 1], each scaled by a gain ~ U(pairs_tone_gain, 1) and its detail
-        above the colours at h/2 (area down, bilinear up) by ~ U(pairs_tone_detail, 1), drawn from `gen`.
-
-        Why: the field's colours, as serving gives them to the translator, are darker and flatter than the photo's
-        (v3.1, 16 seeds at psi 0.65: skin 0.23 grey against the data's 0.30; eyes, brows and nose 0.45-0.69x the
-        photo's contrast at 32 px), and a translator trained on the photo's alone drew the served eyes as hatched
-        skin: fed the photo at gain 0.7 and no detail, it drew the data's own eyes at 0.51x their contrast
-        (docs/training.md, demo model v3.2). Returns rgb unchanged when both are 1."""
-        if (self.cfg.pairs_tone_gain, self.cfg.pairs_tone_detail) == (1, 1):
-            return rgb
-        b, size = rgb.shape[0], rgb.shape[-2:]
-        gain = torch.rand(b, generator=gen) * (1 - self.cfg.pairs_tone_gain) + self.cfg.pairs_tone_gain
-        detail = torch.rand(b, generator=gen) * (1 - self.cfg.pairs_tone_detail) + self.cfg.pairs_tone_detail
-        half = F.interpolate(rgb, size=(size[0] // 2, size[1] // 2), mode="area")
-        low = F.interpolate(half, size=size, mode="bilinear", align_corners=False)
-        gain, detail = gain.to(rgb).view(-1, 1, 1, 1), detail.to(rgb).view(-1, 1, 1, 1)
-        return gain * (low + detail * (rgb - low))
-
-    def pairs_window(self, labels: torch.Tensor, front: torch.Tensor, gen: torch.Generator) -> tuple[int, int, int]:
-        """The chunk's (top, left, size) `pairs_crop` window: with probability `pairs_face_windows` centred (kept
-        inside the drawing) on a random eye, brow, nose or mouth pixel of a front-facing view, else uniform.
-        Those parts are about 2% of a drawing's pixels, so uniform windows rarely show them and the style
-        drew eyes as hatched skin (docs/training.md, demo model v3.1). labels (B, H, W); front (B,) bool."""
-        crop, size = self.cfg.pairs_crop, labels.shape[-1]
-        if self.cfg.pairs_face_windows > 0 and float(torch.rand((), generator=gen)) < self.cfg.pairs_face_windows:
-            face = torch.nonzero(torch.isin(labels[front.to(labels.device)], FACE_PART_IDS.to(labels.device)))
-            if len(face):
-                _, row, col = (int(v) for v in face[int(torch.randint(len(face), (), generator=gen))])
-                return min(max(row - crop // 2, 0), size - crop), min(max(col - crop // 2, 0), size - crop), crop
-        top, left = (int(v) for v in torch.randint(0, size - crop + 1, (2,), generator=gen))
-        return top, left, crop
-
-    @staticmethod
-    def _front_facing(yaw: torch.Tensor) -> torch.Tensor:
-        """(B,) bool: the views within 90 degrees of frontal, where the class-balanced terms (`semantic_balance`,
-        `drawing_balance`) apply; back views keep plain ones. Balance weights from a face-heavy batch would
-        make face labels painted on a back view's hair cheap: measured, 0.25 on every view raised the
-        back-half frames with a face part from 0.19 to 0.35 (docs/training.md)."""
-        return (wrap_yaw(yaw) - FRONTAL_YAW).abs() <= math.pi / 2
 
     def _pose_weight(self, resolution: int) -> float:
         lc = self.lc
@@ -296,10 +221,6 @@ class SageObjective:
         aux_pitch = (poses[:, 1].cpu() + offsets[:, 1]).clamp(1e-3, torch.pi - 1e-3)
         return dict(aux_cam2world=orbit_cam2world(aux_yaw, aux_pitch).to(self.device),
                     aux_mix=(torch.rand(n, generator=gen) * self.cfg.stereo_mix_max).to(self.device))
-
-    def _autocast(self) -> torch.autocast:
-        enabled = self.cfg.amp and self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _accumulate(stats: dict[str, float], values: dict[str, torch.Tensor], weight: float) -> None:

@@ -107,7 +107,7 @@ def test_face_windows_centre_on_a_face_part_of_a_front_facing_view(heads: Path, 
     labels[1, 5:7, 60:62] = 2  # a nose near the corner of the front-facing view
     gen = torch.Generator().manual_seed(0)
     for _ in range(20):
-        top, left, size = objective.pairs_window(labels, torch.tensor([False, True]), gen)
+        top, left, size = objective.pairs.window(labels, torch.tensor([False, True]), gen)
         assert size == 16 and 0 <= top <= RES - 16 and 0 <= left <= RES - 16
         assert labels[1, top:top + size, left:left + size].eq(2).any()  # kept inside the drawing, around the nose
     with pytest.raises(ValueError, match="pairs_face_windows"):
@@ -126,11 +126,11 @@ def test_served_tone_darkens_and_flattens_the_photo_within_the_recipe_s_range(he
     detail = lambda x: (x - torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, 2), size=(8, 8), mode="bilinear",
                                                              align_corners=False)).abs().mean((1, 2, 3))
     plain = Trainer(pairs_config(heads / "styles"), tmp_path / "a", init_from=stage1, device="cpu").objective
-    assert torch.equal(plain.served_tone(photo, torch.Generator().manual_seed(0)), photo)
+    assert torch.equal(plain.pairs.served_tone(photo, torch.Generator().manual_seed(0)), photo)
     objective = Trainer(pairs_config(heads / "styles", pairs_tone_gain=0.6, pairs_tone_detail=0.0), tmp_path / "b",
                         init_from=stage1, device="cpu").objective
-    tone = objective.served_tone(photo, torch.Generator().manual_seed(1))
-    assert torch.equal(tone, objective.served_tone(photo, torch.Generator().manual_seed(1)))  # the step's generator decides
+    tone = objective.pairs.served_tone(photo, torch.Generator().manual_seed(1))
+    assert torch.equal(tone, objective.pairs.served_tone(photo, torch.Generator().manual_seed(1)))  # the step's generator decides
     gain = tone.mean((1, 2, 3)) / photo.mean((1, 2, 3))  # the detail is zero-mean up to the bilinear border
     assert 0.55 < gain.min() and gain.max() < 1.02 and gain.max() - gain.min() > 0.25  # spread over [0.6, 1]
     kept = detail(tone) / detail(photo) / gain

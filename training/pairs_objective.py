@@ -1,0 +1,86 @@
+"""Stage II on pairs' terms (`drawing_pairs`, training.stages.StagePairs): each drawing redrawn by the translator from
+its own photo and label map, made as serving gives them, on windows, against the drawing (class-balanced multiscale
+L1, the texture term). `SageObjective` holds one for a pairs stage."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sage_backend.labels import LABEL_IDS, NUM_CLASSES, PART_CLASSES
+from sage_backend.model.generator import SageGenerator
+from training import losses as L
+from training.config import TrainConfig
+
+# The classes `pairs_face_windows` centres windows on: the eyes, brows, nose and mouth parts.
+FACE_PART_IDS = torch.tensor([LABEL_IDS[name] for part, names in PART_CLASSES if part in ("eyes", "brows", "nose", "mouth")
+                              for name in names])
+
+
+class PairsObjective:
+    """The pairs terms of generator `G`'s translator for recipe `cfg` on `device`."""
+
+    def __init__(self, cfg: TrainConfig, G: SageGenerator, device: torch.device) -> None:
+        self.cfg, self.lc, self.G, self.device = cfg, cfg.losses, G, device
+
+    def reconstruction(self, targets: dict[str, torch.Tensor], gen: torch.Generator) -> torch.Tensor:
+        """Stage II on pairs: each drawing redrawn from its own photo and label map by `draw_from_field`, in the
+        form serving gives it (the photo on black where the labels show the head, area-downsampled to the
+        feature resolution like the field's colours, `served_tone`; the label map one-hot), against the drawing by
+        the class-balanced multiscale L1; on one random `pairs_crop` window per chunk when the recipe sets one."""
+        lc, labels, image = self.lc, targets["labels"], targets["image"]
+        size = self.G.cfg.render.feature_resolution
+        foreground = (labels != 0).unsqueeze(1).float()
+        rgb = self.served_tone(F.interpolate((targets["photo"] + 1) / 2 * foreground, size=(size, size), mode="area"), gen)
+        one_hot = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+        front = L.front_facing(targets["pose"][:, 0].to(self.device))
+        balance = L.class_balance_map(labels, lc.drawing_balance, NUM_CLASSES, front) if lc.drawing_balance else None
+        window = None
+        if self.cfg.pairs_crop:
+            top, left, crop = window = self.window(labels, front, gen)
+            image = image[..., top:top + crop, left:left + crop]
+            balance = balance[..., top:top + crop, left:left + crop] if balance is not None else None
+        surface = None
+        if self.G.draws_on_surface:  # at the field's resolution, upsampled again by draw_from_field, as served
+            if "surface" not in targets:
+                raise ValueError("a surface canvas trains on pairs with surface coordinates: make-synthetic data, "
+                                 "whose depth/ folder holds each view's depth")
+            surface = F.interpolate(targets["surface"], size=(size, size), mode="area")
+        with self.cfg.autocast(self.device):
+            drawing = self.G.draw_from_field(rgb, one_hot, window, surface)
+        loss = L.multiscale_l1(drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight, balance)
+        if lc.texture_weight:
+            loss = loss + lc.texture_weight * L.texture_energy_l1(drawing.float(), image, lc.texture_window, lc.texture_scale)
+        return loss
+
+    def served_tone(self, rgb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The photo's colours rgb (B, 3, h, w) in [0, 1], each scaled by a gain ~ U(pairs_tone_gain, 1) and its detail
+        above the colours at h/2 (area down, bilinear up) by ~ U(pairs_tone_detail, 1), drawn from `gen`.
+
+        Why: the field's colours, as serving gives them to the translator, are darker and flatter than the photo's
+        (v3.1, 16 seeds at psi 0.65: skin 0.23 grey against the data's 0.30; eyes, brows and nose 0.45-0.69x the
+        photo's contrast at 32 px), and a translator trained on the photo's alone drew the served eyes as hatched
+        skin: fed the photo at gain 0.7 and no detail, it drew the data's own eyes at 0.51x their contrast
+        (docs/training.md, demo model v3.2). Returns rgb unchanged when both are 1."""
+        if (self.cfg.pairs_tone_gain, self.cfg.pairs_tone_detail) == (1, 1):
+            return rgb
+        b, size = rgb.shape[0], rgb.shape[-2:]
+        gain = torch.rand(b, generator=gen) * (1 - self.cfg.pairs_tone_gain) + self.cfg.pairs_tone_gain
+        detail = torch.rand(b, generator=gen) * (1 - self.cfg.pairs_tone_detail) + self.cfg.pairs_tone_detail
+        half = F.interpolate(rgb, size=(size[0] // 2, size[1] // 2), mode="area")
+        low = F.interpolate(half, size=size, mode="bilinear", align_corners=False)
+        gain, detail = gain.to(rgb).view(-1, 1, 1, 1), detail.to(rgb).view(-1, 1, 1, 1)
+        return gain * (low + detail * (rgb - low))
+
+    def window(self, labels: torch.Tensor, front: torch.Tensor, gen: torch.Generator) -> tuple[int, int, int]:
+        """The chunk's (top, left, size) `pairs_crop` window: with probability `pairs_face_windows` centred (kept
+        inside the drawing) on a random eye, brow, nose or mouth pixel of a front-facing view, else uniform.
+        Those parts are about 2% of a drawing's pixels, so uniform windows rarely show them and the style
+        drew eyes as hatched skin (docs/training.md, demo model v3.1). labels (B, H, W); front (B,) bool."""
+        crop, size = self.cfg.pairs_crop, labels.shape[-1]
+        if self.cfg.pairs_face_windows > 0 and float(torch.rand((), generator=gen)) < self.cfg.pairs_face_windows:
+            face = torch.nonzero(torch.isin(labels[front.to(labels.device)], FACE_PART_IDS.to(labels.device)))
+            if len(face):
+                _, row, col = (int(v) for v in face[int(torch.randint(len(face), (), generator=gen))])
+                return min(max(row - crop // 2, 0), size - crop), min(max(col - crop // 2, 0), size - crop), crop
+        top, left = (int(v) for v in torch.randint(0, size - crop + 1, (2,), generator=gen))
+        return top, left, crop
