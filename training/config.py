@@ -79,6 +79,8 @@ class LossConfig:
     texture_weight: float = 0.0
     texture_window: int = 8
     texture_scale: int = 4
+    # > 0 (Stage II on pairs): the translator's output before its clamp held within +-2 (PairsObjective.overshoot)
+    overshoot_weight: float = 0.0
     reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
     semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up on front-facing views (losses.front_facing)
     # > 0: the drawing's L1 weighs each pixel by its class's share ** -this on front-facing views, so an eye's
@@ -208,6 +210,8 @@ class TrainConfig:
                              "Stage II on pairs gives the photo's colours: they need drawing_pairs")
         tile = self.losses.texture_window * self.losses.texture_scale
         drawn = self.pairs_crop or min(p.resolution for p in self.curriculum)
+        if self.losses.overshoot_weight and not self.drawing_pairs:
+            raise ValueError("overshoot_weight holds the clamped translator of Stage II on pairs: it needs drawing_pairs")
         if self.losses.texture_weight and (not self.drawing_pairs or drawn % tile):
             raise ValueError(f"texture_weight is a Stage II on pairs term over texture_window x texture_scale = {tile} px "
                              f"tiles: needs drawing_pairs and drawings (pairs_crop, else the resolution) a multiple of {tile}")

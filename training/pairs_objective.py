@@ -14,6 +14,9 @@ from training.config import TrainConfig
 # The classes `pairs_face_windows` centres windows on: the eyes, brows, nose and mouth parts.
 FACE_PART_IDS = torch.tensor([LABEL_IDS[name] for part, names in PART_CLASSES if part in ("eyes", "brows", "nose", "mouth")
                               for name in names])
+# How far past the clamp's +-1 the translator's output may go before `overshoot` pulls it back: paper and ink reach
+# exactly +-1 with room to spare (held at 1 itself, the line style's paper settled at 0.98, a grey page).
+OVERSHOOT_BOUND = 2.0
 
 
 class PairsObjective:
@@ -21,6 +24,9 @@ class PairsObjective:
 
     def __init__(self, cfg: TrainConfig, G: SageGenerator, device: torch.device) -> None:
         self.cfg, self.lc, self.G, self.device = cfg, cfg.losses, G, device
+        self._raw: list[torch.Tensor] = []  # the translator's last outputs before the clamp, for `overshoot`
+        if self.lc.overshoot_weight:
+            G.translator.to_image.register_forward_hook(lambda module, inputs, output: self._raw.append(output))
 
     def reconstruction(self, targets: dict[str, torch.Tensor], gen: torch.Generator) -> torch.Tensor:
         """Stage II on pairs: each drawing redrawn from its own photo and label map by `draw_from_field`, in the
@@ -50,7 +56,21 @@ class PairsObjective:
         loss = L.multiscale_l1(drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight, balance)
         if lc.texture_weight:
             loss = loss + lc.texture_weight * L.texture_energy_l1(drawing.float(), image, lc.texture_window, lc.texture_scale)
+        if lc.overshoot_weight:
+            loss = loss + lc.overshoot_weight * self.overshoot()
         return loss
+
+    def overshoot(self) -> torch.Tensor:
+        """Mean of max(|x| - OVERSHOOT_BOUND, 0) over the translator's output x before its clamp (`clamped_output`), in the pass just
+        drawn. Why: the clamp passes the L1's gradient straight through, and a pixel at its target (paper at +1)
+        gets none, so nothing held x near the range: in the shipped line model x reached 2.5e7 (median 7.5e5), and
+        its training flipped to blank paper (x up to 1e9) within 40 steps, at step 9,140 with the tone changes
+        (docs/training.md). This term is the force back."""
+        if not self._raw:
+            raise RuntimeError("overshoot reads the translator's output of the pass just drawn; none was drawn")
+        raw = self._raw[-1]
+        self._raw.clear()
+        return (raw.float().abs() - OVERSHOOT_BOUND).clamp_min(0).mean()
 
     def served_tone(self, rgb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """The photo's colours rgb (B, 3, h, w) in [0, 1], each scaled by a gain ~ U(pairs_tone_gain, 1) and its detail

@@ -142,6 +142,24 @@ def test_served_tone_darkens_and_flattens_the_photo_within_the_recipe_s_range(he
         pairs_config(heads / "styles", pairs_tone_gain=0.6).replace(drawing_pairs=False).validate()
 
 
+def test_overshoot_pulls_the_translator_s_output_back_into_its_clamp(heads: Path, stage1: Path, tmp_path: Path) -> None:
+    losses = LossConfig(reconstruction_weight=1.0, adversarial_start=10**6, overshoot_weight=10.0)
+    trainer = Trainer(pairs_config(heads / "styles", pairs_crop=32).replace(losses=losses), tmp_path / "run", init_from=stage1,
+                      device="cpu")
+    last = trainer.G.translator.to_image
+    with torch.no_grad():
+        last.bias.fill_(5.0)  # every pixel far past paper white: the clamp draws paper, the L1 has no gradient there
+    rgb, labels = torch.rand(1, 3, 8, 8), torch.nn.functional.one_hot(torch.zeros(1, RES, RES, dtype=torch.long), 19)
+    trainer.G.draw_from_field(rgb, labels.permute(0, 3, 1, 2).float())
+    assert trainer.objective.pairs.overshoot().item() > 2.0  # 5 against the bound of 2
+    with pytest.raises(RuntimeError, match="none was drawn"):
+        trainer.objective.pairs.overshoot()
+    trainer.train(steps=3, progress=False)
+    assert last.bias.max() < 5.0 - 3 * 2e-3  # Adam at the recipe's 3e-3 moved it back, on every channel
+    with pytest.raises(ValueError, match="overshoot_weight"):
+        pairs_config(heads / "styles").replace(drawing_pairs=False, losses=losses).validate()
+
+
 def test_a_surface_canvas_needs_pairs_with_depth(heads: Path, stage1: Path, tmp_path: Path) -> None:
     import shutil
 
