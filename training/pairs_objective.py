@@ -24,9 +24,9 @@ class PairsObjective:
 
     def __init__(self, cfg: TrainConfig, G: SageGenerator, device: torch.device) -> None:
         self.cfg, self.lc, self.G, self.device = cfg, cfg.losses, G, device
-        self._raw: list[torch.Tensor] = []  # the translator's last outputs before the clamp, for `overshoot`
+        self._raw: torch.Tensor | None = None  # the translator's last output before its clamp, for `overshoot`
         if self.lc.overshoot_weight:
-            G.translator.to_image.register_forward_hook(lambda module, inputs, output: self._raw.append(output))
+            G.translator.to_image.register_forward_hook(lambda module, inputs, output: setattr(self, "_raw", output))
 
     def reconstruction(self, targets: dict[str, torch.Tensor], gen: torch.Generator) -> torch.Tensor:
         """Stage II on pairs: each drawing redrawn from its own photo and label map by `draw_from_field`, in the
@@ -61,15 +61,15 @@ class PairsObjective:
         return loss
 
     def overshoot(self) -> torch.Tensor:
-        """Mean of max(|x| - OVERSHOOT_BOUND, 0) over the translator's output x before its clamp (`clamped_output`), in the pass just
-        drawn. Why: the clamp passes the L1's gradient straight through, and a pixel at its target (paper at +1)
-        gets none, so nothing held x near the range: in the shipped line model x reached 2.5e7 (median 7.5e5), and
-        its training flipped to blank paper (x up to 1e9) within 40 steps, at step 9,140 with the tone changes
-        (docs/training.md). This term is the force back."""
-        if not self._raw:
+        """Mean of max(|x| - OVERSHOOT_BOUND, 0) over the translator's output x before its clamp (`clamped_output`) in
+        the pass just drawn. Why: the clamp passes the L1's gradient straight through, and a pixel at its target
+        (paper at +1) gets none, so nothing held x near the range: in the shipped v3 line model x reached 2.5e7
+        (median 7.5e5), and its training flipped to blank paper (x up to 1e9) within 40 steps, at step 9,140 with the
+        colours as served (docs/training.md, demo model v3.2). This term is the force back. RuntimeError when no
+        pass was drawn since the last call."""
+        if self._raw is None:
             raise RuntimeError("overshoot reads the translator's output of the pass just drawn; none was drawn")
-        raw = self._raw[-1]
-        self._raw.clear()
+        raw, self._raw = self._raw, None
         return (raw.float().abs() - OVERSHOOT_BOUND).clamp_min(0).mean()
 
     def served_tone(self, rgb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
