@@ -132,6 +132,9 @@ class TrainConfig:
     # 1 and 1: the photo as it is.
     pairs_tone_gain: float = 1.0
     pairs_tone_detail: float = 1.0
+    # drawing_pairs: each face part's colours made as faint as the field's are when serving (PairsObjective.served_parts):
+    # their difference from the head's skin colour kept by ~ U(pairs_part_tone, 1). 1: the photo as it is.
+    pairs_part_tone: float = 1.0
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     seed: int = 0
     log_every: int = 10
@@ -209,6 +212,9 @@ class TrainConfig:
             raise ValueError("pairs_tone_gain (0 < g <= 1) and pairs_tone_detail (0 <= d <= 1) are the lowest gain and detail "
                              "Stage II on pairs gives the photo's colours: they need drawing_pairs")
         tile = self.losses.texture_window * self.losses.texture_scale
+        if not 0 <= self.pairs_part_tone <= 1 or (self.pairs_part_tone != 1 and not self.drawing_pairs):
+            raise ValueError("pairs_part_tone (0..1) is the least of a face part's colour Stage II on pairs keeps: it needs "
+                             "drawing_pairs")
         drawn = self.pairs_crop or min(p.resolution for p in self.curriculum)
         if self.losses.overshoot_weight and not self.drawing_pairs:
             raise ValueError("overshoot_weight holds the clamped translator of Stage II on pairs: it needs drawing_pairs")

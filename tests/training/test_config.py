@@ -61,7 +61,7 @@ def test_every_shipped_recipe_loads_and_each_stage2_starts_where_its_stage1_ends
                 assert cfg.stage == 2 and cfg.initial_step == stage1_end, name
     for style in ("line", "pencil", "painterly"):  # the GPU recipe trains what the CPU one does, at its own batch and steps
         gpu, demo = recipes[f"gpu_stage2_{style}"], recipes[f"demo_stage2_{style}"]
-        same = ("model", "losses", "pairs_face_windows", "pairs_tone_gain", "pairs_tone_detail")
+        same = ("model", "losses", "pairs_face_windows", "pairs_tone_gain", "pairs_tone_detail", "pairs_part_tone")
         assert [getattr(gpu, k) for k in same] == [getattr(demo, k) for k in same], style
 
 

@@ -142,6 +142,40 @@ def test_served_tone_darkens_and_flattens_the_photo_within_the_recipe_s_range(he
         pairs_config(heads / "styles", pairs_tone_gain=0.6).replace(drawing_pairs=False).validate()
 
 
+def test_served_parts_fade_the_face_parts_towards_the_skin_and_leave_the_rest(heads: Path, stage1: Path, tmp_path: Path) -> None:
+    from sage_backend.labels import LABEL_IDS
+
+    labels = torch.zeros(32, 16, 16, dtype=torch.long)  # background, a skin square, a 4 x 4 eye and a nose pixel block in it
+    labels[:, 2:14, 2:14] = LABEL_IDS["skin"]
+    labels[:, 4:8, 4:8] = LABEL_IDS["l_eye"]
+    labels[:, 10:12, 10:12] = LABEL_IDS["nose"]
+    rgb = torch.zeros(32, 3, 16, 16)
+    rgb[:, :, 2:14, 2:14] = 0.8
+    rgb[:, :, 4:8, 4:8] = 0.1
+    rgb[:, :, 10:12, 10:12] = 0.5
+    rgb[:, :, 0, 0] = 0.3  # background: never a part
+    plain = Trainer(pairs_config(heads / "styles"), tmp_path / "a", init_from=stage1, device="cpu").objective
+    assert plain.pairs.served_parts(rgb, labels, torch.Generator().manual_seed(0)) is rgb
+    objective = Trainer(pairs_config(heads / "styles", pairs_part_tone=0.0), tmp_path / "b", init_from=stage1, device="cpu").objective
+    faded = objective.pairs.served_parts(rgb, labels, torch.Generator().manual_seed(1))
+    assert torch.equal(faded, objective.pairs.served_parts(rgb, labels, torch.Generator().manual_seed(1)))
+    part = torch.zeros(16, 16, dtype=torch.bool)
+    part[4:8, 4:8] = part[10:12, 10:12] = True
+    assert torch.equal(faded[:, :, ~part], rgb[:, :, ~part])  # skin and background as they were
+    # the share of the eye's difference from the skin that is kept: from none to all, all photos at least 0
+    kept = (0.8 - faded[:, 0, 5, 5]) / (0.8 - 0.1)
+    assert kept.min() > -1e-6 and kept.max() < 1 + 1e-6 and kept.max() - kept.min() > 0.6
+    assert torch.allclose((0.8 - faded[:, 0, 10, 10]) / (0.8 - 0.5), kept, atol=1e-5)  # one keep per photo, every part
+    headless = objective.pairs.served_parts(rgb, torch.zeros_like(labels).masked_fill(labels == LABEL_IDS["l_eye"], LABEL_IDS["l_eye"]),
+                                            torch.Generator().manual_seed(1))
+    assert torch.equal(headless, rgb)  # no skin to fade towards: left as it is
+    for bad in (dict(pairs_part_tone=-0.1), dict(pairs_part_tone=1.5)):
+        with pytest.raises(ValueError, match="pairs_part_tone"):
+            pairs_config(heads / "styles", **bad).validate()
+    with pytest.raises(ValueError, match="pairs_part_tone"):
+        pairs_config(heads / "styles", pairs_part_tone=0.5).replace(drawing_pairs=False).validate()
+
+
 def test_overshoot_pulls_the_translator_s_output_back_into_its_clamp(heads: Path, stage1: Path, tmp_path: Path) -> None:
     losses = LossConfig(reconstruction_weight=1.0, adversarial_start=10**6, overshoot_weight=10.0)
     trainer = Trainer(pairs_config(heads / "styles", pairs_crop=32).replace(losses=losses), tmp_path / "run", init_from=stage1,
