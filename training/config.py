@@ -133,7 +133,7 @@ class TrainConfig:
     pairs_tone_gain: float = 1.0
     pairs_tone_detail: float = 1.0
     # drawing_pairs: each face part's colours made as faint as the field's are when serving (PairsObjective.served_parts):
-    # their difference from the head's skin colour kept by ~ U(pairs_part_tone, 1). 1: the photo as it is.
+    # this share of their difference from the head's skin colour kept. 1: the photo as it is; 0: the parts painted skin.
     pairs_part_tone: float = 1.0
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     seed: int = 0
@@ -213,7 +213,7 @@ class TrainConfig:
                              "Stage II on pairs gives the photo's colours: they need drawing_pairs")
         tile = self.losses.texture_window * self.losses.texture_scale
         if not 0 <= self.pairs_part_tone <= 1 or (self.pairs_part_tone != 1 and not self.drawing_pairs):
-            raise ValueError("pairs_part_tone (0..1) is the least of a face part's colour Stage II on pairs keeps: it needs "
+            raise ValueError("pairs_part_tone (0..1) is the share of a face part's colour Stage II on pairs keeps: it needs "
                              "drawing_pairs")
         drawn = self.pairs_crop or min(p.resolution for p in self.curriculum)
         if self.losses.overshoot_weight and not self.drawing_pairs:

@@ -37,7 +37,7 @@ class PairsObjective:
         size = self.G.cfg.render.feature_resolution
         foreground = (labels != 0).unsqueeze(1).float()
         rgb = F.interpolate((targets["photo"] + 1) / 2 * foreground, size=(size, size), mode="area")
-        rgb = self.served_tone(self.served_parts(rgb, labels, gen), gen)
+        rgb = self.served_tone(self.served_parts(rgb, labels), gen)
         one_hot = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
         front = L.front_facing(targets["pose"][:, 0].to(self.device))
         balance = L.class_balance_map(labels, lc.drawing_balance, NUM_CLASSES, front) if lc.drawing_balance else None
@@ -92,24 +92,24 @@ class PairsObjective:
         gain, detail = gain.to(rgb).view(-1, 1, 1, 1), detail.to(rgb).view(-1, 1, 1, 1)
         return gain * (low + detail * (rgb - low))
 
-    def served_parts(self, rgb: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def served_parts(self, rgb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The photo's colours rgb (B, 3, h, w) in [0, 1] with each face part (eyes, brows, nose, mouth: FACE_PART_IDS)
         faded towards the head's skin colour: a pixel covered a share s of a part by labels (B, H, W) moves
-        (1 - keep) * s of the way to the mean colour of the pixels wholly skin, keep ~ U(pairs_part_tone, 1) per photo,
-        drawn from `gen`. A photo with no pixel wholly skin is left as it is.
+        (1 - pairs_part_tone) * s of the way to the mean colour of the pixels wholly skin. At 0 the parts are painted
+        skin, and the translator draws them from the label map alone. A photo with no pixel wholly skin is left as it is.
 
         Why: the translator reads a part's contrast from its colours (fed the data's own views with the eyes' colours
         made skin, v3.2's pencil drew their eyes at 0.59x the drawings' contrast, the noses at 0.24x), and the field's
         colours as served carry little of the parts: a random seed's head shows eyes and noses at 0.35x / 0.65x even
-        where its label map holds them well (docs/training.md, demo model v3.3). Returns rgb unchanged at 1."""
+        where its label map holds them well. A random keep ~ U(0, 1) drew served eyes that followed the skin's tone
+        (docs/training.md, demo model v3.3). Returns rgb unchanged at 1."""
         if self.cfg.pairs_part_tone == 1:
             return rgb
         size = rgb.shape[-2:]
         share = F.interpolate(torch.isin(labels, FACE_PART_IDS.to(labels.device)).unsqueeze(1).float(), size=size, mode="area")
         skin = (F.interpolate((labels == LABEL_IDS["skin"]).unsqueeze(1).float(), size=size, mode="area") > 0.999).float()
         skin_rgb = (rgb * skin).sum((2, 3), keepdim=True) / skin.sum((2, 3), keepdim=True).clamp_min(1)
-        keep = torch.rand(rgb.shape[0], generator=gen) * (1 - self.cfg.pairs_part_tone) + self.cfg.pairs_part_tone
-        fade = (1 - keep.to(rgb).view(-1, 1, 1, 1)) * share * (skin.sum((1, 2, 3)) > 0).to(rgb).view(-1, 1, 1, 1)
+        fade = (1 - self.cfg.pairs_part_tone) * share * (skin.sum((1, 2, 3)) > 0).to(rgb).view(-1, 1, 1, 1)
         return rgb + fade * (skin_rgb - rgb)
 
     def window(self, labels: torch.Tensor, front: torch.Tensor, gen: torch.Generator) -> tuple[int, int, int]:
