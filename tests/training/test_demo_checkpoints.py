@@ -61,7 +61,7 @@ def test_the_drawings_set_eyes_and_brows_apart_from_the_skin(shipped) -> None:
     the label map) measures 0.026 / 0.043 at its lowest (pencil eyes, the photo model's brows: docs/training.md);
     v3.1's surface-canvas pencil draws its eyes at 0.023, the floor here (its hatching runs through them: issue 26's
     0.8x bar is open); v3.2, trained on colours as dark and flat as the field's, 0.025 (brows 0.116); v3.3, trained
-    with the face parts' colours faded, 0.030 (brows 0.161)."""
+    with the face parts painted skin, 0.034 (brows 0.149)."""
     renderer, psi = shipped
     contrast = contrast_of(frontal_drawings(renderer, seeds=range(16), psi=psi))
     assert contrast["eyes"] >= 0.02 and contrast["brows"] >= 0.04, contrast
