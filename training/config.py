@@ -211,13 +211,13 @@ class TrainConfig:
                 (self.pairs_tone_gain, self.pairs_tone_detail) != (1, 1) and not self.drawing_pairs):
             raise ValueError("pairs_tone_gain (0 < g <= 1) and pairs_tone_detail (0 <= d <= 1) are the lowest gain and detail "
                              "Stage II on pairs gives the photo's colours: they need drawing_pairs")
-        tile = self.losses.texture_window * self.losses.texture_scale
         if not 0 <= self.pairs_part_tone <= 1 or (self.pairs_part_tone != 1 and not self.drawing_pairs):
             raise ValueError("pairs_part_tone (0..1) is the share of a face part's colour Stage II on pairs keeps: it needs "
                              "drawing_pairs")
-        drawn = self.pairs_crop or min(p.resolution for p in self.curriculum)
         if self.losses.overshoot_weight and not self.drawing_pairs:
             raise ValueError("overshoot_weight holds the clamped translator of Stage II on pairs: it needs drawing_pairs")
+        tile = self.losses.texture_window * self.losses.texture_scale
+        drawn = self.pairs_crop or min(p.resolution for p in self.curriculum)
         if self.losses.texture_weight and (not self.drawing_pairs or drawn % tile):
             raise ValueError(f"texture_weight is a Stage II on pairs term over texture_window x texture_scale = {tile} px "
                              f"tiles: needs drawing_pairs and drawings (pairs_crop, else the resolution) a multiple of {tile}")

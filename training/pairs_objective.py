@@ -108,8 +108,9 @@ class PairsObjective:
         size = rgb.shape[-2:]
         share = F.interpolate(torch.isin(labels, FACE_PART_IDS.to(labels.device)).unsqueeze(1).float(), size=size, mode="area")
         skin = (F.interpolate((labels == LABEL_IDS["skin"]).unsqueeze(1).float(), size=size, mode="area") > 0.999).float()
-        skin_rgb = (rgb * skin).sum((2, 3), keepdim=True) / skin.sum((2, 3), keepdim=True).clamp_min(1)
-        fade = (1 - self.cfg.pairs_part_tone) * share * (skin.sum((1, 2, 3)) > 0).to(rgb).view(-1, 1, 1, 1)
+        skin_pixels = skin.sum((2, 3), keepdim=True)  # (B, 1, 1, 1)
+        skin_rgb = (rgb * skin).sum((2, 3), keepdim=True) / skin_pixels.clamp_min(1)
+        fade = (1 - self.cfg.pairs_part_tone) * share * (skin_pixels > 0).to(rgb)
         return rgb + fade * (skin_rgb - rgb)
 
     def window(self, labels: torch.Tensor, front: torch.Tensor, gen: torch.Generator) -> tuple[int, int, int]:
