@@ -95,13 +95,17 @@ class SageClient:
         deadline = time.monotonic() + self.timeout_ms / 1000
         # A DEALER with no connection blocks a send forever, and one whose handshake failed has none left (libzmq
         # never retries a mechanism mismatch): wait in short steps and say why it cannot be sent instead.
-        while not self.socket.poll(100, zmq.POLLOUT):
+        while True:
+            if self.socket.poll(100, zmq.POLLOUT):
+                try:
+                    self.socket.send_multipart(frames, zmq.NOBLOCK)
+                    return rid
+                except zmq.Again:  # the connection went between the poll and the send (a failed handshake tears it down)
+                    pass
             self._connection_events()
             self._raise_if_handshake_failed()
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"could not send to the backend at {self.address} within {self.timeout_ms / 1000:g} s (no connection)")
-        self.socket.send_multipart(frames, zmq.NOBLOCK)
-        return rid
 
     def _raise_if_handshake_failed(self) -> None:
         if self.refused:
