@@ -72,6 +72,7 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
     fields = portrait.base_fields(scene)
     head = fields["seed"] if "seed" in fields else heads.read_head(fields["inversion"].data).stem  # a photo head: its name
     os.makedirs(out_dir, exist_ok=True)
+    files.remove_stale_temporaries(out_dir)  # the frames a render killed before this one was writing
     files.check_writable(os.path.join(out_dir, files.frame_file_name(fields["style"], head, frames[0][0], "drawing")))
     written: list[str] = []
     first = 0

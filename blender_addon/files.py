@@ -13,6 +13,7 @@ import tempfile
 import zlib
 from typing import Callable
 
+PARTIAL = ".partial"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> samples per pixel
 
@@ -36,7 +37,10 @@ def atomic_write(path: str, write: Callable[[str], None], verify: Callable[[str]
     folder = os.path.dirname(path) or "."
     temp = ""
     try:
-        handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial")
+        if os.path.abspath(folder) not in _swept:  # once per folder and process: a turntable's folder is listed once
+            _swept.add(os.path.abspath(folder))
+            remove_stale_temporaries(folder)
+        handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=PARTIAL)
         os.close(handle)
         write(temp)
         try:
@@ -55,13 +59,43 @@ def atomic_write(path: str, write: Callable[[str], None], verify: Callable[[str]
         raise
 
 
+def remove_stale_temporaries(folder: str) -> None:
+    """Remove the `.NAME.PID.x.partial` files that writers killed outright (a `blender -b` render stopped by its
+    farm) left in `folder`, once their process is gone; the backend sweeps its folders the same way."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".") and name.endswith(PARTIAL):
+            parts = name[:-len(PARTIAL)].rsplit(".", 2)  # ".NAME", PID, mkstemp's random part (no dots)
+            if len(parts) == 3 and parts[1].isdigit() and not _running(int(parts[1])):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                except OSError:
+                    pass
+
+
+_swept: set[str] = set()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, as another user; Windows: cannot tell, so keep the file
+        return True
+    return True
+
+
 def check_writable(path: str) -> None:
     """Before long work (a mesh takes minutes): prove a file can be made beside `path` and `path` is not a folder.
     Raises WriteError naming `path` (a read-only or missing folder, a file where the folder should be)."""
     if os.path.isdir(path):
         raise write_error(path, "it is a folder")
     try:
-        handle, probe = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".write-probe.", suffix=".partial")
+        handle, probe = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".write-probe.", suffix=PARTIAL)
         os.close(handle)
         os.unlink(probe)
     except OSError as exc:

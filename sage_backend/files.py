@@ -46,7 +46,7 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = None,
     target = Path(path)
     try:  # a read-only or missing folder fails here: named by the target, not the temporary file it would have been
         target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(target.parent)
+        _sweep_once(target.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=PARTIAL, dir=target.parent)
         os.close(fd)
     except OSError as exc:
@@ -115,20 +115,27 @@ def readable_image(path: Path) -> None:
         img.load()
 
 
-def remove_stale_temporaries(folder: Path) -> None:
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> None:
     """Remove the temporary files that writers killed outright left in `folder` (their process is gone).
-    Once per folder and process: a data set's folder of thousands of files is listed once, not per write."""
-    folder = folder.absolute()
-    if folder in _swept:
-        return
-    _swept.add(folder)
+
+    `atomic_path` sweeps each folder once per process; work that starts again where a killed process stopped
+    (a resumed training run) calls this itself, since that process may have died after this one's sweep."""
     with contextlib.suppress(OSError):
-        for leftover in folder.iterdir():
+        for leftover in Path(folder).iterdir():
             name = leftover.name
             if name.startswith(".") and name.endswith(PARTIAL):
                 parts = name[:-len(PARTIAL)].rsplit(".", 2)  # ".NAME", PID, mkstemp's random part (no dots)
                 if len(parts) == 3 and parts[1].isdigit() and not _running(int(parts[1])):
                     leftover.unlink()
+
+
+def _sweep_once(folder: Path) -> None:
+    """remove_stale_temporaries once per folder and process: a data set's folder of thousands of files is
+    listed once, not per write."""
+    folder = folder.absolute()
+    if folder not in _swept:
+        _swept.add(folder)
+        remove_stale_temporaries(folder)
 
 
 _swept: set[Path] = set()

@@ -2,8 +2,9 @@
 
 The state file is written every `checkpoint_every` steps, the logs more often, so a run killed outright
 (SIGKILL, the OOM killer, a lost lease) has logged steps its state never reached. A run that starts
-from a state first forgets what was logged after it (`RunLogs.forget_after`): the steps it trains again
-are logged once, and the logs read as if the run had never stopped.
+from a state first forgets what was logged after it and the temporary files of writes the kill cut short
+(`RunLogs.forget_after`): the steps it trains again are logged once, and the run folder reads as if the
+run had never stopped.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from sage_backend.files import append_text, atomic_path
+from sage_backend.files import append_text, atomic_path, remove_stale_temporaries
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"
@@ -34,7 +35,10 @@ class RunLogs:
         return self.samples / f"step_{step:07d}.png"
 
     def forget_after(self, step: int) -> None:
-        """Drop the metric lines and sample grids of steps after `step` (and a line cut short by a kill)."""
+        """Drop the metric lines and sample grids of steps after `step`, a line cut short by a kill, and the
+        temporary files of writes a kill cut short (the run folder's and the samples')."""
+        for folder in (self.metrics.parent, self.samples):
+            remove_stale_temporaries(folder)
         if self.metrics.is_file():
             lines = self.metrics.read_text(encoding="utf-8").splitlines(keepends=True)
             kept = [line for line in lines if _logged_step(line) is not None and _logged_step(line) <= step]

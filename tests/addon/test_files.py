@@ -117,3 +117,23 @@ def test_raw_label_png_holds_the_class_ids(tmp_path) -> None:
     files.check_png(path)
     with Image.open(path) as image:
         assert image.mode == "L" and np.array_equal(np.array(image), labels)
+
+
+def test_a_write_killed_outright_leaves_a_temporary_file_the_next_writer_removes(tmp_path) -> None:
+    """Sibling of the backend's (a resumed training run): a `blender -b` render killed by its farm mid-frame left
+    `.frame.png.x.partial` beside the frames for good. Now the name holds the writer's pid, and the next process
+    writing into that folder removes it once that process is gone; a live writer's file is kept."""
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from blender_addon import files
+        files.atomic_write({str(tmp_path / "frame.png")!r}, lambda temp: (print(temp, flush=True), time.sleep(60)), files.check_png)
+        """)], stdout=subprocess.PIPE, text=True)
+    temp = writer.stdout.readline().strip()
+    writer.kill()
+    writer.wait(30)
+    live = tmp_path / f".other.png.{os.getpid()}.abc123.partial"
+    live.write_bytes(b"being written")
+    assert os.path.basename(temp).startswith(f".frame.png.{writer.pid}.") and os.path.exists(temp)
+    files.write_bytes(str(tmp_path / "next.ply"), b"ply\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "next.ply"]

@@ -99,7 +99,11 @@ def test_an_opened_inversion_is_drawn_by_every_request_and_kept_in_the_blend(run
         assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}} and status.status().startswith("SAGE: baked 3 frames")
         settings.mesh_grid = 32
         assert bpy.ops.sage.import_mesh() == {{"FINISHED"}}
+        os.makedirs("frames")  # a frame a killed render was writing (pid 999999999: above every pid_max, never running)
+        killed = "frames/.pencil_face_0001_drawing.png.999999999.abc123.partial"
+        open(killed, "wb").close()
         written = batch.render_animation(scene, "frames", {address!r}, 60.0)
+        assert not os.path.exists(killed)
         assert sorted(os.path.basename(p) for p in written)[:3] == ["pencil_face_0001_drawing.png", "pencil_face_0001_labels.png",
                                                                     "pencil_face_0001_semantic.png"], written
         np.save("photo_drawing.npy", photo_drawing)

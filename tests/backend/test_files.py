@@ -2,6 +2,7 @@
 command wrote it and however the writer reported it, and leaves nothing half-written."""
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_backend.files import WriteError, append_text, atomic_write_files
+from sage_backend.files import WriteError, append_text, atomic_write_files, remove_stale_temporaries
 
 
 def _small_files(limit: int):
@@ -67,3 +68,34 @@ def test_a_destination_that_refuses_is_named_as_chosen_never_by_its_temporary_fi
     assert str(error.value).startswith(f"{unwritable_target}: could not be written (") and ".partial" not in str(error.value)
     folder = unwritable_target.parent
     assert not (folder.is_dir() and [p for p in folder.iterdir() if p.name.endswith(".partial")])
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def test_a_killed_writers_temporary_file_is_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
+    """A writer killed outright leaves `.NAME.PID.x.partial`; the sweep removes it only once its process is gone,
+    and leaves files that only look alike (no pid, another suffix) alone."""
+    dead = tmp_path / f".head.obj.{_dead_pid()}.abc123.partial"
+    alive = tmp_path / f".head.obj.{os.getpid()}.def456.partial"
+    lookalikes = [tmp_path / ".head.obj.nopid.partial", tmp_path / f".head.obj.{_dead_pid()}.x.part", tmp_path / "head.obj"]
+    for path in (dead, alive, *lookalikes):
+        path.write_bytes(b"x")
+    remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (alive, *lookalikes))
+
+
+def test_a_folder_this_process_swept_is_swept_again_on_request(tmp_path: Path) -> None:
+    """Main (CI): a run resumed in the process that had started it kept the temporary file of the killed process
+    that ran in between: atomic writes sweep a folder once per process, so resuming sweeps explicitly."""
+    atomic_write_files({tmp_path / "a.bin": b"a"})  # this process's one automatic sweep of tmp_path
+    leftover = tmp_path / f".b.bin.{_dead_pid()}.abc123.partial"
+    leftover.write_bytes(b"half")
+    atomic_write_files({tmp_path / "a.bin": b"aa"})
+    assert leftover.exists()  # once per process: not listed on every write
+    remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]

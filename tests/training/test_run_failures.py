@@ -63,7 +63,8 @@ def _train(*argv: str, fsize: int | None = None) -> subprocess.CompletedProcess:
 
 def test_a_run_killed_after_logging_past_its_state_resumes_with_each_step_logged_once(heads: Path, tmp_path: Path) -> None:
     """Main: the steps between the last saved state and a kill -9 were in metrics.jsonl twice after --resume.
-    Now metrics and sample grids read as those of a run that never stopped (timings aside)."""
+    Now metrics and sample grids read as those of a run that never stopped (timings aside). Main (CI): a kill
+    mid-write left a sample's temporary file, which a resume in the process that had swept the folder kept."""
     recipe, run, whole = str(heads / "stage1.json"), tmp_path / "run", tmp_path / "whole"
     assert main(["stage1", "--recipe", recipe, "--out", str(whole), "--device", "cpu", "--steps", "6"]) == 0
     assert main(["stage1", "--recipe", recipe, "--out", str(run), "--device", "cpu", "--steps", "3"]) == 0
@@ -74,9 +75,12 @@ def test_a_run_killed_after_logging_past_its_state_resumes_with_each_step_logged
     proc.kill()
     proc.wait(30)
     assert read_state(run / STATE_FILE)[1]["step"] == 3 and len(_logged(run)) >= 5
+    for folder in (run, run / "samples"):  # as a kill mid-write leaves them (the pid is the killed run's)
+        (folder / f".half_written.png.{proc.pid}.abc123.partial").write_bytes(b"half")
     assert main(["stage1", "--out", str(run), "--resume", "--device", "cpu", "--steps", "3"]) == 0
     assert _logged(run) == _logged(whole)  # steps 1..6, each once, the same losses
     assert sorted(p.name for p in (run / "samples").iterdir()) == [f"step_{s:07d}.png" for s in range(1, 7)]
+    assert not [p for p in run.iterdir() if p.name.endswith(".partial")]
 
 
 def test_a_log_line_cut_short_by_a_kill_is_dropped_on_resume(heads: Path, tmp_path: Path) -> None:
