@@ -87,8 +87,20 @@ class TranslatorConfig:
     # at each pixel's surface coordinates (sage_backend.model.surface), so its strokes stay on the head as the
     # camera turns (demo v3.1's pencil).
     canvas_space: str = "screen"
+    # Paint each face part flat before the translator reads the colours, in a tone drawn for the head from the
+    # training photos' (sage_backend.model.part_tones; "field" only): a random seed's field carries too little
+    # of its parts' tones for the translator to draw eyes that differ as the data's do (demo v3.4).
+    part_tones: bool = False
+    # With part_tones: draw the head's skin colour too, from the training photos', and recolour the field's skin
+    # to it before the parts are painted (a random seed's skin varies half as much as the photos'; demo v3.4's
+    # pencil). Serving only: training reads the photo's own skin.
+    skin_tone: bool = False
 
     def __post_init__(self) -> None:
+        if self.part_tones and self.source != "field":
+            raise ValueError("translator.part_tones needs translator.source 'field'")
+        if self.skin_tone and not self.part_tones:
+            raise ValueError("translator.skin_tone needs translator.part_tones")
         if self.source not in ("decoder", "field"):
             raise ValueError(f"translator.source must be 'decoder' or 'field', got {self.source!r}")
         if self.canvas_space not in ("screen", "surface"):
@@ -166,11 +178,13 @@ LIMITS = ValueLimits(BOUNDS, LENGTHS, max_text=64)  # strings: the preset name, 
 
 
 def with_field_translator(base: ModelConfig, name: str, output_resolution: int, canvas_channels: int,
-                          canvas_space: str = "screen") -> ModelConfig:
+                          canvas_space: str = "screen", part_tones: bool = False, skin_tone: bool = False) -> ModelConfig:
     """`base` with demo v3's drawing path: its mapping, field, renderer and semantic decoder unchanged (so it starts
     from `base`'s Stage I), its translator drawing `output_resolution` pixels from the field's colours and the label
-    map (translator.source "field") with a learned canvas of `canvas_channels` in `canvas_space`."""
-    translator = replace(base.translator, source="field", canvas_channels=canvas_channels, canvas_space=canvas_space)
+    map (translator.source "field") with a learned canvas of `canvas_channels` in `canvas_space`, and with
+    `part_tones` its face parts (and with `skin_tone` its skin) painted in tones drawn per head."""
+    translator = replace(base.translator, source="field", canvas_channels=canvas_channels, canvas_space=canvas_space,
+                         part_tones=part_tones, skin_tone=skin_tone)
     return replace(base, name=name, output_resolution=output_resolution, translator=translator)
 
 
@@ -202,9 +216,16 @@ PRESETS: dict[str, ModelConfig] = {
     "small256": with_field_translator(_SMALL, "small256", 256, canvas_channels=4),  # demo v3's checkpoints
     # demo v3.1's pencil: small256 with its canvas on the head's surface
     "small256-surface": with_field_translator(_SMALL, "small256-surface", 256, canvas_channels=4, canvas_space="surface"),
+    # demo v3.4's painterly: small256-surface with its face parts in tones drawn per head; its pencil: and its skin
+    "small256-tones": with_field_translator(_SMALL, "small256-tones", 256, canvas_channels=4, canvas_space="surface",
+                                            part_tones=True),
+    "small256-skin-tones": with_field_translator(_SMALL, "small256-skin-tones", 256, canvas_channels=4,
+                                                 canvas_space="surface", part_tones=True, skin_tone=True),
     "tiny": _TINY,
     "tiny-field": with_field_translator(_TINY, "tiny-field", 64, canvas_channels=2),  # small256's design at test size
     "tiny-field-surface": with_field_translator(_TINY, "tiny-field-surface", 64, canvas_channels=2, canvas_space="surface"),
+    "tiny-field-tones": with_field_translator(_TINY, "tiny-field-tones", 64, canvas_channels=2, canvas_space="surface",
+                                              part_tones=True, skin_tone=True),
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from sage_backend.cameras import REFERENCE_POSES, PoseDistribution
-from sage_backend.config import ModelConfig, preset
+from sage_backend.config import PRESETS, ModelConfig, preset
 from sage_backend.files import check_file_name
 from sage_backend.config_io import config_from_dict, config_to_dict
 
@@ -36,6 +36,9 @@ DISCRIMINATORS: dict[str, DiscriminatorConfig] = {
     "small256-surface": DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 96, 96, 96), latent_head=0),
     "tiny-field": DiscriminatorConfig(channels=(8, 16, 16, 16, 16, 16), latent_head=0),
     "tiny-field-surface": DiscriminatorConfig(channels=(8, 16, 16, 16, 16, 16), latent_head=0),
+    "small256-tones": DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 96, 96, 96), latent_head=0),
+    "small256-skin-tones": DiscriminatorConfig(channels=(16, 24, 32, 48, 64, 96, 96, 96), latent_head=0),
+    "tiny-field-tones": DiscriminatorConfig(channels=(8, 16, 16, 16, 16, 16), latent_head=0),
 }
 
 
@@ -81,6 +84,9 @@ class LossConfig:
     texture_scale: int = 4
     # > 0 (Stage II on pairs): the translator's output before its clamp held within +-2 (PairsObjective.overshoot)
     overshoot_weight: float = 0.0
+    # > 0 (Stage II on pairs): `part_tone_l1` at this weight, the mean tone of the skin and each face part
+    # (eyes, brows, nose, mouth) against the drawing's, so an iris drawn a few pixels off still darkens its eye
+    part_tone_weight: float = 0.0
     reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
     semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up on front-facing views (losses.front_facing)
     # > 0: the drawing's L1 weighs each pixel by its class's share ** -this on front-facing views, so an eye's
@@ -199,7 +205,8 @@ class TrainConfig:
             raise ValueError("stage must be 1 or 2")
         if self.drawing_pairs and (self.stage != 2 or model.translator.source != "field"):
             raise ValueError("drawing_pairs is a Stage II setting for a model whose translator.source is 'field' "
-                             f"(preset {self.model!r}'s is {model.translator.source!r}): small256, small256-surface or tiny-field")
+                             f"(preset {self.model!r}'s is {model.translator.source!r}): "
+                             f"{', '.join(name for name, m in PRESETS.items() if m.translator.source == 'field')}")
         if self.drawing_pairs and (self.losses.reconstruction_weight <= 0 or self.losses.adversarial_start <= self.steps):
             raise ValueError("drawing_pairs trains by reconstruction of the pairs alone: reconstruction_weight > 0, "
                              "adversarial_start past steps")
@@ -214,6 +221,11 @@ class TrainConfig:
         if not 0 <= self.pairs_part_tone <= 1 or (self.pairs_part_tone != 1 and not self.drawing_pairs):
             raise ValueError("pairs_part_tone (0..1) is the share of a face part's colour Stage II on pairs keeps: it needs "
                              "drawing_pairs")
+        if self.stage == 2 and self.model_config().translator.part_tones and (not self.drawing_pairs or self.pairs_part_tone != 1):
+            raise ValueError(f"model {self.model!r} paints the face parts in tones of their own (translator.part_tones): "
+                             "its Stage II trains on pairs (drawing_pairs) and keeps pairs_part_tone at 1")
+        if self.losses.part_tone_weight and not self.drawing_pairs:
+            raise ValueError("part_tone_weight is a Stage II on pairs term: it needs drawing_pairs")
         if self.losses.overshoot_weight and not self.drawing_pairs:
             raise ValueError("overshoot_weight holds the clamped translator of Stage II on pairs: it needs drawing_pairs")
         tile = self.losses.texture_window * self.losses.texture_scale

@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sage_backend.cameras import FRONTAL_YAW, wrap_yaw
 from sage_backend.labels import LABEL_IDS, NUM_CLASSES, PART_CLASSES
+from sage_backend.model import part_tones
 from sage_backend.model.generator import SageGenerator
 from training import losses as L
 from training.config import TrainConfig
@@ -14,6 +16,10 @@ from training.config import TrainConfig
 # The classes `pairs_face_windows` centres windows on: the eyes, brows, nose and mouth parts.
 FACE_PART_IDS = torch.tensor([LABEL_IDS[name] for part, names in PART_CLASSES if part in ("eyes", "brows", "nose", "mouth")
                               for name in names])
+# `part_tone_weight`'s groups: the skin, then each face part (eyes, brows, nose, mouth).
+TONE_GROUPS = [[LABEL_IDS["skin"]], *([LABEL_IDS[name] for name in names] for part, names in PART_CLASSES
+                                      if part in ("eyes", "brows", "nose", "mouth"))]
+TONE_FIT_YAW = 0.3  # radians from frontal: the photos `fit_part_tones` measures
 # How far past the clamp's +-1 the translator's output may go before `overshoot` pulls it back: paper and ink reach
 # exactly +-1 with room to spare (held at 1 itself, the line style's paper settled at 0.98, a grey page).
 OVERSHOOT_BOUND = 2.0
@@ -31,14 +37,17 @@ class PairsObjective:
     def reconstruction(self, targets: dict[str, torch.Tensor], gen: torch.Generator) -> torch.Tensor:
         """Stage II on pairs: each drawing redrawn from its own photo and label map by `draw_from_field`, in the
         form serving gives it (the photo on black where the labels show the head, area-downsampled to the
-        feature resolution like the field's colours, `served_parts`, `served_tone`; the label map one-hot), against the drawing by
+        feature resolution like the field's colours, each face part painted flat in its own tone with translator.part_tones,
+        `served_parts`, `served_tone`; the label map one-hot), against the drawing by
         the class-balanced multiscale L1; on one random `pairs_crop` window per chunk when the recipe sets one."""
         lc, labels, image = self.lc, targets["labels"], targets["image"]
         size = self.G.cfg.render.feature_resolution
         foreground = (labels != 0).unsqueeze(1).float()
         rgb = F.interpolate((targets["photo"] + 1) / 2 * foreground, size=(size, size), mode="area")
-        rgb = self.served_tone(self.served_parts(rgb, labels), gen)
         one_hot = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+        if self.G.part_tones is not None:  # each part flat in the photo's own tone, as serving paints the head's
+            rgb = part_tones.paint(rgb, one_hot, part_tones.measure(rgb, one_hot)[0])
+        rgb = self.served_tone(self.served_parts(rgb, labels), gen)
         front = L.front_facing(targets["pose"][:, 0].to(self.device))
         balance = L.class_balance_map(labels, lc.drawing_balance, NUM_CLASSES, front) if lc.drawing_balance else None
         window = None
@@ -55,6 +64,9 @@ class PairsObjective:
         with self.cfg.autocast(self.device):
             drawing = self.G.draw_from_field(rgb, one_hot, window, surface)
         loss = L.multiscale_l1(drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight, balance)
+        if lc.part_tone_weight:
+            shown = labels[..., top:top + crop, left:left + crop] if window is not None else labels
+            loss = loss + lc.part_tone_weight * L.part_tone_l1(drawing.float(), image, shown, TONE_GROUPS)
         if lc.texture_weight:
             loss = loss + lc.texture_weight * L.texture_energy_l1(drawing.float(), image, lc.texture_window, lc.texture_scale)
         if lc.overshoot_weight:
@@ -126,3 +138,37 @@ class PairsObjective:
                 return min(max(row - crop // 2, 0), size - crop), min(max(col - crop // 2, 0), size - crop), crop
         top, left = (int(v) for v in torch.randint(0, size - crop + 1, (2,), generator=gen))
         return top, left, crop
+
+
+@torch.no_grad()
+def fit_part_tones(dataset, G: SageGenerator, *copies: SageGenerator, samples: int = 4096, seed: int = 0) -> int:
+    """Fit G.part_tones to `dataset` (a PairedDrawings), and give `copies` (the EMA generator) the same fit: the part
+    offsets `measure`d on every photo within TONE_FIT_YAW of frontal in which each face part is seen, as the pairs
+    objective sees it (on black, area-downsampled to the feature resolution), and the spread of `samples` random
+    heads' w from seed `seed`. Returns how many photos the fit used.
+
+    Why near-frontal: a part seen from the side covers few whole pixels at 32 px, and its measured offset is
+    mostly the skin's (fitted on every view, painterly's served eyes fell from 0.88x to 0.49x the drawings'
+    contrast, docs/training.md, demo model v3.4)."""
+    size = G.cfg.render.feature_resolution
+    found, skins = [], []
+    for index in range(len(dataset)):
+        camera = dataset.cameras.get(dataset.ids[index])  # none for photos without cameras (CelebAMask-HQ: frontal)
+        if camera is not None and abs(float(wrap_yaw(torch.tensor(camera["yaw"]))) - FRONTAL_YAW) > TONE_FIT_YAW:
+            continue
+        item = dataset[index]
+        labels = item["semantic"].long().unsqueeze(0)
+        one_hot = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+        rgb = F.interpolate((item["photo"].unsqueeze(0) + 1) / 2 * (labels != 0).unsqueeze(1).float(), size=(size, size), mode="area")
+        offsets, seen = part_tones.measure(rgb, one_hot)
+        if bool(seen.all()):
+            found.append(offsets[0])
+            skins.append(part_tones.skin_colour(rgb, one_hot)[0][0])
+    device = G.avg_codes.device
+    codes = G.mapping(torch.randn(samples, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)).w
+    if not found:
+        raise ValueError(f"{dataset.folder}: part tones are fitted to photos that show every face part near-frontally; none do")
+    G.part_tones.fit(torch.stack(found).to(device), torch.stack(skins).to(device), codes, G.avg_codes)
+    for copy in copies:
+        copy.part_tones.load_state_dict(G.part_tones.state_dict())
+    return len(found)

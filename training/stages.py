@@ -82,7 +82,7 @@ class StagePairs:
     renders_heads: bool = False
     # The drawing path is new: a Stage I run, or a style of a "decoder" preset with the same field ("small" for
     # "small256"), seeds everything else.
-    new_parts: tuple[str, ...] = ("translator.", "drawing_decoder.")
+    new_parts: tuple[str, ...] = ("translator.", "drawing_decoder.", "part_tones.")
 
     def configure(self, generator: SageGenerator) -> None:
         generator.set_translator(True)

@@ -34,8 +34,9 @@ from training.config import TrainConfig
 from training.discriminators import ProgressiveDiscriminator
 from training.logs import RunLogs
 from training.objective import SageObjective, StepPlan
+from training.pairs_objective import fit_part_tones
 from training.view_support import ViewSupport
-from training.stages import stage_of
+from training.stages import StagePairs, stage_of
 from training.state import Counters, ema_generator_weights, load_state, save_state
 
 STATE_FILE = "state.safetensors"
@@ -54,8 +55,7 @@ class Trainer:
         self.cfg, self.stage = cfg, stage_of(cfg)
         self.run_dir = Path(run_dir)
         self.logs = RunLogs(self.run_dir)
-        self.rank = dist.get_rank() if dist.is_initialized() else 0
-        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         self.device = pick_device(device)
         self.model_cfg = cfg.model_config()
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -76,9 +76,10 @@ class Trainer:
         self.opt_latents = (torch.optim.Adam([self.latents], lr=cfg.latent_lr, betas=cfg.betas)
                             if self.latents is not None and self.latents.requires_grad else None)
         support = ViewSupport.measure(self.batches.dataset(phase.resolution)) if cfg.losses.support_weight > 0 else None
+        if self.G.part_tones is not None and isinstance(self.stage, StagePairs):  # a resumed state brings its own fit
+            fit_part_tones(self.batches.dataset(phase.resolution), self.G, self.G_ema)
         self.objective = SageObjective(cfg, self.stage, self.G, self.D_rgb, self.D_parsing, self.latents, self.device, support)
-        self.step = cfg.initial_step
-        self.wall_time_s = 0.0
+        self.step, self.wall_time_s = cfg.initial_step, 0.0
 
     @property
     def samples_seen(self) -> int:

@@ -17,6 +17,7 @@ from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.decoders import UpsamplingDecoder
 from sage_backend.model.field import FeatureField, Field
 from sage_backend.model.mapping import MappingNetwork, LatentCode
+from sage_backend.model.part_tones import PartTones, paint, recolour_skin, skin_colour
 from sage_backend.model.renderer import RenderedView, VolumeRenderer
 from sage_backend.model.surface import surface_uv_map
 from sage_backend.model.translator import DomainTranslator
@@ -54,6 +55,7 @@ class SageGenerator(nn.Module):
         else:
             self.drawing_decoder = UpsamplingDecoder(width, cfg.decoder.channels, w_dim, 3)
             self.translator = DomainTranslator(cfg.translator, NUM_CLASSES)
+        self.part_tones = PartTones(w_dim) if cfg.translator.part_tones else None
         film = (1, cfg.field.layers + 1, cfg.field.width)
         # The truncation centre (w_avg), refreshed by `update_average_code` and saved with the weights.
         self.register_buffer("avg_frequencies", torch.zeros(film))
@@ -116,7 +118,9 @@ class SageGenerator(nn.Module):
 
         With translator.source "field" the semantic decoder runs up to its own last scale and its logits are
         upsampled (bilinear) to H; the translator draws from rgb and the one-hot label map (`draw_from_field`), and
-        a surface canvas is looked up at `surface` (B, 2, h, w), the surface coordinates at the field's resolution."""
+        a surface canvas is looked up at `surface` (B, 2, h, w), the surface coordinates at the field's resolution.
+        With translator.part_tones rgb's face parts (and with skin_tone its skin) are first recoloured in the tones
+        drawn for w (part_tones)."""
         if self.draws_from_field:
             top = self.semantic_decoder.scales - 1
             semantic_logits = self.semantic_decoder(features, w, min(scale, top), alpha if scale <= top else 1.0)
@@ -124,12 +128,25 @@ class SageGenerator(nn.Module):
             if semantic_logits.shape[-1] != size:
                 semantic_logits = F.interpolate(semantic_logits, size=(size, size), mode="bilinear", align_corners=False)
             one_hot = F.one_hot(semantic_logits.argmax(1), NUM_CLASSES).permute(0, 3, 1, 2).to(rgb.dtype)
+            if self.part_tones is not None:
+                rgb = self.toned(rgb, one_hot, w)
             return self.draw_from_field(rgb, one_hot, surface=surface), semantic_logits
         semantic_logits = self.semantic_decoder(features, w, scale, alpha)
         drawing = self.drawing_decoder(features, w, scale, alpha)
         if self.use_translator:
             drawing = self.translator(drawing, torch.softmax(semantic_logits.detach().float(), dim=1).to(drawing.dtype))
         return drawing, semantic_logits
+
+    def toned(self, rgb: torch.Tensor, one_hot: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The field's colours rgb (B, 3, h, w) in [0, 1] with the face parts painted in the tones drawn for w (B, hidden)
+        given the field's skin, or with translator.skin_tone the skin recoloured to one drawn for w first
+        (sage_backend.model.part_tones); one_hot (B, 19, H, W) the label map."""
+        if self.cfg.translator.skin_tone:
+            skin, offsets = self.part_tones(w, self.avg_codes)
+            rgb = recolour_skin(rgb, one_hot, skin)
+        else:
+            offsets = self.part_tones(w, self.avg_codes, skin_colour(rgb, one_hot)[0])[1]
+        return paint(rgb, one_hot, offsets)
 
     def draw_from_field(self, rgb: torch.Tensor, labels: torch.Tensor, window: tuple[int, int, int] | None = None,
                         surface: torch.Tensor | None = None) -> torch.Tensor:

@@ -48,7 +48,7 @@ def test_inconsistent_sizes_are_rejected() -> None:
 
 
 def test_unknown_preset_names_the_choices() -> None:
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose from \['full', 'small', 'small256', 'small256-surface', 'tiny', 'tiny-field', 'tiny-field-surface'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose from \['full', 'small', 'small256', 'small256-skin-tones', 'small256-surface', 'small256-tones', 'tiny', 'tiny-field', 'tiny-field-surface', 'tiny-field-tones'\]"):
         preset("huge")
 
 

@@ -102,10 +102,12 @@ def test_the_shipped_line_style_draws_the_same_page_in_bf16() -> None:
     assert np.median(drawings[1]) == 255 and difference.mean() < 2.0, difference.mean()
 
 
-def test_a_surface_canvas_is_timed_compiled_and_served_with_its_surface_coordinates() -> None:
+@pytest.mark.parametrize("name", ["tiny-field-surface", "tiny-field-tones"])
+def test_a_surface_canvas_is_timed_compiled_and_served_with_its_surface_coordinates(name: str) -> None:
     """A surface canvas needs each pixel's surface coordinates in every decode: the precision timing, the compiled
-    graphs' warm-up and the renderer's calls all pass them, and the compiled drawing matches eager's."""
-    base = preset("tiny-field-surface")
+    graphs' warm-up and the renderer's calls all pass them, and the compiled drawing matches eager's; with part
+    tones (painted from w inside the compiled decode) too."""
+    base = preset(name)
     cfg = dataclasses.replace(base, name="micro-surface", output_resolution=16,
                               translator=dataclasses.replace(base.translator, channels=(8, 16), spade_hidden=8))
     torch.manual_seed(0)
@@ -113,6 +115,8 @@ def test_a_surface_canvas_is_timed_compiled_and_served_with_its_surface_coordina
     with torch.no_grad():
         g.field.density_head.weight.mul_(3000.0)
         g.translator.canvas.normal_()
+        if g.part_tones is not None:
+            g.part_tones.chol.copy_(0.2 * torch.eye(len(g.part_tones.mean)))
     assert g.draws_on_surface
     assert list(time_decoders(g, torch.device("cpu"), 1, 1, ("fp32",), repeats=1)) == ["fp32"]
     eager, compiled = PortraitRenderer(g, camera_batch=2), PortraitRenderer(g, camera_batch=2, compile="on")

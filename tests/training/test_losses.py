@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.losses import balanced_cross_entropy, class_balance_map, multiscale_l1, texture_energy_l1
+from training.losses import balanced_cross_entropy, class_balance_map, multiscale_l1, part_tone_l1, texture_energy_l1
 
 
 def line_at(column: int, size: int = 32) -> torch.Tensor:
@@ -91,3 +91,20 @@ def test_texture_energy_prefers_strokes_out_of_phase_to_their_average_wash() -> 
     assert F.l1_loss(wash, strokes) < F.l1_loss(other_strokes, strokes)
     assert texture_energy_l1(other_strokes, strokes, 8) < 0.2 * texture_energy_l1(wash, strokes, 8)
     assert texture_energy_l1(strokes, strokes, 8) == 0
+
+
+def test_part_tone_prefers_an_iris_drawn_off_its_place_to_a_white_eye() -> None:
+    """The pixel L1 draws an uncertain iris's median, a white eye; the part's mean tone asks for the iris's ink
+    wherever it lies, and groups too small to count are left out."""
+    labels = torch.ones(1, 16, 16, dtype=torch.long)  # skin
+    labels[:, 4:8, 4:12] = 4  # an eye
+    labels[:, 12, 12] = 6  # a one-pixel brow: under min_pixels, not counted
+    target = torch.ones(1, 3, 16, 16)
+    target[..., 5:7, 6:8] = -1.0  # the iris
+    shifted = torch.ones(1, 3, 16, 16)
+    shifted[..., 5:7, 9:11] = -1.0  # the same iris, three pixels off
+    white = torch.ones(1, 3, 16, 16)
+    groups = [[1], [4, 5], [6, 7]]
+    assert part_tone_l1(shifted, target, labels, groups) == 0
+    assert part_tone_l1(white, target, labels, groups) == pytest.approx(8 / 32 / 2)  # the eye's 4 of 32 pixels ink, skin exact
+    assert F.l1_loss(shifted, target) > F.l1_loss(white, target)  # where the pixel L1 prefers the white eye

@@ -201,3 +201,52 @@ def test_a_surface_canvas_needs_pairs_with_depth(heads: Path, stage1: Path, tmp_
     cfg = pairs_config(copy / "styles", pairs_crop=32).replace(model="tiny-field-surface")
     with pytest.raises(ValueError, match="depth"):
         Trainer(cfg, tmp_path / "run", init_from=stage1, device="cpu").train(progress=False)
+
+
+def test_part_tones_train_flat_parts_and_serve_each_head_its_own_tones_in_every_view(heads: Path, stage1: Path, tmp_path: Path) -> None:
+    """Demo v3.4 (translator.part_tones): the tones are fitted to the training photos, saved with the style and drawn
+    for each head from its latent, the same in every view and at every psi; heads differ."""
+    from sage_backend.model.part_tones import TONED_PARTS
+
+    losses = LossConfig(reconstruction_weight=1.0, adversarial_start=10**6, part_tone_weight=1.0)  # on its windows
+    trainer = Trainer(pairs_config(heads / "styles", pairs_crop=32).replace(model="tiny-field-tones", losses=losses),
+                      tmp_path / "run", init_from=stage1, device="cpu")
+    tones = trainer.G.part_tones
+    assert tones.chol.abs().sum() > 0 and torch.equal(trainer.G_ema.part_tones.chol, tones.chol)
+    trainer.train(progress=False)
+    g = load_generator(tmp_path / "run" / GENERATOR_FILE).generator
+    assert all(torch.equal(a, b) for a, b in zip(g.part_tones.buffers(), tones.buffers(), strict=True))
+    w = g.mapping(torch.randn(3, g.z_dim, generator=torch.Generator().manual_seed(1))).w
+    skin, drawn = g.part_tones(w, g.avg_codes)
+    assert skin.shape == (3, 3) and drawn.shape == (3, len(TONED_PARTS), 3) and (drawn[0] - drawn[1]).abs().max() > 1e-4
+    truncated = g.avg_codes + 0.5 * (w - g.avg_codes)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g.part_tones(truncated, g.avg_codes), (skin, drawn)))
+    given = torch.full((3, 3), 0.4)
+    assert torch.equal(g.part_tones(w, g.avg_codes, given)[0], given)
+    with pytest.raises(ValueError, match="part_tones"):
+        pairs_config(heads / "styles").replace(model="tiny-field-tones", pairs_part_tone=0.0).validate()
+    with pytest.raises(ValueError, match="part_tone_weight"):
+        pairs_config(heads / "styles").replace(drawing_pairs=False, losses=LossConfig(part_tone_weight=1.0)).validate()
+
+
+def test_painting_a_part_moves_each_pixel_by_its_share_and_leaves_the_rest() -> None:
+    import torch.nn.functional as F
+
+    from sage_backend.labels import LABEL_IDS, NUM_CLASSES
+    from sage_backend.model.part_tones import measure, paint
+
+    labels = torch.zeros(2, 32, 32, dtype=torch.long)  # at 16 px: skin 2..13, a 2 x 2 eye at 4..5, a half-covered pixel
+    labels[:, 4:28, 4:28] = LABEL_IDS["skin"]
+    labels[:, 8:12, 8:12] = LABEL_IDS["l_eye"]
+    labels[:, 20:22, 20:22] = LABEL_IDS["nose"]
+    labels[1] = LABEL_IDS["hair"]  # the second head shows no skin: left as it is
+    one_hot = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+    rgb = torch.full((2, 3, 16, 16), 0.7)
+    rgb[:, :, 4, 4] = 0.1
+    offsets, seen = measure(rgb, one_hot)
+    assert seen[0, 0] and not seen[0, 1] and not seen[1].any()  # eyes seen; no brows; no skin in head 2
+    assert torch.allclose(offsets[0, 0], torch.full((3,), (0.1 + 3 * 0.7) / 4 - 0.7))  # the eye's mean less the skin
+    painted = paint(rgb, one_hot, offsets)
+    assert torch.allclose(painted[0, :, 4:6, 4:6], torch.full((3, 2, 2), (0.1 + 3 * 0.7) / 4))  # the eye painted flat
+    assert torch.allclose(painted[0, :, 10, 10], torch.full((3,), 0.7))  # a quarter nose at offset 0: skin as it was
+    assert torch.equal(painted[1], rgb[1])
