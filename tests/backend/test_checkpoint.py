@@ -245,9 +245,10 @@ def test_every_numeric_config_field_has_a_bound() -> None:
 
 @pytest.mark.parametrize("name", ["pencil", "line", "painterly", "photo"])
 def test_shipped_checkpoints_draw_from_the_field_colours_and_their_label_map(name: str) -> None:
-    """Demo v3's checkpoints (small256, and small256-surface for v3.1's pencil and painterly): the translator switch
-    stored on, no drawing decoder, and the drawing is `draw_from_field` of the field's colours and the label map
-    decoded with them (and, on the surface canvas, the same surface coordinates), at 256 px."""
+    """Demo v3's checkpoints (small256; with a surface canvas and part tones for v3.4's pencil and painterly): the
+    translator switch stored on, no drawing decoder, and the drawing is `draw_from_field` of the field's colours
+    (with part tones: `toned` for the head's w) and the label map decoded with them (and, on the surface canvas,
+    the same surface coordinates), at 256 px."""
     path = ckpt.bundled_checkpoint_dir() / f"{name}.safetensors"
     assert bool(load_tensors(path)[0]["translator_active"])
     g = load_generator(path).generator
@@ -260,7 +261,8 @@ def test_shipped_checkpoints_draw_from_the_field_colours_and_their_label_map(nam
     with torch.no_grad():
         drawing, semantic = g.decode(features, rgb, w, g.cfg.max_scale, surface=surface)
         one_hot = torch.nn.functional.one_hot(semantic.argmax(1), semantic.shape[1]).permute(0, 3, 1, 2).float()
-        assert drawing.shape == (1, 3, 256, 256) and torch.equal(drawing, g.draw_from_field(rgb, one_hot, surface=surface))
+        coloured = g.toned(rgb, one_hot, w) if g.part_tones is not None else rgb
+        assert drawing.shape == (1, 3, 256, 256) and torch.equal(drawing, g.draw_from_field(coloured, one_hot, surface=surface))
 
 
 def test_the_switch_is_written_on_save_and_read_on_load(tmp_path: Path, tiny: SageGenerator) -> None:
