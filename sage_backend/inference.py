@@ -203,8 +203,9 @@ class PortraitRenderer:
             with torch.inference_mode():
                 for resolution in sorted(set(pictures)):  # one picture size per call (a turntable: one)
                     picked = [i for i, r in enumerate(pictures) if r == resolution]
-                    made = self._pictures(code, folded, [batch[i] for i in picked], [heads[i] for i in picked],
-                                          resolution, size, wanted, dtype)
+                    with self.generator.tones_of_field(isinstance(z, LatentCode)):  # a photo's head keeps its tones
+                        made = self._pictures(code, folded, [batch[i] for i in picked], [heads[i] for i in picked],
+                                              resolution, size, wanted, dtype)
                     for i, frame in zip(picked, made):
                         frames[i] = frame
             yield from frames

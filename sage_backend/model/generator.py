@@ -2,9 +2,9 @@
 (-> domain translator conditioned on the detached semantics)."""
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.decoders import UpsamplingDecoder
 from sage_backend.model.field import FeatureField, Field
 from sage_backend.model.mapping import MappingNetwork, LatentCode
-from sage_backend.model.part_tones import PartTones, paint, recolour_skin, skin_colour
+from sage_backend.model.part_tones import PartTones, measure, paint, recolour_skin, skin_colour
 from sage_backend.model.renderer import RenderedView, VolumeRenderer
 from sage_backend.model.surface import surface_uv_map
 from sage_backend.model.translator import DomainTranslator
@@ -56,6 +56,7 @@ class SageGenerator(nn.Module):
             self.drawing_decoder = UpsamplingDecoder(width, cfg.decoder.channels, w_dim, 3)
             self.translator = DomainTranslator(cfg.translator, NUM_CLASSES)
         self.part_tones = PartTones(w_dim) if cfg.translator.part_tones else None
+        self._tones_of_field = False  # `tones_of_field`: plain Python state, as use_translator (no graph break)
         film = (1, cfg.field.layers + 1, cfg.field.width)
         # The truncation centre (w_avg), refreshed by `update_average_code` and saved with the weights.
         self.register_buffer("avg_frequencies", torch.zeros(film))
@@ -137,10 +138,24 @@ class SageGenerator(nn.Module):
             drawing = self.translator(drawing, torch.softmax(semantic_logits.detach().float(), dim=1).to(drawing.dtype))
         return drawing, semantic_logits
 
+    @contextmanager
+    def tones_of_field(self, on: bool = True) -> Iterator[None]:
+        """Within: `toned` reads the part tones off the field's own colours and keeps its skin, as training reads the
+        photo's: for a head fitted to a photo (sage_backend.inversion), whose field's colours are that photo's.
+        Drawn tones would give a person's portrait another skin."""
+        previous, self._tones_of_field = self._tones_of_field, on
+        try:
+            yield
+        finally:
+            self._tones_of_field = previous
+
     def toned(self, rgb: torch.Tensor, one_hot: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """The field's colours rgb (B, 3, h, w) in [0, 1] with the face parts painted in the tones drawn for w (B, hidden)
         given the field's skin, or with translator.skin_tone the skin recoloured to one drawn for w first
-        (sage_backend.model.part_tones); one_hot (B, 19, H, W) the label map."""
+        (sage_backend.model.part_tones); one_hot (B, 19, H, W) the label map. Within `tones_of_field`: in the
+        field's own tones."""
+        if self._tones_of_field:
+            return paint(rgb, one_hot, measure(rgb, one_hot)[0])
         if self.cfg.translator.skin_tone:
             skin, offsets = self.part_tones(w, self.avg_codes)
             rgb = recolour_skin(rgb, one_hot, skin)

@@ -45,3 +45,43 @@ def test_recolouring_the_skin_scales_the_skin_classes_and_leaves_the_rest() -> N
     assert torch.allclose(skin_colour(recoloured, one_hot)[0], wanted, atol=1e-6)
     assert torch.allclose(recoloured[0, :, 5, 5], rgb[0, :, 5, 5] * wanted[0] / skin_colour(rgb, one_hot)[0][0])
     assert torch.equal(recoloured[..., :4, :], rgb[..., :4, :])  # the hair as it was
+
+
+def test_a_head_fitted_to_a_photo_keeps_its_field_tones_and_a_seed_gets_drawn_ones() -> None:
+    """A pencil portrait of a person (an inverted photo: a LatentCode) was drawn with a skin tone drawn for its w,
+    not the person's. The renderer now draws a fitted code in its field's own tones (`tones_of_field`), a seed in
+    drawn ones; decode inside `tones_of_field` is `draw_from_field` of the parts painted in the field's tones."""
+    import math
+
+    import numpy as np
+    import torch.nn.functional as F
+
+    from sage_backend.cameras import Camera
+    from sage_backend.config import preset
+    from sage_backend.inference import PortraitRenderer
+    from sage_backend.model.generator import SageGenerator
+    from sage_backend.model.part_tones import measure, paint
+
+    torch.manual_seed(0)
+    g = SageGenerator(preset("tiny-field-tones")).eval()
+    g.set_translator(True)
+    with torch.no_grad():
+        g.field.density_head.weight.mul_(3000.0)
+        g.part_tones.skin_chol.copy_(0.3 * torch.eye(3))
+        g.part_tones.mean.fill_(0.3)
+        for out in g.semantic_decoder.to_output:  # an untrained decoder labels no skin: make it all skin
+            out.bias[1] = 100.0
+    renderer = PortraitRenderer(g, "cpu")
+    z = renderer.latent(seed=1)
+    code, _ = renderer.code(z, 1.0)
+    camera = [Camera.orbit(math.pi / 2, math.pi / 2)]
+    seeded, fitted = (next(renderer.render(head, camera, psi=1.0)).drawing for head in (z, code))
+    assert not np.array_equal(seeded, fitted)  # the same head: drawn tones for the seed, its field's for the code
+    size, gen = g.cfg.render.feature_resolution, torch.Generator().manual_seed(0)
+    features, rgb = torch.randn(1, g.cfg.field.width, size, size, generator=gen), torch.rand(1, 3, size, size, generator=gen)
+    surface = 400 * torch.rand(1, 2, size, size, generator=gen)
+    with torch.no_grad(), g.tones_of_field():
+        drawing, logits = g.decode(features, rgb, code.w, g.cfg.max_scale, surface=surface)
+        one_hot = F.one_hot(logits.argmax(1), logits.shape[1]).permute(0, 3, 1, 2).float()
+        assert torch.equal(drawing, g.draw_from_field(paint(rgb, one_hot, measure(rgb, one_hot)[0]), one_hot, surface=surface))
+    assert not g._tones_of_field  # left as it was
