@@ -147,9 +147,8 @@ def fit_part_tones(dataset, G: SageGenerator, *copies: SageGenerator, samples: i
     objective sees it (on black, area-downsampled to the feature resolution), and the spread of `samples` random
     heads' w from seed `seed`. Returns how many photos the fit used.
 
-    Why near-frontal: a part seen from the side covers few whole pixels at 32 px, and its measured offset is
-    mostly the skin's (fitted on every view, painterly's served eyes fell from 0.88x to 0.49x the drawings'
-    contrast, docs/training.md, demo model v3.4)."""
+    Why near-frontal: a part seen from the side covers few whole pixels at 32 px, and its measured offset is then
+    mostly the skin's; the front views hold the parts' own tones, and faces are looked at (and measured) from there."""
     size = G.cfg.render.feature_resolution
     found, skins = [], []
     for index in range(len(dataset)):

@@ -1,16 +1,18 @@
-"""Part tones: the colour a "field" translator reads in each face part, drawn for each head from the training photos.
+"""Part tones: the colours a "field" translator reads in a head's skin and face parts, drawn per head from the photos.
 
 The translator takes a face part's tone in the drawing from that part's colours at the field's resolution, and a
 random seed's field carries little of them: demo v3.2 drew its eyes at 0.35x the drawings' contrast. Painting the
 parts skin in training (v3.3) cut that tie, and then every served eye was drawn alike (0.47x), where the data's
-drawings vary with each head's iris. So each part is painted flat in one colour, the skin's plus an offset:
-in training the photo's own (`measure`), when serving one drawn for the head (`PartTones.offsets`) from a
-Gaussian fitted to the training photos' offsets. The draw is read off the head's latent w, along fixed directions,
-so a head keeps its tones in every view, they change smoothly as w moves, and at every truncation psi they
-follow the photos' whole spread (docs/model.md, "Part tones"; demo model v3.4 in docs/training.md).
+drawings vary with each head. So each part is painted flat in one colour, the skin's plus an offset (`paint`):
+in training the photo's own (`measure`); when serving one drawn for the head (`PartTones`) from a Gaussian fitted
+to the near-frontal training photos' offsets given their skin colour. With `skin_tone` the skin is drawn too and
+the field's recoloured to it first (`recolour_skin`): a random seed's skin varies half as much as the photos'.
+The draw is read off the head's latent w along fixed directions, so a head keeps its tones in every view, they
+change smoothly as w moves, and at every truncation psi they follow the photos' whole spread (docs/model.md,
+"Part tones"; demo model v3.4 in docs/training.md).
 
 Shapes: rgb (B, 3, h, w) in [0, 1] at the field's resolution; one_hot (B, 19, H, W) with H a multiple of h;
-offsets (B, P, 3) in rgb units, P = len(TONED_PARTS).
+skin (B, 3) and offsets (B, P, 3) in rgb units, P = len(TONED_PARTS).
 """
 from __future__ import annotations
 
