@@ -12,6 +12,7 @@ from typing import Any
 
 import bpy
 
+from . import camera as camera_math
 from . import files, grease, heads, jobs, live, mesh_import, portrait, props, session, status
 from .client import BackendError, BackendUnavailable
 from .protocol import Reply
@@ -268,16 +269,19 @@ class SAGE_OT_generate(JobOperator, bpy.types.Operator):
         key = portrait.cache_key(fields, camera_dict)
         state = session.get()
         cached = state.cache.get(key)
+        # A speck of a head is said here too, not only in the panel: a script or a batch sees no panel.
+        hint = camera_math.coverage_hint(camera_dict)
+        hint = f"; {hint}" if hint else ""
         if cached is not None:
             portrait.present(scene, camera, fields, camera_dict, cached)
-            self.succeed("SAGE: drawing shown (cached)")
+            self.succeed(f"SAGE: drawing shown (the same as drawn before for this view and settings){hint}")
             return None
 
         def on_reply(reply: Reply) -> None:
             arrays = portrait.arrays_from_reply(reply)
             state.cache.put(key, arrays)
             portrait.present(scene, camera, fields, camera_dict, arrays)  # a reopened file shows it at this frame
-            self.succeed(f"SAGE: drew {portrait.head_name(fields)} in style {fields['style']}")
+            self.succeed(f"SAGE: drew {portrait.head_name(fields)} in style {fields['style']}{hint}")
 
         return state.submit("generate", dict(fields, camera=camera_dict), on_reply, self.fail, props.timeout_s(context), "drawing")
 

@@ -109,12 +109,19 @@ def test_the_framed_default_scene_draws_a_whole_head_a_third_of_the_frame_high(r
     size = (round(larger * height / width), larger)
     settings.style = "line"
     bpy.context.view_layer.update()
+    # The speck is said where a script sees it too (the status line), not only in the panel; so is a drawing shown again.
+    small = coverage()
+    for again in ("drew seed 0 in style line", "drawing shown (the same as drawn before for this view and settings)"):
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}
+        said = bpy.context.window_manager.sage_portrait_status
+        assert said == f"SAGE: {{again}}; the head fills {{small:.0%}} of the frame: Frame Head fills the shot", said
     start = camera.matrix_world.copy()
     for scale, method in ((1.0, "CAMERA"), (10.0, "CAMERA"), (10.0, "PIVOT")):
         camera.matrix_world = start
         head.scale = (scale, scale, scale)
         assert bpy.ops.sage.frame_head(method=method) == {{"FINISHED"}}
         assert bpy.ops.sage.generate() == {{"FINISHED"}}
+        assert "Frame Head" not in bpy.context.window_manager.sage_portrait_status
         labels = session.get().cache.get(list(session.get().cache.entries)[-1])["semantic"]
         assert labels.shape == size and size[0] >= 540, (labels.shape, size)
         rows, cols = np.nonzero(labels)
