@@ -221,7 +221,7 @@ class TrainConfig:
         if not 0 <= self.pairs_part_tone <= 1 or (self.pairs_part_tone != 1 and not self.drawing_pairs):
             raise ValueError("pairs_part_tone (0..1) is the share of a face part's colour Stage II on pairs keeps: it needs "
                              "drawing_pairs")
-        if self.stage == 2 and self.model_config().translator.part_tones and (not self.drawing_pairs or self.pairs_part_tone != 1):
+        if self.stage == 2 and model.translator.part_tones and (not self.drawing_pairs or self.pairs_part_tone != 1):
             raise ValueError(f"model {self.model!r} paints the face parts in tones of their own (translator.part_tones): "
                              "its Stage II trains on pairs (drawing_pairs) and keeps pairs_part_tone at 1")
         if self.losses.part_tone_weight and not self.drawing_pairs:

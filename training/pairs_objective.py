@@ -16,9 +16,8 @@ from training.config import TrainConfig
 # The classes `pairs_face_windows` centres windows on: the eyes, brows, nose and mouth parts.
 FACE_PART_IDS = torch.tensor([LABEL_IDS[name] for part, names in PART_CLASSES if part in ("eyes", "brows", "nose", "mouth")
                               for name in names])
-# `part_tone_weight`'s groups: the skin, then each face part (eyes, brows, nose, mouth).
-TONE_GROUPS = [[LABEL_IDS["skin"]], *([LABEL_IDS[name] for name in names] for part, names in PART_CLASSES
-                                      if part in ("eyes", "brows", "nose", "mouth"))]
+# `part_tone_weight`'s groups: the skin, then each face part part_tones paints (eyes, brows, nose, mouth).
+TONE_GROUPS = [[LABEL_IDS["skin"]], *part_tones.PART_IDS]
 TONE_FIT_YAW = 0.3  # radians from frontal: the photos `fit_part_tones` measures
 # How far past the clamp's +-1 the translator's output may go before `overshoot` pulls it back: paper and ink reach
 # exactly +-1 with room to spare (held at 1 itself, the line style's paper settled at 0.98, a grey page).
@@ -42,9 +41,7 @@ class PairsObjective:
         the class-balanced multiscale L1; on one random `pairs_crop` window per chunk when the recipe sets one."""
         lc, labels, image = self.lc, targets["labels"], targets["image"]
         size = self.G.cfg.render.feature_resolution
-        foreground = (labels != 0).unsqueeze(1).float()
-        rgb = F.interpolate((targets["photo"] + 1) / 2 * foreground, size=(size, size), mode="area")
-        one_hot = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+        rgb, one_hot = served_photo(targets["photo"], labels, size)
         if self.G.part_tones is not None:  # each part flat in the photo's own tone, as serving paints the head's
             rgb = part_tones.paint(rgb, one_hot, part_tones.measure(rgb, one_hot)[0])
         rgb = self.served_tone(self.served_parts(rgb, labels), gen)
@@ -140,6 +137,13 @@ class PairsObjective:
         return top, left, crop
 
 
+def served_photo(photo: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A photo (B, 3, H, W) in [-1, 1] as serving gives the translator the field's colours: in [0, 1], on black where
+    labels (B, H, W) show no head, area-downsampled to size x size; and the label map one-hot (B, 19, H, W)."""
+    rgb = F.interpolate((photo + 1) / 2 * (labels != 0).unsqueeze(1).float(), size=(size, size), mode="area")
+    return rgb, F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+
+
 @torch.no_grad()
 def fit_part_tones(dataset, G: SageGenerator, *copies: SageGenerator, samples: int = 4096, seed: int = 0) -> int:
     """Fit G.part_tones to `dataset` (a PairedDrawings), and give `copies` (the EMA generator) the same fit: the part
@@ -149,24 +153,21 @@ def fit_part_tones(dataset, G: SageGenerator, *copies: SageGenerator, samples: i
 
     Why near-frontal: a part seen from the side covers few whole pixels at 32 px, and its measured offset is then
     mostly the skin's; the front views hold the parts' own tones, and faces are looked at (and measured) from there."""
-    size = G.cfg.render.feature_resolution
     found, skins = [], []
     for index in range(len(dataset)):
         camera = dataset.cameras.get(dataset.ids[index])  # none for photos without cameras (CelebAMask-HQ: frontal)
         if camera is not None and abs(float(wrap_yaw(torch.tensor(camera["yaw"]))) - FRONTAL_YAW) > TONE_FIT_YAW:
             continue
         item = dataset[index]
-        labels = item["semantic"].long().unsqueeze(0)
-        one_hot = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
-        rgb = F.interpolate((item["photo"].unsqueeze(0) + 1) / 2 * (labels != 0).unsqueeze(1).float(), size=(size, size), mode="area")
+        rgb, one_hot = served_photo(item["photo"].unsqueeze(0), item["semantic"].long().unsqueeze(0), G.cfg.render.feature_resolution)
         offsets, seen = part_tones.measure(rgb, one_hot)
         if bool(seen.all()):
             found.append(offsets[0])
             skins.append(part_tones.skin_colour(rgb, one_hot)[0][0])
-    device = G.avg_codes.device
-    codes = G.mapping(torch.randn(samples, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)).w
     if not found:
         raise ValueError(f"{dataset.folder}: part tones are fitted to photos that show every face part near-frontally; none do")
+    device = G.avg_codes.device
+    codes = G.mapping(torch.randn(samples, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)).w
     G.part_tones.fit(torch.stack(found).to(device), torch.stack(skins).to(device), codes, G.avg_codes)
     for copy in copies:
         copy.part_tones.load_state_dict(G.part_tones.state_dict())

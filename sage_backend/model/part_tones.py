@@ -23,7 +23,7 @@ from torch import nn
 from sage_backend.labels import LABEL_IDS, PART_CLASSES
 
 TONED_PARTS = ("eyes", "brows", "nose", "mouth")
-_PART_IDS = [[LABEL_IDS[name] for name in names] for part in TONED_PARTS for p, names in PART_CLASSES if p == part]
+PART_IDS = [[LABEL_IDS[name] for name in names] for part in TONED_PARTS for p, names in PART_CLASSES if p == part]  # per part
 SKIN_CLASSES = [LABEL_IDS[name] for name in ("skin", "nose", "l_ear", "r_ear", "neck")]  # `recolour_skin`'s
 WHOLLY = 0.999  # a pixel counts as skin when at least this share of it is skin at the field's resolution
 SEEN = 0.5  # a part is measured in a view when it covers at least this many pixels at the field's resolution
@@ -31,7 +31,7 @@ SEEN = 0.5  # a part is measured in a view when it covers at least this many pix
 
 def part_shares(one_hot: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B, P, h, w): the share of each pixel at `size` that each toned part covers (area average of the label map)."""
-    parts = torch.stack([one_hot[:, ids].sum(1) for ids in _PART_IDS], 1)
+    parts = torch.stack([one_hot[:, ids].sum(1) for ids in PART_IDS], 1)
     return F.interpolate(parts.float(), size=size, mode="area")
 
 
