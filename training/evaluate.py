@@ -25,7 +25,8 @@ METRIC_HELP = {
                     "--drawings of make-synthetic data prints its own drawings' beside it, re-rendered at the same views)",
     "face_part_recall": "the share of seeds whose frontal label map shows eyes, brows, nose, mouth, hair (4+ px at 128 px)",
     "seed_diversity": "mean pairwise label disagreement inside the head across the seeds' frontal maps (0 = one head; compare "
-                      "at equal --seeds; --data prints the training data's beside it)",
+                      "at equal --seeds; --data prints the training data's beside it: synthetic heads rebuilt and seen from the same "
+                      "frontal camera, photos' near-frontal views)",
     "face_diversity": "the same inside the face alone: over pixels both maps label skin, brow, eye, nose, mouth or lip, the "
                       "share whose labels differ (where the face parts sit, not the hair)",
     "back_face_parts": "the share of back-half frames of a 16-view turntable at pitch pi/2 showing an eye, brow, nose or lip "

@@ -6,7 +6,8 @@
 - reprojection_error: the same warp for drawings (mean absolute difference, 0..1 units).
 - full_circle_consistency: the same mIoU between neighbouring views all around the head.
 - face_part_recall: at the frontal view, the fraction of seeds whose semantic map shows each face part
-  (eyes, brows, nose, mouth, hair); beside the same fraction over the training data's near-frontal views.
+  (eyes, brows, nose, mouth, hair); beside the same fraction over the training data's heads seen from the front
+  (`data_frontal_label_maps`: synthetic heads rebuilt at the model's frontal camera, photos' near-frontal views).
 - seed_diversity: mean pairwise label disagreement inside the foreground across seeds (0 = every seed
   the same head), beside the data's; face_diversity the same inside the face alone (training.face_diversity).
 - back_face_parts: over a 360-degree turntable, the fraction of back-half frames (|yaw - pi/2| > 2.2)
@@ -40,6 +41,7 @@ from sage_backend.limits import DEFAULT_PSI
 from sage_backend.model.generator import SageGenerator
 from training.data.drawings import DrawingStyle
 from training.data.images import list_images, read_image, read_labels
+from training.data.synthetic import head_labels_at
 from training.face_diversity import face_diversity_of
 from training.view_warp import FRONTAL, YAW_OFFSETS, warped_drawing_error, warped_miou
 
@@ -224,9 +226,22 @@ def _near_frontal(root: Path, cameras: dict[str, dict], count: int, max_offset: 
 
 
 def data_frontal_label_maps(root: Path, count: int, max_offset: float = 0.15) -> list[np.ndarray]:
-    """Label maps of up to `count` near-frontal views (`_near_frontal`) of a synthetic/CelebAMask-HQ-layout
-    folder with cameras.json (the model's yardstick)."""
+    """Label maps (H, W) of up to `count` of the data's heads seen from the front, from a synthetic or
+    CelebAMask-HQ-layout folder with cameras.json: the model's yardstick for recall and diversity.
+
+    The model's seeds are all measured from one camera (FRONTAL), so synthetic heads (cameras.json entries with a
+    head_seed) are rebuilt and seen from that camera too, at the label maps' size: their near-frontal views differ
+    by pose as well as by head, and pose alone moves the thin face parts. One synthetic head seen from the 9
+    near-frontal cameras of `make-synthetic --heads 22` disagrees inside the face (face_diversity) more, 0.151,
+    than 9 heads seen from one camera, 0.131 (docs/training.md). Photos give their near-frontal views
+    (`_near_frontal`, yaw and pitch within `max_offset` rad). Raises ValueError for fewer than 2 heads."""
     cameras, masks = _data_views(root)
+    if cameras and all("head_seed" in entry for entry in cameras.values()):
+        size = read_labels(masks[next(iter(cameras))]).shape[0]
+        maps = head_labels_at(cameras, count, FRONTAL, size)
+        if len(maps) < 2:
+            raise ValueError(f"{root}: fewer than 2 heads to compare with")
+        return maps
     return [read_labels(masks[image_id]) for image_id in _near_frontal(root, cameras, count, max_offset)]
 
 

@@ -144,8 +144,8 @@ def _rounded(values: dict[str, float]) -> dict[str, float]:
 
 
 def data_metrics(root: Path, count: int) -> dict:
-    """The yardsticks from the training data: face-part recall and seed diversity of its near-frontal
-    views, and the share of its back-half views that show a face part (None for frontal-only data)."""
+    """The yardsticks from the training data: face-part recall and seed diversity of its heads seen from the front
+    (`data_frontal_label_maps`), and the share of its back-half views that show a face part (None for frontal-only data)."""
     from training.face_diversity import face_diversity_of
     from training.metrics import data_back_face_parts, data_frontal_label_maps, diversity_of, part_recall_of
 

@@ -206,6 +206,31 @@ def test_data_frontal_maps_take_one_near_frontal_view_per_head(tmp_path: Path) -
         data_frontal_label_maps(tmp_path / "CelebAMask-HQ-mask", count=8)
 
 
+def test_synthetic_heads_are_compared_from_the_model_s_frontal_camera(tmp_path: Path) -> None:
+    """The yardstick of synthetic data is each head rebuilt and seen from the camera the seeds are measured from:
+    near-frontal views also differ by pose, which moves the face parts of one and the same head."""
+    import json
+
+    from training.data.synthetic import head_labels_at, head_seed, make_synthetic, random_head, render_head
+    from training.face_diversity import face_diversity_of
+    from training.view_warp import FRONTAL
+
+    make_synthetic(tmp_path, heads=3, views_per_head=1, resolution=48, seed=2, styles=(), progress=False, workers=1)
+    maps = data_frontal_label_maps(tmp_path, count=8)
+    assert len(maps) == 3  # every head, whether or not one of its views is near-frontal
+    head = random_head(np.random.default_rng(head_seed(2, 0)))
+    seen = lambda camera: render_head(head, torch.as_tensor(camera.cam2world, dtype=torch.float32)[None], 48, (),  # noqa: E731
+                                      camera.fov_deg).labels[0]
+    assert np.array_equal(maps[0], seen(FRONTAL))
+    turned = Camera.orbit(math.pi / 2 + 0.15, math.pi / 2 - 0.1)  # within the near-frontal views' 0.15 rad
+    assert face_diversity_of([seen(FRONTAL), seen(turned)]) > 0.02  # one head, two poses: not one face
+    assert len(data_frontal_label_maps(tmp_path, count=2)) == 2
+    cameras = json.loads((tmp_path / "cameras.json").read_text())
+    del cameras["000000"]["head_seed"]  # not synthetic: the views themselves, and no head to rebuild
+    with pytest.raises(ValueError, match="000000 has no head_seed"):
+        head_labels_at(cameras, 3, FRONTAL, 48)
+
+
 def test_drawing_contrast_reads_each_face_part_against_the_skin_and_the_edges_inside_the_head() -> None:
     labels = face_map(eye=4)
     drawing = np.full((128, 128, 3), 255, np.uint8)

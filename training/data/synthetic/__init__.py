@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from sage_backend.cameras import DEFAULT_FOV_DEG, REFERENCE_POSES, PoseDistribution, camera_rays, orbit_cam2world
+from sage_backend.cameras import DEFAULT_FOV_DEG, REFERENCE_POSES, Camera, PoseDistribution, camera_rays, orbit_cam2world
 from sage_backend.files import atomic_path, atomic_write_bytes
 from training.data.synthetic.heads import HeadParams, random_head, render_hits
 from training.data.synthetic.styles import STYLES, draw, photo, shading, surface
@@ -75,6 +75,20 @@ def render_head(params: HeadParams, cam2world: torch.Tensor, resolution: int, st
         drawings={s: draw(s, hits, colour, resolution) for s in styles},
         depth=hits.depth.reshape(b, resolution, resolution).numpy(),
     )
+
+
+def head_labels_at(cameras: dict[str, dict], count: int, camera: Camera, resolution: int) -> list[np.ndarray]:
+    """The exact label maps (R, R) uint8 of the first `count` heads of a synthetic cameras.json (by head number),
+    each rebuilt from its head_seed and seen from one `camera`. Raises ValueError when an entry has no head_seed
+    (not synthetic data)."""
+    seeds: dict[int, int] = {}
+    for image_id, entry in cameras.items():
+        if "head_seed" not in entry:
+            raise ValueError(f"cameras.json entry {image_id} has no head_seed: only synthetic heads can be rebuilt")
+        seeds[int(entry["head"])] = int(entry["head_seed"])
+    cam2world = torch.as_tensor(camera.cam2world, dtype=torch.float32)[None]
+    return [render_head(random_head(np.random.default_rng(seeds[head])), cam2world, resolution, (), camera.fov_deg).labels[0]
+            for head in sorted(seeds)[:count]]
 
 
 def make_synthetic(out_dir: Path, heads: int, views_per_head: int, resolution: int = 128, seed: int = 0,
