@@ -41,7 +41,7 @@ from sage_backend.limits import DEFAULT_PSI
 from sage_backend.model.generator import SageGenerator
 from training.data.drawings import DrawingStyle
 from training.data.images import list_images, read_image, read_labels
-from training.data.synthetic import head_labels_at
+from training.data.synthetic import STYLES, heads_seen_from, is_synthetic
 from training.face_diversity import face_diversity_of
 from training.view_warp import FRONTAL, YAW_OFFSETS, warped_drawing_error, warped_miou
 
@@ -236,13 +236,18 @@ def data_frontal_label_maps(root: Path, count: int, max_offset: float = 0.15) ->
     than 9 heads seen from one camera, 0.131 (docs/training.md). Photos give their near-frontal views
     (`_near_frontal`, yaw and pitch within `max_offset` rad). Raises ValueError for fewer than 2 heads."""
     cameras, masks = _data_views(root)
-    if cameras and all("head_seed" in entry for entry in cameras.values()):
+    if is_synthetic(cameras):
         size = read_labels(masks[next(iter(cameras))]).shape[0]
-        maps = head_labels_at(cameras, count, FRONTAL, size)
-        if len(maps) < 2:
-            raise ValueError(f"{root}: fewer than 2 heads to compare with")
-        return maps
+        return [head.labels[0] for head in _rebuilt(root, cameras, count, size)]
     return [read_labels(masks[image_id]) for image_id in _near_frontal(root, cameras, count, max_offset)]
+
+
+def _rebuilt(root: Path, cameras: dict[str, dict], count: int, resolution: int, styles: tuple[str, ...] = ()) -> list:
+    """`heads_seen_from` the FRONTAL camera; raises ValueError for fewer than 2 heads."""
+    heads = heads_seen_from(cameras, count, FRONTAL, resolution, styles)
+    if len(heads) < 2:
+        raise ValueError(f"{root}: fewer than 2 heads to compare with")
+    return heads
 
 
 def style_drawings_folder(root: Path, style: str) -> Path:
@@ -255,12 +260,16 @@ def style_drawings_folder(root: Path, style: str) -> Path:
 
 
 def data_frontal_drawings(folder: Path, count: int, resolution: int, max_offset: float = 0.15) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(drawing (R, R, 3) uint8, label map (R, R)) of up to `count` near-frontal views (`_near_frontal`) of a
-    drawing-style folder with cameras.json (`sage-train stage2 --data ROOT`'s ROOT/<style>), read as Stage II
-    reads them, at the model's resolution R: contrast_of's yardstick."""
+    """(drawing (R, R, 3) uint8, label map (R, R)) of up to `count` of a drawing-style folder's heads seen from the
+    front, at the model's resolution R: contrast_of's yardstick. The folder is `sage-train stage2 --data ROOT`'s
+    ROOT/<style>, with cameras.json. Synthetic heads are rebuilt and drawn from the FRONTAL camera, as
+    `data_frontal_label_maps` sees them. Other drawings give their near-frontal views (`_near_frontal`), read as
+    Stage II reads them."""
     data = DrawingStyle(Path(folder).parent, Path(folder).name, resolution)
     if not data.cameras:
         raise ValueError(f"{folder}: no cameras.json, so its near-frontal drawings are unknown")
+    if is_synthetic(data.cameras) and data.style in STYLES:
+        return [(head.drawings[data.style][0], head.labels[0]) for head in _rebuilt(folder, data.cameras, count, resolution, (data.style,))]
     index = {image_id: i for i, image_id in enumerate(data.ids)}
     pairs = []
     for image_id in _near_frontal(folder, data.cameras, count, max_offset):

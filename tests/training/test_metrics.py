@@ -211,24 +211,25 @@ def test_synthetic_heads_are_compared_from_the_model_s_frontal_camera(tmp_path: 
     near-frontal views also differ by pose, which moves the face parts of one and the same head."""
     import json
 
-    from training.data.synthetic import head_labels_at, head_seed, make_synthetic, random_head, render_head
+    from training.data.synthetic import head_seed, heads_seen_from, make_synthetic, random_head, render_head
     from training.face_diversity import face_diversity_of
     from training.view_warp import FRONTAL
 
-    make_synthetic(tmp_path, heads=3, views_per_head=1, resolution=48, seed=2, styles=(), progress=False, workers=1)
+    make_synthetic(tmp_path, heads=3, views_per_head=1, resolution=48, seed=2, styles=("pencil",), progress=False, workers=1)
     maps = data_frontal_label_maps(tmp_path, count=8)
     assert len(maps) == 3  # every head, whether or not one of its views is near-frontal
     head = random_head(np.random.default_rng(head_seed(2, 0)))
-    seen = lambda camera: render_head(head, torch.as_tensor(camera.cam2world, dtype=torch.float32)[None], 48, (),  # noqa: E731
-                                      camera.fov_deg).labels[0]
-    assert np.array_equal(maps[0], seen(FRONTAL))
+    seen = lambda camera: render_head(head, torch.as_tensor(camera.cam2world, dtype=torch.float32)[None], 48,  # noqa: E731
+                                      ("pencil",), camera.fov_deg)
+    assert np.array_equal(maps[0], seen(FRONTAL).labels[0])
+    drawings = data_frontal_drawings(tmp_path / "styles" / "pencil", count=2, resolution=48)
+    assert len(drawings) == 2 and np.array_equal(drawings[0][0], seen(FRONTAL).drawings["pencil"][0])
     turned = Camera.orbit(math.pi / 2 + 0.15, math.pi / 2 - 0.1)  # within the near-frontal views' 0.15 rad
-    assert face_diversity_of([seen(FRONTAL), seen(turned)]) > 0.02  # one head, two poses: not one face
-    assert len(data_frontal_label_maps(tmp_path, count=2)) == 2
+    assert face_diversity_of([seen(FRONTAL).labels[0], seen(turned).labels[0]]) > 0.02  # one head, two poses
     cameras = json.loads((tmp_path / "cameras.json").read_text())
-    del cameras["000000"]["head_seed"]  # not synthetic: the views themselves, and no head to rebuild
+    del cameras["000000"]["head_seed"]  # not synthetic: no head to rebuild
     with pytest.raises(ValueError, match="000000 has no head_seed"):
-        head_labels_at(cameras, 3, FRONTAL, 48)
+        heads_seen_from(cameras, 3, FRONTAL, 48)
 
 
 def test_drawing_contrast_reads_each_face_part_against_the_skin_and_the_edges_inside_the_head() -> None:

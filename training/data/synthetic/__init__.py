@@ -77,18 +77,24 @@ def render_head(params: HeadParams, cam2world: torch.Tensor, resolution: int, st
     )
 
 
-def head_labels_at(cameras: dict[str, dict], count: int, camera: Camera, resolution: int) -> list[np.ndarray]:
-    """The exact label maps (R, R) uint8 of the first `count` heads of a synthetic cameras.json (by head number),
-    each rebuilt from its head_seed and seen from one `camera`. Raises ValueError when an entry has no head_seed
-    (not synthetic data)."""
+def heads_seen_from(cameras: dict[str, dict], count: int, camera: Camera, resolution: int,
+                    styles: tuple[str, ...] = ()) -> list[RenderedHead]:
+    """The first `count` heads of a synthetic cameras.json (by head number), each rebuilt from its head_seed and
+    rendered from one `camera` at `resolution` px (batch 1 each, with `styles`' drawings). Raises ValueError when an
+    entry has no head_seed (not synthetic data)."""
     seeds: dict[int, int] = {}
     for image_id, entry in cameras.items():
         if "head_seed" not in entry:
             raise ValueError(f"cameras.json entry {image_id} has no head_seed: only synthetic heads can be rebuilt")
         seeds[int(entry["head"])] = int(entry["head_seed"])
     cam2world = torch.as_tensor(camera.cam2world, dtype=torch.float32)[None]
-    return [render_head(random_head(np.random.default_rng(seeds[head])), cam2world, resolution, (), camera.fov_deg).labels[0]
+    return [render_head(random_head(np.random.default_rng(seeds[head])), cam2world, resolution, styles, camera.fov_deg)
             for head in sorted(seeds)[:count]]
+
+
+def is_synthetic(cameras: dict[str, dict]) -> bool:
+    """Whether a cameras.json's heads can be rebuilt (`heads_seen_from`): every entry has its head_seed."""
+    return bool(cameras) and all("head_seed" in entry for entry in cameras.values())
 
 
 def make_synthetic(out_dir: Path, heads: int, views_per_head: int, resolution: int = 128, seed: int = 0,
