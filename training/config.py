@@ -87,6 +87,9 @@ class LossConfig:
     # > 0 (Stage II on pairs): `part_tone_l1` at this weight, the mean tone of the skin and each face part
     # (eyes, brows, nose, mouth) against the drawing's, so an iris drawn a few pixels off still darkens its eye
     part_tone_weight: float = 0.0
+    # > 0 (Stage II on pairs): `part_histogram_l1` at this weight, the sorted tones of each face part against the
+    # drawing's, so an iris the data draws a few pixels to either side is drawn somewhere, not whitened by the median
+    part_histogram_weight: float = 0.0
     reconstruction_ink_weight: float = 1.0  # > 1 for sparse line styles: ink pixels weigh this much more (see losses.multiscale_l1)
     semantic_balance: float = 0.0  # > 0: the label cross-entropy weighs rare classes up on front-facing views (losses.front_facing)
     # > 0: the drawing's L1 weighs each pixel by its class's share ** -this on front-facing views, so an eye's
@@ -224,8 +227,9 @@ class TrainConfig:
         if self.stage == 2 and model.translator.part_tones and (not self.drawing_pairs or self.pairs_part_tone != 1):
             raise ValueError(f"model {self.model!r} paints the face parts in tones of their own (translator.part_tones): "
                              "its Stage II trains on pairs (drawing_pairs) and keeps pairs_part_tone at 1")
-        if self.losses.part_tone_weight and not self.drawing_pairs:
-            raise ValueError("part_tone_weight is a Stage II on pairs term: it needs drawing_pairs")
+        for name in ("part_tone_weight", "part_histogram_weight"):
+            if getattr(self.losses, name) and not self.drawing_pairs:
+                raise ValueError(f"{name} is a Stage II on pairs term: it needs drawing_pairs")
         if self.losses.overshoot_weight and not self.drawing_pairs:
             raise ValueError("overshoot_weight holds the clamped translator of Stage II on pairs: it needs drawing_pairs")
         tile = self.losses.texture_window * self.losses.texture_scale

@@ -61,9 +61,11 @@ class PairsObjective:
         with self.cfg.autocast(self.device):
             drawing = self.G.draw_from_field(rgb, one_hot, window, surface)
         loss = L.multiscale_l1(drawing.float(), image, lc.reconstruction_scales, lc.reconstruction_ink_weight, balance)
+        shown = labels[..., top:top + crop, left:left + crop] if window is not None else labels
         if lc.part_tone_weight:
-            shown = labels[..., top:top + crop, left:left + crop] if window is not None else labels
             loss = loss + lc.part_tone_weight * L.part_tone_l1(drawing.float(), image, shown, TONE_GROUPS)
+        if lc.part_histogram_weight:
+            loss = loss + lc.part_histogram_weight * L.part_histogram_l1(drawing.float(), image, shown, part_tones.PART_IDS)
         if lc.texture_weight:
             loss = loss + lc.texture_weight * L.texture_energy_l1(drawing.float(), image, lc.texture_window, lc.texture_scale)
         if lc.overshoot_weight:

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.losses import balanced_cross_entropy, class_balance_map, multiscale_l1, part_tone_l1, texture_energy_l1
+from training.losses import (balanced_cross_entropy, class_balance_map, multiscale_l1, part_histogram_l1, part_tone_l1,
+                             texture_energy_l1)
 
 
 def line_at(column: int, size: int = 32) -> torch.Tensor:
@@ -108,3 +109,25 @@ def test_part_tone_prefers_an_iris_drawn_off_its_place_to_a_white_eye() -> None:
     assert part_tone_l1(shifted, target, labels, groups) == 0
     assert part_tone_l1(white, target, labels, groups) == pytest.approx(8 / 32 / 2)  # the eye's 4 of 32 pixels ink, skin exact
     assert F.l1_loss(shifted, target) > F.l1_loss(white, target)  # where the pixel L1 prefers the white eye
+
+
+def test_part_histogram_asks_for_the_iris_s_dark_pixels_where_a_flat_grey_meets_the_mean() -> None:
+    """The sorted tones inside a part: an iris drawn off its place costs nothing, a grey eye of the iris's mean tone
+    (which part_tone_l1 takes for right) costs as much as a white one, and parts too small to count are left out."""
+    labels = torch.ones(1, 16, 16, dtype=torch.long)  # skin
+    labels[:, 4:8, 4:12] = 4  # an eye of 32 pixels
+    labels[:, 12, 12] = 6  # a one-pixel brow: under min_pixels
+    target = torch.ones(1, 3, 16, 16)
+    target[..., 5:7, 6:8] = -1.0  # the iris, 4 pixels
+    target[..., 12, 12] = -1.0  # the brow, not counted
+    shifted = torch.ones(1, 3, 16, 16)
+    shifted[..., 5:7, 9:11] = -1.0
+    white = torch.ones(1, 3, 16, 16)
+    grey = white.clone()
+    grey[..., 4:8, 4:12] = 1 - 8 / 32  # the eye's mean tone, everywhere in it
+    groups = [[4, 5], [6, 7]]
+    assert part_histogram_l1(shifted, target, labels, groups) == 0
+    assert part_histogram_l1(white, target, labels, groups) == pytest.approx(2 * 4 / 32)  # 4 of 32 pixels off by 2
+    assert part_tone_l1(grey, target, labels, groups) == pytest.approx(0, abs=1e-6)
+    assert part_histogram_l1(grey, target, labels, groups) == pytest.approx((28 * 0.25 + 4 * 1.75) / 32)
+    assert part_histogram_l1(white, target, torch.ones_like(labels), groups) == 0  # no part shown

@@ -208,7 +208,8 @@ def test_part_tones_train_flat_parts_and_serve_each_head_its_own_tones_in_every_
     for each head from its latent, the same in every view and at every psi; heads differ."""
     from sage_backend.model.part_tones import TONED_PARTS
 
-    losses = LossConfig(reconstruction_weight=1.0, adversarial_start=10**6, part_tone_weight=1.0)  # on its windows
+    losses = LossConfig(reconstruction_weight=1.0, adversarial_start=10**6, part_tone_weight=1.0,  # on its windows
+                        part_histogram_weight=1.0)
     trainer = Trainer(pairs_config(heads / "styles", pairs_crop=32).replace(model="tiny-field-tones", losses=losses),
                       tmp_path / "run", init_from=stage1, device="cpu")
     tones = trainer.G.part_tones
@@ -225,8 +226,9 @@ def test_part_tones_train_flat_parts_and_serve_each_head_its_own_tones_in_every_
     assert torch.equal(g.part_tones(w, g.avg_codes, given)[0], given)
     with pytest.raises(ValueError, match="part_tones"):
         pairs_config(heads / "styles").replace(model="tiny-field-tones", pairs_part_tone=0.0).validate()
-    with pytest.raises(ValueError, match="part_tone_weight"):
-        pairs_config(heads / "styles").replace(drawing_pairs=False, losses=LossConfig(part_tone_weight=1.0)).validate()
+    for term in ("part_tone_weight", "part_histogram_weight"):
+        with pytest.raises(ValueError, match=term):
+            pairs_config(heads / "styles").replace(drawing_pairs=False, losses=LossConfig(**{term: 1.0})).validate()
 
 
 def test_painting_a_part_moves_each_pixel_by_its_share_and_leaves_the_rest() -> None:
