@@ -41,7 +41,7 @@ from sage_backend.limits import DEFAULT_PSI
 from sage_backend.model.generator import SageGenerator
 from training.data.drawings import DrawingStyle
 from training.data.images import list_images, read_image, read_labels
-from training.data.synthetic import STYLES, heads_seen_from, is_synthetic
+from training.data.synthetic import STYLES, RenderedHead, heads_seen_from, is_synthetic
 from training.face_diversity import face_diversity_of
 from training.view_warp import FRONTAL, YAW_OFFSETS, warped_drawing_error, warped_miou
 
@@ -242,7 +242,8 @@ def data_frontal_label_maps(root: Path, count: int, max_offset: float = 0.15) ->
     return [read_labels(masks[image_id]) for image_id in _near_frontal(root, cameras, count, max_offset)]
 
 
-def _rebuilt(root: Path, cameras: dict[str, dict], count: int, resolution: int, styles: tuple[str, ...] = ()) -> list:
+def _rebuilt(root: Path, cameras: dict[str, dict], count: int, resolution: int,
+             styles: tuple[str, ...] = ()) -> list[RenderedHead]:
     """`heads_seen_from` the FRONTAL camera; raises ValueError for fewer than 2 heads."""
     heads = heads_seen_from(cameras, count, FRONTAL, resolution, styles)
     if len(heads) < 2:
@@ -269,7 +270,8 @@ def data_frontal_drawings(folder: Path, count: int, resolution: int, max_offset:
     if not data.cameras:
         raise ValueError(f"{folder}: no cameras.json, so its near-frontal drawings are unknown")
     if is_synthetic(data.cameras) and data.style in STYLES:
-        return [(head.drawings[data.style][0], head.labels[0]) for head in _rebuilt(folder, data.cameras, count, resolution, (data.style,))]
+        heads = _rebuilt(folder, data.cameras, count, resolution, (data.style,))
+        return [(head.drawings[data.style][0], head.labels[0]) for head in heads]
     index = {image_id: i for i, image_id in enumerate(data.ids)}
     pairs = []
     for image_id in _near_frontal(folder, data.cameras, count, max_offset):
