@@ -453,7 +453,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import torch
     import zmq
 
-    from sage_backend.inference import PortraitRenderer, precision_label, warm_up_all
+    from sage_backend.inference import precision_label, ready_renderers
     from sage_backend.server.curve import read_public_key, read_secret_key
     from sage_backend.server.fleet import piece_cameras
     from sage_backend.server.link import WorkerInfo
@@ -474,9 +474,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     styles, device = load_styles(args.styles, args.device)
     batch = piece_cameras(str(device))  # one piece of work per render call
-    renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=args.precision, compile=args.compile)
-                 for name, s in styles.items()}
-    warm_up_all(renderers.values(), device)  # before it says READY: its first piece pays no compilation
+    # Compiled before it says READY: its first piece pays no compilation.
+    renderers = ready_renderers({name: s.generator for name, s in styles.items()}, device, batch, args.precision, args.compile)
     info = WorkerInfo(f"{socket.gethostname()}:{os.getpid()}", str(device), list(styles), torch.get_num_threads(),
                       precision_label(renderers.values()))
     worker = WorkerProcess(renderers, info, args.connect, keys, parent=args.parent,

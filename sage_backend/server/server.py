@@ -17,7 +17,7 @@ import zmq
 from sage_backend import __version__
 from sage_backend.cameras import PoseDistribution
 from sage_backend.checkpoint import LoadedStyle
-from sage_backend.inference import PortraitRenderer, default_camera_batch, warm_up_all
+from sage_backend.inference import PortraitRenderer, default_camera_batch, ready_renderers
 from sage_backend.inverted import check_fingerprint, shared_fingerprint
 from sage_backend.labels import LABEL_NAMES, PALETTE
 from sage_backend.model.parser import parser_beside
@@ -124,10 +124,7 @@ def build_renderers(styles: dict[str, LoadedStyle], device, config: ServerConfig
     if config.pool is not None:
         return {}
     batch = config.camera_batch or default_camera_batch(device)  # a turntable's cameras grouped into the compiled batch
-    renderers = {name: PortraitRenderer(s.generator, device, camera_batch=batch, precision=config.precision,
-                                        compile=config.compile) for name, s in styles.items()}
-    warm_up_all(renderers.values(), device)  # the first request pays no compilation
-    return renderers
+    return ready_renderers({name: s.generator for name, s in styles.items()}, device, batch, config.precision, config.compile)
 
 
 def check_security(config: ServerConfig) -> None:

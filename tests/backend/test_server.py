@@ -337,6 +337,15 @@ def test_fuzz_thousand_hostile_messages_then_hello(backend, tiny_checkpoint_dir)
         c.close()
 
 
+def test_startup_names_each_style_as_it_gets_ready(backend, tiny_checkpoint_dir) -> None:
+    """A server (or its workers) prints a line per style as its decoders are readied, before the endpoint line: on a
+    2-core CPU that takes 3-4 s a style, and a silent 15 s start looks hung."""
+    styles = sorted(p.stem for p in tiny_checkpoint_dir.glob("*.safetensors"))
+    log = backend.log.read_text()
+    for number, name in enumerate(styles, 1):
+        assert f"style {number}/{len(styles)} {name}: decoders in " in log, log[:2000]
+
+
 def test_curve_without_the_key_gets_nothing(tmp_path, tiny_checkpoint_dir) -> None:
     from sage_backend.cli import main
 
