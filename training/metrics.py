@@ -245,7 +245,7 @@ def data_frontal_label_maps(root: Path, count: int, max_offset: float = 0.15) ->
 def _rebuilt(root: Path, cameras: dict[str, dict], count: int, resolution: int,
              styles: tuple[str, ...] = ()) -> list[RenderedHead]:
     """`heads_seen_from` the FRONTAL camera; raises ValueError for fewer than 2 heads."""
-    heads = heads_seen_from(cameras, count, FRONTAL, resolution, styles)
+    heads = heads_seen_from(cameras, count, [FRONTAL], resolution, styles)
     if len(heads) < 2:
         raise ValueError(f"{root}: fewer than 2 heads to compare with")
     return heads

@@ -13,11 +13,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sage_backend.cameras import Camera
-from training.data.synthetic import render_head
-from training.data.synthetic.heads import random_head
+from training.data.synthetic import heads_seen_from, is_synthetic
 from training.data.synthetic.styles import STYLES
 from training.view_warp import FRONTAL, YAW_OFFSETS, warped_drawing_error
 
@@ -30,16 +28,13 @@ def drawings_reprojection(folder: Path, heads: int, resolution: int) -> float | 
     cameras_path, style = Path(folder) / "cameras.json", Path(folder).name
     if style not in STYLES or not cameras_path.is_file():
         return None
-    seeds = {int(c["head"]): c.get("head_seed") for c in json.loads(cameras_path.read_text()).values()}
-    chosen = [seeds[h] for h in sorted(seeds)[:heads]]
-    if not chosen or any(s is None for s in chosen):
+    cameras = json.loads(cameras_path.read_text())
+    if not is_synthetic(cameras) or heads < 1:
         return None
-    cams = [FRONTAL, *(Camera.orbit(math.pi / 2 + offset, math.pi / 2) for offset in YAW_OFFSETS)]
-    cam2world = torch.stack([torch.as_tensor(c.cam2world, dtype=torch.float32) for c in cams])
+    views = [FRONTAL, *(Camera.orbit(math.pi / 2 + offset, math.pi / 2) for offset in YAW_OFFSETS)]
     errors = []
-    for seed in chosen:
-        views = render_head(random_head(np.random.default_rng(int(seed))), cam2world, resolution, (style,))
-        drawings = views.drawings[style]
-        errors += [warped_drawing_error(drawings[0], views.depth[0], cams[0], drawings[k], views.depth[k], cams[k])
-                   for k in range(1, len(cams))]
+    for head in heads_seen_from(cameras, heads, views, resolution, (style,)):
+        drawings = head.drawings[style]
+        errors += [warped_drawing_error(drawings[0], head.depth[0], views[0], drawings[k], head.depth[k], views[k])
+                   for k in range(1, len(views))]
     return float(np.mean(errors))

@@ -227,9 +227,16 @@ def test_synthetic_heads_are_compared_from_the_model_s_frontal_camera(tmp_path: 
     turned = Camera.orbit(math.pi / 2 + 0.15, math.pi / 2 - 0.1)  # within the near-frontal views' 0.15 rad
     assert face_diversity_of([seen(FRONTAL).labels[0], seen(turned).labels[0]]) > 0.02  # one head, two poses
     cameras = json.loads((tmp_path / "cameras.json").read_text())
-    del cameras["000000"]["head_seed"]  # not synthetic: no head to rebuild
-    with pytest.raises(ValueError, match="000000 has no head_seed"):
-        heads_seen_from(cameras, 3, FRONTAL, 48)
+    from training.data.synthetic import is_synthetic
+
+    assert is_synthetic(cameras)
+    for missing in ({"head_seed": None}, {"head_seed": "7"}, {"head": None}):  # not synthetic: no head to rebuild
+        broken = {**cameras, "000000": {**cameras["000000"], **missing}}
+        assert not is_synthetic(broken)
+        with pytest.raises(ValueError, match="000000 has no head_seed"):
+            heads_seen_from(broken, 3, [FRONTAL], 48)
+    del cameras["000000"]["head_seed"]
+    assert not is_synthetic(cameras)
 
 
 def test_drawing_contrast_reads_each_face_part_against_the_skin_and_the_edges_inside_the_head() -> None:

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -77,24 +77,33 @@ def render_head(params: HeadParams, cam2world: torch.Tensor, resolution: int, st
     )
 
 
-def heads_seen_from(cameras: dict[str, dict], count: int, camera: Camera, resolution: int,
+def heads_seen_from(cameras: dict[str, dict], count: int, views: Sequence[Camera], resolution: int,
                     styles: tuple[str, ...] = ()) -> list[RenderedHead]:
     """The first `count` heads of a synthetic cameras.json (by head number), each rebuilt from its head_seed and
-    rendered from one `camera` at `resolution` px (batch 1 each, with `styles`' drawings). Raises ValueError when an
-    entry has no head_seed (not synthetic data)."""
-    seeds: dict[int, int] = {}
-    for image_id, entry in cameras.items():
-        if "head_seed" not in entry:
-            raise ValueError(f"cameras.json entry {image_id} has no head_seed: only synthetic heads can be rebuilt")
-        seeds[int(entry["head"])] = int(entry["head_seed"])
-    cam2world = torch.as_tensor(camera.cam2world, dtype=torch.float32)[None]
-    return [render_head(random_head(np.random.default_rng(seeds[head])), cam2world, resolution, styles, camera.fov_deg)
+    rendered from `views` (one batch per head, at the first view's field of view) at `resolution` px, with `styles`'
+    drawings. Raises ValueError when an entry has no head_seed (not synthetic data: `is_synthetic`)."""
+    seeds = _head_seeds(cameras)
+    cam2world = torch.stack([torch.as_tensor(view.cam2world, dtype=torch.float32) for view in views])
+    return [render_head(random_head(np.random.default_rng(seeds[head])), cam2world, resolution, styles, views[0].fov_deg)
             for head in sorted(seeds)[:count]]
 
 
 def is_synthetic(cameras: dict[str, dict]) -> bool:
-    """Whether a cameras.json's heads can be rebuilt (`heads_seen_from`): every entry has its head_seed."""
-    return bool(cameras) and all("head_seed" in entry for entry in cameras.values())
+    """Whether a cameras.json's heads can be rebuilt by `heads_seen_from`: it has entries, each with its head_seed."""
+    try:
+        return bool(_head_seeds(cameras))
+    except ValueError:
+        return False
+
+
+def _head_seeds(cameras: dict[str, dict]) -> dict[int, int]:
+    """Head number -> the seed make-synthetic drew it from; ValueError naming the first entry without an integer one."""
+    seeds: dict[int, int] = {}
+    for image_id, entry in cameras.items():
+        if not isinstance(entry.get("head_seed"), int) or not isinstance(entry.get("head"), int):
+            raise ValueError(f"cameras.json entry {image_id} has no head_seed: only synthetic heads can be rebuilt")
+        seeds[entry["head"]] = entry["head_seed"]
+    return seeds
 
 
 def make_synthetic(out_dir: Path, heads: int, views_per_head: int, resolution: int = 128, seed: int = 0,
