@@ -101,6 +101,12 @@ class LossConfig:
     support_weight: float = 0.0
 
 
+# Options removed from TrainConfig -> the value at which they did nothing. Training states and checkpoints record
+# their recipe, and a run saved before the removal resumes when it held that value. pairs_part_tone: Stage II on pairs
+# faded each face part's colours towards the skin's (demo v3.3, not shipped; removed 2026-12-06).
+RETIRED_KEYS: dict[str, object] = {"pairs_part_tone": 1.0}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     stage: int = 1  # 1: photos + semantics; 2: a drawing style, field frozen
@@ -141,9 +147,6 @@ class TrainConfig:
     # 1 and 1: the photo as it is.
     pairs_tone_gain: float = 1.0
     pairs_tone_detail: float = 1.0
-    # drawing_pairs: each face part's colours made as faint as the field's are when serving (PairsObjective.served_parts):
-    # this share of their difference from the head's skin colour kept. 1: the photo as it is; 0: the parts painted skin.
-    pairs_part_tone: float = 1.0
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     seed: int = 0
     log_every: int = 10
@@ -172,7 +175,13 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> "TrainConfig":
-        """Rebuild and validate a recipe; unknown keys are an error with their path (e.g. `losses.r1_gama`)."""
+        """Rebuild and validate a recipe; unknown keys are an error with their path (e.g. `losses.r1_gama`). A key
+        RETIRED_KEYS lists is dropped at the value that left it a no-op, and refused at any other."""
+        data = dict(data)
+        for key, inert in RETIRED_KEYS.items():
+            if key in data and data.pop(key) != inert:
+                raise ValueError(f"{key} is no longer a recipe option (only {inert} is read, as having no effect): "
+                                 "a run trained with another value cannot be resumed by this version")
         cfg = config_from_dict(TrainConfig, data)
         cfg.validate()
         return cfg
@@ -221,12 +230,9 @@ class TrainConfig:
                 (self.pairs_tone_gain, self.pairs_tone_detail) != (1, 1) and not self.drawing_pairs):
             raise ValueError("pairs_tone_gain (0 < g <= 1) and pairs_tone_detail (0 <= d <= 1) are the lowest gain and detail "
                              "Stage II on pairs gives the photo's colours: they need drawing_pairs")
-        if not 0 <= self.pairs_part_tone <= 1 or (self.pairs_part_tone != 1 and not self.drawing_pairs):
-            raise ValueError("pairs_part_tone (0..1) is the share of a face part's colour Stage II on pairs keeps: it needs "
-                             "drawing_pairs")
-        if self.stage == 2 and model.translator.part_tones and (not self.drawing_pairs or self.pairs_part_tone != 1):
+        if self.stage == 2 and model.translator.part_tones and not self.drawing_pairs:
             raise ValueError(f"model {self.model!r} paints the face parts in tones of their own (translator.part_tones): "
-                             "its Stage II trains on pairs (drawing_pairs) and keeps pairs_part_tone at 1")
+                             "its Stage II trains on pairs (drawing_pairs)")
         for name in ("part_tone_weight", "part_histogram_weight"):
             if getattr(self.losses, name) and not self.drawing_pairs:
                 raise ValueError(f"{name} is a Stage II on pairs term: it needs drawing_pairs")

@@ -37,14 +37,14 @@ class PairsObjective:
         """Stage II on pairs: each drawing redrawn from its own photo and label map by `draw_from_field`, in the
         form serving gives it (the photo on black where the labels show the head, area-downsampled to the
         feature resolution like the field's colours, each face part painted flat in its own tone with translator.part_tones,
-        `served_parts`, `served_tone`; the label map one-hot), against the drawing by
+        `served_tone`; the label map one-hot), against the drawing by
         the class-balanced multiscale L1; on one random `pairs_crop` window per chunk when the recipe sets one."""
         lc, labels, image = self.lc, targets["labels"], targets["image"]
         size = self.G.cfg.render.feature_resolution
         rgb, one_hot = served_photo(targets["photo"], labels, size)
         if self.G.part_tones is not None:  # each part flat in the photo's own tone, as serving paints the head's
             rgb = part_tones.paint(rgb, one_hot, part_tones.measure(rgb, one_hot)[0])
-        rgb = self.served_tone(self.served_parts(rgb, labels), gen)
+        rgb = self.served_tone(rgb, gen)
         front = L.front_facing(targets["pose"][:, 0].to(self.device))
         balance = L.class_balance_map(labels, lc.drawing_balance, NUM_CLASSES, front) if lc.drawing_balance else None
         window = None
@@ -102,27 +102,6 @@ class PairsObjective:
         low = F.interpolate(half, size=size, mode="bilinear", align_corners=False)
         gain, detail = gain.to(rgb).view(-1, 1, 1, 1), detail.to(rgb).view(-1, 1, 1, 1)
         return gain * (low + detail * (rgb - low))
-
-    def served_parts(self, rgb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The photo's colours rgb (B, 3, h, w) in [0, 1] with each face part (eyes, brows, nose, mouth: FACE_PART_IDS)
-        faded towards the head's skin colour: a pixel covered a share s of a part by labels (B, H, W) moves
-        (1 - pairs_part_tone) * s of the way to the mean colour of the pixels wholly skin. At 0 the parts are painted
-        skin, and the translator draws them from the label map alone. A photo with no pixel wholly skin is left as it is.
-
-        Why: the translator reads a part's contrast from its colours (fed the data's own views with the eyes' colours
-        made skin, v3.2's pencil drew their eyes at 0.59x the drawings' contrast, the noses at 0.24x), and the field's
-        colours as served carry little of the parts: a random seed's head shows eyes and noses at 0.35x / 0.65x even
-        where its label map holds them well. A random keep ~ U(0, 1) drew served eyes that followed the skin's tone
-        (docs/training.md, demo model v3.3). Returns rgb unchanged at 1."""
-        if self.cfg.pairs_part_tone == 1:
-            return rgb
-        size = rgb.shape[-2:]
-        share = F.interpolate(torch.isin(labels, FACE_PART_IDS.to(labels.device)).unsqueeze(1).float(), size=size, mode="area")
-        skin = (F.interpolate((labels == LABEL_IDS["skin"]).unsqueeze(1).float(), size=size, mode="area") > 0.999).float()
-        skin_pixels = skin.sum((2, 3), keepdim=True)  # (B, 1, 1, 1)
-        skin_rgb = (rgb * skin).sum((2, 3), keepdim=True) / skin_pixels.clamp_min(1)
-        fade = (1 - self.cfg.pairs_part_tone) * share * (skin_pixels > 0).to(rgb)
-        return rgb + fade * (skin_rgb - rgb)
 
     def window(self, labels: torch.Tensor, front: torch.Tensor, gen: torch.Generator) -> tuple[int, int, int]:
         """The chunk's (top, left, size) `pairs_crop` window: with probability `pairs_face_windows` centred (kept

@@ -61,7 +61,7 @@ def test_every_shipped_recipe_loads_and_each_stage2_starts_where_its_stage1_ends
                 assert cfg.stage == 2 and cfg.initial_step == stage1_end, name
     for style in ("line", "pencil", "painterly"):  # the GPU recipe trains what the CPU one does, at its own batch and steps
         gpu, demo = recipes[f"gpu_stage2_{style}"], recipes[f"demo_stage2_{style}"]
-        same = ("model", "losses", "pairs_face_windows", "pairs_tone_gain", "pairs_tone_detail", "pairs_part_tone")
+        same = ("model", "losses", "pairs_face_windows", "pairs_tone_gain", "pairs_tone_detail")
         assert [getattr(gpu, k) for k in same] == [getattr(demo, k) for k in same], style
 
 
@@ -70,3 +70,14 @@ def test_balance_exponents_outside_0_to_1_are_refused(name: str) -> None:
     TrainConfig(losses=LossConfig(**{name: 0.5})).validate()
     with pytest.raises(ValueError, match=f"{name} must be in 0..1"):
         TrainConfig(losses=LossConfig(**{name: 1.5})).validate()
+
+
+def test_a_retired_option_resumes_at_its_inert_value_and_is_refused_at_any_other() -> None:
+    from training.cli import RECIPES
+    from training.config import RETIRED_KEYS
+
+    recipe = TrainConfig.load(RECIPES / "demo_stage2_pencil.json").to_dict()
+    for key, inert in RETIRED_KEYS.items():
+        assert TrainConfig.from_dict({**recipe, key: inert}) == TrainConfig.from_dict(recipe)  # a run saved before
+        with pytest.raises(ValueError, match=f"{key} is no longer a recipe option"):
+            TrainConfig.from_dict({**recipe, key: 0.5})

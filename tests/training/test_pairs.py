@@ -142,38 +142,6 @@ def test_served_tone_darkens_and_flattens_the_photo_within_the_recipe_s_range(he
         pairs_config(heads / "styles", pairs_tone_gain=0.6).replace(drawing_pairs=False).validate()
 
 
-def test_served_parts_fade_the_face_parts_towards_the_skin_and_leave_the_rest(heads: Path, stage1: Path, tmp_path: Path) -> None:
-    from sage_backend.labels import LABEL_IDS
-
-    labels = torch.zeros(32, 16, 16, dtype=torch.long)  # background, a skin square, a 4 x 4 eye and a nose pixel block in it
-    labels[:, 2:14, 2:14] = LABEL_IDS["skin"]
-    labels[:, 4:8, 4:8] = LABEL_IDS["l_eye"]
-    labels[:, 10:12, 10:12] = LABEL_IDS["nose"]
-    rgb = torch.zeros(32, 3, 16, 16)
-    rgb[:, :, 2:14, 2:14] = 0.8
-    rgb[:, :, 4:8, 4:8] = 0.1
-    rgb[:, :, 10:12, 10:12] = 0.5
-    rgb[:, :, 0, 0] = 0.3  # background: never a part
-    plain = Trainer(pairs_config(heads / "styles"), tmp_path / "a", init_from=stage1, device="cpu").objective
-    assert plain.pairs.served_parts(rgb, labels) is rgb
-    part = torch.zeros(16, 16, dtype=torch.bool)
-    part[4:8, 4:8] = part[10:12, 10:12] = True
-    for keep in (0.0, 0.25):
-        objective = Trainer(pairs_config(heads / "styles", pairs_part_tone=keep), tmp_path / f"keep{keep}", init_from=stage1,
-                            device="cpu").objective
-        faded = objective.pairs.served_parts(rgb, labels)
-        assert torch.equal(faded[:, :, ~part], rgb[:, :, ~part])  # skin and background as they were
-        assert torch.allclose(faded[:, :, 5, 5], torch.full((32, 3), 0.8 - keep * 0.7))  # the eye: that share of its step kept
-        assert torch.allclose(faded[:, :, 10, 10], torch.full((32, 3), 0.8 - keep * 0.3))  # the nose, the same
-        headless = labels.masked_fill(labels == LABEL_IDS["skin"], LABEL_IDS["hair"])
-        assert torch.equal(objective.pairs.served_parts(rgb, headless), rgb)  # no skin to fade towards: left as it is
-    for bad in (dict(pairs_part_tone=-0.1), dict(pairs_part_tone=1.5)):
-        with pytest.raises(ValueError, match="pairs_part_tone"):
-            pairs_config(heads / "styles", **bad).validate()
-    with pytest.raises(ValueError, match="pairs_part_tone"):
-        pairs_config(heads / "styles", pairs_part_tone=0.5).replace(drawing_pairs=False).validate()
-
-
 def test_overshoot_pulls_the_translator_s_output_back_into_its_clamp(heads: Path, stage1: Path, tmp_path: Path) -> None:
     losses = LossConfig(reconstruction_weight=1.0, adversarial_start=10**6, overshoot_weight=10.0)
     trainer = Trainer(pairs_config(heads / "styles", pairs_crop=32).replace(losses=losses), tmp_path / "run", init_from=stage1,
@@ -225,7 +193,7 @@ def test_part_tones_train_flat_parts_and_serve_each_head_its_own_tones_in_every_
     given = torch.full((3, 3), 0.4)
     assert torch.equal(g.part_tones(w, g.avg_codes, given)[0], given)
     with pytest.raises(ValueError, match="part_tones"):
-        pairs_config(heads / "styles").replace(model="tiny-field-tones", pairs_part_tone=0.0).validate()
+        pairs_config(heads / "styles").replace(model="tiny-field-tones", drawing_pairs=False).validate()
     for term in ("part_tone_weight", "part_histogram_weight"):
         with pytest.raises(ValueError, match=term):
             pairs_config(heads / "styles").replace(drawing_pairs=False, losses=LossConfig(**{term: 1.0})).validate()
