@@ -28,17 +28,67 @@ def blender_to_sage_matrix(matrix_world: Matrix, pivot: Sequence[float], scale: 
     """A camera's matrix_world (4x4, row-major) -> SAGE cam2world (4x4 row-major list)."""
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError("the pivot's scale must be a positive number")
-    rotation = [[float(matrix_world[i][j]) for j in range(3)] for i in range(3)]
-    for j in range(3):  # drop the camera object's own scale: columns become unit axes
-        norm = math.sqrt(sum(rotation[i][j] ** 2 for i in range(3)))
-        if norm < 1e-12:
-            raise ValueError("the camera has a zero scale")
-        for i in range(3):
-            rotation[i][j] /= norm
+    rotation = _nearest_view_rotation(matrix_world)
     position = [(float(matrix_world[i][3]) - float(pivot[i])) / scale for i in range(3)]
     sage_rotation = _mat3_mul(BLENDER_TO_SAGE, rotation)
     sage_position = _mat3_vec(BLENDER_TO_SAGE, position)
     return [sage_rotation[i] + [sage_position[i]] for i in range(3)] + [[0.0, 0.0, 0.0, 1.0]]
+
+
+def _unit_axes(matrix_world: Matrix) -> list[list[float]]:
+    """The 3x3 part of matrix_world with each column (the camera's x, y and z axes) scaled to length 1, as Blender
+    drops a camera's scale; ValueError for a zero scale."""
+    axes = [[float(matrix_world[i][j]) for j in range(3)] for i in range(3)]
+    for j in range(3):
+        norm = math.sqrt(sum(axes[i][j] ** 2 for i in range(3)))
+        if norm < 1e-12:
+            raise ValueError("the camera has a zero scale")
+        for i in range(3):
+            axes[i][j] /= norm
+    return axes
+
+
+def _nearest_view_rotation(matrix_world: Matrix) -> list[list[float]]:
+    """A rotation (3x3) for the camera: its view axis (-z) kept exactly, its up (y) made perpendicular to it, x
+    completing a right-handed frame. A camera under a parent scaled unevenly is sheared (its axes are not
+    perpendicular) and a mirrored one left-handed; the protocol takes neither, so they are drawn from this
+    nearest plain view (`rig_hint` says so). An ordinary camera's axes come back as they are."""
+    axes = _unit_axes(matrix_world)
+    z = [axes[i][2] for i in range(3)]
+    y = [axes[i][1] for i in range(3)]
+    along = sum(y[i] * z[i] for i in range(3))
+    y = [y[i] - along * z[i] for i in range(3)]
+    norm = math.sqrt(sum(v * v for v in y))
+    if norm < 1e-9:  # up along the view axis: any perpendicular up will do
+        y = [0.0, 1.0, 0.0] if abs(z[1]) < 0.9 else [1.0, 0.0, 0.0]
+        along = sum(y[i] * z[i] for i in range(3))
+        y = [y[i] - along * z[i] for i in range(3)]
+        norm = math.sqrt(sum(v * v for v in y))
+    y = [v / norm for v in y]
+    x = [y[1] * z[2] - y[2] * z[1], y[2] * z[0] - y[0] * z[2], y[0] * z[1] - y[1] * z[0]]
+    return [[x[i], y[i], z[i]] for i in range(3)]
+
+
+RIG_TOLERANCE_DEG = 0.5  # how far a camera's axes may lean off square before rig_hint speaks
+
+
+def rig_hint(matrix_world: Matrix) -> str:
+    """One line when the camera's world matrix is sheared (a parent scaled unevenly) or mirrored (a negative scale):
+    Blender renders that view skewed or flipped, the drawing is of the nearest plain view (`_nearest_view_rotation`).
+    '' for a plain camera, whatever its own or its parents' uniform scale."""
+    try:
+        axes = _unit_axes(matrix_world)
+    except ValueError:
+        return ""  # said by whatever draws
+    columns = [[axes[i][j] for i in range(3)] for j in range(3)]
+    lean = max(abs(math.degrees(math.asin(max(-1.0, min(1.0, sum(a * b for a, b in zip(columns[j], columns[k])))))))
+               for j, k in ((0, 1), (0, 2), (1, 2)))
+    x, y, z = columns
+    mirrored = sum(z[i] * v for i, v in enumerate((x[1] * y[2] - x[2] * y[1], x[2] * y[0] - x[0] * y[2], x[0] * y[1] - x[1] * y[0]))) < 0
+    if not mirrored and lean <= RIG_TOLERANCE_DEG:
+        return ""
+    how = "mirrors it (a negative scale)" if mirrored else f"skews it by {lean:.0f} degrees (a parent scaled unevenly)"
+    return f"the camera's rig {how}: drawn as the nearest plain view; apply the rig's scale (Ctrl+A) to match the render"
 
 
 def sage_to_blender_vector(v: Sequence[float]) -> tuple[float, float, float]:

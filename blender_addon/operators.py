@@ -270,8 +270,7 @@ class SAGE_OT_generate(JobOperator, bpy.types.Operator):
         state = session.get()
         cached = state.cache.get(key)
         # A speck of a head is said here too, not only in the panel: a script or a batch sees no panel.
-        hint = camera_math.coverage_hint(camera_dict)
-        hint = f"; {hint}" if hint else ""
+        hint = "".join(f"; {h}" for h in (portrait.rig_hint(scene, camera), camera_math.coverage_hint(camera_dict)) if h)
         if cached is not None:
             portrait.present(scene, camera, fields, camera_dict, cached)
             self.succeed(f"SAGE: drawing shown (the same as drawn before for this view and settings){hint}")

@@ -82,7 +82,7 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
         if error:
             box.label(text=error, icon="ERROR")
     box.prop(settings, "pivot")
-    for hint in (pose_hint(scene, state), coverage_hint(scene)):
+    for hint in (pose_hint(scene, state), coverage_hint(scene), rig_hint(scene)):
         if hint:
             box.label(text=hint, icon="ERROR")
     row = box.row(align=True)
@@ -166,6 +166,13 @@ def coverage_hint(scene: bpy.types.Scene) -> str:
         return camera_math.coverage_hint(portrait.protocol_camera(scene))
     except ValueError:  # e.g. an orthographic camera: Generate says why
         return ""
+
+
+def rig_hint(scene: bpy.types.Scene) -> str:
+    """A hint when the active camera's rig skews or mirrors its view (portrait.rig_hint)."""
+    if scene.camera is None or scene.camera.type != "CAMERA":
+        return ""
+    return portrait.rig_hint(scene)
 
 
 CLASSES = (SAGE_PT_portrait,)

@@ -49,6 +49,13 @@ def protocol_camera(scene: bpy.types.Scene, camera: bpy.types.Object | None = No
                                            pivot.evaluated_get(depsgraph) if pivot is not None else None)
 
 
+def rig_hint(scene: bpy.types.Scene, camera: bpy.types.Object | None = None) -> str:
+    """camera.rig_hint for the scene's camera (or `camera`) as evaluated now: one line when its rig skews or mirrors
+    the view Blender renders, which the drawing cannot; '' otherwise."""
+    camera = active_camera(scene) if camera is None else camera
+    return camera_math.rig_hint(camera.evaluated_get(scene_depsgraph(scene)).matrix_world)
+
+
 def base_fields(scene: bpy.types.Scene, drawing: bool = True) -> dict[str, Any]:
     """The request fields every op shares, from the scene's settings; ValueError (one line) when no style is
     chosen or the resolution is outside the limits the backend's hello reported. drawing=False (a mesh): no
@@ -425,7 +432,19 @@ def aim_camera(scene: bpy.types.Scene, camera: bpy.types.Object, distance: float
     offset.normalize()  # a zero offset stays a zero vector
     direction = offset if offset.length > 0.5 and abs(offset.z) < 0.95 else Vector((0.0, -1.0, 0.0))
     position = Vector(centre) + direction * distance * scale
-    camera.matrix_world = Matrix.LocRotScale(position, (-direction).to_track_quat("-Z", "Y"), camera.matrix_world.to_scale())
+    # Set in the parent's space (the identity without one): under a parent scaled unevenly, matrix_world's setter
+    # keeps only a rotation and scale of the camera's own, which turned the view off the head (0% of the frame).
+    # Aimed there, the view axis is exact whatever the rig, and up is as near the world's up as the rig allows.
+    parent_space = (camera.matrix_world @ camera.matrix_basis.inverted_safe()).inverted_safe().to_3x3()
+    back = (parent_space @ direction).normalized()  # the camera's +z (it looks along -z), in the parent's space
+    up = parent_space @ Vector((0.0, 0.0, 1.0))
+    up = up - up.dot(back) * back
+    if up.length < 1e-9:  # looking straight along the parent's up: any perpendicular up will do
+        up = back.orthogonal()
+    up.normalize()
+    rotation = Matrix((up.cross(back), up, back)).transposed().to_quaternion()
+    local = (camera.matrix_world @ camera.matrix_basis.inverted_safe()).inverted_safe() @ position
+    camera.matrix_basis = Matrix.LocRotScale(local, rotation, camera.matrix_basis.to_scale())
     scene_depsgraph(scene).update()
 
 

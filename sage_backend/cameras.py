@@ -260,10 +260,20 @@ def turntable(frames: int, pitch: float = FRONTAL_PITCH, yaw_range: tuple[float,
 def blender_to_sage_matrix(matrix_world: np.ndarray, pivot: np.ndarray, scale: float) -> np.ndarray:
     """A Blender camera's matrix_world (4, 4) -> SAGE cam2world, relative to the pivot and divided by its scale.
 
-    The add-on mirrors this in blender_addon/camera.py; tests prove both agree.
+    The object's scale is dropped, as Blender drops a camera's. A sheared matrix (a camera under a parent scaled
+    unevenly) or a mirrored one is not a rotation, which the protocol needs: its view axis (-z) is kept, its up (y)
+    made perpendicular to it and x completes a right-handed frame, the nearest plain view. The add-on mirrors this
+    in blender_addon/camera.py; tests prove both agree.
     """
-    rotation = np.asarray(matrix_world, dtype=np.float64)[:3, :3]
-    rotation = rotation / np.linalg.norm(rotation, axis=0, keepdims=True)  # drop the object's scale
+    axes = np.asarray(matrix_world, dtype=np.float64)[:3, :3]
+    axes = axes / np.linalg.norm(axes, axis=0, keepdims=True)
+    z = axes[:, 2]
+    y = axes[:, 1] - (axes[:, 1] @ z) * z
+    if np.linalg.norm(y) < 1e-9:  # up along the view axis: any perpendicular up will do
+        y = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
+        y = y - (y @ z) * z
+    y = y / np.linalg.norm(y)
+    rotation = np.stack([np.cross(y, z), y, z], axis=1)
     position = (np.asarray(matrix_world, dtype=np.float64)[:3, 3] - np.asarray(pivot, dtype=np.float64)) / scale
     c2w = np.eye(4)
     c2w[:3, :3] = BLENDER_TO_SAGE @ rotation

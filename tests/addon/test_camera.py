@@ -63,6 +63,25 @@ def test_random_poses_with_pivot_scale_and_scaled_camera_agree():
     np.testing.assert_allclose(parsed.cam2world, ours, atol=1e-9)
 
 
+def test_a_sheared_or_mirrored_rig_is_drawn_as_its_nearest_plain_view_and_said():
+    """A camera rotated under a parent scaled unevenly has axes that are not square (Blender renders it skewed), and
+    a negative scale mirrors it: the protocol takes rotations only, so both sides send the view axis kept, up made
+    perpendicular, and the add-on says why the drawing and the render differ."""
+    parent = np.diag([2.0, 0.5, 1.5, 1.0])
+    child = blender_matrix((0.3, -2.5, 0.2), (80.0, 10.0, 25.0))
+    for m, words in ((parent @ child, "skews it by"), (child @ np.diag([-1.0, 1.0, 1.0, 1.0]), "mirrors it")):
+        ours = np.array(addon_camera.blender_to_sage_matrix(m.tolist(), (0.0, 0.0, 0.0), 1.0))
+        np.testing.assert_allclose(ours, cameras.blender_to_sage_matrix(m, np.zeros(3), 1.0), atol=1e-9)
+        parsed = cameras.Camera.from_protocol(addon_camera.protocol_camera(ours.tolist(), 12.0))  # a rotation now
+        np.testing.assert_allclose(parsed.cam2world, ours, atol=1e-9)
+        view = m[:3, 2] / np.linalg.norm(m[:3, 2])  # Blender's view axis, kept exactly
+        np.testing.assert_allclose(ours[:3, 2], cameras.BLENDER_TO_SAGE @ view, atol=1e-12)
+        assert words in addon_camera.rig_hint(m.tolist()) and "Ctrl+A" in addon_camera.rig_hint(m.tolist())
+    for plain in (child, child @ np.diag([3.0, 3.0, 3.0, 1.0]), child @ np.diag([2.0, 0.5, 1.0, 1.0]),
+                  np.diag([2.0, 2.0, 2.0, 1.0]) @ child):  # the camera's own scale, even uneven, is dropped unskewed
+        assert addon_camera.rig_hint(plain.tolist()) == "", plain
+
+
 def test_sage_to_blender_vector_inverts_the_axis_map():
     v = (0.3, -1.2, 2.0)
     np.testing.assert_allclose(cameras.BLENDER_TO_SAGE @ np.array(addon_camera.sage_to_blender_vector(v)), v)

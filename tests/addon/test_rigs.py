@@ -149,3 +149,37 @@ def test_batch_draws_the_marker_camera_of_each_frame_in_the_range_and_step(run_b
     print("OK")
     """.replace("{address!r}", repr(address)))
     assert "module changed on disk" not in out and "reloading" not in out
+
+
+@pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
+def test_a_camera_rig_scaled_unevenly_is_framed_and_drawn_and_said(run_bpy, address):
+    """A camera rotated under an Empty scaled (2, 0.5, 1.5): its world matrix is sheared, which the protocol refuses
+    as a camera (Generate said the backend's `camera.cam2world's 3x3 part must be a rotation`, and Frame Head
+    "framed" it at 0% of the frame). Frame Head fills the shot, Generate draws the nearest plain view, and
+    both the panel and Generate say why the drawing and the render can differ. Mirrored by a negative scale: the same."""
+    run_bpy(f"""
+        import bpy, math, scene_setup
+        from blender_addon import panel
+        scene, camera, pivot = scene_setup.portrait_scene()
+        settings = scene.sage_portrait
+        settings.address = {address!r}
+        assert bpy.ops.sage.connect() == {{"FINISHED"}}
+        status = lambda: bpy.context.window_manager.sage_portrait_status
+        rig = bpy.data.objects.new("Rig", None)
+        scene.collection.objects.link(rig)
+        camera.parent = rig
+        camera.rotation_euler = (math.radians(85), math.radians(8), math.radians(20))
+        camera.location = (0.9, -2.4, 0.4)
+        for scale, words in (((2.0, 0.5, 1.5), "skews it by"), ((-1.0, 1.0, 1.0), "mirrors it")):
+            rig.scale = scale
+            bpy.context.view_layer.update()
+            assert words in panel.rig_hint(scene), panel.rig_hint(scene)
+            assert bpy.ops.sage.frame_head(method="CAMERA") == {{"FINISHED"}}, status()
+            assert "of the frame" in status() and "fills 0%" not in status(), status()
+            assert bpy.ops.sage.generate() == {{"FINISHED"}}, status()
+            assert words in status() and "Ctrl+A" in status(), status()
+        rig.scale = (3.0, 3.0, 3.0)  # uniform: nothing to say
+        bpy.context.view_layer.update()
+        assert panel.rig_hint(scene) == ""
+        print("OK")
+    """)
