@@ -80,12 +80,16 @@ def drawing_resolution(scene: bpy.types.Scene) -> int:
     """The drawing's size in pixels on the frame's larger side. Match Render (the default): the scene's render size
     (its larger side times the render percentage) held to the backend's limits, so the plane has about a pixel per
     rendered pixel; a fixed size blurs a drawing the render scales up (a 256 px drawing of a 1920 x 1080 frame gave
-    the head 86 px where the model draws 256). Off: the panel's Resolution, which base_fields checks."""
+    the head 86 px where the model draws 256); with no backend connected, held to the limits its kept frames were drawn
+    under (drawn_resolution_limits). Off: the panel's Resolution, which base_fields checks."""
     settings, render = scene.sage_portrait, scene.render
     if not settings.match_render:
         return settings.resolution
     side = max(1, round(max(render.resolution_x, render.resolution_y) * render.resolution_percentage / 100))
-    return session.get().clamped("resolution", side)
+    state, (low, high) = session.get(), settings.drawn_resolution_limits
+    if state.info or not high:
+        return state.clamped("resolution", side)
+    return max(low, min(side, high))  # no backend: the limits the kept frames were drawn under
 
 
 def head_fields(settings) -> dict[str, Any]:
@@ -227,7 +231,11 @@ def remember(scene: bpy.types.Scene, frame: int, fields: dict[str, Any], camera:
     """Keep `arrays` as frame `frame`'s drawing in the .blend (frames.py; nothing when it keeps them already): a
     reopened file shows it without a backend. animation: drawn for the animation's pose at the frame (Bake,
     Follow animation), not for the camera as it is now (Generate, Live), which may be off its keys."""
-    frames.keep(scene.sage_portrait, frame, kept_key(fields, camera), style_psi(fields), lambda: rgba_images(arrays), animation)
+    settings = scene.sage_portrait
+    frames.keep(settings, frame, kept_key(fields, camera), style_psi(fields), lambda: rgba_images(arrays), animation)
+    limits = session.get().info.get("limits", {})
+    if "min_resolution" in limits and "max_resolution" in limits:
+        settings.drawn_resolution_limits = (limits["min_resolution"], limits["max_resolution"])
 
 
 def kept(scene: bpy.types.Scene, fields: dict[str, Any], camera: dict[str, Any]) -> dict[str, np.ndarray] | None:

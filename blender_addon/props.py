@@ -107,6 +107,10 @@ class SagePortraitSettings(bpy.types.PropertyGroup):
         name="Match Render", default=True,
         description="Draw at the scene's render size (its larger side times the render percentage, up to the largest "
         "the backend draws), so the drawing plane has about a pixel per rendered pixel; off: the Resolution beside it")
+    # The resolution range (min, max) of the backend that drew the frames the .blend keeps: without a backend Match
+    # Render holds the size to it, so a reopened file finds them (at 1920 x 1080 it asked for 1920 px where they were
+    # drawn at the backend's 1024, and every frame rendered frame 1's drawing). (0, 0): nothing drawn yet.
+    drawn_resolution_limits: bpy.props.IntVectorProperty(size=2, default=(0, 0), options={"HIDDEN"})
     resolution: bpy.props.IntProperty(name="Resolution", description="Image size in pixels on the frame's larger side, when Match Render is off (the backend's limits apply)", default=256, min=1)
     pivot: bpy.props.PointerProperty(
         name="Pivot", description="Empty at the head's centre; its scale sets the head size", type=bpy.types.Object, poll=_is_empty

@@ -129,3 +129,53 @@ def test_a_reopened_bake_renders_every_frame_its_own_drawing_and_keeps_the_style
             assert np.array_equal(frame("after", display, number), before[number]), (display, number)
         assert not np.array_equal(before[1], before[3]) and not np.array_equal(before[3], before[4]), display
     assert len(json.loads((tmp_path / "strokes.json").read_text())) == 4  # a Grease Pencil key on every frame
+
+
+LARGE_BAKE = """
+    import bpy, scene_setup
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    import blender_addon
+    blender_addon.register()
+    scene = bpy.context.scene
+    settings = scene.sage_portrait
+    settings.address = {address!r}
+    scene.render.resolution_x, scene.render.resolution_y = 1100, 200  # Match Render: above the backend's 1024 px
+    assert bpy.ops.sage.connect() == {{"FINISHED"}}
+    assert bpy.ops.sage.frame_head(method="CAMERA") == {{"FINISHED"}}
+    settings.turntable_frames = 2
+    assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
+    assert settings.drawing_image.size[0] == 1024
+    render_frames(scene, "before")
+    bpy.ops.wm.save_as_mainfile(filepath="{blend}")
+"""
+
+LARGE_REOPEN = """
+    import bpy, scene_setup, blender_addon
+    from blender_addon import portrait
+    blender_addon.register()
+    bpy.ops.wm.open_mainfile(filepath="{blend}")  # a new Blender, no backend
+    scene = bpy.context.scene
+    assert portrait.drawing_resolution(scene) == 1024  # the size its frames were drawn at, not the render's 1100
+    render_frames(scene, "after")
+    assert "error" not in bpy.context.window_manager.sage_portrait_status, bpy.context.window_manager.sage_portrait_status
+    print("OK")
+"""
+
+
+@pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
+def test_a_reopened_file_rendered_larger_than_the_backend_draws_finds_each_frame_s_drawing(run_bpy, address, tmp_path):
+    """Match Render holds the drawing to the backend's largest size (1024 px): at Blender's default 1920 x 1080 a
+    file reopened without a backend asked for 1920 px, found none of the frames it keeps, and rendered frame 1's
+    drawing on every frame with 'this frame was not drawn before'. It holds the size to the limits the kept frames
+    were drawn under."""
+    import numpy as np
+    from PIL import Image
+
+    blend = str(tmp_path / "large.blend")
+    helpers = HELPERS.format(tmp=tmp_path)
+    run_bpy(helpers + LARGE_BAKE.format(address=address, blend=blend))
+    run_bpy(helpers + LARGE_REOPEN.format(blend=blend))
+    frame = lambda name, number: np.asarray(Image.open(tmp_path / f"{name}_DRAWING_{number:04d}.png"))  # noqa: E731
+    for number in (1, 2):
+        assert np.array_equal(frame("after", number), frame("before", number)), number
+    assert not np.array_equal(frame("before", 1), frame("before", 2))
