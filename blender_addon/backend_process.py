@@ -4,6 +4,7 @@ from __future__ import annotations
 import atexit
 import os
 import shlex
+import signal
 import subprocess
 import tempfile
 
@@ -49,6 +50,13 @@ class LocalBackend:
         if self.process is None or self.process.poll() is None:
             return None
         code, self.process = self.process.returncode, None
+        if code < 0:  # killed by a signal: its log's last line is whatever it did last, not why it ended
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            why = " (out of memory, or killed from outside)" if -code == signal.SIGKILL else ""
+            return f"the local backend was killed by {name}{why} (log: {self.log_path})"
         with open(self.log_path, "rb") as log:
             lines = [line for line in log.read().decode("utf-8", "replace").splitlines() if line.strip()]
         return f"the local backend exited with code {code}: {lines[-1] if lines else 'no message'} (log: {self.log_path})"

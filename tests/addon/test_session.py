@@ -19,6 +19,23 @@ def test_launch_needs_a_python_and_a_failed_backend_reports_its_last_line():
     assert backend.process is None and not backend.running
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_backend_killed_by_a_signal_says_so_not_its_last_request_line():
+    """Killed (SIGKILL: the OOM killer, or kill -9), the launched backend's last log line is an ordinary request's,
+    which the message read as its reason."""
+    import signal
+
+    backend = LocalBackend()
+    for sig, words in ((signal.SIGKILL, "killed by SIGKILL (out of memory, or killed from outside)"),
+                       (signal.SIGTERM, "killed by SIGTERM")):
+        process = backend.launch(sys.executable, "tcp://127.0.0.1:5999")
+        process.send_signal(sig)
+        process.wait(60)
+        message = backend.exit_message()
+        assert message.startswith(f"the local backend was {words}") and "(log: " in message, message
+        assert backend.process is None
+
+
 def test_stop_backend_ends_the_child():
     backend = LocalBackend()
     process = backend.launch(sys.executable, "tcp://127.0.0.1:5999")
