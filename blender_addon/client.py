@@ -50,6 +50,19 @@ class BackendError(RuntimeError):
         self.message = message
 
 
+def tcp_address_error(address: str) -> str:
+    """Why a tcp:// address cannot name a backend, "" when it can (or is another transport, which ZeroMQ checks).
+    ZeroMQ's connect takes tcp://127.0.0.1:99999 and then never connects: the artist read "is it running?"."""
+    if not address.startswith("tcp://"):
+        return ""
+    host, colon, port = address[len("tcp://"):].rpartition(":")
+    if not colon or not host:
+        return "it names no host and port"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"the port must be a number in 1..65535, not {port!r}"
+    return ""
+
+
 class Client:
     def __init__(self, address: str, timeout_s: float = 10.0, keys: CurveKeys | None = None):
         """`keys`: CURVE keys for a backend served with --curve-secret (None: a plain connection)."""
@@ -75,6 +88,9 @@ class Client:
         self._open()
 
     def _open(self) -> None:
+        address_error = tcp_address_error(self.address)
+        if address_error:
+            raise BackendUnavailable(f"cannot connect to {self.address!r}: {address_error} (an address reads tcp://HOST:PORT)")
         socket = self._context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)  # closing never waits for unsent requests
         socket.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)

@@ -141,6 +141,10 @@ def test_bad_address_is_a_clear_error():
         Client("not-an-address")
     with pytest.raises(BackendUnavailable, match=r"reads tcp://HOST:PORT"):
         Client("localhost:5555")
+    for address, why in (("tcp://127.0.0.1:99999", "1..65535, not '99999'"), ("tcp://127.0.0.1:0", "not '0'"),
+                         ("tcp://127.0.0.1:port", "not 'port'"), ("tcp://127.0.0.1", "no host and port"), ("tcp://:5555", "no host")):
+        with pytest.raises(BackendUnavailable, match=why):  # ZeroMQ takes some of these and never connects
+            Client(address)
 
 
 def test_another_program_on_the_port_is_named_at_the_handshake_not_blamed_on_curve(foreign_listener):
