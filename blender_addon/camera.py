@@ -255,6 +255,20 @@ def larger_side_extent(ortho_scale: float, sensor_fit: str, res_x: float, res_y:
     return float(ortho_scale) * max(res_x, res_y) / side
 
 
+ASPECT_RANGE = (0.1, 10.0)  # the frame shapes (width / height) the backend draws: sage_backend.cameras.ASPECT_RANGE
+
+
+def aspect_error(res_x: float, res_y: float) -> str:
+    """Why a render frame res_x x res_y (pixel aspect included) is a shape the backend does not draw, "" when it is one."""
+    if res_x <= 0 or res_y <= 0:
+        return "the render size must be positive"
+    aspect = res_x / res_y
+    if ASPECT_RANGE[0] <= aspect <= ASPECT_RANGE[1]:
+        return ""
+    return (f"the render frame {res_x:g} x {res_y:g} is {max(aspect, 1 / aspect):.0f} times as {'wide' if aspect > 1 else 'tall'} "
+            f"as it is {'tall' if aspect > 1 else 'wide'}; the backend draws frames up to 10 times: change the render size")
+
+
 def camera_from_blender(camera_object: Any, scene: Any, pivot_object: Any | None) -> dict[str, Any]:
     """A bpy camera object (+ scene for the render aspect, + optional pivot Empty) -> protocol camera.
     A perspective camera is sent as it is; an orthographic one as its orthographic_stand_in; ValueError for
@@ -267,6 +281,8 @@ def camera_from_blender(camera_object: Any, scene: Any, pivot_object: Any | None
     render = scene.render
     res_x = render.resolution_x * render.pixel_aspect_x
     res_y = render.resolution_y * render.pixel_aspect_y
+    if aspect_error(res_x, res_y):
+        raise ValueError(aspect_error(res_x, res_y))
     shift = larger_side_shift(data.shift_x, data.shift_y, data.sensor_fit, res_x, res_y)
     pivot, scale = pivot_transform(pivot_object)
     cam2world = blender_to_sage_matrix([list(row) for row in camera_object.matrix_world], pivot, scale)

@@ -132,6 +132,15 @@ def test_limits_come_from_hello(run_bpy, address):
         assert ("label", "resolution {limits.max_resolution + 1} is outside what the backend takes "
                          "({limits.min_resolution}..{limits.max_resolution})") in log, log
         settings.resolution = 64
+        # A frame far wider (or taller) than the backend draws: refused before it asks, the panel says why and how.
+        for size, words in (((2000, 100), "is 20 times as wide as it is tall"), ((64, 1000), "is 16 times as tall as it is wide")):
+            scene.render.resolution_x, scene.render.resolution_y = size
+            scene_setup.assert_refused(bpy.ops.sage.generate, words)
+            scene_setup.assert_refused(bpy.ops.sage.bake_turntable, "change the render size")
+            log = []
+            SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+            assert any(kind == "label" and words in text for kind, text in log), log
+        scene.render.resolution_x = scene.render.resolution_y = 64
         settings.mesh_grid = {limits.min_grid - 1}
         assert not bpy.ops.sage.import_mesh.poll() and bpy.ops.sage.generate.poll()
         settings.mesh_grid = 32

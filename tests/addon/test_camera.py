@@ -82,6 +82,13 @@ def test_a_sheared_or_mirrored_rig_is_drawn_as_its_nearest_plain_view_and_said()
         assert addon_camera.rig_hint(plain.tolist()) == "", plain
 
 
+def test_frame_shapes_the_backend_does_not_draw_are_said_as_the_backend_bounds_them():
+    assert addon_camera.ASPECT_RANGE == cameras.ASPECT_RANGE
+    assert addon_camera.aspect_error(1920, 1080) == addon_camera.aspect_error(100, 1000) == ""  # 1:10 is drawn
+    assert "is 5000 times as wide as it is tall" in addon_camera.aspect_error(20000, 4)
+    assert "is 11 times as tall as it is wide" in addon_camera.aspect_error(100, 1100)
+
+
 def test_sage_to_blender_vector_inverts_the_axis_map():
     v = (0.3, -1.2, 2.0)
     np.testing.assert_allclose(cameras.BLENDER_TO_SAGE @ np.array(addon_camera.sage_to_blender_vector(v)), v)
