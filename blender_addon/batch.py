@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import bpy
 
-from . import files, heads, images, portrait, session
+from . import files, images, portrait, session
 from .client import BackendError, BackendUnavailable
 from .curve import CurveKeys
 from .protocol import ProtocolError
@@ -70,7 +70,7 @@ def render_animation(scene: bpy.types.Scene, out_dir: str, address: str | None =
     if not settings.style and state.styles():
         settings.style = state.styles()[0][0]
     fields = portrait.base_fields(scene)
-    head = fields["seed"] if "seed" in fields else heads.read_head(fields["inversion"].data).stem  # a photo head: its name
+    head = portrait.file_head_name(fields)
     os.makedirs(out_dir, exist_ok=True)
     files.remove_stale_temporaries(out_dir)  # the frames a render killed before this one was writing
     files.check_writable(os.path.join(out_dir, files.frame_file_name(fields["style"], head, frames[0][0], "drawing")))

@@ -103,13 +103,18 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
 
 
 def draw_head(box: bpy.types.UILayout, settings, state: session.Session) -> None:
-    """Head: Seed (the seed) or Photo (the photo head's name and fit); From Photo... and Open Inversion...; while
-    a photo is fitted, its progress and Cancel."""
+    """Head: Seed (the seed), Photo (the photo head's name and fit) or Server (a head the backend serves, by name);
+    From Photo... and Open Inversion...; while a photo is fitted, its progress and Cancel."""
     box.row().prop(settings, "head", expand=True)
     if settings.head == "SEED":
         row = box.row(align=True)
         row.prop(settings, "seed")
         row.operator("sage.randomize_seed", text="", icon="FILE_REFRESH")
+    elif settings.head == "SERVER":
+        box.prop(settings, "served_head")
+        hint = state.served_head_hint(settings.served_head)
+        if hint:
+            box.label(text=hint, icon="ERROR")
     else:
         head = portrait.photo_head(settings)
         box.label(text=f"Head: {head.label}" if head else "No photo head yet: From Photo... or Open Inversion...",

@@ -93,11 +93,16 @@ def drawing_resolution(scene: bpy.types.Scene) -> int:
 
 
 def head_fields(settings) -> dict[str, Any]:
-    """The request fields naming the head: `seed`, or for a photo head `inversion` with its .sage file's bytes
-    (an Upload: `inversion: true` and the bytes as the blob). ValueError (one line) when Head is Photo but the
-    scene holds none."""
+    """The request fields naming the head: `seed`; for a photo head `inversion` with its .sage file's bytes (an
+    Upload: `inversion: true` and the bytes as the blob); for a served head `inversion` with its name. ValueError
+    (one line) when Head is Photo but the scene holds none, or Server but names none or one the backend lacks."""
     if settings.head == "SEED":
         return {"seed": settings.seed}
+    if settings.head == "SERVER":
+        hint = session.get().served_head_hint(settings.served_head)
+        if hint or not settings.served_head:
+            raise ValueError(hint or "no head named: pick one the backend serves, or set Head to Seed")
+        return {"inversion": settings.served_head}
     if not settings.photo_head:
         raise ValueError("no photo head yet: use From Photo... or Open Inversion..., or set Head to Seed")
     return {"inversion": Upload(heads.from_text(settings.photo_head).data)}
@@ -112,10 +117,21 @@ def photo_head(settings) -> heads.PhotoHead | None:
 
 
 def head_name(fields: dict[str, Any]) -> str:
-    """The head of a request in a few words, for status lines: "seed 3" or "the photo head face.png"."""
+    """The head of a request in a few words, for status lines: "seed 3", "the photo head face.png" or "the head alice"."""
+    if isinstance(fields.get("inversion"), str):
+        return f"the head {fields['inversion']}"
     if "inversion" in fields:
         return f"the photo head {heads.read_head(fields['inversion'].data).photo or ''}".rstrip()
     return f"seed {fields['seed']}"
+
+
+def file_head_name(fields: dict[str, Any]) -> str | int:
+    """The head as frame and mesh file names carry it (docs/files.md): the seed, a photo head's .sage file stem, a
+    served head's name."""
+    if "seed" in fields:
+        return fields["seed"]
+    inversion = fields["inversion"]
+    return inversion if isinstance(inversion, str) else heads.read_head(inversion.data).stem
 
 
 def keep_photo_head(settings, head: heads.PhotoHead) -> None:

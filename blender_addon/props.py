@@ -21,6 +21,11 @@ def _style_search(self, context, edit_text: str) -> list[tuple[str, str]]:
     return session.get().styles()
 
 
+def _served_head_search(self, context, edit_text: str) -> list[tuple[str, str]]:
+    """The Name field's drop-down under Head: Server: the heads the connected backend serves, with their photo and fit."""
+    return session.get().served_heads()
+
+
 def _is_empty(self, obj) -> bool:
     return obj.type == "EMPTY"
 
@@ -95,7 +100,12 @@ class SagePortraitSettings(bpy.types.PropertyGroup):
     head: bpy.props.EnumProperty(
         name="Head", description="Which head the drawings show", default="SEED",
         items=[("SEED", "Seed", "The head of the seed below"),
-               ("PHOTO", "Photo", "The head fitted to a photo (From Photo... or Open Inversion...), kept in this .blend")])
+               ("PHOTO", "Photo", "The head fitted to a photo (From Photo... or Open Inversion...), kept in this .blend"),
+               ("SERVER", "Server", "A head the backend serves by name (sage-backend serve --inversions DIR): shared by "
+                "everyone who draws from that backend; this .blend keeps its name")])
+    served_head: bpy.props.StringProperty(
+        name="Name", description="The head's name on the backend (its .sage file's stem); the backend lists them",
+        default="", search=_served_head_search)
     # The photo head's .sage file (base64): saved in the .blend, so a reopened file draws it without the photo or
     # the file; it stays while Head is Seed, to switch back.
     photo_head: bpy.props.StringProperty(options={"HIDDEN"})

@@ -126,6 +126,26 @@ class Session:
         """The backend's styles as (name, description), from hello; empty before Connect."""
         return list(self._styles)
 
+    def served_heads(self) -> list[tuple[str, str]]:
+        """The heads the backend serves by name (`sage-backend serve --inversions DIR`) as (name, "photo, fit"), from
+        hello; empty before Connect or when it serves none."""
+        listed = [h for h in self.info.get("inversions", []) if isinstance(h, dict) and isinstance(h.get("name"), str)]
+        return [(h["name"], f"{h.get('photo') or 'photo'}, {h['fit_psnr']:.0f} dB" if isinstance(h.get("fit_psnr"), (int, float))
+                 else str(h.get("photo") or "")) for h in listed]
+
+    def served_head_hint(self, name: str) -> str:
+        """Why the head `name` cannot be drawn by the connected backend ("" when it can, or when not connected: a name
+        saved in the .blend is kept until a backend says otherwise)."""
+        if not self.info:
+            return ""
+        names = [n for n, _ in self.served_heads()]
+        if not names:
+            return "this backend serves no named heads (start it with sage-backend serve --inversions DIR)"
+        if name not in names:
+            return (f"head '{name}' is not on this backend (it serves {', '.join(names)})" if name
+                    else f"choose a head ({', '.join(names)})")
+        return ""
+
     def style_hint(self, style: str) -> str:
         """Why `style` cannot be drawn by the connected backend ("" when it can, or when not connected: a style
         saved in the .blend is kept as it is until a backend says otherwise)."""

@@ -235,3 +235,74 @@ def test_a_cancelled_fit_and_bad_files_are_one_line_and_keep_the_previous_head(r
         assert np.array_equal(np.array(settings.drawing_image.pixels[:]), drawing)
         print("OK")
     """)
+
+
+@pytest.fixture
+def heads_backend(tiny_checkpoint_dir, pencil_head, tmp_path):
+    """A backend serving the .sage files of a folder by name (`serve --inversions`): 'alice' fitted to the tiny pencil."""
+    from tests.conftest import start_backend, stop_backend
+
+    folder = tmp_path / "heads"
+    folder.mkdir()
+    (folder / "alice.sage").write_bytes(pencil_head.read_bytes())
+    server = start_backend(tiny_checkpoint_dir, extra=("--inversions", str(folder)))
+    yield server.address
+    stop_backend(server)
+
+
+def test_a_head_the_backend_serves_by_name_is_picked_drawn_baked_and_batch_named(run_bpy, heads_backend, tmp_path):
+    """Head: Server draws a head a studio's backend serves by name (every request sends the name, not the file);
+    the Name field lists what hello lists, an unknown or missing name is one line before any request, and a reopened
+    .blend keeps the name and renders its frames without a backend."""
+    blend = tmp_path / "served.blend"
+    run_bpy(f"""
+        import os, bpy, numpy as np, scene_setup
+        from blender_addon import batch, panel, portrait, session, status
+        scene, camera, pivot = scene_setup.portrait_scene(resolution=64)
+        settings = scene.sage_portrait
+        settings.address = {heads_backend!r}
+        assert bpy.ops.sage.connect() == {{"FINISHED"}}
+        settings.style = "pencil"
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}
+        seed_drawing = np.array(settings.drawing_image.pixels[:])
+        names = session.get().served_heads()
+        assert [name for name, _ in names] == ["alice"] and names[0][1].startswith("face.png, "), names
+        settings.head = "SERVER"
+        for name, words in (("", "choose a head (alice)"), ("bob", "head 'bob' is not on this backend (it serves alice)")):
+            settings.served_head = name
+            log = []
+            panel.SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+            assert ("label", words) in log, log
+            scene_setup.assert_refused(bpy.ops.sage.generate, words)
+        settings.served_head = "alice"
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}, status.status()
+        assert status.status() == "SAGE: drew the head alice in style pencil", status.status()
+        alice = np.array(settings.drawing_image.pixels[:])
+        assert not np.array_equal(alice, seed_drawing)
+        settings.style = "line"  # fitted to the pencil's model: the backend's one line, the drawing kept
+        scene_setup.assert_refused(bpy.ops.sage.generate, "fitted to another model")
+        assert np.array_equal(np.array(settings.drawing_image.pixels[:]), alice)
+        settings.style = "pencil"
+        settings.turntable_frames = 2
+        assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}}, status.status()
+        written = batch.render_animation(scene, "frames", {heads_backend!r}, 60.0)
+        assert sorted(os.path.basename(p) for p in written)[:3] == ["pencil_alice_0001_drawing.png", "pencil_alice_0001_labels.png",
+                                                                    "pencil_alice_0001_semantic.png"], written
+        scene.frame_set(1)
+        np.save("frame1.npy", np.array(settings.drawing_image.pixels[:]))
+        bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})
+        print("OK")
+    """)
+    run_bpy(f"""
+        import bpy, numpy as np, blender_addon
+        blender_addon.register()
+        bpy.ops.wm.open_mainfile(filepath={str(blend)!r})  # no backend
+        scene = bpy.context.scene
+        settings = scene.sage_portrait
+        assert (settings.head, settings.served_head) == ("SERVER", "alice")
+        scene.frame_set(2)
+        scene.frame_set(1)
+        assert "error" not in bpy.context.window_manager.sage_portrait_status, bpy.context.window_manager.sage_portrait_status
+        assert np.array_equal(np.array(settings.drawing_image.pixels[:]), np.load("frame1.npy"))
+        print("OK")
+    """)
