@@ -58,12 +58,15 @@ def read_head(data: bytes) -> PhotoHead:
 
 
 def read_file(path: str) -> PhotoHead:
-    """A `.sage` file on disk -> PhotoHead; ValueError (one line naming the file) when it is not one, OSError when
-    it cannot be read."""
+    """A `.sage` file on disk -> PhotoHead; ValueError (one line naming the file) when it is not one or cannot be
+    read (`me.sage: could not be read (No such file or directory)`, as the add-on says of files it cannot write)."""
     if os.path.isfile(path) and os.path.getsize(path) > MAX_FILE_BYTES:
         raise ValueError(f"{os.path.basename(path)}: {NOT_SAGE}")
-    with open(path, "rb") as file:
-        data = file.read()
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        raise ValueError(f"{path}: could not be read ({'it is a folder' if os.path.isdir(path) else exc.strerror})") from None
     try:
         return read_head(data)
     except ValueError as exc:

@@ -95,7 +95,9 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
     box.row().prop(settings, "display", expand=True)
     row = box.row(align=True)
     row.prop(settings, "follow_animation")
-    row.prop(settings, "strokes")
+    sub = row.row(align=True)
+    sub.active = not grease.unsupported()  # Blender 4.2: kept in the file for a newer Blender, not used here
+    sub.prop(settings, "strokes")
     box.prop(settings, "exact_colours")
     changed = colour.summary(scene)
     if changed:

@@ -56,6 +56,12 @@ def rig_hint(scene: bpy.types.Scene, camera: bpy.types.Object | None = None) -> 
     return camera_math.rig_hint(camera.evaluated_get(scene_depsgraph(scene)).matrix_world)
 
 
+def keys_strokes(settings) -> bool:
+    """Whether drawing keys Grease Pencil strokes too: the Strokes setting, where this Blender can hold them (4.3+).
+    A file saved with it on in a newer Blender opens in 4.2 with it kept and unused (it failed every Generate there)."""
+    return settings.strokes and not grease.unsupported()
+
+
 def base_fields(scene: bpy.types.Scene, drawing: bool = True) -> dict[str, Any]:
     """The request fields every op shares, from the scene's settings; ValueError (one line) when no style is
     chosen or the resolution is outside the limits the backend's hello reported. drawing=False (a mesh): no
@@ -67,7 +73,7 @@ def base_fields(scene: bpy.types.Scene, drawing: bool = True) -> dict[str, Any]:
         raise ValueError(session.get().style_hint(settings.style))
     resolution = drawing_resolution(scene)
     session.get().check_limit("resolution", resolution)
-    outputs = [*OUTPUTS, STROKES] if settings.strokes else list(OUTPUTS)  # Bake and Follow key Grease Pencil too
+    outputs = [*OUTPUTS, STROKES] if keys_strokes(settings) else list(OUTPUTS)  # Bake and Follow key Grease Pencil too
     fields = {"style": settings.style, **head_fields(settings), "resolution": resolution, "outputs": outputs}
     if not settings.use_style_psi and "seed" in fields:  # else the style's own psi (hello: styles[].psi); none for a photo head
         fields["psi"] = round(settings.psi, 6)
@@ -209,6 +215,10 @@ def part_styles(text: str) -> dict[str, str]:
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
     if any(len(pair) != 2 or not pair[0].strip() or not pair[1].strip() for pair in pairs):
         raise ValueError(f"Part Styles takes PART=STYLE pairs joined by commas, e.g. hair=pencil, skin=line; got {text!r}")
+    parts = [part.strip() for part, _ in pairs]
+    twice = next((part for index, part in enumerate(parts) if part in parts[:index]), None)
+    if twice is not None:  # a mapping keeps one: which the artist meant is not ours to guess
+        raise ValueError(f"Part Styles names {twice!r} twice; give each part one style")
     return {part.strip(): style.strip() for part, style in pairs}
 
 
@@ -283,7 +293,7 @@ def show(scene: bpy.types.Scene, camera: bpy.types.Object, arrays: dict[str, Any
     """Put the images on the camera's planes (show_images); with the Strokes setting on, key the strokes (when the
     arrays hold them) at the current frame."""
     show_images(scene, camera, rgba_images(arrays), depsgraph)
-    if scene.sage_portrait.strokes and STROKES in arrays:
+    if keys_strokes(scene.sage_portrait) and STROKES in arrays:
         grease.draw(scene, camera, arrays[STROKES], scene.frame_current, depsgraph or scene_depsgraph(scene))
 
 

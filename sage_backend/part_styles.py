@@ -47,6 +47,10 @@ def parse_part_style_text(text: str) -> dict[str, str]:
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
     if not pairs or any(len(pair) != 2 for pair in pairs):
         raise ValueError(f"--part-style takes PART=STYLE pairs joined by commas, e.g. hair=pencil,skin=line; got {text!r}")
+    parts = [part.strip() for part, _ in pairs]
+    twice = next((part for index, part in enumerate(parts) if part in parts[:index]), None)
+    if twice is not None:  # a mapping keeps one: which was meant is not ours to guess
+        raise ValueError(f"--part-style names {twice!r} twice; give each part one style")
     return {part.strip(): style.strip() for part, style in pairs}
 
 

@@ -98,8 +98,9 @@ def decode_request(frames: list[bytes], limits: Limits, count: int | None = None
         raise ProtocolError("bad_request", "missing header frame")
     if len(frames[1]) > limits.header_bytes or any(index == 1 for index, _ in oversized):
         raise ProtocolError("too_large", f"header is over {limits.header_bytes} bytes")
+    repeated: list[str] = []
     try:
-        header = json.loads(frames[1])
+        header = json.loads(frames[1], object_pairs_hook=lambda pairs: _object_noting_repeats(pairs, repeated))
     except (ValueError, RecursionError):  # also ints over 4300 digits and hostile nesting depth
         raise ProtocolError("bad_request", "header is not UTF-8 JSON") from None
     if not isinstance(header, dict):
@@ -118,8 +119,20 @@ def decode_request(frames: list[bytes], limits: Limits, count: int | None = None
                                          + (f" ({limits.photo_bytes} for an invert's photo)" if index == 2 else ""), rid)
     if op != "invert" and len(frames) > 2 and len(frames[2]) > limits.message_bytes:  # the inbox keeps a photo-sized one
         raise ProtocolError("too_large", f"frame 2 is {len(frames[2])} bytes; a frame holds at most {limits.message_bytes}", rid)
+    if repeated:  # JSON keeps the last silently: "part_styles": {"hair": "pencil", "hair": "line"} drew line hair
+        raise ProtocolError("bad_request", f"the header names {repeated[0][:40]!r} twice in one object", rid)
     fields = {k: v for k, v in header.items() if k not in ("id", "op")}
     return Request(rid, op, fields, list(frames[2:]))
+
+
+def _object_noting_repeats(pairs: list[tuple[str, Any]], repeated: list[str]) -> dict[str, Any]:
+    """json's object_pairs_hook: the object as a dict, with the first key it repeats (if any) added to `repeated`."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj and not repeated:
+            repeated.append(key)
+        obj[key] = value
+    return obj
 
 
 def _number(fields: dict, name: str, default: Any, limits: Limits, rid: str | None = None) -> Any:

@@ -250,6 +250,7 @@ def test_part_styles_render_a_mixed_drawing_and_bad_ones_are_one_line(run_bpy, a
         assert bpy.ops.sage.generate() == {{"FINISHED"}}, bpy.context.window_manager.sage_portrait_status
         assert not np.array_equal(drawing(), plain)  # not the cached plain frame: part styles are in its key
         for text, line in (("hair", "Part Styles takes PART=STYLE pairs"), ("beard=pencil", "part_styles: unknown part 'beard'"),
+                           ("hair=pencil, skin=line, hair=line", "Part Styles names 'hair' twice; give each part one style"),
                            ("hair=oil", "part_styles: unknown style 'oil'")):
             settings.part_styles = text
             scene_setup.assert_refused(bpy.ops.sage.generate, line)

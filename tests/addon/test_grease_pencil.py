@@ -110,3 +110,28 @@ def test_draw_as_grease_pencil_says_why_it_cannot_run(run_bpy, blender):
         assert reason == "'Grease Pencil strokes need Blender 4.3 or newer (Grease Pencil v3); this is 4.2.0'"
     else:
         assert reason == "''"
+
+
+@pytest.mark.every_blender
+@pytest.mark.parametrize("serve_mode", ["in-process"], indirect=True)
+def test_the_strokes_setting_never_stops_drawing_where_blender_cannot_hold_strokes(run_bpy, address, blender):
+    """Strokes on (or a file saved with it on in a newer Blender) in Blender 4.2: Generate, Bake and Follow draw
+    and key no strokes (they failed with "'GPencilLayer' object has no attribute 'name'"); 4.3+ keys them."""
+    out = run_bpy(f"""
+        import bpy, scene_setup
+        from blender_addon import grease
+        scene, camera, pivot = scene_setup.portrait_scene()
+        settings = scene.sage_portrait
+        settings.address = {address!r}
+        assert bpy.ops.sage.connect() == {{"FINISHED"}}
+        settings.strokes, settings.turntable_frames = True, 2
+        status = lambda: bpy.context.window_manager.sage_portrait_status
+        assert bpy.ops.sage.generate() == {{"FINISHED"}}, status()
+        assert bpy.ops.sage.bake_turntable() == {{"FINISHED"}}, status()
+        scene.frame_set(2)
+        assert "error" not in status(), status()
+        print("KEYED", grease.find_object(camera) is not None)
+        import blender_addon
+        blender_addon.unregister()  # bpy 4.2 crashes at exit with the add-on's timer and handlers left registered
+    """)
+    assert out.split("KEYED ", 1)[1].split()[0] == str(not blender.bpy.startswith("4.2"))

@@ -37,6 +37,10 @@ def test_a_sage_file_is_read_without_torch(pencil_head) -> None:
             heads.read_head(data)
     with pytest.raises(ValueError, match="damaged"):
         heads.from_text("not base64!")
+    missing = pencil_head.parent / "nope.sage"
+    for path, why in ((missing, "No such file or directory"), (pencil_head.parent, "it is a folder")):
+        with pytest.raises(ValueError, match=rf"^{path}: could not be read \({why}\)$"):  # not a bare errno line
+            heads.read_file(str(path))
     frames = protocol.encode_request("r1", "generate", {"style": "line", "inversion": protocol.Upload(head.data)})
     header = json.loads(frames[1])  # what the backend reads: inversion true, the file's bytes the one blob
     assert header["inversion"] is True and header["blobs"][0]["name"] == "inversion" and frames[2:] == [head.data]

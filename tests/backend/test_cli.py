@@ -347,7 +347,7 @@ def test_render_part_style_composes_styles_and_names_a_bad_part_in_one_line(tmp_
                               render_cameras(build_parser().parse_args(["render", *common, "--out", "x"])), 0.5))
     np.testing.assert_array_equal(np.array(Image.open(tmp_path / "line_2_0001_drawing.png")), frame.drawing)
     for bad, line in (("beard=pencil", "part_styles: unknown part 'beard'"), ("hair=oil", "part_styles: unknown style 'oil'"),
-                      ("hair", "--part-style takes PART=STYLE pairs")):
+                      ("hair", "--part-style takes PART=STYLE pairs"), ("hair=pencil, hair=line", "--part-style names 'hair' twice")):
         code, _, err = run(capsys, "render", *common, "--part-style", bad, "--out", str(tmp_path / "bad"))
         assert code == 2 and err.startswith(f"sage-backend: error: {line}") and err.count("\n") == 1, err
         assert not (tmp_path / "bad").exists()  # refused before its --out folder is made

@@ -46,6 +46,21 @@ def test_a_dealer_that_frames_like_req_gets_the_delimiter_back(client: Client) -
     assert client.call("ping")[0]["ok"]  # nothing else changed for this client
 
 
+def test_a_key_named_twice_in_a_header_is_refused_not_overwritten(client: Client) -> None:
+    """JSON keeps a repeated key's last value silently: a part style named twice drew the last, a seed twice the
+    last. Named twice anywhere in the header (its top or any object in it), it is bad_request with the key."""
+    for header, key in (('{"id":"d1","op":"generate","style":"line","seed":1,"seed":2}', "seed"),
+                        ('{"id":"d2","op":"generate","style":"line","seed":1,"part_styles":{"hair":"line","hair":"pencil"}}', "hair"),
+                        ('{"id":"d3","op":"ping","op":"ping"}', "op")):
+        client.socket.send_multipart([b"SAGE/1", header.encode()])
+        assert client.socket.poll(10_000)
+        _, reply = client.socket.recv_multipart()
+        error = json.loads(reply)["error"]
+        assert error == {"code": "bad_request", "message": f"the header names {key!r} twice in one object"}, error
+        assert json.loads(reply)["id"] == header[7:9]
+    assert client.call("ping")[0]["ok"]
+
+
 FORGED = "\n00:00:00 mesh id=admin worker=- 1 ms ok"
 
 
