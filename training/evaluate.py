@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from sage_backend.checkpoint import load_generator
-from sage_backend.files import atomic_write_bytes
+from sage_backend.files import atomic_write_bytes, check_writable
 from sage_backend.inference import PortraitRenderer, pick_device
 from sage_backend.limits import Limits, check_value
 from training.inversion_eval import add_inversion_args
@@ -73,7 +73,11 @@ def run_eval(args: argparse.Namespace) -> int:
         check_value("psi", args.psi, Limits())
     if not 1 <= args.seeds <= MAX_SEEDS:
         raise ValueError(f"--seeds must be an integer in 1..{MAX_SEEDS}")
+    if args.out is not None and args.out.is_dir():
+        raise ValueError(f"--out {args.out}: is a folder; give the report file's name")
     loaded = load_generator(args.checkpoint)
+    if args.out is not None:
+        check_writable(args.out.parent)  # before minutes of measuring, after every input check
     args = argparse.Namespace(**{**vars(args), "psi": loaded.info.psi if args.psi is None else args.psi, "style": loaded.info.name})
     renderer = PortraitRenderer(loaded.generator, pick_device(args.device))
     report = {"checkpoint": str(args.checkpoint), "style": loaded.info.name, "step": loaded.info.step, "seeds": args.seeds,

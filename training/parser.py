@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sage_backend.files import check_writable
 from sage_backend.labels import FLIP_PERMUTATION, NUM_CLASSES
 from sage_backend.model.parser import FaceParser, ParserConfig, save_parser
 from training.data.celebamask import CelebAMaskHQ
@@ -93,6 +94,7 @@ def train_parser(root: Path, out: Path, recipe: ParserRecipe, cfg: ParserConfig 
     if bool(val.all()):
         raise ValueError(f"{root}: too few heads to hold some out (found {len(np.unique(heads))})")
     train_photos, train_labels = photos[~val], labels[~val]
+    check_writable(out.parent)  # after the data's checks, before minutes of training: not a failed write after them
     say(f"parser: {len(train_photos)} training photos, {int(val.sum())} held out ({len(held)} heads), {cfg.resolution} px")
     parser = FaceParser(cfg)
     optimiser = torch.optim.Adam(parser.parameters(), lr=recipe.lr)
@@ -112,7 +114,6 @@ def train_parser(root: Path, out: Path, recipe: ParserRecipe, cfg: ParserConfig 
             say(f"parser: step {step}/{recipe.steps}, loss {float(loss):.3f}, {time.perf_counter() - start:.0f} s")
     parser.eval()
     scores = validate(parser, photos[val], labels[val])
-    out.parent.mkdir(parents=True, exist_ok=True)  # after the training: a failed run leaves no folder behind
     save_parser(out, parser, {"data": str(root), "steps": recipe.steps, "held_out": scores})
     say(f"parser: held-out heads pixel accuracy {scores['pixel_accuracy']:.3f}, mIoU {scores['miou']:.3f} -> {out}")
     return scores

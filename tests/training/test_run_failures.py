@@ -129,6 +129,19 @@ def test_every_training_command_reports_a_failed_write_in_one_line(heads: Path, 
     assert not [p for p in out.rglob(".*") if p.is_file()]
 
 
+@pytest.mark.parametrize("command", ["eval", "parser"])
+def test_a_report_or_parser_that_cannot_be_written_is_refused_before_the_work(heads: Path, unwritable_target: Path,
+                                                                              capsys, command: str) -> None:
+    """eval measured for minutes (parser trained) and only then found its --out unwritable: now it is said first."""
+    argv = {"eval": ["eval", str(heads / "s2" / "generator.safetensors"), "--seeds", "1", "--metrics", "seed_diversity",
+                     "--device", "cpu", "--out", str(unwritable_target)],
+            "parser": ["parser", "--data", str(heads / "h2"), "--out", str(unwritable_target), "--steps", "3", "--batch", "2"]}[command]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and ("is a folder" in err or "cannot write here" in err), err
+    assert "seed_diversity" not in out and "step 3/3" not in out  # nothing was measured or trained first
+
+
 @pytest.mark.parametrize("case, argv, says", [
     ("more heads", ["stage1", "--data", "{h3}"], "it was trained on 2 heads of '{h2}', data '{h3}' has 3; resume with --data"),
     ("resolution", ["stage1", "--recipe", "{res32}"], "at step 2 it trains at 16 px, the recipe at 32 px; resume with the recipe"),
