@@ -155,6 +155,8 @@ def check_writable(folder: str | os.PathLike[str]) -> None:
     """Create `folder` if needed and prove a file can be made there, before any long computation.
     Raises OSError "FOLDER: cannot write here (reason)"."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OSError(f"{folder}: is a file, not a folder; give a folder to write into")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=PARTIAL, dir=folder)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from sage_backend.cameras import Camera
 from sage_backend.checkpoint import CheckpointError, StyleInfo, load_generator, save_generator
-from sage_backend.files import atomic_path
+from sage_backend.files import atomic_path, check_writable
 from sage_backend.inference import PortraitRenderer, pick_device, seed_latent
 from sage_backend.labels import NUM_CLASSES
 from sage_backend.model.generator import SageGenerator
@@ -198,7 +198,7 @@ class Trainer:
         if self._latents_missing:
             raise ValueError("stage 2 with reconstruction_weight needs --from the Stage I state.safetensors (or --resume)")
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() else None
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(self.run_dir)  # a file named as the run folder: one line, not "[Errno 17] File exists"
         if self.rank == 0:  # steps logged past the state this run starts from (a killed run's) are trained again
             self.logs.forget_after(self.step)
         bar = self._progress_bar(target, progress)

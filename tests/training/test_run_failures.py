@@ -138,8 +138,27 @@ def test_a_report_or_parser_that_cannot_be_written_is_refused_before_the_work(he
             "parser": ["parser", "--data", str(heads / "h2"), "--out", str(unwritable_target), "--steps", "3", "--batch", "2"]}[command]
     assert main(argv) == 2
     out, err = capsys.readouterr()
-    assert err.count("\n") == 1 and ("is a folder" in err or "cannot write here" in err), err
+    assert err.count("\n") == 1 and any(words in err for words in ("is a folder", "is a file", "cannot write here")), err
     assert "seed_diversity" not in out and "step 3/3" not in out  # nothing was measured or trained first
+
+
+@pytest.mark.parametrize("command", ["make-synthetic", "stage1", "stage2"])
+def test_a_run_folder_that_is_a_file_or_under_one_is_one_line_before_any_work(heads: Path, tmp_path: Path, capsys,
+                                                                               command: str) -> None:
+    """stage2 --out naming a file said "[Errno 17] File exists: 'x'"; make-synthetic rendered its first head and then
+    failed to write it. Both say what is wrong with the folder, first."""
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    for out, says in ((plain, "plain: is a file, not a folder"), (plain / "run", "plain/run: cannot write here (Not a directory)")):
+        argv = {"make-synthetic": ["make-synthetic", "--out", str(out), "--heads", "1", "--views", "1", "--resolution", "32",
+                                   "--workers", "1"],
+                "stage1": ["stage1", "--recipe", str(heads / "stage1.json"), "--out", str(out), "--device", "cpu", "--steps", "1"],
+                "stage2": ["stage2", "--recipe", str(heads / "stage2.json"), "--from", str(heads / "s1" / STATE_FILE),
+                           "--out", str(out), "--device", "cpu", "--steps", "1"]}[command]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
+    assert plain.read_text() == ""
 
 
 @pytest.mark.parametrize("case, argv, says", [

@@ -30,7 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from sage_backend.cameras import DEFAULT_FOV_DEG, REFERENCE_POSES, Camera, PoseDistribution, camera_rays, orbit_cam2world
-from sage_backend.files import atomic_path, atomic_write_bytes
+from sage_backend.files import atomic_path, atomic_write_bytes, check_writable
 from training.data.synthetic.heads import HeadParams, random_head, render_hits
 from training.data.synthetic.styles import STYLES, draw, photo, shading, surface
 
@@ -121,6 +121,7 @@ def make_synthetic(out_dir: Path, heads: int, views_per_head: int, resolution: i
         if s not in STYLES:
             raise ValueError(f"unknown drawing style {s!r}; choose from {STYLES}")
     out_dir = Path(out_dir)
+    check_writable(out_dir)  # after the arguments' checks, before the first head is rendered
     start = time.perf_counter()
     cameras: dict[str, dict] = {}
     jobs = [(out_dir, head, head_seed(seed, head), views_per_head, resolution, tuple(styles), poses) for head in range(heads)]
