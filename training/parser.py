@@ -111,7 +111,7 @@ def train_parser(root: Path, out: Path, recipe: ParserRecipe, cfg: ParserConfig 
         optimiser.step()
         schedule.step()
         if step % 100 == 0 or step == recipe.steps:
-            say(f"parser: step {step}/{recipe.steps}, loss {float(loss):.3f}, {time.perf_counter() - start:.0f} s")
+            say(f"parser: step {step}/{recipe.steps}, loss {loss.item():.3f}, {time.perf_counter() - start:.0f} s")
     parser.eval()
     scores = validate(parser, photos[val], labels[val])
     save_parser(out, parser, {"data": str(root), "steps": recipe.steps, "held_out": scores})
