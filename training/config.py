@@ -103,7 +103,7 @@ class LossConfig:
 
 # Options removed from TrainConfig -> the value at which they did nothing. Training states and checkpoints record
 # their recipe, and a run saved before the removal resumes when it held that value. pairs_part_tone: Stage II on pairs
-# faded each face part's colours towards the skin's (demo v3.3, not shipped; removed 2026-12-06).
+# faded each face part's colours towards the skin's (demo v3.3 trained at 0; v3.4's part tones replaced it).
 RETIRED_KEYS: dict[str, object] = {"pairs_part_tone": 1.0}
 
 
