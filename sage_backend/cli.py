@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serving_parsers(sub)
     p = _subcommand(sub, "styles", "list the styles (checkpoints) that --style can name")
     _styles_arg(p)
-    p = _subcommand(sub, "render", "write drawing + semantic PNGs for one view or a turntable")
+    p = _subcommand(sub, "render", "write drawing, semantic and label-map PNGs for one view or a turntable")
     _style_arg(p)
     _latent_args(p)
     p.add_argument("--yaw", type=float, default=math.pi / 2, help="radians; pi/2 is frontal")
@@ -171,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a style per face part, the rest in --style: parts hair, face, eyes, brows, nose, mouth, ears, "
                         "neck, clothes, background, or single classes (e.g. skin, l_eye); the styles must share Stage I, "
                         "as the shipped ones do")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True,
+                   help="the folder to write into: STYLE_SEED_FRAME_drawing.png, _semantic.png (palette colours) and "
+                        "_labels.png (class ids 0-18 as grey levels, near black to the eye; docs/files.md)")
     _styles_arg(p)
     _compile_arg(p)
     p = _subcommand(sub, "mesh", "export the density field as a coloured, labelled mesh with a part per class (GLB "
@@ -182,15 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="density iso-level (default 10)")
     p.add_argument("--colors", default="semantic", choices=["semantic", "drawing", "none"])
     p.add_argument("--format", choices=["ply", "glb", "obj"], help="default: from --out's suffix")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="the mesh file to write (head.ply, head.glb or head.obj)")
     _styles_arg(p)
     _compile_arg(p)
     _invert_parser(sub)
     p = _subcommand(sub, "keys", "create a CURVE key pair: NAME.key (public) and NAME.key_secret (private, 0600)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="the folder to write the pair into")
     p.add_argument("--name", default="server", help="file name stem (default: server; a client's name for its own pair)")
     p = _subcommand(sub, "demo", "the end-to-end demo: live backend, turntables, the add-on's batch render, a mesh")
-    p.add_argument("--out", type=Path, default=Path("demo_out"))
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="the folder to write into (default demo_out)")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--grid", type=int, default=96)
     p.add_argument("--seed", type=int, default=1, help="which head (default 1, the model card's first seed)")

@@ -89,6 +89,7 @@ def ready_renderers(generators: dict[str, SageGenerator], device: torch.device |
     2-core CPU), and the compile notice before any compiles (1-2 minutes on a CPU the first time). Silent, a start
     of 15 s to 2 minutes looks hung."""
     renderers = {}
+    print(f"readying {len(generators)} style(s) on {device}: {', '.join(generators)}", file=sys.stderr, flush=True)
     for number, (name, generator) in enumerate(generators.items(), 1):
         start = time.perf_counter()
         renderers[name] = PortraitRenderer(generator, device, camera_batch=camera_batch, precision=precision, compile=compile)
