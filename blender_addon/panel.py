@@ -61,6 +61,10 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
     if state.style_hint(settings.style):
         box.label(text=state.style_hint(settings.style), icon="ERROR")
     box.prop(settings, "part_styles", text="Parts", icon="MOD_MASK")
+    try:  # said here, as a style the backend lacks is, not only when Generate is pressed
+        portrait.part_styles(settings.part_styles)
+    except ValueError as exc:
+        box.label(text=str(exc), icon="ERROR")
     draw_head(box, settings, state)
     row = box.row(align=True)
     row.active = settings.head == "SEED"  # psi does not apply to a photo head

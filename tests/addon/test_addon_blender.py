@@ -254,6 +254,10 @@ def test_part_styles_render_a_mixed_drawing_and_bad_ones_are_one_line(run_bpy, a
                            ("hair=oil", "part_styles: unknown style 'oil'")):
             settings.part_styles = text
             scene_setup.assert_refused(bpy.ops.sage.generate, line)
+            if "Part Styles" in line:  # the add-on's own check: the panel says it before Generate is pressed
+                log = []
+                bpy.types.SAGE_PT_portrait.draw(type("P", (), {{"layout": scene_setup.StandInLayout(log)}})(), bpy.context)
+                assert any(kind == "label" and text.startswith(line) for kind, text in log), log
         from blender_addon import mesh_import
         settings.part_styles = "hair:pencil"  # malformed, yet a mesh has no drawing: Import Mesh still asks
         assert "part_styles" not in mesh_import.mesh_fields(scene, "ply")
