@@ -65,8 +65,12 @@ def _nearest_view_rotation(matrix_world: Matrix) -> list[list[float]]:
         y = [y[i] - along * z[i] for i in range(3)]
         norm = math.sqrt(sum(v * v for v in y))
     y = [v / norm for v in y]
-    x = [y[1] * z[2] - y[2] * z[1], y[2] * z[0] - y[0] * z[2], y[0] * z[1] - y[1] * z[0]]
+    x = _cross(y, z)
     return [[x[i], y[i], z[i]] for i in range(3)]
+
+
+def _cross(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
 
 
 RIG_TOLERANCE_DEG = 0.5  # how far a camera's axes may lean off square before rig_hint speaks
@@ -84,7 +88,7 @@ def rig_hint(matrix_world: Matrix) -> str:
     lean = max(abs(math.degrees(math.asin(max(-1.0, min(1.0, sum(a * b for a, b in zip(columns[j], columns[k])))))))
                for j, k in ((0, 1), (0, 2), (1, 2)))
     x, y, z = columns
-    mirrored = sum(z[i] * v for i, v in enumerate((x[1] * y[2] - x[2] * y[1], x[2] * y[0] - x[0] * y[2], x[0] * y[1] - x[1] * y[0]))) < 0
+    mirrored = sum(a * b for a, b in zip(_cross(x, y), z)) < 0  # a left-handed frame
     if not mirrored and lean <= RIG_TOLERANCE_DEG:
         return ""
     how = "mirrors it (a negative scale)" if mirrored else f"skews it by {lean:.0f} degrees (a parent scaled unevenly)"
@@ -258,8 +262,14 @@ def larger_side_extent(ortho_scale: float, sensor_fit: str, res_x: float, res_y:
 ASPECT_RANGE = (0.1, 10.0)  # the frame shapes (width / height) the backend draws: sage_backend.cameras.ASPECT_RANGE
 
 
+def render_frame(render: Any) -> tuple[float, float]:
+    """A scene's render settings (bpy RenderSettings, duck-typed) -> the frame's width and height with the pixel aspect."""
+    return render.resolution_x * render.pixel_aspect_x, render.resolution_y * render.pixel_aspect_y
+
+
 def aspect_error(res_x: float, res_y: float) -> str:
-    """Why a render frame res_x x res_y (pixel aspect included) is a shape the backend does not draw, "" when it is one."""
+    """Why a render frame res_x x res_y (pixel aspect included: `render_frame`) is a shape the backend does not draw,
+    "" when it is one."""
     if res_x <= 0 or res_y <= 0:
         return "the render size must be positive"
     aspect = res_x / res_y
@@ -278,11 +288,10 @@ def camera_from_blender(camera_object: Any, scene: Any, pivot_object: Any | None
     kind = getattr(data, "type", "PERSP")
     if kind not in ("PERSP", "ORTHO"):
         raise ValueError(f"camera '{camera_object.name}' must be a perspective or orthographic camera")
-    render = scene.render
-    res_x = render.resolution_x * render.pixel_aspect_x
-    res_y = render.resolution_y * render.pixel_aspect_y
-    if aspect_error(res_x, res_y):
-        raise ValueError(aspect_error(res_x, res_y))
+    res_x, res_y = render_frame(scene.render)
+    shape = aspect_error(res_x, res_y)
+    if shape:
+        raise ValueError(shape)
     shift = larger_side_shift(data.shift_x, data.shift_y, data.sensor_fit, res_x, res_y)
     pivot, scale = pivot_transform(pivot_object)
     cam2world = blender_to_sage_matrix([list(row) for row in camera_object.matrix_world], pivot, scale)

@@ -37,9 +37,8 @@ def cannot_draw(context) -> str:
         return "no scene"
     if scene.camera is None or scene.camera.type != "CAMERA":
         return "the scene has no active camera"
-    render = scene.render
     return (not_connected() or session.get().limit_error("resolution", portrait.drawing_resolution(scene))
-            or camera_math.aspect_error(render.resolution_x * render.pixel_aspect_x, render.resolution_y * render.pixel_aspect_y))
+            or camera_math.aspect_error(*camera_math.render_frame(scene.render)))
 
 
 class JobOperator:

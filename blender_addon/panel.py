@@ -85,8 +85,7 @@ def draw_portrait(box: bpy.types.UILayout, scene: bpy.types.Scene, state: sessio
         error = state.limit_error(what, value)  # the limits come from the backend's hello
         if error:
             box.label(text=error, icon="ERROR")
-    render = scene.render
-    shape = camera_math.aspect_error(render.resolution_x * render.pixel_aspect_x, render.resolution_y * render.pixel_aspect_y)
+    shape = camera_math.aspect_error(*camera_math.render_frame(scene.render))
     if shape:
         box.label(text=shape, icon="ERROR")
     box.prop(settings, "pivot")

@@ -469,16 +469,15 @@ def aim_camera(scene: bpy.types.Scene, camera: bpy.types.Object, distance: float
     # Set in the parent's space (the identity without one): under a parent scaled unevenly, matrix_world's setter
     # keeps only a rotation and scale of the camera's own, which turned the view off the head (0% of the frame).
     # Aimed there, the view axis is exact whatever the rig, and up is as near the world's up as the rig allows.
-    parent_space = (camera.matrix_world @ camera.matrix_basis.inverted_safe()).inverted_safe().to_3x3()
-    back = (parent_space @ direction).normalized()  # the camera's +z (it looks along -z), in the parent's space
-    up = parent_space @ Vector((0.0, 0.0, 1.0))
+    to_parent = (camera.matrix_world @ camera.matrix_basis.inverted_safe()).inverted_safe()
+    back = (to_parent.to_3x3() @ direction).normalized()  # the camera's +z (it looks along -z), in the parent's space
+    up = to_parent.to_3x3() @ Vector((0.0, 0.0, 1.0))
     up = up - up.dot(back) * back
     if up.length < 1e-9:  # looking straight along the parent's up: any perpendicular up will do
         up = back.orthogonal()
     up.normalize()
     rotation = Matrix((up.cross(back), up, back)).transposed().to_quaternion()
-    local = (camera.matrix_world @ camera.matrix_basis.inverted_safe()).inverted_safe() @ position
-    camera.matrix_basis = Matrix.LocRotScale(local, rotation, camera.matrix_basis.to_scale())
+    camera.matrix_basis = Matrix.LocRotScale(to_parent @ position, rotation, camera.matrix_basis.to_scale())
     scene_depsgraph(scene).update()
 
 
